@@ -1,0 +1,37 @@
+"""anyshape: InceptionV3 for Keras 3 at any input shape.
+
+    import anyshape
+    print(anyshape.explain((150, 150, 3)))         # what each stage does with this shape
+    model = anyshape.InceptionV3(weights=None, input_shape=(150, 200, 4))
+"""
+
+from anyshape.shapes import InvalidInputShape, ShapeReport, explain
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "InceptionV3",
+    "InvalidInputShape",
+    "ShapeReport",
+    "explain",
+    "preprocess_input",
+    "decode_predictions",
+]
+
+
+def __getattr__(name):
+    # Keras (and its backend) load only when a model-related name is first used, so that
+    # `anyshape.explain` and the CLI's `explain` answer without importing a backend.
+    if name == "InceptionV3":
+        from anyshape.inception_v3 import InceptionV3
+
+        return InceptionV3
+    if name == "preprocess_input":
+        from anyshape.preprocess import preprocess_input
+
+        return preprocess_input
+    if name == "decode_predictions":
+        from anyshape.labels import decode_predictions
+
+        return decode_predictions
+    raise AttributeError(f"module 'anyshape' has no attribute {name!r}")

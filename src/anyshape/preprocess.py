@@ -1,0 +1,540 @@
+"""Input preprocessing for InceptionV3: pixel scaling, image/array loading, resize and crop.
+
+``preprocess_input`` scales pixels the way a weight set was trained ("tf": [-1, 1], Keras'
+InceptionV3 default; "torch": ImageNet mean/std). It works for any channel count and both data
+formats, on numpy arrays (always returning a new float32 array) and on backend tensors.
+
+``load_image``, ``load_array``, ``resize`` and ``resize_shorter_and_center_crop`` use numpy and
+Pillow only; nothing here imports a deep-learning framework unless a tensor (or an unresolved
+``data_format``) needs it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DataFormat = Literal["channels_last", "channels_first"]
+PreprocessMode = Literal["tf", "torch"]
+Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
+
+PREPROCESS_MODES: tuple[str, ...] = ("tf", "torch")
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+DEFAULT_MAX_PIXELS = 89_478_485
+"""Same as Pillow's default ``Image.MAX_IMAGE_PIXELS`` (about 0.25 GB of 24-bit RGB)."""
+DEFAULT_CROP_PCT = 0.875
+
+_RESAMPLING: dict[str, Image.Resampling] = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+_HIGH_BIT_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+_MODES_WITH_ALPHA = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+_UINT16_MAX = 65535.0
+
+
+class ImageLoadError(ValueError):
+    """A file could not be read as an image or array; the message names the file and why."""
+
+
+# --------------------------------------------------------------------------------------------
+# preprocess_input
+# --------------------------------------------------------------------------------------------
+
+
+def _resolve_data_format(data_format: str | None) -> str:
+    if data_format is None:
+        import keras  # deferred: only needed when the caller leaves the format to Keras
+
+        data_format = keras.config.image_data_format()
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(
+            f"data_format must be 'channels_last', 'channels_first' or None (use "
+            f"keras.config.image_data_format()), got {data_format!r}."
+        )
+    return data_format
+
+
+def _channel_axis(ndim: int, data_format: str) -> int:
+    """Channel axis of an image batch (ndim >= 4) or a single image (ndim == 3)."""
+    if data_format == "channels_last":
+        return ndim - 1
+    return 0 if ndim == 3 else 1
+
+
+def _per_channel_constant(
+    name: str, value: float | Sequence[float] | None, default: Sequence[float], num_channels: int | None
+) -> np.ndarray:
+    """Validate ``mean``/``std`` for mode "torch"; returns a float32 vector or a 0-d scalar."""
+    if value is None:
+        if num_channels != len(default):
+            raise ValueError(
+                f"mode='torch' has default ImageNet {name} {tuple(default)} only for 3-channel "
+                f"RGB input, but the input has {num_channels if num_channels is not None else 'no'} "
+                f"channel axis of that size. Pass {name}= as a scalar or a sequence of "
+                f"{num_channels if num_channels is not None else 'C'} values (in the 0..1 scale)."
+            )
+        value = default
+    constant = np.asarray(value, dtype=np.float32)
+    if constant.ndim == 0:
+        return constant
+    if constant.ndim != 1 or (num_channels is not None and constant.shape[0] != num_channels):
+        raise ValueError(
+            f"{name} must be a scalar or have one value per channel ({num_channels}), got "
+            f"{tuple(np.asarray(value).shape)} values: {value!r}."
+        )
+    if num_channels is None:
+        raise ValueError(
+            f"A per-channel {name} needs an input with a channel axis (3-D image or 4-D batch); "
+            f"pass a scalar {name} for inputs without one."
+        )
+    return constant
+
+
+def preprocess_input(
+    x: Any,
+    data_format: DataFormat | None = None,
+    *,
+    mode: PreprocessMode = "tf",
+    mean: float | Sequence[float] | None = None,
+    std: float | Sequence[float] | None = None,
+) -> Any:
+    """Scale raw pixels (0..255) to the range a pretrained InceptionV3 expects.
+
+    Args:
+        x: images with values in 0..255: a batch ``(N, H, W, C)`` / ``(N, C, H, W)``, a single
+            image ``(H, W, C)`` / ``(C, H, W)``, or any array for mode "tf". A numpy array (or
+            anything ``np.asarray`` accepts) or a Keras/backend tensor.
+        data_format: "channels_last" (channel axis -1) or "channels_first" (axis 1 for a batch,
+            0 for a single 3-D image). None means ``keras.config.image_data_format()``; it is
+            only looked up when the mode needs the channel axis.
+        mode: "tf" (default, Keras' and TF-slim's InceptionV3 weights): ``x / 127.5 - 1``, so
+            0 -> -1 and 255 -> 1, for any channel count.
+            "torch" (torchvision/timm weights): ``(x / 255 - mean) / std`` per channel.
+        mean, std: mode "torch" only, in the 0..1 scale. Default to ImageNet's
+            ``(0.485, 0.456, 0.406)`` and ``(0.229, 0.224, 0.225)``, which only fit 3 channels;
+            any other channel count needs explicit values, one per channel or a scalar.
+
+    Returns:
+        For numpy input, a new float32 numpy array (``x`` is never modified). For a tensor, a
+        float32 tensor of the same backend.
+
+    Raises:
+        ValueError: for an unknown mode or data_format, mean/std with mode "tf", or mean/std
+            that do not match the channel count.
+    """
+    if mode not in PREPROCESS_MODES:
+        raise ValueError(f"mode must be one of {PREPROCESS_MODES}, got {mode!r}.")
+    is_numpy = isinstance(x, (np.ndarray, np.generic, list, tuple, int, float))
+
+    if mode == "tf":
+        if mean is not None or std is not None:
+            raise ValueError(
+                "mean and std apply only to mode='torch'; mode='tf' always computes x / 127.5 - 1."
+            )
+        if data_format is not None:
+            _resolve_data_format(data_format)  # still reject typos
+        if is_numpy:
+            return np.asarray(x, dtype=np.float32) / np.float32(127.5) - np.float32(1.0)
+        from keras import ops
+
+        return ops.subtract(ops.divide(ops.cast(x, "float32"), 127.5), 1.0)
+
+    resolved_format = _resolve_data_format(data_format)
+    shape = tuple(np.shape(x)) if is_numpy else tuple(x.shape)
+    ndim = len(shape)
+    axis = _channel_axis(ndim, resolved_format) if ndim >= 3 else None
+    num_channels = shape[axis] if axis is not None else None
+    if axis is not None and num_channels is None:
+        raise ValueError(
+            f"mode='torch' needs a known channel count, but the input shape {shape} has None on "
+            f"the channel axis {axis} ({resolved_format})."
+        )
+    mean_values = _per_channel_constant("mean", mean, IMAGENET_MEAN, num_channels)
+    std_values = _per_channel_constant("std", std, IMAGENET_STD, num_channels)
+    if np.any(std_values == 0):
+        raise ValueError(f"std must be non-zero, got {std!r}.")
+    if mean_values.ndim == 1:
+        broadcast_shape = [1] * ndim
+        broadcast_shape[axis] = num_channels  # type: ignore[index]
+        mean_values = mean_values.reshape(broadcast_shape)
+    if std_values.ndim == 1:
+        broadcast_shape = [1] * ndim
+        broadcast_shape[axis] = num_channels  # type: ignore[index]
+        std_values = std_values.reshape(broadcast_shape)
+
+    if is_numpy:
+        scaled = np.asarray(x, dtype=np.float32) / np.float32(255.0)
+        return ((scaled - mean_values) / std_values).astype(np.float32, copy=False)
+    from keras import ops
+
+    scaled = ops.divide(ops.cast(x, "float32"), 255.0)
+    return ops.divide(
+        ops.subtract(scaled, ops.convert_to_tensor(mean_values)), ops.convert_to_tensor(std_values)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Loading images and arrays
+# --------------------------------------------------------------------------------------------
+
+_pillow_limit_lock = threading.Lock()
+
+
+def _open_image(path: Path, max_pixels: int | None) -> Image.Image:
+    """Open, fully decode and detach an image from its file; raises ImageLoadError."""
+    try:
+        with warnings.catch_warnings():
+            # We apply our own max_pixels limit below; Pillow's warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                with Image.open(path) as image:
+                    _check_pixel_count(path, image.size, max_pixels)
+                    image.load()
+                    return image.copy() if image.mode != "P" else image.copy()
+            except Image.DecompressionBombError as error:
+                pillow_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+                if max_pixels is not None and max_pixels <= pillow_limit:
+                    raise ImageLoadError(
+                        f"{path}: refused as a possible decompression bomb: {error} "
+                        f"(max_pixels={max_pixels}). If you trust this file, pass a larger "
+                        f"max_pixels, or max_pixels=None for no limit."
+                    ) from error
+            # The caller allows more pixels than Pillow's global limit: lift it for this file.
+            with _pillow_limit_lock:
+                saved_limit = Image.MAX_IMAGE_PIXELS
+                Image.MAX_IMAGE_PIXELS = None
+                try:
+                    with Image.open(path) as image:
+                        _check_pixel_count(path, image.size, max_pixels)
+                        image.load()
+                        return image.copy()
+                finally:
+                    Image.MAX_IMAGE_PIXELS = saved_limit
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError as error:
+        raise ImageLoadError(
+            f"{path}: not an image Pillow can read (unknown or unsupported format). For raw "
+            f"arrays with any channel count, save them as .npy and use load_array."
+        ) from error
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as error:
+        raise ImageLoadError(f"{path}: corrupt or truncated image ({error}).") from error
+
+
+def _check_pixel_count(path: Path, size_wh: tuple[int, int], max_pixels: int | None) -> None:
+    width, height = size_wh
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageLoadError(
+            f"{path}: refused as a possible decompression bomb: {width}x{height} = "
+            f"{width * height} pixels exceeds max_pixels={max_pixels}. If you trust this file, "
+            f"pass a larger max_pixels, or max_pixels=None for no limit."
+        )
+
+
+def _high_bit_depth_to_gray(image: Image.Image) -> np.ndarray:
+    """Modes I;16* and I (16-bit PNG/TIFF) scaled to 0..255; F kept as is. Returns (H, W)."""
+    values = np.asarray(image).astype(np.float32)
+    if image.mode == "F":
+        return values
+    return np.clip(values, 0.0, _UINT16_MAX) * np.float32(255.0 / _UINT16_MAX)
+
+
+def _image_to_array(image: Image.Image, channels: int) -> np.ndarray:
+    """Convert a decoded Pillow image to float32 (H, W, channels) in 0..255."""
+    if image.mode in _HIGH_BIT_DEPTH_MODES or image.mode == "F":
+        gray = _high_bit_depth_to_gray(image)
+        planes = [gray] * min(channels, 3)
+        if channels == 4:
+            planes.append(np.full_like(gray, 255.0))
+        return np.stack(planes, axis=-1)
+
+    has_alpha = image.mode in _MODES_WITH_ALPHA or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if image.mode == "P":
+        # Expand the palette first (through RGBA when it has transparency, which avoids
+        # Pillow's warning about byte transparency and keeps alpha for channels=4).
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    if channels == 1:
+        if image.mode in ("1", "L", "LA", "La"):
+            converted = image.convert("L")
+        else:
+            converted = image.convert("RGB").convert("L")
+    elif channels == 3:
+        converted = image.convert("RGB")
+    else:  # channels == 4
+        converted = image.convert("RGBA") if has_alpha else image.convert("RGB").convert("RGBA")
+    array = np.asarray(converted, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return array
+
+
+def load_image(
+    path: str | Path,
+    channels: int = 3,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    apply_exif_orientation: bool = True,
+) -> np.ndarray:
+    """Read an image file into a float32 ``(H, W, channels)`` numpy array with values 0..255.
+
+    Conversion rules (by Pillow mode of the decoded file):
+
+    * ``channels=1``: luminance, Pillow's ``convert("L")`` (ITU-R 601-2:
+      ``L = 0.299 R + 0.587 G + 0.114 B``); alpha is dropped.
+    * ``channels=3``: RGB. Gray images are replicated to three equal channels; palette and
+      CMYK images are converted by Pillow; **alpha is dropped, not composited**: pixels keep
+      the colour stored under them even where fully transparent.
+    * ``channels=4``: RGBA. Images without alpha get an opaque alpha channel (255); palette
+      transparency becomes alpha.
+    * 16-bit images (modes ``I;16*`` and ``I``, e.g. 16-bit PNG/TIFF) are single-channel and
+      scaled by ``255 / 65535`` to 0..255, then replicated as for gray images. Pillow decodes
+      16-bit colour PNGs to 8-bit RGB itself. Float images (mode ``F``) are taken as is,
+      assumed to be in 0..255 already.
+    * Multi-frame files (GIF, TIFF) give their first frame.
+
+    Other channel counts are not images Pillow can hold: save such data as ``.npy`` and use
+    :func:`load_array`.
+
+    Args:
+        path: image file (any format Pillow reads: JPEG, PNG, GIF, BMP, TIFF, WebP, ...).
+        channels: 1, 3 or 4.
+        max_pixels: refuse images with more pixels than this (decompression-bomb guard; default
+            is Pillow's default limit). None disables the check.
+        apply_exif_orientation: rotate/flip according to the EXIF orientation tag (as a photo
+            viewer would) before converting.
+
+    Returns:
+        float32 array of shape ``(height, width, channels)``, values in 0..255.
+
+    Raises:
+        ValueError: channels is not 1, 3 or 4.
+        ImageLoadError: the file is missing, empty, not an image, corrupt or truncated, or
+            over max_pixels; the message names the file and the reason.
+    """
+    if channels not in (1, 3, 4):
+        raise ValueError(
+            f"load_image supports channels=1 (gray), 3 (RGB) or 4 (RGBA), got {channels!r}. "
+            f"For other channel counts save an (H, W, C) array with numpy.save and use "
+            f"load_array on the .npy file."
+        )
+    path = Path(path)
+    if not path.exists():
+        raise ImageLoadError(f"{path}: no such file.")
+    if not path.is_file():
+        raise ImageLoadError(f"{path}: not a regular file.")
+    if path.stat().st_size == 0:
+        raise ImageLoadError(f"{path}: the file is empty (0 bytes), not an image.")
+
+    image = _open_image(path, max_pixels)
+    if apply_exif_orientation:
+        try:
+            image = ImageOps.exif_transpose(image)
+        except (OSError, SyntaxError, ValueError, KeyError, TypeError) as error:
+            raise ImageLoadError(f"{path}: unreadable EXIF orientation data ({error}).") from error
+    return _image_to_array(image, channels)
+
+
+def load_array(path: str | Path) -> np.ndarray:
+    """Read a ``.npy`` file holding one image ``(H, W, C)`` (any C) or ``(H, W)``.
+
+    Values are taken as they are (no scaling); use the same 0..255 range as
+    :func:`load_image` if the array feeds :func:`preprocess_input`.
+
+    Returns:
+        float32 array of shape ``(H, W, C)`` (a 2-D array gets ``C = 1``).
+
+    Raises:
+        ImageLoadError: missing, empty or unreadable file, pickled objects, non-numeric
+            dtype, wrong number of dimensions, or non-finite values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageLoadError(f"{path}: no such file.")
+    if path.stat().st_size == 0:
+        raise ImageLoadError(f"{path}: the file is empty (0 bytes), not a .npy array.")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise ImageLoadError(f"{path}: not a readable .npy array ({error}).") from error
+    if isinstance(array, np.lib.npyio.NpzFile):
+        array.close()
+        raise ImageLoadError(f"{path}: is an .npz archive; save a single array with numpy.save.")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise ImageLoadError(f"{path}: array dtype {array.dtype} is not numeric.")
+    if np.iscomplexobj(array):
+        raise ImageLoadError(f"{path}: array dtype {array.dtype} is complex, not pixel values.")
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or 0 in array.shape:
+        raise ImageLoadError(
+            f"{path}: expected one image of shape (H, W, C) or (H, W), got shape {array.shape}."
+        )
+    result = array.astype(np.float32)
+    if not np.all(np.isfinite(result)):
+        raise ImageLoadError(f"{path}: array contains NaN or infinite values.")
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Resizing and cropping
+# --------------------------------------------------------------------------------------------
+
+
+def _resampling(interpolation: str) -> Image.Resampling:
+    try:
+        return _RESAMPLING[interpolation]
+    except KeyError:
+        raise ValueError(
+            f"interpolation must be one of {sorted(_RESAMPLING)}, got {interpolation!r}."
+        ) from None
+
+
+def _check_size_hw(size_hw: Any) -> tuple[int, int]:
+    if isinstance(size_hw, (int, np.integer)):
+        size_hw = (size_hw, size_hw)
+    try:
+        height, width = (int(v) for v in size_hw)
+    except (TypeError, ValueError):
+        raise ValueError(f"size_hw must be (height, width) or an int, got {size_hw!r}.") from None
+    if height < 1 or width < 1 or (height, width) != tuple(size_hw):
+        raise ValueError(f"size_hw must be positive integers (height, width), got {size_hw!r}.")
+    return height, width
+
+
+def _as_hwc(img: np.ndarray) -> np.ndarray:
+    img = np.asarray(img)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3 or 0 in img.shape:
+        raise ValueError(
+            f"Expected one image of shape (H, W, C) or (H, W), got shape {img.shape}. "
+            f"Resize a batch one image at a time."
+        )
+    return img
+
+
+def resize(
+    img: np.ndarray, size_hw: tuple[int, int] | int, interpolation: Interpolation = "bicubic"
+) -> np.ndarray:
+    """Resize one image ``(H, W, C)`` (or ``(H, W)``) to ``size_hw = (height, width)`` with Pillow.
+
+    uint8 images with 1, 3 or 4 channels are resized as Pillow L/RGB/RGBA images and stay
+    uint8 (rounded and clipped by Pillow, as in torchvision/timm). Everything else is resized
+    per channel in Pillow's float mode "F" and returned as float32; bicubic and lanczos may then
+    overshoot the input range slightly near edges (values are not clipped). Downscaling is
+    antialiased (Pillow's filters widen with the scale factor).
+
+    Returns:
+        array of shape ``(height, width, C)``; uint8 for uint8 input, otherwise float32.
+    """
+    image = _as_hwc(img)
+    height, width = _check_size_hw(size_hw)
+    resample = _resampling(interpolation)
+    if image.shape[:2] == (height, width):
+        return image.copy() if image.dtype == np.uint8 else image.astype(np.float32)
+    num_channels = image.shape[2]
+    if image.dtype == np.uint8 and num_channels in (1, 3, 4):
+        mode = {1: "L", 3: "RGB", 4: "RGBA"}[num_channels]
+        pil_image = Image.fromarray(image[:, :, 0] if num_channels == 1 else image, mode=mode)
+        resized = np.asarray(pil_image.resize((width, height), resample))
+        return resized[:, :, None] if resized.ndim == 2 else resized.copy()
+    planes = image.astype(np.float32, copy=False)
+    resized_planes = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(planes[:, :, c]), mode="F").resize(
+                (width, height), resample
+            )
+        )
+        for c in range(num_channels)
+    ]
+    return np.stack(resized_planes, axis=-1).astype(np.float32, copy=False)
+
+
+def shorter_side_resize_size(
+    image_hw: tuple[int, int], size_hw: tuple[int, int] | int, crop_pct: float = DEFAULT_CROP_PCT
+) -> tuple[int, int]:
+    """The (height, width) that timm's eval transform resizes to before its centre crop.
+
+    ``scale = floor(size / crop_pct)`` per side. For a square target the shorter image side
+    becomes ``scale`` and the longer one ``int(scale * long / short)`` (torchvision's
+    ``Resize(int)``); for a non-square target both sides are ``round(side / ratio)`` with
+    ``ratio = min(H / scale_h, W / scale_w)`` (timm's ``ResizeKeepRatio``).
+    """
+    image_height, image_width = image_hw
+    target_height, target_width = _check_size_hw(size_hw)
+    if not 0.0 < crop_pct <= 1.0:
+        raise ValueError(
+            f"crop_pct must be in (0, 1] (the crop's fraction of the resized image), got {crop_pct!r}."
+        )
+    scale_height = math.floor(target_height / crop_pct)
+    scale_width = math.floor(target_width / crop_pct)
+    if scale_height == scale_width:
+        short_side, long_side = sorted((image_height, image_width))
+        new_short, new_long = scale_height, int(scale_height * long_side / short_side)
+        if image_width <= image_height:
+            return new_long, new_short
+        return new_short, new_long
+    ratio = min(image_height / scale_height, image_width / scale_width)
+    return round(image_height / ratio), round(image_width / ratio)
+
+
+def center_crop(img: np.ndarray, size_hw: tuple[int, int] | int) -> np.ndarray:
+    """Crop the centre ``(height, width)`` of an ``(H, W, C)`` image, as torchvision does.
+
+    The offset is ``int(round((H - height) / 2))`` (Python rounds halves to even, like
+    torchvision). Raises ValueError if the image is smaller than the crop.
+    """
+    image = _as_hwc(img)
+    height, width = _check_size_hw(size_hw)
+    image_height, image_width = image.shape[:2]
+    if height > image_height or width > image_width:
+        raise ValueError(
+            f"Cannot centre-crop {height}x{width} from a {image_height}x{image_width} image; "
+            f"resize it first."
+        )
+    top = int(round((image_height - height) / 2.0))
+    left = int(round((image_width - width) / 2.0))
+    return image[top : top + height, left : left + width].copy()
+
+
+def resize_shorter_and_center_crop(
+    img: np.ndarray,
+    size_hw: tuple[int, int] | int,
+    crop_pct: float = DEFAULT_CROP_PCT,
+    interpolation: Interpolation = "bicubic",
+) -> np.ndarray:
+    """timm's evaluation transform: resize so the crop covers ``crop_pct``, then centre-crop.
+
+    Resizes (keeping the aspect ratio) to :func:`shorter_side_resize_size`, i.e. the shorter
+    side to about ``size / crop_pct`` (342 for 299 at the default 0.875), then takes the
+    central ``size_hw``. ``crop_pct=1.0`` keeps the whole shorter side. Same sizes and offsets
+    as ``timm.data.transforms_imagenet_eval`` with ``crop_mode="center"``; pixel values match
+    it for uint8 input (both resize with Pillow).
+
+    Args:
+        img: one image ``(H, W, C)`` or ``(H, W)``; uint8 or float (see :func:`resize`).
+        size_hw: output ``(height, width)``, or an int for a square.
+        crop_pct: fraction of the resized image the crop keeps, in (0, 1].
+        interpolation: Pillow filter name (timm's InceptionV3 configs use "bicubic").
+
+    Returns:
+        array of shape ``(height, width, C)``, same dtype rule as :func:`resize`.
+    """
+    image = _as_hwc(img)
+    resized_hw = shorter_side_resize_size(image.shape[:2], size_hw, crop_pct)
+    return center_crop(resize(image, resized_hw, interpolation), size_hw)
