@@ -75,30 +75,40 @@ def _channel_axis(ndim: int, data_format: str) -> int:
 
 
 def _per_channel_constant(
-    name: str, value: float | Sequence[float] | None, default: Sequence[float], num_channels: int | None
+    name: str,
+    value: float | Sequence[float] | None,
+    default: Sequence[float],
+    num_channels: int | None,
 ) -> np.ndarray:
-    """Validate ``mean``/``std`` for mode "torch"; returns a float32 vector or a 0-d scalar."""
+    """Validate ``mean``/``std`` for mode "torch"; returns a float32 vector or a 0-d scalar.
+
+    ``num_channels`` is None for inputs without a channel axis (fewer than 3 dimensions).
+    """
     if value is None:
+        if num_channels is None:
+            raise ValueError(
+                f"mode='torch' needs a channel axis (a 3-D image or 4-D batch) to apply the "
+                f"default ImageNet {name}; for other inputs pass a scalar {name}=."
+            )
         if num_channels != len(default):
             raise ValueError(
-                f"mode='torch' has default ImageNet {name} {tuple(default)} only for 3-channel "
-                f"RGB input, but the input has {num_channels if num_channels is not None else 'no'} "
-                f"channel axis of that size. Pass {name}= as a scalar or a sequence of "
-                f"{num_channels if num_channels is not None else 'C'} values (in the 0..1 scale)."
+                f"mode='torch' has a default ImageNet {name} {tuple(default)} only for 3-channel "
+                f"RGB input, but the input has {num_channels} channels. Pass {name}= as a scalar "
+                f"or as {num_channels} values, in the 0..1 scale (pixels are divided by 255 first)."
             )
         value = default
     constant = np.asarray(value, dtype=np.float32)
     if constant.ndim == 0:
         return constant
-    if constant.ndim != 1 or (num_channels is not None and constant.shape[0] != num_channels):
-        raise ValueError(
-            f"{name} must be a scalar or have one value per channel ({num_channels}), got "
-            f"{tuple(np.asarray(value).shape)} values: {value!r}."
-        )
     if num_channels is None:
         raise ValueError(
-            f"A per-channel {name} needs an input with a channel axis (3-D image or 4-D batch); "
+            f"A per-channel {name} needs an input with a channel axis (a 3-D image or 4-D batch); "
             f"pass a scalar {name} for inputs without one."
+        )
+    if constant.ndim != 1 or constant.shape[0] != num_channels:
+        raise ValueError(
+            f"{name} must be a scalar or have one value per channel ({num_channels}), got "
+            f"{value!r}."
         )
     return constant
 
@@ -166,14 +176,11 @@ def preprocess_input(
     std_values = _per_channel_constant("std", std, IMAGENET_STD, num_channels)
     if np.any(std_values == 0):
         raise ValueError(f"std must be non-zero, got {std!r}.")
-    if mean_values.ndim == 1:
+    if axis is not None:  # per-channel vectors broadcast along the channel axis
         broadcast_shape = [1] * ndim
-        broadcast_shape[axis] = num_channels  # type: ignore[index]
-        mean_values = mean_values.reshape(broadcast_shape)
-    if std_values.ndim == 1:
-        broadcast_shape = [1] * ndim
-        broadcast_shape[axis] = num_channels  # type: ignore[index]
-        std_values = std_values.reshape(broadcast_shape)
+        broadcast_shape[axis] = -1
+        mean_values = mean_values.reshape(broadcast_shape) if mean_values.ndim else mean_values
+        std_values = std_values.reshape(broadcast_shape) if std_values.ndim else std_values
 
     if is_numpy:
         scaled = np.asarray(x, dtype=np.float32) / np.float32(255.0)
@@ -193,20 +200,19 @@ def preprocess_input(
 _pillow_limit_lock = threading.Lock()
 
 
-def _open_image(path: Path, max_pixels: int | None) -> Image.Image:
-    """Open, fully decode and detach an image from its file; raises ImageLoadError."""
+def _decode_image(
+    path: Path, channels: int, max_pixels: int | None, apply_exif_orientation: bool
+) -> np.ndarray:
+    """Open, check, orient and convert one image file; every failure becomes ImageLoadError."""
     try:
         with warnings.catch_warnings():
-            # We apply our own max_pixels limit below; Pillow's warning would only be noise.
+            # We apply our own max_pixels limit; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             try:
-                with Image.open(path) as image:
-                    _check_pixel_count(path, image.size, max_pixels)
-                    image.load()
-                    return image.copy() if image.mode != "P" else image.copy()
+                return _decode_open_image(path, channels, max_pixels, apply_exif_orientation)
             except Image.DecompressionBombError as error:
-                pillow_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
-                if max_pixels is not None and max_pixels <= pillow_limit:
+                pillow_hard_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+                if max_pixels is not None and max_pixels <= pillow_hard_limit:
                     raise ImageLoadError(
                         f"{path}: refused as a possible decompression bomb: {error} "
                         f"(max_pixels={max_pixels}). If you trust this file, pass a larger "
@@ -217,10 +223,7 @@ def _open_image(path: Path, max_pixels: int | None) -> Image.Image:
                 saved_limit = Image.MAX_IMAGE_PIXELS
                 Image.MAX_IMAGE_PIXELS = None
                 try:
-                    with Image.open(path) as image:
-                        _check_pixel_count(path, image.size, max_pixels)
-                        image.load()
-                        return image.copy()
+                    return _decode_open_image(path, channels, max_pixels, apply_exif_orientation)
                 finally:
                     Image.MAX_IMAGE_PIXELS = saved_limit
     except ImageLoadError:
@@ -230,8 +233,25 @@ def _open_image(path: Path, max_pixels: int | None) -> Image.Image:
             f"{path}: not an image Pillow can read (unknown or unsupported format). For raw "
             f"arrays with any channel count, save them as .npy and use load_array."
         ) from error
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as error:
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError) as error:
         raise ImageLoadError(f"{path}: corrupt or truncated image ({error}).") from error
+
+
+def _decode_open_image(
+    path: Path, channels: int, max_pixels: int | None, apply_exif_orientation: bool
+) -> np.ndarray:
+    with Image.open(path) as image:
+        _check_pixel_count(path, image.size, max_pixels)
+        image.load()
+        # Inside the `with`: TIFF keeps its orientation tag on the open image only.
+        oriented = ImageOps.exif_transpose(image) if apply_exif_orientation else image
+        try:
+            return _image_to_array(oriented, channels)
+        except ValueError as error:  # Pillow has no conversion for this mode
+            raise ImageLoadError(
+                f"{path}: cannot convert Pillow mode {oriented.mode!r} to {channels} channel(s) "
+                f"({error}). Convert the file to PNG, or save it as .npy and use load_array."
+            ) from error
 
 
 def _check_pixel_count(path: Path, size_wh: tuple[int, int], max_pixels: int | None) -> None:
@@ -314,7 +334,9 @@ def load_image(
         path: image file (any format Pillow reads: JPEG, PNG, GIF, BMP, TIFF, WebP, ...).
         channels: 1, 3 or 4.
         max_pixels: refuse images with more pixels than this (decompression-bomb guard; default
-            is Pillow's default limit). None disables the check.
+            is Pillow's default limit). None disables the check. A limit above twice Pillow's
+            process-wide ``Image.MAX_IMAGE_PIXELS`` lifts that global while this file is opened
+            (under a lock), since Pillow would refuse the file on its own otherwise.
         apply_exif_orientation: rotate/flip according to the EXIF orientation tag (as a photo
             viewer would) before converting.
 
@@ -340,13 +362,7 @@ def load_image(
     if path.stat().st_size == 0:
         raise ImageLoadError(f"{path}: the file is empty (0 bytes), not an image.")
 
-    image = _open_image(path, max_pixels)
-    if apply_exif_orientation:
-        try:
-            image = ImageOps.exif_transpose(image)
-        except (OSError, SyntaxError, ValueError, KeyError, TypeError) as error:
-            raise ImageLoadError(f"{path}: unreadable EXIF orientation data ({error}).") from error
-    return _image_to_array(image, channels)
+    return _decode_image(path, channels, max_pixels, apply_exif_orientation)
 
 
 def load_array(path: str | Path) -> np.ndarray:
@@ -449,14 +465,14 @@ def resize(
         return image.copy() if image.dtype == np.uint8 else image.astype(np.float32)
     num_channels = image.shape[2]
     if image.dtype == np.uint8 and num_channels in (1, 3, 4):
-        mode = {1: "L", 3: "RGB", 4: "RGBA"}[num_channels]
-        pil_image = Image.fromarray(image[:, :, 0] if num_channels == 1 else image, mode=mode)
+        # Pillow infers L / RGB / RGBA from the uint8 array's shape.
+        pil_image = Image.fromarray(np.ascontiguousarray(image[:, :, 0] if num_channels == 1 else image))
         resized = np.asarray(pil_image.resize((width, height), resample))
         return resized[:, :, None] if resized.ndim == 2 else resized.copy()
     planes = image.astype(np.float32, copy=False)
     resized_planes = [
         np.asarray(
-            Image.fromarray(np.ascontiguousarray(planes[:, :, c]), mode="F").resize(
+            Image.fromarray(np.ascontiguousarray(planes[:, :, c])).resize(  # float32 -> mode F
                 (width, height), resample
             )
         )
