@@ -207,7 +207,7 @@ def _window(size: int | None, kernel: int, strides: int, padding: str) -> int | 
 class Stage:
     """One row of the report: a named stage's output at this input shape."""
 
-    name: str  # a layer name in the built model whose output is this stage's output
+    name: str  # the stage's name (for conv units, the prefix of its _conv/_bn/_relu layers)
     what: str  # what the stage does, in words
     height: int | None
     width: int | None
@@ -216,6 +216,12 @@ class Stage:
     trainable_params: int = 0
     macs: int | None = 0  # multiply-accumulates per image; None when H or W is unknown
     flat: bool = False  # a vector per image (pooled features, classifier), not a feature map
+    conv: bool = False  # a conv unit: its output is the layer f"{name}_relu"
+
+    @property
+    def layer(self) -> str:
+        """The built model's layer whose output is this stage's output."""
+        return f"{self.name}_relu" if self.conv else self.name
 
     @property
     def shape(self) -> tuple:
@@ -535,7 +541,7 @@ def explain(
         kh, kw = item.kernel
         what = f"{kh}x{kw} conv {item.filters}" + (f", stride {item.strides}" if item.strides > 1 else "")
         what += f", {item.padding}"
-        r.stages.append(Stage(item.name, what, h, w, cin, p, t, m))
+        r.stages.append(Stage(item.name, what, h, w, cin, p, t, m, conv=True))
 
     # mixed0 ... mixed10
     aux_in = None
@@ -584,7 +590,7 @@ def explain(
             ah, aw, p, t, m = walk.conv("aux", spec, ah, aw, ac)
             ac = spec.filters
             kh, kw = spec.kernel
-            r.stages.append(Stage(spec.name, f"{kh}x{kw} conv {ac}, valid", ah, aw, ac, p, t, m))
+            r.stages.append(Stage(spec.name, f"{kh}x{kw} conv {ac}, valid", ah, aw, ac, p, t, m, conv=True))
         r.stages.append(Stage("aux_avg_pool", "global average pool", None, None, ac, flat=True))
         dense = ac * classes + classes
         r.stages.append(Stage("aux_predictions", f"dense {classes}", None, None, classes, dense, dense, ac * classes, flat=True))

@@ -1,0 +1,59 @@
+"""The `anyshape` command's explain and summary verbs."""
+
+import subprocess
+import sys
+
+import pytest
+
+from anyshape.cli import main, parse_shape
+
+
+def test_parse_shape():
+    assert parse_shape("150,150,3") == (150, 150, 3)
+    assert parse_shape("none,none,1") == (None, None, 1)
+    assert parse_shape("3x299x299") == (3, 299, 299)
+
+
+def test_explain_valid(capsys):
+    assert main(["explain", "--input-shape", "150,150,3"]) == 0
+    out = capsys.readouterr().out
+    assert "mixed10" in out and "3x3x2048" in out and "valid: output (3, 3, 2048)" in out
+
+
+def test_explain_with_top_and_aux(capsys):
+    assert main(["explain", "--input-shape", "299,299,3", "--include-top", "--aux-logits"]) == 0
+    out = capsys.readouterr().out
+    assert "aux_predictions" in out and "valid: output (1000), (1000)" in out
+
+
+def test_explain_invalid_exits_1_with_reason(capsys):
+    assert main(["explain", "--input-shape", "3,150,150"]) == 1
+    out = capsys.readouterr().out
+    assert "INVALID" in out and "looks like channels_first" in out
+    assert main(["explain", "--input-shape", "3,150,150", "--data-format", "channels_first"]) == 0
+
+
+def test_explain_malformed_exits_2(capsys):
+    assert main(["explain", "--input-shape", "150,150"]) == 2
+    assert "3 entries" in capsys.readouterr().err
+
+
+def test_explain_does_not_import_keras():
+    code = "import sys; from anyshape.cli import main; main(['explain', '--input-shape', '75,75,1']); assert 'keras' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_summary(capsys):
+    assert main(["summary", "--input-shape", "80,90,2", "--include-top", "--classes", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "predictions" in out and "mixed10" in out
+
+
+def test_summary_invalid(capsys):
+    assert main(["summary", "--input-shape", "70,90,2"]) == 1
+    assert "mixed8 collapses" in capsys.readouterr().err
+
+
+def test_bad_shape_argument():
+    with pytest.raises(SystemExit):
+        main(["explain", "--input-shape", "a,b,c"])

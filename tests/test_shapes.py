@@ -1,0 +1,208 @@
+"""The shape engine: pure arithmetic, checked against figures Keras itself prints."""
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from anyshape import shapes
+from anyshape.shapes import InvalidInputShape, explain
+
+# Output sizes of keras.applications.InceptionV3 at 299 x 299 x 3 (its model.summary()).
+KERAS_299 = {
+    "stem_1a_3x3": (149, 149, 32),
+    "stem_2a_3x3": (147, 147, 32),
+    "stem_2b_3x3": (147, 147, 64),
+    "stem_pool1": (73, 73, 64),
+    "stem_3b_1x1": (73, 73, 80),
+    "stem_4a_3x3": (71, 71, 192),
+    "stem_pool2": (35, 35, 192),
+    "mixed0": (35, 35, 256),
+    "mixed1": (35, 35, 288),
+    "mixed2": (35, 35, 288),
+    "mixed3": (17, 17, 768),
+    "mixed7": (17, 17, 768),
+    "mixed8": (8, 8, 1280),
+    "mixed9": (8, 8, 2048),
+    "mixed10": (8, 8, 2048),
+    "avg_pool": (2048,),
+    "predictions": (1000,),
+}
+
+
+def test_stages_at_299_match_keras():
+    r = explain((299, 299, 3), include_top=True)
+    assert r.valid
+    for name, shape in KERAS_299.items():
+        assert r.stage(name).shape == shape, name
+    # keras.applications.InceptionV3().count_params() and the notop variant
+    assert r.params == 23_851_784
+    assert explain((299, 299, 3)).params == 21_802_784
+    assert r.trainable_params == 23_817_352
+    assert r.output_shapes == [(1000,)]
+
+
+def test_macs_match_design_figures():
+    # DESIGN.md: 5.71 G at 299, 1.07 G at 150, 0.20 G at 75 (avg-pooled features)
+    assert round(explain((299, 299, 3), pooling="avg").macs / 1e9, 2) == 5.71
+    assert round(explain((150, 150, 3), pooling="avg").macs / 1e9, 2) == 1.07
+    assert round(explain((75, 75, 3), pooling="avg").macs / 1e9, 2) == 0.20
+
+
+def test_smallest_sizes():
+    assert explain((75, 75, 3)).valid
+    assert explain((75, 75, 3)).stage("mixed10").shape == (1, 1, 2048)
+    assert explain((75, 1000, 1)).stage("mixed10").shape == (1, 29, 2048)
+    for shape in [(74, 75, 3), (75, 74, 3)]:
+        r = explain(shape)
+        assert not r.valid
+        c = r.collapse[0]
+        assert (c.stage, c.layer, c.size_in, c.kernel, c.size_out) == ("mixed8", "mixed8_branch3x3_2", 2, 3, 0)
+        assert c.axis == ("height" if shape[0] == 74 else "width")
+
+
+def test_error_names_stage_sizes_and_nearest_valid_shape():
+    r = explain((74, 300, 3))
+    with pytest.raises(InvalidInputShape) as e:
+        r.raise_if_invalid()
+    msg = str(e.value)
+    assert "mixed8 collapses" in msg
+    assert "3x3 conv, stride 2, valid padding" in msg
+    assert "height of 2, smaller than its kernel of 3" in msg
+    assert "at least 75" in msg
+    assert "Nearest valid shape: (75, 300, 3)" in msg
+    assert e.value.report is r
+    assert isinstance(e.value, ValueError)
+
+
+def test_tiny_input_collapses_in_the_stem():
+    r = explain((20, 20, 3))
+    assert r.collapse[0].stage == "stem_pool2"  # 20 -> 9 -> 7 -> 3 -> 3 -> 1, and a 3x3 pool
+    assert r.nearest_valid() == (75, 75)
+
+
+def test_aux_head_needs_299():
+    assert explain((299, 299, 3), include_top=True, aux_logits=True).valid
+    r = explain((298, 400, 3), include_top=True, aux_logits=True)
+    assert not r.valid
+    c = r.collapse[0]
+    assert (c.layer, c.size_in, c.kernel) == ("aux_conv1", 4, 5)
+    assert "at least 299" in r.reason() and "mixed7" in r.reason()
+    assert r.nearest_valid() == (299, 400)
+    # the same shape without the aux head is fine
+    assert explain((298, 400, 3), include_top=True).valid
+    rep = explain((299, 299, 3), include_top=True, aux_logits=True)
+    assert rep.stage("aux_conv1").shape == (1, 1, 768)
+    assert rep.output_shapes == [(1000,), (1000,)]
+    # torchvision's AuxLogits: conv0 (768->128, 1x1) + conv1 (128->768, 5x5) + fc (768->1000)
+    aux = sum(rep.stage(n).params for n in ("aux_conv0", "aux_conv1", "aux_predictions"))
+    assert aux == (768 * 128 + 3 * 128) + (25 * 128 * 768 + 3 * 768) + (768 * 1000 + 1000)
+
+
+def test_aux_needs_top():
+    r = explain((299, 299, 3), aux_logits=True)
+    assert not r.valid and "include_top=True" in r.reason()
+
+
+def test_channels_first_looking_shape_gets_a_hint():
+    r = explain((3, 150, 150))
+    assert not r.valid
+    assert "looks like channels_first" in r.reason()
+    assert "input_shape=(150, 150, 3)" in r.reason()
+    r = explain((150, 150, 3), data_format="channels_first")
+    assert not r.valid and "looks like channels_last" in r.reason()
+    assert explain((3, 150, 150), data_format="channels_first").valid
+
+
+def test_unknown_sizes_are_valid_and_have_no_macs():
+    r = explain((None, None, 5), include_top=True)
+    assert r.valid and r.macs is None
+    assert r.stage("mixed10").shape == (None, None, 2048)
+    r = explain((None, 80, 5))
+    assert r.stage("mixed10").shape == (None, 1, 2048)
+    assert not explain((None, 74, 5)).valid
+
+
+def test_channels_only_change_the_first_conv():
+    base = explain((100, 100, 3))
+    for c in (1, 4, 16):
+        r = explain((100, 100, c))
+        assert r.valid
+        assert r.params - base.params == 3 * 3 * 32 * (c - 3)
+
+
+def test_bn_scale_adds_one_gamma_per_channel():
+    plain = explain((299, 299, 3), include_top=True)
+    scaled = explain((299, 299, 3), include_top=True, bn_scale=True)
+    # one gamma per BatchNorm channel: half the non-trainable count (moving mean + variance)
+    non_trainable = plain.params - plain.trainable_params
+    assert non_trainable == 34_432
+    assert scaled.params - plain.params == non_trainable // 2
+    assert scaled.trainable_params - plain.trainable_params == non_trainable // 2
+
+
+@pytest.mark.parametrize("pooling,width", [("avg", 2048), ("max", 2048), ("avgmax", 2048), ("catavgmax", 4096)])
+def test_pooling_widths(pooling, width):
+    r = explain((120, 130, 3), pooling=pooling)
+    assert r.output_shapes == [(width,)]
+    top = explain((120, 130, 3), pooling=pooling, include_top=True, classes=7)
+    assert top.stage("predictions").params == width * 7 + 7
+
+
+def test_output_shape_channels_first():
+    assert explain((3, 299, 299), data_format="channels_first").output_shapes == [(2048, 8, 8)]
+
+
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        (dict(input_shape=(1, 299, 299, 3)), "without the batch axis"),
+        (dict(input_shape=(299, 299)), "3 entries"),
+        (dict(input_shape=(299, 299, None)), "channel count must be known"),
+        (dict(input_shape=(299, 299, 0)), "positive integers"),
+        (dict(input_shape=(299, 299, 3), pooling="sum"), "pooling must be one of"),
+        (dict(input_shape=(299, 299, 3), data_format="NHWC"), "data_format"),
+    ],
+)
+def test_malformed_arguments(kwargs, needle):
+    shape = kwargs.pop("input_shape")
+    with pytest.raises(ValueError, match=needle):
+        explain(shape, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        (dict(include_top=True, classes=0), "classes must be a positive integer"),
+        (dict(dropout_rate=1.0), "dropout_rate"),
+    ],
+)
+def test_invalid_configurations_are_reported(kwargs, needle):
+    r = explain((299, 299, 3), **kwargs)
+    assert not r.valid and needle in r.reason()
+
+
+def test_report_table_lists_every_stage():
+    text = str(explain((150, 200, 4), include_top=True, classes=10))
+    for name in ["stem_1a_3x3", "stem_pool2", *[f"mixed{i}" for i in range(11)], "avg_pool", "predictions"]:
+        assert name in text
+    assert "3x4x2048" in text  # mixed10 at 150 x 200
+    assert "valid: output (10)" in text
+    bad = str(explain((70, 200, 4)))
+    assert "INVALID" in bad and "mixed8 collapses" in bad
+
+
+def test_aligned_sizes_note():
+    assert "every input pixel is used" in str(explain((300, 300, 3)))
+    assert "every input pixel is used" not in str(explain((299, 299, 3)))
+    r = explain((300, 300, 3))
+    assert r.aligned_sizes(300) == (299, 331)
+
+
+@settings(max_examples=300, deadline=None)
+@given(h=st.integers(1, 2000), w=st.integers(1, 2000), aux=st.booleans())
+def test_validity_is_exactly_the_minimum_size_rule(h, w, aux):
+    """Every H, W >= 75 (299 with the aux head) works, and nothing smaller does."""
+    r = explain((h, w, 3), include_top=True, aux_logits=aux)
+    m = 299 if aux else 75
+    assert r.valid == (h >= m and w >= m)
+    if not r.valid:
+        assert r.nearest_valid() == (max(h, m), max(w, m))
