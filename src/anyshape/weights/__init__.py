@@ -1,40 +1,51 @@
-"""Weight sets: resolving `weights=` and loading them into a built model.
+"""Weight sets: every public InceptionV3 weight set, converted exactly, at any shape and channel count.
 
-This first version loads Keras weight files (.weights.h5, .keras, legacy .h5) given by path.
+    from anyshape.weights import resolve, weight_sets
+    ws = resolve("inception_v3.tf_in1k")     # registry name, alias, or a local file path
+    ws.preprocessing                          # {"mode": "tf"} -> anyshape.preprocess_input(**...)
+
+Modules:
+    registry    the weight sets as data; resolve(weights) -> WeightSet (no I/O beyond a peek)
+    download    cache (keras_home()/models), progress, hash check, atomic write
+    torch       torchvision/timm state dicts -> Keras layout (never runs pickled code)
+    keras_h5    Keras files: the published legacy .h5, .weights.h5, .keras
+    channels    first-conv adaptation to any channel count
+    checkpoint  the numpy form every file is read into before anything is assigned
+    loader      load_weight_set: read, check all, then assign
+    convert     convert(): a torch/Keras weight set -> a Keras file, with a parity report
 """
 
-from __future__ import annotations
+from anyshape.weights.checkpoint import Checkpoint, WeightFileError
+from anyshape.weights.download import WeightDownloadError
+from anyshape.weights.loader import load_weight_set
+from anyshape.weights.registry import REGISTRY, UnknownWeights, WeightSet, resolve, weight_sets
 
-import os
-from dataclasses import dataclass
-
-__all__ = ["WeightSet", "resolve", "load_weight_set"]
-
-
-@dataclass(frozen=True)
-class WeightSet:
-    """What a `weights=` argument points at, and how the model must be built for it."""
-
-    name: str
-    path: str | None = None
-    count_include_pad: bool = False  # 3x3 pool-branch semantics it was trained with
-    bn_scale: bool = False  # whether its BatchNorm layers have a gamma
-
-
-def resolve(weights) -> WeightSet:
-    """Turn a `weights=` argument (name or path) into a `WeightSet`; raises if it cannot be used."""
-    path = os.fspath(weights)
-    if os.path.exists(path):
-        if not path.endswith((".h5", ".keras")):
-            raise ValueError(f"weights file {path!r}: expected a Keras .weights.h5, .keras or .h5 file")
-        return WeightSet(name=os.path.basename(path), path=path)
-    raise ValueError(
-        f"weights={weights!r} is neither an existing file nor a known weight set; "
-        "use weights=None for random initialisation"
-    )
+__all__ = [
+    "WeightSet",
+    "REGISTRY",
+    "resolve",
+    "weight_sets",
+    "load_weight_set",
+    "Checkpoint",
+    "WeightFileError",
+    "WeightDownloadError",
+    "UnknownWeights",
+    "preprocessing_for",
+]
 
 
-def load_weight_set(model, weight_set: WeightSet, report=None, **options) -> None:
-    if options:
-        raise ValueError(f"unknown weight options {sorted(options)}")
-    model.load_weights(weight_set.path)
+def preprocessing_for(weights) -> dict:
+    """preprocess_input keyword arguments (mode, mean, std) for a weight set.
+
+    `weights` is a registry name, a path, a WeightSet, or a model loaded by anyshape (which
+    carries `anyshape_weights`).
+    """
+    ws = getattr(weights, "anyshape_weights", None)
+    if ws is None:
+        if hasattr(weights, "layers"):
+            raise ValueError(
+                "this model carries no anyshape weight metadata (it was built with weights=None or "
+                "not by anyshape): pass mode= (and mean=/std=) to preprocess_input instead"
+            )
+        ws = resolve(weights)
+    return ws.preprocessing

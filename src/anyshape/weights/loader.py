@@ -1,0 +1,243 @@
+"""Loading a weight set into a built anyshape InceptionV3: read, check everything, then assign.
+
+The order matters for "nothing half loaded": the file is read into numpy (`Checkpoint`), every
+layer's new values are computed and checked against the model's variable shapes, and only when
+all of them are right is any variable assigned. Any problem raises `WeightFileError` (or
+`WeightDownloadError`) with the model exactly as it was.
+
+Rules beyond one-to-one copying:
+  - first conv with another channel count: `channels.adapt_kernel` (rule `channel_adapt`);
+  - BatchNorm: a source without gamma (Keras' files) into a model with gamma loads gamma = 1,
+    which is exact; a source with gamma into a model without one is refused unless every gamma
+    is 1 (folding gamma into the kernel would be exact in inference but wrong in training mode);
+  - classifier: loaded when the class counts agree; a 1001-class head (TF-slim's background
+    class 0) into a 1000-class model drops class 0; an ImageNet head (1000/1001) with another
+    `classes` keeps the model's new, randomly initialised head and says so; any other mismatch
+    is an error (a fine-tuned head is never dropped silently);
+  - aux head: loaded when the source has it, otherwise left random with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+
+import numpy as np
+
+from anyshape.weights import channels as channel_rules
+from anyshape.weights.checkpoint import FIRST_CONV, Checkpoint, WeightFileError
+from anyshape.weights.registry import WeightSet
+
+__all__ = ["load_weight_set", "load_checkpoint", "read_checkpoint", "fetch_weight_file", "model_semantics"]
+
+log = logging.getLogger("anyshape.weights")
+IMAGENET_CLASSES = (1000, 1001)
+
+
+def model_semantics(model) -> dict:
+    """How a built anyshape model computes: bn_scale, count_include_pad, channels, head."""
+    names = {layer.name for layer in model.layers}
+    first_bn = model.get_layer(f"{FIRST_CONV}_bn")
+    first_conv = model.get_layer(f"{FIRST_CONV}_conv")
+    classes = model.get_layer("predictions").units if "predictions" in names else None
+    return {
+        "bn_scale": bool(first_bn.scale),
+        "count_include_pad": any(n.endswith("_branch_pool_pad") for n in names),
+        "channels": int(first_conv.kernel.shape[2]),
+        "classes": classes,
+        "aux": "aux_predictions" in names,
+    }
+
+
+def fetch_weight_file(weight_set: WeightSet, *, include_top: bool = True, cache_dir: str | None = None,
+                      progress: bool = True) -> str:
+    """The local file of a weight set: its path, or the cached/downloaded registry file."""
+    if weight_set.path:
+        return weight_set.path
+    from anyshape.weights.download import cached_file
+
+    if not include_top and weight_set.url_notop:
+        url, fname, fhash = weight_set.url_notop, weight_set.file_name_notop, weight_set.file_hash_notop
+    else:
+        url, fname, fhash = weight_set.url, weight_set.file_name, weight_set.file_hash
+    if not url:
+        raise WeightFileError(f"weight set {weight_set.name!r} has neither a path nor a URL")
+    return cached_file(url, fname, expected_hash=fhash, hash_algorithm=weight_set.hash_algorithm,
+                       cache=cache_dir, progress=progress)
+
+
+def read_checkpoint(path: str, weight_set: WeightSet, model) -> Checkpoint:
+    if weight_set.format == "torch":
+        from anyshape.weights.torch import read_torch_file
+
+        return read_torch_file(path)
+    from anyshape.weights.keras_h5 import read_keras_file
+
+    return read_keras_file(path, model)
+
+
+def _plan(model, ck: Checkpoint, weight_set: WeightSet, channel_adapt, seed) -> tuple[list, list[str]]:
+    """[(layer, [arrays])] for every layer to assign, and the messages to log; raises on problems."""
+    import keras
+
+    sem = model_semantics(model)
+    plan, notes, problems = [], [], []
+    label_offset = weight_set.label_offset
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        current = [np.asarray(w.shape) for w in layer.weights]
+        shapes = [tuple(int(d) for d in s) for s in current]
+        if isinstance(layer, keras.layers.Conv2D):
+            unit_name = layer.name[: -len("_conv")]
+            unit = ck.units.get(unit_name)
+            if unit is None:
+                if unit_name.startswith("aux_"):
+                    continue  # reported once below
+                problems.append(f"no weights for {layer.name}")
+                continue
+            kernel = unit["kernel"]
+            if unit_name == FIRST_CONV and (kernel.shape[2] != shapes[0][2] or channel_adapt is not None):
+                rule = channel_adapt if channel_adapt is not None else channel_rules.default_rule(shapes[0][2])
+                try:
+                    kernel = channel_rules.adapt_kernel(kernel, shapes[0][2], rule, seed=seed)
+                except ValueError as e:
+                    raise WeightFileError(str(e)) from None
+                notes.append(
+                    f"first conv ({layer.name}) adapted from {unit['kernel'].shape[2]} to "
+                    f"{shapes[0][2]} input channels with channel_adapt={channel_rules.describe_rule(rule)}; "
+                    "no other layer changed"
+                )
+            if tuple(kernel.shape) != shapes[0]:
+                problems.append(f"{layer.name} kernel: file {tuple(kernel.shape)}, model {shapes[0]}")
+                continue
+            plan.append((layer, [kernel]))
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            unit_name = layer.name[: -len("_bn")]
+            unit = ck.units.get(unit_name)
+            if unit is None:
+                if not unit_name.startswith("aux_"):
+                    problems.append(f"no weights for {layer.name}")
+                continue
+            values = []
+            if layer.scale:
+                values.append(unit.get("gamma", np.ones_like(unit["beta"])))
+            elif "gamma" in unit and not np.all(unit["gamma"] == 1):
+                raise WeightFileError(
+                    f"{ck.source}: its BatchNorm layers have a learned scale (gamma), but the model was "
+                    "built with bn_scale=False (Keras' layout, no gamma). Build it with bn_scale=True "
+                    "(the default when weights= names this file) to load it exactly."
+                )
+            values += [unit["beta"], unit["moving_mean"], unit["moving_variance"]]
+            got = [tuple(v.shape) for v in values]
+            if got != shapes:
+                problems.append(f"{layer.name}: file {got}, model {shapes}")
+                continue
+            plan.append((layer, values))
+        elif isinstance(layer, keras.layers.Dense) and layer.name in ("predictions", "aux_predictions"):
+            unit = ck.units.get(layer.name)
+            if unit is None:
+                continue  # reported below
+            kernel, bias = unit["kernel"], unit["bias"]
+            n_file, n_model = kernel.shape[1], shapes[0][1]
+            if kernel.shape[0] != shapes[0][0]:
+                notes.append(
+                    f"{layer.name}: the file's classifier reads {kernel.shape[0]} features but this "
+                    f"model's pooling gives {shapes[0][0]}: kept the model's new, randomly initialised head"
+                )
+                continue
+            if n_file == n_model:
+                plan.append((layer, [kernel, bias]))
+            elif n_file == n_model + 1 and (label_offset == 1 or n_file == 1001):
+                plan.append((layer, [kernel[:, 1:], bias[1:]]))
+                notes.append(
+                    f"{layer.name}: the file has {n_file} classes with class 0 as 'background' "
+                    f"(label offset 1); dropped it to give {n_model} classes"
+                )
+            elif n_file in IMAGENET_CLASSES:
+                notes.append(
+                    f"{layer.name}: classes={n_model} differs from the weight set's {n_file} ImageNet "
+                    f"classes: loaded the pretrained backbone and kept a new, randomly initialised "
+                    f"{n_model}-class head (train it, e.g. with anyshape's fine-tuning)"
+                )
+            else:
+                raise WeightFileError(
+                    f"{ck.source}: its classifier ({layer.name}) has {n_file} classes but the model "
+                    f"was built with classes={n_model}. Build the model with classes={n_file} to load "
+                    f"it, or with include_top=False to use only its backbone."
+                )
+        elif layer.name.startswith("aux_") or layer.name == "predictions":
+            continue
+        else:
+            problems.append(f"{layer.name} ({type(layer).__name__}) is not part of InceptionV3")
+    if problems:
+        raise WeightFileError(
+            f"{ck.source} does not fit this model: " + "; ".join(problems[:4])
+            + (f" (and {len(problems) - 4} more)" if len(problems) > 4 else "")
+            + ". It is probably another architecture; nothing was loaded."
+        )
+    if sem["classes"] is not None and "predictions" not in ck.units:
+        notes.append(
+            f"{ck.source} has no classifier weights (a 'notop' file): the {sem['classes']}-class "
+            "head is randomly initialised"
+        )
+    if sem["aux"] and not ck.has_aux:
+        notes.append(f"{ck.source} has no auxiliary-head weights: the aux head is randomly initialised")
+    if ck.layout == "torch" or ck.bn_scale:
+        if not sem["count_include_pad"]:
+            notes.append(
+                "these weights were trained with average pools that count padding "
+                "(count_include_pad=True) but the model was built with count_include_pad=False: "
+                "border pixels of the pool branches differ from the original model"
+            )
+    return plan, notes
+
+
+def load_weight_set(model, weight_set: WeightSet, report=None, *, channel_adapt=None, cache_dir=None,
+                    progress: bool = True, seed: int | None = None) -> WeightSet:
+    """Load `weight_set` into `model` (an anyshape InceptionV3), all or nothing.
+
+    Args:
+        model: a model built by `anyshape.InceptionV3` (any input shape and channel count).
+        weight_set: from `anyshape.weights.resolve(...)`.
+        report: the model's ShapeReport (unused; accepted for the builder's call).
+        channel_adapt: how the first conv's pretrained RGB kernel becomes C channels: "sum",
+            "mean", "repeat", "zero", "random" or a mapping (see `anyshape.weights.channels`).
+            Default: "sum" for 1 channel, "repeat" otherwise; ignored for 3 channels.
+        cache_dir: where registry files are cached (default: keras_home()/models).
+        progress: show download progress on stderr.
+        seed: seed for channel_adapt="random".
+
+    Returns:
+        The WeightSet as loaded (with `path`), also stored as `model.anyshape_weights`.
+    """
+    del report
+    if channel_adapt is not None:
+        try:
+            channel_rules.check_rule(channel_adapt, model_semantics(model)["channels"])
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+    sem = model_semantics(model)
+    include_top = sem["classes"] is not None and sem["classes"] in IMAGENET_CLASSES
+    path = fetch_weight_file(weight_set, include_top=include_top, cache_dir=cache_dir, progress=progress)
+    ck = read_checkpoint(path, weight_set, model)
+    return load_checkpoint(model, ck, replace(weight_set, path=os.fspath(path)), channel_adapt=channel_adapt,
+                           seed=seed)
+
+
+def load_checkpoint(model, ck: Checkpoint, weight_set: WeightSet, *, channel_adapt=None,
+                    seed: int | None = None) -> WeightSet:
+    """Check `ck` against `model` completely, then assign it; see `load_weight_set`."""
+    plan, notes = _plan(model, ck, weight_set, channel_adapt, seed)
+    # everything is checked: assign
+    for layer, values in plan:
+        layer.set_weights(values)
+    loaded = weight_set
+    if weight_set.num_classes is None and ck.num_classes is not None:
+        loaded = replace(loaded, num_classes=ck.num_classes, has_aux=ck.has_aux)
+    model.anyshape_weights = loaded
+    log.info("loaded weights %r from %s into %d layers", weight_set.name, ck.source, len(plan))
+    for note in notes:
+        log.warning(note)
+    return loaded
