@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import http.client
 import os
 import sys
 import tempfile
@@ -156,7 +157,7 @@ def fetch(
                         stream.flush()
                 if progress:
                     stream.write("\n")
-        except (urllib.error.URLError, OSError, ValueError) as e:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
             reason = getattr(e, "reason", None) or e
             raise WeightDownloadError(f"could not download {url}: {reason}. {manual}") from e
         if total is not None and done != total:
