@@ -78,9 +78,192 @@ def _run_summary(args) -> int:
     return 0
 
 
+# --- inference verbs: predict, features, export, bench (anyshape.engine does the work) ---------
+
+
+def _add_inference_model_arguments(p: argparse.ArgumentParser, *, weights_default: str, features: bool = False) -> None:
+    if features:  # the backbone only: --pooling is the feature pooling, the top is never built
+        p.add_argument("--input-shape", type=parse_shape, default=None, metavar="H,W,C",
+                       help="model input shape (default: free height and width, 3 channels)")
+        p.add_argument("--data-format", choices=["channels_last", "channels_first"], default="channels_last")
+        p.add_argument("--pooling", choices=["avg", "max", "none"], default="avg",
+                       help="reduce the --layer map to one vector per image (none keeps the map)")
+        p.set_defaults(include_top=False, classes=1000, aux_logits=False, dropout_rate=0.0)
+    else:
+        _add_model_arguments(p)
+    if not any("--weights" in a.option_strings for a in p._actions):
+        p.add_argument("--weights", default=weights_default,
+                       help=f"none, a weight set name or a weights file (default {weights_default})")
+    p.add_argument("--model", default=None, metavar="FILE.keras", help="use a saved Keras model instead of building one")
+    p.add_argument("--engine", choices=["auto", "onnxruntime", "keras"], default="auto",
+                   help="auto: ONNX Runtime when installed, else Keras")
+
+
+def _add_image_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+    p.add_argument("--size", default=None, metavar="native|N|H,W",
+                   help="native: each image at its own size; N or H,W: shorter side resized, centre crop "
+                        "(crop_pct and interpolation of the weights). Default: the model's size if fixed, else native")
+    p.add_argument("--upscale", action="store_true", help="enlarge images below 75 px instead of refusing them")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-pixels", type=int, default=None, help="refuse larger images (default: Pillow's limit, 89 Mpx)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _inference_model(args, *, verb: str, include_top: bool, pooling: str | None = None):
+    from anyshape import engine
+
+    weights = None if str(args.weights).lower() == "none" else args.weights
+    shape = args.input_shape
+    if shape is None and getattr(args, "size", None) is not None:
+        shape = (3, None, None) if args.data_format == "channels_first" else (None, None, 3)
+    kwargs = dict(weights=weights, include_top=include_top, input_shape=shape, data_format=args.data_format,
+                  aux_logits=args.aux_logits, dropout_rate=args.dropout_rate, pooling=pooling)
+    if include_top:
+        kwargs.update(classes=args.classes)
+    elif shape is None:
+        kwargs["input_shape"] = (3, None, None) if args.data_format == "channels_first" else (None, None, 3)
+    return engine.load_or_build(args.model, **kwargs)
+
+
+def _report_failures(verb: str, summary, quiet: bool) -> None:
+    for _, reason in summary.failed:
+        print(f"anyshape {verb}: FAILED {reason}", file=sys.stderr)
+    print(f"anyshape {verb}: {summary.line()}", file=sys.stderr)
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="classify images: class names and probabilities per image",
+                       description="Classify image files and folders. Unreadable or too-small images are reported "
+                                   "with their reason and skipped; the exit code is 1 when any failed.")
+    _add_image_run_arguments(p)
+    _add_inference_model_arguments(p, weights_default="imagenet")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="classes per image (default 5)")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+
+
+def _run_predict(args) -> int:
+    from anyshape import engine
+
+    try:
+        predictor = engine.Predictor(_inference_model(args, verb="predict", include_top=True, pooling=args.pooling), engine=args.engine)
+        rows, summary = engine.predict_paths(predictor, args.paths, size=args.size, top=args.top, upscale=args.upscale,
+                                             batch_size=args.batch_size, max_pixels=args.max_pixels,
+                                             progress=not args.quiet and sys.stderr.isatty())
+    except (ValueError, FileExistsError, RuntimeError) as e:
+        print(f"anyshape predict: {e}", file=sys.stderr)
+        return 2
+    sys.stdout.write(engine.format_predictions(rows, args.format))
+    _report_failures("predict", summary, args.quiet)
+    return summary.exit_code
+
+
+def _add_features(sub) -> None:
+    p = sub.add_parser("features", help="extract one feature row per image into .npy/.npz/.parquet",
+                       description="Write one row (path, features) per image. The file appears only when the run "
+                                   "ends (atomic rename); an interrupted run continues with --resume.")
+    _add_image_run_arguments(p)
+    _add_inference_model_arguments(p, weights_default="imagenet", features=True)
+    p.add_argument("--out", "-o", required=True, metavar="FILE", help="output .npy (+ FILE.paths.txt), .npz or .parquet")
+    p.add_argument("--layer", default="avg_pool", help="avg_pool (2048-d) or mixed0 .. mixed10")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --out")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+
+
+def _run_features(args) -> int:
+    from anyshape import engine
+
+    pooling = args.pooling
+    if args.layer == "avg_pool" and pooling != "avg":
+        args.layer = "mixed10"  # avg_pool is mixed10 average-pooled: --pooling max|none means mixed10's
+    try:
+        base = _inference_model(args, verb="features", include_top=False)
+        model = engine.feature_model(base, args.layer, None if pooling == "none" else pooling)
+        predictor = engine.Predictor(model, engine=args.engine)
+        summary = engine.extract_features(predictor, args.paths, args.out, size=args.size, upscale=args.upscale,
+                                          resume=args.resume, force=args.force, batch_size=args.batch_size,
+                                          max_pixels=args.max_pixels, progress=not args.quiet and sys.stderr.isatty())
+    except KeyboardInterrupt:
+        print(f"anyshape features: interrupted; rows done so far are kept in {args.out}.partial/: "
+              "run the same command with --resume to finish", file=sys.stderr)
+        return 130
+    except (ValueError, FileExistsError, RuntimeError) as e:
+        print(f"anyshape features: {e}", file=sys.stderr)
+        return 2
+    _report_failures("features", summary, args.quiet)
+    print(f"anyshape features: wrote {summary.ok + summary.skipped} row(s) to {args.out}", file=sys.stderr)
+    return summary.exit_code
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="save the model as ONNX, a TF SavedModel or a .keras file")
+    _add_inference_model_arguments(p, weights_default="imagenet")
+    p.add_argument("--format", choices=["onnx", "tf_saved_model", "keras"], default="onnx")
+    p.add_argument("-o", "--output", required=True, metavar="PATH")
+    p.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+
+
+def _run_export(args) -> int:
+    from anyshape import engine
+
+    try:
+        model = _inference_model(args, verb="export", include_top=args.include_top, pooling=args.pooling)
+        path = engine.export_model(model, args.output, args.format, force=args.force)
+    except (ValueError, FileExistsError, NotImplementedError) as e:
+        print(f"anyshape export: {e}", file=sys.stderr)
+        return 2
+    print(f"anyshape export: wrote {path} ({args.format})", file=sys.stderr)
+    return 0
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="images/s of each available engine on this machine",
+                       description="Time anyshape's engines (ONNX Runtime, Keras) on random input. The comparison "
+                                   "with torchvision and keras.applications is benchmarks/bench_inference.py.")
+    _add_inference_model_arguments(p, weights_default="none")
+    p.add_argument("--batch", default="1,16", help="batch sizes, comma-separated (default 1,16)")
+    p.add_argument("--seconds", type=float, default=3.0, help="timing per engine and point")
+
+
+def _run_bench(args) -> int:
+    from anyshape import engine
+
+    shape = args.input_shape or ((3, 299, 299) if args.data_format == "channels_first" else (299, 299, 3))
+    hw = shape[1:] if args.data_format == "channels_first" else shape[:2]
+    if None in hw:
+        print("anyshape bench: --input-shape needs a height and a width to time", file=sys.stderr)
+        return 2
+    args.input_shape = shape
+    try:
+        batches = [int(b) for b in str(args.batch).split(",")]
+        model = _inference_model(args, verb="bench", include_top=args.include_top, pooling=args.pooling)
+        if not args.include_top and args.pooling is None and args.model is None:
+            model = engine.feature_model(model, "avg_pool", "avg")
+        engines = {"keras": engine.Predictor(model, engine="keras")}
+        fast = engine.Predictor(model, engine=args.engine if args.engine != "keras" else "auto")
+        if fast.engine == "onnxruntime":
+            engines["onnxruntime"] = fast
+        else:
+            print(f"anyshape bench: ONNX Runtime not used: {fast.fallback_reason}", file=sys.stderr)
+    except (ValueError, RuntimeError) as e:
+        print(f"anyshape bench: {e}", file=sys.stderr)
+        return 2
+    print(f"input {hw[0]}x{hw[1]}, {engines['keras'].threads} core(s)")
+    print(f"{'batch':>5}  " + "  ".join(f"{name:>12}" for name in engines) + "  ratio")
+    for b in batches:
+        rates = {name: engine.benchmark(pr, hw, b, seconds=args.seconds) for name, pr in engines.items()}
+        ratio = rates.get("onnxruntime", rates["keras"]) / rates["keras"]
+        print(f"{b:>5}  " + "  ".join(f"{r:>8.1f} i/s" for r in rates.values()) + f"  {ratio:.2f}x")
+    return 0
+
+
 VERBS = {
     "explain": (_add_explain, _run_explain),
     "summary": (_add_summary, _run_summary),
+    "predict": (_add_predict, _run_predict),
+    "features": (_add_features, _run_features),
+    "export": (_add_export, _run_export),
+    "bench": (_add_bench, _run_bench),
 }
 
 

@@ -1,0 +1,301 @@
+"""`anyshape predict | features | export | bench` end to end, on real photos.
+
+The photos ship with scikit-image (astronaut, coffee, chelsea, camera: gray) and scikit-learn
+(china, flower); they are written into a folder tree in tmp_path as JPEG and PNG. The weights
+file is a random-initialised model saved in the test. Bad files of every kind sit beside good
+ones: each must be reported with its path and reason while the rest still run.
+"""
+
+import csv
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+
+import keras
+
+from anyshape import cli, engine
+from anyshape.inception_v3 import InceptionV3
+
+pytest.importorskip("onnxruntime")
+skimage_data = pytest.importorskip("skimage.data")
+sklearn_datasets = pytest.importorskip("sklearn.datasets")
+from PIL import Image  # noqa: E402
+
+SIZE = "75"  # the smallest valid size keeps the end-to-end runs fast
+
+
+def _randomise_batch_norm(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([
+                rng.uniform(0.5, 2.0, w.shape).astype("float32") if "variance" in w.path
+                else rng.normal(0.0, 0.3, w.shape).astype("float32")
+                for w in layer.weights
+            ])
+    return model
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    (root / "cats").mkdir()
+    Image.fromarray(skimage_data.astronaut()).save(root / "astronaut.jpg", quality=90)
+    Image.fromarray(skimage_data.coffee()).save(root / "coffee.png")
+    Image.fromarray(skimage_data.chelsea()).save(root / "cats" / "chelsea.jpg", quality=90)
+    Image.fromarray(skimage_data.camera()).save(root / "camera_gray.png")  # mode L
+    samples = sklearn_datasets.load_sample_images()
+    for name, image in zip(("china", "flower"), samples.images):
+        Image.fromarray(image).save(root / f"{name}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="module")
+def top_weights(tmp_path_factory):
+    """A classifier's weights file (random init, random BN statistics) and the model itself."""
+    model = _randomise_batch_norm(InceptionV3(weights=None, include_top=True, input_shape=(None, None, 3)))
+    path = tmp_path_factory.mktemp("weights") / "classifier.weights.h5"
+    model.save_weights(path)
+    return path, model
+
+
+@pytest.fixture(scope="module")
+def notop_weights(tmp_path_factory):
+    model = _randomise_batch_norm(InceptionV3(weights=None, include_top=False, input_shape=(None, None, 3)), 1)
+    path = tmp_path_factory.mktemp("weights") / "backbone.weights.h5"
+    model.save_weights(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_folder(tmp_path_factory, photos):
+    """One good photo, the unusable files, and the odd-but-usable modes."""
+    root = tmp_path_factory.mktemp("mixed")
+    rng = np.random.default_rng(0)
+    good = skimage_data.chelsea()
+    Image.fromarray(good).save(root / "good.jpg")
+    jpeg = (root / "good.jpg").read_bytes()
+    bad = {
+        "corrupt.jpg": jpeg[:20] + rng.integers(0, 255, 4000, dtype=np.uint8).tobytes(),
+        "truncated.jpg": jpeg[: len(jpeg) // 2],
+        "empty.png": b"",
+        "notes.txt": b"these are not pixels\n",
+    }
+    for name, data in bad.items():
+        (root / name).write_bytes(data)
+    Image.fromarray(good[:50, :60]).save(root / "tiny.png")  # below 75 px
+    Image.new("1", (9500, 9500)).save(root / "bomb.png")  # 90 Mpx of zeros in a few kB
+    # usable after conversion
+    Image.fromarray((rng.integers(0, 65535, (90, 100))).astype(np.uint16)).save(root / "depth16.png")
+    Image.fromarray(good).convert("P").save(root / "palette.png")
+    Image.fromarray(good).convert("CMYK").save(root / "cmyk.jpg")
+    Image.fromarray(good).convert("RGBA").save(root / "rgba.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees to display
+    Image.fromarray(good[:100, :160]).save(root / "rotated.jpg", exif=exif.tobytes())
+    return root, {"corrupt.jpg", "truncated.jpg", "empty.png", "notes.txt", "tiny.png", "bomb.png"}
+
+
+def _run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _expected_scores(model, path, size):
+    reader = engine.ImageReader(size=engine.parse_size(size))
+    return model.predict_on_batch(reader.read(path)[None])[0]
+
+
+def test_predict_json_on_photos_equals_keras(capsys, photos, top_weights):
+    weights, model = top_weights
+    code, out, err = _run(capsys, "predict", photos, "--weights", weights, "--size", SIZE, "--top", 3,
+                          "--format", "json", "-q")
+    assert code == 0, err
+    rows = json.loads(out)
+    names = sorted(p.name for p in photos.rglob("*.*"))
+    assert sorted(r["path"].rsplit("/", 1)[-1] for r in rows) == names
+    assert "6 file(s): 6 ok, 0 failed" in err
+    for row in rows:
+        assert row["error"] is None and [p["rank"] for p in row["predictions"]] == [1, 2, 3]
+        scores = _expected_scores(model, row["path"], SIZE)
+        top = row["predictions"][0]
+        assert abs(top["score"] - scores[top["class_id"]]) <= 1e-4
+        assert scores[top["class_id"]] >= scores.max() - 1e-5  # Keras agrees it is the best class
+        assert top["label"] and top["wnid"].startswith("n")
+
+
+def test_predict_csv_and_table(capsys, photos, top_weights):
+    weights, _ = top_weights
+    code, out, err = _run(capsys, "predict", photos / "cats", photos / "astronaut.jpg", "--weights", weights,
+                          "--size", "80,96", "--top", 2, "--format", "csv")
+    assert code == 0, err
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert len(table) == 4 and {r["rank"] for r in table} == {"1", "2"}
+    assert all(0.0 <= float(r["score"]) <= 1.0 for r in table)
+    assert "\r" not in err  # stderr is not a terminal under pytest: no progress bar
+    code, out, _ = _run(capsys, "predict", photos / "camera_gray.png", "--weights", weights, "--size", SIZE,
+                        "--top", 1, "--format", "table")
+    assert code == 0 and out.splitlines()[0].endswith("camera_gray.png") and " 1. " in out
+
+
+def test_predict_reports_every_bad_file_and_goes_on(capsys, bad_folder, top_weights):
+    root, bad = bad_folder
+    weights, _ = top_weights
+    code, out, err = _run(capsys, "predict", root, "--weights", weights, "--size", SIZE, "--format", "json", "-q")
+    assert code == 1
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in json.loads(out)}
+    failed = {name for name, r in rows.items() if r["error"]}
+    assert failed == bad
+    for name in bad:
+        assert f"FAILED {root / name}" in err  # each reported with its path ...
+    reasons = {name: rows[name]["error"] for name in bad}
+    assert "empty" in reasons["empty.png"]
+    assert "not an image" in reasons["notes.txt"]
+    assert "truncated" in reasons["truncated.jpg"] or "corrupt" in reasons["truncated.jpg"]
+    assert "75 px" in reasons["tiny.png"] and "--upscale" in reasons["tiny.png"]
+    assert "decompression bomb" in reasons["bomb.png"]
+    ok = set(rows) - bad
+    assert ok == {"good.jpg", "depth16.png", "palette.png", "cmyk.jpg", "rgba.png", "rotated.jpg"}
+    assert all(rows[n]["predictions"] for n in ok)
+    assert f"{len(rows)} file(s): {len(ok)} ok, {len(bad)} failed" in err  # ... and counted
+
+
+def test_odd_modes_are_converted_by_the_stated_rule(bad_folder):
+    root, _ = bad_folder
+    reader = engine.ImageReader(size="native")
+    rotated = reader.read(root / "rotated.jpg")
+    assert rotated.shape == (160, 100, 3)  # EXIF orientation applied: 100x160 stored, shown 160x100
+    gray16 = reader.read(root / "depth16.png")
+    assert gray16.shape == (90, 100, 3) and np.array_equal(gray16[..., 0], gray16[..., 2])
+    assert reader.read(root / "cmyk.jpg").shape == reader.read(root / "palette.png").shape == (300, 451, 3)
+
+
+def test_upscale_lets_small_images_through(capsys, bad_folder, top_weights):
+    root, _ = bad_folder
+    weights, _ = top_weights
+    code, out, err = _run(capsys, "predict", root / "tiny.png", "--weights", weights, "--size", "native",
+                          "--upscale", "--format", "json", "-q")
+    assert code == 0, err
+    assert json.loads(out)[0]["predictions"]
+
+
+def test_features_npz_then_refuses_to_overwrite(capsys, photos, notop_weights, tmp_path):
+    out = tmp_path / "feats.npz"
+    code, _, err = _run(capsys, "features", photos, "--weights", notop_weights, "--size", SIZE, "--out", out, "-q")
+    assert code == 0, err
+    with np.load(out) as z:
+        feats, paths = z["features"], list(z["paths"])
+    assert feats.shape == (6, 2048) and len(set(paths)) == 6 and paths == sorted(paths)
+    model = InceptionV3(weights=str(notop_weights), include_top=False, pooling="avg", input_shape=(None, None, 3))
+    reader = engine.ImageReader(size=(75, 75))
+    want = model.predict_on_batch(np.stack([reader.read(p) for p in paths]))
+    assert np.abs(feats - want).max() <= 1e-4
+    before = out.read_bytes()
+    code, _, err = _run(capsys, "features", photos, "--weights", notop_weights, "--out", out)
+    assert code == 2 and "--force" in err and out.read_bytes() == before
+
+
+def test_features_npy_with_mixed_layer_and_parquet_needs_pyarrow(capsys, photos, notop_weights, tmp_path):
+    out = tmp_path / "mixed7.npy"
+    code, _, err = _run(capsys, "features", photos / "cats", photos / "coffee.png", "--weights", notop_weights,
+                        "--size", SIZE, "--layer", "mixed7", "--pooling", "max", "--out", out, "-q")
+    assert code == 0, err
+    assert np.load(out).shape == (2, 768)
+    listed = (tmp_path / "mixed7.npy.paths.txt").read_text().splitlines()
+    assert [p.rsplit("/", 1)[-1] for p in listed] == ["chelsea.jpg", "coffee.png"]
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        code, _, err = _run(capsys, "features", photos, "--weights", notop_weights, "--out", tmp_path / "f.parquet")
+        assert code == 2 and "pyarrow" in err and not (tmp_path / "f.parquet").exists()
+
+
+def test_interrupted_features_resume_gives_one_row_per_image(capsys, photos, notop_weights, tmp_path, monkeypatch):
+    out = tmp_path / "resumed.npz"
+    calls = []
+    original_add = engine.FeatureStore.add
+
+    def add_then_interrupt(self, results):
+        original_add(self, results)
+        calls.append(len(results))
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # as Ctrl-C after the first batch
+
+    monkeypatch.setattr(engine.FeatureStore, "add", add_then_interrupt)
+    args = ["features", photos, "--weights", notop_weights, "--size", SIZE, "--batch-size", 2, "--out", out, "-q"]
+    code, _, err = _run(capsys, *args)
+    assert code == 130 and "--resume" in err
+    assert not out.exists()  # nothing written half
+    partial = tmp_path / "resumed.npz.partial"
+    assert len(list(partial.glob("chunk-*.npz"))) == 1
+    monkeypatch.setattr(engine.FeatureStore, "add", original_add)
+
+    code, _, err = _run(capsys, *args)
+    assert code == 2 and "--resume" in err  # an interrupted run is not silently restarted
+    code, _, err = _run(capsys, *args, "--resume")
+    assert code == 0, err
+    assert "2 already done" in err
+    with np.load(out) as z:
+        paths, feats = list(z["paths"]), z["features"]
+    assert len(paths) == len(set(paths)) == 6 and feats.shape == (6, 2048)
+    assert not partial.exists()
+
+    fresh = tmp_path / "fresh.npz"
+    assert _run(capsys, "features", photos, "--weights", notop_weights, "--size", SIZE, "--out", fresh, "-q")[0] == 0
+    with np.load(fresh) as z:
+        assert list(z["paths"]) == paths
+        assert np.abs(z["features"] - feats).max() <= 1e-5
+
+
+def test_export_onnx_and_keras(capsys, tmp_path, notop_weights):
+    import onnxruntime as ort
+
+    onnx_path = tmp_path / "model.onnx"
+    code, _, err = _run(capsys, "export", "--weights", notop_weights, "--pooling", "avg", "--format", "onnx",
+                        "-o", onnx_path)
+    assert code == 0, err
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 90, 110, 3)).astype("float32")
+    model = InceptionV3(weights=str(notop_weights), include_top=False, pooling="avg")
+    assert np.abs(session.run(None, {"input": x})[0] - model.predict_on_batch(x)).max() <= 1e-4
+    code, _, err = _run(capsys, "export", "--weights", notop_weights, "--format", "onnx", "-o", onnx_path)
+    assert code == 2 and "--force" in err
+
+    keras_path = tmp_path / "model.keras"
+    code, _, err = _run(capsys, "export", "--weights", "none", "--include-top", "--classes", 5, "--format", "keras",
+                        "-o", keras_path)
+    assert code == 0, err
+    loaded = keras.saving.load_model(keras_path)
+    assert loaded.output.shape[-1] == 5 and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_predict_with_a_saved_model_file(capsys, tmp_path, photos):
+    model = _randomise_batch_norm(InceptionV3(weights=None, include_top=True, classes=4, input_shape=(None, None, 3)), 3)
+    path = tmp_path / "four.keras"
+    model.save(path)
+    code, out, err = _run(capsys, "predict", photos / "cats", "--model", path, "--size", SIZE, "--top", 2,
+                          "--format", "json", "-q")
+    assert code == 0, err
+    row = json.loads(out)[0]
+    scores = _expected_scores(model, row["path"], SIZE)
+    assert row["predictions"][0]["label"] == f"class_{int(np.argmax(scores))}"
+    assert abs(row["predictions"][0]["score"] - scores.max()) <= 1e-4
+
+
+def test_bench_prints_both_engines_and_the_ratio(capsys):
+    code, out, err = _run(capsys, "bench", "--input-shape", "75,75,3", "--batch", "2", "--seconds", "0.1")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "keras" in lines[1] and "onnxruntime" in lines[1]
+    assert lines[2].split()[0] == "2" and lines[2].endswith("x")
+
+
+def test_usage_errors_say_what_to_do(capsys, photos):
+    code, _, err = _run(capsys, "features", photos, "--weights", "none", "--out", "/tmp/x.csv")
+    assert code == 2 and ".npy, .npz, .parquet" in err
+    code, _, err = _run(capsys, "predict", photos / "nope.jpg", "--weights", "none", "--size", SIZE, "-q")
+    assert code == 1 and "no such file" in err

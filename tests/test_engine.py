@@ -1,0 +1,183 @@
+"""anyshape.engine and anyshape.onnx_graph: the ONNX Runtime engine equals the Keras model.
+
+Models are random-initialised, with random BatchNorm statistics so every folded BN matters;
+outputs are compared with `model.predict_on_batch` on the same input (<= 1e-4 max abs).
+"""
+
+import numpy as np
+import pytest
+
+import keras
+
+from anyshape import engine
+from anyshape.inception_v3 import InceptionV3
+from anyshape.onnx_graph import keras_to_onnx
+
+ort = pytest.importorskip("onnxruntime")
+
+TOL = 1e-4
+
+
+def _randomise_batch_norm(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            values = []
+            for w in layer.weights:
+                if "variance" in w.path:
+                    values.append(rng.uniform(0.5, 2.0, w.shape).astype("float32"))
+                elif "gamma" in w.path:
+                    values.append(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
+                else:
+                    values.append(rng.normal(0.0, 0.2, w.shape).astype("float32"))
+            layer.set_weights(values)
+    return model
+
+
+def _input(shape, seed=1):
+    return np.random.default_rng(seed).uniform(-1, 1, shape).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def features_last():
+    """channels_last, include_top=False, average-pooled features, free size."""
+    return _randomise_batch_norm(InceptionV3(weights=None, include_top=False, pooling="avg"))
+
+
+@pytest.fixture(scope="module")
+def predictor_last(features_last):
+    p = engine.Predictor(features_last)
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize("shape", [(1, 75, 75, 3), (3, 107, 140, 3), (2, 150, 150, 3), (1, 91, 203, 3)])
+def test_onnxruntime_equals_keras_channels_last(features_last, predictor_last, shape):
+    assert predictor_last.engine == "onnxruntime"
+    x = _input(shape)
+    want = features_last.predict_on_batch(x)
+    got = predictor_last(x)
+    assert got.shape == want.shape == (shape[0], 2048)
+    assert np.abs(got - want).max() <= TOL
+    assert np.abs(want).max() > 0.01  # not a trivially zero comparison
+
+
+def test_batch_split_across_cores_is_the_same_as_one_by_one(predictor_last):
+    x = _input((5, 80, 96, 3), seed=3)
+    together = predictor_last(x)
+    alone = np.concatenate([predictor_last(x[i : i + 1]) for i in range(5)])
+    assert np.abs(together - alone).max() <= 1e-5
+
+
+def test_channels_first_feature_map_equals_keras():
+    model = _randomise_batch_norm(InceptionV3(weights=None, include_top=False, data_format="channels_first"), 2)
+    p = engine.Predictor(model)
+    assert p.data_format == "channels_first" and p.channels == 3
+    x = _input((2, 3, 96, 120))
+    want = model.predict_on_batch(x)
+    got = p(x)
+    assert got.shape == want.shape == (2, 2048, 1, 2)
+    assert np.abs(got - want).max() <= TOL
+
+
+def test_torch_semantics_and_aux_head_equal_keras():
+    """count_include_pad (ZeroPadding + valid pool), BN with gamma, the aux head, logits."""
+    model = _randomise_batch_norm(
+        InceptionV3(weights=None, include_top=True, aux_logits=True, count_include_pad=True, bn_scale=True,
+                    classifier_activation=None, input_shape=(299, 299, 3), classes=10), 4)
+    p = engine.Predictor(model)
+    x = _input((1, 299, 299, 3))
+    want = model.predict_on_batch(x)
+    got = p(x)
+    assert isinstance(got, list) and len(got) == 2
+    for g, w in zip(got, want):
+        assert g.shape == (1, 10)
+        assert np.abs(g - np.asarray(w)).max() <= TOL * max(1.0, float(np.abs(w).max()))
+
+
+def test_softmax_head_and_single_channel_input():
+    model = _randomise_batch_norm(InceptionV3(weights=None, include_top=True, input_shape=(None, None, 1), classes=7), 5)
+    p = engine.Predictor(model)
+    assert p.channels == 1
+    x = _input((2, 83, 77, 1))
+    got, want = p(x), model.predict_on_batch(x)
+    assert np.allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    assert np.abs(got - want).max() <= TOL
+
+
+def test_keras_applications_model_translates_too():
+    ref = keras.applications.InceptionV3(weights=None, include_top=False, pooling="max", input_shape=(None, None, 3))
+    _randomise_batch_norm(ref, 6)
+    x = _input((1, 100, 100, 3))
+    got = engine.Predictor(ref)(x)
+    assert np.abs(got - ref.predict_on_batch(x)).max() <= TOL
+
+
+def test_graph_rewrites_change_nothing_but_speed(features_last):
+    plain = keras_to_onnx(features_last, optimize=False)
+    fast = keras_to_onnx(features_last, optimize=True)
+    ops_plain = [n.op_type for n in plain.graph.node]
+    ops_fast = [n.op_type for n in fast.graph.node]
+    assert "BatchNormalization" not in ops_plain and "Mul" in ops_plain  # BN emitted as Mul/Add
+    assert "Mul" not in ops_fast and ops_fast.count("Conv") < ops_plain.count("Conv")  # folded, merged
+    assert ops_fast.count("Transpose") == 1  # NHWC -> NCHW once, at the input
+    x = _input((2, 75, 90, 3))
+    outs = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+            for m in (plain, fast)]
+    assert np.abs(outs[0] - outs[1]).max() <= TOL
+    dims = fast.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", "height", "width", 3]
+
+
+def test_feature_model_layers_and_pooling(features_last):
+    base = InceptionV3(weights=None, include_top=False)
+    mixed5 = engine.feature_model(base, "mixed5", "max")
+    p = engine.Predictor(mixed5)
+    x = _input((2, 75, 75, 3))
+    got = p(x)
+    assert got.shape == (2, 768)
+    assert np.abs(got - mixed5.predict_on_batch(x)).max() <= TOL
+    assert engine.feature_model(base, "mixed2", None).output.shape[1:] == (None, None, 288)
+    with pytest.raises(ValueError, match="mixed0 .. mixed10|mixed0, mixed1"):
+        engine.feature_model(base, "mixed11")
+    with pytest.raises(ValueError, match="already average-pooled"):
+        engine.feature_model(base, "avg_pool", "max")
+
+
+def test_keras_fallback_when_onnxruntime_is_missing(features_last, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
+    p = engine.Predictor(features_last)
+    assert p.engine == "keras" and "onnxruntime is not installed" in p.fallback_reason
+    x = _input((1, 75, 75, 3))
+    assert np.abs(p(x) - features_last.predict_on_batch(x)).max() == 0.0
+    with pytest.raises(RuntimeError, match="onnxruntime"):
+        engine.Predictor(features_last, engine="onnxruntime")
+
+
+def test_parse_size():
+    assert engine.parse_size("native") == "native"
+    assert engine.parse_size("299") == (299, 299)
+    assert engine.parse_size("150,200") == (150, 200)
+    assert engine.parse_size(120) == (120, 120)
+    for bad in ("0", "a,b", "1,2,3"):
+        with pytest.raises(ValueError, match="native, N or H,W|'native', N or H,W"):
+            engine.parse_size(bad)
+
+
+def test_image_reader_size_policies(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (120, 200, 3), dtype=np.uint8)).save(tmp_path / "wide.png")
+    Image.fromarray(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)).save(tmp_path / "small.png")
+    native = engine.ImageReader(size="native")
+    x = native.read(tmp_path / "wide.png")
+    assert x.shape == (120, 200, 3) and x.dtype == np.float32 and -1.0 <= x.min() and x.max() <= 1.0
+    assert engine.ImageReader(size=(99, 99)).read(tmp_path / "wide.png").shape == (99, 99, 3)
+    assert engine.ImageReader(size=(99, 99), data_format="channels_first").read(tmp_path / "wide.png").shape == (3, 99, 99)
+    with pytest.raises(engine.ImageTooSmall, match="minimum of 75 px"):
+        native.read(tmp_path / "small.png")
+    up = engine.ImageReader(size="native", upscale=True).read(tmp_path / "small.png")
+    assert up.shape == (75, 113, 3)
