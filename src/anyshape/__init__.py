@@ -16,6 +16,9 @@ __all__ = [
     "explain",
     "preprocess_input",
     "decode_predictions",
+    "train",
+    "recalibrate_batchnorm",
+    "Trainer",
 ]
 
 
@@ -34,4 +37,12 @@ def __getattr__(name):
         from anyshape.labels import decode_predictions
 
         return decode_predictions
+    if name in ("train", "recalibrate_batchnorm", "Trainer"):
+        # anyshape.train is the module anyshape/train.py, made callable: anyshape.train(...) is
+        # anyshape.train.train(...), and `import anyshape.train` / `from anyshape.train import`
+        # work as usual.
+        import importlib
+
+        module = importlib.import_module("anyshape.train")
+        return module if name == "train" else getattr(module, name)
     raise AttributeError(f"module 'anyshape' has no attribute {name!r}")
