@@ -29,7 +29,7 @@ import zipfile
 
 import numpy as np
 
-from anyshape.weights.checkpoint import DENSE_NAMES, Checkpoint, WeightFileError
+from anyshape.weights.checkpoint import CONV_SPECS, DENSE_NAMES, Checkpoint, WeightFileError
 from anyshape.weights.registry import WeightSet
 
 __all__ = ["describe_keras_file", "read_keras_file", "METADATA_ATTR", "METADATA_MEMBER"]
@@ -37,6 +37,7 @@ __all__ = ["describe_keras_file", "read_keras_file", "METADATA_ATTR", "METADATA_
 METADATA_ATTR = "anyshape_weights"
 METADATA_MEMBER = "anyshape_weights.json"
 _CLASS_KEY = re.compile(r"^(.*?)(?:_(\d+))?$")
+_OUR_NAMES = frozenset([f"{s.name}_{part}" for s in CONV_SPECS for part in ("conv", "bn")] + list(DENSE_NAMES))
 
 
 def _h5py():
@@ -185,8 +186,8 @@ def read_keras_file(path: str, model) -> Checkpoint:
             raise WeightFileError(f"{path!r}: {e}") from None
         except (KeyError, OSError, ValueError) as e:
             raise WeightFileError(f"{path!r} is damaged or not a Keras weights file ({e})") from e
-    model_names = {layer.name for layer in model.layers}
-    by_name = layers and all(lname in model_names for lname, _, _ in layers)
+    # anyshape's own files (any configuration, e.g. with an aux head the model lacks) by name
+    by_name = layers and all(lname in _OUR_NAMES for lname, _, _ in layers)
     if not by_name:
         order = _model_order(model)
         per_class: dict[str, list] = {"conv2d": [], "batch_normalization": [], "dense": []}
@@ -230,7 +231,7 @@ def describe_keras_file(path: str) -> WeightSet:
             _decode(f.attrs[METADATA_ATTR]) if METADATA_ATTR in f.attrs else None
         )
         if meta:
-            return WeightSet.from_json(meta, name=os.path.basename(path), path=path, source="file")
+            return WeightSet.from_json(meta, path=path)
         try:
             if _is_legacy(f):
                 layers = _legacy_layers(f)

@@ -1,0 +1,290 @@
+"""convert(): a weight set (torchvision/timm state dict, or a Keras file) -> a Keras file.
+
+The result is a Keras 3 `.weights.h5` (for `anyshape.InceptionV3(weights=path)` or
+`model.load_weights`) or a complete `.keras` model, written atomically, never over an existing
+file unless `force=True`. It carries the weight set's metadata (preprocessing, pool semantics),
+so `anyshape.InceptionV3(weights="converted.weights.h5")` builds the right model and
+`anyshape.preprocess_input(x, weights=...)` scales the right way.
+
+When the source framework is importable, the converted model is compared with the original
+(torchvision's Inception3 or timm's InceptionV3 in eval mode, same state dict) on random
+images before anything is written: max abs logit difference and top-5 agreement. A mismatch
+(difference > 1e-4 or a different top-5) raises and writes nothing.
+
+Import order: `import torchvision` (and timm, which imports it) after TensorFlow has loaded
+crashes the process on this stack (DESIGN.md, pitfalls); the CLI imports them first. From
+Python, import torch/torchvision before Keras to get the parity report; otherwise it is skipped
+with a note rather than risking the crash.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from anyshape.weights.checkpoint import WeightFileError
+from anyshape.weights.registry import WeightSet, resolve
+
+__all__ = ["convert", "ConversionResult", "ParityReport", "PARITY_TOLERANCE"]
+
+log = logging.getLogger("anyshape.weights")
+PARITY_TOLERANCE = 1e-4
+SOURCES = ("torchvision", "timm", "keras")
+
+
+@dataclass
+class ParityReport:
+    reference: str  # "torchvision" or "timm"
+    input_hw: tuple[int, int]
+    images: int
+    max_abs_logit_diff: float
+    top5_agreement: float  # fraction of images with the same top-5 classes, in order
+    aux_max_abs_logit_diff: float | None = None
+    max_abs_logit: float = 1.0  # the reference's largest |logit| (main and aux)
+
+    @property
+    def tolerance(self) -> float:
+        """1e-4, relative to the logits' scale when they exceed 1 (float32 rounding grows with it)."""
+        return PARITY_TOLERANCE * max(1.0, self.max_abs_logit)
+
+    @property
+    def ok(self) -> bool:
+        aux_ok = self.aux_max_abs_logit_diff is None or self.aux_max_abs_logit_diff <= self.tolerance
+        return self.max_abs_logit_diff <= self.tolerance and self.top5_agreement == 1.0 and aux_ok
+
+    def __str__(self) -> str:
+        h, w = self.input_hw
+        lines = [
+            f"parity vs {self.reference} ({self.images} random images at {h}x{w}, eval mode):",
+            f"  max abs logit difference: {self.max_abs_logit_diff:.2e} (tolerance {self.tolerance:.2g}; "
+            f"largest |logit| {self.max_abs_logit:.3g})",
+            f"  top-5 agreement: {self.top5_agreement:.0%}",
+        ]
+        if self.aux_max_abs_logit_diff is not None:
+            lines.append(f"  aux head max abs logit difference: {self.aux_max_abs_logit_diff:.2e}")
+        lines.append("  result: " + ("exact" if self.ok else "MISMATCH"))
+        return "\n".join(lines)
+
+
+@dataclass
+class ConversionResult:
+    path: str
+    weight_set: WeightSet
+    parity: ParityReport | None
+    note: str = ""  # why there is no parity report, when there is none
+
+    def __str__(self) -> str:
+        ws = self.weight_set
+        head = (
+            f"wrote {self.path}: {ws.name} ({ws.num_classes} classes{', aux head' if ws.has_aux else ''}; "
+            f"bn_scale={ws.bn_scale}, count_include_pad={ws.count_include_pad}; preprocessing "
+            + ("mode 'tf' ([-1, 1])" if ws.mode == "tf" else f"mode 'torch' mean={ws.mean} std={ws.std}")
+            + ")"
+        )
+        return head + "\n" + (str(self.parity) if self.parity else f"parity: not computed ({self.note})")
+
+
+def _reference_available(module: str) -> str | None:
+    """None when `module` can be used for parity here, else why not."""
+    if importlib.util.find_spec(module) is None or importlib.util.find_spec("torch") is None:
+        return f"{module} is not installed (pip install {module})"
+    needs = ["torchvision"] if module == "torchvision" else ["torchvision", "timm"]
+    if "tensorflow" in sys.modules and any(m not in sys.modules for m in needs):
+        return (
+            f"{module} was not imported before TensorFlow, and importing it afterwards crashes; "
+            f"import torch and {module} before keras, or use the anyshape CLI"
+        )
+    return None
+
+
+def _reference_model(reference: str, state: dict, num_classes: int, has_aux: bool):
+    import torch
+
+    if reference == "timm":
+        import timm
+
+        model = timm.create_model("inception_v3", pretrained=False, num_classes=num_classes, aux_logits=has_aux)
+    else:
+        import torchvision
+
+        model = torchvision.models.inception_v3(
+            weights=None, aux_logits=has_aux, init_weights=False, transform_input=False, num_classes=num_classes
+        )
+    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}, strict=True)
+    return model.eval()
+
+
+def _parity(model, reference: str, path: str, hw: tuple[int, int], images: int, offset: int) -> ParityReport:
+    import torch
+
+    from anyshape.weights.torch import read_state_dict
+
+    state = read_state_dict(path)
+    n = state["fc.weight"].shape[0]
+    has_aux = "AuxLogits.fc.weight" in state and len(model.outputs) == 2
+    if not has_aux:
+        state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
+    ref_model = _reference_model(reference, state, n, has_aux)
+    x = np.random.default_rng(0).uniform(-1, 1, (images, *hw, 3)).astype(np.float32)
+    feats = {}
+    hook = ref_model.Mixed_6e.register_forward_hook(lambda mod, i, o: feats.__setitem__("m", o))
+    with torch.no_grad():
+        out = ref_model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+        ref = (out[0] if isinstance(out, tuple) else out).numpy()[:, offset:]
+        ref_aux = ref_model.AuxLogits(feats["m"]).numpy()[:, offset:] if has_aux else None
+    hook.remove()
+    ours = model(x, training=False)
+    ours_aux = None
+    if isinstance(ours, (list, tuple)):
+        ours, ours_aux = np.asarray(ours[0]), np.asarray(ours[1])
+    ours = np.asarray(ours)
+    top = lambda a: np.argsort(-a, axis=1)[:, :5]  # noqa: E731
+    agree = float(np.mean(np.all(top(ours) == top(ref), axis=1)))
+    aux_diff = float(np.abs(ours_aux - ref_aux).max()) if has_aux else None
+    scale = float(max(np.abs(ref).max(), 0.0 if ref_aux is None else np.abs(ref_aux).max()))
+    return ParityReport(reference, hw, images, float(np.abs(ours - ref).max()), agree, aux_diff, scale)
+
+
+def _check_destination(dst: str, force: bool) -> str:
+    dst = os.fspath(dst)
+    if not dst.endswith((".weights.h5", ".keras")):
+        raise ValueError(f"destination {dst!r} must end in .weights.h5 (weights only) or .keras (whole model)")
+    if os.path.exists(dst) and not force:
+        raise FileExistsError(f"{dst} already exists; pass force=True (CLI: --force) to overwrite it")
+    parent = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"directory {parent} does not exist; create it first")
+    return dst
+
+
+def convert(
+    src,
+    dst,
+    *,
+    source: str | None = None,
+    input_shape=None,
+    aux_logits: bool | None = None,
+    force: bool = False,
+    parity: bool = True,
+    parity_images: int = 2,
+    classifier_activation: str | None = "softmax",
+    cache_dir: str | None = None,
+    progress: bool = True,
+) -> ConversionResult:
+    """Convert a weight set (registry name or file) into a Keras file at `dst`.
+
+    Args:
+        src: a registry name ("torchvision.IMAGENET1K_V1", "inception_v3.tf_in1k", ...) or a
+            file: a torchvision/timm state dict (.pth/.pt/.bin/.safetensors) or a Keras file.
+        dst: the output, ending in .weights.h5 or .keras.
+        source: "torchvision", "timm" or "keras": which framework the weights come from, used as
+            the parity reference. Default: the registry entry's, else torchvision for state dicts.
+        input_shape: the model's input shape (H, W, C); default (None, None, 3). It matters only
+            for .keras (a .weights.h5 loads at any shape). C != 3 adapts the first conv.
+        aux_logits: keep the auxiliary classifier (default: when the source has one).
+        force: overwrite an existing `dst`.
+        parity: compare with the source framework when it can be imported (see the module doc).
+        classifier_activation: the activation stored in a .keras model (the parity check always
+            compares logits).
+    Returns:
+        ConversionResult (path, the weight set's metadata as written, the parity report).
+    """
+    dst = _check_destination(dst, force)
+    ws = resolve(src)
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if source is None:
+        source = ws.source if ws.source in SOURCES else ("keras" if ws.format == "keras" else "torchvision")
+    elif ws.source in SOURCES and ws.source != source:
+        raise ValueError(f"{ws.name} is a {ws.source} weight set, not {source}")
+    if (source == "keras") != (ws.format == "keras"):
+        raise ValueError(f"{ws.name} is a {'Keras file' if ws.format == 'keras' else 'PyTorch state dict'}; "
+                         f"--source {source} does not fit it")
+
+    from anyshape.weights.loader import fetch_weight_file, load_checkpoint
+
+    path = fetch_weight_file(ws, include_top=True, cache_dir=cache_dir, progress=progress)
+    ws = replace(ws, path=path)
+    input_shape = tuple(input_shape) if input_shape is not None else (None, None, 3)
+    if ws.format == "torch":
+        from anyshape.weights.torch import read_torch_file
+
+        ck = read_torch_file(path)
+        n_file, has_aux = ck.num_classes, ck.has_aux
+    else:
+        from anyshape.weights.keras_h5 import describe_keras_file
+
+        described = describe_keras_file(path)
+        ck, n_file, has_aux = None, described.num_classes, described.has_aux
+    offset = 1 if n_file is not None and (n_file == 1001 or ws.label_offset == 1) else 0
+    classes = n_file - offset if n_file is not None else 1000
+    fits_aux = all(d is None or d >= 299 for d in input_shape[:2])
+    if aux_logits is None:
+        aux_logits = has_aux and fits_aux and n_file is not None
+
+    from anyshape.inception_v3 import InceptionV3
+
+    model = InceptionV3(
+        weights=None, include_top=n_file is not None, classes=classes, input_shape=input_shape,
+        aux_logits=aux_logits, bn_scale=ws.bn_scale, count_include_pad=ws.count_include_pad,
+        classifier_activation=None,
+    )
+    if ck is None:
+        from anyshape.weights.keras_h5 import read_keras_file
+
+        ck = read_keras_file(path, model)
+    loaded = load_checkpoint(model, ck, ws)
+
+    report, note = None, ""
+    if not parity:
+        note = "disabled"
+    elif ws.format == "keras":
+        note = "a Keras source: the same framework, nothing to compare with"
+    elif input_shape[2] != 3:
+        note = f"the model has {input_shape[2]} input channels; the reference is RGB"
+    elif n_file is None:
+        note = "the source has no classifier"
+    else:
+        reference = "timm" if source == "timm" else "torchvision"
+        note = _reference_available(reference) or ""
+        if not note:
+            hw = tuple(d or 299 for d in input_shape[:2])
+            report = _parity(model, reference, path, hw, parity_images, offset)
+            if not report.ok:
+                raise WeightFileError(f"conversion of {ws.name} is not exact, nothing written:\n{report}")
+
+    written = replace(
+        loaded, format="keras", path=None, num_classes=classes if n_file is not None else None,
+        label_offset=0, has_aux=bool(aux_logits), url=None, file_name=None, file_hash=None,
+        hash_algorithm=None, url_notop=None, file_name_notop=None, file_hash_notop=None,
+    )
+    _save(model, dst, written, classifier_activation)
+    return ConversionResult(os.path.abspath(dst), written, report, note)
+
+
+def _save(model, dst: str, weight_set: WeightSet, classifier_activation) -> None:
+    from anyshape.weights.keras_h5 import write_metadata
+
+    directory = os.path.dirname(os.path.abspath(dst))
+    suffix = ".keras" if dst.endswith(".keras") else ".weights.h5"
+    tmp = os.path.join(directory, f".{os.path.basename(dst)}.{os.getpid()}.tmp{suffix}")
+    try:
+        if suffix == ".keras":
+            import keras
+
+            for name in ("predictions", "aux_predictions"):
+                if classifier_activation and name in {layer.name for layer in model.layers}:
+                    model.get_layer(name).activation = keras.activations.get(classifier_activation)
+            model.save(tmp)
+        else:
+            model.save_weights(tmp)
+        write_metadata(tmp, weight_set)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -1,0 +1,74 @@
+"""`anyshape convert` and anyshape.weights.convert: torch state dict -> Keras file, with parity."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+from reference.torch_inception import predict, run, top5, torchvision_inception  # noqa: E402
+
+import anyshape  # noqa: E402
+from anyshape.cli import main  # noqa: E402
+from anyshape.weights.convert import convert  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tv(tmp_path_factory):
+    d = tmp_path_factory.mktemp("convert")
+    model = torchvision_inception(aux_logits=True, seed=7)
+    pth = d / "tv_inception.pth"
+    torch.save(model.state_dict(), pth)
+    return model, str(pth), d
+
+
+def test_cli_convert_prints_parity_and_refuses_to_overwrite(tv, capsys):
+    model, pth, d = tv
+    dst = d / "converted.weights.h5"
+    assert main(["convert", pth, "-o", str(dst), "--source", "torchvision"]) == 0
+    out = capsys.readouterr().out
+    assert "max abs logit difference" in out and "top-5 agreement: 100%" in out and "result: exact" in out
+    assert "aux head max abs logit difference" in out
+    diff = float(out.split("max abs logit difference: ")[1].split()[0])
+    assert diff <= 1e-4
+    stamp = dst.stat().st_mtime_ns
+    assert main(["convert", pth, "-o", str(dst)]) == 1
+    assert "already exists" in capsys.readouterr().err and "--force" not in out
+    assert dst.stat().st_mtime_ns == stamp
+    assert not [p for p in d.iterdir() if ".tmp" in p.name]
+
+    # the converted file carries its metadata: the model is built with torch semantics
+    ours = anyshape.InceptionV3(weights=str(dst), input_shape=(150, 200, 3), classifier_activation=None)
+    ws = ours.anyshape_weights
+    assert ws.bn_scale and ws.count_include_pad and ws.mode == "tf" and ws.format == "keras"
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 150, 200, 3)).astype(np.float32)
+    ref = run(model, x)
+    got = predict(ours, x)
+    assert np.abs(got - ref).max() <= 1e-4 and np.array_equal(top5(got), top5(ref))
+
+
+def test_convert_to_keras_model_file(tv, tmp_path):
+    import keras
+
+    model, pth, _ = tv
+    dst = tmp_path / "tv.keras"
+    result = convert(pth, dst, input_shape=(120, 160, 3), parity=True)
+    assert result.parity is not None and result.parity.ok and result.parity.input_hw == (120, 160)
+    assert result.parity.aux_max_abs_logit_diff is None  # 120 px: no aux head
+    loaded = keras.saving.load_model(dst)  # plain Keras, no anyshape needed
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 120, 160, 3)).astype(np.float32)
+    probs = np.asarray(loaded(x))
+    ref = run(model, x)
+    ref_probs = np.exp(ref - ref.max()) / np.exp(ref - ref.max()).sum()
+    np.testing.assert_allclose(probs, ref_probs, atol=1e-6)
+    assert anyshape.weights.resolve(str(dst)).count_include_pad  # metadata survives in the zip
+
+
+def test_bad_destinations(tv, tmp_path):
+    _, pth, _ = tv
+    with pytest.raises(ValueError, match=r"\.weights\.h5"):
+        convert(pth, tmp_path / "out.h5")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        convert(pth, tmp_path / "missing_dir" / "out.weights.h5")
+    with pytest.raises(ValueError, match="not timm|does not fit"):
+        convert("torchvision.IMAGENET1K_V1", tmp_path / "x.weights.h5", source="timm")
