@@ -1,0 +1,100 @@
+"""The weight-set registry and resolve(): data, names, paths, preprocessing (no model built)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from anyshape.weights import REGISTRY, UnknownWeights, WeightSet, resolve, weight_sets
+from anyshape.weights.registry import IMAGENET_MEAN, IMAGENET_STD
+
+
+def test_every_public_set_is_registered():
+    names = {ws.name for ws in weight_sets()}
+    assert names == {
+        "imagenet",
+        "torchvision.IMAGENET1K_V1",
+        "inception_v3.tv_in1k",
+        "inception_v3.tf_in1k",
+        "inception_v3.tf_adv_in1k",
+        "inception_v3.gluon_in1k",
+    }
+    for ws in weight_sets():
+        assert ws.url and ws.url.startswith("https://") and ws.file_name
+        assert ws.num_classes == 1000 and ws.label_offset == 0
+        assert ws.mode in ("tf", "torch") and 0.8 < ws.crop_pct <= 1
+        assert ws.interpolation in ("bilinear", "bicubic")
+        # torch sets need gamma and padding-counting pools; Keras' set neither
+        assert ws.bn_scale == ws.count_include_pad == (ws.format == "torch")
+
+
+def test_published_locations_and_hashes():
+    keras = REGISTRY["imagenet"]
+    assert keras.url.endswith("inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels.h5")
+    assert keras.file_hash == "9a0d58056eeedaa3f26cb7ebd46da564" and keras.hash_algorithm == "md5"
+    assert keras.url_notop.endswith("_notop.h5") and keras.file_hash_notop == "bcbd6486424b2319ff4ef7d526e38f63"
+    assert keras.file_name == "inception_v3_weights_tf_dim_ordering_tf_kernels.h5"  # keras.utils.get_file's name
+    tv = REGISTRY["torchvision.IMAGENET1K_V1"]
+    assert tv.url == "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"
+    assert (tv.file_hash, tv.hash_algorithm) == ("0cc3c7bd", "sha256") and tv.has_aux
+    for tag in ("tv_in1k", "tf_in1k", "tf_adv_in1k", "gluon_in1k"):
+        ws = REGISTRY[f"inception_v3.{tag}"]
+        assert ws.url == f"https://huggingface.co/timm/inception_v3.{tag}/resolve/main/model.safetensors"
+        assert ws.has_aux == (tag == "tv_in1k") and ws.interpolation == "bicubic" and ws.crop_pct == 0.875
+
+
+def test_preprocessing_per_set():
+    assert REGISTRY["imagenet"].preprocessing == {"mode": "tf"}
+    assert REGISTRY["torchvision.IMAGENET1K_V1"].preprocessing == {"mode": "tf"}  # == transform_input=True
+    assert REGISTRY["inception_v3.tf_in1k"].preprocessing == {"mode": "tf"}
+    gluon = REGISTRY["inception_v3.gluon_in1k"].preprocessing
+    assert gluon == {"mode": "torch", "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+
+
+def test_transform_input_is_tf_scaling():
+    """torchvision's transform_input on mean/std-normalised pixels equals x / 127.5 - 1."""
+    p = np.linspace(0, 255, 11, dtype=np.float64)
+    for m, s in zip(IMAGENET_MEAN, IMAGENET_STD):
+        normalised = (p / 255 - m) / s
+        transformed = normalised * (s / 0.5) + (m - 0.5) / 0.5  # torchvision Inception3._transform_input
+        np.testing.assert_allclose(transformed, p / 127.5 - 1, atol=1e-12)
+
+
+@pytest.mark.parametrize("alias", ["IMAGENET1K_V1", "torchvision", "imagenet1k_v1", "timm/inception_v3.tf_in1k", "keras"])
+def test_aliases(alias):
+    assert resolve(alias).name in REGISTRY
+
+
+def test_paths(tmp_path):
+    pth = tmp_path / "model.pth"
+    pth.write_bytes(b"x")
+    ws = resolve(pth)
+    assert ws.format == "torch" and ws.bn_scale and ws.count_include_pad and ws.path == str(pth)
+    st = tmp_path / "model.safetensors"
+    st.write_bytes(b"x")
+    assert resolve(str(st)).format == "torch"
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("imagenett", "neither a registered weight set nor an existing file"),
+    ("/no/such/file.h5", "does not exist"),
+    ("missing.weights.h5", "does not exist"),
+    (3, "must be None, a weight set name or a file path"),
+])
+def test_unknown(bad, words):
+    with pytest.raises(UnknownWeights, match=words):
+        resolve(bad)
+
+
+def test_unknown_kind_of_file(tmp_path):
+    p = tmp_path / "weights.npz"
+    p.write_bytes(b"x")
+    with pytest.raises(UnknownWeights, match="unknown kind"):
+        resolve(str(p))
+
+
+def test_json_round_trip():
+    ws = REGISTRY["inception_v3.gluon_in1k"]
+    back = WeightSet.from_json(ws.to_json())
+    assert back == ws
+    assert json.loads(ws.to_json())["mean"] == list(IMAGENET_MEAN)
