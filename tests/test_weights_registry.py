@@ -98,3 +98,26 @@ def test_json_round_trip():
     back = WeightSet.from_json(ws.to_json())
     assert back == ws
     assert json.loads(ws.to_json())["mean"] == list(IMAGENET_MEAN)
+
+
+def test_preprocess_input_follows_the_weight_set():
+    from types import SimpleNamespace
+
+    from anyshape.preprocess import preprocess_input
+
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    tf = preprocess_input(x, "channels_last", mode="tf")
+    torch = preprocess_input(x, "channels_last", mode="torch")
+    for name in ("imagenet", "torchvision.IMAGENET1K_V1", "inception_v3.tv_in1k", "inception_v3.tf_adv_in1k"):
+        np.testing.assert_array_equal(preprocess_input(x, "channels_last", weights=name), tf)
+    np.testing.assert_array_equal(preprocess_input(x, "channels_last", weights="inception_v3.gluon_in1k"), torch)
+    # a model loaded by anyshape carries its weight set
+    model = SimpleNamespace(anyshape_weights=REGISTRY["inception_v3.gluon_in1k"])
+    np.testing.assert_array_equal(preprocess_input(x, "channels_last", weights=model), torch)
+    # one channel with a mean/std set: the channel means of mean and std
+    gray = preprocess_input(x[..., :1], "channels_last", weights="inception_v3.gluon_in1k")
+    np.testing.assert_allclose(gray, (x[..., :1] / 255 - np.mean(IMAGENET_MEAN)) / np.mean(IMAGENET_STD), rtol=1e-5)
+    with pytest.raises(ValueError, match="not both"):
+        preprocess_input(x, "channels_last", weights="imagenet", mode="tf")
+    with pytest.raises(ValueError, match="no anyshape weight metadata"):
+        preprocess_input(x, "channels_last", weights=SimpleNamespace(layers=[]))

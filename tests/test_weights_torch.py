@@ -115,9 +115,7 @@ def test_transform_input_equivalence(tv, ours_299):
     photo = data.astronaut()[100:399, 100:399].astype(np.float32)[None]  # (1, 299, 299, 3), 0..255
     mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
     ref = run(tvt, (photo / 255 - mean) / std)  # torchvision's documented preprocessing
-    kw = anyshape.weights.preprocessing_for("torchvision.IMAGENET1K_V1")
-    assert kw == {"mode": "tf"}
-    x = anyshape.preprocess_input(photo, "channels_last", **kw)
+    x = anyshape.preprocess_input(photo, "channels_last", weights="torchvision.IMAGENET1K_V1")
     out, _ = predict(ours_299, x)
     _assert_parity(out, ref)
 

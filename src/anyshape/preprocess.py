@@ -117,7 +117,8 @@ def preprocess_input(
     x: Any,
     data_format: DataFormat | None = None,
     *,
-    mode: PreprocessMode = "tf",
+    weights: Any = None,
+    mode: PreprocessMode | None = None,
     mean: float | Sequence[float] | None = None,
     std: float | Sequence[float] | None = None,
 ) -> Any:
@@ -130,6 +131,12 @@ def preprocess_input(
         data_format: "channels_last" (channel axis -1) or "channels_first" (axis 1 for a batch,
             0 for a single 3-D image). None means ``keras.config.image_data_format()``; it is
             only looked up when the mode needs the channel axis.
+        weights: take mode, mean and std from a weight set: a registry name ("imagenet",
+            "torchvision.IMAGENET1K_V1", "inception_v3.gluon_in1k", ...), a weights file, an
+            ``anyshape.weights.WeightSet``, or a model loaded by anyshape (it carries
+            ``model.anyshape_weights``). Not combinable with mode/mean/std. For a "torch"-mode
+            set and an input with other than 3 channels, the mean of its mean and std are used
+            (the first conv of such a model was adapted from RGB; see anyshape.weights.channels).
         mode: "tf" (default, Keras' and TF-slim's InceptionV3 weights): ``x / 127.5 - 1``, so
             0 -> -1 and 255 -> 1, for any channel count.
             "torch" (torchvision/timm weights): ``(x / 255 - mean) / std`` per channel.
@@ -145,6 +152,14 @@ def preprocess_input(
         ValueError: for an unknown mode or data_format, mean/std with mode "tf", or mean/std
             that do not match the channel count.
     """
+    if weights is not None:
+        if mode is not None or mean is not None or std is not None:
+            raise ValueError(
+                "give either weights= (which sets mode, mean and std) or mode=/mean=/std=, not both."
+            )
+        mode, mean, std = _preprocessing_of(weights, x, data_format)
+    if mode is None:
+        mode = "tf"
     if mode not in PREPROCESS_MODES:
         raise ValueError(f"mode must be one of {PREPROCESS_MODES}, got {mode!r}.")
     is_numpy = isinstance(x, (np.ndarray, np.generic, list, tuple, int, float))
@@ -191,6 +206,21 @@ def preprocess_input(
     return ops.divide(
         ops.subtract(scaled, ops.convert_to_tensor(mean_values)), ops.convert_to_tensor(std_values)
     )
+
+
+def _preprocessing_of(weights: Any, x: Any, data_format: str | None):
+    """(mode, mean, std) of a weight set (see preprocess_input's `weights`)."""
+    from anyshape.weights import preprocessing_for  # deferred: weights imports no framework either
+
+    kw = preprocessing_for(weights)
+    mode, mean, std = kw["mode"], kw.get("mean"), kw.get("std")
+    if mode == "torch":
+        shape = tuple(np.shape(x)) if not hasattr(x, "shape") else tuple(x.shape)
+        if len(shape) >= 3:
+            channels = shape[_channel_axis(len(shape), _resolve_data_format(data_format))]
+            if channels is not None and mean is not None and channels != len(mean):
+                mean, std = float(np.mean(mean)), float(np.mean(std))
+    return mode, mean, std
 
 
 # --------------------------------------------------------------------------------------------
