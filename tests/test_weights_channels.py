@@ -144,3 +144,9 @@ def test_bad_rules_are_refused_before_loading(rgb, bad):
     with pytest.raises(ValueError, match="channel_adapt"):
         load_weight_set(model, resolve(path), channel_adapt=bad)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+
+def test_unknown_options_are_refused(rgb):
+    model, path = rgb
+    with pytest.raises(ValueError, match="unknown weight option"):
+        load_weight_set(model, resolve(path), channel_adapted="sum")

@@ -195,3 +195,11 @@ def test_bad_keras_files_leave_the_model_unchanged(files, ours_small, tmp_path):
             load_weight_set(ours_small, resolve(str(path)))
         assert words in str(e.value), str(e.value)
         assert all(np.array_equal(a, b) for a, b in zip(before, ours_small.get_weights()))
+
+
+def test_aux_head_without_aux_weights_is_said(files, caplog):
+    """Keras' files have no aux head: it stays random, and the log says so."""
+    with caplog.at_level(logging.WARNING, logger="anyshape.weights"):
+        m = anyshape.InceptionV3(weights=files["legacy"], aux_logits=True)
+    assert "no auxiliary-head weights" in caplog.text
+    assert len(m.outputs) == 2 and m.anyshape_weights.format == "keras"

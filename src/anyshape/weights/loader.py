@@ -195,7 +195,7 @@ def _plan(model, ck: Checkpoint, weight_set: WeightSet, channel_adapt, seed) -> 
 
 
 def load_weight_set(model, weight_set: WeightSet, report=None, *, channel_adapt=None, cache_dir=None,
-                    progress: bool = True, seed: int | None = None) -> WeightSet:
+                    progress: bool = True, seed: int | None = None, **unknown) -> WeightSet:
     """Load `weight_set` into `model` (an anyshape InceptionV3), all or nothing.
 
     Args:
@@ -213,13 +213,18 @@ def load_weight_set(model, weight_set: WeightSet, report=None, *, channel_adapt=
         The WeightSet as loaded (with `path`), also stored as `model.anyshape_weights`.
     """
     del report
+    if unknown:
+        raise ValueError(
+            f"unknown weight option(s) {', '.join(sorted(unknown))}: the options are channel_adapt, "
+            "cache_dir, progress and seed"
+        )
     if channel_adapt is not None:
         try:
             channel_rules.check_rule(channel_adapt, model_semantics(model)["channels"])
         except ValueError as e:
             raise ValueError(str(e)) from None
     sem = model_semantics(model)
-    include_top = sem["classes"] is not None and sem["classes"] in IMAGENET_CLASSES
+    include_top = sem["classes"] is not None  # with another class count: backbone + new head
     path = fetch_weight_file(weight_set, include_top=include_top, cache_dir=cache_dir, progress=progress)
     ck = read_checkpoint(path, weight_set, model)
     return load_checkpoint(model, ck, replace(weight_set, path=os.fspath(path)), channel_adapt=channel_adapt,
