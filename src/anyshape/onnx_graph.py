@@ -1,8 +1,8 @@
 """Emit an ONNX graph straight from a built Keras model (no TensorFlow, no tf2onnx).
 
 `keras_to_onnx(model)` walks the model's functional graph from its outputs back to its inputs
-and writes one ONNX node per Keras layer, with the weights read through `layer.get_weights()`
-(numpy), so it works the same whichever Keras backend built the model. Why emit the graph
+and writes one ONNX node per Keras layer, with the weights read as numpy (`variable.numpy()`),
+so it works the same whichever Keras backend built the model. Why emit the graph
 ourselves instead of `model.export(format="onnx")`: that path exists on TensorFlow only, needs
 tf2onnx and takes about 40 s for InceptionV3; this emitter takes well under a second, has
 dynamic batch, height and width, and lets the graph be rewritten for speed (below).
@@ -21,11 +21,14 @@ Rewrites (all exact up to float32 rounding; `optimize=False` emits the plain gra
 * `ZeroPadding2D` + valid `AveragePooling2D` (torchvision's count_include_pad semantics) becomes
   one AveragePool with pads and `count_include_pad=1`; Keras' 'same' average pool becomes
   AveragePool with pads and `count_include_pad=0` (Keras excludes padded cells from the divisor).
-* In each Inception block, the 1x1 convolutions that read the block input are merged into one
-  wider convolution (fewer, larger GEMMs: the input is read once), and the pool branch
-  `avgpool3x3 -> conv1x1` is computed as `conv1x1 -> avgpool3x3 -> + bias`, which is the same
-  linear map (a 1x1 convolution commutes with any spatial averaging, zero padding included)
-  and pools 64-320 channels instead of 192-2048.
+* Nested concatenations on one axis are flattened into one (one copy of the maps fewer).
+
+With these the graph ONNX Runtime runs is the same as the one it makes of torchvision's export
+(94 NCHWc convolutions, 11 concatenations), and runs as fast per image. Measured and left out
+(ONNX Runtime 1.32, single-thread CPU time per image, 2026-11-27): merging the 1x1 convolutions that read the
+same block input into one wider convolution + Split, and computing the pool branch as
+conv1x1 -> avgpool -> +bias (the same linear map on fewer channels) were both 1-3 % slower:
+the Split copies cost more than the larger GEMMs gain.
 """
 
 from __future__ import annotations
@@ -342,66 +345,31 @@ def _merge_pad_into_avg_pool(g: _Graph, protected: set[str]) -> None:
     g.nodes = [n for n in g.nodes if id(n) not in drop]
 
 
-def _is_pointwise_conv(node: _Node) -> bool:
-    a = node.attrs
-    return (
-        node.op == "Conv"
-        and list(a["kernel_shape"]) == [1, 1]
-        and list(a["strides"]) == [1, 1]
-        and list(a["dilations"]) == [1, 1]
-        and a["group"] == 1
-    )
-
-
-def _merge_pointwise_siblings(g: _Graph, protected: set[str]) -> None:
-    """Merge the 1x1 convolutions (and pool -> 1x1 branches) that read one tensor."""
-    users = g.consumers()
-    position = {id(n): i for i, n in enumerate(g.nodes)}
-    replace: dict[int, list[_Node]] = {}
-    drop = set()
-    for source, readers in users.items():
-        direct = [n for n in readers if _is_pointwise_conv(n)]
-        pooled = []
-        for pool in readers:
-            if pool.op != "AveragePool" or pool.outputs[0] in protected:
+def _flatten_concats(g: _Graph, protected: set[str]) -> None:
+    """Concat(a, Concat(b, c), d) on one axis -> Concat(a, b, c, d) when the inner result has no
+    other reader. Keras' InceptionV3 concatenates the two 3x3 halves of mixed9/mixed10 before
+    the block's concatenation; one copy of those maps is saved per block."""
+    changed = True
+    while changed:
+        changed = False
+        users = g.consumers()
+        producer = {o: n for n in g.nodes for o in n.outputs}
+        for outer in g.nodes:
+            if outer.op != "Concat":
                 continue
-            after = users.get(pool.outputs[0], [])
-            if len(after) == 1 and _is_pointwise_conv(after[0]):
-                pooled.append((pool, after[0]))
-        if len(direct) + len(pooled) < 2:
-            continue
-        convs = direct + [conv for _, conv in pooled]
-        kernels = [g.inits[c.inputs[1]] for c in convs]
-        biases = [g.inits[c.inputs[2]] for c in direct] + [np.zeros_like(g.inits[c.inputs[2]]) for _, c in pooled]
-        widths = [k.shape[0] for k in kernels]
-        merged = g.fresh("merged_pointwise")
-        pieces = [g.fresh("merged_pointwise_part") for _ in convs]
-        new_nodes = [
-            _Node("Conv", [source, g.const("merged_kernel", np.concatenate(kernels)),
-                           g.const("merged_bias", np.concatenate(biases))], [merged],
-                  dict(convs[0].attrs), merged),
-            _Node("Split", [merged, g.const("merged_split", np.array(widths, np.int64))], pieces, {"axis": 1}, merged + "_split"),
-        ]
-        for conv, piece in zip(direct, pieces):
-            new_nodes.append(_Node("Identity", [piece], [conv.outputs[0]], {}, conv.name))
-        for (pool, conv), piece in zip(pooled, pieces[len(direct):]):
-            pooled_piece = g.fresh(pool.outputs[0] + "_narrow")
-            new_nodes.append(_Node("AveragePool", [piece], [pooled_piece], dict(pool.attrs), pool.name))
-            bias = g.inits[conv.inputs[2]].reshape(1, -1, 1, 1)
-            new_nodes.append(_Node("Add", [pooled_piece, g.const("pool_branch_bias", bias)], [conv.outputs[0]], {}, conv.name))
-            drop.add(id(pool))
-        first = min(position[id(c)] for c in convs)
-        for c in convs:
-            drop.add(id(c))
-        replace[first] = new_nodes
-    out = []
-    for i, n in enumerate(g.nodes):
-        if i in replace:
-            out.extend(replace[i])
-        if id(n) not in drop:
-            out.append(n)
-    g.nodes = out
-    _remove_identities(g, protected)
+            flat = []
+            for name in outer.inputs:
+                inner = producer.get(name)
+                if (inner is not None and inner.op == "Concat" and inner.attrs["axis"] == outer.attrs["axis"]
+                        and len(users[name]) == 1 and name not in protected):
+                    flat.extend(inner.inputs)
+                    g.nodes.remove(inner)
+                    changed = True
+                else:
+                    flat.append(name)
+            outer.inputs = flat
+            if changed:
+                break
 
 
 def _remove_identities(g: _Graph, protected: set[str]) -> None:
@@ -485,7 +453,7 @@ def keras_to_onnx(model, *, optimize: bool = True, opset: int = OPSET, fixed_hw:
         _fold_batch_norm(g, em.protected)
         _merge_pad_into_avg_pool(g, em.protected)
         _remove_identities(g, em.protected)
-        _merge_pointwise_siblings(g, em.protected)
+        _flatten_concats(g, em.protected)
     _remove_identities(g, em.protected)
     _sort_topologically(g, ["input"])
 
