@@ -203,3 +203,35 @@ def test_aux_head_without_aux_weights_is_said(files, caplog):
         m = anyshape.InceptionV3(weights=files["legacy"], aux_logits=True)
     assert "no auxiliary-head weights" in caplog.text
     assert len(m.outputs) == 2 and m.anyshape_weights.format == "keras"
+
+
+def test_imagenet_from_the_keras_cache_offline(files, tmp_path, monkeypatch, caplog):
+    """weights="imagenet" is served from keras.utils.get_file's cache (KERAS_HOME/models).
+
+    The stand-in file is our published-layout file; the registry entry gets its md5 (the real
+    file is not shipped), the rest of the path is the real one.
+    """
+    import dataclasses
+    import hashlib
+    import shutil
+    import urllib.request
+
+    from anyshape.weights import REGISTRY
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("no network access expected"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    ws = REGISTRY["imagenet"]
+    shutil.copy(files["legacy"], tmp_path / "models" / ws.file_name)
+    md5 = hashlib.md5(open(files["legacy"], "rb").read()).hexdigest()
+    monkeypatch.setitem(REGISTRY, "imagenet", dataclasses.replace(ws, file_hash=md5))
+    with caplog.at_level(logging.WARNING, logger="anyshape.weights"):
+        m = anyshape.InceptionV3(weights="imagenet", input_shape=(None, None, 2), classes=5)
+    assert m.anyshape_weights.name == "imagenet"
+    assert m.anyshape_weights.path == str(tmp_path / "models" / ws.file_name)
+    assert "channel_adapt='repeat'" in caplog.text and "5-class head" in caplog.text
+
+
+def test_not_an_anyshape_model(keras_app, files):
+    with pytest.raises(ValueError, match="not a model built by anyshape"):
+        load_weight_set(keras_app, resolve(files["legacy"]))

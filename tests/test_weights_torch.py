@@ -221,3 +221,21 @@ def test_new_head_for_other_class_count(tv, caplog):
     )
     np.testing.assert_array_equal(m.get_layer("mixed10_branch_pool_conv").kernel.numpy(), ck.units["mixed10_branch_pool"]["kernel"])
     assert m.output.shape[-1] == 7
+
+
+def test_registry_set_from_the_cache_offline(tv, tmp_path, monkeypatch):
+    """A timm set already in the cache loads without network, with its preprocessing metadata."""
+    import shutil
+    import urllib.request
+
+    from anyshape.weights import REGISTRY
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("no network access expected"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    ws = REGISTRY["inception_v3.gluon_in1k"]
+    shutil.copy(tv[2], tmp_path / "models" / ws.file_name)  # a stand-in with the same layout
+    m = anyshape.InceptionV3(weights="inception_v3.gluon_in1k", input_shape=(75, 75, 3), classifier_activation=None)
+    assert m.anyshape_weights.preprocessing == {"mode": "torch", "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+    x = _images(1, 75, 75, seed=8)
+    _assert_parity(predict(m, x), run(tv[0], x))

@@ -37,7 +37,13 @@ IMAGENET_CLASSES = (1000, 1001)
 
 def model_semantics(model) -> dict:
     """How a built anyshape model computes: bn_scale, count_include_pad, channels, head."""
-    names = {layer.name for layer in model.layers}
+    names = {layer.name for layer in getattr(model, "layers", [])}
+    if f"{FIRST_CONV}_conv" not in names or f"{FIRST_CONV}_bn" not in names:
+        raise ValueError(
+            f"{getattr(model, 'name', model)!r} is not a model built by anyshape.InceptionV3 (it has no "
+            f"{FIRST_CONV}_conv layer); build it with anyshape.InceptionV3(weights=...) or load the "
+            "file into such a model"
+        )
     first_bn = model.get_layer(f"{FIRST_CONV}_bn")
     first_conv = model.get_layer(f"{FIRST_CONV}_conv")
     classes = model.get_layer("predictions").units if "predictions" in names else None

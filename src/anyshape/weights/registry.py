@@ -239,7 +239,7 @@ def resolve(weights) -> WeightSet:
     if not isinstance(weights, str):
         raise UnknownWeights(f"weights must be None, a weight set name or a file path, got {weights!r}")
     key = _ALIASES.get(weights.lower())
-    if key is not None and not os.path.exists(weights):
+    if key is not None:  # registered names win over a same-named file, as in keras.applications
         return REGISTRY[key]
     path = os.path.expanduser(weights)
     if os.path.isfile(path):
