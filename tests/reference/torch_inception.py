@@ -76,10 +76,12 @@ def torchvision_inception(aux_logits: bool = True, transform_input: bool = False
 
 def predict(keras_model, x: np.ndarray):
     """One eager call (no tf.function tracing: cheaper than predict for a single batch)."""
+    from keras import ops
+
     out = keras_model(x, training=False)
     if isinstance(out, (list, tuple)):
-        return [np.asarray(o) for o in out]
-    return np.asarray(out)
+        return [ops.convert_to_numpy(o) for o in out]
+    return ops.convert_to_numpy(out)
 
 
 def run(model: torch.nn.Module, x_nhwc: np.ndarray, aux: bool = False):

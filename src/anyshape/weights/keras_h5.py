@@ -92,7 +92,7 @@ def _decode(x) -> str:
     return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
 
-def _legacy_layers(f) -> list[tuple[str, str, dict[str, np.ndarray]]]:
+def _legacy_layers(f, lazy: bool = False) -> list[tuple[str, str, dict[str, np.ndarray]]]:
     """[(layer name, kind, {kernel/bias/gamma/beta/moving_mean/moving_variance: array})]."""
     g = f["model_weights"] if "model_weights" in f and "layer_names" not in f.attrs else f
     out = []
@@ -104,7 +104,7 @@ def _legacy_layers(f) -> list[tuple[str, str, dict[str, np.ndarray]]]:
         arrays = {}
         for wn in weight_names:
             short = wn.split("/")[-1].split(":")[0]
-            arrays[short] = np.asarray(group[wn], dtype=np.float32)
+            arrays[short] = group[wn] if lazy else np.asarray(group[wn], dtype=np.float32)
         out.append((lname, _kind(arrays, lname), arrays))
     return out
 
@@ -120,7 +120,7 @@ def _kind(arrays: dict[str, np.ndarray], lname: str) -> str:
     raise WeightFileError(f"layer {lname!r} in the file has weights {sorted(arrays)}: not a layer InceptionV3 has")
 
 
-def _keras3_layers(f) -> list[tuple[str, str, dict[str, np.ndarray]]]:
+def _keras3_layers(f, lazy: bool = False) -> list[tuple[str, str, dict[str, np.ndarray]]]:
     """Keras 3 layout, in model.layers order per class (the class counter's order)."""
     if "layers" not in f:
         raise WeightFileError("no 'layers' group: not a Keras weights file")
@@ -133,7 +133,7 @@ def _keras3_layers(f) -> list[tuple[str, str, dict[str, np.ndarray]]]:
         cls, index = m.group(1), int(m.group(2) or 0)
         vars_ = group["vars"]
         lname = _decode(vars_.attrs.get("name", key))
-        values = [np.asarray(vars_[str(i)], dtype=np.float32) for i in range(len(vars_))]
+        values = [vars_[str(i)] if lazy else np.asarray(vars_[str(i)], dtype=np.float32) for i in range(len(vars_))]
         if cls == "conv2d":
             arrays = {"kernel": values[0]}
             if len(values) > 1:
@@ -234,20 +234,24 @@ def describe_keras_file(path: str) -> WeightSet:
             return WeightSet.from_json(meta, path=path)
         try:
             if _is_legacy(f):
-                layers = _legacy_layers(f)
+                layers = _legacy_layers(f, lazy=True)
                 names = [lname for lname, _, _ in layers]
             else:
-                layers = _keras3_layers(f)
+                layers = _keras3_layers(f, lazy=True)
                 names = [_decode(f["layers"][k]["vars"].attrs.get("name", k)) for k in f["layers"] if "vars" in f["layers"][k]]
         except WeightFileError as e:
             raise WeightFileError(f"{path!r}: {e}") from None
         except (KeyError, OSError, ValueError) as e:
             raise WeightFileError(f"{path!r} is damaged or not a Keras weights file ({e})") from e
-    bn_scale = any(cls == "batch_normalization" and "gamma" in arrays for _, cls, arrays in layers)
+        # (datasets are read lazily: only shapes and names, while the file is open)
+        bn_scale = any(cls == "batch_normalization" and "gamma" in arrays for _, cls, arrays in layers)
+        dense = {lname: a for lname, cls, a in layers if cls == "dense"}
+        head = dense.get("predictions") if "predictions" in dense else (
+            next(iter(dense.values())) if len(dense) == 1 else None
+        )
+        num_classes = None if head is None else int(head["kernel"].shape[1])
     config = opened.zip_json.get("config.json", "")
     count_include_pad = any(n.endswith("_branch_pool_pad") for n in names) or "_branch_pool_pad" in config
-    dense = {lname: a for lname, cls, a in layers if cls == "dense"}
-    head = dense.get("predictions") or (next(iter(dense.values())) if len(dense) == 1 else None)
     return WeightSet(
         name=os.path.basename(path),
         source="file",
@@ -255,7 +259,7 @@ def describe_keras_file(path: str) -> WeightSet:
         path=path,
         bn_scale=bn_scale,
         count_include_pad=count_include_pad,
-        num_classes=None if head is None else int(head["kernel"].shape[1]),
+        num_classes=num_classes,
         has_aux="aux_predictions" in dense,
         mode="tf",
         description="Keras weights file",
