@@ -251,6 +251,9 @@ def convert(
         note = "the source has no classifier"
     else:
         reference = "timm" if source == "timm" else "torchvision"
+        if reference == "timm" and _reference_available("timm") and not _reference_available("torchvision"):
+            # timm's InceptionV3 has torchvision's layers, keys and semantics: same reference
+            reference = "torchvision"
         note = _reference_available(reference) or ""
         if not note:
             hw = tuple(d or 299 for d in input_shape[:2])

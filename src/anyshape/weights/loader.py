@@ -93,8 +93,7 @@ def _plan(model, ck: Checkpoint, weight_set: WeightSet, channel_adapt, seed) -> 
     for layer in model.layers:
         if not layer.weights:
             continue
-        current = [np.asarray(w.shape) for w in layer.weights]
-        shapes = [tuple(int(d) for d in s) for s in current]
+        shapes = [tuple(int(d) for d in w.shape) for w in layer.weights]
         if isinstance(layer, keras.layers.Conv2D):
             unit_name = layer.name[: -len("_conv")]
             unit = ck.units.get(unit_name)
@@ -190,13 +189,14 @@ def _plan(model, ck: Checkpoint, weight_set: WeightSet, channel_adapt, seed) -> 
         )
     if sem["aux"] and not ck.has_aux:
         notes.append(f"{ck.source} has no auxiliary-head weights: the aux head is randomly initialised")
-    if ck.layout == "torch" or ck.bn_scale:
-        if not sem["count_include_pad"]:
-            notes.append(
-                "these weights were trained with average pools that count padding "
-                "(count_include_pad=True) but the model was built with count_include_pad=False: "
-                "border pixels of the pool branches differ from the original model"
-            )
+    if weight_set.count_include_pad != sem["count_include_pad"]:
+        notes.append(
+            f"these weights were trained with count_include_pad={weight_set.count_include_pad} (3x3 "
+            f"pool branches {'counting' if weight_set.count_include_pad else 'excluding'} the zero "
+            f"padding) but the model was built with count_include_pad={sem['count_include_pad']}: "
+            "border pixels of the pool branches differ from the original model; leave "
+            "count_include_pad=None to get the weights' own semantics"
+        )
     return plan, notes
 
 
