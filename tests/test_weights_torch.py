@@ -152,6 +152,7 @@ def test_1001_class_checkpoint_drops_background(tv, ours_free, tmp_path, caplog)
     with caplog.at_level(logging.WARNING, logger="anyshape.weights"):
         load_weight_set(ours_free, resolve(str(path)))
     assert "1001 classes" in caplog.text and "background" in caplog.text
+    assert ours_free.anyshape_weights.label_offset == 0 and ours_free.anyshape_weights.num_classes == 1000
     x = _images(1, 150, 200, seed=6)
     _assert_parity(predict(ours_free, x), run(model, x))
 

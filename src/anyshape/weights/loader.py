@@ -247,6 +247,11 @@ def load_checkpoint(model, ck: Checkpoint, weight_set: WeightSet, *, channel_ada
     loaded = weight_set
     if weight_set.num_classes is None and ck.num_classes is not None:
         loaded = replace(loaded, num_classes=ck.num_classes, has_aux=ck.has_aux)
+    classes = model_semantics(model)["classes"]
+    if ck.num_classes == 1001 and classes == 1001:
+        loaded = replace(loaded, label_offset=1)  # TF-slim head kept whole: class 0 is background
+    elif ck.num_classes is not None and classes == ck.num_classes - 1:
+        loaded = replace(loaded, label_offset=0, num_classes=classes)  # background class dropped
     model.anyshape_weights = loaded
     log.info("loaded weights %r from %s into %d layers", weight_set.name, ck.source, len(plan))
     for note in notes:
