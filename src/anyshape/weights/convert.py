@@ -173,6 +173,7 @@ def convert(
     parity: bool = True,
     parity_images: int = 2,
     classifier_activation: str | None = "softmax",
+    channel_adapt=None,
     cache_dir: str | None = None,
     progress: bool = True,
 ) -> ConversionResult:
@@ -191,6 +192,7 @@ def convert(
         parity: compare with the source framework when it can be imported (see the module doc).
         classifier_activation: the activation stored in a .keras model (the parity check always
             compares logits).
+        channel_adapt: first-conv rule when input_shape has C != 3 (see anyshape.weights.channels).
     Returns:
         ConversionResult (path, the weight set's metadata as written, the parity report).
     """
@@ -238,7 +240,7 @@ def convert(
         from anyshape.weights.keras_h5 import read_keras_file
 
         ck = read_keras_file(path, model)
-    loaded = load_checkpoint(model, ck, ws)
+    loaded = load_checkpoint(model, ck, ws, channel_adapt=channel_adapt)
 
     report, note = None, ""
     if not parity:
