@@ -344,6 +344,8 @@ def _add_convert(sub) -> None:
                    help="model input shape (default none,none,3; matters for .keras only; C != 3 adapts the first conv)")
     p.add_argument("--no-aux-logits", dest="aux_logits", action="store_false", default=None,
                    help="drop the auxiliary classifier even if the source has one")
+    p.add_argument("--channel-adapt", default=None, metavar="RULE",
+                   help="first-conv rule for C != 3: sum, mean, repeat, zero, random, or a mapping like 2,1,0 or 0,1,2,none")
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     p.add_argument("--no-parity", dest="parity", action="store_false", help="skip the comparison with the source framework")
 
@@ -360,8 +362,11 @@ def _run_convert(args) -> int:
     from anyshape.weights.convert import convert
 
     try:
+        rule = args.channel_adapt
+        if rule is not None and "," in rule:  # an explicit mapping: channel indices or none
+            rule = tuple(None if p.strip().lower() == "none" else int(p) for p in rule.split(","))
         result = convert(args.src, args.output, source=args.source, input_shape=args.input_shape,
-                         aux_logits=args.aux_logits, force=args.force, parity=args.parity)
+                         aux_logits=args.aux_logits, force=args.force, parity=args.parity, channel_adapt=rule)
     except (OSError, ValueError) as e:
         print(f"anyshape convert: {e}", file=sys.stderr)
         return 1
