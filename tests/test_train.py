@@ -39,6 +39,10 @@ def folder(tmp_path_factory):
 def run(folder, tmp_path_factory):
     """A 2-epoch staged run (backbone frozen, then all) killed after epoch 1, then resumed."""
     out = tmp_path_factory.mktemp("runs") / "photos"
+    # "pretrained" weights from a file: a random-initialised backbone saved as .weights.h5
+    reference = InceptionV3(weights=None, include_top=False, input_shape=(75, 75, 3))
+    weights_file = out.parent / "reference.weights.h5"
+    reference.save_weights(weights_file)
     messages = []
 
     def log_and_die(msg):
@@ -46,15 +50,22 @@ def run(folder, tmp_path_factory):
         if msg.startswith("epoch 2/"):
             raise Interrupt
 
-    options = dict(input_shape=(75, 75), stages=parse_stages("backbone:1,none:1"), batch_size=4,
+    options = dict(input_shape=(75, 75), weights=str(weights_file), stages=parse_stages("backbone:1,none:1"), batch_size=4,
                    val_split=0.2, test_split=0.2, learning_rate=3e-4, recalibrate_epoch_steps=2, verbose=0)
     with pytest.raises(Interrupt):
         train(folder, output=out, log=log_and_die, **options)
     state_after_1 = json.loads((out / "checkpoint.json").read_text())
+    # after the frozen-backbone epoch, every backbone weight (BatchNorm statistics included) is the file's
+    after_1 = InceptionV3(weights=None, input_shape=(75, 75, 3), classes=3)
+    after_1.load_weights(out / state_after_1["weights"])
+    backbone = {l.name for l in reference.layers if l.weights}
+    backbone_unchanged = all(
+        np.array_equal(np.array(a), np.array(b))
+        for name in backbone for a, b in zip(reference.get_layer(name).weights, after_1.get_layer(name).weights))
     files_after_1 = sorted(p.name for p in out.iterdir())
     resumed_log = []
     result = train(folder, output=out, resume=True, log=resumed_log.append, verbose=0)
-    return dict(out=out, state1=state_after_1, files1=files_after_1, result=result, log=resumed_log, first_log=messages)
+    return dict(out=out, state1=state_after_1, backbone_unchanged=backbone_unchanged, files1=files_after_1, result=result, log=resumed_log, first_log=messages)
 
 
 def test_run_checkpoints_after_every_epoch_atomically(run):
@@ -64,6 +75,11 @@ def test_run_checkpoints_after_every_epoch_atomically(run):
     files = sorted(p.name for p in run["out"].iterdir())
     assert files == ["checkpoint-e002.optimizer.npz", "checkpoint-e002.weights.h5", "checkpoint.json",
                      "classes.json", "model.keras", "report.json"]  # the epoch-1 checkpoint was replaced
+
+
+def test_weights_file_loads_and_frozen_backbone_stays_as_loaded(run):
+    assert run["backbone_unchanged"]
+    assert run["state1"]["config"]["weights"].endswith("reference.weights.h5")
 
 
 def test_resume_continues_after_the_last_epoch(run):

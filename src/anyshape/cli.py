@@ -308,7 +308,8 @@ def _run_train(args) -> int:
 
         stages = parse_stages(args.stages) if args.stages else None
         result = train(
-            args.data, output=args.output, resume=args.resume, verbose=0 if args.quiet else "auto",
+            args.data, output=args.output, resume=args.resume,
+            verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),  # bar on a terminal, a line per epoch in a log
             input_shape=args.input_shape, weights=args.weights, channel_adapt=args.channel_adapt,
             freeze=args.freeze, stages=stages, epochs=args.epochs, batch_size=args.batch_size,
             optimizer=args.optimizer, learning_rate=args.lr, lr_schedule=args.lr_schedule,
