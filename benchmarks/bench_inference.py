@@ -249,6 +249,7 @@ def main() -> None:
     rounds = 2 if args.quick else args.rounds
     started = time.perf_counter()
     print(f"machine: {machine()}", flush=True)
+    load_before = os.getloadavg()
     workers = [Worker(n) for n in ENGINES]  # start all (imports and exports run in parallel) ...
     for w in workers:
         w.wait_ready()
@@ -303,10 +304,13 @@ def main() -> None:
         else:
             print(f"end to end: predict over {e2e['photos']} JPEG photos at 299 px: {e2e['end_to_end']:.1f} img/s, "
                   f"engine on ready batches {e2e['engine']:.1f} img/s: {100 * e2e['ratio']:.0f}%")
+    load_after = os.getloadavg()
+    print(f"load average (1 min) before/after: {load_before[0]:.1f} / {load_after[0]:.1f} "
+          f"(above ~0.5 other processes shared the cores: compare ratios only)")
     print(f"total time {time.perf_counter() - started:.0f} s")
     if args.json:
         with open(args.json + ".tmp", "w") as f:
-            json.dump({"machine": machine(), "sgemm_gflops": gflops, "grid": results, "end_to_end": e2e}, f, indent=2)
+            json.dump({"machine": machine(), "load_average": [load_before[0], load_after[0]], "sgemm_gflops": gflops, "grid": results, "end_to_end": e2e}, f, indent=2)
         os.replace(args.json + ".tmp", args.json)
 
 

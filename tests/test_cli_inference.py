@@ -299,3 +299,6 @@ def test_usage_errors_say_what_to_do(capsys, photos):
     assert code == 2 and ".npy, .npz, .parquet" in err
     code, _, err = _run(capsys, "predict", photos / "nope.jpg", "--weights", "none", "--size", SIZE, "-q")
     assert code == 1 and "no such file" in err
+    code, _, err = _run(capsys, "features", photos, "--weights", "none", "--layer", "mixed3", "--pooling", "none",
+                        "--out", photos.parent / "maps.npz")
+    assert code == 2 and "--size N" in err and not (photos.parent / "maps.npz").exists()

@@ -182,3 +182,23 @@ def test_image_reader_size_policies(tmp_path):
         native.read(tmp_path / "small.png")
     up = engine.ImageReader(size="native", upscale=True).read(tmp_path / "small.png")
     assert up.shape == (75, 113, 3)
+
+
+def test_preprocessing_follows_the_weight_set(tmp_path):
+    """A model loaded with weights carries `anyshape_weights`; the reader scales and crops by it."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    model = SimpleNamespace(anyshape_weights=SimpleNamespace(
+        mode="torch", mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), input_size=(299, 299), crop_pct=1.0,
+        interpolation="bilinear", label_offset=1))
+    prep = engine.Preprocessing.from_model(model)
+    assert (prep.mode, prep.crop_pct, prep.interpolation, prep.label_offset) == ("torch", 1.0, "bilinear", 1)
+    assert engine.Preprocessing.from_model(SimpleNamespace()) == engine.Preprocessing()  # tf, 0.875, bicubic
+    pixels = np.random.default_rng(0).integers(0, 255, (80, 120, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "x.png")
+    x = engine.ImageReader(size=(80, 80), preprocessing=prep).read(tmp_path / "x.png")
+    crop = pixels[:, 20:100].astype(np.float32)  # crop_pct 1.0: the shorter side is kept whole
+    want = (crop / 255 - np.array(prep.mean, np.float32)) / np.array(prep.std, np.float32)
+    assert np.abs(x - want).max() <= 1e-5
