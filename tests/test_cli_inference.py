@@ -199,7 +199,7 @@ def test_features_npz_then_refuses_to_overwrite(capsys, photos, notop_weights, t
     assert code == 2 and "--force" in err and out.read_bytes() == before
 
 
-def test_features_npy_with_mixed_layer_and_parquet_needs_pyarrow(capsys, photos, notop_weights, tmp_path):
+def test_features_npy_with_mixed_layer(capsys, photos, notop_weights, tmp_path):
     out = tmp_path / "mixed7.npy"
     code, _, err = _run(capsys, "features", photos / "cats", photos / "coffee.png", "--weights", notop_weights,
                         "--size", SIZE, "--layer", "mixed7", "--pooling", "max", "--out", out, "-q")
@@ -207,11 +207,27 @@ def test_features_npy_with_mixed_layer_and_parquet_needs_pyarrow(capsys, photos,
     assert np.load(out).shape == (2, 768)
     listed = (tmp_path / "mixed7.npy.paths.txt").read_text().splitlines()
     assert [p.rsplit("/", 1)[-1] for p in listed] == ["chelsea.jpg", "coffee.png"]
+
+
+def test_features_parquet(capsys, photos, notop_weights, tmp_path, monkeypatch):
+    out = tmp_path / "f.parquet"
     try:
-        import pyarrow  # noqa: F401
+        import pyarrow.parquet as pq
     except ImportError:
-        code, _, err = _run(capsys, "features", photos, "--weights", notop_weights, "--out", tmp_path / "f.parquet")
-        assert code == 2 and "pyarrow" in err and not (tmp_path / "f.parquet").exists()
+        pq = None
+    if pq is None:  # without pyarrow: a clear error, nothing written
+        code, _, err = _run(capsys, "features", photos, "--weights", notop_weights, "--out", out)
+        assert code == 2 and "pyarrow" in err and not out.exists()
+        return
+    code, _, err = _run(capsys, "features", photos / "cats", photos / "china.jpg", "--weights", notop_weights,
+                        "--size", SIZE, "--out", out, "-q")
+    assert code == 0, err
+    table = pq.read_table(out).to_pydict()
+    assert [p.rsplit("/", 1)[-1] for p in table["path"]] == ["chelsea.jpg", "china.jpg"]
+    assert [len(f) for f in table["feature"]] == [2048, 2048]
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if it were not installed
+    code, _, err = _run(capsys, "features", photos, "--weights", notop_weights, "--out", tmp_path / "g.parquet")
+    assert code == 2 and "pip install pyarrow" in err and not (tmp_path / "g.parquet").exists()
 
 
 def test_interrupted_features_resume_gives_one_row_per_image(capsys, photos, notop_weights, tmp_path, monkeypatch):
