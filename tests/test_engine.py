@@ -202,3 +202,16 @@ def test_preprocessing_follows_the_weight_set(tmp_path):
     crop = pixels[:, 20:100].astype(np.float32)  # crop_pct 1.0: the shorter side is kept whole
     want = (crop / 255 - np.array(prep.mean, np.float32)) / np.array(prep.std, np.float32)
     assert np.abs(x - want).max() <= 1e-5
+
+
+def test_progress_bar_shows_rate_only_when_enabled():
+    import io
+
+    shown, hidden = io.StringIO(), io.StringIO()
+    for stream, enabled in ((shown, True), (hidden, False)):
+        bar = engine.Progress(3, enabled, stream)
+        bar.update()
+        bar.update(2, failed=1)
+        bar.close()
+    assert "3/3 images, 1 failed" in shown.getvalue() and "img/s" in shown.getvalue()
+    assert hidden.getvalue() == ""
