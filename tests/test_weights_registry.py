@@ -121,3 +121,13 @@ def test_preprocess_input_follows_the_weight_set():
         preprocess_input(x, "channels_last", weights="imagenet", mode="tf")
     with pytest.raises(ValueError, match="no anyshape weight metadata"):
         preprocess_input(x, "channels_last", weights=SimpleNamespace(layers=[]))
+
+
+def test_cli_lists_the_weight_sets(capsys):
+    from anyshape.cli import main
+
+    assert main(["weights"]) == 0
+    out = capsys.readouterr().out
+    for ws in weight_sets():
+        assert ws.name in out
+    assert "ImageNet mean/std" in out and "[-1, 1]" in out
