@@ -210,7 +210,8 @@ def load_weight_set(model, weight_set: WeightSet, report=None, *, channel_adapt=
         report: the model's ShapeReport (unused; accepted for the builder's call).
         channel_adapt: how the first conv's pretrained RGB kernel becomes C channels: "sum",
             "mean", "repeat", "zero", "random" or a mapping (see `anyshape.weights.channels`).
-            Default: "sum" for 1 channel, "repeat" otherwise; ignored for 3 channels.
+            Default: "sum" for 1 channel, "repeat" for 2 and >= 4, nothing for 3. Given
+            explicitly, it applies at 3 channels too (e.g. (2, 1, 0) for BGR input).
         cache_dir: where registry files are cached (default: keras_home()/models).
         progress: show download progress on stderr.
         seed: seed for channel_adapt="random".
