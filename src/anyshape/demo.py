@@ -22,17 +22,54 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 
+_NOISE = ("I0000 ", "W0000 ", "WARNING: All log messages before absl::InitializeLog()")
+
+
+def _is_noise(line: str) -> bool:
+    """TensorFlow's C++ start-up lines (oneDNN, CUDA stubs), printed before TF_CPP_MIN_LOG_LEVEL applies."""
+    return line.startswith(_NOISE) or "cpu_feature_guard" in line or line.startswith("To enable the following")
+
+
 def _run(args: list[str], *, capture: bool = False) -> subprocess.CompletedProcess:
+    """Run `anyshape ARGS` as a user would; its stdout goes to the terminal (progress bar) unless captured."""
     cmd = [sys.executable, "-m", "anyshape.cli", *args]
     print(f"\n$ anyshape {shlex.join(args)}", flush=True)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
-    return subprocess.run(cmd, env=env, text=True, capture_output=capture)
+    proc = subprocess.Popen(cmd, env=env, text=True, stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE if capture else None)
+    errors = []
+
+    def pump():
+        for line in proc.stderr:
+            if not _is_noise(line):
+                errors.append(line)
+                if not capture:
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    out = proc.stdout.read() if capture else None
+    proc.wait()
+    thread.join()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, "".join(errors))
+
+
+def _run_python(args: list[str]) -> list:
+    """Run `python ARGS` quietly (TensorFlow start-up lines dropped) and parse its JSON output."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
+    done = subprocess.run([sys.executable, *args], env=env, text=True, capture_output=True)
+    if done.returncode != 0:
+        errors = [line for line in done.stderr.splitlines() if not _is_noise(line)]
+        raise RuntimeError(f"python {shlex.join(args)} failed: " + "\n".join(errors[-5:]))
+    return json.loads(done.stdout)
 
 
 def _write_held_out_pngs(folder: Path, count: int) -> list[tuple[Path, int]]:
@@ -51,8 +88,8 @@ def _write_held_out_pngs(folder: Path, count: int) -> list[tuple[Path, int]]:
     return written
 
 
-def _classify_with_keras(model_path: Path, images: list[tuple[Path, int]]) -> list[str]:
-    """Fallback when `anyshape predict` cannot use the run's classes: the Keras model directly."""
+def _classify_with_keras(model_path: Path, images: list[Path]) -> list[str]:
+    """Class names for image files from a run's model.keras, prepared as RUN/classes.json says."""
     import keras
 
     from anyshape.datasets import read_image
@@ -62,17 +99,23 @@ def _classify_with_keras(model_path: Path, images: list[tuple[Path, int]]) -> li
     info = read_run_info(model_path)
     h, w, c = info["input_shape"]
     model = keras.saving.load_model(model_path)
-    x = np.stack([read_image(p, (h, w), c) for p, _ in images]).astype(np.float32)
+    x = np.stack([read_image(p, (h, w), c) for p in images]).astype(np.float32)
     probs = model.predict(preprocess_input(x, "channels_last", **info["preprocess"]), verbose=0)
     return [info["classes"][int(k)] for k in np.argmax(probs, -1)]
 
 
 def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = argparse.ArgumentParser(prog="python -m anyshape.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--output", default=None, help="run folder (default runs/demo-digits-<time>)")
     parser.add_argument("--images", type=int, default=8, help="held-out digits to classify with predict")
+    parser.add_argument("--classify", nargs="+", default=None, metavar="MODEL IMAGE",
+                        help="print (as JSON) the class names a run's MODEL gives IMAGE files, and exit")
     args = parser.parse_args(argv)
+    if args.classify:
+        print(json.dumps(_classify_with_keras(Path(args.classify[0]), [Path(p) for p in args.classify[1:]])))
+        return 0
     run = Path(args.output or f"runs/demo-digits-{time.strftime('%Y%m%d-%H%M%S')}")
     t0 = time.time()
 
@@ -88,31 +131,33 @@ def main(argv=None) -> int:
     pred = _run(["predict", "--model", str(run / "model.keras"), "--top", "1", "--format", "json",
                  str(run / "held-out")], capture=True)
     classes = json.loads((run / "classes.json").read_text())["classes"]
-    predicted = None
+    by_predict, names_from_run = None, True
     if pred.returncode == 0:
         try:
-            rows = json.loads(pred.stdout)
-            by_path = {Path(r["path"]).name: r["predictions"][0] for r in rows}
-            labels = [str(by_path[p.name]["label"]) for p, _ in images]
-            if not all(label in classes for label in labels):
-                # a predict that does not read RUN/classes.json names outputs class_<index>;
-                # the output order is the run's class order
-                labels = [classes[int(by_path[p.name]["class_id"])] for p, _ in images]
-                print("(predict named the outputs class_<index>; names from RUN/classes.json)")
-            predicted = labels
-            print(pred.stdout.strip()[:2000] if len(images) <= 3 else f"(predict answered for {len(rows)} images)")
+            rows = {Path(r["path"]).name: r["predictions"][0] for r in json.loads(pred.stdout)}
+            by_predict = [str(rows[p.name]["label"]) for p, _ in images]
+            if not all(label in classes for label in by_predict):
+                # a predict that does not read RUN/classes.json names the outputs class_<index>
+                by_predict = [classes[int(rows[p.name]["class_id"])] for p, _ in images]
+                names_from_run = False
         except (ValueError, KeyError, IndexError, TypeError):
-            pass
-    if predicted is None:
-        print("(`anyshape predict` did not answer with this run's class names"
-              + (f"; its error: {pred.stderr.strip().splitlines()[-1]}" if pred.returncode and pred.stderr.strip() else "")
-              + "; classifying with the Keras model directly)")
-        predicted = _classify_with_keras(run / "model.keras", images)
+            by_predict = None
+    if by_predict is None:
+        last = pred.stderr.strip().splitlines()[-1] if pred.stderr.strip() else f"exit code {pred.returncode}"
+        print(f"(`anyshape predict` gave no usable answer: {last})")
+    # the same images through the Keras model with the run's own preprocessing (RUN/classes.json)
+    direct = _run_python(["-m", "anyshape.demo", "--classify", str(run / "model.keras"), *(str(p) for p, _ in images)])
+    print(f"\n  {'image':22s} {'predict':>8s} {'keras':>6s}")
     right = 0
-    for (path, truth), guess in zip(images, predicted):
-        right += guess == str(truth)
-        print(f"  {path.name:22s} predicted {guess}   {'ok' if guess == str(truth) else 'WRONG (true ' + str(truth) + ')'}")
+    for i, (path, truth) in enumerate(images):
+        guess = by_predict[i] if by_predict else "-"
+        right += (by_predict[i] if by_predict else direct[i]) == str(truth)
+        mark = "ok" if (by_predict or direct)[i] == str(truth) else f"WRONG (true {truth})"
+        print(f"  {path.name:22s} {guess:>8s} {direct[i]:>6s}   {mark}")
     print(f"  {right}/{len(images)} correct")
+    if by_predict and not names_from_run:
+        print("  (this `anyshape predict` does not read RUN/classes.json yet: it names the outputs class_<index>\n"
+              "   and prepares images with its own default crop; the keras column uses the run's preprocessing)")
 
     _run(["explain", "--input-shape", "75,75,1", "--include-top", "--classes", "10"])
 
