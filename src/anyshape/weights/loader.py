@@ -102,6 +102,9 @@ def _plan(model, ck: Checkpoint, weight_set: WeightSet, channel_adapt, seed) -> 
                     continue  # reported once below
                 problems.append(f"no weights for {layer.name}")
                 continue
+            if "kernel" not in unit:
+                problems.append(f"no kernel for {layer.name}")
+                continue
             kernel = unit["kernel"]
             if unit_name == FIRST_CONV and (kernel.shape[2] != shapes[0][2] or channel_adapt is not None):
                 rule = channel_adapt if channel_adapt is not None else channel_rules.default_rule(shapes[0][2])
@@ -124,6 +127,9 @@ def _plan(model, ck: Checkpoint, weight_set: WeightSet, channel_adapt, seed) -> 
             if unit is None:
                 if not unit_name.startswith("aux_"):
                     problems.append(f"no weights for {layer.name}")
+                continue
+            if not {"beta", "moving_mean", "moving_variance"} <= unit.keys():
+                problems.append(f"no BatchNorm statistics for {layer.name}")
                 continue
             values = []
             if layer.scale:
@@ -172,10 +178,9 @@ def _plan(model, ck: Checkpoint, weight_set: WeightSet, channel_adapt, seed) -> 
                     f"was built with classes={n_model}. Build the model with classes={n_file} to load "
                     f"it, or with include_top=False to use only its backbone."
                 )
-        elif layer.name.startswith("aux_") or layer.name == "predictions":
-            continue
         else:
-            problems.append(f"{layer.name} ({type(layer).__name__}) is not part of InceptionV3")
+            # not an InceptionV3 layer (e.g. a layer before `input_tensor`): not ours to load
+            log.debug("weights: %s (%s) is not part of InceptionV3; left as is", layer.name, type(layer).__name__)
     if problems:
         raise WeightFileError(
             f"{ck.source} does not fit this model: " + "; ".join(problems[:4])
