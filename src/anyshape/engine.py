@@ -787,10 +787,9 @@ def format_predictions(rows: list[dict], fmt: str = "table") -> str:
         raise ValueError(f"format must be table, json or csv, got {fmt!r}")
     lines = []
     for row in rows:
-        lines.append(row["path"])
         if row["error"]:
-            lines.append(f"  FAILED: {row['error']}")
-            continue
+            continue  # the table is for the images that ran; failures go to stderr with the summary
+        lines.append(row["path"])
         for p in row["predictions"]:
             lines.append(f"  {p['rank']:>2}. {p['label']:<28} {p['score']:8.4f}  ({p['wnid'] or p['class_id']})")
     return "\n".join(lines) + ("\n" if lines else "")
