@@ -23,6 +23,11 @@ The fp32 ceiling is numpy's sgemm rate (a 2048^3 product, best of several, in GF
 divided by 2 x the model's multiply-accumulates per image (anyshape.explain): the rate a
 perfect implementation would reach if every convolution ran at BLAS speed.
 
+On a shared machine every engine's rate swings with the other processes' load (the run prints
+the load average): compare the ratios, and prefer runs started on a quiet machine. As root,
+`nice -n -10 .venv/bin/python benchmarks/bench_inference.py` lets other processes disturb all
+engines less.
+
 End to end: `anyshape.engine.predict_paths` (what `anyshape predict` runs) over a folder of
 JPEG photos at 299 px, against the same engine's rate on ready batches, in the same worker.
 """

@@ -215,3 +215,25 @@ def test_progress_bar_shows_rate_only_when_enabled():
         bar.close()
     assert "3/3 images, 1 failed" in shown.getvalue() and "img/s" in shown.getvalue()
     assert hidden.getvalue() == ""
+
+
+def test_run_images_at_native_sizes_groups_by_shape(tmp_path, features_last, predictor_last):
+    """Photos of several sizes: grouped by shape, odd shapes run side by side; every output
+    equals the Keras model on the same image, and a bad file is a result with its reason."""
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    sizes = [(80, 90), (100, 77), (80, 90), (91, 120), (75, 75), (80, 90), (130, 88)]
+    paths = []
+    for i, (h, w) in enumerate(sizes):
+        paths.append(tmp_path / f"img{i}.png")
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(paths[-1])
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    paths.append(tmp_path / "broken.png")
+    reader = engine.ImageReader(size="native")
+    results = {r.path.name: r for r in engine.run_images(predictor_last, reader, paths, batch_size=2)}
+    assert set(results) == {p.name for p in paths}
+    assert "broken.png" in results["broken.png"].error and results["broken.png"].output is None
+    for p in paths[:-1]:
+        want = features_last.predict_on_batch(reader.read(p)[None])[0]
+        assert np.abs(results[p.name].output - want).max() <= TOL
