@@ -18,7 +18,9 @@ Each engine is a worker process (Keras picks its backend once per process; torch
 not be imported after TensorFlow). The workers build and warm up their models first, then
 the coordinator measures them in turns, round after round, so background load on this shared
 machine falls on all of them alike; the table gives the median round and the ratio to
-torch channels_last. Data is an in-memory batch (no input pipeline in the timing).
+torch channels_last. Data is an in-memory batch (no input pipeline in the timing). torch workers run with
+OMP_WAIT_POLICY=PASSIVE unless --omp-active: with spinning OpenMP threads torch training
+collapses when the 2 cores are shared with other jobs (see _spawn).
 """
 
 from __future__ import annotations
@@ -133,9 +135,14 @@ def worker(engine: str, sizes, channels: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _spawn(engine, sizes, channels):
+def _spawn(engine, sizes, channels, omp_active=False):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     env["KERAS_BACKEND"] = "jax" if engine == "anyshape-jax" else "tensorflow"
+    if engine.startswith("torch") and not omp_active:
+        # torch's OpenMP threads spin while they wait (OMP_WAIT_POLICY=ACTIVE behaviour): on a
+        # 2-core machine shared with other jobs that collapses torch training (measured here at
+        # load ~4: 2 img/s spinning, 50 img/s passive, at 75 px). PASSIVE is the fair setting.
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     cmd = [sys.executable, __file__, "--worker", engine, "--sizes", ",".join(map(str, sizes)), "--channels", str(channels)]
     return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
 
@@ -146,7 +153,9 @@ def main() -> None:
     p.add_argument("--channels", type=int, default=1)
     p.add_argument("--engines", default="anyshape-tf,torch-cl,torch-nchw")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=6, help="training steps per measurement at 75 px (fewer when larger)")
+    p.add_argument("--steps", type=int, default=16, help="training steps per measurement at 75 px (half at 150 px)")
+    p.add_argument("--omp-active", action="store_true",
+                   help="leave torch's OpenMP threads spinning (default: OMP_WAIT_POLICY=PASSIVE for torch)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -154,12 +163,14 @@ def main() -> None:
         worker(args.worker, sizes, args.channels)
         return
     engines = args.engines.split(",")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"training img/s, batch {BATCH}, {args.channels} channel(s), Adam, {CLASSES} classes; "
-          f"{args.rounds} interleaved rounds; {os.cpu_count()} CPUs", flush=True)
+          f"{args.rounds} interleaved rounds; {os.cpu_count()} CPUs, load average {load:.1f} at start; "
+          f"torch OMP_WAIT_POLICY={'default' if args.omp_active else 'PASSIVE'}", flush=True)
     t = time.time()
     procs = {}
     for e in engines:  # start one at a time: building and warming up is itself heavy
-        procs[e] = _spawn(e, sizes, args.channels)
+        procs[e] = _spawn(e, sizes, args.channels, args.omp_active)
         line = procs[e].stdout.readline().strip()
         if line != "READY":
             raise SystemExit(f"worker {e} failed to start (exit {procs[e].poll()})")

@@ -489,6 +489,13 @@ class Trainer:
 
         c = self.config
         options = {"channel_adapt": c.channel_adapt} if (weights is not None and c.channel_adapt) else {}
+        if weights is None and c.weights is not None:
+            # resuming a run that started from pretrained weights: same architecture variant
+            # (BatchNorm gamma, pool semantics) as the weight set, values from the checkpoint
+            from anyshape.weights import resolve
+
+            ws = resolve(c.weights)
+            options = {"bn_scale": ws.bn_scale, "count_include_pad": ws.count_include_pad}
         return InceptionV3(include_top=True, weights=weights, input_shape=self.input_shape,
                            classes=self.dataset.num_classes, classifier_activation="softmax",
                            dropout_rate=c.dropout_rate, aux_logits=c.aux_logits, **options)
@@ -607,7 +614,8 @@ class Trainer:
         stages = c.stage_list()
         total_epochs = sum(e for _, e in stages)
         if self.state:
-            self.log(f"resuming {self.run_dir} after epoch {done_epochs} of {total_epochs}")
+            self.log(f"resuming {self.run_dir} after epoch {done_epochs} of {total_epochs}, with the configuration "
+                     f"stored in its checkpoint.json (options given now other than the run folder are not used)")
         self.log(f"model: InceptionV3 {self.input_shape}, {ds.num_classes} classes, weights={c.weights}, "
                  f"{model.count_params():,} parameters; run folder {self.run_dir}")
 
