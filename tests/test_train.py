@@ -286,3 +286,32 @@ def test_aux_loss_trains_at_299(tmp_path):
     assert not np.allclose(np.array(fresh.get_layer("aux_predictions").kernel), initial)
     # the saved model has the main output only
     assert len(keras.saving.load_model(tmp_path / "aux" / "model.keras").outputs) == 1
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path, monkeypatch):
+    """Validation accuracy scripted 0.5, 0.25, ...: patience 1 stops after epoch 2, epoch 1's weights kept."""
+    from anyshape.train import Trainer
+
+    scripted = iter([0.5, 0.25, 0.9, 0.9])
+
+    def fake_evaluate(self, model, pipeline, split, prefix):
+        return {f"{prefix}accuracy": next(scripted) if prefix == "val_" else 0.5, f"{prefix}loss": 1.0}
+
+    monkeypatch.setattr(Trainer, "_evaluate", fake_evaluate)
+    rng = np.random.default_rng(0)
+    split = lambda n: Split(rng.integers(0, 256, (n, 75, 75, 1), dtype=np.uint8), np.arange(n, dtype=np.int32) % 2)  # noqa: E731
+    data = Dataset(split(8), split(4), None, ["a", "b"], 1, "random")
+    kept = {}
+
+    def log(msg):
+        if msg.startswith("epoch 2/"):  # epoch 1's checkpoint, before epoch 2 replaces it
+            state = json.loads((tmp_path / "es" / "checkpoint.json").read_text())
+            m = InceptionV3(weights=None, input_shape=(75, 75, 1), classes=2)
+            m.load_weights(tmp_path / "es" / state["weights"])
+            kept["kernel"] = np.array(m.get_layer("predictions").kernel)
+
+    result = train("random", dataset=data, output=tmp_path / "es", epochs=4, batch_size=4, early_stopping=1,
+                   augment="none", recalibrate_epoch_steps=1, verbose=0, log=log)
+    assert [e["epoch"] for e in result.report["epochs"]] == [1, 2]
+    assert result.report["stopped_early"] and result.report["best"] == {"val_accuracy": 0.5, "epoch": 1}
+    np.testing.assert_array_equal(np.array(result.model.get_layer("predictions").kernel), kept["kernel"])
