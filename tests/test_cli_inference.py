@@ -301,6 +301,20 @@ def test_predict_with_a_saved_model_file(capsys, tmp_path, photos):
     assert row["predictions"][0]["label"] == f"class_{int(np.argmax(scores))}"
     assert abs(row["predictions"][0]["score"] - scores.max()) <= 1e-4
 
+    # in a run folder of `anyshape train`, classes.json names the classes and sets the preprocessing
+    run_info = {"classes": ["ant", "bee", "cat", "dog"], "preprocess": {"mode": "torch"},
+                "resize": {"method": "resize_shorter_and_center_crop", "crop_pct": 1.0, "interpolation": "bilinear"}}
+    (tmp_path / "classes.json").write_text(json.dumps(run_info))
+    code, out, err = _run(capsys, "predict", photos / "cats", "--model", path, "--size", SIZE, "--top", 1,
+                          "--format", "json", "-q")
+    assert code == 0, err
+    top = json.loads(out)[0]["predictions"][0]
+    prep = engine.Preprocessing(mode="torch", crop_pct=1.0, interpolation="bilinear")
+    x = engine.ImageReader(size=(75, 75), preprocessing=prep).read(photos / "cats" / "chelsea.jpg")
+    scores = model.predict_on_batch(x[None])[0]
+    assert top["label"] == run_info["classes"][int(np.argmax(scores))]
+    assert abs(top["score"] - scores.max()) <= 1e-4
+
 
 def test_bench_prints_both_engines_and_the_ratio(capsys):
     code, out, err = _run(capsys, "bench", "--input-shape", "75,75,3", "--batch", "2", "--seconds", "0.1")

@@ -91,6 +91,17 @@ class Preprocessing:
 
     @classmethod
     def from_model(cls, model) -> "Preprocessing":
+        run = getattr(model, "anyshape_run_info", None)
+        if run:  # a model trained by `anyshape train`: its classes.json says how it was fed
+            prep, resize = dict(run.get("preprocess") or {}), dict(run.get("resize") or {})
+            return cls(
+                mode=prep.get("mode", "tf"),
+                mean=tuple(prep["mean"]) if prep.get("mean") is not None else None,
+                std=tuple(prep["std"]) if prep.get("std") is not None else None,
+                crop_pct=float(resize.get("crop_pct", 0.875)),
+                interpolation=resize.get("interpolation", "bicubic"),
+                label_offset=0,
+            )
         ws = getattr(model, "anyshape_weights", None)
         if ws is None:
             return cls()
@@ -265,6 +276,8 @@ class Predictor:
         self.threads = threads or _cores()
         self.data_format = _input_data_format(model)
         self.preprocessing = Preprocessing.from_model(model)
+        run = getattr(model, "anyshape_run_info", None) or {}
+        self.class_names = list(run["classes"]) if run.get("classes") else None
         shape = tuple(model.inputs[0].shape[1:])
         self.channels = shape[0] if self.data_format == "channels_first" else shape[-1]
         hw = shape[1:] if self.data_format == "channels_first" else shape[:2]
@@ -721,8 +734,14 @@ def make_reader(predictor: Predictor, size=None, *, upscale: bool = False, max_p
     )
 
 
-def _class_labels(scores: np.ndarray, top: int, label_offset) -> list[list[dict]]:
+def _class_labels(scores: np.ndarray, top: int, label_offset, names: list | None = None) -> list[list[dict]]:
     n = scores.shape[1]
+    if names is not None and len(names) == n:
+        return [
+            [{"rank": k + 1, "class_id": int(i), "wnid": "", "label": str(names[i]), "score": float(s[i])}
+             for k, i in enumerate(np.argsort(-s, kind="stable")[:top])]
+            for s in scores
+        ]
     if n in (1000, 1001):
         from anyshape.labels import decode_predictions
 
@@ -771,7 +790,8 @@ def predict_paths(
             continue
         scores = r.output[0] if isinstance(r.output, list) else r.output
         rows[str(r.path)] = {"path": str(r.path),
-                             "predictions": _class_labels(np.asarray(scores)[None], top, predictor.preprocessing.label_offset)[0],
+                             "predictions": _class_labels(np.asarray(scores)[None], top, predictor.preprocessing.label_offset,
+                                                            predictor.class_names)[0],
                              "error": None}
         summary.ok += 1
         bar.update(1)
@@ -864,7 +884,11 @@ def extract_features(
 
 
 def load_or_build(model_path=None, **inception_v3_kwargs):
-    """A saved Keras model (`.keras` file) when `model_path` is given, else anyshape.InceptionV3."""
+    """A saved Keras model (`.keras` file) when `model_path` is given, else anyshape.InceptionV3.
+
+    A model file in a run folder of `anyshape train` carries the folder's `classes.json` as
+    `model.anyshape_run_info`: predictions are named by its classes and images prepared by its
+    preprocessing and resize settings."""
     if model_path is not None:
         import keras
 
@@ -872,9 +896,18 @@ def load_or_build(model_path=None, **inception_v3_kwargs):
         if not path.is_file():
             raise ValueError(f"--model {model_path}: no such file (expected a .keras model file)")
         try:
-            return keras.saving.load_model(path)
+            model = keras.saving.load_model(path)
         except Exception as e:
             raise ValueError(f"--model {model_path}: cannot be loaded as a Keras model ({type(e).__name__}: {e})") from e
+        try:  # a run folder of `anyshape train`: class names and preprocessing in classes.json
+            from anyshape.train import read_run_info
+
+            info = read_run_info(path)
+        except ImportError:
+            info = None
+        if info:
+            model.anyshape_run_info = info
+        return model
     from anyshape.inception_v3 import InceptionV3
 
     return InceptionV3(**inception_v3_kwargs)
