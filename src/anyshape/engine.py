@@ -291,7 +291,7 @@ class Predictor:
                 self._start_onnxruntime()
                 self.engine = "onnxruntime"
             except ImportError as e:
-                self.fallback_reason = f"onnxruntime is not installed ({e}); pip install 'anyshape[fast]'"
+                self.fallback_reason = f"onnxruntime or onnx is not installed ({e}); pip install 'anyshape[fast]'"
             except NotImplementedError as e:
                 self.fallback_reason = f"the model cannot be translated to ONNX: {e}"
             if self.engine != "onnxruntime" and engine == "onnxruntime":
