@@ -53,6 +53,14 @@ __all__ = [
     "feature_model",
     "parse_size",
     "benchmark",
+    "predict_paths",
+    "format_predictions",
+    "extract_features",
+    "FeatureStore",
+    "RunSummary",
+    "Progress",
+    "export_model",
+    "load_or_build",
     "FEATURE_LAYERS",
 ]
 
