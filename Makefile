@@ -27,12 +27,19 @@ demo: $(VENV)/.demo-installed
 
 # The whole suite on TensorFlow (the default backend), then the core model tests on JAX and
 # PyTorch, each backend in its own pytest process (Keras picks its backend once per process).
-CORE_TESTS := tests/test_inception_v3.py tests/test_shapes.py
+# The JAX and PyTorch runs are mostly single-threaded graph building and compiling, so they run
+# side by side on the two cores; their logs are printed whole, one after the other.
+CORE_TESTS := tests/test_inception_v3.py tests/test_shapes.py tests/test_cli.py
 
 test: $(VENV)/.test-installed
 	KERAS_BACKEND=tensorflow $(PYTEST) tests
-	KERAS_BACKEND=jax $(PYTEST) $(CORE_TESTS)
-	KERAS_BACKEND=torch $(PYTEST) $(CORE_TESTS)
+	@echo "KERAS_BACKEND=jax and KERAS_BACKEND=torch: $(CORE_TESTS)"
+	@KERAS_BACKEND=jax $(PYTEST) $(CORE_TESTS) > $(VENV)/test-jax.log 2>&1 & jax=$$!; \
+	KERAS_BACKEND=torch $(PYTEST) $(CORE_TESTS) > $(VENV)/test-torch.log 2>&1; torch_rc=$$?; \
+	wait $$jax; jax_rc=$$?; \
+	echo "== JAX backend (exit $$jax_rc)"; cat $(VENV)/test-jax.log; \
+	echo "== PyTorch backend (exit $$torch_rc)"; cat $(VENV)/test-torch.log; \
+	test $$jax_rc -eq 0 && test $$torch_rc -eq 0
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
