@@ -31,7 +31,6 @@ import math
 import os
 import sys
 import time
-import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from anyshape.atomic_write import write_atomically, write_bytes_atomically
 from anyshape.shapes import MIN_SIZE
 
 __all__ = [
@@ -377,7 +377,7 @@ class Predictor:
         from anyshape.onnx_graph import keras_to_onnx
 
         proto = getattr(self, "onnx_model", None) or keras_to_onnx(self.model)
-        _atomic_write_bytes(path, proto.SerializeToString())
+        write_bytes_atomically(path, proto.SerializeToString())
 
     def close(self) -> None:
         if self._pool is not None:
@@ -542,32 +542,6 @@ class Progress:
 FEATURE_SUFFIXES = (".npy", ".npz", ".parquet")
 
 
-def _atomic_write_bytes(path, data: bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _atomic_write(path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp_path) then rename tmp_path onto path; no half file is ever visible."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 class FeatureStore:
     """Rows (path, feature) of a `features` run: checkpointed as it goes, written at the end.
 
@@ -623,7 +597,7 @@ class FeatureStore:
         names = np.array([str(r.path) for r in ok])
         self._chunks += 1
         chunk = self.partial / f"chunk-{self._chunks:06d}.npz"
-        _atomic_write(chunk, lambda tmp: np.savez(tmp, features=feats, paths=names))
+        write_atomically(chunk, lambda tmp: np.savez(tmp, features=feats, paths=names))
         self.paths.extend(names.tolist())
         self.rows.extend(feats)
         self.done.update(names.tolist())
@@ -641,11 +615,11 @@ class FeatureStore:
         feats = np.stack([self.rows[i] for i in order]) if order else np.zeros((0,), np.float32)
         suffix = self.out.suffix
         if suffix == ".npz":
-            _atomic_write(self.out, lambda tmp: np.savez(tmp, features=feats, paths=np.array(paths)))
+            write_atomically(self.out, lambda tmp: np.savez(tmp, features=feats, paths=np.array(paths)))
         elif suffix == ".npy":
             listing = self.out.with_name(self.out.name + ".paths.txt")
-            _atomic_write_bytes(listing, ("\n".join(paths) + ("\n" if paths else "")).encode("utf-8"))
-            _atomic_write(self.out, lambda tmp: np.save(tmp, feats))
+            write_bytes_atomically(listing, ("\n".join(paths) + ("\n" if paths else "")).encode("utf-8"))
+            write_atomically(self.out, lambda tmp: np.save(tmp, feats))
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -655,7 +629,7 @@ class FeatureStore:
                 "path": pa.array(paths, pa.string()),
                 "feature": pa.array(list(flat), pa.list_(pa.float32())),
             })
-            _atomic_write(self.out, lambda tmp: pq.write_table(table, tmp))
+            write_atomically(self.out, lambda tmp: pq.write_table(table, tmp))
         self._remove_partial()
         return len(paths)
 
@@ -937,9 +911,9 @@ def export_model(model, path, fmt: str, *, force: bool = False) -> Path:
     if fmt == "onnx":
         from anyshape.onnx_graph import keras_to_onnx
 
-        _atomic_write_bytes(path, keras_to_onnx(model).SerializeToString())
+        write_bytes_atomically(path, keras_to_onnx(model).SerializeToString())
     elif fmt == "keras":
-        _atomic_write(path, lambda tmp: model.save(tmp))
+        write_atomically(path, lambda tmp: model.save(tmp))
     else:
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:

@@ -30,15 +30,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+
+from anyshape.atomic_write import write_atomically
 
 __all__ = [
     "TrainConfig",
@@ -308,26 +308,13 @@ def freeze_layers(model, spec: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _write_atomic(path: Path, write: Callable[[str], None], suffix: str) -> None:
-    """Write via a temporary file in the same folder (name ending in `suffix`), then os.replace."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _write_json(path: Path, obj) -> None:
     def write(tmp):
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=2)
             f.write("\n")
 
-    _write_atomic(path, write, ".json")
+    write_atomically(path, write)
 
 
 def read_run_info(model_path) -> dict | None:
@@ -543,14 +530,14 @@ class Trainer:
         run = self.run_dir
         weights = run / f"checkpoint-e{epoch:03d}.weights.h5"
         optim = run / f"checkpoint-e{epoch:03d}.optimizer.npz"
-        _write_atomic(weights, model.save_weights, ".weights.h5")
+        write_atomically(weights, model.save_weights)
         arrays = {f"v{i:04d}": keras.ops.convert_to_numpy(v) for i, v in enumerate(model.optimizer.variables)}
 
         def write_npz(tmp):
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
 
-        _write_atomic(optim, write_npz, ".npz")
+        write_atomically(optim, write_npz)
         previous = self._read_state(run) if (run / "checkpoint.json").is_file() else None
         _write_json(run / "checkpoint.json", {
             "epoch": epoch, "stage": stage, "weights": weights.name, "optimizer": optim.name,
@@ -693,7 +680,7 @@ class Trainer:
 
         main = model if not c.aux_logits else keras.Model(model.inputs, model.outputs[0], name=model.name)
         model_path = self.run_dir / "model.keras"
-        _write_atomic(model_path, main.save, ".keras")
+        write_atomically(model_path, main.save)
         import keras as _k
 
         report = {

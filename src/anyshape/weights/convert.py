@@ -275,11 +275,10 @@ def convert(
 def _save(model, dst: str, weight_set: WeightSet, classifier_activation) -> None:
     from anyshape.weights.keras_h5 import write_metadata
 
-    directory = os.path.dirname(os.path.abspath(dst))
-    suffix = ".keras" if dst.endswith(".keras") else ".weights.h5"
-    tmp = os.path.join(directory, f".{os.path.basename(dst)}.{os.getpid()}.tmp{suffix}")
-    try:
-        if suffix == ".keras":
+    from anyshape.atomic_write import write_atomically
+
+    def write(tmp: str) -> None:
+        if dst.endswith(".keras"):
             import keras
 
             for name in ("predictions", "aux_predictions"):
@@ -289,7 +288,5 @@ def _save(model, dst: str, weight_set: WeightSet, classifier_activation) -> None
         else:
             model.save_weights(tmp)
         write_metadata(tmp, weight_set)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    write_atomically(dst, write)
