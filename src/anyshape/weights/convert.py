@@ -119,12 +119,9 @@ def _reference_model(reference: str, state: dict, num_classes: int, has_aux: boo
     return model.eval()
 
 
-def _parity(model, reference: str, path: str, hw: tuple[int, int], images: int, offset: int) -> ParityReport:
+def _parity(model, reference: str, state: dict, hw: tuple[int, int], images: int, offset: int) -> ParityReport:
     import torch
 
-    from anyshape.weights.torch import read_state_dict
-
-    state = read_state_dict(path)
     n = state["fc.weight"].shape[0]
     has_aux = "AuxLogits.fc.weight" in state and len(model.outputs) == 2
     if not has_aux:
@@ -213,10 +210,12 @@ def convert(
     path = fetch_weight_file(ws, include_top=True, cache_dir=cache_dir, progress=progress)
     ws = replace(ws, path=path)
     input_shape = tuple(input_shape) if input_shape is not None else (None, None, 3)
+    state = None  # the torch state dict, read once for the checkpoint and the parity check
     if ws.format == "torch":
-        from anyshape.weights.torch import read_torch_file
+        from anyshape.weights.torch import read_state_dict, state_dict_to_checkpoint
 
-        ck = read_torch_file(path)
+        state = read_state_dict(path)
+        ck = state_dict_to_checkpoint(state, source=path)
         n_file, has_aux = ck.num_classes, ck.has_aux
     else:
         from anyshape.weights.keras_h5 import describe_keras_file
@@ -259,7 +258,7 @@ def convert(
         note = _reference_available(reference) or ""
         if not note:
             hw = tuple(d or 299 for d in input_shape[:2])
-            report = _parity(model, reference, path, hw, parity_images, offset)
+            report = _parity(model, reference, state, hw, parity_images, offset)
             if not report.ok:
                 raise WeightFileError(f"conversion of {ws.name} is not exact, nothing written:\n{report}")
 
