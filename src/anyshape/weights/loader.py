@@ -230,12 +230,12 @@ def load_weight_set(model, weight_set: WeightSet, report=None, *, channel_adapt=
             f"unknown weight option(s) {', '.join(sorted(unknown))}: the options are channel_adapt, "
             "cache_dir, progress and seed"
         )
+    sem = model_semantics(model)
     if channel_adapt is not None:
         try:
-            channel_rules.check_rule(channel_adapt, model_semantics(model)["channels"])
+            channel_rules.check_rule(channel_adapt, sem["channels"])
         except ValueError as e:
             raise ValueError(str(e)) from None
-    sem = model_semantics(model)
     include_top = sem["classes"] is not None  # with another class count: backbone + new head
     path = fetch_weight_file(weight_set, include_top=include_top, cache_dir=cache_dir, progress=progress)
     ck = read_checkpoint(path, weight_set, model)
