@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 __all__ = [
     "WeightSet",
@@ -277,8 +277,3 @@ def _describe_file(path: str) -> WeightSet:
         f"weights file {path!r}: unknown kind. Expected a Keras file ({', '.join(KERAS_SUFFIXES)}) "
         f"or a PyTorch state dict ({', '.join(TORCH_SUFFIXES)})."
     )
-
-
-def with_path(weight_set: WeightSet, path: str, **changes) -> WeightSet:
-    """The same weight set, read from `path`."""
-    return replace(weight_set, path=path, **changes)
