@@ -152,6 +152,16 @@ def _keras3_layers(f, lazy: bool = False) -> list[tuple[str, str, dict[str, np.n
     return [(lname, cls, arrays) for cls, _, lname, arrays in entries]
 
 
+def _read_layers(f, path: str, lazy: bool = False) -> list[tuple[str, str, dict[str, np.ndarray]]]:
+    """The file's weighted layers in either layout; any problem as a WeightFileError naming `path`."""
+    try:
+        return _legacy_layers(f, lazy) if _is_legacy(f) else _keras3_layers(f, lazy)
+    except WeightFileError as e:
+        raise WeightFileError(f"{path!r}: {e}") from None
+    except (KeyError, OSError, ValueError) as e:
+        raise WeightFileError(f"{path!r} is damaged or not a Keras weights file ({e})") from e
+
+
 def _model_order(model) -> dict[str, list[str]]:
     """Our model's weighted layers per class, in model.layers order, without the aux head."""
     import keras
@@ -180,12 +190,7 @@ def read_keras_file(path: str, model) -> Checkpoint:
     """Read a Keras weight file into a Checkpoint matched to `model`'s layers."""
     with _Opened(path) as opened:
         f = opened.file
-        try:
-            layers = _legacy_layers(f) if _is_legacy(f) else _keras3_layers(f)
-        except WeightFileError as e:
-            raise WeightFileError(f"{path!r}: {e}") from None
-        except (KeyError, OSError, ValueError) as e:
-            raise WeightFileError(f"{path!r} is damaged or not a Keras weights file ({e})") from e
+        layers = _read_layers(f, path)
     # anyshape's own files (any configuration, e.g. with an aux head the model lacks) by name
     by_name = layers and all(lname in _OUR_NAMES for lname, _, _ in layers)
     if not by_name:
@@ -232,17 +237,11 @@ def describe_keras_file(path: str) -> WeightSet:
         )
         if meta:
             return WeightSet.from_json(meta, path=path)
-        try:
-            if _is_legacy(f):
-                layers = _legacy_layers(f, lazy=True)
-                names = [lname for lname, _, _ in layers]
-            else:
-                layers = _keras3_layers(f, lazy=True)
-                names = [_decode(f["layers"][k]["vars"].attrs.get("name", k)) for k in f["layers"] if "vars" in f["layers"][k]]
-        except WeightFileError as e:
-            raise WeightFileError(f"{path!r}: {e}") from None
-        except (KeyError, OSError, ValueError) as e:
-            raise WeightFileError(f"{path!r} is damaged or not a Keras weights file ({e})") from e
+        layers = _read_layers(f, path, lazy=True)
+        if _is_legacy(f):
+            names = [lname for lname, _, _ in layers]
+        else:  # every layer's name, weighted or not (the pool-padding layers have no weights)
+            names = [_decode(f["layers"][k]["vars"].attrs.get("name", k)) for k in f["layers"] if "vars" in f["layers"][k]]
         # (datasets are read lazily: only shapes and names, while the file is open)
         bn_scale = any(cls == "batch_normalization" and "gamma" in arrays for _, cls, arrays in layers)
         dense = {lname: a for lname, cls, a in layers if cls == "dense"}
