@@ -22,7 +22,6 @@ metadata (preprocessing, pool semantics) as JSON: the root attribute "anyshape_w
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import zipfile
@@ -274,11 +273,3 @@ def write_metadata(path: str, weight_set: WeightSet) -> None:
     else:
         with _h5py().File(path, "a") as f:
             f.attrs[METADATA_ATTR] = text
-
-
-def read_metadata(path: str) -> dict | None:
-    with _Opened(path) as opened:
-        meta = opened.zip_json.get(METADATA_MEMBER) or (
-            _decode(opened.file.attrs[METADATA_ATTR]) if METADATA_ATTR in opened.file.attrs else None
-        )
-    return json.loads(meta) if meta else None
