@@ -71,7 +71,8 @@ def no_internet(monkeypatch):
 
 
 def _leftovers(d):
-    return [p for p in os.listdir(d) if p.endswith(".part")]
+    # a download's temporary file is hidden (".<name>.<...>") beside its destination
+    return [p for p in os.listdir(d) if p.startswith(".")]
 
 
 def test_download_with_progress_and_hash(server, tmp_path, capsys):

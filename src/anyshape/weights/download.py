@@ -23,6 +23,8 @@ import tempfile
 import urllib.error
 import urllib.request
 
+from anyshape.atomic_write import write_atomically
+
 __all__ = ["WeightDownloadError", "cache_dir", "fetch", "file_hash", "hash_matches", "cached_file"]
 
 _CHUNK = 1 << 20
@@ -136,30 +138,31 @@ def fetch(
         f"To use it offline, download {url} by other means and put it at {dest}"
         + (f" (its {algorithm} must start with {expected_hash})." if expected_hash else ".")
     )
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=directory)
-    try:
+
+    def write(tmp: str) -> None:
         h = hashlib.new(algorithm)
         done = 0
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-                length = response.headers.get("Content-Length") if hasattr(response, "headers") else None
-                total = int(length) if length and length.isdigit() else None
-                stream = sys.stderr
-                while True:
-                    chunk = response.read(_CHUNK)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    h.update(chunk)
-                    done += len(chunk)
+        with open(tmp, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    length = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+                    total = int(length) if length and length.isdigit() else None
+                    stream = sys.stderr
+                    while True:
+                        chunk = response.read(_CHUNK)
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                        h.update(chunk)
+                        done += len(chunk)
+                        if progress:
+                            stream.write(_progress_line(done, total, name))
+                            stream.flush()
                     if progress:
-                        stream.write(_progress_line(done, total, name))
-                        stream.flush()
-                if progress:
-                    stream.write("\n")
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-            reason = getattr(e, "reason", None) or e
-            raise WeightDownloadError(f"could not download {url}: {reason}. {manual}") from e
+                        stream.write("\n")
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+                reason = getattr(e, "reason", None) or e
+                raise WeightDownloadError(f"could not download {url}: {reason}. {manual}") from e
         if total is not None and done != total:
             raise WeightDownloadError(
                 f"download of {url} is truncated: got {done:,} of {total:,} bytes. "
@@ -171,9 +174,7 @@ def fetch(
                 f"not the published {expected_hash}: the file is corrupt or not the published one, "
                 f"so it was discarded (nothing was written to {dest}). {manual}"
             )
-        os.replace(tmp, dest)
-        tmp = None
-        return dest
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
+
+    # the checks raise inside write(): write_atomically then removes the temporary file
+    write_atomically(dest, write)
+    return dest
