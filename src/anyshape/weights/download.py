@@ -64,19 +64,16 @@ def hash_matches(path: str, expected: str | None, algorithm: str | None) -> bool
     return file_hash(path, algorithm or "sha256").startswith(expected.lower())
 
 
-def _other_caches(file_name: str, url: str) -> list[str]:
+def _other_caches(url: str) -> list[str]:
     """Where torch.hub and the Hugging Face hub would have put this file."""
     found = []
-    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "torch"
-    )
+    cache_home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(cache_home, "torch")
     found.append(os.path.join(torch_home, "hub", "checkpoints", os.path.basename(url)))
     if "huggingface.co/" in url:
         repo = url.split("huggingface.co/", 1)[1].split("/resolve/", 1)[0]  # "timm/<name>"
         hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
-            os.environ.get("HF_HOME")
-            or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "huggingface"),
-            "hub",
+            os.environ.get("HF_HOME") or os.path.join(cache_home, "huggingface"), "hub"
         )
         pattern = os.path.join(hub, "models--" + repo.replace("/", "--"), "snapshots", "*", os.path.basename(url))
         found.extend(sorted(glob.glob(pattern)))
@@ -102,7 +99,7 @@ def cached_file(
     if os.path.isfile(dest) and hash_matches(dest, expected_hash, hash_algorithm):
         return dest
     if look_elsewhere:
-        for other in _other_caches(file_name, url):
+        for other in _other_caches(url):
             if os.path.isfile(other) and hash_matches(other, expected_hash, hash_algorithm):
                 return other
     fetch(url, dest, expected_hash=expected_hash, hash_algorithm=hash_algorithm, progress=progress)
