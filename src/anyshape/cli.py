@@ -110,23 +110,21 @@ def _add_image_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
-def _inference_model(args, *, verb: str, include_top: bool, pooling: str | None = None):
+def _inference_model(args, *, include_top: bool, pooling: str | None = None):
     from anyshape import engine
 
     weights = None if str(args.weights).lower() == "none" else args.weights
     shape = args.input_shape
-    if shape is None and getattr(args, "size", None) is not None:
+    if shape is None and (not include_top or getattr(args, "size", None) is not None):
         shape = (3, None, None) if args.data_format == "channels_first" else (None, None, 3)
     kwargs = dict(weights=weights, include_top=include_top, input_shape=shape, data_format=args.data_format,
                   aux_logits=args.aux_logits, dropout_rate=args.dropout_rate, pooling=pooling)
     if include_top:
         kwargs.update(classes=args.classes)
-    elif shape is None:
-        kwargs["input_shape"] = (3, None, None) if args.data_format == "channels_first" else (None, None, 3)
     return engine.load_or_build(args.model, **kwargs)
 
 
-def _report_failures(verb: str, summary, quiet: bool) -> None:
+def _report_failures(verb: str, summary) -> None:
     for _, reason in summary.failed:
         print(f"anyshape {verb}: FAILED {reason}", file=sys.stderr)
     print(f"anyshape {verb}: {summary.line()}", file=sys.stderr)
@@ -146,7 +144,7 @@ def _run_predict(args) -> int:
     from anyshape import engine
 
     try:
-        predictor = engine.Predictor(_inference_model(args, verb="predict", include_top=True, pooling=args.pooling), engine=args.engine)
+        predictor = engine.Predictor(_inference_model(args, include_top=True, pooling=args.pooling), engine=args.engine)
         rows, summary = engine.predict_paths(predictor, args.paths, size=args.size, top=args.top, upscale=args.upscale,
                                              batch_size=args.batch_size, max_pixels=args.max_pixels,
                                              progress=not args.quiet and sys.stderr.isatty())
@@ -154,7 +152,7 @@ def _run_predict(args) -> int:
         print(f"anyshape predict: {e}", file=sys.stderr)
         return 2
     sys.stdout.write(engine.format_predictions(rows, args.format))
-    _report_failures("predict", summary, args.quiet)
+    _report_failures("predict", summary)
     return summary.exit_code
 
 
@@ -177,7 +175,7 @@ def _run_features(args) -> int:
     if args.layer == "avg_pool" and pooling != "avg":
         args.layer = "mixed10"  # avg_pool is mixed10 average-pooled: --pooling max|none means mixed10's
     try:
-        base = _inference_model(args, verb="features", include_top=False)
+        base = _inference_model(args, include_top=False)
         model = engine.feature_model(base, args.layer, None if pooling == "none" else pooling)
         predictor = engine.Predictor(model, engine=args.engine)
         summary = engine.extract_features(predictor, args.paths, args.out, size=args.size, upscale=args.upscale,
@@ -190,7 +188,7 @@ def _run_features(args) -> int:
     except (ValueError, FileExistsError, RuntimeError) as e:
         print(f"anyshape features: {e}", file=sys.stderr)
         return 2
-    _report_failures("features", summary, args.quiet)
+    _report_failures("features", summary)
     print(f"anyshape features: wrote {summary.ok + summary.skipped} row(s) to {args.out}", file=sys.stderr)
     return summary.exit_code
 
@@ -207,7 +205,7 @@ def _run_export(args) -> int:
     from anyshape import engine
 
     try:
-        model = _inference_model(args, verb="export", include_top=args.include_top, pooling=args.pooling)
+        model = _inference_model(args, include_top=args.include_top, pooling=args.pooling)
         path = engine.export_model(model, args.output, args.format, force=args.force)
     except (ValueError, FileExistsError, NotImplementedError) as e:
         print(f"anyshape export: {e}", file=sys.stderr)
@@ -236,7 +234,7 @@ def _run_bench(args) -> int:
     args.input_shape = shape
     try:
         batches = [int(b) for b in str(args.batch).split(",")]
-        model = _inference_model(args, verb="bench", include_top=args.include_top, pooling=args.pooling)
+        model = _inference_model(args, include_top=args.include_top, pooling=args.pooling)
         if not args.include_top and args.pooling is None and args.model is None:
             model = engine.feature_model(model, "avg_pool", "avg")
         engines = {"keras": engine.Predictor(model, engine="keras")}
