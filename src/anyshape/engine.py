@@ -718,28 +718,23 @@ def make_reader(predictor: Predictor, size=None, *, upscale: bool = False, max_p
 
 def _class_labels(scores: np.ndarray, top: int, label_offset, names: list | None = None) -> list[list[dict]]:
     n = scores.shape[1]
-    if names is not None and len(names) == n:
-        return [
-            [{"rank": k + 1, "class_id": int(i), "wnid": "", "label": str(names[i]), "score": float(s[i])}
-             for k, i in enumerate(np.argsort(-s, kind="stable")[:top])]
-            for s in scores
-        ]
-    if n in (1000, 1001):
+    if names is not None and len(names) != n:
+        names = None
+    if names is None and n in (1000, 1001):
         from anyshape.labels import decode_predictions
 
         offset = label_offset if label_offset != "auto" else (1 if n == 1001 else 0)
         decoded = decode_predictions(scores, top=min(top, 1000), label_offset=offset)
         return [
-            [{"rank": k + 1, "class_id": int(np.argsort(-s[offset:], kind="stable")[k]), "wnid": wnid,
-              "label": name, "score": score} for k, (wnid, name, score) in enumerate(row)]
+            [{"rank": k + 1, "class_id": int(i), "wnid": wnid, "label": name, "score": score}
+             for k, (i, (wnid, name, score)) in enumerate(zip(np.argsort(-s[offset:], kind="stable"), row))]
             for s, row in zip(scores, decoded)
         ]
-    out = []
-    for s in scores:
-        ids = np.argsort(-s, kind="stable")[:top]
-        out.append([{"rank": k + 1, "class_id": int(i), "wnid": "", "label": f"class_{int(i)}",
-                     "score": float(s[i])} for k, i in enumerate(ids)])
-    return out
+    return [
+        [{"rank": k + 1, "class_id": int(i), "wnid": "", "label": str(names[i]) if names else f"class_{int(i)}",
+          "score": float(s[i])} for k, i in enumerate(np.argsort(-s, kind="stable")[:top])]
+        for s in scores
+    ]
 
 
 def predict_paths(
@@ -847,11 +842,8 @@ def extract_features(
     bar = Progress(len(todo), progress)
     start = time.perf_counter()
 
-    def on_batch(results):
-        store.add(results)
-
     try:
-        for r in run_images(predictor, reader, todo, batch_size=batch_size, on_batch=on_batch):
+        for r in run_images(predictor, reader, todo, batch_size=batch_size, on_batch=store.add):
             if r.error is not None:
                 summary.failed.append((str(r.path), r.error))
                 bar.update(1, failed=1)
