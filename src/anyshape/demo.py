@@ -105,6 +105,8 @@ def _classify_with_keras(model_path: Path, images: list[Path]) -> list[str]:
 
 
 def main(argv=None) -> int:
+    from anyshape.train import read_run_info
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = argparse.ArgumentParser(prog="python -m anyshape.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
@@ -130,7 +132,7 @@ def main(argv=None) -> int:
     print(f"\nwrote {len(images)} held-out test digits as PNG files to {run / 'held-out'}")
     pred = _run(["predict", "--model", str(run / "model.keras"), "--top", "1", "--format", "json",
                  str(run / "held-out")], capture=True)
-    classes = json.loads((run / "classes.json").read_text())["classes"]
+    classes = read_run_info(run)["classes"]
     by_predict, names_from_run = None, True
     if pred.returncode == 0:
         try:
