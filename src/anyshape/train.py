@@ -358,9 +358,7 @@ class Trainer:
             if not config.output:
                 raise ValueError("resume=True needs output= (the run folder to resume)")
             state = self._read_state(Path(config.output))
-            config = TrainConfig(**{**state["config"], "output": config.output})
-            config.input_shape = tuple(config.input_shape) if config.input_shape else None
-            config.stages = [tuple(s) for s in config.stages] if config.stages else None
+            config = TrainConfig(**{**state["config"], "output": config.output})  # resolved() makes its lists tuples
             self.state = state
         else:
             self.state = None
@@ -551,8 +549,6 @@ class Trainer:
                     old.unlink()
 
     def _restore_checkpoint(self, model) -> None:
-        import keras
-
         run = self.run_dir
         _load_weights_only(model, run / self.state["weights"])
         with np.load(run / self.state["optimizer"]) as z:
@@ -681,20 +677,18 @@ class Trainer:
         main = model if not c.aux_logits else keras.Model(model.inputs, model.outputs[0], name=model.name)
         model_path = self.run_dir / "model.keras"
         write_atomically(model_path, main.save)
-        import keras as _k
-
         report = {
             "config": c.to_json(),
             "data": {"source": ds.source, "classes": ds.class_names, "train": len(ds.train),
                      "val": len(ds.val) if ds.val is not None else 0, "test": len(ds.test) if ds.test is not None else 0,
                      "notes": ds.notes},
             "input_shape": list(self.input_shape),
-            "backend": _k.backend.backend(),
+            "backend": keras.backend.backend(),
             "epochs": history,
             "stopped_early": stopped_early,
             "best": best,
             "batchnorm_recalibration": recal,
-            **{k: v for k, v in final.items()},
+            **final,
             "train_seconds": round(train_seconds, 2),
             "train_images_per_second": round(float(np.median(steady)), 2) if steady else None,
             "wall_seconds": round(time.time() - t_start, 2),
@@ -707,8 +701,6 @@ class Trainer:
         return TrainResult(str(self.run_dir), str(model_path), final.get("test_accuracy"), report, main)
 
     def _evaluate(self, model, pipeline, split, prefix: str) -> dict:
-        import keras
-
         probs = model.predict(pipeline.map(lambda x, y: x), verbose=0)
         if isinstance(probs, (list, tuple)):
             probs = probs[0]
