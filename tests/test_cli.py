@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from anyshape.cli import main, parse_shape
+from anyshape.cli import build_parser, main, parse_channel_adapt, parse_shape
 
 
 def test_parse_shape():
@@ -57,3 +57,14 @@ def test_summary_invalid(capsys):
 def test_bad_shape_argument():
     with pytest.raises(SystemExit):
         main(["explain", "--input-shape", "a,b,c"])
+
+
+def test_channel_adapt_argument_is_parsed_the_same_for_train_and_convert():
+    assert parse_channel_adapt("sum") == "sum"
+    assert parse_channel_adapt("2,1,0") == (2, 1, 0)
+    assert parse_channel_adapt("0,1,2,none") == (0, 1, 2, None)
+    parser = build_parser()
+    assert parser.parse_args(["train", "digits", "--channel-adapt", "2,1,0"]).channel_adapt == (2, 1, 0)
+    assert parser.parse_args(["convert", "a.pth", "-o", "b.keras", "--channel-adapt", "0,none"]).channel_adapt == (0, None)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "digits", "--channel-adapt", "1,x"])

@@ -23,6 +23,19 @@ def parse_shape(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected H,W,C (e.g. 150,150,3), got {text!r}") from None
 
 
+def parse_channel_adapt(text: str):
+    """A --channel-adapt value: a rule name ('sum', 'mean', ...) or a mapping like '2,1,0' or
+    '0,1,2,none' (for each input channel, the RGB channel whose kernel it takes, or none)."""
+    if "," not in text:
+        return text
+    try:
+        return tuple(None if p.strip().lower() == "none" else int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a rule name or channel indices like 2,1,0 or 0,1,2,none, got {text!r}"
+        ) from None
+
+
 def _add_model_arguments(p: argparse.ArgumentParser, *, weights_default: str | None = "none") -> None:
     """The arguments that describe a model, shared by every verb that builds one."""
     p.add_argument("--input-shape", type=parse_shape, default=None, metavar="H,W,C",
@@ -268,7 +281,8 @@ def _add_train(sub) -> None:
     p.add_argument("--input-shape", type=parse_shape, default=None, metavar="H,W[,C]",
                    help="training size; channels from the data unless given (default 75,75 for digits, 299,299 otherwise)")
     p.add_argument("--weights", default="none", help="none, a weight set name (imagenet, ...) or a weights file")
-    p.add_argument("--channel-adapt", default=None, help="how pretrained first-conv weights fit another channel count")
+    p.add_argument("--channel-adapt", type=parse_channel_adapt, default=None, metavar="RULE",
+                   help="how pretrained first-conv weights fit another channel count: sum, mean, repeat, zero, random, or a mapping like 2,1,0")
     p.add_argument("--freeze", default="none", help="none | backbone | up-to-mixedN (stem and mixed0..mixedN frozen)")
     p.add_argument("--stages", default=None, metavar="FREEZE:EPOCHS,...",
                    help="staged unfreezing, e.g. backbone:2,up-to-mixed7:2,none:1 (replaces --freeze/--epochs)")
@@ -343,7 +357,7 @@ def _add_convert(sub) -> None:
                    help="model input shape (default none,none,3; matters for .keras only; C != 3 adapts the first conv)")
     p.add_argument("--no-aux-logits", dest="aux_logits", action="store_false", default=None,
                    help="drop the auxiliary classifier even if the source has one")
-    p.add_argument("--channel-adapt", default=None, metavar="RULE",
+    p.add_argument("--channel-adapt", type=parse_channel_adapt, default=None, metavar="RULE",
                    help="first-conv rule for C != 3: sum, mean, repeat, zero, random, or a mapping like 2,1,0 or 0,1,2,none")
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     p.add_argument("--no-parity", dest="parity", action="store_false", help="skip the comparison with the source framework")
@@ -361,11 +375,8 @@ def _run_convert(args) -> int:
     from anyshape.weights.convert import convert
 
     try:
-        rule = args.channel_adapt
-        if rule is not None and "," in rule:  # an explicit mapping: channel indices or none
-            rule = tuple(None if p.strip().lower() == "none" else int(p) for p in rule.split(","))
         result = convert(args.src, args.output, source=args.source, input_shape=args.input_shape,
-                         aux_logits=args.aux_logits, force=args.force, parity=args.parity, channel_adapt=rule)
+                         aux_logits=args.aux_logits, force=args.force, parity=args.parity, channel_adapt=args.channel_adapt)
     except (OSError, ValueError) as e:
         print(f"anyshape convert: {e}", file=sys.stderr)
         return 1
