@@ -3,7 +3,6 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from anyshape import shapes
 from anyshape.shapes import InvalidInputShape, explain
 
 # Output sizes of keras.applications.InceptionV3 at 299 x 299 x 3 (its model.summary()).

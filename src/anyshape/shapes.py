@@ -19,7 +19,6 @@ kernels, strides and paddings.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -548,21 +547,17 @@ def explain(
     for block in BLOCKS:
         params = trainable = 0
         macs = 0
-        out_hw = (h, w)
-        ins: dict[str, int] = {}
+        out_hw = (h, w)  # only the reduction blocks' 3x3 stride-2 max pool changes it
         chans = {}
         for spec in block.convs():
             branch = spec.name[len(block.name) + 1 :]
             src = _conv_input(block.kind, branch)
             ci = cin if src is None else chans[src]
-            oh, ow, p, t, m = walk.conv(block.name, spec, h, w, ci)
+            _, _, p, t, m = walk.conv(block.name, spec, h, w, ci)
             chans[branch] = spec.filters
             params += p
             trainable += t
             macs = _add(macs, m)
-            if spec.strides > 1:
-                out_hw = (oh, ow)
-            ins[branch] = ci
         if block.reduces:
             out_hw = walk.pool(block.name, f"{block.name}_branch_pool_max", h, w, "max pool", 3, 2)
         else:
