@@ -1,0 +1,314 @@
+"""Runs over many images, as the `predict` and `features` commands do them."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from anyshape.engine.feature_store import FeatureStore
+from anyshape.engine.images import ImageReader, ImageTooSmall, find_images, parse_size
+from anyshape.engine.predictor import Predictor, _cores
+
+
+@dataclass
+class ImageResult:
+    path: Path
+    output: object = None  # numpy array (or list of arrays) for this one image
+    error: str | None = None
+
+
+def run_images(
+    predictor: Predictor,
+    reader: ImageReader,
+    paths: Sequence,
+    *,
+    batch_size: int = 16,
+    workers: int | None = None,
+    on_batch: Callable[[list[ImageResult]], None] | None = None,
+) -> Iterator[ImageResult]:
+    """Yield one `ImageResult` per path (in completion order, not input order).
+
+    Images are decoded on a thread pool `workers` wide, `2 * batch_size` ahead of the engine;
+    decoded images of the same shape are grouped into batches of up to `batch_size`. A file
+    that cannot be used gives a result with `error` (path and reason) and no output.
+    """
+    paths = list(paths)
+    workers = workers or min(4, max(2, _cores()))
+    lookahead = max(2 * batch_size, 2 * workers)
+    pending: dict[tuple, list[tuple[Path, np.ndarray]]] = {}
+
+    def read(path):
+        try:
+            return path, reader.read(path), None
+        except Exception as e:  # every reason a file is unusable becomes its result
+            from anyshape.preprocess import ImageLoadError
+
+            if isinstance(e, (ImageLoadError, ImageTooSmall)):
+                return path, None, str(e)
+            if isinstance(e, MemoryError):
+                return path, None, f"{path}: out of memory while decoding"
+            return path, None, f"{path}: cannot be read as an image ({type(e).__name__}: {e})"
+
+    def run(*groups):
+        outs = predictor.run_many([np.stack([x for _, x in group]) for group in groups])
+        results = []
+        for group, out in zip(groups, outs):
+            for i, (p, _) in enumerate(group):
+                o = [a[i] for a in out] if isinstance(out, list) else out[i]
+                results.append(ImageResult(Path(p), o))
+        if on_batch is not None and results:
+            on_batch(results)
+        return results
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="anyshape-decode") as pool:
+        queue = deque()
+        it = iter(paths)
+        for p in it:
+            queue.append(pool.submit(read, p))
+            if len(queue) >= lookahead:
+                break
+        since_flush = 0
+        while queue:
+            path, x, error = queue.popleft().result()
+            nxt = next(it, None)
+            if nxt is not None:
+                queue.append(pool.submit(read, nxt))
+            if error is not None:
+                yield ImageResult(Path(path), None, error)
+                continue
+            group = pending.setdefault(x.shape, [])
+            group.append((path, x))
+            since_flush += 1
+            if len(group) >= batch_size:
+                del pending[x.shape]
+                yield from run(group)
+            if since_flush >= lookahead or not queue:
+                # Images of rarer shapes do not wait for ever (and memory stays bounded).
+                # Groups of different shapes run side by side, one per core.
+                yield from run(*(pending.pop(shape) for shape in list(pending)))
+                since_flush = 0
+        yield from run(*(pending.pop(shape) for shape in list(pending)))
+
+
+class Progress:
+    """A one-line progress bar with images/s on stderr; silent unless `enabled`."""
+
+    def __init__(self, total: int, enabled: bool, stream=None, label: str = "images"):
+        self.total, self.enabled, self.stream, self.label = total, enabled, stream or sys.stderr, label
+        self.done = self.failed = 0
+        self.start = time.perf_counter()
+        self._last = 0.0
+
+    def update(self, n: int = 1, failed: int = 0) -> None:
+        self.done += n
+        self.failed += failed
+        now = time.perf_counter()
+        if self.enabled and (now - self._last > 0.2 or self.done >= self.total):
+            self._last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            bad = f", {self.failed} failed" if self.failed else ""
+            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                              f"{self.label}{bad}  {rate:.1f} img/s")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@dataclass
+class RunSummary:
+    """What a run over many files did: counts, failures with reasons, time."""
+
+    total: int = 0
+    ok: int = 0
+    failed: list = field(default_factory=list)  # (path, reason)
+    skipped: int = 0  # already in the output (resume)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def line(self) -> str:
+        rate = self.ok / self.seconds if self.seconds > 0 else 0.0
+        parts = [f"{self.total} file(s): {self.ok} ok", f"{len(self.failed)} failed"]
+        if self.skipped:
+            parts.append(f"{self.skipped} already done (resumed)")
+        return ", ".join(parts) + f" in {self.seconds:.1f} s ({rate:.1f} images/s)"
+
+
+def default_size(predictor: Predictor, size=None):
+    """The size policy: the given one, else the model's fixed size, else "native"."""
+    if size is not None:
+        size = parse_size(size)
+        if size != "native" and predictor.fixed_hw is not None and tuple(size) != tuple(predictor.fixed_hw):
+            raise ValueError(f"the model takes {predictor.fixed_hw[0]}x{predictor.fixed_hw[1]} images only; "
+                             f"--size {size[0]},{size[1]} cannot be used with it (build it with a free size)")
+        if size == "native" and predictor.fixed_hw is not None:
+            raise ValueError(f"the model takes {predictor.fixed_hw[0]}x{predictor.fixed_hw[1]} images only; "
+                             "--size native needs a model built with a free input size")
+        return size
+    return predictor.fixed_hw if predictor.fixed_hw is not None else "native"
+
+
+def make_reader(predictor: Predictor, size=None, *, upscale: bool = False, max_pixels: int | None = None) -> ImageReader:
+    return ImageReader(
+        channels=predictor.channels,
+        size=default_size(predictor, size),
+        preprocessing=predictor.preprocessing,
+        upscale=upscale,
+        max_pixels=max_pixels,
+        data_format=predictor.data_format,
+    )
+
+
+def _class_labels(scores: np.ndarray, top: int, label_offset, names: list | None = None) -> list[list[dict]]:
+    n = scores.shape[1]
+    if names is not None and len(names) != n:
+        names = None
+    if names is None and n in (1000, 1001):
+        from anyshape.labels import decode_predictions
+
+        offset = label_offset if label_offset != "auto" else (1 if n == 1001 else 0)
+        decoded = decode_predictions(scores, top=min(top, 1000), label_offset=offset)
+        return [
+            [{"rank": k + 1, "class_id": int(i), "wnid": wnid, "label": name, "score": score}
+             for k, (i, (wnid, name, score)) in enumerate(zip(np.argsort(-s[offset:], kind="stable"), row))]
+            for s, row in zip(scores, decoded)
+        ]
+    return [
+        [{"rank": k + 1, "class_id": int(i), "wnid": "", "label": str(names[i]) if names else f"class_{int(i)}",
+          "score": float(s[i])} for k, i in enumerate(np.argsort(-s, kind="stable")[:top])]
+        for s in scores
+    ]
+
+
+def predict_paths(
+    predictor: Predictor,
+    paths: Iterable,
+    *,
+    size=None,
+    top: int = 5,
+    upscale: bool = False,
+    batch_size: int = 16,
+    max_pixels: int | None = None,
+    progress: bool = False,
+) -> tuple[list[dict], RunSummary]:
+    """Classify every image under `paths`: rows {"path", "predictions": [{rank, class_id, wnid,
+    label, score}], "error"} in the order the files were found, and the run's summary."""
+    if top < 1:
+        raise ValueError(f"top must be >= 1, got {top}")
+    reader = make_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
+    files, missing = find_images(paths)
+    summary = RunSummary(total=len(files) + len(missing))
+    summary.failed.extend((str(p), f"{p}: {why}") for p, why in missing)
+    rows = {str(p): {"path": str(p), "predictions": None, "error": f"{p}: {why}"} for p, why in missing}
+    bar = Progress(len(files), progress)
+    start = time.perf_counter()
+    for r in run_images(predictor, reader, files, batch_size=batch_size):
+        if r.error is not None:
+            summary.failed.append((str(r.path), r.error))
+            rows[str(r.path)] = {"path": str(r.path), "predictions": None, "error": r.error}
+            bar.update(1, failed=1)
+            continue
+        scores = r.output[0] if isinstance(r.output, list) else r.output
+        rows[str(r.path)] = {"path": str(r.path),
+                             "predictions": _class_labels(np.asarray(scores)[None], top, predictor.preprocessing.label_offset,
+                                                            predictor.class_names)[0],
+                             "error": None}
+        summary.ok += 1
+        bar.update(1)
+    bar.close()
+    summary.seconds = time.perf_counter() - start
+    order = [str(p) for p, _ in missing] + [str(p) for p in files]
+    return [rows[p] for p in order], summary
+
+
+def format_predictions(rows: list[dict], fmt: str = "table") -> str:
+    """Render `predict_paths` rows as "table" (for people), "json" or "csv" (one row per class)."""
+    import csv
+    import io
+    import json
+
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["path", "rank", "class_id", "wnid", "label", "score", "error"])
+        for row in rows:
+            if row["error"]:
+                w.writerow([row["path"], "", "", "", "", "", row["error"]])
+                continue
+            for p in row["predictions"]:
+                w.writerow([row["path"], p["rank"], p["class_id"], p["wnid"], p["label"], f"{p['score']:.6f}", ""])
+        return buf.getvalue()
+    if fmt != "table":
+        raise ValueError(f"format must be table, json or csv, got {fmt!r}")
+    lines = []
+    for row in rows:
+        if row["error"]:
+            continue  # the table is for the images that ran; failures go to stderr with the summary
+        lines.append(row["path"])
+        for p in row["predictions"]:
+            lines.append(f"  {p['rank']:>2}. {p['label']:<28} {p['score']:8.4f}  ({p['wnid'] or p['class_id']})")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def extract_features(
+    predictor: Predictor,
+    paths: Iterable,
+    out,
+    *,
+    size=None,
+    upscale: bool = False,
+    resume: bool = False,
+    force: bool = False,
+    batch_size: int = 16,
+    max_pixels: int | None = None,
+    progress: bool = False,
+) -> RunSummary:
+    """Write one row (path, features) per readable image under `paths` to `out` (see FeatureStore).
+
+    `predictor` wraps a feature model (see `feature_model`). Interrupting the run (Ctrl-C, a
+    crash) leaves `<out>.partial/`; calling again with `resume=True` computes only the images not
+    in it. `out` appears only when the run ends, written atomically.
+    """
+    reader = make_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
+    if len(predictor.model.outputs[0].shape) > 2 and reader.size == "native":
+        raise ValueError(
+            "unpooled feature maps (--pooling none) of images at their native sizes differ in shape and "
+            "cannot share one array: pass --size N (or H,W), or pool them with --pooling avg|max"
+        )
+    store = FeatureStore(out, resume=resume, force=force)
+    files, missing = find_images(paths)
+    todo = [p for p in files if str(p) not in store.done]
+    summary = RunSummary(total=len(files) + len(missing), skipped=len(files) - len(todo))
+    summary.failed.extend((str(p), f"{p}: {why}") for p, why in missing)
+    bar = Progress(len(todo), progress)
+    start = time.perf_counter()
+
+    try:
+        for r in run_images(predictor, reader, todo, batch_size=batch_size, on_batch=store.add):
+            if r.error is not None:
+                summary.failed.append((str(r.path), r.error))
+                bar.update(1, failed=1)
+            else:
+                summary.ok += 1
+                bar.update(1)
+    finally:
+        bar.close()
+        summary.seconds = time.perf_counter() - start
+    store.finish()
+    return summary
