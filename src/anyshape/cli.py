@@ -320,17 +320,18 @@ def _run_features(args) -> int:
             now = {k: v for k, v in options.items()}
             RunManifest(now, recorded.digest).check_resume(
                 RunManifest({k: recorded.options.get(k) for k in now}, recorded.digest), where=partial)
-    base = _inference_model(args, include_top=False)
-    model = engine.feature_model(base, args.layer, pooling)
-    predictor = engine.Predictor(model, engine=args.engine)
     try:
+        base = _inference_model(args, include_top=False)
+        model = engine.feature_model(base, args.layer, pooling)
+        predictor = engine.Predictor(model, engine=args.engine)
         summary = engine.extract_features(predictor, args.paths, args.out, size=args.size, upscale=args.upscale,
                                           resume=args.resume, force=args.force, batch_size=args.batch_size,
                                           max_pixels=args.max_pixels, progress=not args.quiet and sys.stderr.isatty(),
                                           options=options)
-    except engine.RunInterrupted as e:
-        e.kept = (f"the rows done so far are kept in {partial}/: "
-                  "run the same command with --resume to finish")
+    except KeyboardInterrupt as e:
+        if os.path.isdir(partial):
+            e.kept = (f"the rows done so far are kept in {partial}/: "
+                      "run the same command with --resume to finish")
         raise
     _report_failures("features", summary)
     print(f"anyshape features: wrote {summary.ok + summary.skipped} row(s) to {args.out}", file=sys.stderr)
@@ -658,17 +659,47 @@ def _call(verb: str, run, args) -> int:
         return EXIT_USAGE
 
 
+def _deliver_swallowed_interrupts() -> None:
+    """A Ctrl-C that lands inside a garbage-collector callback (JAX registers one) is swallowed
+    by Python and printed as "Exception ignored in ..." with a traceback, and the run goes on.
+    Such an interrupt is signalled again, so that it stops the run at the next Python line."""
+    import signal
+
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: the program's own, as the `anyshape` command)."""
+    program = argv is None
+    if program:
+        _deliver_swallowed_interrupts()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.given = _given(argv)
+    code = None
     if args.verb in BACKEND_VERBS and not getattr(args, "verbose", False):
         try:
             _quiet_backend_start(args.verb)
         except KeyboardInterrupt as e:
             print(_interrupted_line(args.verb, e), file=sys.stderr)
-            return EXIT_INTERRUPTED
-    return _call(args.verb, VERBS[args.verb][1], args)
+            code = EXIT_INTERRUPTED
+    if code is None:
+        code = _call(args.verb, VERBS[args.verb][1], args)
+    if program:
+        # the work is done and reported: a Ctrl-C while the process shuts down (TensorFlow's
+        # teardown takes a moment) must not turn the exit code into a death by signal
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
 
 
 if __name__ == "__main__":
