@@ -226,7 +226,7 @@ def _inference_model(args, *, include_top: bool, pooling: str | None = None):
 
 def _report_failures(verb: str, summary) -> None:
     for _, reason in summary.failed:
-        print(f"anyshape {verb}: FAILED {reason}", file=sys.stderr)
+        print(f"anyshape {verb}: FAILED {cli_words(reason)}", file=sys.stderr)
     print(f"anyshape {verb}: {summary.line()}", file=sys.stderr)
 
 
