@@ -434,3 +434,9 @@ def test_resume_of_a_random_network_is_refused(capsys, photos, tmp_path, monkeyp
     monkeypatch.setattr(engine.FeatureStore, "add", original_add)
     code, _, err = _main_without_traceback(capsys, *args, "--resume")
     assert code == 2 and "new random network" in err
+
+
+def test_per_file_reasons_speak_the_cli(capsys, bad_folder, top_weights):
+    code, _, err = _main_without_traceback(capsys, "predict", bad_folder[0] / "tiny.png", "--weights", top_weights[0],
+                                           "--size", SIZE, "-q")
+    assert code == 1 and "pass --upscale to enlarge" in err and "upscale=True" not in err

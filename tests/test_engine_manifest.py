@@ -10,11 +10,10 @@ Tiny on purpose: 75 px images, a handful of them, one backbone built per module.
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
-
-import keras
 
 from anyshape import engine
 from anyshape.engine.feature_store import FeatureStore, read_manifest
