@@ -32,7 +32,7 @@ def test_cli_convert_prints_parity_and_refuses_to_overwrite(tv, capsys):
     diff = float(out.split("max abs logit difference: ")[1].split()[0])
     assert diff <= 1e-4
     stamp = dst.stat().st_mtime_ns
-    assert main(["convert", pth, "-o", str(dst)]) == 1
+    assert main(["convert", pth, "-o", str(dst)]) == 2  # exists: a usage error, as in every verb
     assert "already exists" in capsys.readouterr().err and "--force" not in out
     assert dst.stat().st_mtime_ns == stamp
     assert not [p for p in d.iterdir() if ".tmp" in p.name]

@@ -153,10 +153,19 @@ class ImageReader:
         return out.astype(np.float32)
 
 
+def path_key(path) -> str:
+    """The identity of a file for de-duplication and resumes: its absolute path with symbolic
+    links, `.` and `..` resolved, so that one file given two ways (`a.jpg`, `./a.jpg`, an absolute
+    path, a link) is one row. Output files keep the spelling the user gave."""
+    return os.path.realpath(path)
+
+
 def find_images(paths: Iterable) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Expand files and folders (recursively, sorted, hidden files skipped).
 
     Returns (files, missing) where missing lists (path, reason) for arguments that do not exist.
+    A file reached twice (two spellings, a folder and a file in it, a link) is listed once,
+    with the first spelling met (see `path_key`).
     """
     files: list[Path] = []
     missing: list[tuple[Path, str]] = []
@@ -173,7 +182,7 @@ def find_images(paths: Iterable) -> tuple[list[Path], list[tuple[Path, str]]]:
             missing.append((p, "no such file or folder"))
             continue
         for q in found:
-            key = os.path.abspath(q)
+            key = path_key(q)
             if key not in seen:
                 seen.add(key)
                 files.append(q)
