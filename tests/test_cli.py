@@ -68,3 +68,28 @@ def test_channel_adapt_argument_is_parsed_the_same_for_train_and_convert():
     assert parser.parse_args(["convert", "a.pth", "-o", "b.keras", "--channel-adapt", "0,none"]).channel_adapt == (0, None)
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "digits", "--channel-adapt", "1,x"])
+
+
+def test_preprocessing_option_where_weights_take_a_file(tmp_path, capsys):
+    parser = build_parser()
+    for verb in (["predict", "x.png"], ["features", "x.png", "-o", "f.npz"], ["train", "digits"],
+                 ["convert", "a.pth", "-o", "b.keras"]):
+        assert parser.parse_args([*verb, "--preprocessing", "torch"]).preprocessing == "torch", verb
+        assert parser.parse_args(verb).preprocessing is None, verb
+    with pytest.raises(SystemExit):
+        parser.parse_args(["predict", "x.png", "--preprocessing", "caffe"])
+    # a state dict anyshape does not recognise: the error asks for --preprocessing
+    pth = tmp_path / "finetune.pth"
+    pth.write_bytes(b"not read before the preprocessing is known")
+    assert main(["convert", str(pth), "-o", str(tmp_path / "out.weights.h5")]) == 1
+    err = capsys.readouterr().err
+    assert "--preprocessing tf|torch" in err and str(pth) in err
+    # with it, the file itself is read (and refused here for what it is, not for its preprocessing)
+    assert main(["convert", str(pth), "-o", str(tmp_path / "out.weights.h5"), "--preprocessing", "torch"]) == 1
+    err = capsys.readouterr().err
+    assert "--preprocessing" not in err and str(pth) in err
+    assert not (tmp_path / "out.weights.h5").exists()
+    # predict and features say the same before building anything (a usage error: exit 2)
+    for verb in (["predict", str(pth)], ["features", str(pth), "-o", str(tmp_path / "f.npy")]):
+        assert main([*verb, "--weights", str(pth)]) == 2, verb
+        assert "--preprocessing tf|torch" in capsys.readouterr().err, verb

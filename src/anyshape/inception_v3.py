@@ -147,6 +147,7 @@ def InceptionV3(
     aux_logits: bool = False,
     count_include_pad: bool | None = None,
     bn_scale: bool | None = None,
+    preprocessing: str | None = None,
     **weights_options,
 ) -> keras.Model:
     """Instantiates InceptionV3 at any input shape that works.
@@ -185,6 +186,9 @@ def InceptionV3(
             for random init).
         bn_scale: BatchNorm with a learned scale (gamma), as torchvision/timm; Keras' model has
             none. None: what the weight set needs (False for random init).
+        preprocessing: "tf" ([-1, 1]) or "torch" (ImageNet mean/std): how a PyTorch weights file
+            expects its input, needed when `weights` is a state dict anyshape does not recognise
+            as a published one (see `anyshape.weights.resolve`).
         **weights_options: passed to the weight loader (e.g. `channel_adapt=`).
 
     Returns:
@@ -204,7 +208,7 @@ def InceptionV3(
     if weights is not None:
         from anyshape.weights import resolve
 
-        weight_set = resolve(weights)  # raises for unknown names / missing files
+        weight_set = resolve(weights, preprocessing)  # raises for unknown names / missing files
     if count_include_pad is None:
         count_include_pad = bool(weight_set and weight_set.count_include_pad)
     if bn_scale is None:
@@ -232,8 +236,9 @@ def InceptionV3(
         from anyshape.weights import load_weight_set
 
         load_weight_set(model, weight_set, report=report, **weights_options)
-    elif weights_options:
-        raise ValueError(f"{sorted(weights_options)} only apply with pretrained weights (weights=None given)")
+    elif weights_options or preprocessing is not None:
+        given = sorted(weights_options) + (["preprocessing"] if preprocessing is not None else [])
+        raise ValueError(f"{given} only apply with pretrained weights (weights=None given)")
     return model
 
 
