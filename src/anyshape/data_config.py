@@ -64,8 +64,8 @@ class DataConfig:
     """
 
     mode: str = "tf"
-    mean: tuple | None = None
-    std: tuple | None = None
+    mean: tuple | float | None = None  # a float: one value for every channel
+    std: tuple | float | None = None
     input_size: tuple | None = None
     crop_pct: float = DEFAULT_CROP_PCT
     interpolation: str = DEFAULT_INTERPOLATION
