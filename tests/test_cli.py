@@ -186,3 +186,28 @@ def test_backend_start_up_noise_is_hidden_unless_verbose():
     run = subprocess.run([sys.executable, "-m", "anyshape.cli", "--verbose", "explain", "--input-shape", "75,75,3"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0
+
+
+def test_preprocessing_option_where_weights_take_a_file(tmp_path, capsys):
+    parser = build_parser()
+    for verb in (["predict", "x.png"], ["features", "x.png", "-o", "f.npz"], ["train", "digits"],
+                 ["convert", "a.pth", "-o", "b.keras"]):
+        assert parser.parse_args([*verb, "--preprocessing", "torch"]).preprocessing == "torch", verb
+        assert parser.parse_args(verb).preprocessing is None, verb
+    with pytest.raises(SystemExit):
+        parser.parse_args(["predict", "x.png", "--preprocessing", "caffe"])
+    # a state dict anyshape does not recognise: the error asks for --preprocessing
+    pth = tmp_path / "finetune.pth"
+    pth.write_bytes(b"not read before the preprocessing is known")
+    assert main(["convert", str(pth), "-o", str(tmp_path / "out.weights.h5")]) == 1
+    err = capsys.readouterr().err
+    assert "--preprocessing tf|torch" in err and str(pth) in err
+    # with it, the file itself is read (and refused here for what it is, not for its preprocessing)
+    assert main(["convert", str(pth), "-o", str(tmp_path / "out.weights.h5"), "--preprocessing", "torch"]) == 1
+    err = capsys.readouterr().err
+    assert "--preprocessing" not in err and str(pth) in err
+    assert not (tmp_path / "out.weights.h5").exists()
+    # predict and features say the same before building anything (a usage error: exit 2)
+    for verb in (["predict", str(pth)], ["features", str(pth), "-o", str(tmp_path / "f.npy")]):
+        assert main([*verb, "--weights", str(pth)]) == 2, verb
+        assert "--preprocessing tf|torch" in capsys.readouterr().err, verb

@@ -459,3 +459,24 @@ def test_output_that_is_a_file_or_inside_the_data_is_refused(tmp_path, folder, c
     assert "is a file" in capsys.readouterr().err and (tmp_path / "notes.txt").read_text() == "mine"
     assert main(["train", str(folder), "-o", str(folder / "run"), "-q"]) == 2
     assert "inside the data folder" in capsys.readouterr().err and not (folder / "run").exists()
+
+
+def test_state_dict_weights_need_preprocessing_and_the_run_records_it(tmp_path):
+    from anyshape.data_config import IMAGENET_MEAN, IMAGENET_STD
+    from anyshape.datasets import RESIZE_POLICY
+    from anyshape.train import TrainConfig, Trainer
+    from anyshape.weights import PreprocessingUnknown
+
+    pth = tmp_path / "finetune.pth"
+    pth.write_bytes(b"x")
+    trainer = Trainer(TrainConfig(weights=str(pth), output=str(tmp_path / "a")))
+    trainer.input_shape = (75, 75, 3)
+    with pytest.raises(PreprocessingUnknown, match="--preprocessing"):
+        trainer._data_config()
+    for channels, mean, std in [(3, IMAGENET_MEAN, IMAGENET_STD),
+                                (1, pytest.approx(np.mean(IMAGENET_MEAN)), pytest.approx(np.mean(IMAGENET_STD)))]:
+        trainer = Trainer(TrainConfig(weights=str(pth), preprocessing="torch", output=str(tmp_path / "b")))
+        trainer.input_shape = (75, 75, channels)
+        data = trainer._data_config()
+        assert data.preprocess_kwargs() == {"mode": "torch", "mean": mean, "std": std}
+        assert data.resize_policy() == RESIZE_POLICY  # what the dataset loader applied

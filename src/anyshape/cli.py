@@ -149,11 +149,17 @@ def _run_summary(args) -> int:
 # --- inference verbs: predict, features, export, bench (anyshape.engine does the work) ---------
 
 
+def _add_preprocessing_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preprocessing", choices=["tf", "torch"], default=None,
+                   help="how a PyTorch --weights file expects its input: tf ([-1, 1]) or torch (ImageNet "
+                        "mean/std); needed when the file is not a published one anyshape recognises (default: what the weight set says)")
+
+
 # the flags that describe how to build a model: with --model FILE.keras (a complete model) they
 # would be silently ignored, so they are refused
 MODEL_FLAGS = {"input_shape": "--input-shape", "include_top": "--include-top", "pooling": "--pooling",
                "classes": "--classes", "aux_logits": "--aux-logits", "data_format": "--data-format",
-               "dropout_rate": "--dropout-rate", "weights": "--weights"}
+               "dropout_rate": "--dropout-rate", "weights": "--weights", "preprocessing": "--preprocessing"}
 
 
 def _add_inference_model_arguments(p: argparse.ArgumentParser, *, weights_default: str, features: bool = False,
@@ -173,6 +179,7 @@ def _add_inference_model_arguments(p: argparse.ArgumentParser, *, weights_defaul
     if not any("--weights" in a.option_strings for a in p._actions):
         p.add_argument("--weights", default=weights_default,
                        help=f"none, a weight set name or a weights file (default: {weights_default})")
+    _add_preprocessing_argument(p)
     p.add_argument("--model", default=None, metavar="FILE.keras",
                    help="use a saved Keras model instead of building one (then no flag that builds a model may be given)")
     p.add_argument("--engine", choices=["auto", "onnxruntime", "keras"], default="auto",
@@ -221,6 +228,8 @@ def _inference_model(args, *, include_top: bool, pooling: str | None = None):
                   aux_logits=args.aux_logits, dropout_rate=args.dropout_rate, pooling=pooling)
     if include_top:
         kwargs.update(classes=args.classes)
+    if args.preprocessing is not None:
+        kwargs.update(preprocessing=args.preprocessing)
     return engine.load_or_build(args.model, **kwargs)
 
 
@@ -416,6 +425,7 @@ def _add_train(sub) -> None:
     p.add_argument("--input-shape", type=parse_shape, default=None, metavar="H,W[,C]",
                    help="training size; channels from the data unless given (default 75,75 for digits, 299,299 otherwise)")
     p.add_argument("--weights", default="none", help="none, a weight set name (imagenet, ...) or a weights file (default: none)")
+    _add_preprocessing_argument(p)
     p.add_argument("--channel-adapt", type=parse_channel_adapt, default=None, metavar="RULE",
                    help="how pretrained first-conv weights fit another channel count: sum, mean, repeat, zero, random, or a mapping like 2,1,0")
     p.add_argument("--freeze", default="none", help="none | backbone | up-to-mixedN (stem and mixed0..mixedN frozen) (default: none)")
@@ -458,7 +468,7 @@ def _run_train(args) -> int:
             args.data, output=args.output, resume=args.resume,
             verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),  # bar on a terminal, a line per epoch in a log
             input_shape=args.input_shape, weights=args.weights, channel_adapt=args.channel_adapt,
-            freeze=args.freeze, stages=stages, epochs=args.epochs, batch_size=args.batch_size,
+            preprocessing=args.preprocessing, freeze=args.freeze, stages=stages, epochs=args.epochs, batch_size=args.batch_size,
             optimizer=args.optimizer, learning_rate=args.lr, lr_schedule=args.lr_schedule,
             warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
             label_smoothing=args.label_smoothing, dropout_rate=args.dropout_rate,
@@ -496,6 +506,7 @@ def _add_convert(sub) -> None:
                    help="drop the auxiliary classifier even if the source has one")
     p.add_argument("--channel-adapt", type=parse_channel_adapt, default=None, metavar="RULE",
                    help="first-conv rule for C != 3: sum, mean, repeat, zero, random, or a mapping like 2,1,0 or 0,1,2,none")
+    _add_preprocessing_argument(p)
     p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
     p.add_argument("--no-parity", dest="parity", action="store_false", help="skip the comparison with the source framework")
 
@@ -512,7 +523,8 @@ def _run_convert(args) -> int:
     from anyshape.weights.convert import convert
 
     result = convert(args.src, args.output, source=args.source, input_shape=args.input_shape,
-                     aux_logits=args.aux_logits, force=args.force, parity=args.parity, channel_adapt=args.channel_adapt)
+                     aux_logits=args.aux_logits, force=args.force, parity=args.parity, channel_adapt=args.channel_adapt,
+                     preprocessing=args.preprocessing)
     print(result)
     return 0
 

@@ -69,6 +69,7 @@ class TrainConfig:
     data: str = "digits"
     input_shape: tuple | None = None  # (H, W) or (H, W, C); default 75x75 for digits, 299x299 otherwise
     weights: str | None = None  # None / "none", a registry name ("imagenet", ...) or a file path
+    preprocessing: str | None = None  # "tf" / "torch": how a PyTorch weights file expects input, if it cannot tell
     channel_adapt: str | None = None  # passed to InceptionV3 as a weights option
     freeze: str = "none"
     stages: list | None = None  # [(freeze, epochs), ...]: staged unfreezing; overrides freeze/epochs
@@ -412,19 +413,13 @@ class Trainer:
         if len(ds.train) < 1:
             raise ValueError("no training images")
 
-    def _preprocess_kwargs(self) -> dict:
-        """preprocess_input keyword arguments the weights expect (mode "tf" from scratch)."""
-        c = self.config
-        if c.weights is None:
-            return {"mode": "tf"}
-        from anyshape.weights import preprocessing_for
+    def _data_config(self):
+        """How the run feeds its model: the weights' scaling (mode "tf" from scratch), training's resize."""
+        from anyshape.data_config import resolve_data_config
 
-        kw = {k: v for k, v in dict(preprocessing_for(c.weights)).items() if k in ("mode", "mean", "std") and v is not None}
-        channels = self.input_shape[2]
-        for k in ("mean", "std"):  # a 3-value mean/std does not fit another channel count: use its average
-            if k in kw and np.ndim(kw[k]) == 1 and len(kw[k]) != channels:
-                kw[k] = float(np.mean(kw[k]))
-        return kw
+        c = self.config
+        data = resolve_data_config(c.weights, channels=self.input_shape[2], preprocessing=c.preprocessing)
+        return data.for_training()
 
     def _scale_offset(self):
         """preprocess_input as x * scale + offset per channel (it is affine), for the tf.data map."""
@@ -486,12 +481,14 @@ class Trainer:
 
         c = self.config
         options = {"channel_adapt": c.channel_adapt} if (weights is not None and c.channel_adapt) else {}
+        if weights is not None and c.preprocessing:
+            options["preprocessing"] = c.preprocessing
         if weights is None and c.weights is not None:
             # resuming a run that started from pretrained weights: same architecture variant
             # (BatchNorm gamma, pool semantics) as the weight set, values from the checkpoint
             from anyshape.weights import resolve
 
-            ws = resolve(c.weights)
+            ws = resolve(c.weights, c.preprocessing)
             options = {"bn_scale": ws.bn_scale, "count_include_pad": ws.count_include_pad}
         return InceptionV3(include_top=True, weights=weights, input_shape=self.input_shape,
                            classes=self.dataset.num_classes, classifier_activation="softmax",
@@ -625,10 +622,11 @@ class Trainer:
         ds = self.dataset
         if self.state is not None and self.state.get("class_names") != ds.class_names:
             raise ValueError(f"the data's classes {ds.class_names} differ from the checkpoint's {self.state.get('class_names')}")
-        self.preprocess = self._preprocess_kwargs()
+        data_config = self._data_config()
+        self.preprocess = data_config.preprocess_kwargs()
         run_info = {
             "classes": ds.class_names, "input_shape": list(self.input_shape), "data_format": "channels_last",
-            "preprocess": self.preprocess, "resize": _resize_policy(), "output": "softmax", "model": "model.keras",
+            "preprocess": self.preprocess, "resize": data_config.resize_policy(), "output": "softmax", "model": "model.keras",
         }
         _write_json(self.run_dir / RUN_INFO_FILE, run_info)
 
@@ -773,12 +771,6 @@ def _load_weights_only(model, path) -> None:
         # current optimizer (another stage's) has other variables, which is expected here
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         model.load_weights(path)
-
-
-def _resize_policy() -> dict:
-    from anyshape.datasets import RESIZE_POLICY
-
-    return dict(RESIZE_POLICY)
 
 
 def train(data="digits", *, output=None, resume: bool = False, dataset=None, verbose="auto", log=None,

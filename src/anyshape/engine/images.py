@@ -10,64 +10,17 @@ from typing import Iterable
 
 import numpy as np
 
+from anyshape.data_config import DataConfig
 from anyshape.shapes import MIN_SIZE
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """How images must be prepared for a model's weights.
+Preprocessing = DataConfig
+"""How images must be prepared for a model's weights: `anyshape.data_config.DataConfig`.
 
-    Read from the weight set the model was loaded with (`model.anyshape_weights`, set by
-    `anyshape.weights`); without one, InceptionV3's Keras/TF-slim convention: pixels scaled to
-    [-1, 1] ("tf"), evaluation crop 0.875 with bicubic resizing (timm's InceptionV3 config).
-    """
-
-    mode: str = "tf"
-    mean: tuple | None = None
-    std: tuple | None = None
-    input_size: tuple | None = None  # (H, W) the weights were trained at, if known
-    crop_pct: float = 0.875
-    interpolation: str = "bicubic"
-    label_offset: int | str = "auto"
-
-    @classmethod
-    def from_model(cls, model) -> "Preprocessing":
-        run = getattr(model, "anyshape_run_info", None)
-        if run:  # a model trained by `anyshape train`: its classes.json says how it was fed
-            prep, resize = dict(run.get("preprocess") or {}), dict(run.get("resize") or {})
-            return cls(
-                mode=prep.get("mode", "tf"),
-                mean=tuple(prep["mean"]) if prep.get("mean") is not None else None,
-                std=tuple(prep["std"]) if prep.get("std") is not None else None,
-                crop_pct=float(resize.get("crop_pct", 0.875)),
-                interpolation=resize.get("interpolation", "bicubic"),
-                label_offset=0,
-            )
-        ws = getattr(model, "anyshape_weights", None)
-        if ws is None:
-            return cls()
-        size = getattr(ws, "input_size", None)
-        if size is not None:
-            size = tuple(size)
-            size = size[-2:] if len(size) == 3 and size[0] in (1, 3, 4) else size[:2]
-        mean, std = getattr(ws, "mean", None), getattr(ws, "std", None)
-        return cls(
-            mode=getattr(ws, "mode", None) or "tf",
-            mean=tuple(mean) if mean is not None else None,
-            std=tuple(std) if std is not None else None,
-            input_size=size,
-            crop_pct=float(getattr(ws, "crop_pct", None) or 0.875),
-            interpolation=getattr(ws, "interpolation", None) or "bicubic",
-            label_offset=getattr(ws, "label_offset", None) if getattr(ws, "label_offset", None) is not None else "auto",
-        )
-
-    def apply(self, image_hwc: np.ndarray) -> np.ndarray:
-        from anyshape.preprocess import preprocess_input
-
-        kwargs = {}
-        if self.mode == "torch":
-            kwargs = dict(mean=self.mean, std=self.std)
-        return preprocess_input(image_hwc, "channels_last", mode=self.mode, **kwargs)
+`Preprocessing.from_model(model)` reads the model's trained run info or weight set (see
+`resolve_data_config`); without either, InceptionV3's Keras/TF-slim convention: pixels scaled to
+[-1, 1] ("tf"), evaluation crop 0.875 with bicubic resizing (timm's InceptionV3 config).
+"""
 
 
 def parse_size(text) -> str | tuple[int, int]:
