@@ -286,7 +286,7 @@ def extract_features(
     in it. `out` appears only when the run ends, written atomically.
     """
     reader = make_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
-    if len(predictor.model.outputs[0].shape) > 2 and reader.size == "native":
+    if predictor.output_rank > 2 and reader.size == "native":
         raise ValueError(
             "unpooled feature maps (--pooling none) of images at their native sizes differ in shape and "
             "cannot share one array: pass --size N (or H,W), or pool them with --pooling avg|max"
