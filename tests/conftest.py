@@ -15,3 +15,14 @@ try:  # optional: parity tests against torchvision skip cleanly without it
     import torchvision  # noqa: F401
 except ImportError:
     pass
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory):
+    """InceptionV3 trained on digits (75x75x1) by anyshape.train: see tests/trained_digits.py."""
+    from trained_digits import train_digits
+
+    return train_digits(tmp_path_factory.mktemp("trained-digits"))

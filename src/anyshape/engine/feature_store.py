@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,9 +29,14 @@ class FeatureStore:
     * `.npy`: the (N, ...) float32 feature array, with the paths in row order in the text file
       `<out>.paths.txt` (one per line);
     * `.parquet`: columns `path` (string) and `feature` (list<float32>, flattened); needs pyarrow.
+
+    `metadata` (e.g. {"engine": "openvino", "precision": "bf16"}, from `Predictor.metadata()`)
+    is stored as a JSON string: the `metadata` array of a .npz, the schema metadata key
+    `anyshape` of a .parquet, and `<out>.meta.json` next to a .npy.
     """
 
-    def __init__(self, out, *, resume: bool = False, force: bool = False):
+    def __init__(self, out, *, resume: bool = False, force: bool = False, metadata: dict | None = None):
+        self.metadata = dict(metadata or {})
         self.out = Path(out)
         if self.out.suffix not in FEATURE_SUFFIXES:
             raise ValueError(f"--out must end in {', '.join(FEATURE_SUFFIXES)}, got {str(out)!r}")
@@ -88,11 +94,14 @@ class FeatureStore:
             )
         feats = np.stack([self.rows[i] for i in order]) if order else np.zeros((0,), np.float32)
         suffix = self.out.suffix
+        meta = json.dumps(self.metadata)
         if suffix == ".npz":
-            write_atomically(self.out, lambda tmp: np.savez(tmp, features=feats, paths=np.array(paths)))
+            write_atomically(self.out, lambda tmp: np.savez(tmp, features=feats, paths=np.array(paths),
+                                                             metadata=np.array(meta)))
         elif suffix == ".npy":
             listing = self.out.with_name(self.out.name + ".paths.txt")
             write_bytes_atomically(listing, ("\n".join(paths) + ("\n" if paths else "")).encode("utf-8"))
+            write_bytes_atomically(self.out.with_name(self.out.name + ".meta.json"), meta.encode("utf-8"))
             write_atomically(self.out, lambda tmp: np.save(tmp, feats))
         else:
             import pyarrow as pa
@@ -102,7 +111,7 @@ class FeatureStore:
             table = pa.table({
                 "path": pa.array(paths, pa.string()),
                 "feature": pa.array(list(flat), pa.list_(pa.float32())),
-            })
+            }).replace_schema_metadata({"anyshape": meta})
             write_atomically(self.out, lambda tmp: pq.write_table(table, tmp))
         self._remove_partial()
         return len(paths)

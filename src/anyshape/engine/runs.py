@@ -135,6 +135,8 @@ class RunSummary:
     failed: list = field(default_factory=list)  # (path, reason)
     skipped: int = 0  # already in the output (resume)
     seconds: float = 0.0
+    engine: str = ""  # what ran: engine and precision (Predictor.engine, Predictor.precision)
+    precision: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -145,7 +147,8 @@ class RunSummary:
         parts = [f"{self.total} file(s): {self.ok} ok", f"{len(self.failed)} failed"]
         if self.skipped:
             parts.append(f"{self.skipped} already done (resumed)")
-        return ", ".join(parts) + f" in {self.seconds:.1f} s ({rate:.1f} images/s)"
+        ran = f" [{self.engine} {self.precision}]" if self.engine else ""
+        return ", ".join(parts) + f" in {self.seconds:.1f} s ({rate:.1f} images/s){ran}"
 
 
 def default_size(predictor: Predictor, size=None):
@@ -211,7 +214,7 @@ def predict_paths(
         raise ValueError(f"top must be >= 1, got {top}")
     reader = make_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
     files, missing = find_images(paths)
-    summary = RunSummary(total=len(files) + len(missing))
+    summary = RunSummary(total=len(files) + len(missing), engine=predictor.engine, precision=predictor.precision)
     summary.failed.extend((str(p), f"{p}: {why}") for p, why in missing)
     rows = {str(p): {"path": str(p), "predictions": None, "error": f"{p}: {why}"} for p, why in missing}
     bar = Progress(len(files), progress)
@@ -291,10 +294,11 @@ def extract_features(
             "unpooled feature maps (--pooling none) of images at their native sizes differ in shape and "
             "cannot share one array: pass --size N (or H,W), or pool them with --pooling avg|max"
         )
-    store = FeatureStore(out, resume=resume, force=force)
+    store = FeatureStore(out, resume=resume, force=force, metadata=predictor.metadata())
     files, missing = find_images(paths)
     todo = [p for p in files if str(p) not in store.done]
-    summary = RunSummary(total=len(files) + len(missing), skipped=len(files) - len(todo))
+    summary = RunSummary(total=len(files) + len(missing), skipped=len(files) - len(todo),
+                         engine=predictor.engine, precision=predictor.precision)
     summary.failed.extend((str(p), f"{p}: {why}") for p, why in missing)
     bar = Progress(len(todo), progress)
     start = time.perf_counter()
