@@ -139,6 +139,11 @@ def quantize(model, calibrate, out, *, method: str = DEFAULT_METHOD, size=None, 
     batches = calibration_batches(graph, calibrate, size=size, limit=limit, progress=progress, skipped=skipped)
     if progress:
         print(f"quantizing with {method} on {sum(len(b) for b in batches)} image(s) ...", file=sys.stderr)
-    data = (_quantize_onnxruntime if method == "onnxruntime" else _quantize_nncf)(graph.graph, batches)
-    write_bytes_atomically(out, replace(graph, graph=data, precision="int8").to_bytes())
+    write_bytes_atomically(out, quantize_graph(graph, batches, method=method).to_bytes())
     return QuantizeReport(out, method, sum(len(b) for b in batches), skipped)
+
+
+def quantize_graph(graph: GraphModel, batches: list, *, method: str = DEFAULT_METHOD) -> GraphModel:
+    """The int8 GraphModel of a float one, calibrated on preprocessed float32 `batches` (in memory)."""
+    data = (_quantize_onnxruntime if method == "onnxruntime" else _quantize_nncf)(graph.graph, batches)
+    return replace(graph, graph=data, precision="int8")
