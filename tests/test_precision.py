@@ -129,6 +129,7 @@ def test_int8_file_round_trips_and_keeps_accuracy(trained_digits, quantized, fp3
     assert _accuracy(scores, y) >= _accuracy(fp32_scores, y) - 0.005
     assert np.mean(scores.argmax(-1) == fp32_scores.argmax(-1)) >= 0.99
     assert np.abs(scores - fp32_scores).max() > 0  # really quantized
+    assert engine.Predictor(graph, engine=engine_name).precision == "int8"  # the default: the file's own precision
     with pytest.raises(ValueError, match="quantized"):
         engine.Predictor(graph, precision="fp32")
 
@@ -146,7 +147,7 @@ def test_cli_predict_and_features_with_the_int8_file(trained_digits, quantized, 
     out, _ = quantized
     folder = trained_digits.calibration
     assert cli.main(["predict", str(folder / "digit000.png"), str(folder / "digit001.png"), "--model", str(out),
-                     "--precision", "int8", "--format", "json", "-q"]) == 0
+                     "--format", "json", "-q"]) == 0  # no --precision: the file's int8
     captured = capsys.readouterr()
     rows = json.loads(captured.out)
     assert [r["predictions"][0]["label"] in [str(d) for d in range(10)] for r in rows] == [True, True]

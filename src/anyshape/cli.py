@@ -111,8 +111,9 @@ def _add_inference_model_arguments(p: argparse.ArgumentParser, *, weights_defaul
                    help="use a saved model instead of building one: .keras, or .onnx from anyshape quantize/export")
     p.add_argument("--engine", choices=["auto", "onnxruntime", "openvino", "keras"], default="auto",
                    help="auto: the engine --precision picks (ONNX Runtime or OpenVINO), else Keras")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default="fp32",
-                   help="fp32 (default; Keras' results to float32 rounding), bf16 (OpenVINO, CPUs with "
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default=None,
+                   help="default: the model's own (fp32, int8 for a file from anyshape quantize); "
+                        "fp32: Keras' results to float32 rounding; bf16 (OpenVINO, CPUs with "
                         "avx512_bf16 or amx_bf16), int8 (a --model FILE.onnx from anyshape quantize), "
                         "auto (bf16 where the CPU runs it natively, else fp32)")
 
@@ -226,7 +227,7 @@ def _add_export(sub) -> None:
 def _run_export(args) -> int:
     from anyshape import engine
 
-    if args.precision in ("int8", "bf16"):
+    if args.precision in ("int8", "bf16"):  # fp32 and auto export the float graph
         print(f"anyshape export: --precision {args.precision}: " + (
             "an int8 file is calibrated on your images: use anyshape quantize MODEL --calibrate FOLDER -o FILE.onnx"
             if args.precision == "int8" else

@@ -60,7 +60,8 @@ class Predictor:
             `feature_model`, keras.applications' InceptionV3, ...) or a `GraphModel` (an .onnx
             file from `anyshape quantize` / `anyshape export`, via `load_or_build`).
         engine: "auto", "onnxruntime", "openvino" (raise if it cannot be used) or "keras".
-        precision: "auto" (bf16 where the CPU runs it natively, else fp32; see
+        precision: None (the default: the model's own, fp32 for a Keras model, int8 for a
+            quantized file), "auto" (bf16 where the CPU runs it natively, else fp32; see
             `anyshape.engine.precision`), "fp32" (Keras' results to float32 rounding), "bf16"
             or "int8" (a quantized model file only).
         threads: cores to use (default: the cores this process may run on).
@@ -74,10 +75,12 @@ class Predictor:
     sessions on arrival (e.g. in a Ray worker); a Keras-engine Predictor cannot be pickled.
     """
 
-    def __init__(self, model, *, engine: str = "auto", precision: str = "fp32", threads: int | None = None,
+    def __init__(self, model, *, engine: str = "auto", precision: str | None = None, threads: int | None = None,
                  cpu_flags: frozenset | None = None):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if precision is None:
+            precision = model.precision if isinstance(model, GraphModel) else "fp32"
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.threads = threads or _cores()
@@ -132,7 +135,7 @@ class Predictor:
         return onnx.load_from_string(self.graph_model.graph)
 
     @classmethod
-    def from_config(cls, *, engine: str = "auto", precision: str = "fp32", threads: int | None = None,
+    def from_config(cls, *, engine: str = "auto", precision: str | None = None, threads: int | None = None,
                     **inception_v3_kwargs) -> "Predictor":
         """Build `anyshape.InceptionV3(**inception_v3_kwargs)` and wrap it."""
         from anyshape.inception_v3 import InceptionV3
