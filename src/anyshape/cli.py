@@ -299,7 +299,7 @@ def _run_bench(args) -> int:
         rates = {name: engine.benchmark(pr, hw, b, seconds=args.seconds) for name, pr in engines.items()}
         values = list(rates.values())
         print(f"{b:>5}  " + "  ".join(f"{r:>14.1f} i/s" for r in values) + f"  {values[-1] / values[0]:.2f}x")
-    if sample is not None and reference is not None and fast is not reference:
+    if sample is not None and reference is not None and f"{fast.engine} {fast.precision}" != f"{reference.engine} fp32":
         f = engine.fidelity(reference, fast, sample)
         print(f"fidelity of {fast.engine} {fast.precision} vs {reference.engine} fp32 on {f['rows']} "
               f"{'images' if args.sample else 'random inputs'}: top-1 agreement {100 * f['top1_agreement']:.1f} %, "
