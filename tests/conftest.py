@@ -17,7 +17,7 @@ except ImportError:
     pass
 
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session")

@@ -34,10 +34,24 @@ metadata inside, what crosses processes and what `quantize` writes) and `quantiz
 
 from anyshape.engine.export import export_model, load_or_build
 from anyshape.engine.feature_store import FEATURE_SUFFIXES, FeatureStore
-from anyshape.engine.images import ImageReader, ImageTooSmall, Preprocessing, find_images, parse_size
 from anyshape.engine.graph_model import GraphModel
+from anyshape.engine.images import (
+    ImageReader,
+    ImageTooSmall,
+    Preprocessing,
+    find_images,
+    parse_size,
+)
 from anyshape.engine.precision import PRECISIONS
-from anyshape.engine.predictor import ENGINES, FEATURE_LAYERS, Predictor, benchmark, feature_model, fidelity, random_batches
+from anyshape.engine.predictor import (
+    ENGINES,
+    FEATURE_LAYERS,
+    Predictor,
+    benchmark,
+    feature_model,
+    fidelity,
+    random_batches,
+)
 from anyshape.engine.quantize import quantize
 from anyshape.engine.runs import (
     ImageResult,

@@ -80,7 +80,13 @@ def calibration_batches(graph, folder, *, size=None, limit: int = 300, batch_siz
 
 
 def _quantize_onnxruntime(graph: bytes, batches: list) -> bytes:
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self):
