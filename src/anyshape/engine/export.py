@@ -11,9 +11,16 @@ from anyshape.atomic_write import write_atomically, write_bytes_atomically
 def load_or_build(model_path=None, **inception_v3_kwargs):
     """A saved Keras model (`.keras` file) when `model_path` is given, else anyshape.InceptionV3.
 
+    An `.onnx` file with anyshape's metadata (`anyshape quantize`, `anyshape export --format onnx`)
+    loads as a `GraphModel`, which `Predictor` runs on ONNX Runtime or OpenVINO.
+
     A model file in a run folder of `anyshape train` carries the folder's `classes.json` as
     `model.anyshape_run_info`: predictions are named by its classes and images prepared by its
     preprocessing and resize settings."""
+    if model_path is not None and Path(model_path).suffix == ".onnx":
+        from anyshape.engine.graph_model import GraphModel
+
+        return GraphModel.load(model_path)  # e.g. an int8 file from `anyshape quantize`
     if model_path is not None:
         import keras
 
@@ -85,9 +92,9 @@ def export_model(model, path, fmt: str | None = None, *, force: bool = False) ->
     path = Path(path)
     fmt = check_export_path(path, fmt, force=force)
     if fmt == "onnx":
-        from anyshape.onnx_graph import keras_to_onnx
+        from anyshape.engine.graph_model import GraphModel
 
-        write_bytes_atomically(path, keras_to_onnx(model).SerializeToString())
+        write_bytes_atomically(path, GraphModel.from_keras(model).to_bytes())  # metadata inside: --model loads it
     elif fmt == "keras":
         write_atomically(path, lambda tmp: model.save(tmp))
     else:

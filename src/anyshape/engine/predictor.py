@@ -1,19 +1,21 @@
-"""The predictor: one object that runs a Keras model fast (ONNX Runtime, else Keras), and a quick timer."""
+"""The predictor: one object that runs a model on the fastest engine and precision this machine
+offers (ONNX Runtime or OpenVINO, Keras as the fallback), and a quick timer."""
 
 from __future__ import annotations
 
 import math
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from anyshape.atomic_write import write_bytes_atomically
-from anyshape.engine.images import Preprocessing
+from anyshape.engine.graph_model import GraphModel, describe_keras
+from anyshape.engine.precision import PRECISIONS, choose, cpu_flags
 
 FEATURE_LAYERS = ("avg_pool",) + tuple(f"mixed{i}" for i in range(11))
-ENGINES = ("auto", "onnxruntime", "keras")
+ENGINES = ("auto", "onnxruntime", "openvino", "keras")
+FAST_ENGINES = ("onnxruntime", "openvino")  # fp32 order: ONNX Runtime first (OpenVINO f32 is not faster, see precision.py)
 
 
 def _cores() -> int:
@@ -23,135 +25,163 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _input_data_format(model) -> str:
-    from anyshape.onnx_graph import _input_data_format as fmt
+def _installed(name: str) -> str | None:
+    """None when the engine's package imports, else why not."""
+    try:
+        if name == "onnxruntime":
+            import onnxruntime  # noqa: F401
+        else:
+            import openvino  # noqa: F401
+    except ImportError as e:
+        extra = "fast" if name == "onnxruntime" else "openvino"
+        return f"{name} is not installed ({e}); pip install 'anyshape[{extra}]'"
+    return None
 
-    return fmt(model)
+
+def _backend(name: str, graph: GraphModel | None, model, threads: int, precision: str):
+    if name == "keras":
+        from anyshape.engine.keras_backend import KerasBackend
+
+        return KerasBackend(model)
+    if name == "onnxruntime":
+        from anyshape.engine.ort_backend import OrtBackend
+
+        return OrtBackend(graph.graph, threads=threads, precision=precision)
+    from anyshape.engine.openvino_backend import OpenVinoBackend
+
+    return OpenVinoBackend(graph.graph, threads=threads, precision=precision)
 
 
 class Predictor:
-    """Runs a Keras model fast: ONNX Runtime when available, Keras otherwise.
+    """Runs a model fast: ONNX Runtime or OpenVINO when available, Keras otherwise.
 
     Args:
         model: a built `keras.Model` (anyshape's InceptionV3, a feature model from
-            `feature_model`, keras.applications' InceptionV3, ...).
-        engine: "auto" (ONNX Runtime when installed and the model translates, else Keras),
-            "onnxruntime" (raise if it cannot be used) or "keras".
+            `feature_model`, keras.applications' InceptionV3, ...) or a `GraphModel` (an .onnx
+            file from `anyshape quantize` / `anyshape export`, via `load_or_build`).
+        engine: "auto", "onnxruntime", "openvino" (raise if it cannot be used) or "keras".
+        precision: None (the default: the model's own, fp32 for a Keras model, int8 for a
+            quantized file), "auto" (bf16 where the CPU runs it natively, else fp32; see
+            `anyshape.engine.precision`), "fp32" (Keras' results to float32 rounding), "bf16"
+            or "int8" (a quantized model file only).
         threads: cores to use (default: the cores this process may run on).
+        cpu_flags: the CPU flags to decide by (default: /proc/cpuinfo).
 
-    Call it on a preprocessed float32 batch in the model's data format; it returns a numpy
-    array (or a list for several outputs), like `model.predict_on_batch`.
+    `engine` and `precision` say what actually runs; `choice_reason` says why. Call it on a
+    preprocessed float32 batch in the model's data format; it returns a numpy array (or a list
+    for several outputs), like `model.predict_on_batch`.
+
+    A Predictor pickles as its ONNX graph + metadata + engine + precision and rebuilds its
+    sessions on arrival (e.g. in a Ray worker); a Keras-engine Predictor cannot be pickled.
     """
 
-    def __init__(self, model, *, engine: str = "auto", threads: int | None = None):
+    def __init__(self, model, *, engine: str = "auto", precision: str | None = None, threads: int | None = None,
+                 cpu_flags: frozenset | None = None):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-        self.model = model
+        if precision is None:
+            precision = model.precision if isinstance(model, GraphModel) else "fp32"
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.threads = threads or _cores()
-        self.data_format = _input_data_format(model)
-        self.preprocessing = Preprocessing.from_model(model)
-        run = getattr(model, "anyshape_run_info", None) or {}
-        self.class_names = list(run["classes"]) if run.get("classes") else None
-        shape = tuple(model.inputs[0].shape[1:])
-        self.channels = shape[0] if self.data_format == "channels_first" else shape[-1]
-        hw = shape[1:] if self.data_format == "channels_first" else shape[:2]
-        self.fixed_hw = tuple(hw) if all(d is not None for d in hw) else None
         self.fallback_reason = None
-        self._single = self._shared = None
-        self._pool = None
-        self.engine = "keras"
-        if engine != "keras":
-            try:
-                self._start_onnxruntime()
-                self.engine = "onnxruntime"
-            except ImportError as e:
-                self.fallback_reason = f"onnxruntime or onnx is not installed ({e}); pip install 'anyshape[fast]'"
-            except NotImplementedError as e:
-                self.fallback_reason = f"the model cannot be translated to ONNX: {e}"
-            if self.engine != "onnxruntime" and engine == "onnxruntime":
-                raise RuntimeError(f"engine='onnxruntime' unavailable: {self.fallback_reason}")
+        if isinstance(model, GraphModel):
+            self.model, self.graph_model = None, model
+            desc = {k: getattr(model, k) for k in ("data_format", "channels", "fixed_hw", "output_rank",
+                                                   "preprocessing", "class_names")}
+        else:
+            self.model, self.graph_model = model, None
+            desc = describe_keras(model)
+            if engine != "keras":
+                try:
+                    self.graph_model = GraphModel.from_keras(model)
+                except ImportError as e:
+                    self.fallback_reason = f"onnx is not installed ({e}); pip install 'anyshape[fast]'"
+                except NotImplementedError as e:
+                    self.fallback_reason = f"the model cannot be translated to ONNX: {e}"
+        for key, value in desc.items():
+            setattr(self, key, value)
+        self._flags = cpu_flags
+        self._requested = (engine, precision)
+        self._start()
 
-    def _start_onnxruntime(self) -> None:
-        import onnxruntime as ort  # noqa: F401 (ImportError -> Keras fallback)
+    def _start(self) -> None:
+        engine, precision = self._requested
+        flags = cpu_flags() if self._flags is None else self._flags
+        available, why_not = [], []
+        if self.graph_model is not None and engine != "keras":
+            for name in FAST_ENGINES:
+                reason = _installed(name)
+                (why_not.append(reason) if reason else available.append(name))
+        if self.model is not None:
+            available.append("keras")
+        if engine in FAST_ENGINES and engine not in available:
+            reason = self.fallback_reason or "; ".join(w for w in why_not if w.startswith(engine))
+            raise RuntimeError(f"engine={engine!r} unavailable: {reason}")
+        quantized = self.graph_model is not None and self.graph_model.precision == "int8"
+        choice = choose(engine, precision, flags=flags, available=tuple(available), quantized=quantized)
+        if choice.engine == "keras" and engine != "keras" and self.fallback_reason is None and why_not:
+            self.fallback_reason = "; ".join(why_not)
+        self._backend = _backend(choice.engine, self.graph_model, self.model, self.threads, choice.precision)
+        self.engine, self.precision, self.choice_reason = choice.engine, choice.precision, choice.reason
 
-        from anyshape.onnx_graph import keras_to_onnx
+    @property
+    def onnx_model(self):
+        """The ONNX graph as an `onnx.ModelProto` (None on the Keras engine without one)."""
+        if self.graph_model is None:
+            return None
+        import onnx
 
-        self.onnx_model = keras_to_onnx(self.model)
-        data = self.onnx_model.SerializeToString()
-        self._single = self._session(data, self.threads)
-        self._shared = self._session(data, 1) if self.threads > 1 else self._single
-        if self.threads > 1:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="anyshape-engine")
-        self._outputs = [o.name for o in self._single.get_outputs()]
-
-    @staticmethod
-    def _session(data: bytes, threads: int):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        return onnx.load_from_string(self.graph_model.graph)
 
     @classmethod
-    def from_config(cls, *, engine: str = "auto", threads: int | None = None, **inception_v3_kwargs) -> "Predictor":
+    def from_config(cls, *, engine: str = "auto", precision: str | None = None, threads: int | None = None,
+                    **inception_v3_kwargs) -> "Predictor":
         """Build `anyshape.InceptionV3(**inception_v3_kwargs)` and wrap it."""
         from anyshape.inception_v3 import InceptionV3
 
-        return cls(InceptionV3(**inception_v3_kwargs), engine=engine, threads=threads)
+        return cls(InceptionV3(**inception_v3_kwargs), engine=engine, precision=precision, threads=threads)
 
     def __call__(self, batch: np.ndarray):
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if self.engine == "keras":
-            out = self.model.predict_on_batch(batch)
-            return [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else np.asarray(out)
-        n = batch.shape[0]
-        if n <= 1 or self._pool is None:
-            outs = self._single.run(self._outputs, {"input": batch})
-        else:
-            pieces = np.array_split(np.arange(n), min(self.threads, n))
-            futures = [
-                self._pool.submit(self._shared.run, self._outputs, {"input": batch[p[0] : p[-1] + 1]})
-                for p in pieces
-            ]
-            parts = [f.result() for f in futures]
-            outs = [np.concatenate([p[i] for p in parts]) for i in range(len(self._outputs))]
+        outs = self._backend(np.ascontiguousarray(batch, dtype=np.float32))
         return outs[0] if len(outs) == 1 else outs
 
     predict_on_batch = __call__
 
     def run_many(self, batches: list) -> list:
         """Run several batches (of different shapes, e.g. photos at their native sizes); returns
-        their outputs in order. Small batches run side by side, each single-threaded on its own
-        core, instead of one after the other each split across the cores."""
-        if len(batches) <= 1 or self.engine == "keras" or self._pool is None:
-            return [self(b) for b in batches]
-        if sum(len(b) for b in batches) >= 2 * self.threads * len(batches):
-            return [self(b) for b in batches]  # big batches: each is split across the cores anyway
+        their outputs in order. On ONNX Runtime small batches run side by side, each
+        single-threaded on its own core, instead of one after the other each split across the cores."""
+        outs = self._backend.run_many([np.ascontiguousarray(b, dtype=np.float32) for b in batches])
+        return [o[0] if len(o) == 1 else o for o in outs]
 
-        def run_one(batch):
-            outs = self._shared.run(self._outputs, {"input": np.ascontiguousarray(batch, dtype=np.float32)})
-            return outs[0] if len(outs) == 1 else outs
-
-        return list(self._pool.map(run_one, batches))
+    def metadata(self) -> dict:
+        """What ran, for output files: engine and precision."""
+        return {"engine": self.engine, "precision": self.precision}
 
     def save_onnx(self, path) -> None:
-        """Write the ONNX model atomically (temp file + rename)."""
-        from anyshape.onnx_graph import keras_to_onnx
+        """Write the ONNX model (with anyshape's metadata inside) atomically (temp file + rename)."""
+        graph = self.graph_model or GraphModel.from_keras(self.model)
+        write_bytes_atomically(path, graph.to_bytes())
 
-        proto = getattr(self, "onnx_model", None) or keras_to_onnx(self.model)
-        write_bytes_atomically(path, proto.SerializeToString())
+    def __getstate__(self):
+        if self.graph_model is None:
+            raise TypeError("a Predictor on the keras engine cannot be sent to another process: "
+                            "it needs an ONNX graph (install anyshape[fast])")
+        return {"graph": self.graph_model.to_bytes(), "requested": (self.engine, self.precision),
+                "threads": self.threads, "flags": self._flags}
+
+    def __setstate__(self, state):
+        graph = GraphModel.from_bytes(state["graph"])
+        self.__init__(graph, engine=state["requested"][0], precision=state["requested"][1],
+                      threads=state["threads"], cpu_flags=state["flags"])
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self._backend.close()
 
     def __repr__(self):
-        return f"Predictor(engine={self.engine!r}, threads={self.threads}, data_format={self.data_format!r})"
+        return (f"Predictor(engine={self.engine!r}, precision={self.precision!r}, threads={self.threads}, "
+                f"data_format={self.data_format!r})")
 
 
 def feature_model(model, layer: str = "avg_pool", pooling: str | None = "avg"):
@@ -189,10 +219,7 @@ def feature_model(model, layer: str = "avg_pool", pooling: str | None = "avg"):
 
 def benchmark(predictor: Predictor, shape_hw: tuple[int, int], batch: int, *, seconds: float = 3.0) -> float:
     """Images per second of `predictor` on random input of `batch` x shape_hw (after one warm-up)."""
-    h, w = shape_hw
-    c = predictor.channels
-    dims = (batch, c, h, w) if predictor.data_format == "channels_first" else (batch, h, w, c)
-    x = np.random.default_rng(0).uniform(-1, 1, dims).astype(np.float32)
+    x = random_batches(predictor, shape_hw, batch)[0]
     predictor(x)
     n, start = 0, time.perf_counter()
     best = math.inf
@@ -204,3 +231,29 @@ def benchmark(predictor: Predictor, shape_hw: tuple[int, int], batch: int, *, se
         if time.perf_counter() - start > seconds and n >= 2:
             break
     return batch / best
+
+
+def fidelity(reference: Predictor, candidate: Predictor, batches: list) -> dict:
+    """How closely `candidate` (e.g. bf16 or int8) follows `reference` (fp32) on `batches`:
+    top-1 agreement (share of rows whose argmax is the same) and the minimum and mean cosine
+    similarity between their output rows (features or scores)."""
+    agree = total = 0
+    cosines = []
+    for batch in batches:
+        a = np.asarray(reference(batch), np.float64).reshape(len(batch), -1)
+        b = np.asarray(candidate(batch), np.float64).reshape(len(batch), -1)
+        agree += int((a.argmax(1) == b.argmax(1)).sum())
+        total += len(batch)
+        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        cosines.extend((a * b).sum(1) / np.maximum(norms, 1e-30))
+    return {"top1_agreement": agree / max(total, 1), "min_cosine": float(min(cosines)),
+            "mean_cosine": float(np.mean(cosines)), "rows": total}
+
+
+def random_batches(predictor: Predictor, shape_hw: tuple[int, int], batch: int, count: int = 1, seed: int = 0) -> list:
+    """`count` batches of uniform [-1, 1] input in the predictor's layout (the sample when no images are given)."""
+    h, w = shape_hw
+    c = predictor.channels
+    dims = (batch, c, h, w) if predictor.data_format == "channels_first" else (batch, h, w, c)
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(-1, 1, dims).astype(np.float32) for _ in range(count)]

@@ -1,0 +1,103 @@
+"""A model as an ONNX graph plus what running it needs (data format, preprocessing, class names,
+precision), stored inside the graph itself (ONNX `metadata_props`, key "anyshape").
+
+This is what crosses process boundaries (a pickled `Predictor` carries it and rebuilds its
+sessions on arrival) and what `anyshape quantize` writes: an .onnx file that `--model FILE.onnx`
+loads in a fresh process without the Keras model it came from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from anyshape.engine.images import Preprocessing
+
+METADATA_KEY = "anyshape"
+
+
+@dataclass
+class GraphModel:
+    graph: bytes  # a serialized onnx.ModelProto (float, or int8 QDQ when precision == "int8")
+    data_format: str = "channels_last"
+    channels: int = 3
+    fixed_hw: tuple | None = None
+    output_rank: int = 2
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    class_names: list | None = None
+    precision: str = "fp32"  # "int8" for a quantized graph
+
+    @classmethod
+    def from_keras(cls, model) -> GraphModel:
+        """Translate a built Keras model (raises NotImplementedError / ImportError like keras_to_onnx)."""
+        from anyshape.onnx_graph import keras_to_onnx
+
+        proto = keras_to_onnx(model)
+        return cls(graph=proto.SerializeToString(), **describe_keras(model))
+
+    def metadata(self) -> dict:
+        return {
+            "data_format": self.data_format, "channels": self.channels,
+            "fixed_hw": list(self.fixed_hw) if self.fixed_hw else None, "output_rank": self.output_rank,
+            "preprocessing": asdict(self.preprocessing), "class_names": self.class_names,
+            "precision": self.precision,
+        }
+
+    def to_bytes(self) -> bytes:
+        """The graph with this metadata inside (metadata_props["anyshape"], JSON)."""
+        import onnx
+
+        proto = onnx.load_from_string(self.graph)
+        del proto.metadata_props[:]
+        onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(self.metadata())})
+        return proto.SerializeToString()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, source: str = "the model") -> GraphModel:
+        import onnx
+
+        try:
+            proto = onnx.load_from_string(data)
+        except Exception as e:
+            raise ValueError(f"{source} is not an ONNX model ({type(e).__name__}: {e})") from e
+        props = {p.key: p.value for p in proto.metadata_props}
+        if METADATA_KEY not in props:
+            raise ValueError(f"{source} has no anyshape metadata (data format, preprocessing, classes): "
+                             "use a file written by `anyshape quantize` or `anyshape export --format onnx`")
+        meta = json.loads(props[METADATA_KEY])
+        prep = dict(meta.get("preprocessing") or {})
+        for key in ("mean", "std", "input_size"):
+            if prep.get(key) is not None:
+                prep[key] = tuple(prep[key])
+        return cls(
+            graph=data, data_format=meta["data_format"], channels=int(meta["channels"]),
+            fixed_hw=tuple(meta["fixed_hw"]) if meta.get("fixed_hw") else None,
+            output_rank=int(meta.get("output_rank", 2)), preprocessing=Preprocessing(**prep),
+            class_names=meta.get("class_names"), precision=meta.get("precision", "fp32"),
+        )
+
+    @classmethod
+    def load(cls, path) -> GraphModel:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"--model {path}: no such file (expected a .keras or .onnx model file)")
+        return cls.from_bytes(path.read_bytes(), source=f"--model {path}")
+
+
+def describe_keras(model) -> dict:
+    """What a GraphModel needs to know about a Keras model besides its graph."""
+    from anyshape.onnx_graph import _input_data_format
+
+    data_format = _input_data_format(model)
+    shape = tuple(model.inputs[0].shape[1:])
+    channels = shape[0] if data_format == "channels_first" else shape[-1]
+    hw = shape[1:] if data_format == "channels_first" else shape[:2]
+    run = getattr(model, "anyshape_run_info", None) or {}
+    return dict(
+        data_format=data_format, channels=int(channels),
+        fixed_hw=tuple(hw) if all(d is not None for d in hw) else None,
+        output_rank=len(model.outputs[0].shape),
+        preprocessing=Preprocessing.from_model(model),
+        class_names=list(run["classes"]) if run.get("classes") else None,
+    )
