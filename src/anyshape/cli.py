@@ -401,6 +401,8 @@ def _run_bench(args) -> int:
     from anyshape import engine
     from anyshape.shapes import InvalidInputShape, explain
 
+    if args.model is not None:  # for bench, --input-shape is the size to time, also with --model
+        args.given = set(args.given) - {"input_shape"}
     _check_model_flags(args)
     shape = args.input_shape or ((3, 299, 299) if args.data_format == "channels_first" else (299, 299, 3))
     hw = shape[1:] if args.data_format == "channels_first" else shape[:2]
@@ -456,8 +458,8 @@ def _add_quantize(sub) -> None:
                                    "--model FILE.onnx --precision int8 (or auto).")
     p.add_argument("src", metavar="MODEL_OR_WEIGHTS",
                    help="a .keras model, an .onnx file from anyshape export, a weight set name or a weights file")
-    p.add_argument("--calibrate", required=True, metavar="FOLDER", help="folder of representative images")
-    p.add_argument("-o", "--output", required=True, metavar="FILE.onnx")
+    p.add_argument("--calibrate", required=True, metavar="FOLDER", help="folder of representative images (required)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the int8 .onnx file to write (required)")
     p.add_argument("--method", choices=["onnxruntime", "nncf"], default=None,
                    help="quantizer (default: the one measured best, see README)")
     p.add_argument("--features", action="store_true", help="quantize the avg-pooled feature model, not the classifier")
@@ -684,6 +686,8 @@ def _given(argv: Sequence[str]) -> set[str]:
         for a in action._actions:
             if a.option_strings and a.default is not argparse.SUPPRESS:
                 a.default = _UNSET
+        for dest in action._defaults:  # a verb's set_defaults (features' include_top=False, ...) are not flags
+            action._defaults[dest] = _UNSET
     args = parser.parse_args(argv)
     return {k for k, v in vars(args).items() if v is not _UNSET}
 
