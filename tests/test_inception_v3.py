@@ -100,7 +100,7 @@ def test_loads_a_keras_weights_file(keras_top, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------
-# the seed's three scenarios (shared/seed/question.txt)
+# the three scenarios of the question the README opens with (custom input_shape, include_top)
 
 
 def test_seed_custom_shape_without_top():

@@ -40,7 +40,7 @@ def test_stages_at_299_match_keras():
 
 
 def test_macs_match_design_figures():
-    # DESIGN.md: 5.71 G at 299, 1.07 G at 150, 0.20 G at 75 (avg-pooled features)
+    # the README's figures: 5.71 G at 299, 1.07 G at 150, 0.20 G at 75 (avg-pooled features)
     assert round(explain((299, 299, 3), pooling="avg").macs / 1e9, 2) == 5.71
     assert round(explain((150, 150, 3), pooling="avg").macs / 1e9, 2) == 1.07
     assert round(explain((75, 75, 3), pooling="avg").macs / 1e9, 2) == 0.20

@@ -237,7 +237,7 @@ def test_recalibration_is_the_average_of_batch_statistics(small_model):
 def test_recalibration_brings_evaluation_in_line_with_training():
     """From scratch, a few dozen steps leave moving statistics near their initial 0/1 (momentum
     0.99): inference-mode accuracy on the training images is near chance while training-mode
-    accuracy is high. Recalibration closes the gap (DESIGN.md: 0.10 -> 0.978 on digits)."""
+    accuracy is high. Recalibration closes the gap (README, fine-tuning: 0.10 -> 0.978 on digits)."""
     keras.utils.set_random_seed(0)
     train_split, _ = load_digits((75, 75, 1))
     n = 64

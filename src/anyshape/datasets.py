@@ -24,7 +24,7 @@ count and must all agree.
 
 The `digits` set is scikit-learn's bundled 8 x 8 handwritten digits (1,797 images, values
 0..16): scaled to 0..255, upsampled bilinearly to the input size, split 1,437 train / 360 test
-(stratified, seed 0) as in DESIGN.md's measurements.
+(stratified, seed 0), the split the README's accuracy figures use.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ images before anything is written: max abs logit difference and top-5 agreement.
 (difference > 1e-4 or a different top-5) raises and writes nothing.
 
 Import order: `import torchvision` (and timm, which imports it) after TensorFlow has loaded
-crashes the process on this stack (DESIGN.md, pitfalls); the CLI imports them first. From
+crashes the process on this stack (ARCHITECTURE.md, tests/conftest.py); the CLI imports them first. From
 Python, import torch/torchvision before Keras to get the parity report; otherwise it is skipped
 with a note rather than risking the crash.
 """
