@@ -1,5 +1,6 @@
-"""The `anyshape` command's explain and summary verbs."""
+"""The `anyshape` command: explain and summary, and the rules every verb shares (exit codes, messages, help)."""
 
+import os
 import subprocess
 import sys
 
@@ -68,3 +69,145 @@ def test_channel_adapt_argument_is_parsed_the_same_for_train_and_convert():
     assert parser.parse_args(["convert", "a.pth", "-o", "b.keras", "--channel-adapt", "0,none"]).channel_adapt == (0, None)
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "digits", "--channel-adapt", "1,x"])
+
+
+# --- one set of rules for every verb (exit codes, messages, help, --version, quiet start-up) ---
+
+
+def _no_model_may_be_built(monkeypatch):
+    """Make building or loading a model fail loudly: argument errors must come before it."""
+    from anyshape import engine
+
+    def refuse(*a, **k):
+        raise AssertionError("the model was built before the arguments were checked")
+
+    monkeypatch.setattr(engine, "load_or_build", refuse)
+    monkeypatch.setattr("anyshape.engine.export.load_or_build", refuse)
+
+
+def test_argument_errors_are_reported_before_the_model_is_built(tmp_path, monkeypatch, capsys):
+    _no_model_may_be_built(monkeypatch)
+    img = tmp_path / "a.png"
+    img.write_bytes(b"")
+    assert main(["features", str(img), "--out", str(tmp_path / "feats.csv")]) == 2
+    assert ".npy, .npz, .parquet" in capsys.readouterr().err
+    assert main(["predict", str(img), "--size", "50"]) == 1  # shape invalid: explain's reason
+    err = capsys.readouterr().err
+    assert "at least 75" in err and "--size 50,50" in err
+    (tmp_path / "out.npz").write_bytes(b"x")
+    assert main(["features", str(img), "--out", str(tmp_path / "out.npz")]) == 2
+    assert "--force" in capsys.readouterr().err
+    (tmp_path / "folder").mkdir()
+    assert main(["export", "-o", str(tmp_path / "folder"), "--format", "onnx"]) == 2
+    assert "suffix" in capsys.readouterr().err
+    (tmp_path / "dir.onnx").mkdir()
+    assert main(["export", "-o", str(tmp_path / "dir.onnx"), "--force"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["export", "-o", str(tmp_path / "m.keras"), "--format", "onnx"]) == 2  # suffix and content agree
+    assert "suffix" in capsys.readouterr().err
+    for argv in (["features", str(img), "--out", "f.npz", "--layer", "bogus"], ["predict", str(img), "--top", "0"],
+                 ["bench", "--batch", "x"], ["predict", str(img), "--batch-size", "0"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2, argv
+        assert "Traceback" not in capsys.readouterr().err
+
+
+def test_options_that_would_be_ignored_are_refused(tmp_path, monkeypatch, capsys):
+    _no_model_may_be_built(monkeypatch)
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"")
+    assert main(["predict", str(tmp_path), "--model", str(model), "--weights", "imagenet", "--input-shape", "80,80,3"]) == 2
+    err = capsys.readouterr().err
+    assert "--weights" in err and "--input-shape" in err and "complete model" in err
+    assert main(["features", str(tmp_path), "--model", str(model), "--pooling", "max", "--out", str(tmp_path / "f.npz")]) == 2
+    assert "--pooling" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # predict always runs the classifier: no silent no-op flag
+        main(["predict", str(tmp_path), "--include-top"])
+    assert e.value.code == 2
+
+
+def test_one_exit_code_rule_for_every_verb(capsys):
+    # shape invalid: 1 (explain, summary and bench alike); malformed option: 2
+    assert main(["explain", "--input-shape", "70,90,3"]) == 1
+    assert main(["summary", "--input-shape", "70,90,3"]) == 1
+    assert main(["bench", "--input-shape", "70,90,3"]) == 1
+    assert main(["explain", "--input-shape", "150,150"]) == 2
+    assert main(["summary", "--input-shape", "150,150"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_pooling_means_the_same_in_every_verb(capsys):
+    parser = build_parser()
+    for argv in (["explain"], ["summary"], ["export", "-o", "m.onnx"], ["bench"]):
+        assert parser.parse_args(argv + ["--pooling", "none"]).pooling is None
+    assert parser.parse_args(["features", "x", "--out", "f.npz", "--pooling", "none"]).pooling is None
+    assert main(["explain", "--input-shape", "75,75,3", "--pooling", "none"]) == 0
+    assert "(1, 1, 2048)" in capsys.readouterr().out
+
+
+def test_every_flag_has_help_with_its_default_and_there_is_a_version(capsys):
+    import argparse
+
+    parser = build_parser()
+    for name, sub in parser._subparsers._group_actions[0].choices.items():
+        formatter = sub.formatter_class(name)
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            text = formatter._get_help_string(action)
+            assert text, f"{name} {action.dest} has no help"
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+                assert "default" in text, f"{name} {action.dest}: help does not state the default"
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    from anyshape import __version__
+
+    assert capsys.readouterr().out.strip() == f"anyshape {__version__}"
+
+
+def test_messages_speak_the_cli(capsys):
+    from anyshape.cli import cli_words
+
+    assert cli_words("pass --upscale (upscale=True) to enlarge") == "pass --upscale to enlarge"
+    assert cli_words("x exists; pass force=True (CLI: --force) to overwrite") == "x exists; pass --force to overwrite"
+    assert cli_words("or resume=True (--resume) to continue") == "or --resume to continue"
+    assert "=True" not in cli_words("pass --skip-bad-images (skip_bad_images=True) to train without them.")
+
+
+def test_backend_start_up_noise_is_hidden_unless_verbose():
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    run = subprocess.run([sys.executable, "-m", "anyshape.cli", "summary", "--input-shape", "75,75,3"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0 and "mixed10" in run.stdout
+    assert run.stderr.strip() == "", run.stderr
+    run = subprocess.run([sys.executable, "-m", "anyshape.cli", "--verbose", "explain", "--input-shape", "75,75,3"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0
+
+
+def test_preprocessing_option_where_weights_take_a_file(tmp_path, capsys):
+    parser = build_parser()
+    for verb in (["predict", "x.png"], ["features", "x.png", "-o", "f.npz"], ["train", "digits"],
+                 ["convert", "a.pth", "-o", "b.keras"]):
+        assert parser.parse_args([*verb, "--preprocessing", "torch"]).preprocessing == "torch", verb
+        assert parser.parse_args(verb).preprocessing is None, verb
+    with pytest.raises(SystemExit):
+        parser.parse_args(["predict", "x.png", "--preprocessing", "caffe"])
+    # a state dict anyshape does not recognise: the error asks for --preprocessing
+    pth = tmp_path / "finetune.pth"
+    pth.write_bytes(b"not read before the preprocessing is known")
+    assert main(["convert", str(pth), "-o", str(tmp_path / "out.weights.h5")]) == 1
+    err = capsys.readouterr().err
+    assert "--preprocessing tf|torch" in err and str(pth) in err
+    # with it, the file itself is read (and refused here for what it is, not for its preprocessing)
+    assert main(["convert", str(pth), "-o", str(tmp_path / "out.weights.h5"), "--preprocessing", "torch"]) == 1
+    err = capsys.readouterr().err
+    assert "--preprocessing" not in err and str(pth) in err
+    assert not (tmp_path / "out.weights.h5").exists()
+    # predict and features say the same before building anything (a usage error: exit 2)
+    for verb in (["predict", str(pth)], ["features", str(pth), "-o", str(tmp_path / "f.npy")]):
+        assert main([*verb, "--weights", str(pth)]) == 2, verb
+        assert "--preprocessing tf|torch" in capsys.readouterr().err, verb

@@ -332,3 +332,111 @@ def test_usage_errors_say_what_to_do(capsys, photos):
     code, _, err = _run(capsys, "features", photos, "--weights", "none", "--layer", "mixed3", "--pooling", "none",
                         "--out", photos.parent / "maps.npz")
     assert code == 2 and "--size N" in err and not (photos.parent / "maps.npz").exists()
+
+
+# --- reliability: Ctrl-C keeps work, offline weights and resumes answer in one line -------------
+
+
+def _main_without_traceback(capsys, *argv):
+    try:
+        code = cli.main([str(a) for a in argv])
+    except BaseException as e:  # noqa: BLE001 -- anything escaping main is a traceback for the user
+        pytest.fail(f"{type(e).__name__} escaped anyshape {argv[0]}: {e}")
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def test_ctrl_c_during_predict_prints_the_rows_already_classified(capsys, photos, top_weights, monkeypatch):
+    original = engine.Predictor.run_many
+    calls = []
+
+    def run_then_interrupt(self, batches):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, batches)
+
+    monkeypatch.setattr(engine.Predictor, "run_many", run_then_interrupt)
+    code, out, err = _main_without_traceback(capsys, "predict", photos, "--weights", top_weights[0], "--size", SIZE,
+                                             "--batch-size", 2, "--format", "json", "-q")
+    rows = json.loads(out)
+    assert code == 130 and len(rows) == 2 and all(r["predictions"] for r in rows)
+    assert len(err.strip().splitlines()) == 1 and "interrupted" in err and "2 image(s)" in err
+
+
+def test_offline_default_weights_give_one_message_on_every_verb(capsys, photos, tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    for argv in (["predict", photos, "--size", SIZE, "-q"],
+                 ["features", photos, "--size", SIZE, "--out", tmp_path / "f.npz", "-q"],
+                 ["export", "-o", tmp_path / "m.onnx"]):
+        code, _, err = _main_without_traceback(capsys, *argv)
+        assert code == 2 and "could not download" in err and "offline" in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "f.npz").exists() and not (tmp_path / "m.onnx").exists()
+
+
+def test_features_resume_with_other_options_is_refused_and_the_original_still_finishes(
+        capsys, photos, notop_weights, tmp_path, monkeypatch):
+    out = tmp_path / "r.npz"
+    original_add = engine.FeatureStore.add
+
+    def add_then_interrupt(self, results):
+        original_add(self, results)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.FeatureStore, "add", add_then_interrupt)
+    args = ["features", photos, "--weights", notop_weights, "--size", SIZE, "--batch-size", 2, "--out", out, "-q"]
+    code, _, err = _main_without_traceback(capsys, *args)
+    assert code == 130 and "--resume" in err
+    monkeypatch.setattr(engine.FeatureStore, "add", original_add)
+    chunks = sorted((tmp_path / "r.npz.partial").glob("chunk-*"))
+
+    for changed in (["--layer", "mixed7"], ["--pooling", "max"], ["--weights", "none"], ["--size", "90"]):
+        argv = _replace_option(args, *changed)
+        code, _, err = _main_without_traceback(capsys, *argv, "--resume")
+        assert code == 2 and "cannot resume" in err and changed[0].lstrip("-") in err, (changed, err)
+        assert sorted((tmp_path / "r.npz.partial").glob("chunk-*")) == chunks and not out.exists()
+
+    code, _, err = _main_without_traceback(capsys, *args, "--resume")
+    assert code == 0 and "already done" in err
+    with np.load(out) as z:
+        assert len(set(z["paths"])) == len(z["paths"]) == 6
+
+
+def _replace_option(argv, flag, value):
+    argv = list(argv)
+    if flag in argv:
+        argv[argv.index(flag) + 1] = value
+    else:
+        argv += [flag, value]
+    return argv
+
+
+def test_resume_of_a_random_network_is_refused(capsys, photos, tmp_path, monkeypatch):
+    out = tmp_path / "rand.npz"
+    original_add = engine.FeatureStore.add
+
+    def add_then_interrupt(self, results):
+        original_add(self, results)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.FeatureStore, "add", add_then_interrupt)
+    args = ["features", photos / "cats", "--weights", "none", "--size", SIZE, "--out", out, "-q"]
+    assert _main_without_traceback(capsys, *args)[0] == 130
+    monkeypatch.setattr(engine.FeatureStore, "add", original_add)
+    code, _, err = _main_without_traceback(capsys, *args, "--resume")
+    assert code == 2 and "new random network" in err
+
+
+def test_per_file_reasons_speak_the_cli(capsys, bad_folder, top_weights):
+    code, _, err = _main_without_traceback(capsys, "predict", bad_folder[0] / "tiny.png", "--weights", top_weights[0],
+                                           "--size", SIZE, "-q")
+    assert code == 1 and "pass --upscale to enlarge" in err and "upscale=True" not in err

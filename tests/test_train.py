@@ -315,3 +315,168 @@ def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path, monkeypatch)
     assert [e["epoch"] for e in result.report["epochs"]] == [1, 2]
     assert result.report["stopped_early"] and result.report["best"] == {"val_accuracy": 0.5, "epoch": 1}
     np.testing.assert_array_equal(np.array(result.model.get_layer("predictions").kernel), kept["kernel"])
+
+
+# --- reliability: resumes end with the checkpoint's weights, failures leave nothing behind ------
+
+
+@pytest.fixture(scope="module")
+def tiny_digits():
+    """A small subset of scikit-learn's digits at 75x75x1 (training here takes seconds)."""
+    train_split, test_split = load_digits((75, 75, 1))
+    pick = lambda s, n: Split(s.images[:n], s.labels[:n])  # noqa: E731
+    return Dataset(pick(train_split, 16), pick(test_split, 8), pick(test_split, 8),
+                   [str(i) for i in range(10)], 1, "digits (subset)")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _kernel(model):
+    return np.array(model.get_layer("predictions").kernel)
+
+
+def _checkpoint_kernel(run_dir):
+    state = json.loads((run_dir / "checkpoint.json").read_text())
+    m = InceptionV3(weights=None, input_shape=(75, 75, 1), classes=10)
+    m.load_weights(run_dir / state["weights"])
+    return _kernel(m)
+
+
+def test_resume_after_the_last_checkpoint_ends_with_the_checkpoints_weights(tiny_digits, tmp_path):
+    def die_after_training(msg):
+        if msg.startswith("BatchNorm statistics recalibrated"):  # after the last checkpoint, before model.keras
+            raise _Stop
+
+    options = dict(dataset=tiny_digits, output=tmp_path / "r", epochs=1, batch_size=8, augment="none",
+                   recalibrate_epoch_steps=1, verbose=0)
+    with pytest.raises(_Stop):
+        train("digits", log=die_after_training, **options)
+    trained = _checkpoint_kernel(tmp_path / "r")
+    untrained = _kernel(InceptionV3(weights=None, input_shape=(75, 75, 1), classes=10))
+    assert not np.allclose(trained, untrained)
+    result = train("digits", dataset=tiny_digits, output=tmp_path / "r", resume=True, verbose=0, log=lambda m: None)
+    np.testing.assert_array_equal(_kernel(result.model), trained)
+    np.testing.assert_array_equal(_kernel(keras.saving.load_model(tmp_path / "r" / "model.keras")), trained)
+
+
+def test_early_stopping_best_weights_survive_a_resume(tmp_path, monkeypatch):
+    from anyshape.train import Trainer
+
+    scripted = iter([0.5, 0.25, 0.9, 0.9, 0.9, 0.9])
+
+    def fake_evaluate(self, model, pipeline, split, prefix):
+        return {f"{prefix}accuracy": next(scripted) if prefix == "val_" else 0.5, f"{prefix}loss": 1.0}
+
+    monkeypatch.setattr(Trainer, "_evaluate", fake_evaluate)
+    rng = np.random.default_rng(0)
+    split = lambda n: Split(rng.integers(0, 256, (n, 75, 75, 1), dtype=np.uint8), np.arange(n, dtype=np.int32) % 2)  # noqa: E731
+    data = Dataset(split(8), split(4), None, ["a", "b"], 1, "random")
+    kept = {}
+
+    def log(msg):
+        if msg.startswith("epoch 2/"):
+            kept["kernel"] = _checkpoint_kernel_of(tmp_path / "es", 1, 2)
+        if msg.startswith("early stopping"):  # epoch 2's checkpoint is written: die before the restore
+            raise _Stop
+
+    options = dict(dataset=data, epochs=4, batch_size=4, early_stopping=1, augment="none",
+                   recalibrate_epoch_steps=1, verbose=0)
+    with pytest.raises(_Stop):
+        train("random", output=tmp_path / "es", log=log, **options)
+    result = train("random", dataset=data, output=tmp_path / "es", resume=True, verbose=0, log=lambda m: None)
+    assert [e["epoch"] for e in result.report["epochs"]] == [1, 2] and result.report["stopped_early"]
+    np.testing.assert_array_equal(_kernel(result.model), kept["kernel"])
+
+
+def _checkpoint_kernel_of(run_dir, channels, classes):
+    state = json.loads((run_dir / "checkpoint.json").read_text())
+    m = InceptionV3(weights=None, input_shape=(75, 75, channels), classes=classes)
+    m.load_weights(run_dir / state["weights"])
+    return _kernel(m)
+
+
+def test_adamw_weight_decay_zero_is_zero(small_model):
+    from anyshape.train import TrainConfig, Trainer
+
+    for given, expected in ((0.0, 0.0), (None, 0.004), (0.01, 0.01)):
+        trainer = Trainer(TrainConfig(optimizer="adamw", weight_decay=given, lr_schedule="constant"))
+        trainer._compile(small_model, 1, 1)
+        assert small_model.optimizer.weight_decay == pytest.approx(expected), given
+
+
+def test_a_failed_or_interrupted_run_leaves_no_folder_behind(tmp_path, tiny_digits, monkeypatch, capsys):
+    from anyshape.cli import main
+    from anyshape.train import Trainer, TrainingInterrupted
+
+    (tmp_path / "only").mkdir()
+    make_image_folder(tmp_path / "only", per_class=2, photos=("coffee",))
+    assert main(["train", str(tmp_path / "only"), "--input-shape", "75,75", "-o", str(tmp_path / "a" / "r")]) == 2
+    assert "only one class" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+    def ctrl_c(self):
+        (self.run_dir / "classes.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_run", ctrl_c)
+    with pytest.raises(TrainingInterrupted) as e:
+        train("digits", output=tmp_path / "b", dataset=tiny_digits)
+    assert e.value.run_dir is None and not (tmp_path / "b").exists()
+    try:
+        code = main(["train", "digits", "-o", str(tmp_path / "c"), "-q"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C reached the user as a traceback")
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted" in err and "nothing was kept" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c").exists()
+
+
+def test_interrupted_cli_train_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    from anyshape.cli import main
+    from anyshape.train import Trainer
+
+    def ctrl_c_after_a_checkpoint(self):
+        (self.run_dir / "checkpoint.json").write_text(json.dumps({"epoch": 3}))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_run", ctrl_c_after_a_checkpoint)
+    try:
+        code = main(["train", "digits", "-o", str(tmp_path / "run"), "-q"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C reached the user as a traceback")
+    err = capsys.readouterr().err
+    assert code == 130 and "epoch 3" in err and f"--output {tmp_path / 'run'} --resume" in err
+    assert (tmp_path / "run" / "checkpoint.json").exists()
+
+
+def test_output_that_is_a_file_or_inside_the_data_is_refused(tmp_path, folder, capsys):
+    from anyshape.cli import main
+
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["train", "digits", "-o", str(tmp_path / "notes.txt"), "-q"]) == 2
+    assert "is a file" in capsys.readouterr().err and (tmp_path / "notes.txt").read_text() == "mine"
+    assert main(["train", str(folder), "-o", str(folder / "run"), "-q"]) == 2
+    assert "inside the data folder" in capsys.readouterr().err and not (folder / "run").exists()
+
+
+def test_state_dict_weights_need_preprocessing_and_the_run_records_it(tmp_path):
+    from anyshape.data_config import IMAGENET_MEAN, IMAGENET_STD
+    from anyshape.datasets import RESIZE_POLICY
+    from anyshape.train import TrainConfig, Trainer
+    from anyshape.weights import PreprocessingUnknown
+
+    pth = tmp_path / "finetune.pth"
+    pth.write_bytes(b"x")
+    trainer = Trainer(TrainConfig(weights=str(pth), output=str(tmp_path / "a")))
+    trainer.input_shape = (75, 75, 3)
+    with pytest.raises(PreprocessingUnknown, match="--preprocessing"):
+        trainer._data_config()
+    for channels, mean, std in [(3, IMAGENET_MEAN, IMAGENET_STD),
+                                (1, pytest.approx(np.mean(IMAGENET_MEAN)), pytest.approx(np.mean(IMAGENET_STD)))]:
+        trainer = Trainer(TrainConfig(weights=str(pth), preprocessing="torch", output=str(tmp_path / "b")))
+        trainer.input_shape = (75, 75, channels)
+        data = trainer._data_config()
+        assert data.preprocess_kwargs() == {"mode": "torch", "mean": mean, "std": std}
+        assert data.resize_policy() == RESIZE_POLICY  # what the dataset loader applied

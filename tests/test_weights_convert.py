@@ -25,14 +25,14 @@ def tv(tmp_path_factory):
 def test_cli_convert_prints_parity_and_refuses_to_overwrite(tv, capsys):
     model, pth, d = tv
     dst = d / "converted.weights.h5"
-    assert main(["convert", pth, "-o", str(dst), "--source", "torchvision"]) == 0
+    assert main(["convert", pth, "-o", str(dst), "--source", "torchvision", "--preprocessing", "tf"]) == 0
     out = capsys.readouterr().out
     assert "max abs logit difference" in out and "top-5 agreement: 100%" in out and "result: exact" in out
     assert "aux head max abs logit difference" in out
     diff = float(out.split("max abs logit difference: ")[1].split()[0])
     assert diff <= 1e-4
     stamp = dst.stat().st_mtime_ns
-    assert main(["convert", pth, "-o", str(dst)]) == 1
+    assert main(["convert", pth, "-o", str(dst)]) == 2  # exists: a usage error, as in every verb
     assert "already exists" in capsys.readouterr().err and "--force" not in out
     assert dst.stat().st_mtime_ns == stamp
     assert not [p for p in d.iterdir() if ".tmp" in p.name]
@@ -52,7 +52,7 @@ def test_convert_to_keras_model_file(tv, tmp_path):
 
     model, pth, _ = tv
     dst = tmp_path / "tv.keras"
-    result = convert(pth, dst, input_shape=(120, 160, 3), parity=True)
+    result = convert(pth, dst, input_shape=(120, 160, 3), parity=True, preprocessing="tf")
     assert result.parity is not None and result.parity.ok and result.parity.input_hw == (120, 160)
     assert result.parity.aux_max_abs_logit_diff is None  # 120 px: no aux head
     loaded = keras.saving.load_model(dst)  # plain Keras, no anyshape needed
@@ -67,9 +67,9 @@ def test_convert_to_keras_model_file(tv, tmp_path):
 def test_bad_destinations(tv, tmp_path):
     _, pth, _ = tv
     with pytest.raises(ValueError, match=r"\.weights\.h5"):
-        convert(pth, tmp_path / "out.h5")
+        convert(pth, tmp_path / "out.h5", preprocessing="tf")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        convert(pth, tmp_path / "missing_dir" / "out.weights.h5")
+        convert(pth, tmp_path / "missing_dir" / "out.weights.h5", preprocessing="tf")
     with pytest.raises(ValueError, match="not timm|does not fit"):
         convert("torchvision.IMAGENET1K_V1", tmp_path / "x.weights.h5", source="timm")
 
@@ -84,7 +84,8 @@ def test_convert_timm_state_dict_against_timm(tmp_path):
     tm = calibrated(timm.create_model("inception_v3", pretrained=False), seed=5)
     src = tmp_path / "timm.safetensors"
     save_file({k: v.contiguous() for k, v in tm.state_dict().items()}, str(src))
-    result = convert(src, tmp_path / "timm.weights.h5", source="timm", input_shape=(120, 120, 3), parity_images=1)
+    result = convert(src, tmp_path / "timm.weights.h5", source="timm", input_shape=(120, 120, 3), parity_images=1,
+                     preprocessing="tf")
     assert result.parity.reference == "timm" and result.parity.ok
     assert result.parity.max_abs_logit_diff <= 1e-4 and result.parity.top5_agreement == 1.0
     assert "result: exact" in str(result)

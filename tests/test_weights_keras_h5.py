@@ -192,7 +192,7 @@ def test_bad_keras_files_leave_the_model_unchanged(files, ours_small, tmp_path):
     cases = [(truncated, "truncated"), (other_path, "another architecture"), (gamma_path, "bn_scale=True")]
     for path, words in cases:
         with pytest.raises((WeightFileError, ValueError)) as e:
-            load_weight_set(ours_small, resolve(str(path)))
+            load_weight_set(ours_small, resolve(str(path), preprocessing="tf"))
         assert words in str(e.value), str(e.value)
         assert all(np.array_equal(a, b) for a, b in zip(before, ours_small.get_weights()))
 

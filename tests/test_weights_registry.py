@@ -68,11 +68,11 @@ def test_aliases(alias):
 def test_paths(tmp_path):
     pth = tmp_path / "model.pth"
     pth.write_bytes(b"x")
-    ws = resolve(pth)
+    ws = resolve(pth, preprocessing="tf")
     assert ws.format == "torch" and ws.bn_scale and ws.count_include_pad and ws.path == str(pth)
     st = tmp_path / "model.safetensors"
     st.write_bytes(b"x")
-    assert resolve(str(st)).format == "torch"
+    assert resolve(str(st), preprocessing="tf").format == "torch"
 
 
 @pytest.mark.parametrize("bad, words", [
@@ -131,3 +131,65 @@ def test_cli_lists_the_weight_sets(capsys):
     for ws in weight_sets():
         assert ws.name in out
     assert "ImageNet mean/std" in out and "[-1, 1]" in out
+
+
+# --------------------------------------------------------------------------------------------
+# PyTorch state dicts: preprocessing recognised from a published file, else asked for
+
+
+def test_unrecognised_state_dict_needs_preprocessing(tmp_path):
+    from anyshape.weights import PreprocessingUnknown
+
+    pth = tmp_path / "my_finetune.pth"
+    pth.write_bytes(b"x")
+    with pytest.raises(PreprocessingUnknown, match=r"--preprocessing tf\|torch") as e:
+        resolve(pth)
+    assert str(pth) in str(e.value) and "preprocessing='torch'" in str(e.value)
+    tf = resolve(pth, preprocessing="tf")
+    assert tf.preprocessing == {"mode": "tf"} and not tf.declared
+    torch = resolve(pth, preprocessing="torch")
+    assert torch.preprocessing == {"mode": "torch", "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    with pytest.raises(ValueError, match="must be 'tf'"):
+        resolve(pth, preprocessing="caffe")
+
+
+def test_published_torchvision_file_is_recognised_by_name_and_hash(tmp_path, monkeypatch):
+    import hashlib
+    from dataclasses import replace
+
+    from anyshape.weights import PreprocessingUnknown
+    from anyshape.weights.registry import REGISTRY as registry
+
+    data = b"stand-in for torchvision's file"
+    tv = registry["torchvision.IMAGENET1K_V1"]
+    monkeypatch.setitem(registry, tv.name, replace(tv, file_hash=hashlib.sha256(data).hexdigest()[:8]))
+    path = tmp_path / tv.file_name
+    path.write_bytes(data)
+    ws = resolve(path)  # no preprocessing needed: the published set declares it
+    assert ws.declared and ws.mode == "tf" and ws.path == str(path) and "IMAGENET1K_V1" in ws.description
+    assert (ws.crop_pct, ws.interpolation) == (tv.crop_pct, "bilinear")
+    with pytest.raises(ValueError, match="contradicts"):
+        resolve(path, preprocessing="torch")
+    path.write_bytes(data + b"!")  # the published name on other contents is not that set
+    with pytest.raises(PreprocessingUnknown):
+        resolve(path)
+
+
+def test_timm_files_are_recognised_by_cache_location(tmp_path):
+    hub = tmp_path / "models--timm--inception_v3.gluon_in1k" / "snapshots" / "0123abc"
+    hub.mkdir(parents=True)
+    (hub / "model.safetensors").write_bytes(b"x")
+    gluon = resolve(hub / "model.safetensors")
+    assert gluon.preprocessing == {"mode": "torch", "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    assert gluon.interpolation == "bicubic"
+    ours = tmp_path / REGISTRY["inception_v3.tf_in1k"].file_name  # anyshape's own cache name
+    ours.write_bytes(b"x")
+    assert resolve(ours).preprocessing == {"mode": "tf"}
+
+
+def test_registered_sets_refuse_contradicting_preprocessing():
+    assert resolve("imagenet", preprocessing="tf") is REGISTRY["imagenet"]
+    with pytest.raises(ValueError, match="contradicts imagenet"):
+        resolve("imagenet", preprocessing="torch")
+    with pytest.raises(ValueError, match="contradicts inception_v3.gluon_in1k"):
+        resolve("inception_v3.gluon_in1k", preprocessing="tf")

@@ -38,13 +38,13 @@ def tv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ours_299(tv):
     _, pth, _, _ = tv
-    return anyshape.InceptionV3(weights=pth, aux_logits=True, classifier_activation=None)
+    return anyshape.InceptionV3(weights=pth, preprocessing="tf", aux_logits=True, classifier_activation=None)
 
 
 @pytest.fixture(scope="module")
 def ours_free(tv):
     _, _, st, _ = tv
-    return anyshape.InceptionV3(weights=st, input_shape=(None, None, 3), classifier_activation=None)
+    return anyshape.InceptionV3(weights=st, preprocessing="tf", input_shape=(None, None, 3), classifier_activation=None)
 
 
 def _images(n, h, w, seed=0):
@@ -130,13 +130,13 @@ def test_timm_state_dict(tv, ours_free, tmp_path):
     path = tmp_path / "timm_inception.safetensors"
     save_file({k: v.contiguous() for k, v in tm.state_dict().items()}, str(path))
     try:
-        load_weight_set(ours_free, resolve(str(path)))
+        load_weight_set(ours_free, resolve(str(path), preprocessing="tf"))
         x = _images(1, 150, 200, seed=4)
         with torch.no_grad():
             ref = tm(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
         _assert_parity(predict(ours_free, x), ref)
     finally:
-        load_weight_set(ours_free, resolve(tv[2]))
+        load_weight_set(ours_free, resolve(tv[2], preprocessing="tf"))
 
 
 def test_1001_class_checkpoint_drops_background(tv, ours_free, tmp_path, caplog):
@@ -150,7 +150,7 @@ def test_1001_class_checkpoint_drops_background(tv, ours_free, tmp_path, caplog)
     path = tmp_path / "slim_1001.safetensors"
     save_file(sd, str(path))
     with caplog.at_level(logging.WARNING, logger="anyshape.weights"):
-        load_weight_set(ours_free, resolve(str(path)))
+        load_weight_set(ours_free, resolve(str(path), preprocessing="tf"))
     assert "1001 classes" in caplog.text and "background" in caplog.text
     assert ours_free.anyshape_weights.label_offset == 0 and ours_free.anyshape_weights.num_classes == 1000
     x = _images(1, 150, 200, seed=6)
@@ -196,7 +196,7 @@ def test_bad_files_leave_the_model_unchanged(tv, ours_free, tmp_path, capsys):
     before = _snapshot(ours_free)
     for what, path, words in _bad_files(tv, tmp_path):
         with pytest.raises(WeightFileError) as e:
-            load_weight_set(ours_free, resolve(str(path)))
+            load_weight_set(ours_free, resolve(str(path), preprocessing="tf"))
         assert words in str(e.value), (what, str(e.value))
         assert str(path) in str(e.value), what  # the message names the file
         _assert_unchanged(ours_free, before)
@@ -213,7 +213,7 @@ def test_new_head_for_other_class_count(tv, caplog):
     """Pretrained backbone + a new head when classes != 1000, with a log message."""
     _, _, st, _ = tv
     with caplog.at_level(logging.WARNING, logger="anyshape.weights"):
-        m = anyshape.InceptionV3(weights=st, classes=7, input_shape=(75, 75, 1), classifier_activation=None)
+        m = anyshape.InceptionV3(weights=st, preprocessing="tf", classes=7, input_shape=(75, 75, 1), classifier_activation=None)
     assert "new, randomly initialised 7-class head" in caplog.text
     assert "channel_adapt='sum'" in caplog.text
     ck = read_torch_file(st)

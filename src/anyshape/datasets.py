@@ -36,6 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
+from anyshape.data_config import DataConfig
 from anyshape.preprocess import ImageLoadError, load_array, load_image, resize_shorter_and_center_crop
 
 __all__ = [
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".npy")
-RESIZE_POLICY = {"method": "resize_shorter_and_center_crop", "crop_pct": 1.0, "interpolation": "bilinear"}
+RESIZE_POLICY = DataConfig().for_training().resize_policy()  # whole shorter side, bilinear
 """How every image is brought to the model's size, here and (recorded in a run folder) at inference."""
 
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})

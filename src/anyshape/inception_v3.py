@@ -53,8 +53,8 @@ def _conv_bn(x, spec: ConvSpec, bn_scale: bool):
     return layers.Activation("relu", name=f"{spec.name}_relu")(x)
 
 
-def _avg_pool_3x3(x, block: str, count_include_pad: bool):
-    """The 3x3 stride-1 average pool of the pool branches.
+def _avg_pool_3x3(x, name: str, count_include_pad: bool):
+    """The 3x3 stride-1 average pool of the pool branches (`name`: the branch's layer prefix).
 
     Keras (and TF-slim, where the weights come from) divides by the number of real pixels in
     the window ('same' padding excludes padded cells). torchvision and timm pad with zeros and
@@ -63,75 +63,33 @@ def _avg_pool_3x3(x, block: str, count_include_pad: bool):
     model run with the semantics it was trained with.
     """
     if not count_include_pad:
-        return layers.AveragePooling2D(
-            3, strides=1, padding="same", data_format=_CL, name=f"{block}_branch_pool_avg"
-        )(x)
-    x = layers.ZeroPadding2D(1, data_format=_CL, name=f"{block}_branch_pool_pad")(x)
-    return layers.AveragePooling2D(
-        3, strides=1, padding="valid", data_format=_CL, name=f"{block}_branch_pool_avg"
-    )(x)
+        return layers.AveragePooling2D(3, strides=1, padding="same", data_format=_CL, name=f"{name}_avg")(x)
+    x = layers.ZeroPadding2D(1, data_format=_CL, name=f"{name}_pad")(x)
+    return layers.AveragePooling2D(3, strides=1, padding="valid", data_format=_CL, name=f"{name}_avg")(x)
 
 
 def _max_pool_3x3_s2(x, name: str):
     return layers.MaxPooling2D(3, strides=2, padding="valid", data_format=_CL, name=name)(x)
 
 
+def _branch(x, block: shapes.BlockSpec, branch: shapes.BranchSpec, bn_scale: bool, count_include_pad: bool):
+    """One branch as its spec wires it: pool, chain of conv units, split concatenated."""
+    name = f"{block.name}_{branch.name}"
+    if branch.pool == "max":
+        x = _max_pool_3x3_s2(x, f"{name}_max")
+    elif branch.pool == "avg":
+        x = _avg_pool_3x3(x, name, count_include_pad)
+    for spec in branch.convs:
+        x = _conv_bn(x, spec, bn_scale)
+    if branch.split:
+        x = layers.Concatenate(axis=-1, name=branch.split_name)([_conv_bn(x, s, bn_scale) for s in branch.split])
+    return x
+
+
 def _block(x, block: shapes.BlockSpec, bn_scale: bool, count_include_pad: bool):
-    """One Inception block, branches concatenated in Keras' (= torchvision's) order."""
-    conv = {s.name[len(block.name) + 1 :]: s for s in block.convs()}
-
-    def unit(inp, branch):
-        return _conv_bn(inp, conv[branch], bn_scale)
-
-    def chain(inp, *branches):
-        for branch in branches:
-            inp = unit(inp, branch)
-        return inp
-
-    def pool_branch():
-        return unit(_avg_pool_3x3(x, block.name, count_include_pad), "branch_pool")
-
-    def cat(parts, name):
-        return layers.Concatenate(axis=-1, name=name)(parts)
-
-    if block.kind == "A":
-        parts = [
-            unit(x, "branch1x1"),
-            chain(x, "branch5x5_1", "branch5x5_2"),
-            chain(x, "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"),
-            pool_branch(),
-        ]
-    elif block.kind == "B":
-        parts = [
-            unit(x, "branch3x3"),
-            chain(x, "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"),
-            _max_pool_3x3_s2(x, f"{block.name}_branch_pool_max"),
-        ]
-    elif block.kind == "C":
-        parts = [
-            unit(x, "branch1x1"),
-            chain(x, "branch7x7_1", "branch7x7_2", "branch7x7_3"),
-            chain(x, *(f"branch7x7dbl_{i}" for i in range(1, 6))),
-            pool_branch(),
-        ]
-    elif block.kind == "D":
-        parts = [
-            chain(x, "branch3x3_1", "branch3x3_2"),
-            chain(x, *(f"branch7x7x3_{i}" for i in range(1, 5))),
-            _max_pool_3x3_s2(x, f"{block.name}_branch_pool_max"),
-        ]
-    else:  # "E"
-        b3 = unit(x, "branch3x3_1")
-        dbl = chain(x, "branch3x3dbl_1", "branch3x3dbl_2")
-        index = int(block.name[len("mixed") :]) - 9
-        parts = [
-            unit(x, "branch1x1"),
-            # Keras names this concatenation "mixed9_0" in mixed9 and "mixed9_1" in mixed10
-            cat([unit(b3, "branch3x3_2a"), unit(b3, "branch3x3_2b")], f"mixed9_{index}"),
-            cat([unit(dbl, "branch3x3dbl_3a"), unit(dbl, "branch3x3dbl_3b")], f"{block.name}_branch3x3dbl"),
-            pool_branch(),
-        ]
-    return cat(parts, block.name)
+    """One Inception block: its branches concatenated in the spec's (= Keras' and torchvision's) order."""
+    parts = [_branch(x, block, branch, bn_scale, count_include_pad) for branch in block.branches]
+    return layers.Concatenate(axis=-1, name=block.name)(parts)
 
 
 def _global_pool(x, pooling: str):
@@ -189,6 +147,7 @@ def InceptionV3(
     aux_logits: bool = False,
     count_include_pad: bool | None = None,
     bn_scale: bool | None = None,
+    preprocessing: str | None = None,
     **weights_options,
 ) -> keras.Model:
     """Instantiates InceptionV3 at any input shape that works.
@@ -227,6 +186,9 @@ def InceptionV3(
             for random init).
         bn_scale: BatchNorm with a learned scale (gamma), as torchvision/timm; Keras' model has
             none. None: what the weight set needs (False for random init).
+        preprocessing: "tf" ([-1, 1]) or "torch" (ImageNet mean/std): how a PyTorch weights file
+            expects its input, needed when `weights` is a state dict anyshape does not recognise
+            as a published one (see `anyshape.weights.resolve`).
         **weights_options: passed to the weight loader (e.g. `channel_adapt=`).
 
     Returns:
@@ -246,7 +208,7 @@ def InceptionV3(
     if weights is not None:
         from anyshape.weights import resolve
 
-        weight_set = resolve(weights)  # raises for unknown names / missing files
+        weight_set = resolve(weights, preprocessing)  # raises for unknown names / missing files
     if count_include_pad is None:
         count_include_pad = bool(weight_set and weight_set.count_include_pad)
     if bn_scale is None:
@@ -274,8 +236,9 @@ def InceptionV3(
         from anyshape.weights import load_weight_set
 
         load_weight_set(model, weight_set, report=report, **weights_options)
-    elif weights_options:
-        raise ValueError(f"{sorted(weights_options)} only apply with pretrained weights (weights=None given)")
+    elif weights_options or preprocessing is not None:
+        given = sorted(weights_options) + (["preprocessing"] if preprocessing is not None else [])
+        raise ValueError(f"{given} only apply with pretrained weights (weights=None given)")
     return model
 
 

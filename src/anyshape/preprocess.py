@@ -21,16 +21,20 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from anyshape.data_config import (
+    DEFAULT_CROP_PCT,
+    DEFAULT_INTERPOLATION,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PREPROCESS_MODES,
+)
+
 DataFormat = Literal["channels_last", "channels_first"]
 PreprocessMode = Literal["tf", "torch"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
 
-PREPROCESS_MODES: tuple[str, ...] = ("tf", "torch")
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 DEFAULT_MAX_PIXELS = 89_478_485
 """Same as Pillow's default ``Image.MAX_IMAGE_PIXELS`` (about 0.25 GB of 24-bit RGB)."""
-DEFAULT_CROP_PCT = 0.875
 
 _RESAMPLING: dict[str, Image.Resampling] = {
     "nearest": Image.Resampling.NEAREST,
@@ -213,14 +217,12 @@ def _preprocessing_of(weights: Any, x: Any, data_format: str | None):
     from anyshape.weights import preprocessing_for  # deferred: weights imports no framework either
 
     kw = preprocessing_for(weights)
-    mode, mean, std = kw["mode"], kw.get("mean"), kw.get("std")
-    if mode == "torch":
+    if kw["mode"] == "torch":  # only then does the channel count matter (and the format get looked up)
         shape = tuple(np.shape(x)) if not hasattr(x, "shape") else tuple(x.shape)
         if len(shape) >= 3:
             channels = shape[_channel_axis(len(shape), _resolve_data_format(data_format))]
-            if channels is not None and mean is not None and channels != len(mean):
-                mean, std = float(np.mean(mean)), float(np.mean(std))
-    return mode, mean, std
+            kw = preprocessing_for(weights, channels)
+    return kw["mode"], kw.get("mean"), kw.get("std")
 
 
 # --------------------------------------------------------------------------------------------
@@ -475,7 +477,7 @@ def _as_hwc(img: np.ndarray) -> np.ndarray:
 
 
 def resize(
-    img: np.ndarray, size_hw: tuple[int, int] | int, interpolation: Interpolation = "bicubic"
+    img: np.ndarray, size_hw: tuple[int, int] | int, interpolation: Interpolation = DEFAULT_INTERPOLATION
 ) -> np.ndarray:
     """Resize one image ``(H, W, C)`` (or ``(H, W)``) to ``size_hw = (height, width)`` with Pillow.
 
@@ -562,7 +564,7 @@ def resize_shorter_and_center_crop(
     img: np.ndarray,
     size_hw: tuple[int, int] | int,
     crop_pct: float = DEFAULT_CROP_PCT,
-    interpolation: Interpolation = "bicubic",
+    interpolation: Interpolation = DEFAULT_INTERPOLATION,
 ) -> np.ndarray:
     """timm's evaluation transform: resize so the crop covers ``crop_pct``, then centre-crop.
 

@@ -12,9 +12,20 @@ convolution, which needs 3 pixels) gives 75 as the smallest input. The head is a
 pool, which turns any H x W x 2048 map into 2048 numbers, so the classifier's 2048 x classes
 weights do not depend on the image size either.
 
-The architecture table here (`block_specs`) is the single description of InceptionV3 that both
-this engine and the Keras builder (`anyshape.inception_v3`) read: layer names, filters,
-kernels, strides and paddings.
+The architecture table here (`STEM`, `BLOCKS`, `AUX_CONVS`) is the single description of
+InceptionV3 that this engine, the Keras builder (`anyshape.inception_v3`) and the weight
+mapping (`anyshape.weights.checkpoint`) read: layer names, torchvision names, filters, kernels,
+strides, paddings, and the wiring. A `BlockSpec` is a tuple of `BranchSpec`s concatenated in
+order; each branch reads the block input through an optional pool, a chain of `ConvSpec` units
+and an optional split (parallel units concatenated, as in Inception E), so a block's output
+width is `BlockSpec.channels(cin)` and no one parses layer names to find what feeds what.
+
+Adding another Inception-family network (Inception-v1/v2/v4, say) means writing its table in
+the same terms: a stem tuple, one `_block_<kind>` function per block kind returning a
+`BlockSpec` of `BranchSpec`s (new pool or split shapes are a field of `BranchSpec`, read by
+`_walk_branch` here and `_branch` in the builder), and the tuple of its blocks. `explain`'s
+walkers (`_walk_stem`, `_walk_blocks`) and the builder's `_block` take any such table; the
+`torch_name` of every unit is what maps a torchvision/timm state dict onto it.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from typing import Iterable, Sequence
 
 __all__ = [
     "ConvSpec",
+    "BranchSpec",
     "BlockSpec",
     "Stage",
     "Collapse",
@@ -66,93 +78,125 @@ class ConvSpec:
 
 
 @dataclass(frozen=True)
+class BranchSpec:
+    """One branch of an Inception block: an optional pool, a chain of conv units, an optional split.
+
+    The branch reads the block's input. `pool` "avg" is the 3x3 stride-1 average pool in front
+    of a pool branch's conv; "max" is the 3x3 stride-2 valid max pool of a reduction block (a
+    branch of its own, without convs). `convs` run one after the other. `split` (Inception E)
+    is a set of conv units that all read the chain's output and are concatenated into a layer
+    named `split_name`. Its output width is therefore known from the spec alone.
+    """
+
+    name: str  # the branch's name in the block, e.g. "branch5x5" or "branch_pool"
+    convs: tuple[ConvSpec, ...] = ()
+    pool: str | None = None  # None, "avg" or "max"
+    split: tuple[ConvSpec, ...] = ()
+    split_name: str | None = None
+
+    def units(self) -> tuple[ConvSpec, ...]:
+        """The branch's conv units in order: the chain, then the split."""
+        return self.convs + self.split
+
+    def channels(self, cin: int) -> int:
+        """Output channels of the branch on an input of `cin` channels."""
+        if self.split:
+            return sum(s.filters for s in self.split)
+        return self.convs[-1].filters if self.convs else cin
+
+
+@dataclass(frozen=True)
 class BlockSpec:
-    """One Inception block (mixed0 ... mixed10): its kind (A-E as in the paper/torchvision)."""
+    """One Inception block (mixed0 ... mixed10): its branches, concatenated in order."""
 
     name: str  # Keras' name: "mixed0" ... "mixed10"
     torch_name: str  # "Mixed_5b" ... "Mixed_7c"
-    kind: str  # "A" (35x35), "B" (35->17), "C" (17x17), "D" (17->8), "E" (8x8)
-    width: int = 0  # pool_features for A, channels_7x7 for C
+    what: str  # what the block does, in words (the shape report's "what" column)
+    branches: tuple[BranchSpec, ...] = ()
 
     def convs(self) -> list[ConvSpec]:
-        """The block's conv units, in the order Keras' builder creates them."""
-        return _BLOCK_CONVS[self.kind](self)
+        """The block's conv units, branch by branch."""
+        return [spec for branch in self.branches for spec in branch.units()]
 
-    @property
-    def reduces(self) -> bool:
-        return self.kind in ("B", "D")
+    def channels(self, cin: int) -> int:
+        """Output channels of the block on an input of `cin` channels (the branches' sum)."""
+        return sum(branch.channels(cin) for branch in self.branches)
 
 
-def _conv(block: BlockSpec, branch: str, filters: int, kernel, strides=1, padding="same"):
+# --------------------------------------------------------------------------------------------
+# InceptionV3's blocks: one function per kind (A-E, as in the paper and torchvision)
+
+
+def _unit(block: str, torch_block: str, unit: str, filters: int, kernel, strides=1, padding="same"):
     kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
-    return ConvSpec(
-        f"{block.name}_{branch}", f"{block.torch_name}.{branch}", filters, kernel, strides, padding
+    return ConvSpec(f"{block}_{unit}", f"{torch_block}.{unit}", filters, kernel, strides, padding)
+
+
+def _branch(block: str, torch_block: str, name: str, *units, pool=None, split=(), split_name=None):
+    """A branch whose conv units are (unit name, filters, kernel[, strides, padding]) tuples."""
+    return BranchSpec(
+        name,
+        tuple(_unit(block, torch_block, *u) for u in units),
+        pool,
+        tuple(_unit(block, torch_block, *u) for u in split),
+        split_name,
     )
 
 
-def _convs_a(b: BlockSpec) -> list[ConvSpec]:
-    return [
-        _conv(b, "branch1x1", 64, 1),
-        _conv(b, "branch5x5_1", 48, 1),
-        _conv(b, "branch5x5_2", 64, 5),
-        _conv(b, "branch3x3dbl_1", 64, 1),
-        _conv(b, "branch3x3dbl_2", 96, 3),
-        _conv(b, "branch3x3dbl_3", 96, 3),
-        _conv(b, "branch_pool", b.width, 1),
-    ]
+def _block_a(name: str, torch_name: str, pool_features: int) -> BlockSpec:
+    b = lambda *args, **kw: _branch(name, torch_name, *args, **kw)  # noqa: E731
+    return BlockSpec(name, torch_name, "Inception A (35x35 at 299)", (
+        b("branch1x1", ("branch1x1", 64, 1)),
+        b("branch5x5", ("branch5x5_1", 48, 1), ("branch5x5_2", 64, 5)),
+        b("branch3x3dbl", ("branch3x3dbl_1", 64, 1), ("branch3x3dbl_2", 96, 3), ("branch3x3dbl_3", 96, 3)),
+        b("branch_pool", ("branch_pool", pool_features, 1), pool="avg"),
+    ))
 
 
-def _convs_b(b: BlockSpec) -> list[ConvSpec]:
-    return [
-        _conv(b, "branch3x3", 384, 3, 2, "valid"),
-        _conv(b, "branch3x3dbl_1", 64, 1),
-        _conv(b, "branch3x3dbl_2", 96, 3),
-        _conv(b, "branch3x3dbl_3", 96, 3, 2, "valid"),
-    ]
+def _block_b(name: str, torch_name: str) -> BlockSpec:
+    b = lambda *args, **kw: _branch(name, torch_name, *args, **kw)  # noqa: E731
+    return BlockSpec(name, torch_name, "Inception B, reduction", (
+        b("branch3x3", ("branch3x3", 384, 3, 2, "valid")),
+        b("branch3x3dbl", ("branch3x3dbl_1", 64, 1), ("branch3x3dbl_2", 96, 3),
+          ("branch3x3dbl_3", 96, 3, 2, "valid")),
+        b("branch_pool", pool="max"),
+    ))
 
 
-def _convs_c(b: BlockSpec) -> list[ConvSpec]:
-    c7 = b.width
-    return [
-        _conv(b, "branch1x1", 192, 1),
-        _conv(b, "branch7x7_1", c7, 1),
-        _conv(b, "branch7x7_2", c7, (1, 7)),
-        _conv(b, "branch7x7_3", 192, (7, 1)),
-        _conv(b, "branch7x7dbl_1", c7, 1),
-        _conv(b, "branch7x7dbl_2", c7, (7, 1)),
-        _conv(b, "branch7x7dbl_3", c7, (1, 7)),
-        _conv(b, "branch7x7dbl_4", c7, (7, 1)),
-        _conv(b, "branch7x7dbl_5", 192, (1, 7)),
-        _conv(b, "branch_pool", 192, 1),
-    ]
+def _block_c(name: str, torch_name: str, c7: int) -> BlockSpec:
+    b = lambda *args, **kw: _branch(name, torch_name, *args, **kw)  # noqa: E731
+    return BlockSpec(name, torch_name, "Inception C (17x17 at 299)", (
+        b("branch1x1", ("branch1x1", 192, 1)),
+        b("branch7x7", ("branch7x7_1", c7, 1), ("branch7x7_2", c7, (1, 7)), ("branch7x7_3", 192, (7, 1))),
+        b("branch7x7dbl", ("branch7x7dbl_1", c7, 1), ("branch7x7dbl_2", c7, (7, 1)),
+          ("branch7x7dbl_3", c7, (1, 7)), ("branch7x7dbl_4", c7, (7, 1)), ("branch7x7dbl_5", 192, (1, 7))),
+        b("branch_pool", ("branch_pool", 192, 1), pool="avg"),
+    ))
 
 
-def _convs_d(b: BlockSpec) -> list[ConvSpec]:
-    return [
-        _conv(b, "branch3x3_1", 192, 1),
-        _conv(b, "branch3x3_2", 320, 3, 2, "valid"),
-        _conv(b, "branch7x7x3_1", 192, 1),
-        _conv(b, "branch7x7x3_2", 192, (1, 7)),
-        _conv(b, "branch7x7x3_3", 192, (7, 1)),
-        _conv(b, "branch7x7x3_4", 192, 3, 2, "valid"),
-    ]
+def _block_d(name: str, torch_name: str) -> BlockSpec:
+    b = lambda *args, **kw: _branch(name, torch_name, *args, **kw)  # noqa: E731
+    return BlockSpec(name, torch_name, "Inception D, reduction", (
+        b("branch3x3", ("branch3x3_1", 192, 1), ("branch3x3_2", 320, 3, 2, "valid")),
+        b("branch7x7x3", ("branch7x7x3_1", 192, 1), ("branch7x7x3_2", 192, (1, 7)),
+          ("branch7x7x3_3", 192, (7, 1)), ("branch7x7x3_4", 192, 3, 2, "valid")),
+        b("branch_pool", pool="max"),
+    ))
 
 
-def _convs_e(b: BlockSpec) -> list[ConvSpec]:
-    return [
-        _conv(b, "branch1x1", 320, 1),
-        _conv(b, "branch3x3_1", 384, 1),
-        _conv(b, "branch3x3_2a", 384, (1, 3)),
-        _conv(b, "branch3x3_2b", 384, (3, 1)),
-        _conv(b, "branch3x3dbl_1", 448, 1),
-        _conv(b, "branch3x3dbl_2", 384, 3),
-        _conv(b, "branch3x3dbl_3a", 384, (1, 3)),
-        _conv(b, "branch3x3dbl_3b", 384, (3, 1)),
-        _conv(b, "branch_pool", 192, 1),
-    ]
+def _block_e(name: str, torch_name: str, split_3x3_name: str) -> BlockSpec:
+    """`split_3x3_name`: Keras names the 3x3 split "mixed9_0" in mixed9, "mixed9_1" in mixed10."""
+    b = lambda *args, **kw: _branch(name, torch_name, *args, **kw)  # noqa: E731
+    return BlockSpec(name, torch_name, "Inception E (8x8 at 299)", (
+        b("branch1x1", ("branch1x1", 320, 1)),
+        b("branch3x3", ("branch3x3_1", 384, 1),
+          split=(("branch3x3_2a", 384, (1, 3)), ("branch3x3_2b", 384, (3, 1))), split_name=split_3x3_name),
+        b("branch3x3dbl", ("branch3x3dbl_1", 448, 1), ("branch3x3dbl_2", 384, 3),
+          split=(("branch3x3dbl_3a", 384, (1, 3)), ("branch3x3dbl_3b", 384, (3, 1))),
+          split_name=f"{name}_branch3x3dbl"),
+        b("branch_pool", ("branch_pool", 192, 1), pool="avg"),
+    ))
 
-
-_BLOCK_CONVS = {"A": _convs_a, "B": _convs_b, "C": _convs_c, "D": _convs_d, "E": _convs_e}
 
 STEM: tuple[ConvSpec | str, ...] = (
     ConvSpec("stem_1a_3x3", "Conv2d_1a_3x3", 32, (3, 3), 2, "valid"),
@@ -166,17 +210,17 @@ STEM: tuple[ConvSpec | str, ...] = (
 """The stem, in order: conv units and the two 3x3 stride-2 max pools (by name)."""
 
 BLOCKS: tuple[BlockSpec, ...] = (
-    BlockSpec("mixed0", "Mixed_5b", "A", 32),
-    BlockSpec("mixed1", "Mixed_5c", "A", 64),
-    BlockSpec("mixed2", "Mixed_5d", "A", 64),
-    BlockSpec("mixed3", "Mixed_6a", "B"),
-    BlockSpec("mixed4", "Mixed_6b", "C", 128),
-    BlockSpec("mixed5", "Mixed_6c", "C", 160),
-    BlockSpec("mixed6", "Mixed_6d", "C", 160),
-    BlockSpec("mixed7", "Mixed_6e", "C", 192),
-    BlockSpec("mixed8", "Mixed_7a", "D"),
-    BlockSpec("mixed9", "Mixed_7b", "E"),
-    BlockSpec("mixed10", "Mixed_7c", "E"),
+    _block_a("mixed0", "Mixed_5b", 32),
+    _block_a("mixed1", "Mixed_5c", 64),
+    _block_a("mixed2", "Mixed_5d", 64),
+    _block_b("mixed3", "Mixed_6a"),
+    _block_c("mixed4", "Mixed_6b", 128),
+    _block_c("mixed5", "Mixed_6c", 160),
+    _block_c("mixed6", "Mixed_6d", 160),
+    _block_c("mixed7", "Mixed_6e", 192),
+    _block_d("mixed8", "Mixed_7a"),
+    _block_e("mixed9", "Mixed_7b", "mixed9_0"),
+    _block_e("mixed10", "Mixed_7c", "mixed9_1"),
 )
 
 AUX_CONVS = (
@@ -184,10 +228,16 @@ AUX_CONVS = (
     ConvSpec("aux_conv1", "AuxLogits.conv1", 768, (5, 5), 1, "valid"),
 )
 AUX_BLOCK = "mixed7"  # the auxiliary classifier reads mixed7 (torchvision's Mixed_6e)
-FEATURES = 2048  # channels of mixed10, the pooled feature vector's width
 
-_MAXPOOL = ("max pool", 3, 2)  # (kind, kernel, stride), valid padding
 
+def _features() -> int:
+    cin = [s for s in STEM if isinstance(s, ConvSpec)][-1].filters
+    for block in BLOCKS:
+        cin = block.channels(cin)
+    return cin
+
+
+FEATURES = _features()  # channels of mixed10, the pooled feature vector's width (2048)
 
 # --------------------------------------------------------------------------------------------
 # the arithmetic
@@ -517,89 +567,120 @@ def explain(
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     r = ShapeReport(input_shape, data_format, h, w, c, include_top, pooling, aux_logits, classes)
-    if include_top and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 1):
+    _check_arguments(r, dropout_rate)
+    walk = _Walker(r, bn_scale)
+    h, w, c = _walk_stem(walk, STEM, h, w, c)
+    h, w, c, aux_in = _walk_blocks(walk, BLOCKS, h, w, c)
+    if aux_logits and include_top:
+        _walk_aux(walk, aux_in, classes)
+    _walk_head(r, c, pooling, include_top, classes, dropout_rate)
+    if not r.valid:
+        r.hint = _layout_hint(input_shape, data_format, r.min_size)
+    return r
+
+
+def _check_arguments(r: ShapeReport, dropout_rate: float) -> None:
+    """Invalid arguments other than the shape go to `r.problems`."""
+    classes = r.classes
+    if r.include_top and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 1):
         r.problems.append(f"classes must be a positive integer with include_top=True, got {classes!r}")
-    if aux_logits and not include_top:
+    if r.aux_logits and not r.include_top:
         r.problems.append(
             "aux_logits=True needs include_top=True: the auxiliary classifier is a second "
             "classification output and only exists beside the main classifier"
         )
     if not 0.0 <= dropout_rate < 1.0:
         r.problems.append(f"dropout_rate must be in [0, 1), got {dropout_rate!r}")
-    walk = _Walker(r, bn_scale)
 
-    # stem
-    cin = c
-    for item in STEM:
+
+def _conv_what(spec: ConvSpec) -> str:
+    kh, kw = spec.kernel
+    what = f"{kh}x{kw} conv {spec.filters}" + (f", stride {spec.strides}" if spec.strides > 1 else "")
+    return what + f", {spec.padding}"
+
+
+def _walk_stem(walk: _Walker, stem: Sequence[ConvSpec | str], h, w, cin):
+    """The stem's conv units and max pools, one stage each; returns the output (H, W, C)."""
+    for item in stem:
         if isinstance(item, str):
             h, w = walk.pool(item, item, h, w, "max pool", 3, 2)
-            r.stages.append(Stage(item, "3x3 max pool, stride 2, valid", h, w, cin))
+            walk.r.stages.append(Stage(item, "3x3 max pool, stride 2, valid", h, w, cin))
             continue
         h, w, p, t, m = walk.conv(item.name, item, h, w, cin)
         cin = item.filters
-        kh, kw = item.kernel
-        what = f"{kh}x{kw} conv {item.filters}" + (f", stride {item.strides}" if item.strides > 1 else "")
-        what += f", {item.padding}"
-        r.stages.append(Stage(item.name, what, h, w, cin, p, t, m, conv=True))
+        walk.r.stages.append(Stage(item.name, _conv_what(item), h, w, cin, p, t, m, conv=True))
+    return h, w, cin
 
-    # mixed0 ... mixed10
+
+def _walk_branch(walk: _Walker, block: BlockSpec, branch: BranchSpec, h, w, cin):
+    """One branch: its pool, chain and split; returns (H, W, params, trainable, MACs)."""
+    params = trainable = 0
+    macs = 0
+    layer = f"{block.name}_{branch.name}"
+    if branch.pool == "max":
+        h, w = walk.pool(block.name, f"{layer}_max", h, w, "max pool", 3, 2)
+    chain_hw = (h, w)
+    for spec in branch.convs:
+        h, w, p, t, m = walk.conv(block.name, spec, h, w, cin)
+        cin, params, trainable, macs = spec.filters, params + p, trainable + t, _add(macs, m)
+    for spec in branch.split:
+        oh, ow, p, t, m = walk.conv(block.name, spec, h, w, cin)
+        params, trainable, macs = params + p, trainable + t, _add(macs, m)
+    if branch.split:
+        h, w = oh, ow
+    if branch.pool == "avg":  # in front of the convs; a 'same' stride-1 window keeps the size
+        walk.pool(block.name, f"{layer}_avg", *chain_hw, "average pool", 3, 1, "same")
+    return h, w, params, trainable, macs
+
+
+def _walk_blocks(walk: _Walker, blocks: Sequence[BlockSpec], h, w, cin):
+    """The Inception blocks, one stage each; returns (H, W, C, the aux block's (H, W, C))."""
     aux_in = None
-    for block in BLOCKS:
+    for block in blocks:
         params = trainable = 0
         macs = 0
-        out_hw = (h, w)  # only the reduction blocks' 3x3 stride-2 max pool changes it
-        chans = {}
-        for spec in block.convs():
-            branch = spec.name[len(block.name) + 1 :]
-            src = _conv_input(block.kind, branch)
-            ci = cin if src is None else chans[src]
-            _, _, p, t, m = walk.conv(block.name, spec, h, w, ci)
-            chans[branch] = spec.filters
-            params += p
-            trainable += t
-            macs = _add(macs, m)
-        if block.reduces:
-            out_hw = walk.pool(block.name, f"{block.name}_branch_pool_max", h, w, "max pool", 3, 2)
-        else:
-            walk.pool(block.name, f"{block.name}_branch_pool_avg", h, w, "average pool", 3, 1, "same")
-        cout = _block_channels(block, cin)
-        h, w = out_hw
-        what = {
-            "A": "Inception A (35x35 at 299)",
-            "B": "Inception B, reduction",
-            "C": "Inception C (17x17 at 299)",
-            "D": "Inception D, reduction",
-            "E": "Inception E (8x8 at 299)",
-        }[block.kind]
-        r.stages.append(Stage(block.name, what, h, w, cout, params, trainable, macs))
-        cin = cout
+        out_hw = []
+        for branch in block.branches:
+            bh, bw, p, t, m = _walk_branch(walk, block, branch, h, w, cin)
+            out_hw.append((bh, bw))
+            params, trainable, macs = params + p, trainable + t, _add(macs, m)
+        h, w = out_hw[0]  # every branch ends at the same size (Concatenate needs it)
+        cin = block.channels(cin)
+        walk.r.stages.append(Stage(block.name, block.what, h, w, cin, params, trainable, macs))
         if block.name == AUX_BLOCK:
             aux_in = (h, w, cin)
+    return h, w, cin, aux_in
 
-    # auxiliary classifier on mixed7
-    if aux_logits and include_top:
-        ah, aw, ac = aux_in
-        ah, aw = walk.pool("aux_pool", "aux_pool", ah, aw, "average pool", 5, 3)
-        r.stages.append(Stage("aux_pool", "5x5 average pool, stride 3, valid", ah, aw, ac))
-        for spec in AUX_CONVS:
-            ah, aw, p, t, m = walk.conv("aux", spec, ah, aw, ac)
-            ac = spec.filters
-            kh, kw = spec.kernel
-            r.stages.append(Stage(spec.name, f"{kh}x{kw} conv {ac}, valid", ah, aw, ac, p, t, m, conv=True))
-        r.stages.append(Stage("aux_avg_pool", "global average pool", None, None, ac, flat=True))
-        dense = ac * classes + classes
-        r.stages.append(Stage("aux_predictions", f"dense {classes}", None, None, classes, dense, dense, ac * classes, flat=True))
 
-    # head
+def _walk_aux(walk: _Walker, aux_in: tuple, classes: int) -> None:
+    """The auxiliary classifier on mixed7: 5x5/3 average pool, two conv units, dense."""
+    r = walk.r
+    ah, aw, ac = aux_in
+    ah, aw = walk.pool("aux_pool", "aux_pool", ah, aw, "average pool", 5, 3)
+    r.stages.append(Stage("aux_pool", "5x5 average pool, stride 3, valid", ah, aw, ac))
+    for spec in AUX_CONVS:
+        ah, aw, p, t, m = walk.conv("aux", spec, ah, aw, ac)
+        ac = spec.filters
+        kh, kw = spec.kernel
+        r.stages.append(Stage(spec.name, f"{kh}x{kw} conv {ac}, valid", ah, aw, ac, p, t, m, conv=True))
+    r.stages.append(Stage("aux_avg_pool", "global average pool", None, None, ac, flat=True))
+    dense = ac * classes + classes
+    r.stages.append(Stage("aux_predictions", f"dense {classes}", None, None, classes, dense, dense, ac * classes, flat=True))
+
+
+_GLOBAL_POOLS = {  # pooling -> (stage name, what it does)
+    "avg": ("avg_pool", "global average pool"),
+    "max": ("max_pool", "global max pool"),
+    "avgmax": ("avgmax_pool", "global (average + max) / 2"),
+    "catavgmax": ("catavgmax_pool", "global [average, max] concatenated"),
+}
+
+
+def _walk_head(r: ShapeReport, cin: int, pooling, include_top: bool, classes: int, dropout_rate: float) -> None:
+    """Global pooling (avg by default with the top), dropout and the classifier."""
     pool = pooling if pooling is not None or not include_top else "avg"
     if pool is not None:
-        name = {"avg": "avg_pool", "max": "max_pool", "avgmax": "avgmax_pool", "catavgmax": "catavgmax_pool"}[pool]
-        what = {
-            "avg": "global average pool",
-            "max": "global max pool",
-            "avgmax": "global (average + max) / 2",
-            "catavgmax": "global [average, max] concatenated",
-        }[pool]
+        name, what = _GLOBAL_POOLS[pool]
         cin = cin * 2 if pool == "catavgmax" else cin
         r.stages.append(Stage(name, what, None, None, cin, flat=True))
     if include_top:
@@ -607,29 +688,3 @@ def explain(
             r.stages.append(Stage("dropout", f"dropout {dropout_rate:g}", None, None, cin, flat=True))
         dense = cin * classes + classes
         r.stages.append(Stage("predictions", f"dense {classes}", None, None, classes, dense, dense, cin * classes, flat=True))
-
-    if not r.valid:
-        r.hint = _layout_hint(input_shape, data_format, r.min_size)
-    return r
-
-
-def _conv_input(kind: str, branch: str) -> str | None:
-    """Which earlier conv unit of the same block feeds `branch` (None: the block input)."""
-    if branch.endswith("_1") or branch in ("branch1x1", "branch3x3", "branch_pool"):
-        return None
-    if kind == "E" and branch in ("branch3x3_2a", "branch3x3_2b"):
-        return "branch3x3_1"
-    if kind == "E" and branch in ("branch3x3dbl_3a", "branch3x3dbl_3b"):
-        return "branch3x3dbl_2"
-    stem, n = branch.rsplit("_", 1)
-    return f"{stem}_{int(n) - 1}"
-
-
-def _block_channels(block: BlockSpec, cin: int) -> int:
-    return {
-        "A": 64 + 64 + 96 + block.width,
-        "B": 384 + 96 + cin,
-        "C": 4 * 192,
-        "D": 320 + 192 + cin,
-        "E": 320 + 2 * 384 + 2 * 384 + 192,
-    }[block.kind]

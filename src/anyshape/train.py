@@ -50,6 +50,7 @@ __all__ = [
     "parse_stages",
     "read_run_info",
     "RUN_INFO_FILE",
+    "TrainingInterrupted",
 ]
 
 RUN_INFO_FILE = "classes.json"
@@ -68,6 +69,7 @@ class TrainConfig:
     data: str = "digits"
     input_shape: tuple | None = None  # (H, W) or (H, W, C); default 75x75 for digits, 299x299 otherwise
     weights: str | None = None  # None / "none", a registry name ("imagenet", ...) or a file path
+    preprocessing: str | None = None  # "tf" / "torch": how a PyTorch weights file expects input, if it cannot tell
     channel_adapt: str | None = None  # passed to InceptionV3 as a weights option
     freeze: str = "none"
     stages: list | None = None  # [(freeze, epochs), ...]: staged unfreezing; overrides freeze/epochs
@@ -77,7 +79,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"  # cosine | constant
     warmup_epochs: float = 0.0
-    weight_decay: float = 0.0
+    weight_decay: float | None = None  # None: the optimizer's default (0.004 for adamw, 0 for adam and sgd)
     label_smoothing: float = 0.0
     dropout_rate: float = 0.0
     aux_logits: bool = False
@@ -139,6 +141,17 @@ def _check_freeze(spec: str) -> str:
     if spec.startswith("up-to-mixed") and spec[len("up-to-mixed"):].isdigit() and 0 <= int(spec[len("up-to-mixed"):]) <= 10:
         return spec
     raise ValueError(f"freeze={spec!r} is not a freeze option: use {FREEZE_HELP}")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `train`: `run_dir` holds the checkpoint after `epoch` (resume it with
+    resume=True), or `run_dir` is None when no epoch had finished (the new run folder is removed)."""
+
+    def __init__(self, run_dir: str | None, epoch: int):
+        self.run_dir, self.epoch = run_dir, epoch
+        super().__init__(f"training interrupted; the checkpoint after epoch {epoch} is in {run_dir}: "
+                         f"resume it with resume=True, output={run_dir!r}" if run_dir else
+                         "training interrupted before its first epoch ended; nothing was kept")
 
 
 @dataclass
@@ -400,19 +413,13 @@ class Trainer:
         if len(ds.train) < 1:
             raise ValueError("no training images")
 
-    def _preprocess_kwargs(self) -> dict:
-        """preprocess_input keyword arguments the weights expect (mode "tf" from scratch)."""
-        c = self.config
-        if c.weights is None:
-            return {"mode": "tf"}
-        from anyshape.weights import preprocessing_for
+    def _data_config(self):
+        """How the run feeds its model: the weights' scaling (mode "tf" from scratch), training's resize."""
+        from anyshape.data_config import resolve_data_config
 
-        kw = {k: v for k, v in dict(preprocessing_for(c.weights)).items() if k in ("mode", "mean", "std") and v is not None}
-        channels = self.input_shape[2]
-        for k in ("mean", "std"):  # a 3-value mean/std does not fit another channel count: use its average
-            if k in kw and np.ndim(kw[k]) == 1 and len(kw[k]) != channels:
-                kw[k] = float(np.mean(kw[k]))
-        return kw
+        c = self.config
+        data = resolve_data_config(c.weights, channels=self.input_shape[2], preprocessing=c.preprocessing)
+        return data.for_training()
 
     def _scale_offset(self):
         """preprocess_input as x * scale + offset per channel (it is affine), for the tf.data map."""
@@ -474,12 +481,14 @@ class Trainer:
 
         c = self.config
         options = {"channel_adapt": c.channel_adapt} if (weights is not None and c.channel_adapt) else {}
+        if weights is not None and c.preprocessing:
+            options["preprocessing"] = c.preprocessing
         if weights is None and c.weights is not None:
             # resuming a run that started from pretrained weights: same architecture variant
             # (BatchNorm gamma, pool semantics) as the weight set, values from the checkpoint
             from anyshape.weights import resolve
 
-            ws = resolve(c.weights)
+            ws = resolve(c.weights, c.preprocessing)
             options = {"bn_scale": ws.bn_scale, "count_include_pad": ws.count_include_pad}
         return InceptionV3(include_top=True, weights=weights, input_shape=self.input_shape,
                            classes=self.dataset.num_classes, classifier_activation="softmax",
@@ -502,7 +511,7 @@ class Trainer:
         if c.optimizer == "adam":
             opt = keras.optimizers.Adam(lr)
         elif c.optimizer == "adamw":
-            opt = keras.optimizers.AdamW(lr, weight_decay=c.weight_decay or 0.004)
+            opt = keras.optimizers.AdamW(lr, weight_decay=0.004 if c.weight_decay is None else c.weight_decay)
         elif c.optimizer == "sgd":
             opt = keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)
         else:
@@ -521,7 +530,8 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------
 
-    def _save_checkpoint(self, model, epoch: int, stage: int, history: list, best: dict) -> None:
+    def _save_checkpoint(self, model, epoch: int, stage: int, history: list, best: dict,
+                         stopped_early: bool = False) -> None:
         """Weights and optimizer state of a finished epoch; checkpoint.json (replaced last) points at them."""
         import keras
 
@@ -539,7 +549,7 @@ class Trainer:
         previous = self._read_state(run) if (run / "checkpoint.json").is_file() else None
         _write_json(run / "checkpoint.json", {
             "epoch": epoch, "stage": stage, "weights": weights.name, "optimizer": optim.name,
-            "history": history, "best": best, "config": self.config.to_json(),
+            "history": history, "best": best, "stopped_early": stopped_early, "config": self.config.to_json(),
             "class_names": self.dataset.class_names, "input_shape": list(self.input_shape),
         })
         if previous:
@@ -563,24 +573,60 @@ class Trainer:
     # -- the run ----------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
+        """Train; on any failure or Ctrl-C before the first checkpoint, the folders this run
+        created are removed again (only the files it wrote); Ctrl-C raises TrainingInterrupted."""
+        run = self.run_dir
+        if run.exists() and not run.is_dir():
+            raise FileExistsError(f"{run} is a file, not a run folder: give a folder as output= (--output)")
+        if not self.resume and run.exists() and any(run.iterdir()):
+            raise FileExistsError(f"{run} exists and is not empty: give another output folder, "
+                                  f"or resume=True (--resume) to continue the run in it")
+        if self.config.data != "digits" and Path(self.config.data).is_dir():
+            data = Path(self.config.data).resolve()
+            if run.resolve() == data or data in run.resolve().parents:
+                raise ValueError(f"the run folder {run} is inside the data folder {self.config.data}, where it "
+                                 "would be read as a class: give an output folder outside it (--output)")
+        created = [p for p in [run, *run.parents] if not p.exists()]
+        run.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._run()
+        except BaseException as e:
+            kept = (run / "checkpoint.json").is_file()
+            if not kept:
+                self._remove_own_files(created)
+            if isinstance(e, KeyboardInterrupt) and not isinstance(e, TrainingInterrupted):
+                epoch = int(self._read_state(run)["epoch"]) if kept else 0
+                raise TrainingInterrupted(str(run) if kept else None, epoch) from None
+            raise
+
+    def _remove_own_files(self, created: list[Path]) -> None:
+        """Delete what this run wrote into a folder it created, and the folders if left empty."""
+        run = self.run_dir
+        if run not in created:
+            return
+        for f in run.iterdir():
+            if f.is_file() and (f.name in (RUN_INFO_FILE, "checkpoint.json", "best.weights.h5", "report.json")
+                                or f.name.startswith(("checkpoint-e", ".checkpoint", ".best.", f".{RUN_INFO_FILE}"))):
+                f.unlink()
+        for folder in created:  # innermost first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+    def _run(self) -> TrainResult:
         import keras
 
         c = self.config
         t_start = time.time()
         keras.utils.set_random_seed(c.seed)
-        if not self.resume:
-            if self.run_dir.exists() and any(self.run_dir.iterdir()):
-                raise FileExistsError(f"{self.run_dir} exists and is not empty: give another output folder, "
-                                      f"or resume=True (--resume) to continue the run in it")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self._load_data()
         ds = self.dataset
         if self.state is not None and self.state.get("class_names") != ds.class_names:
             raise ValueError(f"the data's classes {ds.class_names} differ from the checkpoint's {self.state.get('class_names')}")
-        self.preprocess = self._preprocess_kwargs()
+        data_config = self._data_config()
+        self.preprocess = data_config.preprocess_kwargs()
         run_info = {
             "classes": ds.class_names, "input_shape": list(self.input_shape), "data_format": "channels_last",
-            "preprocess": self.preprocess, "resize": _resize_policy(), "output": "softmax", "model": "model.keras",
+            "preprocess": self.preprocess, "resize": data_config.resize_policy(), "output": "softmax", "model": "model.keras",
         }
         _write_json(self.run_dir / RUN_INFO_FILE, run_info)
 
@@ -602,12 +648,13 @@ class Trainer:
         self.log(f"model: InceptionV3 {self.input_shape}, {ds.num_classes} classes, weights={c.weights}, "
                  f"{model.count_params():,} parameters; run folder {self.run_dir}")
 
-        stopped_early = False
+        stopped_early = bool(self.state.get("stopped_early")) if self.state else False
         restored = False
+        best_file = self.run_dir / "best.weights.h5"
         epoch0 = 0
         for stage_index, (spec, stage_epochs) in enumerate(stages):
             stage_end = epoch0 + stage_epochs
-            if done_epochs >= stage_end:
+            if done_epochs >= stage_end or stopped_early:
                 epoch0 = stage_end
                 continue
             frozen = freeze_layers(model, spec)
@@ -643,21 +690,25 @@ class Trainer:
                 self.log("  " + ", ".join(f"{k}={v}" for k, v in record.items() if k not in ("epoch", "stage", "freeze")))
                 if "val_accuracy" in record and record["val_accuracy"] > best.get("val_accuracy", -1.0):
                     best = {"val_accuracy": record["val_accuracy"], "epoch": epoch + 1}
-                    if c.early_stopping:
-                        self._best_weights = model.get_weights()
-                self._save_checkpoint(model, epoch + 1, stage_index, history, best)
+                    if c.early_stopping:  # on disk, so that a resumed run restores them too
+                        write_atomically(best_file, model.save_weights)
+                stopped_early = bool(c.early_stopping and "val_accuracy" in record
+                                     and epoch + 1 - best.get("epoch", epoch + 1) >= c.early_stopping)
+                self._save_checkpoint(model, epoch + 1, stage_index, history, best, stopped_early)
                 done_epochs = epoch + 1
-                if (c.early_stopping and "val_accuracy" in record
-                        and epoch + 1 - best.get("epoch", epoch + 1) >= c.early_stopping):
+                if stopped_early:
                     self.log(f"early stopping: no better validation accuracy for {c.early_stopping} epoch(s) "
                              f"since epoch {best['epoch']}")
-                    stopped_early = True
                     break
             epoch0 = stage_end
             if stopped_early:
                 break
-        if stopped_early and getattr(self, "_best_weights", None) is not None:
-            model.set_weights(self._best_weights)
+        if self.state is not None and not restored:
+            # interrupted after its last checkpoint (all epochs done, or stopped early): no epoch
+            # ran now, so the model takes the checkpoint's weights here
+            _load_weights_only(model, self.run_dir / self.state["weights"])
+        if stopped_early and best_file.is_file():
+            _load_weights_only(model, best_file)
             self.log(f"restored the weights of epoch {best['epoch']}")
 
         recal = {}
@@ -720,12 +771,6 @@ def _load_weights_only(model, path) -> None:
         # current optimizer (another stage's) has other variables, which is expected here
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         model.load_weights(path)
-
-
-def _resize_policy() -> dict:
-    from anyshape.datasets import RESIZE_POLICY
-
-    return dict(RESIZE_POLICY)
 
 
 def train(data="digits", *, output=None, resume: bool = False, dataset=None, verbose="auto", log=None,

@@ -29,20 +29,24 @@ files), `predictor` (the Predictor), `runs` (runs over many images), `feature_st
 files), `manifest` (what a run computes, for safe resumes), `export` (saving and loading models).
 """
 
-from anyshape.engine.export import export_model, load_or_build
-from anyshape.engine.feature_store import FEATURE_SUFFIXES, FeatureStore
-from anyshape.engine.images import ImageReader, ImageTooSmall, Preprocessing, find_images, parse_size
+from anyshape.engine.export import check_export_path, export_model, load_or_build
+from anyshape.engine.feature_store import FEATURE_SUFFIXES, FeatureStore, read_manifest
+from anyshape.engine.images import ImageReader, ImageTooSmall, Preprocessing, find_images, parse_size, path_key
+from anyshape.engine.manifest import ResumeMismatch, RunManifest, weights_digest
 from anyshape.engine.predictor import ENGINES, FEATURE_LAYERS, Predictor, benchmark, feature_model
 from anyshape.engine.runs import (
     ImageResult,
     Progress,
+    RunInterrupted,
     RunSummary,
+    check_size,
     default_size,
     extract_features,
     format_predictions,
     make_reader,
     predict_paths,
     run_images,
+    run_manifest,
 )
 
 __all__ = [
@@ -69,5 +73,14 @@ __all__ = [
     "ENGINES",
     "default_size",
     "make_reader",
+    "path_key",
+    "read_manifest",
+    "RunManifest",
+    "ResumeMismatch",
+    "weights_digest",
+    "RunInterrupted",
+    "check_size",
+    "run_manifest",
+    "check_export_path",
 ]
 

@@ -45,19 +45,52 @@ def load_or_build(model_path=None, **inception_v3_kwargs):
     return InceptionV3(**inception_v3_kwargs)
 
 
-def export_model(model, path, fmt: str, *, force: bool = False) -> Path:
-    """Save `model` as "onnx" (anyshape's emitter), "tf_saved_model" (a folder) or "keras", atomically."""
+EXPORT_SUFFIXES = {".onnx": "onnx", ".keras": "keras", "": "tf_saved_model"}
+
+
+def check_export_path(path, fmt: str | None = None, *, force: bool = False) -> str:
+    """The export format for `path`, refusing what cannot be written, without touching anything.
+
+    A file's suffix and its content agree: `.onnx` is ONNX, `.keras` a Keras model file, a
+    name without a suffix a TF SavedModel folder. `fmt=None` takes the format from the suffix;
+    a `fmt` the suffix contradicts is refused. An existing output is replaced only with
+    `force`, and only by its own kind: a folder is never replaced by a file, a file never by a
+    folder, and a folder that is not a SavedModel is never deleted.
+    """
+    path = Path(path)
+    formats = sorted(set(EXPORT_SUFFIXES.values()))
+    if fmt is not None and fmt not in formats:
+        raise ValueError(f"format must be one of {', '.join(formats)}, got {fmt!r}")
+    inferred = EXPORT_SUFFIXES.get(path.suffix.lower())
+    if inferred is None:
+        raise ValueError(f"{str(path)!r}: the suffix {path.suffix!r} says no export format; name the file "
+                         "*.onnx (ONNX) or *.keras (Keras), or give a name without a suffix for a TF SavedModel folder")
+    if fmt is not None and fmt != inferred:
+        raise ValueError(f"{str(path)!r} names a {inferred} output by its suffix but the format asked is {fmt}: "
+                         f"a file's suffix and content must agree; drop --format or rename the output")
+    if not path.parent.is_dir():
+        raise ValueError(f"the folder {str(path.parent)!r} does not exist")
+    if path.exists():
+        if inferred == "tf_saved_model":
+            if not path.is_dir():
+                raise FileExistsError(f"{path} is a file; a TF SavedModel is a folder: choose another output name")
+            if not (path / "saved_model.pb").is_file():
+                raise FileExistsError(f"{path} is a folder that is not a TF SavedModel; it is never deleted: "
+                                      "choose another output name")
+        elif path.is_dir():
+            raise FileExistsError(f"{path} is a folder; an {inferred} export is a file: choose another output name")
+        if not force:
+            raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+    return inferred
+
+
+def export_model(model, path, fmt: str | None = None, *, force: bool = False) -> Path:
+    """Save `model` as "onnx" (anyshape's emitter), "tf_saved_model" (a folder) or "keras",
+    atomically; `fmt=None` takes the format from the suffix (see `check_export_path`)."""
     import shutil
 
     path = Path(path)
-    if fmt not in ("onnx", "tf_saved_model", "keras"):
-        raise ValueError(f"format must be onnx, tf_saved_model or keras, got {fmt!r}")
-    if fmt == "keras" and path.suffix != ".keras":
-        raise ValueError(f"a Keras model file must end in .keras, got {str(path)!r}")
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
-    if not path.parent.is_dir():
-        raise ValueError(f"the folder {str(path.parent)!r} does not exist")
+    fmt = check_export_path(path, fmt, force=force)
     if fmt == "onnx":
         from anyshape.engine.graph_model import GraphModel
 
@@ -66,12 +99,15 @@ def export_model(model, path, fmt: str, *, force: bool = False) -> Path:
         write_atomically(path, lambda tmp: model.save(tmp))
     else:
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
         try:
             model.export(str(tmp), format="tf_saved_model", verbose=False)
-            if path.exists():
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            if path.exists():  # a SavedModel folder (checked above): swapped out, then removed
+                os.replace(path, old)
             os.replace(tmp, path)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)
+            if old.exists():
+                shutil.rmtree(old)
     return path

@@ -10,64 +10,17 @@ from typing import Iterable
 
 import numpy as np
 
+from anyshape.data_config import DataConfig
 from anyshape.shapes import MIN_SIZE
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """How images must be prepared for a model's weights.
+Preprocessing = DataConfig
+"""How images must be prepared for a model's weights: `anyshape.data_config.DataConfig`.
 
-    Read from the weight set the model was loaded with (`model.anyshape_weights`, set by
-    `anyshape.weights`); without one, InceptionV3's Keras/TF-slim convention: pixels scaled to
-    [-1, 1] ("tf"), evaluation crop 0.875 with bicubic resizing (timm's InceptionV3 config).
-    """
-
-    mode: str = "tf"
-    mean: tuple | None = None
-    std: tuple | None = None
-    input_size: tuple | None = None  # (H, W) the weights were trained at, if known
-    crop_pct: float = 0.875
-    interpolation: str = "bicubic"
-    label_offset: int | str = "auto"
-
-    @classmethod
-    def from_model(cls, model) -> "Preprocessing":
-        run = getattr(model, "anyshape_run_info", None)
-        if run:  # a model trained by `anyshape train`: its classes.json says how it was fed
-            prep, resize = dict(run.get("preprocess") or {}), dict(run.get("resize") or {})
-            return cls(
-                mode=prep.get("mode", "tf"),
-                mean=tuple(prep["mean"]) if prep.get("mean") is not None else None,
-                std=tuple(prep["std"]) if prep.get("std") is not None else None,
-                crop_pct=float(resize.get("crop_pct", 0.875)),
-                interpolation=resize.get("interpolation", "bicubic"),
-                label_offset=0,
-            )
-        ws = getattr(model, "anyshape_weights", None)
-        if ws is None:
-            return cls()
-        size = getattr(ws, "input_size", None)
-        if size is not None:
-            size = tuple(size)
-            size = size[-2:] if len(size) == 3 and size[0] in (1, 3, 4) else size[:2]
-        mean, std = getattr(ws, "mean", None), getattr(ws, "std", None)
-        return cls(
-            mode=getattr(ws, "mode", None) or "tf",
-            mean=tuple(mean) if mean is not None else None,
-            std=tuple(std) if std is not None else None,
-            input_size=size,
-            crop_pct=float(getattr(ws, "crop_pct", None) or 0.875),
-            interpolation=getattr(ws, "interpolation", None) or "bicubic",
-            label_offset=getattr(ws, "label_offset", None) if getattr(ws, "label_offset", None) is not None else "auto",
-        )
-
-    def apply(self, image_hwc: np.ndarray) -> np.ndarray:
-        from anyshape.preprocess import preprocess_input
-
-        kwargs = {}
-        if self.mode == "torch":
-            kwargs = dict(mean=self.mean, std=self.std)
-        return preprocess_input(image_hwc, "channels_last", mode=self.mode, **kwargs)
+`Preprocessing.from_model(model)` reads the model's trained run info or weight set (see
+`resolve_data_config`); without either, InceptionV3's Keras/TF-slim convention: pixels scaled to
+[-1, 1] ("tf"), evaluation crop 0.875 with bicubic resizing (timm's InceptionV3 config).
+"""
 
 
 def parse_size(text) -> str | tuple[int, int]:
@@ -153,10 +106,19 @@ class ImageReader:
         return out.astype(np.float32)
 
 
+def path_key(path) -> str:
+    """The identity of a file for de-duplication and resumes: its absolute path with symbolic
+    links, `.` and `..` resolved, so that one file given two ways (`a.jpg`, `./a.jpg`, an absolute
+    path, a link) is one row. Output files keep the spelling the user gave."""
+    return os.path.realpath(path)
+
+
 def find_images(paths: Iterable) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Expand files and folders (recursively, sorted, hidden files skipped).
 
     Returns (files, missing) where missing lists (path, reason) for arguments that do not exist.
+    A file reached twice (two spellings, a folder and a file in it, a link) is listed once,
+    with the first spelling met (see `path_key`).
     """
     files: list[Path] = []
     missing: list[tuple[Path, str]] = []
@@ -173,7 +135,7 @@ def find_images(paths: Iterable) -> tuple[list[Path], list[tuple[Path, str]]]:
             missing.append((p, "no such file or folder"))
             continue
         for q in found:
-            key = os.path.abspath(q)
+            key = path_key(q)
             if key not in seen:
                 seen.add(key)
                 files.append(q)

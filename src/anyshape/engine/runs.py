@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections import deque
@@ -13,7 +14,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from anyshape.engine.feature_store import FeatureStore
-from anyshape.engine.images import ImageReader, ImageTooSmall, find_images, parse_size
+from anyshape.engine.images import ImageReader, ImageTooSmall, find_images, parse_size, path_key
+from anyshape.engine.manifest import RunManifest, weights_digest
 from anyshape.engine.predictor import Predictor, _cores
 
 
@@ -44,17 +46,18 @@ def run_images(
     lookahead = max(2 * batch_size, 2 * workers)
     pending: dict[tuple, list[tuple[Path, np.ndarray]]] = {}
 
+    from anyshape.preprocess import ImageLoadError
+
     def read(path):
+        # Only what is wrong with the file becomes its result (load_image turns every decoder
+        # error into ImageLoadError); any other exception is a bug and stops the run, instead
+        # of being reported as N unreadable files.
         try:
             return path, reader.read(path), None
-        except Exception as e:  # every reason a file is unusable becomes its result
-            from anyshape.preprocess import ImageLoadError
-
-            if isinstance(e, (ImageLoadError, ImageTooSmall)):
-                return path, None, str(e)
-            if isinstance(e, MemoryError):
-                return path, None, f"{path}: out of memory while decoding"
-            return path, None, f"{path}: cannot be read as an image ({type(e).__name__}: {e})"
+        except (ImageLoadError, ImageTooSmall) as e:
+            return path, None, str(e)
+        except MemoryError:
+            return path, None, f"{path}: out of memory while decoding"
 
     def run(*groups):
         outs = predictor.run_many([np.stack([x for _, x in group]) for group in groups])
@@ -148,10 +151,31 @@ class RunSummary:
         return ", ".join(parts) + f" in {self.seconds:.1f} s ({rate:.1f} images/s)"
 
 
+def check_size(size, *, aux_logits: bool = False):
+    """`parse_size(size)`, refusing a fixed size the network cannot take (below MIN_SIZE) with
+    `anyshape.explain`'s reason, before any model is built or image read."""
+    from anyshape.shapes import InvalidInputShape, explain
+
+    size = parse_size(size)
+    if size != "native":
+        report = explain((size[0], size[1], 3), aux_logits=aux_logits)
+        if not report.valid:
+            raise InvalidInputShape(f"--size {size[0]},{size[1]}: {report.reason()}")
+    return size
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: carries what was done before it (`rows`, `summary`)."""
+
+    def __init__(self, rows=None, summary=None):
+        super().__init__()
+        self.rows, self.summary = rows, summary
+
+
 def default_size(predictor: Predictor, size=None):
     """The size policy: the given one, else the model's fixed size, else "native"."""
     if size is not None:
-        size = parse_size(size)
+        size = check_size(size)
         if size != "native" and predictor.fixed_hw is not None and tuple(size) != tuple(predictor.fixed_hw):
             raise ValueError(f"the model takes {predictor.fixed_hw[0]}x{predictor.fixed_hw[1]} images only; "
                              f"--size {size[0]},{size[1]} cannot be used with it (build it with a free size)")
@@ -216,22 +240,28 @@ def predict_paths(
     rows = {str(p): {"path": str(p), "predictions": None, "error": f"{p}: {why}"} for p, why in missing}
     bar = Progress(len(files), progress)
     start = time.perf_counter()
-    for r in run_images(predictor, reader, files, batch_size=batch_size):
-        if r.error is not None:
-            summary.failed.append((str(r.path), r.error))
-            rows[str(r.path)] = {"path": str(r.path), "predictions": None, "error": r.error}
-            bar.update(1, failed=1)
-            continue
-        scores = r.output[0] if isinstance(r.output, list) else r.output
-        rows[str(r.path)] = {"path": str(r.path),
-                             "predictions": _class_labels(np.asarray(scores)[None], top, predictor.preprocessing.label_offset,
-                                                            predictor.class_names)[0],
-                             "error": None}
-        summary.ok += 1
-        bar.update(1)
+    order = [str(p) for p, _ in missing] + [str(p) for p in files]
+    try:
+        for r in run_images(predictor, reader, files, batch_size=batch_size):
+            if r.error is not None:
+                summary.failed.append((str(r.path), r.error))
+                rows[str(r.path)] = {"path": str(r.path), "predictions": None, "error": r.error}
+                bar.update(1, failed=1)
+                continue
+            scores = r.output[0] if isinstance(r.output, list) else r.output
+            rows[str(r.path)] = {"path": str(r.path),
+                                 "predictions": _class_labels(np.asarray(scores)[None], top,
+                                                              predictor.preprocessing.label_offset,
+                                                              predictor.class_names)[0],
+                                 "error": None}
+            summary.ok += 1
+            bar.update(1)
+    except KeyboardInterrupt:  # the rows classified so far are not lost: the caller gets them
+        bar.close()
+        summary.seconds = time.perf_counter() - start
+        raise RunInterrupted([rows[p] for p in order if p in rows], summary) from None
     bar.close()
     summary.seconds = time.perf_counter() - start
-    order = [str(p) for p, _ in missing] + [str(p) for p in files]
     return [rows[p] for p in order], summary
 
 
@@ -266,6 +296,27 @@ def format_predictions(rows: list[dict], fmt: str = "table") -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+def run_manifest(predictor: Predictor, reader: ImageReader, options: dict | None = None) -> RunManifest:
+    """What a run with `predictor` and `reader` computes: the caller's `options` (task, model,
+    weights, layer, ...) plus what the predictor and reader decide (size, input shape, data
+    format, preprocessing, precision, output shape), and the digest of the model's weights."""
+    import dataclasses
+
+    model = predictor.model
+    size = reader.size if reader.size == "native" else list(reader.size)
+    recorded = {
+        "size": size,
+        "upscale": bool(reader.upscale),
+        "input_shape": list(model.inputs[0].shape[1:]),
+        "output_shape": list(model.outputs[0].shape[1:]),
+        "data_format": predictor.data_format,
+        "preprocessing": dataclasses.asdict(predictor.preprocessing),
+        "precision": getattr(predictor, "precision", "fp32"),
+    }
+    recorded.update(options or {})
+    return RunManifest(json.loads(json.dumps(recorded)), weights_digest(model))
+
+
 def extract_features(
     predictor: Predictor,
     paths: Iterable,
@@ -278,22 +329,29 @@ def extract_features(
     batch_size: int = 16,
     max_pixels: int | None = None,
     progress: bool = False,
+    options: dict | None = None,
 ) -> RunSummary:
     """Write one row (path, features) per readable image under `paths` to `out` (see FeatureStore).
 
     `predictor` wraps a feature model (see `feature_model`). Interrupting the run (Ctrl-C, a
     crash) leaves `<out>.partial/`; calling again with `resume=True` computes only the images not
-    in it. `out` appears only when the run ends, written atomically.
+    in it, after checking, before any work, that it computes what the interrupted run did
+    (`run_manifest`: `options` such as the layer and weights, the size, the model's weights
+    digest; else `ResumeMismatch`). `out` appears only when the run ends, written atomically.
+    Files under `paths` that the run itself writes (`out`, its checkpoint folder) are skipped.
     """
+    FeatureStore.check_output(out, resume=resume, force=force)
     reader = make_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
     if predictor.output_rank > 2 and reader.size == "native":
         raise ValueError(
             "unpooled feature maps (--pooling none) of images at their native sizes differ in shape and "
             "cannot share one array: pass --size N (or H,W), or pool them with --pooling avg|max"
         )
-    store = FeatureStore(out, resume=resume, force=force)
+    store = FeatureStore(out, resume=resume, force=force,
+                         manifest=run_manifest(predictor, reader, {"task": "features", **(options or {})}))
     files, missing = find_images(paths)
-    todo = [p for p in files if str(p) not in store.done]
+    files = [p for p in files if not store.owns(p)]
+    todo = [p for p in files if path_key(p) not in store.done]
     summary = RunSummary(total=len(files) + len(missing), skipped=len(files) - len(todo))
     summary.failed.extend((str(p), f"{p}: {why}") for p, why in missing)
     bar = Progress(len(todo), progress)
@@ -307,6 +365,8 @@ def extract_features(
             else:
                 summary.ok += 1
                 bar.update(1)
+    except KeyboardInterrupt:
+        raise RunInterrupted(None, summary) from None
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - start

@@ -18,7 +18,14 @@ Modules:
 from anyshape.weights.checkpoint import Checkpoint, WeightFileError
 from anyshape.weights.download import WeightDownloadError
 from anyshape.weights.loader import load_weight_set
-from anyshape.weights.registry import REGISTRY, UnknownWeights, WeightSet, resolve, weight_sets
+from anyshape.weights.registry import (
+    REGISTRY,
+    PreprocessingUnknown,
+    UnknownWeights,
+    WeightSet,
+    resolve,
+    weight_sets,
+)
 
 __all__ = [
     "WeightSet",
@@ -30,22 +37,23 @@ __all__ = [
     "WeightFileError",
     "WeightDownloadError",
     "UnknownWeights",
+    "PreprocessingUnknown",
     "preprocessing_for",
 ]
 
 
-def preprocessing_for(weights) -> dict:
+def preprocessing_for(weights, channels: int | None = None) -> dict:
     """preprocess_input keyword arguments (mode, mean, std) for a weight set.
 
     `weights` is a registry name, a path, a WeightSet, or a model loaded by anyshape (which
-    carries `anyshape_weights`).
+    carries `anyshape_weights`). `channels`: the input's channel count (a 3-value mean/std is
+    averaged for others). Resolved by `anyshape.data_config.resolve_data_config`.
     """
-    ws = getattr(weights, "anyshape_weights", None)
-    if ws is None:
-        if hasattr(weights, "layers"):
-            raise ValueError(
-                "this model carries no anyshape weight metadata (it was built with weights=None or "
-                "not by anyshape): pass mode= (and mean=/std=) to preprocess_input instead"
-            )
-        ws = resolve(weights)
-    return ws.preprocessing
+    from anyshape.data_config import resolve_data_config
+
+    if getattr(weights, "anyshape_weights", None) is None and hasattr(weights, "layers"):
+        raise ValueError(
+            "this model carries no anyshape weight metadata (it was built with weights=None or "
+            "not by anyshape): pass mode= (and mean=/std=) to preprocess_input instead"
+        )
+    return resolve_data_config(weights, channels=channels).preprocess_kwargs()

@@ -173,6 +173,7 @@ def convert(
     channel_adapt=None,
     cache_dir: str | None = None,
     progress: bool = True,
+    preprocessing: str | None = None,
 ) -> ConversionResult:
     """Convert a weight set (registry name or file) into a Keras file at `dst`.
 
@@ -190,11 +191,13 @@ def convert(
         classifier_activation: the activation stored in a .keras model (the parity check always
             compares logits).
         channel_adapt: first-conv rule when input_shape has C != 3 (see anyshape.weights.channels).
+        preprocessing: "tf" ([-1, 1]) or "torch" (ImageNet mean/std) for a state dict that is not
+            a published file (it cannot say; see anyshape.weights.resolve). Stored in `dst`.
     Returns:
         ConversionResult (path, the weight set's metadata as written, the parity report).
     """
     dst = _check_destination(dst, force)
-    ws = resolve(src)
+    ws = resolve(src, preprocessing)
     if source is not None and source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
     if source is None:

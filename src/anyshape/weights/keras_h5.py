@@ -259,7 +259,8 @@ def describe_keras_file(path: str) -> WeightSet:
         count_include_pad=count_include_pad,
         num_classes=num_classes,
         has_aux="aux_predictions" in dense,
-        mode="tf",
+        mode="tf",  # Keras' InceptionV3 convention; `preprocessing=` can say otherwise
+        declared=False,
         description="Keras weights file",
     )
 

@@ -29,22 +29,28 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from anyshape.data_config import (
+    DEFAULT_CROP_PCT,
+    DEFAULT_INTERPOLATION,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INCEPTION_MEAN,
+    INCEPTION_STD,
+    PREPROCESS_MODES,
+)
+
 __all__ = [
     "WeightSet",
     "REGISTRY",
     "resolve",
     "weight_sets",
     "UnknownWeights",
+    "PreprocessingUnknown",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "INCEPTION_MEAN",
     "INCEPTION_STD",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-INCEPTION_MEAN = (0.5, 0.5, 0.5)  # mean/std 0.5 is the same map as mode "tf": x / 127.5 - 1
-INCEPTION_STD = (0.5, 0.5, 0.5)
 
 KERAS_SUFFIXES = (".weights.h5", ".keras", ".h5", ".hdf5")
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
@@ -52,6 +58,10 @@ TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 
 class UnknownWeights(ValueError):
     """`weights=` names no registered weight set and no existing file."""
+
+
+class PreprocessingUnknown(ValueError):
+    """A PyTorch weights file whose input preprocessing cannot be told from the file."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +95,8 @@ class WeightSet:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     input_size: tuple[int, int] = (299, 299)  # (H, W) it was evaluated at
-    crop_pct: float = 0.875  # center crop fraction of the resized shorter side
-    interpolation: str = "bilinear"
+    crop_pct: float = DEFAULT_CROP_PCT  # center crop fraction of the resized shorter side
+    interpolation: str = DEFAULT_INTERPOLATION
     # classifier
     num_classes: int | None = 1000  # None: not known until the file is read
     label_offset: int = 0  # 1: class 0 is a "background" class (TF-slim 1001-class heads)
@@ -94,19 +104,23 @@ class WeightSet:
     top1: float | None = None  # published ImageNet-1k top-1 accuracy (%), where published
     license: str | None = None
     aliases: tuple[str, ...] = field(default=(), compare=False)
+    # False for a file that does not say how its input is scaled (mode is then an assumption or
+    # the caller's `preprocessing=`); not stored by to_json: a converted file declares it.
+    declared: bool = field(default=True, compare=False)
 
     @property
     def preprocessing(self) -> dict:
         """Keyword arguments for `anyshape.preprocess_input`: mode, and mean/std for "torch"."""
-        if self.mode == "torch":
-            return {"mode": "torch", "mean": self.mean, "std": self.std}
-        return {"mode": "tf"}
+        from anyshape.data_config import resolve_data_config
+
+        return resolve_data_config(self).preprocess_kwargs()
 
     def to_json(self) -> str:
         """The metadata as JSON (stored in converted files, so loading them restores it)."""
         d = asdict(self)
         d.pop("aliases")
         d.pop("path")
+        d.pop("declared")
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -135,7 +149,7 @@ def _timm(tag: str, **kw) -> WeightSet:
         file_name=f"timm_{name}.safetensors",
         count_include_pad=True,
         bn_scale=True,
-        crop_pct=0.875,
+        crop_pct=DEFAULT_CROP_PCT,
         interpolation="bicubic",
         license="apache-2.0",
         aliases=(f"timm/{name}", f"timm:{name}"),
@@ -219,7 +233,7 @@ def _looks_like_path(text: str) -> bool:
     return os.sep in text or text.lower().endswith(KERAS_SUFFIXES + TORCH_SUFFIXES)
 
 
-def resolve(weights) -> WeightSet:
+def resolve(weights, preprocessing: str | None = None) -> WeightSet:
     """Turn a `weights=` argument into a `WeightSet`, without reading weights or the network.
 
     `weights` is a registered name (see `weight_sets()`; case-insensitive, aliases such as
@@ -227,9 +241,26 @@ def resolve(weights) -> WeightSet:
     published, .weights.h5, .keras) or a PyTorch state dict (.pth, .pt, .bin, .safetensors), or
     a WeightSet (returned as is).
 
+    `preprocessing` ("tf": pixels to [-1, 1]; "torch": ImageNet mean/std) says how a weights
+    file expects its input when the file cannot: a PyTorch state dict carries no preprocessing
+    (torchvision's `transform_input` is a constructor argument, not a tensor), so one is
+    recognised only as a published file (see `_published_set`) and otherwise needs it. For a
+    registered set or a file that declares its preprocessing it must agree with it.
+
     Raises:
         UnknownWeights: (a ValueError) for anything else, listing the registered names.
+        PreprocessingUnknown: (a ValueError) for a state dict that is not a published file,
+            without `preprocessing`.
     """
+    if preprocessing is not None and preprocessing not in PREPROCESS_MODES:
+        raise ValueError(
+            f"preprocessing must be 'tf' (pixels to [-1, 1]) or 'torch' (ImageNet mean/std), "
+            f"got {preprocessing!r}"
+        )
+    return _with_preprocessing(_resolve(weights, preprocessing), preprocessing)
+
+
+def _resolve(weights, preprocessing: str | None) -> WeightSet:
     if isinstance(weights, WeightSet):
         return weights
     if weights is None:
@@ -243,7 +274,7 @@ def resolve(weights) -> WeightSet:
         return REGISTRY[key]
     path = os.path.expanduser(weights)
     if os.path.isfile(path):
-        return _describe_file(path)
+        return _describe_file(path, preprocessing)
     if os.path.isdir(path):
         raise UnknownWeights(f"weights={weights!r} is a directory; give the weights file inside it")
     names = ", ".join(sorted(REGISTRY))
@@ -259,16 +290,85 @@ def resolve(weights) -> WeightSet:
     )
 
 
-def _describe_file(path: str) -> WeightSet:
-    lower = path.lower()
-    name = os.path.basename(path)
-    if lower.endswith(TORCH_SUFFIXES):
-        # torchvision / timm state dict: BatchNorm with gamma, pools counting padding.
-        return WeightSet(
-            name=name, source="file", format="torch", path=path, count_include_pad=True,
-            bn_scale=True, num_classes=None, has_aux=False, mode="tf",
-            description="PyTorch state dict (torchvision/timm layout)",
+def _with_preprocessing(ws: WeightSet, preprocessing: str | None) -> WeightSet:
+    """`ws` with the preprocessing given, which must agree with what `ws` declares, if it does."""
+    if preprocessing is None or preprocessing == ws.mode:
+        return ws
+    if ws.declared:
+        raise ValueError(
+            f"preprocessing={preprocessing!r} contradicts {ws.name}, which expects mode {ws.mode!r} "
+            f"({'[-1, 1]' if ws.mode == 'tf' else 'ImageNet mean/std'}); leave preprocessing out "
+            f"(CLI: drop --preprocessing) for this weight set"
         )
+    return _file_set_with_mode(ws, preprocessing)
+
+
+def _file_set_with_mode(ws: WeightSet, mode: str) -> WeightSet:
+    from dataclasses import replace
+
+    if mode == "torch":
+        return replace(ws, mode="torch", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return replace(ws, mode="tf", mean=None, std=None)
+
+
+def _published_set(path: str) -> tuple[WeightSet, str] | None:
+    """The registered set a local state dict is a copy of, and how that was told; else None.
+
+    A file carrying a registered set's published name (torchvision's inception_v3_google-
+    0cc3c7bd.pth, whose name holds its sha256 prefix; anyshape's cache names), checked against
+    the published hash where there is one, or a timm file in the Hugging Face hub's cache
+    (.../models--timm--inception_v3.<tag>/snapshots/<revision>/model.safetensors).
+    """
+    from anyshape.weights.download import hash_matches
+
+    name = os.path.basename(path)
+    parts = os.path.abspath(path).split(os.sep)
+    for ws in REGISTRY.values():
+        if ws.format != "torch":
+            continue
+        if name == ws.file_name:
+            if ws.file_hash and not hash_matches(path, ws.file_hash, ws.hash_algorithm):
+                continue  # the published name on other contents: not that set
+            how = f"its published name and {ws.hash_algorithm} hash" if ws.file_hash else "its published name"
+            return ws, how
+        if ws.source == "timm" and f"models--timm--{ws.name}" in parts:
+            return ws, "its Hugging Face hub cache folder"
+    return None
+
+
+def _describe_torch_file(path: str, preprocessing: str | None) -> WeightSet:
+    # torchvision / timm state dict: BatchNorm with gamma, pools counting padding.
+    base = WeightSet(
+        name=os.path.basename(path), source="file", format="torch", path=path, count_include_pad=True,
+        bn_scale=True, num_classes=None, has_aux=False, mode="tf", declared=False,
+        description="PyTorch state dict (torchvision/timm layout)",
+    )
+    published = _published_set(path)
+    if published is not None:
+        from dataclasses import replace
+
+        ws, how = published
+        return replace(
+            base, mode=ws.mode, mean=ws.mean, std=ws.std, input_size=ws.input_size, crop_pct=ws.crop_pct,
+            interpolation=ws.interpolation, label_offset=ws.label_offset, declared=True,
+            description=f"PyTorch state dict, recognised as {ws.name} by {how}",
+        )
+    if preprocessing is None:
+        raise PreprocessingUnknown(
+            f"weights file {path!r}: a PyTorch state dict does not say how its input was scaled, and "
+            f"this is not a published file anyshape recognises. Say which: preprocessing='tf' "
+            f"(pixels to [-1, 1]: TF-ported weights, or a torchvision model built with "
+            f"transform_input=True, which inception_v3(weights=...) does) or preprocessing='torch' "
+            f"(ImageNet mean/std: a torchvision/timm model trained with transform_input=False). "
+            f"CLI: --preprocessing tf|torch; preprocess_input: mode=."
+        )
+    return _file_set_with_mode(base, preprocessing)
+
+
+def _describe_file(path: str, preprocessing: str | None) -> WeightSet:
+    lower = path.lower()
+    if lower.endswith(TORCH_SUFFIXES):
+        return _describe_torch_file(path, preprocessing)
     if lower.endswith(KERAS_SUFFIXES):
         from anyshape.weights.keras_h5 import describe_keras_file
 

@@ -1,0 +1,184 @@
+"""How images must be prepared for a model: the constants, the config, and the one resolver.
+
+Everything that decides how an image becomes model input reads it from here:
+`preprocess.preprocess_input(weights=...)`, `weights.preprocessing_for`, training (the run's
+`classes.json`) and the inference engine (`engine.Preprocessing` is `DataConfig`). A
+`DataConfig` comes from `resolve_data_config(source)`, where `source` is a weight set (a
+registry name, a file, a `WeightSet`), a model loaded or trained by anyshape, a trained run's
+info (`classes.json`), or None for the defaults. In the spirit of timm's `resolve_data_config`
+(timm/data/config.py), without timm.
+
+Defaults, when the weights say nothing (a model built with `weights=None`, a Keras file
+without metadata): pixels scaled to [-1, 1] (mode "tf", Keras' and TF-slim's InceptionV3
+convention), the evaluation crop 0.875 of timm's and Keras' InceptionV3 (299 of 342), and
+bicubic resizing. Bicubic is timm's choice for all its InceptionV3 configs, Pillow's filter
+that best keeps detail when shrinking, and what the inference engine and
+`preprocess.resize` already used; a weight set that was evaluated otherwise says so in the
+registry (Keras' "imagenet" and torchvision's IMAGENET1K_V1: bilinear) and that wins.
+
+Training resizes once, to the input size, keeping the whole shorter side (crop 1.0,
+bilinear, see `anyshape.datasets`); a trained run records that, so inference on its model
+prepares images the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+__all__ = [
+    "DataConfig",
+    "resolve_data_config",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "INCEPTION_MEAN",
+    "INCEPTION_STD",
+    "DEFAULT_CROP_PCT",
+    "DEFAULT_INTERPOLATION",
+    "PREPROCESS_MODES",
+    "TRAIN_CROP_PCT",
+    "TRAIN_INTERPOLATION",
+    "RESIZE_METHOD",
+]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = (0.5, 0.5, 0.5)  # mean/std 0.5 is the same map as mode "tf": x / 127.5 - 1
+INCEPTION_STD = (0.5, 0.5, 0.5)
+PREPROCESS_MODES: tuple[str, ...] = ("tf", "torch")
+DEFAULT_CROP_PCT = 0.875
+DEFAULT_INTERPOLATION = "bicubic"
+RESIZE_METHOD = "resize_shorter_and_center_crop"
+TRAIN_CROP_PCT = 1.0  # training keeps the whole shorter side (no information cut away)
+TRAIN_INTERPOLATION = "bilinear"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How images must be prepared for a model's weights.
+
+    mode "tf": ``x / 127.5 - 1`` ([-1, 1]); "torch": ``(x / 255 - mean) / std``.
+    input_size: the (H, W) the weights were evaluated at, if known. crop_pct and interpolation:
+    the evaluation resize (`preprocess.resize_shorter_and_center_crop`). label_offset: 1 when
+    output 0 is a background class, 0 when not, "auto" when unknown (decided by the output width).
+    """
+
+    mode: str = "tf"
+    mean: tuple | float | None = None  # a float: one value for every channel
+    std: tuple | float | None = None
+    input_size: tuple | None = None
+    crop_pct: float = DEFAULT_CROP_PCT
+    interpolation: str = DEFAULT_INTERPOLATION
+    label_offset: int | str = "auto"
+
+    @classmethod
+    def from_model(cls, model) -> "DataConfig":
+        """The config of a model (trained run info or weight set); the defaults without either."""
+        return resolve_data_config(model)
+
+    def preprocess_kwargs(self) -> dict:
+        """Keyword arguments for `anyshape.preprocess_input`: mode, and mean/std for "torch"."""
+        if self.mode == "torch":
+            return {"mode": "torch", "mean": self.mean, "std": self.std}
+        return {"mode": "tf"}
+
+    def for_channels(self, channels: int | None) -> "DataConfig":
+        """A per-channel mean/std that does not fit `channels` becomes its average.
+
+        The first conv of a model with other than 3 channels was adapted from RGB (see
+        anyshape.weights.channels), so one value per channel, the RGB average, fits it best.
+        """
+        changes = {}
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if channels is not None and isinstance(value, (tuple, list)) and len(value) != channels:
+                changes[name] = float(sum(value) / len(value))
+        return replace(self, **changes) if changes else self
+
+    def for_training(self) -> "DataConfig":
+        """The same scaling with the resize training uses (whole shorter side, bilinear)."""
+        return replace(self, crop_pct=TRAIN_CROP_PCT, interpolation=TRAIN_INTERPOLATION, label_offset=0)
+
+    def resize_policy(self) -> dict:
+        """The resize as recorded in a run's classes.json."""
+        return {"method": RESIZE_METHOD, "crop_pct": self.crop_pct, "interpolation": self.interpolation}
+
+    def apply(self, image_hwc):
+        """Scale one (H, W, C) image of 0..255 pixels (numpy) as the weights expect."""
+        from anyshape.preprocess import preprocess_input
+
+        kwargs = self.preprocess_kwargs()
+        return preprocess_input(image_hwc, "channels_last", **kwargs)
+
+
+def _tuple(value) -> tuple | float | None:
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return tuple(value)
+
+
+def _from_run_info(run: dict) -> DataConfig:
+    """A trained run's classes.json: its "preprocess" and "resize" sections."""
+    prep, resize = dict(run.get("preprocess") or {}), dict(run.get("resize") or {})
+    return DataConfig(
+        mode=prep.get("mode", "tf"),
+        mean=_tuple(prep.get("mean")),
+        std=_tuple(prep.get("std")),
+        crop_pct=float(resize.get("crop_pct", DEFAULT_CROP_PCT)),
+        interpolation=resize.get("interpolation", DEFAULT_INTERPOLATION),
+        label_offset=0,
+    )
+
+
+def _from_weight_set(ws) -> DataConfig:
+    """A `WeightSet` (or anything with its fields)."""
+    size = getattr(ws, "input_size", None)
+    if size is not None:
+        size = tuple(size)
+        size = size[-2:] if len(size) == 3 and size[0] in (1, 3, 4) else size[:2]
+    offset = getattr(ws, "label_offset", None)
+    return DataConfig(
+        mode=getattr(ws, "mode", None) or "tf",
+        mean=_tuple(getattr(ws, "mean", None)),
+        std=_tuple(getattr(ws, "std", None)),
+        input_size=size,
+        crop_pct=float(getattr(ws, "crop_pct", None) or DEFAULT_CROP_PCT),
+        interpolation=getattr(ws, "interpolation", None) or DEFAULT_INTERPOLATION,
+        label_offset=offset if offset is not None else "auto",
+    )
+
+
+def resolve_data_config(source: Any = None, *, channels: int | None = None,
+                        preprocessing: str | None = None) -> DataConfig:
+    """The one place a `DataConfig` is decided.
+
+    Args:
+        source: None (the defaults), a `DataConfig` (returned as is), a trained run's info (the
+            dict of classes.json, see `anyshape.train.read_run_info`), a model (its
+            `anyshape_run_info` if trained by anyshape, else its `anyshape_weights`, else the
+            defaults), a `WeightSet`, or a `weights=` value (registry name or file path).
+        channels: the model's input channels; a 3-value mean/std is averaged for others.
+        preprocessing: "tf" or "torch", for a weights file that cannot tell (see
+            `anyshape.weights.resolve`).
+    """
+    if isinstance(source, DataConfig):
+        config = source
+    elif source is None:  # random weights: the defaults, or the scaling asked for
+        config = DataConfig()
+        if preprocessing == "torch":
+            config = DataConfig(mode="torch", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    elif isinstance(source, dict):
+        config = _from_run_info(source)
+    elif getattr(source, "anyshape_run_info", None):
+        config = _from_run_info(source.anyshape_run_info)
+    elif getattr(source, "anyshape_weights", None) is not None:
+        config = _from_weight_set(source.anyshape_weights)
+    elif hasattr(source, "mode") and hasattr(source, "crop_pct"):  # a WeightSet
+        config = _from_weight_set(source)
+    elif isinstance(source, str) or hasattr(source, "__fspath__"):
+        from anyshape.weights.registry import resolve  # deferred: the registry imports this module
+
+        config = _from_weight_set(resolve(source, preprocessing=preprocessing))
+    else:  # a model neither trained nor loaded by anyshape
+        config = DataConfig()
+    return config.for_channels(channels)

@@ -1,0 +1,204 @@
+"""The CLI driven the way a careless user drives it: Ctrl-C at random moments (real SIGINTs to a
+real `anyshape` process), resumes with changed options, outputs written into the folder being
+read, sizes the network cannot take on every engine. Whatever happens, no output mixes two
+computations and no traceback reaches the user: every stop is one line and an exit code.
+
+Random points come from a seeded generator (reproducible); every outcome a point can lead to
+(stopped while TensorFlow loads, while the model is built, between batches, after the end) is
+checked by the same rules. Kept small: 75 px images, a few dozen of them.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anyshape import cli, engine
+from anyshape.inception_v3 import InceptionV3
+
+pytest.importorskip("onnxruntime")
+
+SIZE = "75"
+N_IMAGES = 40  # enough that a run at batch size 1 lasts a few tenths of a second to interrupt
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("careless") / "photos"
+    (root / "more").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(N_IMAGES):
+        pixels = rng.integers(0, 255, (78 + i % 7, 84, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / ("more" if i % 3 == 0 else ".") / f"p{i:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    model = InceptionV3(weights=None, include_top=False, input_shape=(None, None, 3))
+    path = tmp_path_factory.mktemp("w") / "backbone.weights.h5"
+    model.save_weights(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(photos, weights):
+    """Features of every image from the Keras model itself, keyed by resolved path."""
+    model = engine.feature_model(InceptionV3(weights=str(weights), include_top=False, input_shape=(None, None, 3)))
+    reader = engine.ImageReader(size=(75, 75))
+    files, _ = engine.find_images([photos])
+    return {os.path.realpath(p): model.predict_on_batch(reader.read(p)[None])[0] for p in files}
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the CLI must hide start-up noise itself
+    return env
+
+
+def _interrupt(argv, *, after=None, when=None, timeout=300):
+    """Run `anyshape argv` and send SIGINT `after` seconds, or as soon as `when()` is true."""
+    proc = subprocess.Popen([sys.executable, "-m", "anyshape.cli", *map(str, argv)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    start = time.monotonic()
+    try:
+        while proc.poll() is None and time.monotonic() - start < timeout:
+            if (after is not None and time.monotonic() - start >= after) or (when is not None and when()):
+                proc.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.005)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
+
+
+def _assert_clean_stop(code, err):
+    assert "Traceback" not in err, err
+    if code == 130:  # one line says so, last (train's log lines may come before it)
+        lines = err.strip().splitlines()
+        assert "interrupted;" in lines[-1] and sum("interrupted" in line for line in lines) == 1, err
+
+
+def _cli(capsys, *argv):
+    try:
+        code = cli.main([str(a) for a in argv])
+    except BaseException as e:  # noqa: BLE001 -- anything escaping main is a traceback for the user
+        pytest.fail(f"{type(e).__name__} escaped anyshape {argv[0]}: {e}")
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def _check_output(out, reference, size=75):
+    """One row per image, each equal to the Keras model's features, and the manifest of one run."""
+    with np.load(out) as z:
+        paths, feats, record = [str(p) for p in z["paths"]], z["features"], json.loads(str(z["manifest"]))
+    keys = [os.path.realpath(p) for p in paths]
+    assert len(keys) == len(set(keys)) == len(reference)
+    for key, row in zip(keys, feats):
+        assert np.abs(row - reference[key]).max() <= 1e-4
+    assert record["options"]["size"] == [size, size]
+
+
+CHANGES = [("--size", "90"), ("--layer", "mixed9"), ("--pooling", "max"), ("--weights", "none")]
+
+
+def _with(argv, flag, value):
+    argv = list(argv)
+    if flag in argv:
+        argv[argv.index(flag) + 1] = value
+    else:
+        argv += [flag, value]
+    return argv
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_features_interrupted_at_a_random_point_then_resumed_carelessly(seed, photos, weights, reference,
+                                                                        tmp_path, capsys):
+    rng = np.random.default_rng(seed)
+    out = tmp_path / "feats.npz"
+    partial = tmp_path / "feats.npz.partial"
+    argv = ["features", photos, "--weights", weights, "--size", SIZE, "--batch-size", 1, "--out", out, "-q"]
+    if seed == 0:  # at a random moment of the start (loading TensorFlow, building, translating)
+        code, _, err = _interrupt(argv, after=float(rng.uniform(0.5, 8.0)))
+    else:  # at a random moment after the first rows are checkpointed
+        extra = float(rng.uniform(0.0, 0.1))
+        seen = {}
+
+        def rows_written():
+            if "t" not in seen and any(partial.glob("chunk-*.npz")):
+                seen["t"] = time.monotonic()
+            return "t" in seen and time.monotonic() - seen["t"] >= extra
+
+        code, _, err = _interrupt(argv, when=rows_written)
+    assert code in (0, 130), err
+    _assert_clean_stop(code, err)
+    assert not [p for p in tmp_path.rglob(".*tmp*")]  # no temporary file left behind
+
+    if partial.exists():
+        chunks = sorted(partial.glob("chunk-*"))
+        for flag, value in [CHANGES[i] for i in rng.permutation(len(CHANGES))[:2]]:
+            code, _, err = _cli(capsys, *_with(argv, flag, value), "--resume")
+            assert code == 2 and "cannot resume" in err, (flag, err)
+            assert sorted(partial.glob("chunk-*")) == chunks and not out.exists()
+        code, _, err = _cli(capsys, *argv)  # forgetting --resume does not restart silently
+        assert code == 2 and "--resume" in err
+    if not out.exists():
+        code, _, err = _cli(capsys, *argv, "--resume")
+        assert code == 0, err
+    _check_output(out, reference)
+    assert not partial.exists()
+
+
+def test_predict_and_train_interrupted_at_random_points_stop_in_one_line(photos, tmp_path):
+    rng = np.random.default_rng(7)
+    code, out, err = _interrupt(["predict", photos, "--weights", "none", "--size", SIZE, "--batch-size", 1,
+                                 "--format", "json", "-q"], after=float(rng.uniform(0.5, 10.0)))
+    assert code in (0, 130), err
+    _assert_clean_stop(code, err)
+    if code == 130 and out.strip():
+        assert all(row["predictions"] for row in json.loads(out))  # what was printed is whole
+
+    run_dir = tmp_path / "run"
+    code, _, err = _interrupt(["train", "digits", "-o", run_dir, "--epochs", 1, "-q"],
+                              after=float(rng.uniform(0.5, 12.0)))
+    assert code in (0, 130), err
+    _assert_clean_stop(code, err)
+    # either the run folder holds a checkpoint to resume, or it is not there at all
+    assert (run_dir / "checkpoint.json").exists() or not run_dir.exists(), sorted(run_dir.iterdir())
+
+
+def test_outputs_written_into_the_folder_being_read(photos, weights, reference, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    shutil.copytree(photos, folder)
+    out = folder / "feats.npz"
+    argv = ["features", folder, "--weights", weights, "--size", SIZE, "--out", out, "-q"]
+    assert _cli(capsys, *argv)[0] == 0
+    code, _, err = _cli(capsys, *argv, "--force")  # again: its own output is now in the folder
+    assert code == 0, err
+    _check_output(out, {os.path.realpath(folder / os.path.relpath(k, photos)): v for k, v in reference.items()})
+    code, _, err = _cli(capsys, "export", "--weights", weights, "-o", folder, "--force")
+    assert code == 2 and "not a TF SavedModel" in err and len(list(folder.rglob("*.png"))) == N_IMAGES
+
+
+@pytest.mark.parametrize("engine_name", ["auto", "onnxruntime", "keras"])
+def test_sizes_the_network_cannot_take_on_every_engine(engine_name, photos, weights, tmp_path, capsys):
+    for size in ("50", "74", "60,120"):
+        for argv in (["predict", photos, "--size", size, "--weights", "none"],
+                     ["features", photos, "--size", size, "--weights", weights, "--out", tmp_path / "f.npz"]):
+            code, _, err = _cli(capsys, *argv, "--engine", engine_name, "-q")
+            assert code == 1 and "at least 75" in err and err.startswith(f"anyshape {argv[0]}: --size"), (argv, err)
+    assert not (tmp_path / "f.npz").exists() and not (tmp_path / "f.npz.partial").exists()
+    code, _, err = _cli(capsys, "bench", "--input-shape", "50,50,3", "--engine", engine_name, "--seconds", "0.1")
+    assert code == 1 and "at least 75" in err

@@ -1,0 +1,75 @@
+"""anyshape.data_config: one DataConfig, resolved in one place, read by every other module."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from anyshape import data_config, datasets, engine, preprocess
+from anyshape.data_config import (
+    DEFAULT_CROP_PCT,
+    DEFAULT_INTERPOLATION,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DataConfig,
+    resolve_data_config,
+)
+from anyshape.weights import REGISTRY, WeightSet, preprocessing_for
+
+
+def test_defaults_are_the_constants_everywhere():
+    config = resolve_data_config()
+    assert config == DataConfig(mode="tf", crop_pct=0.875, interpolation="bicubic", label_offset="auto")
+    assert (DEFAULT_CROP_PCT, DEFAULT_INTERPOLATION) == (0.875, "bicubic")
+    # the other modules take their defaults from here, not from literals of their own
+    assert engine.Preprocessing is DataConfig
+    assert preprocess.IMAGENET_MEAN is IMAGENET_MEAN and preprocess.IMAGENET_STD is IMAGENET_STD
+    assert preprocess.resize.__defaults__ == (DEFAULT_INTERPOLATION,)
+    assert preprocess.resize_shorter_and_center_crop.__defaults__ == (DEFAULT_CROP_PCT, DEFAULT_INTERPOLATION)
+    ws = WeightSet(name="bare")
+    assert (ws.crop_pct, ws.interpolation) == (DEFAULT_CROP_PCT, DEFAULT_INTERPOLATION)
+
+
+def test_registered_sets_keep_their_own_settings():
+    for name, interpolation in [("imagenet", "bilinear"), ("torchvision.IMAGENET1K_V1", "bilinear"),
+                                ("inception_v3.tf_in1k", "bicubic"), ("inception_v3.gluon_in1k", "bicubic")]:
+        config = resolve_data_config(name)
+        ws = REGISTRY[name]
+        assert (config.mode, config.crop_pct, config.interpolation) == (ws.mode, ws.crop_pct, interpolation)
+        assert config.preprocess_kwargs() == ws.preprocessing == preprocessing_for(name)
+        assert config.input_size == (299, 299) and config.label_offset == 0
+    gluon = resolve_data_config("inception_v3.gluon_in1k")
+    assert (gluon.mean, gluon.std) == (IMAGENET_MEAN, IMAGENET_STD)
+
+
+def test_other_channel_counts_get_the_average_mean_and_std():
+    gray = resolve_data_config("inception_v3.gluon_in1k", channels=1)
+    assert gray.mean == pytest.approx(sum(IMAGENET_MEAN) / 3) and gray.std == pytest.approx(sum(IMAGENET_STD) / 3)
+    assert resolve_data_config("inception_v3.gluon_in1k", channels=3).mean == IMAGENET_MEAN
+    assert preprocessing_for("inception_v3.gluon_in1k", 4)["mean"] == pytest.approx(sum(IMAGENET_MEAN) / 3)
+
+
+def test_trained_run_info_and_models():
+    info = {"preprocess": {"mode": "torch", "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]},
+            "resize": {"method": "resize_shorter_and_center_crop", "crop_pct": 1.0, "interpolation": "bilinear"}}
+    from_info = resolve_data_config(info)
+    assert from_info == DataConfig("torch", (0.5, 0.4, 0.3), (0.2, 0.2, 0.2), None, 1.0, "bilinear", 0)
+    # a model trained by anyshape (run info) wins over its weight set; a plain model gets the defaults
+    model = SimpleNamespace(anyshape_run_info=info, anyshape_weights=REGISTRY["imagenet"])
+    assert resolve_data_config(model) == from_info == DataConfig.from_model(model)
+    assert resolve_data_config(SimpleNamespace(anyshape_weights=REGISTRY["imagenet"])).interpolation == "bilinear"
+    assert resolve_data_config(SimpleNamespace(layers=[])) == DataConfig()
+
+
+def test_training_resize_is_recorded_as_applied():
+    training = resolve_data_config("inception_v3.gluon_in1k").for_training()
+    assert training.preprocess_kwargs() == REGISTRY["inception_v3.gluon_in1k"].preprocessing
+    assert training.resize_policy() == datasets.RESIZE_POLICY
+    assert datasets.RESIZE_POLICY == {"method": "resize_shorter_and_center_crop", "crop_pct": 1.0,
+                                      "interpolation": "bilinear"}
+    assert data_config.TRAIN_CROP_PCT == 1.0
+
+
+def test_random_weights_can_ask_for_mean_std():
+    assert resolve_data_config(None, preprocessing="torch").preprocess_kwargs() == {
+        "mode": "torch", "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    assert resolve_data_config(None, preprocessing="tf") == DataConfig()
