@@ -210,3 +210,23 @@ def test_reads_from_and_writes_to_s3(local_ray, s3, images, feature_predictor, t
     with np.load(tmp_path / "one.npz") as z:
         np.testing.assert_allclose(np.array(rows["s3://photos/in/img01.png"][0], np.float32), z["features"][0],
                                    atol=1e-5, rtol=0)
+
+
+def test_cli_features_and_predict_with_ray(local_ray, images, tmp_path, capsys):
+    from anyshape.cli import main
+
+    out = tmp_path / "feats"
+    args = ["features", str(images), "--ray", "--out", str(out), "--weights", "none", "--size", "80", "-q"]
+    assert main(args) == 1  # three bad files: rows with their errors, exit code 1 as locally
+    err = capsys.readouterr().err
+    assert "13 row(s) in" in err and "FAILED" in err and "Traceback" not in err
+    assert len(distributed.read_output(out)) == N_GOOD + 3
+    # --weights none is a new random network every run: resuming would mix two networks
+    assert main(args + ["--resume"]) == 2
+    assert "weights differ" in capsys.readouterr().err
+    assert main(["predict", str(images), "--out", str(tmp_path / "p"), "--weights", "none"]) == 2
+    assert "--ray" in capsys.readouterr().err
+    assert main(["predict", str(images / "img00.png"), "--ray", "--out", str(tmp_path / "p"), "--weights", "none",
+                 "--size", "80", "--classes", "5", "--top", "2", "-q"]) == 0
+    table = distributed.read_output(tmp_path / "p")
+    assert table.column("labels").to_pylist()[0][0].startswith("class_") and len(table.column("scores")[0]) == 2

@@ -410,10 +410,10 @@ def _run(task: str, predictor, paths, out, *, size=None, upscale: bool = False, 
             ctx.enable_progress_bars = progress
             ctx.print_on_execution_start = progress
             n_actors = _actor_count(cpus_per_actor, actors)
-            summary.actors = n_actors
+            blocks = max(1, min(len(todo), 4 * n_actors, (len(todo) + batch_size - 1) // batch_size))
+            n_actors = summary.actors = min(n_actors, blocks)  # an actor without a block would idle
             worker = type(predictor)(predictor.graph_model, engine=predictor.engine, precision=predictor.precision,
                                      threads=max(1, int(cpus_per_actor)))
-            blocks = max(1, min(len(todo), 4 * n_actors, (len(todo) + batch_size - 1) // batch_size))
             ds = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=blocks)
             ds = ds.map_batches(
                 _ImageJob, batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=n_actors),
