@@ -3,14 +3,23 @@
     .venv/bin/python benchmarks/bench_inference.py            # the full grid (~10 min on 2 cores)
     .venv/bin/python benchmarks/bench_inference.py --quick    # 75 px only, a smoke run
 
-Engines (all InceptionV3, include_top=False, global average pooling, fp32, random weights,
+Engines (all InceptionV3, include_top=False, global average pooling, random weights,
 which do not change the speed):
 
-  anyshape     anyshape.engine.Predictor (ONNX Runtime on the graph anyshape emits), NHWC input
-  keras_tf     keras.applications.InceptionV3 `predict_on_batch` on TensorFlow
-  ort_tv       ONNX Runtime (default session options) on torchvision's inception_v3 exported
-               with torch.onnx (fc replaced by Identity: the pooled 2048-d features)
-  tv_eager_cl  torchvision eager, channels_last memory format, torch.inference_mode
+  anyshape       anyshape.engine.Predictor, precision fp32 (ONNX Runtime on the graph anyshape emits), NHWC
+  anyshape_auto  the same, precision="auto" (the engine and precision auto picks on this CPU)
+  anyshape_bf16  precision="bf16" (OpenVINO bf16; absent on a CPU without avx512_bf16 / amx_bf16)
+  anyshape_int8  an int8 GraphModel (anyshape.engine.quantize_graph, calibrated on 64 random
+                 inputs: right for speed, not for accuracy), run on the engine auto picks for it
+  keras_tf       keras.applications.InceptionV3 `predict_on_batch` on TensorFlow
+  ort_tv         ONNX Runtime (default session options) on torchvision's inception_v3 exported
+                 with torch.onnx (fc replaced by Identity: the pooled 2048-d features)
+  tv_eager_cl    torchvision eager, channels_last memory format, torch.inference_mode
+  tv_bf16_cl     the same under torch.autocast("cpu", dtype=torch.bfloat16)
+  ov_default     OpenVINO with its default settings (bf16 where the CPU has it) on torchvision's export
+  ov_f32         OpenVINO with INFERENCE_PRECISION_HINT f32 on torchvision's export
+
+Each anyshape variant is compared with the best peer (every engine not named anyshape*).
 
 Each engine lives in its own worker process (torchvision must not be imported after
 TensorFlow in one process, and thread pools must not fight), but only one works at a time:
@@ -44,7 +53,9 @@ import sys
 import tempfile
 import time
 
-ENGINES = ("anyshape", "keras_tf", "ort_tv", "tv_eager_cl")
+ANYSHAPE = ("anyshape", "anyshape_auto", "anyshape_bf16", "anyshape_int8")
+PEERS = ("keras_tf", "ort_tv", "tv_eager_cl", "tv_bf16_cl", "ov_default", "ov_f32")
+ENGINES = ANYSHAPE + PEERS
 GRID = [(299, 16), (299, 1), (150, 16), (150, 1), (75, 16), (75, 1)]
 
 
@@ -57,28 +68,36 @@ def _make_engine(name: str, workdir: str):
     """Returns run(batch_nchw_or_nhwc_array) and the layout it wants ("nchw" or "nhwc")."""
     import numpy as np
 
-    if name in ("ort_tv", "tv_eager_cl"):
+    if name in ("ort_tv", "tv_eager_cl", "tv_bf16_cl", "ov_default", "ov_f32"):
         import torch
         import torchvision
 
         model = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
         model.fc = torch.nn.Identity()
-        if name == "tv_eager_cl":
+        if name in ("tv_eager_cl", "tv_bf16_cl"):
             model = model.to(memory_format=torch.channels_last)
+            bf16 = name == "tv_bf16_cl"
 
             def run(x):
-                with torch.inference_mode():
+                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
-                    return model(t).numpy()
+                    return model(t).float().numpy()
 
             return run, "nchw"
-        import onnxruntime as ort
-
         path = os.path.join(workdir, "torchvision_inception_v3.onnx")
         torch.onnx.export(
             model, torch.zeros(1, 3, 299, 299), path, input_names=["input"], output_names=["features"],
             dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}}, opset_version=17, dynamo=False,
         )
+        if name.startswith("ov_"):
+            import openvino as ov
+
+            config = {"INFERENCE_PRECISION_HINT": "f32"} if name == "ov_f32" else {}  # else OpenVINO's defaults
+            compiled = ov.Core().compile_model(path, "CPU", config)
+            request = compiled.create_infer_request()
+            return (lambda x: request.infer({0: x})[0]), "nchw"
+        import onnxruntime as ort
+
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])  # default options
         return (lambda x: session.run(None, {"input": x})[0]), "nchw"
 
@@ -89,13 +108,22 @@ def _make_engine(name: str, workdir: str):
         model = keras.applications.InceptionV3(weights=None, include_top=False, pooling="avg",
                                                input_shape=(None, None, 3))
         return (lambda x: np.asarray(model.predict_on_batch(x))), "nhwc"
-    if name == "anyshape":
+    if name.startswith("anyshape"):
         from anyshape import engine
+        from anyshape.engine.quantize import quantize_graph
         from anyshape.inception_v3 import InceptionV3
 
-        predictor = engine.Predictor(InceptionV3(weights=None, include_top=False, pooling="avg"),
-                                     engine="onnxruntime")
-        return predictor, "nhwc"
+        model = InceptionV3(weights=None, include_top=False, pooling="avg")
+        if name == "anyshape":
+            return engine.Predictor(model, engine="onnxruntime", precision="fp32"), "nhwc"
+        if name == "anyshape_auto":
+            return engine.Predictor(model, precision="auto"), "nhwc"
+        if name == "anyshape_bf16":
+            return engine.Predictor(model, precision="bf16"), "nhwc"
+        rng = np.random.default_rng(0)
+        calibration = [rng.uniform(-1, 1, (16, 299, 299, 3)).astype("float32") for _ in range(4)]
+        graph = quantize_graph(engine.GraphModel.from_keras(model), calibration)
+        return engine.Predictor(graph, precision="auto"), "nhwc"
     raise ValueError(name)
 
 
@@ -147,9 +175,14 @@ def worker(name: str) -> None:
     import numpy as np
 
     workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
-    run, layout = _make_engine(name, workdir)
     out = sys.stdout
-    print(json.dumps({"ready": name}), file=out, flush=True)
+    try:
+        run, layout = _make_engine(name, workdir)
+    except Exception as e:  # e.g. bf16 on a CPU without it: reported, the run goes on without it
+        print(json.dumps({"unavailable": f"{type(e).__name__}: {e}"}), file=out, flush=True)
+        return
+    what = f"{run.engine} {run.precision}" if hasattr(run, "precision") else name
+    print(json.dumps({"ready": name, "what": what}), file=out, flush=True)
     inputs = {}
     for line in sys.stdin:
         req = json.loads(line)
@@ -201,11 +234,11 @@ class Worker:
             stderr=subprocess.DEVNULL, text=True, env=env,
         )
 
-    def wait_ready(self) -> None:
+    def wait_ready(self) -> dict:
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"worker {self.name} failed to start (run it with --worker {self.name} to see why)")
-        json.loads(line)
+        return json.loads(line)
 
     def ask(self, **req) -> dict:
         self.proc.stdin.write(json.dumps(req) + "\n")
@@ -251,6 +284,7 @@ def main() -> None:
         return worker(args.worker)
 
     from anyshape import explain
+    from anyshape.engine.precision import cpu_flags
 
     grid = [p for p in GRID if p[0] == 75] if args.quick else GRID
     rounds = 2 if args.quick else args.rounds
@@ -258,8 +292,19 @@ def main() -> None:
     print(f"machine: {machine()}", flush=True)
     load_before = os.getloadavg()
     workers = [Worker(n) for n in ENGINES]  # start all (imports and exports run in parallel) ...
+    ready = []
     for w in workers:
-        w.wait_ready()
+        answer = w.wait_ready()
+        if "unavailable" in answer:
+            print(f"{w.name}: unavailable ({answer['unavailable']})", flush=True)
+            w.close()
+        else:
+            print(f"{w.name}: {answer['what']}", flush=True)
+            ready.append(w)
+    workers = ready
+    names = [w.name for w in workers]
+    ours = [n for n in ANYSHAPE if n in names]
+    peers = [n for n in PEERS if n in names]
     print(f"workers ready in {time.perf_counter() - started:.0f} s", flush=True)
     gflops = sgemm_gflops()
     print(f"numpy sgemm: {gflops:.0f} GFLOP/s", flush=True)
@@ -286,36 +331,37 @@ def main() -> None:
         for name, ts in times.items():
             row[name] = batch / min(ts)
             row[name + "_median"] = batch / statistics.median(ts)
-        best_peer = max(ENGINES[1:], key=lambda n: row[n])
+        best_peer = max(peers, key=lambda n: row[n])
         row["best_peer"] = best_peer
-        row["vs_best_peer"] = row["anyshape"] / row[best_peer]
-        # the same ratio within each round (engines timed back to back), median over rounds:
-        # less sensitive to load that changes during the run
-        row["vs_best_peer_paired"] = statistics.median(
-            r["anyshape"] / max(r[n] for n in ENGINES[1:]) for r in per_round)
+        for n in ours:
+            row[f"{n}_vs_best_peer"] = row[n] / row[best_peer]
+            # the same ratio within each round (engines timed back to back), median over rounds:
+            # less sensitive to load that changes during the run
+            row[f"{n}_vs_best_peer_paired"] = statistics.median(r[n] / max(r[p] for p in peers) for r in per_round)
+        row["vs_best_peer"], row["vs_best_peer_paired"] = row["anyshape_vs_best_peer"], row["anyshape_vs_best_peer_paired"]
         row["of_ceiling"] = row["anyshape"] / ceiling
         results.append(row)
-        print(f"{hw:>3} px b{batch:<2}: " + "  ".join(f"{n} {row[n]:.1f}" for n in ENGINES)
-              + f"  ceiling {ceiling:.1f}  -> {row['vs_best_peer']:.2f}x {best_peer} "
-                f"(paired {row['vs_best_peer_paired']:.2f}x), "
-                f"{100 * row['of_ceiling']:.0f}% of ceiling", flush=True)
+        print(f"{hw:>3} px b{batch:<2}: " + "  ".join(f"{n} {row[n]:.1f}" for n in names)
+              + f"  ceiling {ceiling:.1f}  -> best peer {best_peer}; "
+              + ", ".join(f"{n} {row[n + '_vs_best_peer']:.2f}x (paired {row[n + '_vs_best_peer_paired']:.2f}x)"
+                          for n in ours), flush=True)
 
     e2e = None
-    if args.photos and not args.quick:
-        e2e = workers[0].ask(cmd="e2e", count=args.photos)
+    if args.photos and not args.quick and "anyshape" in names:
+        e2e = workers[names.index("anyshape")].ask(cmd="e2e", count=args.photos)
     for w in workers:
         w.close()
 
     print()
-    print(f"InceptionV3 features (include_top=False, avg pooling), fp32, images/s, best of {rounds} rounds")
+    print(f"InceptionV3 features (include_top=False, avg pooling), images/s, best of {rounds} rounds")
     print(f"machine: {machine()}")
-    print("| size | batch | anyshape | Keras/TF | ORT on torchvision export | torchvision eager CL | fp32 ceiling "
-          "| anyshape / best peer (paired) | anyshape / ceiling |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"CPU flags: {' '.join(sorted(f for f in cpu_flags() if f.startswith(('amx', 'avx512_bf16', 'avx512_vnni'))))}")
+    print("| size | batch | " + " | ".join(names) + " | fp32 ceiling | "
+          + " | ".join(f"{n} / best peer (paired)" for n in ours) + " |")
+    print("|---" * (3 + len(names) + len(ours)) + "|")
     for r in results:
-        print(f"| {r['size']} | {r['batch']} | {r['anyshape']:.1f} | {r['keras_tf']:.1f} | {r['ort_tv']:.1f} | "
-              f"{r['tv_eager_cl']:.1f} | {r['ceiling']:.1f} | {r['vs_best_peer']:.2f}x ({r['vs_best_peer_paired']:.2f}x) "
-              f"| {100 * r['of_ceiling']:.0f}% |")
+        print(f"| {r['size']} | {r['batch']} | " + " | ".join(f"{r[n]:.1f}" for n in names) + f" | {r['ceiling']:.1f} | "
+              + " | ".join(f"{r[n + '_vs_best_peer']:.2f}x ({r[n + '_vs_best_peer_paired']:.2f}x)" for n in ours) + " |")
     if e2e:
         if "skipped" in e2e:
             print(f"end to end: skipped ({e2e['skipped']})")

@@ -17,6 +17,17 @@ except ImportError:
     pass
 
 
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory):
+    """InceptionV3 trained on digits (75x75x1) by anyshape.train: see tests/trained_digits.py."""
+    from trained_digits import train_digits
+
+    return train_digits(tmp_path_factory.mktemp("trained-digits"))
+
+
 def pytest_sessionfinish(session, exitstatus):
     """A skipped test fails the run: a skip because a dependency is missing hides a broken install.
 

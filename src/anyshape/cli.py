@@ -180,10 +180,16 @@ def _add_inference_model_arguments(p: argparse.ArgumentParser, *, weights_defaul
         p.add_argument("--weights", default=weights_default,
                        help=f"none, a weight set name or a weights file (default: {weights_default})")
     _add_preprocessing_argument(p)
-    p.add_argument("--model", default=None, metavar="FILE.keras",
-                   help="use a saved Keras model instead of building one (then no flag that builds a model may be given)")
-    p.add_argument("--engine", choices=["auto", "onnxruntime", "keras"], default="auto",
-                   help="auto: ONNX Runtime when installed, else Keras")
+    p.add_argument("--model", default=None, metavar="FILE",
+                   help="use a saved model instead of building one: .keras, or .onnx from anyshape quantize/export "
+                        "(then no flag that builds a model may be given)")
+    p.add_argument("--engine", choices=["auto", "onnxruntime", "openvino", "keras"], default="auto",
+                   help="auto: the engine --precision picks (ONNX Runtime or OpenVINO), else Keras (default: auto)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "int8"], default=None,
+                   help="default: the model's own (fp32, int8 for a file from anyshape quantize); "
+                        "fp32: Keras' results to float32 rounding; bf16 (OpenVINO, CPUs with "
+                        "avx512_bf16 or amx_bf16), int8 (a --model FILE.onnx from anyshape quantize), "
+                        "auto (bf16 where the CPU runs it natively, else fp32)")
 
 
 def _add_image_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -304,7 +310,8 @@ def _run_predict(args) -> int:
     _check_model_flags(args)
     _check_size_flag(args)
     _check_ray_flags(args)
-    predictor = engine.Predictor(_inference_model(args, include_top=True, pooling=args.pooling), engine=args.engine)
+    predictor = engine.Predictor(_inference_model(args, include_top=True, pooling=args.pooling), engine=args.engine,
+                                 precision=args.precision)
     if args.ray is not None:
         return _run_on_ray("predict", args, predictor, {"model": _model_identity(args), "weights": _weights_identity(args)})
     try:
@@ -364,6 +371,15 @@ def _weights_identity(args) -> str | None:
     return None if args.model else weights
 
 
+def _feature_predictor(args, pooling):
+    from anyshape import engine
+
+    base = _inference_model(args, include_top=False)
+    if isinstance(base, engine.GraphModel):  # an .onnx file: it is already the feature model it was saved as
+        return engine.Predictor(base, engine=args.engine, precision=args.precision)
+    return engine.Predictor(engine.feature_model(base, args.layer, pooling), engine=args.engine, precision=args.precision)
+
+
 def _run_features(args) -> int:
     from anyshape import engine
     from anyshape.engine.feature_store import FeatureStore
@@ -378,8 +394,7 @@ def _run_features(args) -> int:
     _check_ray_flags(args)
     options = _features_options(args)
     if args.ray is not None:
-        model = engine.feature_model(_inference_model(args, include_top=False), args.layer, pooling)
-        return _run_on_ray("features", args, engine.Predictor(model, engine=args.engine), options)
+        return _run_on_ray("features", args, _feature_predictor(args, pooling), options)
     FeatureStore.check_output(args.out, resume=args.resume, force=args.force)
     partial = args.out + ".partial"
     if args.resume and os.path.isdir(partial):
@@ -389,9 +404,7 @@ def _run_features(args) -> int:
             RunManifest(now, recorded.digest).check_resume(
                 RunManifest({k: recorded.options.get(k) for k in now}, recorded.digest), where=partial)
     try:
-        base = _inference_model(args, include_top=False)
-        model = engine.feature_model(base, args.layer, pooling)
-        predictor = engine.Predictor(model, engine=args.engine)
+        predictor = _feature_predictor(args, pooling)
         summary = engine.extract_features(predictor, args.paths, args.out, size=args.size, upscale=args.upscale,
                                           resume=args.resume, force=args.force, batch_size=args.batch_size,
                                           max_pixels=args.max_pixels, progress=not args.quiet and sys.stderr.isatty(),
@@ -421,6 +434,11 @@ def _run_export(args) -> int:
     from anyshape.engine.export import check_export_path, export_model
 
     _check_model_flags(args)
+    if args.precision in ("int8", "bf16"):  # fp32 and auto export the float graph
+        raise ValueError(f"--precision {args.precision}: " + (
+            "an int8 file is calibrated on your images: use anyshape quantize MODEL --calibrate FOLDER -o FILE.onnx"
+            if args.precision == "int8" else
+            "bf16 is chosen when the model runs (anyshape predict/features --precision bf16); export the fp32 model"))
     fmt = check_export_path(args.output, args.format, force=args.force)  # before the model is built
     model = _inference_model(args, include_top=args.include_top, pooling=args.pooling)
     path = export_model(model, args.output, fmt, force=args.force)
@@ -430,12 +448,15 @@ def _run_export(args) -> int:
 
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="images/s of each available engine on this machine",
-                       description="Time anyshape's engines (ONNX Runtime, Keras) on random input. The comparison "
-                                   "with torchvision and keras.applications is benchmarks/bench_inference.py.")
+                       description="Time anyshape's engines (Keras, and ONNX Runtime / OpenVINO at --precision) on "
+                                   "random input, with the fidelity of each precision against fp32 (top-1 agreement, "
+                                   "minimum cosine). The comparison with other frameworks is benchmarks/bench_inference.py.")
     _add_inference_model_arguments(p, weights_default="none")
     p.add_argument("--batch", type=positive_int_list, default=[1, 16], metavar="B,B,...",
                    help="batch sizes, comma-separated (default: 1,16)")
     p.add_argument("--seconds", type=positive_float, default=3.0, help="timing per engine and point")
+    p.add_argument("--sample", default=None, metavar="FOLDER",
+                   help="images for the fidelity check (default: 32 random inputs)")
 
 
 def _run_bench(args) -> int:
@@ -453,21 +474,85 @@ def _run_bench(args) -> int:
     args.input_shape = shape
     batches = args.batch
     model = _inference_model(args, include_top=args.include_top, pooling=args.pooling)
-    if not args.include_top and args.pooling is None and args.model is None:
+    if not isinstance(model, engine.GraphModel) and not args.include_top and args.pooling is None and args.model is None:
         model = engine.feature_model(model, "avg_pool", "avg")
-    engines = {"keras": engine.Predictor(model, engine="keras")}
-    fast = engine.Predictor(model, engine=args.engine if args.engine != "keras" else "auto")
-    if fast.engine == "onnxruntime":
-        engines["onnxruntime"] = fast
+    engines = {}
+    if not isinstance(model, engine.GraphModel):
+        engines["keras fp32"] = engine.Predictor(model, engine="keras", precision="fp32")
+        reference = engine.Predictor(model, engine=args.engine if args.engine != "keras" else "auto", precision="fp32")
     else:
-        print(f"anyshape bench: ONNX Runtime not used: {fast.fallback_reason}", file=sys.stderr)
-    print(f"input {hw[0]}x{hw[1]}, {engines['keras'].threads} core(s)")
-    print(f"{'batch':>5}  " + "  ".join(f"{name:>12}" for name in engines) + "  ratio")
+        reference = None
+    fast = engine.Predictor(model, engine=args.engine, precision=args.precision)
+    if reference is not None and reference.engine != "keras":
+        engines[f"{reference.engine} fp32"] = reference
+    elif reference is not None:
+        print(f"anyshape bench: no fast engine: {reference.fallback_reason}", file=sys.stderr)
+    engines.setdefault(f"{fast.engine} {fast.precision}", fast)
+    sample = None
+    if args.sample is not None:
+        from anyshape.engine.quantize import calibration_batches
+
+        sample = calibration_batches(fast, args.sample, size=tuple(hw), limit=64)
+    elif reference is not None:
+        sample = engine.random_batches(fast, hw, 8, count=4)
+    first = next(iter(engines.values()))
+    print(f"input {hw[0]}x{hw[1]}, {first.threads} core(s)")
+    print(f"{'batch':>5}  " + "  ".join(f"{name:>18}" for name in engines) + "  ratio (last/first)")
     for b in batches:
         rates = {name: engine.benchmark(pr, hw, b, seconds=args.seconds) for name, pr in engines.items()}
-        ratio = rates.get("onnxruntime", rates["keras"]) / rates["keras"]
-        print(f"{b:>5}  " + "  ".join(f"{r:>8.1f} i/s" for r in rates.values()) + f"  {ratio:.2f}x")
+        values = list(rates.values())
+        print(f"{b:>5}  " + "  ".join(f"{r:>14.1f} i/s" for r in values) + f"  {values[-1] / values[0]:.2f}x")
+    if sample is not None and reference is not None and f"{fast.engine} {fast.precision}" != f"{reference.engine} fp32":
+        f = engine.fidelity(reference, fast, sample)
+        print(f"fidelity of {fast.engine} {fast.precision} vs {reference.engine} fp32 on {f['rows']} "
+              f"{'images' if args.sample else 'random inputs'}: top-1 agreement {100 * f['top1_agreement']:.1f} %, "
+              f"min cosine {f['min_cosine']:.5f}")
     return 0
+
+
+def _add_quantize(sub) -> None:
+    p = sub.add_parser("quantize", help="int8 model calibrated on your images (an .onnx file predict/features load)",
+                       description="Post-training static int8 quantization: the images in --calibrate (up to "
+                                   "--limit, sorted order; unreadable ones are reported and skipped) set the "
+                                   "activation ranges. Deterministic for a given folder. Run the result with "
+                                   "--model FILE.onnx --precision int8 (or auto).")
+    p.add_argument("src", metavar="MODEL_OR_WEIGHTS",
+                   help="a .keras model, an .onnx file from anyshape export, a weight set name or a weights file")
+    p.add_argument("--calibrate", required=True, metavar="FOLDER", help="folder of representative images")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.onnx")
+    p.add_argument("--method", choices=["onnxruntime", "nncf"], default=None,
+                   help="quantizer (default: the one measured best, see README)")
+    p.add_argument("--features", action="store_true", help="quantize the avg-pooled feature model, not the classifier")
+    p.add_argument("--input-shape", type=parse_shape, default=None, metavar="H,W,C",
+                   help="model input shape when building from weights (default: free size, 3 channels)")
+    p.add_argument("--size", default=None, metavar="N|H,W", help="calibration image size for a free-size model (default 299)")
+    p.add_argument("--limit", type=int, default=300, help="calibration images used at most (default 300)")
+    p.add_argument("--force", action="store_true", help="overwrite FILE.onnx if it exists")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _run_quantize(args) -> int:
+    from pathlib import Path
+
+    from anyshape import engine
+    from anyshape.engine.quantize import DEFAULT_METHOD
+
+    src = Path(args.src)
+    if src.suffix in (".keras", ".onnx"):
+        model = engine.load_or_build(src)
+    else:
+        weights = None if args.src.lower() == "none" else args.src
+        model = engine.load_or_build(None, weights=weights, include_top=not args.features,
+                                     input_shape=args.input_shape or (None, None, 3))
+    if args.features and not isinstance(model, engine.GraphModel):
+        model = engine.feature_model(model, "avg_pool", "avg")
+    report = engine.quantize(model, args.calibrate, args.output, method=args.method or DEFAULT_METHOD,
+                             size=args.size, limit=args.limit, force=args.force,
+                             progress=not args.quiet and sys.stderr.isatty())
+    for _, reason in report.skipped:
+        print(f"anyshape quantize: SKIPPED {cli_words(reason)}", file=sys.stderr)
+    print(f"anyshape quantize: {report.line()}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _add_train(sub) -> None:
@@ -614,13 +699,14 @@ VERBS = {
     "features": (_add_features, _run_features),
     "export": (_add_export, _run_export),
     "bench": (_add_bench, _run_bench),
+    "quantize": (_add_quantize, _run_quantize),
     "convert": (_add_convert, _run_convert),
     "weights": (_add_weights, _run_weights),
 }
 
 
 # verbs that load a deep-learning backend (its start-up messages are hidden unless --verbose)
-BACKEND_VERBS = {"summary", "train", "predict", "features", "export", "bench", "convert"}
+BACKEND_VERBS = {"summary", "train", "predict", "features", "export", "bench", "quantize", "convert"}
 
 
 class _Subparsers(argparse._SubParsersAction):

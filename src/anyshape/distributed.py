@@ -369,7 +369,8 @@ def _run(task: str, predictor, paths, out, *, size=None, upscale: bool = False, 
     done = folder.done()
     done_keys = {_key(p) for p in done}
     todo = [p for p in files if _key(p) not in done_keys]
-    summary = DistributedSummary(total=len(files) + len(missing), skipped=len(files) - len(todo), out=str(out))
+    summary = DistributedSummary(total=len(files) + len(missing), skipped=len(files) - len(todo), out=str(out),
+                                 engine=predictor.engine, precision=predictor.precision)
     summary.failed.extend((p, e) for p, e in done.items() if e is not None)
     pending: list[dict] = []
     written = set(done_keys)

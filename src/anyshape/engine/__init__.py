@@ -26,14 +26,28 @@ Bad files are returned as results with an error (path and reason) and the run go
 
 The package holds one job per module: `images` (preprocessing metadata, size policy, reading
 files), `predictor` (the Predictor), `runs` (runs over many images), `feature_store` (feature
-files), `manifest` (what a run computes, for safe resumes), `export` (saving and loading models).
+files), `manifest` (what a run computes, for safe resumes), `export` (saving and loading models),
+`precision` (which engine and precision to run, from the CPU flags), one module per backend
+(`ort_backend`, `openvino_backend`, `keras_backend`), `graph_model` (the ONNX graph with its
+metadata inside, what crosses processes and what `quantize` writes) and `quantize` (int8).
 """
 
 from anyshape.engine.export import check_export_path, export_model, load_or_build
 from anyshape.engine.feature_store import FEATURE_SUFFIXES, FeatureStore, read_manifest
+from anyshape.engine.graph_model import GraphModel
 from anyshape.engine.images import ImageReader, ImageTooSmall, Preprocessing, find_images, parse_size, path_key
 from anyshape.engine.manifest import ResumeMismatch, RunManifest, weights_digest
-from anyshape.engine.predictor import ENGINES, FEATURE_LAYERS, Predictor, benchmark, feature_model
+from anyshape.engine.precision import PRECISIONS
+from anyshape.engine.predictor import (
+    ENGINES,
+    FEATURE_LAYERS,
+    Predictor,
+    benchmark,
+    feature_model,
+    fidelity,
+    random_batches,
+)
+from anyshape.engine.quantize import quantize
 from anyshape.engine.runs import (
     ImageResult,
     Progress,
@@ -71,6 +85,11 @@ __all__ = [
     "FEATURE_LAYERS",
     "FEATURE_SUFFIXES",
     "ENGINES",
+    "PRECISIONS",
+    "GraphModel",
+    "fidelity",
+    "random_batches",
+    "quantize",
     "default_size",
     "make_reader",
     "path_key",

@@ -29,7 +29,7 @@ class GraphModel:
     precision: str = "fp32"  # "int8" for a quantized graph
 
     @classmethod
-    def from_keras(cls, model) -> "GraphModel":
+    def from_keras(cls, model) -> GraphModel:
         """Translate a built Keras model (raises NotImplementedError / ImportError like keras_to_onnx)."""
         from anyshape.onnx_graph import keras_to_onnx
 
@@ -54,7 +54,7 @@ class GraphModel:
         return proto.SerializeToString()
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, source: str = "the model") -> "GraphModel":
+    def from_bytes(cls, data: bytes, *, source: str = "the model") -> GraphModel:
         import onnx
 
         try:
@@ -78,7 +78,7 @@ class GraphModel:
         )
 
     @classmethod
-    def load(cls, path) -> "GraphModel":
+    def load(cls, path) -> GraphModel:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"--model {path}: no such file (expected a .keras or .onnx model file)")

@@ -29,8 +29,12 @@ class ResumeMismatch(ValueError):
 
 
 def weights_digest(model) -> str:
-    """sha256 over a Keras model's weights (shapes, dtypes and values, in layer order)."""
+    """sha256 over a Keras model's weights (shapes, dtypes and values, in layer order), or over
+    the graph of a model file (`engine.GraphModel`: its ONNX bytes hold the weights)."""
     h = hashlib.sha256()
+    if hasattr(model, "graph") and isinstance(model.graph, bytes):
+        h.update(model.graph)
+        return h.hexdigest()
     for w in model.weights:
         value = w.numpy() if hasattr(w, "numpy") else w
         a = np.ascontiguousarray(np.asarray(value))

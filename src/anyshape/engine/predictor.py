@@ -60,7 +60,8 @@ class Predictor:
             `feature_model`, keras.applications' InceptionV3, ...) or a `GraphModel` (an .onnx
             file from `anyshape quantize` / `anyshape export`, via `load_or_build`).
         engine: "auto", "onnxruntime", "openvino" (raise if it cannot be used) or "keras".
-        precision: "auto" (bf16 where the CPU runs it natively, else fp32; see
+        precision: None (the default: the model's own, fp32 for a Keras model, int8 for a
+            quantized file), "auto" (bf16 where the CPU runs it natively, else fp32; see
             `anyshape.engine.precision`), "fp32" (Keras' results to float32 rounding), "bf16"
             or "int8" (a quantized model file only).
         threads: cores to use (default: the cores this process may run on).
@@ -74,10 +75,12 @@ class Predictor:
     sessions on arrival (e.g. in a Ray worker); a Keras-engine Predictor cannot be pickled.
     """
 
-    def __init__(self, model, *, engine: str = "auto", precision: str = "fp32", threads: int | None = None,
+    def __init__(self, model, *, engine: str = "auto", precision: str | None = None, threads: int | None = None,
                  cpu_flags: frozenset | None = None):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if precision is None:
+            precision = model.precision if isinstance(model, GraphModel) else "fp32"
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.threads = threads or _cores()
@@ -132,7 +135,7 @@ class Predictor:
         return onnx.load_from_string(self.graph_model.graph)
 
     @classmethod
-    def from_config(cls, *, engine: str = "auto", precision: str = "fp32", threads: int | None = None,
+    def from_config(cls, *, engine: str = "auto", precision: str | None = None, threads: int | None = None,
                     **inception_v3_kwargs) -> "Predictor":
         """Build `anyshape.InceptionV3(**inception_v3_kwargs)` and wrap it."""
         from anyshape.inception_v3 import InceptionV3
@@ -216,10 +219,7 @@ def feature_model(model, layer: str = "avg_pool", pooling: str | None = "avg"):
 
 def benchmark(predictor: Predictor, shape_hw: tuple[int, int], batch: int, *, seconds: float = 3.0) -> float:
     """Images per second of `predictor` on random input of `batch` x shape_hw (after one warm-up)."""
-    h, w = shape_hw
-    c = predictor.channels
-    dims = (batch, c, h, w) if predictor.data_format == "channels_first" else (batch, h, w, c)
-    x = np.random.default_rng(0).uniform(-1, 1, dims).astype(np.float32)
+    x = random_batches(predictor, shape_hw, batch)[0]
     predictor(x)
     n, start = 0, time.perf_counter()
     best = math.inf
@@ -231,3 +231,29 @@ def benchmark(predictor: Predictor, shape_hw: tuple[int, int], batch: int, *, se
         if time.perf_counter() - start > seconds and n >= 2:
             break
     return batch / best
+
+
+def fidelity(reference: Predictor, candidate: Predictor, batches: list) -> dict:
+    """How closely `candidate` (e.g. bf16 or int8) follows `reference` (fp32) on `batches`:
+    top-1 agreement (share of rows whose argmax is the same) and the minimum and mean cosine
+    similarity between their output rows (features or scores)."""
+    agree = total = 0
+    cosines = []
+    for batch in batches:
+        a = np.asarray(reference(batch), np.float64).reshape(len(batch), -1)
+        b = np.asarray(candidate(batch), np.float64).reshape(len(batch), -1)
+        agree += int((a.argmax(1) == b.argmax(1)).sum())
+        total += len(batch)
+        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        cosines.extend((a * b).sum(1) / np.maximum(norms, 1e-30))
+    return {"top1_agreement": agree / max(total, 1), "min_cosine": float(min(cosines)),
+            "mean_cosine": float(np.mean(cosines)), "rows": total}
+
+
+def random_batches(predictor: Predictor, shape_hw: tuple[int, int], batch: int, count: int = 1, seed: int = 0) -> list:
+    """`count` batches of uniform [-1, 1] input in the predictor's layout (the sample when no images are given)."""
+    h, w = shape_hw
+    c = predictor.channels
+    dims = (batch, c, h, w) if predictor.data_format == "channels_first" else (batch, h, w, c)
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(-1, 1, dims).astype(np.float32) for _ in range(count)]

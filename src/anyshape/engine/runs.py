@@ -142,6 +142,8 @@ class RunSummary:
     failed: list = field(default_factory=list)  # (path, reason)
     skipped: int = 0  # already in the output (resume)
     seconds: float = 0.0
+    engine: str = ""  # what ran: engine and precision (Predictor.engine, Predictor.precision)
+    precision: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -152,7 +154,8 @@ class RunSummary:
         parts = [f"{self.total} file(s): {self.ok} ok", f"{len(self.failed)} failed"]
         if self.skipped:
             parts.append(f"{self.skipped} already done (resumed)")
-        return ", ".join(parts) + f" in {self.seconds:.1f} s ({rate:.1f} images/s)"
+        ran = f" [{self.engine} {self.precision}]" if self.engine else ""
+        return ", ".join(parts) + f" in {self.seconds:.1f} s ({rate:.1f} images/s){ran}"
 
 
 def check_size(size, *, aux_logits: bool = False):
@@ -239,7 +242,7 @@ def predict_paths(
         raise ValueError(f"top must be >= 1, got {top}")
     reader = make_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
     files, missing = find_images(paths)
-    summary = RunSummary(total=len(files) + len(missing))
+    summary = RunSummary(total=len(files) + len(missing), engine=predictor.engine, precision=predictor.precision)
     summary.failed.extend((str(p), f"{p}: {why}") for p, why in missing)
     rows = {str(p): {"path": str(p), "predictions": None, "error": f"{p}: {why}"} for p, why in missing}
     bar = Progress(len(files), progress)
@@ -308,17 +311,21 @@ def run_manifest(predictor: Predictor, reader: ImageReader, options: dict | None
 
     model = predictor.model
     size = reader.size if reader.size == "native" else list(reader.size)
+    hw = list(predictor.fixed_hw) if predictor.fixed_hw else [None, None]
     recorded = {
         "size": size,
         "upscale": bool(reader.upscale),
-        "input_shape": list(model.inputs[0].shape[1:]),
-        "output_shape": list(model.outputs[0].shape[1:]),
+        # a Keras model's own shapes; a model file (GraphModel) records what its metadata says
+        "input_shape": list(model.inputs[0].shape[1:]) if model is not None else (
+            [predictor.channels, *hw] if predictor.data_format == "channels_first" else [*hw, predictor.channels]),
+        "output_shape": list(model.outputs[0].shape[1:]) if model is not None else f"rank {predictor.output_rank}",
         "data_format": predictor.data_format,
         "preprocessing": dataclasses.asdict(predictor.preprocessing),
-        "precision": getattr(predictor, "precision", "fp32"),
+        "engine": predictor.engine,
+        "precision": predictor.precision,
     }
     recorded.update(options or {})
-    return RunManifest(json.loads(json.dumps(recorded)), weights_digest(model))
+    return RunManifest(json.loads(json.dumps(recorded)), weights_digest(model if model is not None else predictor.graph_model))
 
 
 def extract_features(
@@ -356,7 +363,8 @@ def extract_features(
     files, missing = find_images(paths)
     files = [p for p in files if not store.owns(p)]
     todo = [p for p in files if path_key(p) not in store.done]
-    summary = RunSummary(total=len(files) + len(missing), skipped=len(files) - len(todo))
+    summary = RunSummary(total=len(files) + len(missing), skipped=len(files) - len(todo),
+                         engine=predictor.engine, precision=predictor.precision)
     summary.failed.extend((str(p), f"{p}: {why}") for p, why in missing)
     bar = Progress(len(todo), progress)
     start = time.perf_counter()

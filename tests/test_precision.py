@@ -1,0 +1,169 @@
+"""Precision (fp32 / bf16 / int8), the OpenVINO engine and int8 quantization, on a real trained
+model (tests/trained_digits.py), plus the auto rule on given CPU flags."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from anyshape import cli, engine
+from anyshape.engine.precision import choose, cpu_flags, native_bf16
+
+ZEN3 = frozenset({"avx2", "fma", "sse4_2"})  # no bf16 at all
+ZEN4 = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"})  # this machine: bf16, no AMX
+SAPPHIRE = frozenset({"avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"})
+ALL = ("onnxruntime", "openvino", "keras")
+
+
+# --- the auto rule, CPU flags given as input -------------------------------------------------------
+
+
+@pytest.mark.parametrize("flags", [ZEN3, frozenset(), frozenset({"avx512f", "avx512_vnni"})])
+def test_auto_never_picks_bf16_on_a_cpu_without_it(flags):
+    for engine_name in ("auto", "openvino", "onnxruntime"):
+        assert choose(engine_name, "auto", flags=flags, available=ALL).precision == "fp32"
+    assert choose("auto", "auto", flags=flags, available=ALL).engine == "onnxruntime"  # today's fp32 engine
+    with pytest.raises(ValueError, match="no native bf16"):
+        choose("auto", "bf16", flags=flags, available=ALL)
+
+
+@pytest.mark.parametrize("flags", [ZEN4, SAPPHIRE])
+def test_auto_takes_bf16_on_openvino_where_native(flags):
+    c = choose("auto", "auto", flags=flags, available=ALL)
+    assert (c.engine, c.precision) == ("openvino", "bf16")
+    # without OpenVINO installed auto stays fp32 on ONNX Runtime; int8 is never picked for a float model
+    assert choose("auto", "auto", flags=flags, available=("onnxruntime", "keras")).precision == "fp32"
+    assert choose("onnxruntime", "auto", flags=flags, available=ALL).precision == "fp32"
+    with pytest.raises(ValueError, match="anyshape quantize"):
+        choose("auto", "int8", flags=flags, available=ALL)
+    assert choose("auto", "auto", flags=flags, available=ALL, quantized=True).precision == "int8"
+    with pytest.raises(ValueError, match="quantized"):
+        choose("auto", "fp32", flags=flags, available=ALL, quantized=True)
+
+
+def test_cpu_flags_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512_bf16 avx512_vnni\n\n"
+                    "processor\t: 1\nflags\t\t: fpu avx2 avx512_bf16 avx512_vnni\n")
+    flags = cpu_flags(info)
+    assert {"avx2", "avx512_bf16", "avx512_vnni"} <= flags and native_bf16(flags)
+    assert cpu_flags(tmp_path / "missing") == frozenset() and not native_bf16(frozenset())
+
+
+def test_predictor_auto_follows_the_flags_it_is_given(trained_digits):
+    without = engine.Predictor(trained_digits.model, precision="auto", cpu_flags=ZEN3)
+    assert (without.engine, without.precision) == ("onnxruntime", "fp32")
+    native = engine.Predictor(trained_digits.model, precision="auto", cpu_flags=ZEN4)
+    assert (native.engine, native.precision) == ("openvino", "bf16")
+    with pytest.raises(ValueError, match="no native bf16"):
+        engine.Predictor(trained_digits.model, precision="bf16", cpu_flags=ZEN3)
+
+
+# --- accuracy of each precision on the trained model ------------------------------------------------
+
+
+def _scores(predictor, x, batch=40):
+    return np.concatenate([predictor(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+@pytest.fixture(scope="module")
+def fp32_scores(trained_digits):
+    return _scores(engine.Predictor(trained_digits.model, engine="onnxruntime", precision="fp32"), trained_digits.x_test)
+
+
+def _accuracy(scores, y):
+    return float(np.mean(scores.argmax(-1) == y))
+
+
+def test_trained_model_is_a_real_model(trained_digits, fp32_scores):
+    assert trained_digits.test_accuracy >= 0.8  # trained, not random weights (chance is 0.1)
+    assert abs(_accuracy(fp32_scores, trained_digits.y_test) - trained_digits.test_accuracy) < 1e-9
+
+
+def test_openvino_fp32_equals_keras(trained_digits):
+    p = engine.Predictor(trained_digits.model, engine="openvino", precision="fp32")
+    assert (p.engine, p.precision) == ("openvino", "fp32")
+    x = trained_digits.x_test[:32]
+    assert np.abs(p(x) - trained_digits.model.predict_on_batch(x)).max() <= 1e-4
+    assert np.abs(p(x[:1]) - trained_digits.model.predict_on_batch(x[:1])).max() <= 1e-4  # batch 1, same model
+
+
+def test_bf16_keeps_accuracy_and_top1(trained_digits, fp32_scores):
+    p = engine.Predictor(trained_digits.model, precision="bf16")  # this CPU has avx512_bf16: native bf16
+    assert (p.engine, p.precision) == ("openvino", "bf16")
+    scores = _scores(p, trained_digits.x_test)
+    assert np.abs(scores - fp32_scores).max() > 0  # really computed in bf16, not fp32
+    y = trained_digits.y_test
+    assert _accuracy(scores, y) >= _accuracy(fp32_scores, y) - 0.005
+    assert np.mean(scores.argmax(-1) == fp32_scores.argmax(-1)) >= 0.99
+
+
+@pytest.fixture(scope="module")
+def quantized(trained_digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8") / "digits-int8.onnx"
+    report = engine.quantize(trained_digits.model, trained_digits.calibration, out)
+    return out, report
+
+
+def test_quantize_skips_unreadable_calibration_images_and_is_deterministic(trained_digits, quantized, tmp_path):
+    out, report = quantized
+    assert report.used == 300 and [p for p, _ in report.skipped] == [str(trained_digits.calibration / "broken.png")]
+    again = engine.quantize(trained_digits.model, trained_digits.calibration, tmp_path / "again.onnx")
+    assert again.path.read_bytes() == out.read_bytes()
+    with pytest.raises(FileExistsError, match="--force"):
+        engine.quantize(trained_digits.model, trained_digits.calibration, out)
+
+
+@pytest.mark.parametrize("engine_name", ["openvino", "onnxruntime"])
+def test_int8_file_round_trips_and_keeps_accuracy(trained_digits, quantized, fp32_scores, engine_name):
+    out, _ = quantized
+    graph = engine.load_or_build(out)  # a fresh load: everything predict needs comes from the file
+    assert isinstance(graph, engine.GraphModel) and graph.precision == "int8"
+    assert graph.class_names == [str(d) for d in range(10)] and graph.fixed_hw == (75, 75) and graph.channels == 1
+    assert graph.preprocessing == engine.Predictor(trained_digits.model).preprocessing
+    p = engine.Predictor(graph, engine=engine_name, precision="auto")
+    assert (p.engine, p.precision) == (engine_name, "int8")
+    scores = _scores(p, trained_digits.x_test)
+    y = trained_digits.y_test
+    assert _accuracy(scores, y) >= _accuracy(fp32_scores, y) - 0.005
+    assert np.mean(scores.argmax(-1) == fp32_scores.argmax(-1)) >= 0.99
+    assert np.abs(scores - fp32_scores).max() > 0  # really quantized
+    assert engine.Predictor(graph, engine=engine_name).precision == "int8"  # the default: the file's own precision
+    with pytest.raises(ValueError, match="quantized"):
+        engine.Predictor(graph, precision="fp32")
+
+
+def test_predictor_pickles_as_graph_and_rebuilds(trained_digits, quantized):
+    for p in (engine.Predictor(trained_digits.model, precision="bf16"),
+              engine.Predictor(engine.load_or_build(quantized[0]), engine="onnxruntime", precision="int8")):
+        q = pickle.loads(pickle.dumps(p))
+        assert (q.engine, q.precision, q.class_names) == (p.engine, p.precision, p.class_names)
+        x = trained_digits.x_test[:8]
+        np.testing.assert_array_equal(q(x), p(x))
+
+
+def test_cli_predict_and_features_with_the_int8_file(trained_digits, quantized, tmp_path, capsys):
+    out, _ = quantized
+    folder = trained_digits.calibration
+    assert cli.main(["predict", str(folder / "digit000.png"), str(folder / "digit001.png"), "--model", str(out),
+                     "--format", "json", "-q"]) == 0  # no --precision: the file's int8
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert [r["predictions"][0]["label"] in [str(d) for d in range(10)] for r in rows] == [True, True]
+    assert "int8" in captured.err and "[openvino int8]" in captured.err
+    feats = tmp_path / "f.npz"
+    assert cli.main(["features", str(folder / "digit000.png"), "--model", str(trained_digits.model_path),
+                     "--precision", "bf16", "-o", str(feats), "-q"]) == 0
+    recorded = engine.read_manifest(feats).options  # what ran is part of the run's manifest
+    assert (recorded["engine"], recorded["precision"]) == ("openvino", "bf16")
+
+
+def test_bench_reports_fidelity(trained_digits, capsys):
+    assert cli.main(["bench", "--model", str(trained_digits.model_path), "--input-shape", "75,75,1",
+                     "--precision", "bf16", "--batch", "2", "--seconds", "0.1",
+                     "--sample", str(trained_digits.calibration)]) == 0
+    out = capsys.readouterr().out
+    assert "openvino bf16" in out and "onnxruntime fp32" in out
+    line = next(l for l in out.splitlines() if l.startswith("fidelity"))
+    assert "64 images" in line and "top-1 agreement" in line and "min cosine" in line

@@ -1,0 +1,49 @@
+"""A real trained model for tests that need one (precision, quantization): anyshape's InceptionV3
+trained by `anyshape.train` on a subset of scikit-learn's digits at 75x75x1 for 3 epochs
+(about two minutes on 2 busy cores). Used through the session-scoped `trained_digits` fixture in conftest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+TRAIN_IMAGES = 720
+
+
+@dataclass
+class TrainedDigits:
+    model_path: Path  # model.keras in a run folder (classes.json next to it)
+    model: object  # the Keras model loaded from model_path, with its run info
+    x_test: np.ndarray  # preprocessed (360, 75, 75, 1) float32
+    y_test: np.ndarray
+    calibration: Path  # a folder of training digits as PNG, plus one unreadable file
+    test_accuracy: float  # Keras' own accuracy on x_test
+
+
+def train_digits(root: Path) -> TrainedDigits:
+    import keras
+    from PIL import Image
+
+    from anyshape.datasets import Dataset, Split, load_digits
+    from anyshape.engine import load_or_build
+    from anyshape.preprocess import preprocess_input
+    from anyshape.train import train
+
+    keras.utils.set_random_seed(0)
+    train_split, test_split = load_digits((75, 75, 1))
+    order = np.random.default_rng(0).permutation(len(train_split))[:TRAIN_IMAGES]
+    data = Dataset(Split(train_split.images[order], train_split.labels[order]), None, test_split,
+                   [str(d) for d in range(10)], 1, "digits")
+    result = train("digits", dataset=data, output=root / "run", input_shape=(75, 75, 1), epochs=3, batch_size=16,
+                   augment="none", verbose=0, log=lambda m: None, seed=0)
+    model = load_or_build(result.model_path)
+    x_test = preprocess_input(test_split.images.astype(np.float32), "channels_last", mode="tf")
+    calibration = root / "calibration"
+    calibration.mkdir()
+    for i, idx in enumerate(order[:300]):
+        Image.fromarray(train_split.images[idx][..., 0]).save(calibration / f"digit{i:03d}.png")
+    (calibration / "broken.png").write_bytes(b"not a png at all")
+    accuracy = float(np.mean(model.predict(x_test, verbose=0).argmax(-1) == test_split.labels))
+    return TrainedDigits(Path(result.model_path), model, x_test, test_split.labels, calibration, accuracy)
