@@ -199,11 +199,11 @@ def test_preprocessing_option_where_weights_take_a_file(tmp_path, capsys):
     # a state dict anyshape does not recognise: the error asks for --preprocessing
     pth = tmp_path / "finetune.pth"
     pth.write_bytes(b"not read before the preprocessing is known")
-    assert main(["convert", str(pth), "-o", str(tmp_path / "out.weights.h5")]) == 1
+    assert main(["convert", str(pth), "-o", str(tmp_path / "out.weights.h5")]) == 2  # a usage error, as in every verb
     err = capsys.readouterr().err
     assert "--preprocessing tf|torch" in err and str(pth) in err
     # with it, the file itself is read (and refused here for what it is, not for its preprocessing)
-    assert main(["convert", str(pth), "-o", str(tmp_path / "out.weights.h5"), "--preprocessing", "torch"]) == 1
+    assert main(["convert", str(pth), "-o", str(tmp_path / "out.weights.h5"), "--preprocessing", "torch"]) == 2
     err = capsys.readouterr().err
     assert "--preprocessing" not in err and str(pth) in err
     assert not (tmp_path / "out.weights.h5").exists()

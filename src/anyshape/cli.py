@@ -463,6 +463,8 @@ def _run_bench(args) -> int:
     from anyshape import engine
     from anyshape.shapes import InvalidInputShape, explain
 
+    if args.model is not None:  # for bench, --input-shape is the size to time, also with --model
+        args.given = set(args.given) - {"input_shape"}
     _check_model_flags(args)
     shape = args.input_shape or ((3, 299, 299) if args.data_format == "channels_first" else (299, 299, 3))
     hw = shape[1:] if args.data_format == "channels_first" else shape[:2]
@@ -518,8 +520,8 @@ def _add_quantize(sub) -> None:
                                    "--model FILE.onnx --precision int8 (or auto).")
     p.add_argument("src", metavar="MODEL_OR_WEIGHTS",
                    help="a .keras model, an .onnx file from anyshape export, a weight set name or a weights file")
-    p.add_argument("--calibrate", required=True, metavar="FOLDER", help="folder of representative images")
-    p.add_argument("-o", "--output", required=True, metavar="FILE.onnx")
+    p.add_argument("--calibrate", required=True, metavar="FOLDER", help="folder of representative images (required)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the int8 .onnx file to write (required)")
     p.add_argument("--method", choices=["onnxruntime", "nncf"], default=None,
                    help="quantizer (default: the one measured best, see README)")
     p.add_argument("--features", action="store_true", help="quantize the avg-pooled feature model, not the classifier")
@@ -746,6 +748,8 @@ def _given(argv: Sequence[str]) -> set[str]:
         for a in action._actions:
             if a.option_strings and a.default is not argparse.SUPPRESS:
                 a.default = _UNSET
+        for dest in action._defaults:  # a verb's set_defaults (features' include_top=False, ...) are not flags
+            action._defaults[dest] = _UNSET
     args = parser.parse_args(argv)
     return {k for k, v in vars(args).items() if v is not _UNSET}
 
@@ -819,42 +823,58 @@ def _call(verb: str, run, args) -> int:
 def _deliver_swallowed_interrupts() -> None:
     """A Ctrl-C that lands inside a garbage-collector callback (JAX registers one) is swallowed
     by Python and printed as "Exception ignored in ..." with a traceback, and the run goes on.
-    Such an interrupt is signalled again, so that it stops the run at the next Python line."""
+    Such an interrupt is signalled again a moment later from another thread, so that it stops
+    the run at the next Python line outside the callback (raising it inside the hook would be
+    swallowed the same way)."""
     import signal
+    import threading
 
     previous = sys.unraisablehook
 
     def hook(unraisable):
         if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
-            signal.raise_signal(signal.SIGINT)
+            timer = threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT))
+            timer.daemon = True
+            timer.start()
             return
         previous(unraisable)
 
     sys.unraisablehook = hook
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line `argv` (default: the program's own, as the `anyshape` command)."""
-    program = argv is None
-    if program:
-        _deliver_swallowed_interrupts()
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _main(argv: list, state: dict) -> int:
     args = build_parser().parse_args(argv)
     args.given = _given(argv)
-    code = None
+    state["verb"] = args.verb
     if args.verb in BACKEND_VERBS and not getattr(args, "verbose", False):
         try:
             _quiet_backend_start(args.verb)
         except KeyboardInterrupt as e:
             print(_interrupted_line(args.verb, e), file=sys.stderr)
-            code = EXIT_INTERRUPTED
-    if code is None:
-        code = _call(args.verb, VERBS[args.verb][1], args)
-    if program:
+            state["reported"] = True
+            return EXIT_INTERRUPTED
+    code = _call(args.verb, VERBS[args.verb][1], args)
+    state["reported"] = code == EXIT_INTERRUPTED
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: the program's own, as the `anyshape` command)."""
+    if argv is not None:
+        return _main(list(argv), {})
+    import signal
+
+    _deliver_swallowed_interrupts()
+    state: dict = {}
+    try:
+        code = _main(sys.argv[1:], state)
+    except KeyboardInterrupt as e:  # a second Ctrl-C, or one outside a verb's own handling
+        if not state.get("reported"):
+            print(_interrupted_line(state.get("verb", "(starting)"), e), file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    finally:
         # the work is done and reported: a Ctrl-C while the process shuts down (TensorFlow's
         # teardown takes a moment) must not turn the exit code into a death by signal
-        import signal
-
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     return code
 
