@@ -202,6 +202,51 @@ def _add_image_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=positive_int, default=None,
                    help="refuse larger images (default: Pillow's limit, 89 Mpx)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    ray = p.add_argument_group("on a Ray cluster (pip install 'anyshape[ray]'; see anyshape.distributed)")
+    ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                     help="run on Ray and write Parquet part files into the folder --out (local or s3://): "
+                          "--ray alone starts a local Ray; ADDRESS is auto (RAY_ADDRESS or the local cluster) or "
+                          "ray://host:10001 (default: no Ray)")
+    ray.add_argument("--cpus-per-actor", type=positive_float, default=1.0, help="cores per Ray actor (default: 1)")
+    ray.add_argument("--actors", type=positive_int, default=None,
+                     help="Ray actors (default: the cluster's CPUs / --cpus-per-actor)")
+
+
+def _run_on_ray(verb: str, args, predictor, options: dict) -> int:
+    """predict/features --ray: the same job on Ray, rows into the folder --out (anyshape.distributed)."""
+    from anyshape import distributed
+
+    if getattr(args, "force", False):
+        raise ValueError("--force is not used with --ray: an output folder is never overwritten; choose another --out, "
+                         "or --resume to continue the run in it")
+    job = distributed.features if verb == "features" else distributed.predict
+    kwargs = dict(top=args.top) if verb == "predict" else {}
+    try:
+        summary = job(predictor, args.paths, args.out, size=args.size, upscale=args.upscale,
+                      max_pixels=args.max_pixels, batch_size=args.batch_size, options=options,
+                      address=None if args.ray == "local" else args.ray, cpus_per_actor=args.cpus_per_actor,
+                      actors=args.actors, resume=args.resume, progress=not args.quiet and sys.stderr.isatty(),
+                      **kwargs)
+    except KeyboardInterrupt as e:
+        e.kept = (f"the rows written so far are kept in {args.out}: run the same command with --resume to finish")
+        raise
+    _report_failures(verb, summary)
+    print(f"anyshape {verb}: {summary.ok + len(summary.failed)} row(s) in {args.out} "
+          f"({summary.parts} part file(s) written by this run)", file=sys.stderr)
+    return summary.exit_code
+
+
+def _check_ray_flags(args) -> None:
+    if args.ray is None:
+        if getattr(args, "out", None) is not None and getattr(args, "top", None) is not None:
+            raise ValueError("predict --out DIR needs --ray (locally, predict prints its table, json or csv on stdout)")
+        if getattr(args, "resume", False) and getattr(args, "top", None) is not None:
+            raise ValueError("predict --resume needs --ray and --out DIR")
+        if args.actors is not None or args.cpus_per_actor != 1.0:
+            raise ValueError("--actors and --cpus-per-actor need --ray")
+        return
+    if getattr(args, "out", None) is None:
+        raise ValueError("--ray needs --out DIR, the folder (local or s3://) that receives the Parquet rows")
 
 
 def _check_model_flags(args) -> None:
@@ -254,6 +299,9 @@ def _add_predict(sub) -> None:
     _add_inference_model_arguments(p, weights_default="imagenet", include_top=False)
     p.add_argument("--top", type=positive_int, default=5, metavar="K", help="classes per image")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format on stdout")
+    p.add_argument("--out", "-o", default=None, metavar="DIR",
+                   help="with --ray: the folder (local or s3://) for the Parquet rows (default: none, print on stdout)")
+    p.add_argument("--resume", action="store_true", help="with --ray: continue the interrupted run in --out")
 
 
 def _run_predict(args) -> int:
@@ -261,8 +309,11 @@ def _run_predict(args) -> int:
 
     _check_model_flags(args)
     _check_size_flag(args)
+    _check_ray_flags(args)
     predictor = engine.Predictor(_inference_model(args, include_top=True, pooling=args.pooling), engine=args.engine,
                                  precision=args.precision)
+    if args.ray is not None:
+        return _run_on_ray("predict", args, predictor, {"model": _model_identity(args), "weights": _weights_identity(args)})
     try:
         rows, summary = engine.predict_paths(predictor, args.paths, size=args.size, top=args.top, upscale=args.upscale,
                                              batch_size=args.batch_size, max_pixels=args.max_pixels,
@@ -287,7 +338,7 @@ def _add_features(sub) -> None:
     _add_image_run_arguments(p)
     _add_inference_model_arguments(p, weights_default="imagenet", features=True)
     p.add_argument("--out", "-o", required=True, metavar="FILE",
-                   help="output .npy (+ FILE.paths.txt and FILE.manifest.json), .npz or .parquet")
+                   help="output .npy (+ FILE.paths.txt and FILE.manifest.json), .npz or .parquet; with --ray a folder")
     p.add_argument("--layer", default="avg_pool", choices=list(FEATURE_LAYERS), metavar="LAYER",
                    help="avg_pool (2048-d) or mixed0 .. mixed10")
     p.add_argument("--resume", action="store_true",
@@ -305,15 +356,28 @@ def _file_identity(path) -> str:
 
 def _features_options(args) -> dict:
     """What `features` computes as the user chose it (recorded for --resume; see engine.RunManifest)."""
+    return {"model": _model_identity(args), "weights": _weights_identity(args), "layer": args.layer,
+            "pooling": args.pooling or "none"}
+
+
+def _model_identity(args) -> str:
+    return _file_identity(args.model) if args.model and os.path.isfile(args.model) else "InceptionV3"
+
+
+def _weights_identity(args) -> str | None:
     weights = str(args.weights)
     if args.model is None and weights.lower() != "none" and os.path.isfile(weights):
         weights = _file_identity(weights)
-    return {
-        "model": _file_identity(args.model) if args.model and os.path.isfile(args.model) else "InceptionV3",
-        "weights": None if args.model else weights,
-        "layer": args.layer,
-        "pooling": args.pooling or "none",
-    }
+    return None if args.model else weights
+
+
+def _feature_predictor(args, pooling):
+    from anyshape import engine
+
+    base = _inference_model(args, include_top=False)
+    if isinstance(base, engine.GraphModel):  # an .onnx file: it is already the feature model it was saved as
+        return engine.Predictor(base, engine=args.engine, precision=args.precision)
+    return engine.Predictor(engine.feature_model(base, args.layer, pooling), engine=args.engine, precision=args.precision)
 
 
 def _run_features(args) -> int:
@@ -327,8 +391,11 @@ def _run_features(args) -> int:
     # everything that can be refused is refused before the model is built
     _check_model_flags(args)
     _check_size_flag(args)
-    FeatureStore.check_output(args.out, resume=args.resume, force=args.force)
+    _check_ray_flags(args)
     options = _features_options(args)
+    if args.ray is not None:
+        return _run_on_ray("features", args, _feature_predictor(args, pooling), options)
+    FeatureStore.check_output(args.out, resume=args.resume, force=args.force)
     partial = args.out + ".partial"
     if args.resume and os.path.isdir(partial):
         recorded = RunManifest.read(os.path.join(partial, FeatureStore.MANIFEST))
@@ -337,12 +404,7 @@ def _run_features(args) -> int:
             RunManifest(now, recorded.digest).check_resume(
                 RunManifest({k: recorded.options.get(k) for k in now}, recorded.digest), where=partial)
     try:
-        base = _inference_model(args, include_top=False)
-        if isinstance(base, engine.GraphModel):  # an .onnx file: it is already the feature model it was saved as
-            model = base
-        else:
-            model = engine.feature_model(base, args.layer, pooling)
-        predictor = engine.Predictor(model, engine=args.engine, precision=args.precision)
+        predictor = _feature_predictor(args, pooling)
         summary = engine.extract_features(predictor, args.paths, args.out, size=args.size, upscale=args.upscale,
                                           resume=args.resume, force=args.force, batch_size=args.batch_size,
                                           max_pixels=args.max_pixels, progress=not args.quiet and sys.stderr.isatty(),

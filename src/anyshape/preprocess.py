@@ -11,6 +11,7 @@ Pillow only; nothing here imports a deep-learning framework unless a tensor (or 
 
 from __future__ import annotations
 
+import io
 import math
 import threading
 import warnings
@@ -233,7 +234,7 @@ _pillow_limit_lock = threading.Lock()
 
 
 def _decode_image(
-    path: Path, channels: int, max_pixels: int | None, apply_exif_orientation: bool
+    path: Path, channels: int, max_pixels: int | None, apply_exif_orientation: bool, data: bytes | None = None
 ) -> np.ndarray:
     """Open, check, orient and convert one image file; every failure becomes ImageLoadError."""
     try:
@@ -241,7 +242,7 @@ def _decode_image(
             # We apply our own max_pixels limit; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             try:
-                return _decode_open_image(path, channels, max_pixels, apply_exif_orientation)
+                return _decode_open_image(path, channels, max_pixels, apply_exif_orientation, data)
             except Image.DecompressionBombError as error:
                 pillow_hard_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
                 if max_pixels is not None and max_pixels <= pillow_hard_limit:
@@ -255,7 +256,7 @@ def _decode_image(
                 saved_limit = Image.MAX_IMAGE_PIXELS
                 Image.MAX_IMAGE_PIXELS = None
                 try:
-                    return _decode_open_image(path, channels, max_pixels, apply_exif_orientation)
+                    return _decode_open_image(path, channels, max_pixels, apply_exif_orientation, data)
                 finally:
                     Image.MAX_IMAGE_PIXELS = saved_limit
     except ImageLoadError:
@@ -270,9 +271,9 @@ def _decode_image(
 
 
 def _decode_open_image(
-    path: Path, channels: int, max_pixels: int | None, apply_exif_orientation: bool
+    path: Path, channels: int, max_pixels: int | None, apply_exif_orientation: bool, data: bytes | None = None
 ) -> np.ndarray:
-    with Image.open(path) as image:
+    with Image.open(path if data is None else io.BytesIO(data)) as image:
         _check_pixel_count(path, image.size, max_pixels)
         image.load()
         # Inside the `with`: TIFF keeps its orientation tag on the open image only.
@@ -341,6 +342,7 @@ def load_image(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     apply_exif_orientation: bool = True,
+    data: bytes | None = None,
 ) -> np.ndarray:
     """Read an image file into a float32 ``(H, W, channels)`` numpy array with values 0..255.
 
@@ -371,6 +373,8 @@ def load_image(
             (under a lock), since Pillow would refuse the file on its own otherwise.
         apply_exif_orientation: rotate/flip according to the EXIF orientation tag (as a photo
             viewer would) before converting.
+        data: the file's bytes, already read (e.g. from object storage); ``path`` then only
+            names the image in messages.
 
     Returns:
         float32 array of shape ``(height, width, channels)``, values in 0..255.
@@ -386,6 +390,10 @@ def load_image(
             f"For other channel counts save an (H, W, C) array with numpy.save and use "
             f"load_array on the .npy file."
         )
+    if data is not None:
+        if len(data) == 0:
+            raise ImageLoadError(f"{path}: the file is empty (0 bytes), not an image.")
+        return _decode_image(path, channels, max_pixels, apply_exif_orientation, data)
     path = Path(path)
     if not path.exists():
         raise ImageLoadError(f"{path}: no such file.")

@@ -70,11 +70,12 @@ class ImageReader:
     max_pixels: int | None = None
     data_format: str = "channels_last"
 
-    def read(self, path) -> np.ndarray:
+    def read(self, path, data: bytes | None = None) -> np.ndarray:
+        """The model input for the image file `path` (or for its bytes `data`, already read)."""
         from anyshape import preprocess
 
         kwargs = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}
-        image = preprocess.load_image(path, self.channels, **kwargs)
+        image = preprocess.load_image(path, self.channels, data=data, **kwargs)
         h, w = image.shape[:2]
         shorter = min(h, w)
         if shorter < self.min_size:

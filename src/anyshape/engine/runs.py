@@ -34,12 +34,16 @@ def run_images(
     batch_size: int = 16,
     workers: int | None = None,
     on_batch: Callable[[list[ImageResult]], None] | None = None,
+    load: Callable[[object], bytes] | None = None,
 ) -> Iterator[ImageResult]:
     """Yield one `ImageResult` per path (in completion order, not input order).
 
     Images are decoded on a thread pool `workers` wide, `2 * batch_size` ahead of the engine;
     decoded images of the same shape are grouped into batches of up to `batch_size`. A file
     that cannot be used gives a result with `error` (path and reason) and no output.
+    `load(path)` returns a file's bytes when the reader cannot open paths itself (object
+    storage; it raises ImageLoadError for a file that cannot be read). Results carry the paths
+    as given.
     """
     paths = list(paths)
     workers = workers or min(4, max(2, _cores()))
@@ -53,7 +57,7 @@ def run_images(
         # error into ImageLoadError); any other exception is a bug and stops the run, instead
         # of being reported as N unreadable files.
         try:
-            return path, reader.read(path), None
+            return path, reader.read(path, None if load is None else load(path)), None
         except (ImageLoadError, ImageTooSmall) as e:
             return path, None, str(e)
         except MemoryError:
@@ -65,7 +69,7 @@ def run_images(
         for group, out in zip(groups, outs):
             for i, (p, _) in enumerate(group):
                 o = [a[i] for a in out] if isinstance(out, list) else out[i]
-                results.append(ImageResult(Path(p), o))
+                results.append(ImageResult(p, o))
         if on_batch is not None and results:
             on_batch(results)
         return results
@@ -84,7 +88,7 @@ def run_images(
             if nxt is not None:
                 queue.append(pool.submit(read, nxt))
             if error is not None:
-                yield ImageResult(Path(path), None, error)
+                yield ImageResult(path, None, error)
                 continue
             group = pending.setdefault(x.shape, [])
             group.append((path, x))

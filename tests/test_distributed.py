@@ -1,0 +1,232 @@
+"""anyshape.distributed on a real local Ray (one per module) and a real S3 server (moto, 127.0.0.1).
+
+Small images (75-90 px) and few of them keep this module to about a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ray = pytest.importorskip("ray")
+pa = pytest.importorskip("pyarrow")
+moto_server = pytest.importorskip("moto.server")
+
+from anyshape import distributed, engine  # noqa: E402
+from anyshape.engine.manifest import ResumeMismatch  # noqa: E402
+from anyshape.engine.runs import RunInterrupted  # noqa: E402
+from anyshape.inception_v3 import InceptionV3  # noqa: E402
+
+N_GOOD = 10
+
+
+def _write_images(root):
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(N_GOOD):
+        h, w = 75 + 2 * i, 90 - i
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / f"img{i:02d}.png")
+    (root / "notes.txt").write_text("not an image")
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / "tiny.png")
+    good = (root / "img00.png").read_bytes()
+    (root / "truncated.png").write_bytes(good[: len(good) // 2])
+    return root
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A moto S3 server on 127.0.0.1 (started here, stopped at the end); the AWS variables are set
+    before Ray starts so that its worker processes inherit them."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+                                            "AWS_ENDPOINT_URL")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+                      AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def local_ray(s3):
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=150 * 1024**2, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return _write_images(tmp_path_factory.mktemp("distributed") / "photos")
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return InceptionV3(weights=None, include_top=False, input_shape=(None, None, 3))
+
+
+@pytest.fixture(scope="module")
+def feature_predictor(backbone):
+    return engine.Predictor(engine.feature_model(backbone, "avg_pool", "avg"))
+
+
+def _rows(out):
+    table = distributed.read_output(out)
+    return {p: (f, e) for p, f, e in zip(table.column("path").to_pylist(), table.column("features").to_pylist(),
+                                         table.column("error").to_pylist())}
+
+
+def test_features_equal_the_local_run_and_bad_images_become_rows(local_ray, images, feature_predictor, tmp_path):
+    out = tmp_path / "feats"
+    summary = distributed.features(feature_predictor, [str(images)], str(out), size=80, batch_size=4,
+                                   options={"weights": "none"})
+    rows = _rows(out)
+    assert len(rows) == N_GOOD + 3 and summary.ok == N_GOOD and len(summary.failed) == 3
+    assert summary.exit_code == 1 and (out / "manifest.json").is_file()
+    errors = {os.path.basename(p): e for p, (f, e) in rows.items() if e is not None}
+    assert set(errors) == {"notes.txt", "tiny.png", "truncated.png"}
+    assert "not an image" in errors["notes.txt"] and "below InceptionV3's minimum" in errors["tiny.png"]
+    assert all(rows[p][0] is None for p in rows if rows[p][1] is not None)
+
+    local = engine.extract_features(feature_predictor, [str(images)], tmp_path / "local.npz", size=80)
+    assert local.ok == N_GOOD
+    with np.load(tmp_path / "local.npz") as z:
+        expected = dict(zip(z["paths"].tolist(), z["features"]))
+    for path, feats in expected.items():
+        np.testing.assert_allclose(np.array(rows[path][0], np.float32), feats, atol=1e-5, rtol=0)
+
+
+def test_predict_writes_the_top_classes_of_the_local_run(local_ray, images, tmp_path):
+    model = InceptionV3(weights=None, input_shape=(None, None, 3), classes=7)
+    predictor = engine.Predictor(model)
+    out = tmp_path / "pred"
+    summary = distributed.predict(predictor, [str(images / "img01.png"), str(images / "img02.png")], str(out),
+                                  top=3, size=80)
+    assert summary.ok == 2 and summary.exit_code == 0
+    table = distributed.read_output(out)
+    local, _ = engine.predict_paths(predictor, [images / "img01.png", images / "img02.png"], size=80, top=3)
+    for path, ids, scores, row in zip(table.column("path").to_pylist(), table.column("class_ids").to_pylist(),
+                                      table.column("scores").to_pylist(), local):
+        assert path == row["path"]
+        assert ids == [p["class_id"] for p in row["predictions"]]
+        np.testing.assert_allclose(scores, [p["score"] for p in row["predictions"]], atol=1e-5)
+
+
+def test_resume_after_an_interruption_gives_exactly_one_row_per_image(local_ray, images, feature_predictor, tmp_path):
+    out = tmp_path / "feats"
+
+    def stop_after_first_part(summary, table):
+        raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted) as stopped:
+        distributed.features(feature_predictor, [str(images)], str(out), size=80, batch_size=2, rows_per_part=3,
+                             on_part=stop_after_first_part)
+    first_parts = sorted(p.name for p in out.glob("part-*.parquet"))
+    assert len(first_parts) == 1 and stopped.value.summary.parts == 1
+    kept = set(_rows(out))
+
+    summary = distributed.features(feature_predictor, [str(images)], str(out), size=80, batch_size=2,
+                                   rows_per_part=3, resume=True)
+    assert len(kept) == 3 and summary.skipped == 3  # the first part's rows are not computed again
+    table = distributed.read_output(out)
+    paths = table.column("path").to_pylist()
+    assert len(paths) == len(set(paths)) == N_GOOD + 3
+    assert set(first_parts) <= {p.name for p in out.glob("part-*.parquet")}  # the first part was kept as it was
+    assert summary.exit_code == 1  # the earlier run's failed images still count
+
+
+def test_resume_with_other_options_is_refused_before_any_work(local_ray, images, feature_predictor, backbone,
+                                                              tmp_path):
+    out = tmp_path / "feats"
+    distributed.features(feature_predictor, [str(images / "img00.png")], str(out), size=80,
+                         options={"layer": "avg_pool"})
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ResumeMismatch, match="size"):
+        distributed.features(feature_predictor, [str(images)], str(out), size=90, resume=True,
+                             options={"layer": "avg_pool"})
+    other = engine.Predictor(engine.feature_model(backbone, "mixed7", "avg"))
+    with pytest.raises(ResumeMismatch, match="layer"):
+        distributed.features(other, [str(images)], str(out), size=80, resume=True, options={"layer": "mixed7"})
+    with pytest.raises(FileExistsError, match="--resume"):
+        distributed.features(feature_predictor, [str(images)], str(out), size=80, options={"layer": "avg_pool"})
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_an_actor_killed_mid_run_still_gives_exactly_one_row_per_image(local_ray, images, feature_predictor, tmp_path):
+    out = tmp_path / "feats"
+    killed = []
+
+    def kill_an_actor(summary, table):
+        if not killed:
+            pid = sorted(summary.actor_pids)[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    summary = distributed.features(feature_predictor, [str(images)], str(out), size=80, batch_size=1,
+                                   rows_per_part=1, actors=2, on_part=kill_an_actor)
+    assert killed
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed[0], 0)  # the actor process is really gone
+    paths = distributed.read_output(out).column("path").to_pylist()
+    assert len(paths) == len(set(paths)) == N_GOOD + 3
+    assert summary.ok == N_GOOD
+
+
+def test_reads_from_and_writes_to_s3(local_ray, s3, images, feature_predictor, tmp_path):
+    import boto3
+
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="photos")
+    for name in ("img00.png", "img01.png", "img02.png", "notes.txt"):
+        client.put_object(Bucket="photos", Key=f"in/{name}", Body=(images / name).read_bytes())
+    client.put_object(Bucket="photos", Key="in/.hidden.png", Body=(images / "img03.png").read_bytes())
+
+    summary = distributed.features(feature_predictor, ["s3://photos/in"], "s3://photos/out/feats", size=80)
+    assert summary.ok == 3 and len(summary.failed) == 1
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket="photos", Prefix="out/feats/")["Contents"]}
+    assert "out/feats/manifest.json" in keys and any(k.endswith(".parquet") for k in keys)
+    rows = _rows("s3://photos/out/feats")
+    assert set(rows) == {f"s3://photos/in/{n}" for n in ("img00.png", "img01.png", "img02.png", "notes.txt")}
+
+    local = engine.extract_features(feature_predictor, [images / "img01.png"], tmp_path / "one.npz", size=80)
+    assert local.ok == 1
+    with np.load(tmp_path / "one.npz") as z:
+        np.testing.assert_allclose(np.array(rows["s3://photos/in/img01.png"][0], np.float32), z["features"][0],
+                                   atol=1e-5, rtol=0)
+
+
+def test_cli_features_and_predict_with_ray(local_ray, images, tmp_path, capsys):
+    from anyshape.cli import main
+
+    out = tmp_path / "feats"
+    args = ["features", str(images), "--ray", "--out", str(out), "--weights", "none", "--size", "80", "-q"]
+    assert main(args) == 1  # three bad files: rows with their errors, exit code 1 as locally
+    err = capsys.readouterr().err
+    assert "13 row(s) in" in err and "FAILED" in err and "Traceback" not in err
+    assert len(distributed.read_output(out)) == N_GOOD + 3
+    # --weights none is a new random network every run: resuming would mix two networks
+    assert main(args + ["--resume"]) == 2
+    assert "weights differ" in capsys.readouterr().err
+    assert main(["predict", str(images), "--out", str(tmp_path / "p"), "--weights", "none"]) == 2
+    assert "--ray" in capsys.readouterr().err
+    assert main(["predict", str(images / "img00.png"), "--ray", "--out", str(tmp_path / "p"), "--weights", "none",
+                 "--size", "80", "--classes", "5", "--top", "2", "-q"]) == 0
+    table = distributed.read_output(tmp_path / "p")
+    assert table.column("labels").to_pylist()[0][0].startswith("class_") and len(table.column("scores")[0]) == 2
