@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
-.PHONY: demo test test-tensorflow test-jax test-torch venv clean
+.PHONY: demo test check venv clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,15 @@ demo: $(VENV)/.demo-installed
 # PyTorch, each backend in its own pytest process (Keras picks its backend once per process).
 # The JAX and PyTorch runs are mostly single-threaded graph building and compiling, so they run
 # side by side on the two cores; their logs are printed whole, one after the other.
-CORE_TESTS := tests/test_inception_v3.py tests/test_shapes.py tests/test_cli.py
+CORE_TESTS := tests/test_inception_v3.py tests/test_shapes.py tests/test_cli.py tests/test_engine.py tests/test_weights_keras_h5.py tests/test_weights_channels.py
 
-test: $(VENV)/.test-installed
+# Lint, format and types first (seconds): ruff on everything, mypy on src/.
+check: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+
+test: check
 	KERAS_BACKEND=tensorflow $(PYTEST) tests
 	@echo "KERAS_BACKEND=jax and KERAS_BACKEND=torch: $(CORE_TESTS)"
 	@KERAS_BACKEND=jax $(PYTEST) $(CORE_TESTS) > $(VENV)/test-jax.log 2>&1 & jax=$$!; \

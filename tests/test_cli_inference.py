@@ -11,10 +11,9 @@ import io
 import json
 import sys
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from anyshape import cli, engine
 from anyshape.inception_v3 import InceptionV3

@@ -4,10 +4,9 @@ Models are random-initialised, with random BatchNorm statistics so every folded 
 outputs are compared with `model.predict_on_batch` on the same input (<= 1e-4 max abs).
 """
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 
 from anyshape import engine
 from anyshape.inception_v3 import InceptionV3

@@ -10,7 +10,8 @@ import re
 import keras
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import anyshape
 from anyshape import inception_v3 as builder

@@ -1,7 +1,8 @@
 """The shape engine: pure arithmetic, checked against figures Keras itself prints."""
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anyshape.shapes import InvalidInputShape, explain
 

@@ -75,9 +75,8 @@ def test_bad_destinations(tv, tmp_path):
 
 
 def test_convert_timm_state_dict_against_timm(tmp_path):
-    from safetensors.torch import save_file
-
     from reference.torch_inception import calibrated
+    from safetensors.torch import save_file
 
     timm = pytest.importorskip("timm")
     torch.manual_seed(5)

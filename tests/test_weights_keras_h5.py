@@ -170,8 +170,8 @@ def test_described_like_the_published_file(files):
 def test_bad_keras_files_leave_the_model_unchanged(files, ours_small, tmp_path):
     from safetensors.numpy import save_file
 
-    from anyshape.weights.torch import checkpoint_to_state_dict
     from anyshape.weights.keras_h5 import read_keras_file
+    from anyshape.weights.torch import checkpoint_to_state_dict
 
     before = ours_small.get_weights()
     data = open(files["legacy"], "rb").read()

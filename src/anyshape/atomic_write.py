@@ -13,8 +13,8 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["write_atomically", "write_bytes_atomically"]
 

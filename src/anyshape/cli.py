@@ -16,7 +16,7 @@ import argparse
 import os
 import re
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
@@ -228,7 +228,9 @@ def _run_on_ray(verb: str, args, predictor, options: dict) -> int:
                       actors=args.actors, resume=args.resume, progress=not args.quiet and sys.stderr.isatty(),
                       **kwargs)
     except KeyboardInterrupt as e:
-        e.kept = (f"the rows written so far are kept in {args.out}: run the same command with --resume to finish")
+        # the line printed on Ctrl-C says what was kept (_interrupted_line)
+        e.kept = (  # type: ignore[attr-defined]
+            f"the rows written so far are kept in {args.out}: run the same command with --resume to finish")
         raise
     _report_failures(verb, summary)
     print(f"anyshape {verb}: {summary.ok + len(summary.failed)} row(s) in {args.out} "
@@ -321,7 +323,9 @@ def _run_predict(args) -> int:
     except engine.RunInterrupted as e:  # the rows classified so far are not lost
         sys.stdout.write(engine.format_predictions(e.rows, args.format))
         sys.stdout.flush()
-        e.kept = (f"the {len(e.rows)} image(s) classified before it were printed; "
+        # the line printed on Ctrl-C says what was kept (_interrupted_line)
+        e.kept = (  # type: ignore[attr-defined]
+            f"the {len(e.rows)} image(s) classified before it were printed; "
                   "run the command again to classify them all")
         raise
     sys.stdout.write(engine.format_predictions(rows, args.format))
@@ -411,7 +415,9 @@ def _run_features(args) -> int:
                                           options=options)
     except KeyboardInterrupt as e:
         if os.path.isdir(partial):
-            e.kept = (f"the rows done so far are kept in {partial}/: "
+            # the line printed on Ctrl-C says what was kept (_interrupted_line)
+            e.kept = (  # type: ignore[attr-defined]
+                f"the rows done so far are kept in {partial}/: "
                       "run the same command with --resume to finish")
         raise
     _report_failures("features", summary)
@@ -623,7 +629,9 @@ def _run_train(args) -> int:
             recalibrate=not args.no_recalibrate, skip_bad_images=args.skip_bad_images,
             jit_compile=args.jit_compile, steps_per_execution=args.steps_per_execution, seed=args.seed)
     except TrainingInterrupted as e:
-        e.kept = (f"the checkpoint after epoch {e.epoch} is kept in {e.run_dir}: run `anyshape train {args.data} "
+        # the line printed on Ctrl-C says what was kept (_interrupted_line)
+        e.kept = (  # type: ignore[attr-defined]
+            f"the checkpoint after epoch {e.epoch} is kept in {e.run_dir}: run `anyshape train {args.data} "
                   f"--output {e.run_dir} --resume` to continue" if e.run_dir else
                   "no epoch had finished, so nothing was kept (the new run folder was removed)")
         raise
@@ -744,7 +752,9 @@ _UNSET = object()
 def _given(argv: Sequence[str]) -> set[str]:
     """The destinations of the flags present on the command line (not left at their defaults)."""
     parser = build_parser()
-    for action in parser._subparsers._group_actions[0].choices.values():
+    # argparse keeps the verbs' parsers on its private _subparsers group
+    subparsers = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
+    for action in subparsers.choices.values():  # type: ignore[union-attr]
         for a in action._actions:
             if a.option_strings and a.default is not argparse.SUPPRESS:
                 a.default = _UNSET

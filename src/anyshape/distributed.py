@@ -38,9 +38,9 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -120,7 +120,7 @@ class _FileLoader:
     """Reads a file's bytes (local or URL) for `run_images`; one file system per URL root."""
 
     def __init__(self):
-        self._fs: dict[str, object] = {}
+        self._fs: dict = {}
 
     def __call__(self, path) -> bytes:
         from anyshape.preprocess import ImageLoadError
@@ -259,7 +259,7 @@ class _ImageJob:
         self.node = _node_id()
         self.pid = os.getpid()
 
-    def __call__(self, batch: dict):
+    def __call__(self, batch):  # a pyarrow Table (batch_format="pyarrow")
         from anyshape.engine.runs import run_images
 
         paths = [str(p) for p in batch.column("path").to_pylist()]
@@ -348,7 +348,7 @@ def _actor_count(cpus_per_actor: float, actors: int | None) -> int:
 def _run(task: str, predictor, paths, out, *, size=None, upscale: bool = False, max_pixels: int | None = None,
          top: int = 5, batch_size: int = 16, options: dict | None = None, address=None, cpus_per_actor: float = 1,
          actors: int | None = None, resume: bool = False, rows_per_part: int = 1024, progress: bool = False,
-         on_part: Callable[[DistributedSummary, "object"], None] | None = None) -> DistributedSummary:
+         on_part: Callable[[DistributedSummary, object], None] | None = None) -> DistributedSummary:
     import pyarrow as pa
 
     if cpus_per_actor <= 0:
@@ -415,8 +415,8 @@ def _run(task: str, predictor, paths, out, *, size=None, upscale: bool = False, 
             n_actors = summary.actors = min(n_actors, blocks)  # an actor without a block would idle
             worker = type(predictor)(predictor.graph_model, engine=predictor.engine, precision=predictor.precision,
                                      threads=max(1, int(cpus_per_actor)))
-            ds = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=blocks)
-            ds = ds.map_batches(
+            items = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=blocks)
+            ds = items.map_batches(
                 _ImageJob, batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=n_actors),
                 # Ray Data restarts a dead actor and retries its tasks by default (max_restarts=-1,
                 # max_task_retries=-1: ray/data/_internal/execution/operators/actor_pool_map_operator.py)

@@ -22,13 +22,13 @@ the transposed input. The named inner layers (mixed0 ... mixed10) hold NHWC maps
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 from keras import layers
 
 from anyshape import shapes
-from anyshape.shapes import BLOCKS, STEM, AUX_CONVS, AUX_BLOCK, ConvSpec, InvalidInputShape
+from anyshape.shapes import AUX_BLOCK, AUX_CONVS, BLOCKS, STEM, ConvSpec, InvalidInputShape
 
 __all__ = ["InceptionV3", "InvalidInputShape"]
 

@@ -262,7 +262,7 @@ class _Emitter:
 
     def pool(self, layer, t: _Tensor, out_name: str, kind: str) -> _Tensor:
         t = self.nchw(t, layer)
-        attrs = dict(kernel_shape=list(layer.pool_size), strides=list(layer.strides))
+        attrs: dict[str, object] = dict(kernel_shape=list(layer.pool_size), strides=list(layer.strides))
         if layer.padding == "same":
             attrs["auto_pad"] = "SAME_UPPER"
         if kind == "AveragePooling2D":
@@ -298,7 +298,7 @@ def _walk(model):
 def _fold_batch_norm(g: _Graph, protected: set[str]) -> None:
     users = g.consumers()
     producer = {o: n for n in g.nodes for o in n.outputs}
-    drop = set()
+    drop: set = set()
     for mul in g.nodes:
         if mul.op != "Mul" or mul.inputs[1] not in g.inits:
             continue

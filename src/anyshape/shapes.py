@@ -30,8 +30,8 @@ walkers (`_walk_stem`, `_walk_blocks`) and the builder's `_block` take any such 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 __all__ = [
     "ConvSpec",
@@ -60,7 +60,7 @@ BN_EPSILON = 1e-3  # Keras' and torchvision's InceptionV3 both use 0.001
 class InvalidInputShape(ValueError):
     """An input shape InceptionV3 cannot take; the message says which stage collapses and why."""
 
-    def __init__(self, message: str, report: "ShapeReport | None" = None):
+    def __init__(self, message: str, report: ShapeReport | None = None):
         super().__init__(message)
         self.report = report
 
@@ -334,9 +334,8 @@ class ShapeReport:
 
     @property
     def macs(self) -> int | None:
-        if any(s.macs is None for s in self.stages):
-            return None
-        return sum(s.macs for s in self.stages)
+        counts = [s.macs for s in self.stages]
+        return None if any(m is None for m in counts) else sum(m for m in counts if m is not None)
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:
@@ -403,7 +402,7 @@ class ShapeReport:
             return (self.channels, h, w)
         return (h, w, self.channels)
 
-    def raise_if_invalid(self) -> "ShapeReport":
+    def raise_if_invalid(self) -> ShapeReport:
         if not self.valid:
             raise InvalidInputShape(self.reason(), self)
         return self
@@ -428,9 +427,9 @@ class ShapeReport:
             )
             if i == 0:
                 table.append("  ".join("-" * w for w in widths))
-        macs = self.macs
+        total_macs = self.macs
         total = f"total: {self.params:,} parameters ({self.trainable_params:,} trainable)"
-        total += "" if macs is None else f", {macs / 1e9:.2f} G multiply-accumulates per image"
+        total += "" if total_macs is None else f", {total_macs / 1e9:.2f} G multiply-accumulates per image"
         lines = [head, "", *table, "", total]
         if self.valid:
             outs = ", ".join(_fmt_shape(s) for s in self.output_shapes)

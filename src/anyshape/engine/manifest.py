@@ -54,7 +54,7 @@ class RunManifest:
         return {"anyshape_manifest": MANIFEST_VERSION, "options": self.options, "weights_digest": self.digest}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "RunManifest":
+    def from_json(cls, obj: dict) -> RunManifest:
         if not isinstance(obj, dict) or "options" not in obj:
             raise ValueError("not an anyshape run manifest")
         return cls(dict(obj["options"]), obj.get("weights_digest"))
@@ -63,7 +63,7 @@ class RunManifest:
         return write_bytes_atomically(path, (json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n").encode())
 
     @classmethod
-    def read(cls, path) -> "RunManifest | None":
+    def read(cls, path) -> RunManifest | None:
         path = Path(path)
         if not path.exists():
             return None
@@ -73,7 +73,7 @@ class RunManifest:
             raise ResumeMismatch(f"{path} cannot be read as the interrupted run's record ({e}); "
                                  "start again without resuming") from None
 
-    def differences(self, recorded: "RunManifest") -> list[str]:
+    def differences(self, recorded: RunManifest) -> list[str]:
         """Human-readable differences, `name: now X, interrupted run Y`."""
         out = []
         for key in sorted(set(self.options) | set(recorded.options)):
@@ -86,7 +86,7 @@ class RunManifest:
             out.append(f"the model's weights differ from the interrupted run's{hint}")
         return out
 
-    def check_resume(self, recorded: "RunManifest | None", *, where: str) -> None:
+    def check_resume(self, recorded: RunManifest | None, *, where: str) -> None:
         """Raise ResumeMismatch (before any work) unless this run computes what `recorded` did."""
         if recorded is None:
             return

@@ -11,6 +11,7 @@ import numpy as np
 
 from anyshape.atomic_write import write_bytes_atomically
 from anyshape.engine.graph_model import GraphModel, describe_keras
+from anyshape.engine.images import Preprocessing
 from anyshape.engine.precision import PRECISIONS, choose, cpu_flags
 
 FEATURE_LAYERS = ("avg_pool",) + tuple(f"mixed{i}" for i in range(11))
@@ -43,6 +44,8 @@ def _backend(name: str, graph: GraphModel | None, model, threads: int, precision
         from anyshape.engine.keras_backend import KerasBackend
 
         return KerasBackend(model)
+    if graph is None:
+        raise ValueError(f"the {name} engine runs an ONNX graph, and this model has none")
     if name == "onnxruntime":
         from anyshape.engine.ort_backend import OrtBackend
 
@@ -74,6 +77,15 @@ class Predictor:
     A Predictor pickles as its ONNX graph + metadata + engine + precision and rebuilds its
     sessions on arrival (e.g. in a Ray worker); a Keras-engine Predictor cannot be pickled.
     """
+
+    # what the model takes and gives, set from the Keras model or the GraphModel's metadata
+    data_format: str
+    channels: int
+    fixed_hw: tuple | None
+    output_rank: int
+    preprocessing: Preprocessing
+    class_names: list | None
+    graph_model: GraphModel | None
 
     def __init__(self, model, *, engine: str = "auto", precision: str | None = None, threads: int | None = None,
                  cpu_flags: frozenset | None = None):
@@ -136,7 +148,7 @@ class Predictor:
 
     @classmethod
     def from_config(cls, *, engine: str = "auto", precision: str | None = None, threads: int | None = None,
-                    **inception_v3_kwargs) -> "Predictor":
+                    **inception_v3_kwargs) -> Predictor:
         """Build `anyshape.InceptionV3(**inception_v3_kwargs)` and wrap it."""
         from anyshape.inception_v3 import InceptionV3
 

@@ -62,7 +62,8 @@ def calibration_batches(graph, folder, *, size=None, limit: int = 300, batch_siz
     skipped.extend((str(p), f"{p}: {why}") for p, why in missing)
     reader = ImageReader(channels=graph.channels, size=tuple(hw), preprocessing=graph.preprocessing,
                          upscale=True, data_format=graph.data_format)
-    rows, bar = [], Progress(min(limit, len(files)), progress, label="calibration images")
+    rows: list = []
+    bar = Progress(min(limit, len(files)), progress, label="calibration images")
     for path in files:
         if len(rows) >= limit:
             break

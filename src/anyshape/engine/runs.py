@@ -6,10 +6,10 @@ import json
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -75,7 +75,7 @@ def run_images(
         return results
 
     with ThreadPoolExecutor(workers, thread_name_prefix="anyshape-decode") as pool:
-        queue = deque()
+        queue: deque = deque()
         it = iter(paths)
         for p in it:
             queue.append(pool.submit(read, p))
@@ -244,7 +244,7 @@ def predict_paths(
     files, missing = find_images(paths)
     summary = RunSummary(total=len(files) + len(missing), engine=predictor.engine, precision=predictor.precision)
     summary.failed.extend((str(p), f"{p}: {why}") for p, why in missing)
-    rows = {str(p): {"path": str(p), "predictions": None, "error": f"{p}: {why}"} for p, why in missing}
+    rows: dict[str, dict] = {str(p): {"path": str(p), "predictions": None, "error": f"{p}: {why}"} for p, why in missing}
     bar = Progress(len(files), progress)
     start = time.perf_counter()
     order = [str(p) for p, _ in missing] + [str(p) for p in files]

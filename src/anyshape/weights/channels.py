@@ -26,8 +26,6 @@ channels).
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 
 __all__ = ["RULES", "adapt_kernel", "default_rule", "describe_rule"]

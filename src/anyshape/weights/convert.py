@@ -119,7 +119,7 @@ def _reference_model(reference: str, state: dict, num_classes: int, has_aux: boo
     return model.eval()
 
 
-def _parity(model, reference: str, state: dict, hw: tuple[int, int], images: int, offset: int) -> ParityReport:
+def _parity(model, reference: str, state, hw: tuple, images: int, offset: int) -> ParityReport:
     import torch
 
     n = state["fc.weight"].shape[0]
@@ -128,7 +128,7 @@ def _parity(model, reference: str, state: dict, hw: tuple[int, int], images: int
         state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
     ref_model = _reference_model(reference, state, n, has_aux)
     x = np.random.default_rng(0).uniform(-1, 1, (images, *hw, 3)).astype(np.float32)
-    feats = {}
+    feats: dict = {}
     hook = ref_model.Mixed_6e.register_forward_hook(lambda mod, i, o: feats.__setitem__("m", o))
     with torch.no_grad():
         out = ref_model(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
@@ -142,7 +142,7 @@ def _parity(model, reference: str, state: dict, hw: tuple[int, int], images: int
     ours = np.asarray(ours)
     top = lambda a: np.argsort(-a, axis=1)[:, :5]  # noqa: E731
     agree = float(np.mean(np.all(top(ours) == top(ref), axis=1)))
-    aux_diff = float(np.abs(ours_aux - ref_aux).max()) if has_aux else None
+    aux_diff = float(np.abs(ours_aux - ref_aux).max()) if has_aux and ours_aux is not None and ref_aux is not None else None
     scale = float(max(np.abs(ref).max(), 0.0 if ref_aux is None else np.abs(ref_aux).max()))
     return ParityReport(reference, hw, images, float(np.abs(ours - ref).max()), agree, aux_diff, scale)
 
@@ -275,9 +275,8 @@ def convert(
 
 
 def _save(model, dst: str, weight_set: WeightSet, classifier_activation) -> None:
-    from anyshape.weights.keras_h5 import write_metadata
-
     from anyshape.atomic_write import write_atomically
+    from anyshape.weights.keras_h5 import write_metadata
 
     def write(tmp: str) -> None:
         if dst.endswith(".keras"):

@@ -129,6 +129,8 @@ def _keras3_layers(f, lazy: bool = False) -> list[tuple[str, str, dict[str, np.n
         if "vars" not in group or not len(group["vars"]):
             continue
         m = _CLASS_KEY.match(key)
+        if m is None:
+            raise WeightFileError(f"layer group {key!r}: not a Keras 3 layer name")
         cls, index = m.group(1), int(m.group(2) or 0)
         vars_ = group["vars"]
         lname = _decode(vars_.attrs.get("name", key))
@@ -165,7 +167,7 @@ def _model_order(model) -> dict[str, list[str]]:
     """Our model's weighted layers per class, in model.layers order, without the aux head."""
     import keras
 
-    order = {"conv2d": [], "batch_normalization": [], "dense": []}
+    order: dict[str, list] = {"conv2d": [], "batch_normalization": [], "dense": []}
     for layer in model.layers:
         if layer.name.startswith("aux_"):
             continue

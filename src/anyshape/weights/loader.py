@@ -63,11 +63,13 @@ def fetch_weight_file(weight_set: WeightSet, *, include_top: bool = True, cache_
         return weight_set.path
     from anyshape.weights.download import cached_file
 
+    url: str | None
+    fname: str | None
     if not include_top and weight_set.url_notop:
         url, fname, fhash = weight_set.url_notop, weight_set.file_name_notop, weight_set.file_hash_notop
     else:
         url, fname, fhash = weight_set.url, weight_set.file_name, weight_set.file_hash
-    if not url:
+    if not url or not fname:
         raise WeightFileError(f"weight set {weight_set.name!r} has neither a path nor a URL")
     return cached_file(url, fname, expected_hash=fhash, hash_algorithm=weight_set.hash_algorithm,
                        cache=cache_dir, progress=progress)

@@ -124,7 +124,7 @@ class WeightSet:
         return json.dumps(d, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, **changes) -> "WeightSet":
+    def from_json(cls, text: str, **changes) -> WeightSet:
         d = json.loads(text)
         known = set(cls.__dataclass_fields__)
         d = {k: v for k, v in d.items() if k in known}
