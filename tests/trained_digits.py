@@ -1,6 +1,9 @@
 """A real trained model for tests that need one (precision, quantization): anyshape's InceptionV3
-trained by `anyshape.train` on a subset of scikit-learn's digits at 75x75x1 for 3 epochs
-(about two minutes on 2 busy cores). Used through the session-scoped `trained_digits` fixture in conftest."""
+trained by `anyshape.train` on a subset of scikit-learn's digits at 75x75x1 for 5 epochs
+(about two minutes on 2 busy cores), with TensorFlow's deterministic ops so that every run trains
+the same model. With 3 epochs and nondeterministic ops, one run in several gave a model whose
+bf16 and int8 results lost 2 of the 360 test digits (0.55 points, over the 0.5 bound); the
+5-epoch model kept all three precisions at the same accuracy with 100 % agreement. Used through the session-scoped `trained_digits` fixture in conftest."""
 
 from __future__ import annotations
 
@@ -32,11 +35,15 @@ def train_digits(root: Path) -> TrainedDigits:
     from anyshape.train import train
 
     keras.utils.set_random_seed(0)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     train_split, test_split = load_digits((75, 75, 1))
     order = np.random.default_rng(0).permutation(len(train_split))[:TRAIN_IMAGES]
     data = Dataset(Split(train_split.images[order], train_split.labels[order]), None, test_split,
                    [str(d) for d in range(10)], 1, "digits")
-    result = train("digits", dataset=data, output=root / "run", input_shape=(75, 75, 1), epochs=3, batch_size=16,
+    result = train("digits", dataset=data, output=root / "run", input_shape=(75, 75, 1), epochs=5, batch_size=16,
                    augment="none", verbose=0, log=lambda m: None, seed=0)
     model = load_or_build(result.model_path)
     x_test = preprocess_input(test_split.images.astype(np.float32), "channels_last", mode="tf")
