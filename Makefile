@@ -29,7 +29,7 @@ demo: $(VENV)/.demo-installed
 # PyTorch, each backend in its own pytest process (Keras picks its backend once per process).
 # The JAX and PyTorch runs are mostly single-threaded graph building and compiling, so they run
 # side by side on the two cores; their logs are printed whole, one after the other.
-CORE_TESTS := tests/test_inception_v3.py tests/test_shapes.py tests/test_cli.py tests/test_engine.py tests/test_weights_keras_h5.py tests/test_weights_channels.py
+CORE_TESTS := tests/test_inception_v3.py tests/test_shapes.py tests/test_cli.py tests/test_engine.py tests/test_weights_channels.py
 
 # Lint, format and types first (seconds): ruff on everything, mypy on src/.
 check: $(VENV)/.test-installed

@@ -80,17 +80,44 @@ def _one(mode: str, folder: str, n: int, size: int, batch: int) -> dict:
     if mode == "local":
         summary = engine.extract_features(predictor, files, os.path.join(out, "f.npz"), size=size, batch_size=batch)
     else:
-        summary = distributed.features(predictor, files, os.path.join(out, "f"), size=size, batch_size=batch,
-                                       actors=int(mode[-1]), cpus_per_actor=1, rows_per_part=1024)
+        summary = distributed.features(
+            predictor,
+            files,
+            os.path.join(out, "f"),
+            size=size,
+            batch_size=batch,
+            actors=int(mode[-1]),
+            cpus_per_actor=1,
+            rows_per_part=1024,
+        )
     seconds = time.perf_counter() - start
     watcher.stop.set()
-    return {"mode": mode, "images": n, "ok": summary.ok, "seconds": seconds, "images_per_s": summary.ok / seconds,
-            "driver_peak_mib": _rss_kib(os.getpid(), "VmHWM") / 1024, "actor_peak_mib": watcher.peak_kib / 1024}
+    return {
+        "mode": mode,
+        "images": n,
+        "ok": summary.ok,
+        "seconds": seconds,
+        "images_per_s": summary.ok / seconds,
+        "driver_peak_mib": _rss_kib(os.getpid(), "VmHWM") / 1024,
+        "actor_peak_mib": watcher.peak_kib / 1024,
+    }
 
 
 def _run(mode, folder, n, size, batch) -> dict:
-    cmd = [sys.executable, __file__, "--one", mode, "--folder", folder, "--images", str(n), "--size", str(size),
-           "--batch", str(batch)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--one",
+        mode,
+        "--folder",
+        folder,
+        "--images",
+        str(n),
+        "--size",
+        str(size),
+        "--batch",
+        str(batch),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [x for x in done.stdout.splitlines() if x.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -113,24 +140,36 @@ def main() -> None:
     counts = [int(c) for c in args.memory_images.split(",")]
     folder = args.folder or os.path.join(tempfile.gettempdir(), "anyshape-bench-distributed")
     _make_images(Path(folder), max([args.images, *counts]))
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "?")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
     print(f"CPU: {cpu}, {os.cpu_count()} cores; {args.images} JPEGs (100-140 px) at {args.size} px, batch {args.batch}")
     results = {mode: _run(mode, folder, args.images, args.size, args.batch) for mode in ("local", "ray1", "ray2")}
     base = results["local"]["images_per_s"]
     print(f"{'run':<22} {'images/s':>9} {'vs local':>9} {'driver MiB':>11} {'actor MiB':>10}")
     names = {"local": "local features", "ray1": "--ray, 1 actor", "ray2": "--ray, 2 actors"}
     for mode, r in results.items():
-        print(f"{names[mode]:<22} {r['images_per_s']:>9.1f} {r['images_per_s'] / base:>8.2f}x "
-              f"{r['driver_peak_mib']:>11.0f} {r['actor_peak_mib']:>10.0f}")
+        print(
+            f"{names[mode]:<22} {r['images_per_s']:>9.1f} {r['images_per_s'] / base:>8.2f}x "
+            f"{r['driver_peak_mib']:>11.0f} {r['actor_peak_mib']:>10.0f}"
+        )
     print(f"\npeak memory of --ray (2 actors) over {' vs '.join(map(str, counts))} images:")
     mem = [_run("ray2", folder, n, args.size, args.batch) for n in counts]
     for r in mem:
-        print(f"  {r['images']:>7} images: driver {r['driver_peak_mib']:.0f} MiB, largest actor "
-              f"{r['actor_peak_mib']:.0f} MiB, {r['images_per_s']:.1f} images/s")
+        print(
+            f"  {r['images']:>7} images: driver {r['driver_peak_mib']:.0f} MiB, largest actor "
+            f"{r['actor_peak_mib']:.0f} MiB, {r['images_per_s']:.1f} images/s"
+        )
     if len(mem) > 1:
-        print(f"  growth: driver {mem[-1]['driver_peak_mib'] / mem[0]['driver_peak_mib']:.2f}x, "
-              f"actor {mem[-1]['actor_peak_mib'] / max(mem[0]['actor_peak_mib'], 1):.2f}x")
+        print(
+            f"  growth: driver {mem[-1]['driver_peak_mib'] / mem[0]['driver_peak_mib']:.2f}x, "
+            f"actor {mem[-1]['actor_peak_mib'] / max(mem[0]['actor_peak_mib'], 1):.2f}x"
+        )
     per_million_h = 1e6 / results["ray2"]["images_per_s"] / 3600
     print(f"\none million images at this rate: {per_million_h:.1f} hours on this {os.cpu_count()}-core machine")
 

@@ -86,8 +86,14 @@ def _make_engine(name: str, workdir: str):
             return run, "nchw"
         path = os.path.join(workdir, "torchvision_inception_v3.onnx")
         torch.onnx.export(
-            model, torch.zeros(1, 3, 299, 299), path, input_names=["input"], output_names=["features"],
-            dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}}, opset_version=17, dynamo=False,
+            model,
+            torch.zeros(1, 3, 299, 299),
+            path,
+            input_names=["input"],
+            output_names=["features"],
+            dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}},
+            opset_version=17,
+            dynamo=False,
         )
         if name.startswith("ov_"):
             import openvino as ov
@@ -105,8 +111,9 @@ def _make_engine(name: str, workdir: str):
     if name == "keras_tf":
         import keras
 
-        model = keras.applications.InceptionV3(weights=None, include_top=False, pooling="avg",
-                                               input_shape=(None, None, 3))
+        model = keras.applications.InceptionV3(
+            weights=None, include_top=False, pooling="avg", input_shape=(None, None, 3)
+        )
         return (lambda x: np.asarray(model.predict_on_batch(x))), "nhwc"
     if name.startswith("anyshape"):
         from anyshape import engine
@@ -230,8 +237,12 @@ class Worker:
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True, env=env,
+            [sys.executable, __file__, "--worker", name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
         )
 
     def wait_ready(self) -> dict:
@@ -267,8 +278,10 @@ def machine() -> str:
     import numpy as np
     import onnxruntime
 
-    return (f"{cpu}, {cores} cores, Python {platform.python_version()}, numpy {np.__version__}, "
-            f"onnxruntime {onnxruntime.__version__}")
+    return (
+        f"{cpu}, {cores} cores, Python {platform.python_version()}, numpy {np.__version__}, "
+        f"onnxruntime {onnxruntime.__version__}"
+    )
 
 
 def main() -> None:
@@ -338,13 +351,21 @@ def main() -> None:
             # the same ratio within each round (engines timed back to back), median over rounds:
             # less sensitive to load that changes during the run
             row[f"{n}_vs_best_peer_paired"] = statistics.median(r[n] / max(r[p] for p in peers) for r in per_round)
-        row["vs_best_peer"], row["vs_best_peer_paired"] = row["anyshape_vs_best_peer"], row["anyshape_vs_best_peer_paired"]
+        row["vs_best_peer"], row["vs_best_peer_paired"] = (
+            row["anyshape_vs_best_peer"],
+            row["anyshape_vs_best_peer_paired"],
+        )
         row["of_ceiling"] = row["anyshape"] / ceiling
         results.append(row)
-        print(f"{hw:>3} px b{batch:<2}: " + "  ".join(f"{n} {row[n]:.1f}" for n in names)
-              + f"  ceiling {ceiling:.1f}  -> best peer {best_peer}; "
-              + ", ".join(f"{n} {row[n + '_vs_best_peer']:.2f}x (paired {row[n + '_vs_best_peer_paired']:.2f}x)"
-                          for n in ours), flush=True)
+        print(
+            f"{hw:>3} px b{batch:<2}: "
+            + "  ".join(f"{n} {row[n]:.1f}" for n in names)
+            + f"  ceiling {ceiling:.1f}  -> best peer {best_peer}; "
+            + ", ".join(
+                f"{n} {row[n + '_vs_best_peer']:.2f}x (paired {row[n + '_vs_best_peer_paired']:.2f}x)" for n in ours
+            ),
+            flush=True,
+        )
 
     e2e = None
     if args.photos and not args.quick and "anyshape" in names:
@@ -355,26 +376,52 @@ def main() -> None:
     print()
     print(f"InceptionV3 features (include_top=False, avg pooling), images/s, best of {rounds} rounds")
     print(f"machine: {machine()}")
-    print(f"CPU flags: {' '.join(sorted(f for f in cpu_flags() if f.startswith(('amx', 'avx512_bf16', 'avx512_vnni'))))}")
-    print("| size | batch | " + " | ".join(names) + " | fp32 ceiling | "
-          + " | ".join(f"{n} / best peer (paired)" for n in ours) + " |")
+    print(
+        f"CPU flags: {' '.join(sorted(f for f in cpu_flags() if f.startswith(('amx', 'avx512_bf16', 'avx512_vnni'))))}"
+    )
+    print(
+        "| size | batch | "
+        + " | ".join(names)
+        + " | fp32 ceiling | "
+        + " | ".join(f"{n} / best peer (paired)" for n in ours)
+        + " |"
+    )
     print("|---" * (3 + len(names) + len(ours)) + "|")
     for r in results:
-        print(f"| {r['size']} | {r['batch']} | " + " | ".join(f"{r[n]:.1f}" for n in names) + f" | {r['ceiling']:.1f} | "
-              + " | ".join(f"{r[n + '_vs_best_peer']:.2f}x ({r[n + '_vs_best_peer_paired']:.2f}x)" for n in ours) + " |")
+        print(
+            f"| {r['size']} | {r['batch']} | "
+            + " | ".join(f"{r[n]:.1f}" for n in names)
+            + f" | {r['ceiling']:.1f} | "
+            + " | ".join(f"{r[n + '_vs_best_peer']:.2f}x ({r[n + '_vs_best_peer_paired']:.2f}x)" for n in ours)
+            + " |"
+        )
     if e2e:
         if "skipped" in e2e:
             print(f"end to end: skipped ({e2e['skipped']})")
         else:
-            print(f"end to end: predict over {e2e['photos']} JPEG photos at 299 px: {e2e['end_to_end']:.1f} img/s, "
-                  f"engine on ready batches {e2e['engine']:.1f} img/s: {100 * e2e['ratio']:.0f}%")
+            print(
+                f"end to end: predict over {e2e['photos']} JPEG photos at 299 px: {e2e['end_to_end']:.1f} img/s, "
+                f"engine on ready batches {e2e['engine']:.1f} img/s: {100 * e2e['ratio']:.0f}%"
+            )
     load_after = os.getloadavg()
-    print(f"load average (1 min) before/after: {load_before[0]:.1f} / {load_after[0]:.1f} "
-          f"(above ~0.5 other processes shared the cores: compare ratios only)")
+    print(
+        f"load average (1 min) before/after: {load_before[0]:.1f} / {load_after[0]:.1f} "
+        f"(above ~0.5 other processes shared the cores: compare ratios only)"
+    )
     print(f"total time {time.perf_counter() - started:.0f} s")
     if args.json:
         with open(args.json + ".tmp", "w") as f:
-            json.dump({"machine": machine(), "load_average": [load_before[0], load_after[0]], "sgemm_gflops": gflops, "grid": results, "end_to_end": e2e}, f, indent=2)
+            json.dump(
+                {
+                    "machine": machine(),
+                    "load_average": [load_before[0], load_after[0]],
+                    "sgemm_gflops": gflops,
+                    "grid": results,
+                    "end_to_end": e2e,
+                },
+                f,
+                indent=2,
+            )
         os.replace(args.json + ".tmp", args.json)
 
 

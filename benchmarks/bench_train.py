@@ -49,8 +49,9 @@ def _torch_worker(sizes, channels, channels_last: bool):
     torch.manual_seed(0)
     steps = {}
     for size in sizes:
-        model = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True,
-                                                transform_input=False, num_classes=CLASSES)
+        model = torchvision.models.inception_v3(
+            weights=None, aux_logits=False, init_weights=True, transform_input=False, num_classes=CLASSES
+        )
         if channels != 3:  # the same first conv with another number of input channels
             model.Conv2d_1a_3x3.conv = torch.nn.Conv2d(channels, 32, kernel_size=3, stride=2, bias=False)
         model.train()
@@ -62,7 +63,7 @@ def _torch_worker(sizes, channels, channels_last: bool):
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         loss_fn = torch.nn.CrossEntropyLoss()
 
-        def step(n, model=model, x=x, y=y, opt=opt):
+        def step(n, model=model, x=x, y=y, opt=opt, loss_fn=loss_fn):
             for _ in range(n):
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model(x), y)
@@ -85,8 +86,14 @@ def _keras_worker(sizes, channels, jit_compile=False, steps_per_execution=1):
     steps = {}
     for size in sizes:
         model = InceptionV3(weights=None, input_shape=(size, size, channels), classes=CLASSES)
-        trainer = Trainer(TrainConfig(jit_compile=jit_compile, steps_per_execution=steps_per_execution,
-                                      lr_schedule="constant", output="unused"))
+        trainer = Trainer(
+            TrainConfig(
+                jit_compile=jit_compile,
+                steps_per_execution=steps_per_execution,
+                lr_schedule="constant",
+                output="unused",
+            )
+        )
         trainer._compile(model, steps_per_epoch=100, stage_epochs=1)  # what `anyshape train` compiles
         x = rng.uniform(-1, 1, (BATCH, size, size, channels)).astype("float32")
         y = np.eye(CLASSES, dtype="float32")[rng.integers(0, CLASSES, BATCH)]
@@ -143,8 +150,19 @@ def _spawn(engine, sizes, channels, omp_active=False):
         # 2-core machine shared with other jobs that collapses torch training (measured here at
         # load ~4: 2 img/s spinning, 50 img/s passive, at 75 px). PASSIVE is the fair setting.
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    cmd = [sys.executable, __file__, "--worker", engine, "--sizes", ",".join(map(str, sizes)), "--channels", str(channels)]
-    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        engine,
+        "--sizes",
+        ",".join(map(str, sizes)),
+        "--channels",
+        str(channels),
+    ]
+    return subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
 
 
 def main() -> None:
@@ -154,8 +172,11 @@ def main() -> None:
     p.add_argument("--engines", default="anyshape-tf,torch-cl,torch-nchw")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=16, help="training steps per measurement at 75 px (half at 150 px)")
-    p.add_argument("--omp-active", action="store_true",
-                   help="leave torch's OpenMP threads spinning (default: OMP_WAIT_POLICY=PASSIVE for torch)")
+    p.add_argument(
+        "--omp-active",
+        action="store_true",
+        help="leave torch's OpenMP threads spinning (default: OMP_WAIT_POLICY=PASSIVE for torch)",
+    )
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -164,9 +185,12 @@ def main() -> None:
         return
     engines = args.engines.split(",")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"training img/s, batch {BATCH}, {args.channels} channel(s), Adam, {CLASSES} classes; "
-          f"{args.rounds} interleaved rounds; {os.cpu_count()} CPUs, load average {load:.1f} at start; "
-          f"torch OMP_WAIT_POLICY={'default' if args.omp_active else 'PASSIVE'}", flush=True)
+    print(
+        f"training img/s, batch {BATCH}, {args.channels} channel(s), Adam, {CLASSES} classes; "
+        f"{args.rounds} interleaved rounds; {os.cpu_count()} CPUs, load average {load:.1f} at start; "
+        f"torch OMP_WAIT_POLICY={'default' if args.omp_active else 'PASSIVE'}",
+        flush=True,
+    )
     t = time.time()
     procs = {}
     for e in engines:  # start one at a time: building and warming up is itself heavy
@@ -184,7 +208,10 @@ def main() -> None:
                 procs[e].stdin.flush()
                 res = json.loads(procs[e].stdout.readline())
                 results[(e, s)].append(res["img_s"])
-        print(f"  round {r + 1}: " + ", ".join(f"{e}@{s} {results[(e, s)][-1]:.1f}" for s in sizes for e in engines), flush=True)
+        print(
+            f"  round {r + 1}: " + ", ".join(f"{e}@{s} {results[(e, s)][-1]:.1f}" for s in sizes for e in engines),
+            flush=True,
+        )
     for proc in procs.values():
         proc.stdin.close()
         proc.wait()

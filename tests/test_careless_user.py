@@ -66,8 +66,13 @@ def _env():
 
 def _interrupt(argv, *, after=None, when=None, timeout=300):
     """Run `anyshape argv` and send SIGINT `after` seconds, or as soon as `when()` is true."""
-    proc = subprocess.Popen([sys.executable, "-m", "anyshape.cli", *map(str, argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "anyshape.cli", *map(str, argv)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     start = time.monotonic()
     try:
         while proc.poll() is None and time.monotonic() - start < timeout:
@@ -124,8 +129,9 @@ def _with(argv, flag, value):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_features_interrupted_at_a_random_point_then_resumed_carelessly(seed, photos, weights, reference,
-                                                                        tmp_path, capsys):
+def test_features_interrupted_at_a_random_point_then_resumed_carelessly(
+    seed, photos, weights, reference, tmp_path, capsys
+):
     rng = np.random.default_rng(seed)
     out = tmp_path / "feats.npz"
     partial = tmp_path / "feats.npz.partial"
@@ -163,16 +169,19 @@ def test_features_interrupted_at_a_random_point_then_resumed_carelessly(seed, ph
 
 def test_predict_and_train_interrupted_at_random_points_stop_in_one_line(photos, tmp_path):
     rng = np.random.default_rng(7)
-    code, out, err = _interrupt(["predict", photos, "--weights", "none", "--size", SIZE, "--batch-size", 1,
-                                 "--format", "json", "-q"], after=float(rng.uniform(0.5, 10.0)))
+    code, out, err = _interrupt(
+        ["predict", photos, "--weights", "none", "--size", SIZE, "--batch-size", 1, "--format", "json", "-q"],
+        after=float(rng.uniform(0.5, 10.0)),
+    )
     assert code in (0, 130), err
     _assert_clean_stop(code, err)
     if code == 130 and out.strip():
         assert all(row["predictions"] for row in json.loads(out))  # what was printed is whole
 
     run_dir = tmp_path / "run"
-    code, _, err = _interrupt(["train", "digits", "-o", run_dir, "--epochs", 1, "-q"],
-                              after=float(rng.uniform(0.5, 12.0)))
+    code, _, err = _interrupt(
+        ["train", "digits", "-o", run_dir, "--epochs", 1, "-q"], after=float(rng.uniform(0.5, 12.0))
+    )
     assert code in (0, 130), err
     _assert_clean_stop(code, err)
     # either the run folder holds a checkpoint to resume, or it is not there at all
@@ -195,8 +204,10 @@ def test_outputs_written_into_the_folder_being_read(photos, weights, reference, 
 @pytest.mark.parametrize("engine_name", ["auto", "onnxruntime", "keras"])
 def test_sizes_the_network_cannot_take_on_every_engine(engine_name, photos, weights, tmp_path, capsys):
     for size in ("50", "74", "60,120"):
-        for argv in (["predict", photos, "--size", size, "--weights", "none"],
-                     ["features", photos, "--size", size, "--weights", weights, "--out", tmp_path / "f.npz"]):
+        for argv in (
+            ["predict", photos, "--size", size, "--weights", "none"],
+            ["features", photos, "--size", size, "--weights", weights, "--out", tmp_path / "f.npz"],
+        ):
             code, _, err = _cli(capsys, *argv, "--engine", engine_name, "-q")
             assert code == 1 and "at least 75" in err and err.startswith(f"anyshape {argv[0]}: --size"), (argv, err)
     assert not (tmp_path / "f.npz").exists() and not (tmp_path / "f.npz.partial").exists()

@@ -66,7 +66,10 @@ def test_channel_adapt_argument_is_parsed_the_same_for_train_and_convert():
     assert parse_channel_adapt("0,1,2,none") == (0, 1, 2, None)
     parser = build_parser()
     assert parser.parse_args(["train", "digits", "--channel-adapt", "2,1,0"]).channel_adapt == (2, 1, 0)
-    assert parser.parse_args(["convert", "a.pth", "-o", "b.keras", "--channel-adapt", "0,none"]).channel_adapt == (0, None)
+    assert parser.parse_args(["convert", "a.pth", "-o", "b.keras", "--channel-adapt", "0,none"]).channel_adapt == (
+        0,
+        None,
+    )
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "digits", "--channel-adapt", "1,x"])
 
@@ -105,8 +108,12 @@ def test_argument_errors_are_reported_before_the_model_is_built(tmp_path, monkey
     assert "is a folder" in capsys.readouterr().err
     assert main(["export", "-o", str(tmp_path / "m.keras"), "--format", "onnx"]) == 2  # suffix and content agree
     assert "suffix" in capsys.readouterr().err
-    for argv in (["features", str(img), "--out", "f.npz", "--layer", "bogus"], ["predict", str(img), "--top", "0"],
-                 ["bench", "--batch", "x"], ["predict", str(img), "--batch-size", "0"]):
+    for argv in (
+        ["features", str(img), "--out", "f.npz", "--layer", "bogus"],
+        ["predict", str(img), "--top", "0"],
+        ["bench", "--batch", "x"],
+        ["predict", str(img), "--batch-size", "0"],
+    ):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 2, argv
@@ -117,10 +124,16 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, monkeypatch, capsys
     _no_model_may_be_built(monkeypatch)
     model = tmp_path / "m.keras"
     model.write_bytes(b"")
-    assert main(["predict", str(tmp_path), "--model", str(model), "--weights", "imagenet", "--input-shape", "80,80,3"]) == 2
+    assert (
+        main(["predict", str(tmp_path), "--model", str(model), "--weights", "imagenet", "--input-shape", "80,80,3"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "--weights" in err and "--input-shape" in err and "complete model" in err
-    assert main(["features", str(tmp_path), "--model", str(model), "--pooling", "max", "--out", str(tmp_path / "f.npz")]) == 2
+    assert (
+        main(["features", str(tmp_path), "--model", str(model), "--pooling", "max", "--out", str(tmp_path / "f.npz")])
+        == 2
+    )
     assert "--pooling" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:  # predict always runs the classifier: no silent no-op flag
         main(["predict", str(tmp_path), "--include-top"])
@@ -179,19 +192,33 @@ def test_messages_speak_the_cli(capsys):
 def test_backend_start_up_noise_is_hidden_unless_verbose():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
-    run = subprocess.run([sys.executable, "-m", "anyshape.cli", "summary", "--input-shape", "75,75,3"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "anyshape.cli", "summary", "--input-shape", "75,75,3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0 and "mixed10" in run.stdout
     assert run.stderr.strip() == "", run.stderr
-    run = subprocess.run([sys.executable, "-m", "anyshape.cli", "--verbose", "explain", "--input-shape", "75,75,3"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "anyshape.cli", "--verbose", "explain", "--input-shape", "75,75,3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert run.returncode == 0
 
 
 def test_preprocessing_option_where_weights_take_a_file(tmp_path, capsys):
     parser = build_parser()
-    for verb in (["predict", "x.png"], ["features", "x.png", "-o", "f.npz"], ["train", "digits"],
-                 ["convert", "a.pth", "-o", "b.keras"]):
+    for verb in (
+        ["predict", "x.png"],
+        ["features", "x.png", "-o", "f.npz"],
+        ["train", "digits"],
+        ["convert", "a.pth", "-o", "b.keras"],
+    ):
         assert parser.parse_args([*verb, "--preprocessing", "torch"]).preprocessing == "torch", verb
         assert parser.parse_args(verb).preprocessing is None, verb
     with pytest.raises(SystemExit):

@@ -30,11 +30,14 @@ def _randomise_batch_norm(model, seed=0):
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            layer.set_weights([
-                rng.uniform(0.5, 2.0, w.shape).astype("float32") if "variance" in w.path
-                else rng.normal(0.0, 0.3, w.shape).astype("float32")
-                for w in layer.weights
-            ])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 2.0, w.shape).astype("float32")
+                    if "variance" in w.path
+                    else rng.normal(0.0, 0.3, w.shape).astype("float32")
+                    for w in layer.weights
+                ]
+            )
     return model
 
 
@@ -111,8 +114,9 @@ def _expected_scores(model, path, size):
 
 def test_predict_json_on_photos_equals_keras(capsys, photos, top_weights):
     weights, model = top_weights
-    code, out, err = _run(capsys, "predict", photos, "--weights", weights, "--size", SIZE, "--top", 3,
-                          "--format", "json", "-q")
+    code, out, err = _run(
+        capsys, "predict", photos, "--weights", weights, "--size", SIZE, "--top", 3, "--format", "json", "-q"
+    )
     assert code == 0, err
     rows = json.loads(out)
     names = sorted(p.name for p in photos.rglob("*.*"))
@@ -129,15 +133,38 @@ def test_predict_json_on_photos_equals_keras(capsys, photos, top_weights):
 
 def test_predict_csv_and_table(capsys, photos, top_weights):
     weights, _ = top_weights
-    code, out, err = _run(capsys, "predict", photos / "cats", photos / "astronaut.jpg", "--weights", weights,
-                          "--size", "80,96", "--top", 2, "--format", "csv")
+    code, out, err = _run(
+        capsys,
+        "predict",
+        photos / "cats",
+        photos / "astronaut.jpg",
+        "--weights",
+        weights,
+        "--size",
+        "80,96",
+        "--top",
+        2,
+        "--format",
+        "csv",
+    )
     assert code == 0, err
     table = list(csv.DictReader(io.StringIO(out)))
     assert len(table) == 4 and {r["rank"] for r in table} == {"1", "2"}
     assert all(0.0 <= float(r["score"]) <= 1.0 for r in table)
     assert "\r" not in err  # stderr is not a terminal under pytest: no progress bar
-    code, out, _ = _run(capsys, "predict", photos / "camera_gray.png", "--weights", weights, "--size", SIZE,
-                        "--top", 1, "--format", "table")
+    code, out, _ = _run(
+        capsys,
+        "predict",
+        photos / "camera_gray.png",
+        "--weights",
+        weights,
+        "--size",
+        SIZE,
+        "--top",
+        1,
+        "--format",
+        "table",
+    )
     assert code == 0 and out.splitlines()[0].endswith("camera_gray.png") and " 1. " in out
 
 
@@ -176,8 +203,19 @@ def test_odd_modes_are_converted_by_the_stated_rule(bad_folder):
 def test_upscale_lets_small_images_through(capsys, bad_folder, top_weights):
     root, _ = bad_folder
     weights, _ = top_weights
-    code, out, err = _run(capsys, "predict", root / "tiny.png", "--weights", weights, "--size", "native",
-                          "--upscale", "--format", "json", "-q")
+    code, out, err = _run(
+        capsys,
+        "predict",
+        root / "tiny.png",
+        "--weights",
+        weights,
+        "--size",
+        "native",
+        "--upscale",
+        "--format",
+        "json",
+        "-q",
+    )
     assert code == 0, err
     assert json.loads(out)[0]["predictions"]
 
@@ -200,8 +238,23 @@ def test_features_npz_then_refuses_to_overwrite(capsys, photos, notop_weights, t
 
 def test_features_npy_with_mixed_layer(capsys, photos, notop_weights, tmp_path):
     out = tmp_path / "mixed7.npy"
-    code, _, err = _run(capsys, "features", photos / "cats", photos / "coffee.png", "--weights", notop_weights,
-                        "--size", SIZE, "--layer", "mixed7", "--pooling", "max", "--out", out, "-q")
+    code, _, err = _run(
+        capsys,
+        "features",
+        photos / "cats",
+        photos / "coffee.png",
+        "--weights",
+        notop_weights,
+        "--size",
+        SIZE,
+        "--layer",
+        "mixed7",
+        "--pooling",
+        "max",
+        "--out",
+        out,
+        "-q",
+    )
     assert code == 0, err
     assert np.load(out).shape == (2, 768)
     listed = (tmp_path / "mixed7.npy.paths.txt").read_text().splitlines()
@@ -218,8 +271,19 @@ def test_features_parquet(capsys, photos, notop_weights, tmp_path, monkeypatch):
         code, _, err = _run(capsys, "features", photos, "--weights", notop_weights, "--out", out)
         assert code == 2 and "pyarrow" in err and not out.exists()
         return
-    code, _, err = _run(capsys, "features", photos / "cats", photos / "china.jpg", "--weights", notop_weights,
-                        "--size", SIZE, "--out", out, "-q")
+    code, _, err = _run(
+        capsys,
+        "features",
+        photos / "cats",
+        photos / "china.jpg",
+        "--weights",
+        notop_weights,
+        "--size",
+        SIZE,
+        "--out",
+        out,
+        "-q",
+    )
     assert code == 0, err
     table = pq.read_table(out).to_pydict()
     assert [p.rsplit("/", 1)[-1] for p in table["path"]] == ["chelsea.jpg", "china.jpg"]
@@ -270,8 +334,9 @@ def test_export_onnx_and_keras(capsys, tmp_path, notop_weights):
     import onnxruntime as ort
 
     onnx_path = tmp_path / "model.onnx"
-    code, _, err = _run(capsys, "export", "--weights", notop_weights, "--pooling", "avg", "--format", "onnx",
-                        "-o", onnx_path)
+    code, _, err = _run(
+        capsys, "export", "--weights", notop_weights, "--pooling", "avg", "--format", "onnx", "-o", onnx_path
+    )
     assert code == 0, err
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).uniform(-1, 1, (1, 90, 110, 3)).astype("float32")
@@ -281,19 +346,23 @@ def test_export_onnx_and_keras(capsys, tmp_path, notop_weights):
     assert code == 2 and "--force" in err
 
     keras_path = tmp_path / "model.keras"
-    code, _, err = _run(capsys, "export", "--weights", "none", "--include-top", "--classes", 5, "--format", "keras",
-                        "-o", keras_path)
+    code, _, err = _run(
+        capsys, "export", "--weights", "none", "--include-top", "--classes", 5, "--format", "keras", "-o", keras_path
+    )
     assert code == 0, err
     loaded = keras.saving.load_model(keras_path)
     assert loaded.output.shape[-1] == 5 and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_predict_with_a_saved_model_file(capsys, tmp_path, photos):
-    model = _randomise_batch_norm(InceptionV3(weights=None, include_top=True, classes=4, input_shape=(None, None, 3)), 3)
+    model = _randomise_batch_norm(
+        InceptionV3(weights=None, include_top=True, classes=4, input_shape=(None, None, 3)), 3
+    )
     path = tmp_path / "four.keras"
     model.save(path)
-    code, out, err = _run(capsys, "predict", photos / "cats", "--model", path, "--size", SIZE, "--top", 2,
-                          "--format", "json", "-q")
+    code, out, err = _run(
+        capsys, "predict", photos / "cats", "--model", path, "--size", SIZE, "--top", 2, "--format", "json", "-q"
+    )
     assert code == 0, err
     row = json.loads(out)[0]
     scores = _expected_scores(model, row["path"], SIZE)
@@ -301,11 +370,15 @@ def test_predict_with_a_saved_model_file(capsys, tmp_path, photos):
     assert abs(row["predictions"][0]["score"] - scores.max()) <= 1e-4
 
     # in a run folder of `anyshape train`, classes.json names the classes and sets the preprocessing
-    run_info = {"classes": ["ant", "bee", "cat", "dog"], "preprocess": {"mode": "torch"},
-                "resize": {"method": "resize_shorter_and_center_crop", "crop_pct": 1.0, "interpolation": "bilinear"}}
+    run_info = {
+        "classes": ["ant", "bee", "cat", "dog"],
+        "preprocess": {"mode": "torch"},
+        "resize": {"method": "resize_shorter_and_center_crop", "crop_pct": 1.0, "interpolation": "bilinear"},
+    }
     (tmp_path / "classes.json").write_text(json.dumps(run_info))
-    code, out, err = _run(capsys, "predict", photos / "cats", "--model", path, "--size", SIZE, "--top", 1,
-                          "--format", "json", "-q")
+    code, out, err = _run(
+        capsys, "predict", photos / "cats", "--model", path, "--size", SIZE, "--top", 1, "--format", "json", "-q"
+    )
     assert code == 0, err
     top = json.loads(out)[0]["predictions"][0]
     prep = engine.Preprocessing(mode="torch", crop_pct=1.0, interpolation="bilinear")
@@ -328,8 +401,19 @@ def test_usage_errors_say_what_to_do(capsys, photos):
     assert code == 2 and ".npy, .npz, .parquet" in err
     code, _, err = _run(capsys, "predict", photos / "nope.jpg", "--weights", "none", "--size", SIZE, "-q")
     assert code == 1 and "no such file" in err
-    code, _, err = _run(capsys, "features", photos, "--weights", "none", "--layer", "mixed3", "--pooling", "none",
-                        "--out", photos.parent / "maps.npz")
+    code, _, err = _run(
+        capsys,
+        "features",
+        photos,
+        "--weights",
+        "none",
+        "--layer",
+        "mixed3",
+        "--pooling",
+        "none",
+        "--out",
+        photos.parent / "maps.npz",
+    )
     assert code == 2 and "--size N" in err and not (photos.parent / "maps.npz").exists()
 
 
@@ -357,8 +441,20 @@ def test_ctrl_c_during_predict_prints_the_rows_already_classified(capsys, photos
         return original(self, batches)
 
     monkeypatch.setattr(engine.Predictor, "run_many", run_then_interrupt)
-    code, out, err = _main_without_traceback(capsys, "predict", photos, "--weights", top_weights[0], "--size", SIZE,
-                                             "--batch-size", 2, "--format", "json", "-q")
+    code, out, err = _main_without_traceback(
+        capsys,
+        "predict",
+        photos,
+        "--weights",
+        top_weights[0],
+        "--size",
+        SIZE,
+        "--batch-size",
+        2,
+        "--format",
+        "json",
+        "-q",
+    )
     rows = json.loads(out)
     assert code == 130 and len(rows) == 2 and all(r["predictions"] for r in rows)
     assert len(err.strip().splitlines()) == 1 and "interrupted" in err and "2 image(s)" in err
@@ -373,9 +469,11 @@ def test_offline_default_weights_give_one_message_on_every_verb(capsys, photos, 
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    for argv in (["predict", photos, "--size", SIZE, "-q"],
-                 ["features", photos, "--size", SIZE, "--out", tmp_path / "f.npz", "-q"],
-                 ["export", "-o", tmp_path / "m.onnx"]):
+    for argv in (
+        ["predict", photos, "--size", SIZE, "-q"],
+        ["features", photos, "--size", SIZE, "--out", tmp_path / "f.npz", "-q"],
+        ["export", "-o", tmp_path / "m.onnx"],
+    ):
         code, _, err = _main_without_traceback(capsys, *argv)
         assert code == 2 and "could not download" in err and "offline" in err, (argv, err)
         assert len(err.strip().splitlines()) == 1, err
@@ -383,7 +481,8 @@ def test_offline_default_weights_give_one_message_on_every_verb(capsys, photos, 
 
 
 def test_features_resume_with_other_options_is_refused_and_the_original_still_finishes(
-        capsys, photos, notop_weights, tmp_path, monkeypatch):
+    capsys, photos, notop_weights, tmp_path, monkeypatch
+):
     out = tmp_path / "r.npz"
     original_add = engine.FeatureStore.add
 
@@ -436,6 +535,7 @@ def test_resume_of_a_random_network_is_refused(capsys, photos, tmp_path, monkeyp
 
 
 def test_per_file_reasons_speak_the_cli(capsys, bad_folder, top_weights):
-    code, _, err = _main_without_traceback(capsys, "predict", bad_folder[0] / "tiny.png", "--weights", top_weights[0],
-                                           "--size", SIZE, "-q")
+    code, _, err = _main_without_traceback(
+        capsys, "predict", bad_folder[0] / "tiny.png", "--weights", top_weights[0], "--size", SIZE, "-q"
+    )
     assert code == 1 and "pass --upscale to enlarge" in err and "upscale=True" not in err

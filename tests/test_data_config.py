@@ -30,8 +30,12 @@ def test_defaults_are_the_constants_everywhere():
 
 
 def test_registered_sets_keep_their_own_settings():
-    for name, interpolation in [("imagenet", "bilinear"), ("torchvision.IMAGENET1K_V1", "bilinear"),
-                                ("inception_v3.tf_in1k", "bicubic"), ("inception_v3.gluon_in1k", "bicubic")]:
+    for name, interpolation in [
+        ("imagenet", "bilinear"),
+        ("torchvision.IMAGENET1K_V1", "bilinear"),
+        ("inception_v3.tf_in1k", "bicubic"),
+        ("inception_v3.gluon_in1k", "bicubic"),
+    ]:
         config = resolve_data_config(name)
         ws = REGISTRY[name]
         assert (config.mode, config.crop_pct, config.interpolation) == (ws.mode, ws.crop_pct, interpolation)
@@ -49,8 +53,10 @@ def test_other_channel_counts_get_the_average_mean_and_std():
 
 
 def test_trained_run_info_and_models():
-    info = {"preprocess": {"mode": "torch", "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]},
-            "resize": {"method": "resize_shorter_and_center_crop", "crop_pct": 1.0, "interpolation": "bilinear"}}
+    info = {
+        "preprocess": {"mode": "torch", "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]},
+        "resize": {"method": "resize_shorter_and_center_crop", "crop_pct": 1.0, "interpolation": "bilinear"},
+    }
     from_info = resolve_data_config(info)
     assert from_info == DataConfig("torch", (0.5, 0.4, 0.3), (0.2, 0.2, 0.2), None, 1.0, "bilinear", 0)
     # a model trained by anyshape (run info) wins over its weight set; a plain model gets the defaults
@@ -64,12 +70,18 @@ def test_training_resize_is_recorded_as_applied():
     training = resolve_data_config("inception_v3.gluon_in1k").for_training()
     assert training.preprocess_kwargs() == REGISTRY["inception_v3.gluon_in1k"].preprocessing
     assert training.resize_policy() == datasets.RESIZE_POLICY
-    assert datasets.RESIZE_POLICY == {"method": "resize_shorter_and_center_crop", "crop_pct": 1.0,
-                                      "interpolation": "bilinear"}
+    assert datasets.RESIZE_POLICY == {
+        "method": "resize_shorter_and_center_crop",
+        "crop_pct": 1.0,
+        "interpolation": "bilinear",
+    }
     assert data_config.TRAIN_CROP_PCT == 1.0
 
 
 def test_random_weights_can_ask_for_mean_std():
     assert resolve_data_config(None, preprocessing="torch").preprocess_kwargs() == {
-        "mode": "torch", "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+        "mode": "torch",
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+    }
     assert resolve_data_config(None, preprocessing="tf") == DataConfig()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from image_folder import PHOTOS, make_image_folder, photo
 from PIL import Image
 
 from anyshape.datasets import DataError, fit_image, load_dataset, load_digits, read_image
-from image_folder import PHOTOS, make_image_folder, photo
 
 
 @pytest.fixture(scope="module")

@@ -48,10 +48,16 @@ def s3(tmp_path_factory):
     sock.close()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
-                                            "AWS_ENDPOINT_URL")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
-                      AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+    saved = {
+        k: os.environ.get(k)
+        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
+    }
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+    )
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -89,14 +95,19 @@ def feature_predictor(backbone):
 
 def _rows(out):
     table = distributed.read_output(out)
-    return {p: (f, e) for p, f, e in zip(table.column("path").to_pylist(), table.column("features").to_pylist(),
-                                         table.column("error").to_pylist())}
+    return {
+        p: (f, e)
+        for p, f, e in zip(
+            table.column("path").to_pylist(), table.column("features").to_pylist(), table.column("error").to_pylist()
+        )
+    }
 
 
 def test_features_equal_the_local_run_and_bad_images_become_rows(local_ray, images, feature_predictor, tmp_path):
     out = tmp_path / "feats"
-    summary = distributed.features(feature_predictor, [str(images)], str(out), size=80, batch_size=4,
-                                   options={"weights": "none"})
+    summary = distributed.features(
+        feature_predictor, [str(images)], str(out), size=80, batch_size=4, options={"weights": "none"}
+    )
     rows = _rows(out)
     assert len(rows) == N_GOOD + 3 and summary.ok == N_GOOD and len(summary.failed) == 3
     assert summary.exit_code == 1 and (out / "manifest.json").is_file()
@@ -117,13 +128,18 @@ def test_predict_writes_the_top_classes_of_the_local_run(local_ray, images, tmp_
     model = InceptionV3(weights=None, input_shape=(None, None, 3), classes=7)
     predictor = engine.Predictor(model)
     out = tmp_path / "pred"
-    summary = distributed.predict(predictor, [str(images / "img01.png"), str(images / "img02.png")], str(out),
-                                  top=3, size=80)
+    summary = distributed.predict(
+        predictor, [str(images / "img01.png"), str(images / "img02.png")], str(out), top=3, size=80
+    )
     assert summary.ok == 2 and summary.exit_code == 0
     table = distributed.read_output(out)
     local, _ = engine.predict_paths(predictor, [images / "img01.png", images / "img02.png"], size=80, top=3)
-    for path, ids, scores, row in zip(table.column("path").to_pylist(), table.column("class_ids").to_pylist(),
-                                      table.column("scores").to_pylist(), local):
+    for path, ids, scores, row in zip(
+        table.column("path").to_pylist(),
+        table.column("class_ids").to_pylist(),
+        table.column("scores").to_pylist(),
+        local,
+    ):
         assert path == row["path"]
         assert ids == [p["class_id"] for p in row["predictions"]]
         np.testing.assert_allclose(scores, [p["score"] for p in row["predictions"]], atol=1e-5)
@@ -136,14 +152,22 @@ def test_resume_after_an_interruption_gives_exactly_one_row_per_image(local_ray,
         raise KeyboardInterrupt
 
     with pytest.raises(RunInterrupted) as stopped:
-        distributed.features(feature_predictor, [str(images)], str(out), size=80, batch_size=2, rows_per_part=3,
-                             on_part=stop_after_first_part)
+        distributed.features(
+            feature_predictor,
+            [str(images)],
+            str(out),
+            size=80,
+            batch_size=2,
+            rows_per_part=3,
+            on_part=stop_after_first_part,
+        )
     first_parts = sorted(p.name for p in out.glob("part-*.parquet"))
     assert len(first_parts) == 1 and stopped.value.summary.parts == 1
     kept = set(_rows(out))
 
-    summary = distributed.features(feature_predictor, [str(images)], str(out), size=80, batch_size=2,
-                                   rows_per_part=3, resume=True)
+    summary = distributed.features(
+        feature_predictor, [str(images)], str(out), size=80, batch_size=2, rows_per_part=3, resume=True
+    )
     assert len(kept) == 3 and summary.skipped == 3  # the first part's rows are not computed again
     table = distributed.read_output(out)
     paths = table.column("path").to_pylist()
@@ -152,15 +176,16 @@ def test_resume_after_an_interruption_gives_exactly_one_row_per_image(local_ray,
     assert summary.exit_code == 1  # the earlier run's failed images still count
 
 
-def test_resume_with_other_options_is_refused_before_any_work(local_ray, images, feature_predictor, backbone,
-                                                              tmp_path):
+def test_resume_with_other_options_is_refused_before_any_work(local_ray, images, feature_predictor, backbone, tmp_path):
     out = tmp_path / "feats"
-    distributed.features(feature_predictor, [str(images / "img00.png")], str(out), size=80,
-                         options={"layer": "avg_pool"})
+    distributed.features(
+        feature_predictor, [str(images / "img00.png")], str(out), size=80, options={"layer": "avg_pool"}
+    )
     before = sorted(p.name for p in out.iterdir())
     with pytest.raises(ResumeMismatch, match="size"):
-        distributed.features(feature_predictor, [str(images)], str(out), size=90, resume=True,
-                             options={"layer": "avg_pool"})
+        distributed.features(
+            feature_predictor, [str(images)], str(out), size=90, resume=True, options={"layer": "avg_pool"}
+        )
     other = engine.Predictor(engine.feature_model(backbone, "mixed7", "avg"))
     with pytest.raises(ResumeMismatch, match="layer"):
         distributed.features(other, [str(images)], str(out), size=80, resume=True, options={"layer": "mixed7"})
@@ -179,8 +204,16 @@ def test_an_actor_killed_mid_run_still_gives_exactly_one_row_per_image(local_ray
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
-    summary = distributed.features(feature_predictor, [str(images)], str(out), size=80, batch_size=1,
-                                   rows_per_part=1, actors=2, on_part=kill_an_actor)
+    summary = distributed.features(
+        feature_predictor,
+        [str(images)],
+        str(out),
+        size=80,
+        batch_size=1,
+        rows_per_part=1,
+        actors=2,
+        on_part=kill_an_actor,
+    )
     assert killed
     with pytest.raises(ProcessLookupError):
         os.kill(killed[0], 0)  # the actor process is really gone
@@ -208,8 +241,9 @@ def test_reads_from_and_writes_to_s3(local_ray, s3, images, feature_predictor, t
     local = engine.extract_features(feature_predictor, [images / "img01.png"], tmp_path / "one.npz", size=80)
     assert local.ok == 1
     with np.load(tmp_path / "one.npz") as z:
-        np.testing.assert_allclose(np.array(rows["s3://photos/in/img01.png"][0], np.float32), z["features"][0],
-                                   atol=1e-5, rtol=0)
+        np.testing.assert_allclose(
+            np.array(rows["s3://photos/in/img01.png"][0], np.float32), z["features"][0], atol=1e-5, rtol=0
+        )
 
 
 def test_cli_features_and_predict_with_ray(local_ray, images, tmp_path, capsys):
@@ -226,7 +260,26 @@ def test_cli_features_and_predict_with_ray(local_ray, images, tmp_path, capsys):
     assert "weights differ" in capsys.readouterr().err
     assert main(["predict", str(images), "--out", str(tmp_path / "p"), "--weights", "none"]) == 2
     assert "--ray" in capsys.readouterr().err
-    assert main(["predict", str(images / "img00.png"), "--ray", "--out", str(tmp_path / "p"), "--weights", "none",
-                 "--size", "80", "--classes", "5", "--top", "2", "-q"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(images / "img00.png"),
+                "--ray",
+                "--out",
+                str(tmp_path / "p"),
+                "--weights",
+                "none",
+                "--size",
+                "80",
+                "--classes",
+                "5",
+                "--top",
+                "2",
+                "-q",
+            ]
+        )
+        == 0
+    )
     table = distributed.read_output(tmp_path / "p")
     assert table.column("labels").to_pylist()[0][0].startswith("class_") and len(table.column("scores")[0]) == 2

@@ -41,8 +41,15 @@ def test_both_nodes_of_a_cluster_compute_rows(two_nodes, tmp_path):
     model = InceptionV3(weights=None, include_top=False, input_shape=(None, None, 3))
     predictor = engine.Predictor(engine.feature_model(model, "avg_pool", "avg"))
 
-    summary = distributed.features(predictor, [str(photos)], str(tmp_path / "out"), size=80, batch_size=2,
-                                   address=cluster.address, cpus_per_actor=1)
+    summary = distributed.features(
+        predictor,
+        [str(photos)],
+        str(tmp_path / "out"),
+        size=80,
+        batch_size=2,
+        address=cluster.address,
+        cpus_per_actor=1,
+    )
     assert not ray.is_initialized()  # joined by address, so the run disconnected at its end
     assert summary.actors == 2 and summary.ok == 12
     assert set(summary.rows_per_node) == {cluster.head_node.node_id, worker.node_id}

@@ -82,8 +82,18 @@ def test_channels_first_feature_map_equals_keras():
 def test_torch_semantics_and_aux_head_equal_keras():
     """count_include_pad (ZeroPadding + valid pool), BN with gamma, the aux head, logits."""
     model = _randomise_batch_norm(
-        InceptionV3(weights=None, include_top=True, aux_logits=True, count_include_pad=True, bn_scale=True,
-                    classifier_activation=None, input_shape=(299, 299, 3), classes=10), 4)
+        InceptionV3(
+            weights=None,
+            include_top=True,
+            aux_logits=True,
+            count_include_pad=True,
+            bn_scale=True,
+            classifier_activation=None,
+            input_shape=(299, 299, 3),
+            classes=10,
+        ),
+        4,
+    )
     p = engine.Predictor(model)
     x = _input((1, 299, 299, 3))
     want = model.predict_on_batch(x)
@@ -95,7 +105,9 @@ def test_torch_semantics_and_aux_head_equal_keras():
 
 
 def test_softmax_head_and_single_channel_input():
-    model = _randomise_batch_norm(InceptionV3(weights=None, include_top=True, input_shape=(None, None, 1), classes=7), 5)
+    model = _randomise_batch_norm(
+        InceptionV3(weights=None, include_top=True, input_shape=(None, None, 1), classes=7), 5
+    )
     p = engine.Predictor(model)
     assert p.channels == 1
     x = _input((2, 83, 77, 1))
@@ -122,8 +134,10 @@ def test_graph_rewrites_change_nothing_but_speed(features_last):
     assert ops_plain.count("Concat") == 15 and ops_fast.count("Concat") == 11  # mixed9/10 inner concats inlined
     assert ops_fast.count("Transpose") == 1  # NHWC -> NCHW once, at the input
     x = _input((2, 75, 90, 3))
-    outs = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-            for m in (plain, fast)]
+    outs = [
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        for m in (plain, fast)
+    ]
     assert np.abs(outs[0] - outs[1]).max() <= TOL
     dims = fast.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param or d.dim_value for d in dims] == ["batch", "height", "width", 3]
@@ -177,7 +191,11 @@ def test_image_reader_size_policies(tmp_path):
     x = native.read(tmp_path / "wide.png")
     assert x.shape == (120, 200, 3) and x.dtype == np.float32 and -1.0 <= x.min() and x.max() <= 1.0
     assert engine.ImageReader(size=(99, 99)).read(tmp_path / "wide.png").shape == (99, 99, 3)
-    assert engine.ImageReader(size=(99, 99), data_format="channels_first").read(tmp_path / "wide.png").shape == (3, 99, 99)
+    assert engine.ImageReader(size=(99, 99), data_format="channels_first").read(tmp_path / "wide.png").shape == (
+        3,
+        99,
+        99,
+    )
     with pytest.raises(engine.ImageTooSmall, match="minimum of 75 px"):
         native.read(tmp_path / "small.png")
     up = engine.ImageReader(size="native", upscale=True).read(tmp_path / "small.png")
@@ -190,9 +208,17 @@ def test_preprocessing_follows_the_weight_set(tmp_path):
 
     from PIL import Image
 
-    model = SimpleNamespace(anyshape_weights=SimpleNamespace(
-        mode="torch", mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), input_size=(299, 299), crop_pct=1.0,
-        interpolation="bilinear", label_offset=1))
+    model = SimpleNamespace(
+        anyshape_weights=SimpleNamespace(
+            mode="torch",
+            mean=(0.5, 0.4, 0.3),
+            std=(0.2, 0.25, 0.3),
+            input_size=(299, 299),
+            crop_pct=1.0,
+            interpolation="bilinear",
+            label_offset=1,
+        )
+    )
     prep = engine.Preprocessing.from_model(model)
     assert (prep.mode, prep.crop_pct, prep.interpolation, prep.label_offset) == ("torch", 1.0, "bilinear", 1)
     assert engine.Preprocessing.from_model(SimpleNamespace()) == engine.Preprocessing()  # tf, 0.875, bicubic

@@ -79,8 +79,11 @@ def test_resume_with_other_options_or_weights_is_refused_before_any_work(images,
     with pytest.raises(ResumeMismatch, match="layer"):
         engine.extract_features(predictor, [images], out, size=75, resume=True, options={"layer": "mixed10"})
     # the same options with another (random) network: only the weights digest tells
-    other = engine.Predictor(engine.feature_model(InceptionV3(weights=None, include_top=False,
-                                                              input_shape=(None, None, 3)), "avg_pool", "avg"))
+    other = engine.Predictor(
+        engine.feature_model(
+            InceptionV3(weights=None, include_top=False, input_shape=(None, None, 3)), "avg_pool", "avg"
+        )
+    )
     with pytest.raises(ResumeMismatch, match="weights differ"):
         engine.extract_features(other, [images], out, size=75, resume=True, options={"layer": "avg_pool"})
     assert _chunks(out) == before and not out.exists()  # the interrupted run's rows are untouched
@@ -100,8 +103,12 @@ def test_a_checkpoint_folder_without_its_record_is_not_resumed(images, predictor
     out = tmp_path / "old.npz"
     partial = tmp_path / "old.npz.partial"
     partial.mkdir()
-    np.savez(partial / "chunk-000001.npz", features=np.zeros((1, 2048), np.float32),
-             paths=np.array([str(images / "im0.png")]), keys=np.array([str(images / "im0.png")]))
+    np.savez(
+        partial / "chunk-000001.npz",
+        features=np.zeros((1, 2048), np.float32),
+        paths=np.array([str(images / "im0.png")]),
+        keys=np.array([str(images / "im0.png")]),
+    )
     with pytest.raises(ResumeMismatch, match="--force"):
         engine.extract_features(predictor, [images], out, size=75, resume=True)
 

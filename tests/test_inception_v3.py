@@ -254,7 +254,13 @@ def test_layer_names(ours_top):
     names = [layer.name for layer in ours_top.layers]
     for name in [f"mixed{i}" for i in range(11)] + ["avg_pool", "predictions", "mixed9_0", "mixed9_1"]:
         assert name in names
-    auto = [n for n in names if re.fullmatch(r"(conv2d|batch_normalization|activation|concatenate|average_pooling2d|max_pooling2d)(_\d+)?", n)]
+    auto = [
+        n
+        for n in names
+        if re.fullmatch(
+            r"(conv2d|batch_normalization|activation|concatenate|average_pooling2d|max_pooling2d)(_\d+)?", n
+        )
+    ]
     assert auto == []
     assert "mixed4_branch7x7dbl_3_conv" in names and "stem_1a_3x3_bn" in names
     assert ours_top.get_layer("mixed4_branch7x7dbl_3_conv").kernel.shape == (1, 7, 128, 128)
@@ -329,9 +335,7 @@ def test_shape_engine_agrees_with_keras(h, w, c, channels_first, top, aux):
     shape = (c, h, w) if channels_first else (h, w, c)
     report = explain(shape, include_top=top, aux_logits=aux, data_format=fmt)
     try:
-        inputs, outputs = builder._build_graph(
-            None, shape, top, None, 1000, "softmax", fmt, 0.0, aux, False, False
-        )
+        inputs, outputs = builder._build_graph(None, shape, top, None, 1000, "softmax", fmt, 0.0, aux, False, False)
     except ValueError as e:  # Keras: "Computed output size would be zero or negative"
         assert not report.valid, f"the engine calls {shape} valid, Keras refuses it: {e}"
         return

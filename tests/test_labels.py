@@ -83,8 +83,7 @@ def test_1001_columns_drop_background_class():
 
 @pytest.mark.parametrize(
     "shape, offset",
-    [((1000,), "auto"), ((2, 10), "auto"), ((2, 1000, 1), "auto"), ((2, 2048), "auto"),
-     ((2, 1001), 0), ((2, 1000), 1)],
+    [((1000,), "auto"), ((2, 10), "auto"), ((2, 1000, 1), "auto"), ((2, 2048), "auto"), ((2, 1001), 0), ((2, 1000), 1)],
 )
 def test_wrong_shape_raises_clear_value_error(shape, offset):
     with pytest.raises(ValueError, match=r"\(N, 1000\)|1000 ImageNet classes") as info:
@@ -119,9 +118,7 @@ def test_same_result_as_keras_applications(monkeypatch):
 
     from keras.src.applications import imagenet_utils
 
-    packaged = json.loads(
-        resources.files("anyshape").joinpath("data", "imagenet_class_index.json").read_text()
-    )
+    packaged = json.loads(resources.files("anyshape").joinpath("data", "imagenet_class_index.json").read_text())
     monkeypatch.setattr(imagenet_utils, "CLASS_INDEX", packaged)
     rng = np.random.default_rng(1)
     preds = rng.random((4, 1000)).astype(np.float32)

@@ -44,8 +44,10 @@ def test_auto_takes_bf16_on_openvino_where_native(flags):
 
 def test_cpu_flags_read_from_cpuinfo(tmp_path):
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512_bf16 avx512_vnni\n\n"
-                    "processor\t: 1\nflags\t\t: fpu avx2 avx512_bf16 avx512_vnni\n")
+    info.write_text(
+        "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512_bf16 avx512_vnni\n\n"
+        "processor\t: 1\nflags\t\t: fpu avx2 avx512_bf16 avx512_vnni\n"
+    )
     flags = cpu_flags(info)
     assert {"avx2", "avx512_bf16", "avx512_vnni"} <= flags and native_bf16(flags)
     assert cpu_flags(tmp_path / "missing") == frozenset() and not native_bf16(frozenset())
@@ -69,7 +71,9 @@ def _scores(predictor, x, batch=40):
 
 @pytest.fixture(scope="module")
 def fp32_scores(trained_digits):
-    return _scores(engine.Predictor(trained_digits.model, engine="onnxruntime", precision="fp32"), trained_digits.x_test)
+    return _scores(
+        engine.Predictor(trained_digits.model, engine="onnxruntime", precision="fp32"), trained_digits.x_test
+    )
 
 
 def _accuracy(scores, y):
@@ -135,8 +139,10 @@ def test_int8_file_round_trips_and_keeps_accuracy(trained_digits, quantized, fp3
 
 
 def test_predictor_pickles_as_graph_and_rebuilds(trained_digits, quantized):
-    for p in (engine.Predictor(trained_digits.model, precision="bf16"),
-              engine.Predictor(engine.load_or_build(quantized[0]), engine="onnxruntime", precision="int8")):
+    for p in (
+        engine.Predictor(trained_digits.model, precision="bf16"),
+        engine.Predictor(engine.load_or_build(quantized[0]), engine="onnxruntime", precision="int8"),
+    ):
         q = pickle.loads(pickle.dumps(p))
         assert (q.engine, q.precision, q.class_names) == (p.engine, p.precision, p.class_names)
         x = trained_digits.x_test[:8]
@@ -146,23 +152,67 @@ def test_predictor_pickles_as_graph_and_rebuilds(trained_digits, quantized):
 def test_cli_predict_and_features_with_the_int8_file(trained_digits, quantized, tmp_path, capsys):
     out, _ = quantized
     folder = trained_digits.calibration
-    assert cli.main(["predict", str(folder / "digit000.png"), str(folder / "digit001.png"), "--model", str(out),
-                     "--format", "json", "-q"]) == 0  # no --precision: the file's int8
+    assert (
+        cli.main(
+            [
+                "predict",
+                str(folder / "digit000.png"),
+                str(folder / "digit001.png"),
+                "--model",
+                str(out),
+                "--format",
+                "json",
+                "-q",
+            ]
+        )
+        == 0
+    )  # no --precision: the file's int8
     captured = capsys.readouterr()
     rows = json.loads(captured.out)
     assert [r["predictions"][0]["label"] in [str(d) for d in range(10)] for r in rows] == [True, True]
     assert "int8" in captured.err and "[openvino int8]" in captured.err
     feats = tmp_path / "f.npz"
-    assert cli.main(["features", str(folder / "digit000.png"), "--model", str(trained_digits.model_path),
-                     "--precision", "bf16", "-o", str(feats), "-q"]) == 0
+    assert (
+        cli.main(
+            [
+                "features",
+                str(folder / "digit000.png"),
+                "--model",
+                str(trained_digits.model_path),
+                "--precision",
+                "bf16",
+                "-o",
+                str(feats),
+                "-q",
+            ]
+        )
+        == 0
+    )
     recorded = engine.read_manifest(feats).options  # what ran is part of the run's manifest
     assert (recorded["engine"], recorded["precision"]) == ("openvino", "bf16")
 
 
 def test_bench_reports_fidelity(trained_digits, capsys):
-    assert cli.main(["bench", "--model", str(trained_digits.model_path), "--input-shape", "75,75,1",
-                     "--precision", "bf16", "--batch", "2", "--seconds", "0.1",
-                     "--sample", str(trained_digits.calibration)]) == 0
+    assert (
+        cli.main(
+            [
+                "bench",
+                "--model",
+                str(trained_digits.model_path),
+                "--input-shape",
+                "75,75,1",
+                "--precision",
+                "bf16",
+                "--batch",
+                "2",
+                "--seconds",
+                "0.1",
+                "--sample",
+                str(trained_digits.calibration),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "openvino bf16" in out and "onnxruntime fp32" in out
     line = next(l for l in out.splitlines() if l.startswith("fidelity"))

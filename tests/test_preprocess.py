@@ -85,9 +85,7 @@ def test_torch_mode_matches_keras_imagenet_utils_torch_mode(astronaut):
     from keras.applications import imagenet_utils
 
     batch = astronaut[None].astype(np.float32)
-    expected = imagenet_utils.preprocess_input(
-        batch.copy(), data_format="channels_last", mode="torch"
-    )
+    expected = imagenet_utils.preprocess_input(batch.copy(), data_format="channels_last", mode="torch")
     out = preprocess_input(batch, "channels_last", mode="torch")
     np.testing.assert_allclose(out, expected, atol=1e-5)
 
@@ -140,8 +138,7 @@ def test_torch_mode_other_channel_counts_need_explicit_mean_std():
     out = preprocess_input(x, "channels_last", mode="torch", mean=0.1, std=0.5)
     np.testing.assert_allclose(out, (0.2 - 0.1) / 0.5, rtol=1e-6)
     with pytest.raises(ValueError, match="one value per channel"):
-        preprocess_input(np.zeros((1, 4, 4, 5)), "channels_last", mode="torch",
-                         mean=[0.5] * 3, std=[0.2] * 5)
+        preprocess_input(np.zeros((1, 4, 4, 5)), "channels_last", mode="torch", mean=[0.5] * 3, std=[0.2] * 5)
 
 
 def test_argument_errors_are_clear():
@@ -179,7 +176,8 @@ def test_backend_tensors_give_same_values_as_numpy(astronaut, mode):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(tensor_out),
         preprocess_input(batch, "channels_last", mode=mode),
-        rtol=1e-6, atol=1e-6,
+        rtol=1e-6,
+        atol=1e-6,
     )
 
 
@@ -280,8 +278,12 @@ def test_cmyk_jpeg_converts_to_rgb(tmp_path, coffee):
 def test_exif_orientation_is_applied(tmp_path, chelsea, suffix):
     exif = Image.Exif()
     exif[EXIF_ORIENTATION_TAG] = 6  # stored landscape, displayed rotated 90 degrees clockwise
-    path = _save(Image.fromarray(chelsea), tmp_path / f"chelsea_rot.{suffix}", exif=exif,
-                 **({"quality": 95} if suffix == "jpg" else {}))
+    path = _save(
+        Image.fromarray(chelsea),
+        tmp_path / f"chelsea_rot.{suffix}",
+        exif=exif,
+        **({"quality": 95} if suffix == "jpg" else {}),
+    )
     loaded = load_image(path)
     upright = np.rot90(chelsea, k=-1)
     assert loaded.shape == upright.shape == (451, 300, 3)
@@ -463,8 +465,13 @@ def test_crop_pct_out_of_range(astronaut, crop_pct):
 
 @pytest.mark.parametrize(
     "photo, size, crop_pct",
-    [("chelsea", 299, 0.875), ("astronaut", 299, 0.875), ("coffee", (224, 320), 0.875),
-     ("chelsea", 150, 1.0), ("coffee", 75, 0.9)],
+    [
+        ("chelsea", 299, 0.875),
+        ("astronaut", 299, 0.875),
+        ("coffee", (224, 320), 0.875),
+        ("chelsea", 150, 1.0),
+        ("coffee", 75, 0.9),
+    ],
 )
 def test_matches_timm_eval_transform_exactly_on_uint8(photo, size, crop_pct, request):
     timm_factory = pytest.importorskip("timm.data.transforms_factory")

@@ -10,6 +10,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from image_folder import make_image_folder
 
 import anyshape
 from anyshape.datasets import Dataset, Split, load_digits, read_image
@@ -23,7 +24,6 @@ from anyshape.train import (
     recalibrate_batchnorm,
     train,
 )
-from image_folder import make_image_folder
 
 
 class Interrupt(Exception):
@@ -50,8 +50,17 @@ def run(folder, tmp_path_factory):
         if msg.startswith("epoch 2/"):
             raise Interrupt
 
-    options = dict(input_shape=(75, 75), weights=str(weights_file), stages=parse_stages("backbone:1,none:1"), batch_size=4,
-                   val_split=0.2, test_split=0.2, learning_rate=3e-4, recalibrate_epoch_steps=2, verbose=0)
+    options = dict(
+        input_shape=(75, 75),
+        weights=str(weights_file),
+        stages=parse_stages("backbone:1,none:1"),
+        batch_size=4,
+        val_split=0.2,
+        test_split=0.2,
+        learning_rate=3e-4,
+        recalibrate_epoch_steps=2,
+        verbose=0,
+    )
     with pytest.raises(Interrupt):
         train(folder, output=out, log=log_and_die, **options)
     state_after_1 = json.loads((out / "checkpoint.json").read_text())
@@ -61,20 +70,40 @@ def run(folder, tmp_path_factory):
     backbone = {l.name for l in reference.layers if l.weights}
     backbone_unchanged = all(
         np.array_equal(np.array(a), np.array(b))
-        for name in backbone for a, b in zip(reference.get_layer(name).weights, after_1.get_layer(name).weights))
+        for name in backbone
+        for a, b in zip(reference.get_layer(name).weights, after_1.get_layer(name).weights)
+    )
     files_after_1 = sorted(p.name for p in out.iterdir())
     resumed_log = []
     result = train(folder, output=out, resume=True, log=resumed_log.append, verbose=0)
-    return dict(out=out, state1=state_after_1, backbone_unchanged=backbone_unchanged, files1=files_after_1, result=result, log=resumed_log, first_log=messages)
+    return dict(
+        out=out,
+        state1=state_after_1,
+        backbone_unchanged=backbone_unchanged,
+        files1=files_after_1,
+        result=result,
+        log=resumed_log,
+        first_log=messages,
+    )
 
 
 def test_run_checkpoints_after_every_epoch_atomically(run):
     assert run["state1"]["epoch"] == 1
-    assert run["files1"] == ["checkpoint-e001.optimizer.npz", "checkpoint-e001.weights.h5", "checkpoint.json",
-                             "classes.json"]  # no temporary file left behind, no model.keras yet
+    assert run["files1"] == [
+        "checkpoint-e001.optimizer.npz",
+        "checkpoint-e001.weights.h5",
+        "checkpoint.json",
+        "classes.json",
+    ]  # no temporary file left behind, no model.keras yet
     files = sorted(p.name for p in run["out"].iterdir())
-    assert files == ["checkpoint-e002.optimizer.npz", "checkpoint-e002.weights.h5", "checkpoint.json",
-                     "classes.json", "model.keras", "report.json"]  # the epoch-1 checkpoint was replaced
+    assert files == [
+        "checkpoint-e002.optimizer.npz",
+        "checkpoint-e002.weights.h5",
+        "checkpoint.json",
+        "classes.json",
+        "model.keras",
+        "report.json",
+    ]  # the epoch-1 checkpoint was replaced
 
 
 def test_weights_file_loads_and_frozen_backbone_stays_as_loaded(run):
@@ -93,8 +122,15 @@ def test_resume_continues_after_the_last_epoch(run):
 
 def test_report_and_run_info(run):
     report = json.loads((run["out"] / "report.json").read_text())
-    for key in ("config", "epochs", "test_accuracy", "val_accuracy", "train_images_per_second", "wall_seconds",
-                "batchnorm_recalibration"):
+    for key in (
+        "config",
+        "epochs",
+        "test_accuracy",
+        "val_accuracy",
+        "train_images_per_second",
+        "wall_seconds",
+        "batchnorm_recalibration",
+    ):
         assert key in report
     assert report["config"]["stages"] == [["backbone", 1], ["none", 1]]
     assert report["data"]["train"] + report["data"]["val"] + report["data"]["test"] == 18
@@ -169,8 +205,12 @@ def test_freeze_up_to_mixed_n_freezes_exactly_stem_and_blocks_up_to_n(small_mode
         assert (layer.name in trainable) == (block is not None or layer.name == "predictions"), layer.name
     report = anyshape.explain((75, 75, 1), include_top=True, classes=4)
     later = sum(s.params for s in report.stages if s.name in ("mixed7", "mixed8", "mixed9", "mixed10", "predictions"))
-    n_bn_moving = sum(int(np.prod(w.shape)) for l in small_model.layers if l.trainable
-                      and isinstance(l, keras.layers.BatchNormalization) for w in l.non_trainable_weights)
+    n_bn_moving = sum(
+        int(np.prod(w.shape))
+        for l in small_model.layers
+        if l.trainable and isinstance(l, keras.layers.BatchNormalization)
+        for w in l.non_trainable_weights
+    )
     trainable_params = sum(int(np.prod(v.shape)) for v in small_model.trainable_weights)
     assert trainable_params == later - n_bn_moving  # explain counts moving statistics as parameters
     freeze_layers(small_model, "none")
@@ -270,9 +310,20 @@ def test_aux_loss_trains_at_299(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (4, 299, 299, 3), dtype=np.uint8)
     data = Dataset(Split(images, np.array([0, 1, 0, 1], np.int32)), None, None, ["a", "b"], 3, "random")
-    result = train("random", dataset=data, output=tmp_path / "aux", input_shape=(299, 299, 3), aux_logits=True,
-                   epochs=3, batch_size=4, lr_schedule="constant", augment="none", recalibrate=False,
-                   verbose=0, log=lambda m: None)
+    result = train(
+        "random",
+        dataset=data,
+        output=tmp_path / "aux",
+        input_shape=(299, 299, 3),
+        aux_logits=True,
+        epochs=3,
+        batch_size=4,
+        lr_schedule="constant",
+        augment="none",
+        recalibrate=False,
+        verbose=0,
+        log=lambda m: None,
+    )
     epochs = result.report["epochs"]
     aux = [e["aux_loss"] for e in epochs]
     assert aux[-1] < aux[0], aux
@@ -310,8 +361,18 @@ def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path, monkeypatch)
             m.load_weights(tmp_path / "es" / state["weights"])
             kept["kernel"] = np.array(m.get_layer("predictions").kernel)
 
-    result = train("random", dataset=data, output=tmp_path / "es", epochs=4, batch_size=4, early_stopping=1,
-                   augment="none", recalibrate_epoch_steps=1, verbose=0, log=log)
+    result = train(
+        "random",
+        dataset=data,
+        output=tmp_path / "es",
+        epochs=4,
+        batch_size=4,
+        early_stopping=1,
+        augment="none",
+        recalibrate_epoch_steps=1,
+        verbose=0,
+        log=log,
+    )
     assert [e["epoch"] for e in result.report["epochs"]] == [1, 2]
     assert result.report["stopped_early"] and result.report["best"] == {"val_accuracy": 0.5, "epoch": 1}
     np.testing.assert_array_equal(np.array(result.model.get_layer("predictions").kernel), kept["kernel"])
@@ -325,8 +386,14 @@ def tiny_digits():
     """A small subset of scikit-learn's digits at 75x75x1 (training here takes seconds)."""
     train_split, test_split = load_digits((75, 75, 1))
     pick = lambda s, n: Split(s.images[:n], s.labels[:n])  # noqa: E731
-    return Dataset(pick(train_split, 16), pick(test_split, 8), pick(test_split, 8),
-                   [str(i) for i in range(10)], 1, "digits (subset)")
+    return Dataset(
+        pick(train_split, 16),
+        pick(test_split, 8),
+        pick(test_split, 8),
+        [str(i) for i in range(10)],
+        1,
+        "digits (subset)",
+    )
 
 
 class _Stop(Exception):
@@ -349,8 +416,15 @@ def test_resume_after_the_last_checkpoint_ends_with_the_checkpoints_weights(tiny
         if msg.startswith("BatchNorm statistics recalibrated"):  # after the last checkpoint, before model.keras
             raise _Stop
 
-    options = dict(dataset=tiny_digits, output=tmp_path / "r", epochs=1, batch_size=8, augment="none",
-                   recalibrate_epoch_steps=1, verbose=0)
+    options = dict(
+        dataset=tiny_digits,
+        output=tmp_path / "r",
+        epochs=1,
+        batch_size=8,
+        augment="none",
+        recalibrate_epoch_steps=1,
+        verbose=0,
+    )
     with pytest.raises(_Stop):
         train("digits", log=die_after_training, **options)
     trained = _checkpoint_kernel(tmp_path / "r")
@@ -381,8 +455,9 @@ def test_early_stopping_best_weights_survive_a_resume(tmp_path, monkeypatch):
         if msg.startswith("early stopping"):  # epoch 2's checkpoint is written: die before the restore
             raise _Stop
 
-    options = dict(dataset=data, epochs=4, batch_size=4, early_stopping=1, augment="none",
-                   recalibrate_epoch_steps=1, verbose=0)
+    options = dict(
+        dataset=data, epochs=4, batch_size=4, early_stopping=1, augment="none", recalibrate_epoch_steps=1, verbose=0
+    )
     with pytest.raises(_Stop):
         train("random", output=tmp_path / "es", log=log, **options)
     result = train("random", dataset=data, output=tmp_path / "es", resume=True, verbose=0, log=lambda m: None)
@@ -473,8 +548,10 @@ def test_state_dict_weights_need_preprocessing_and_the_run_records_it(tmp_path):
     trainer.input_shape = (75, 75, 3)
     with pytest.raises(PreprocessingUnknown, match="--preprocessing"):
         trainer._data_config()
-    for channels, mean, std in [(3, IMAGENET_MEAN, IMAGENET_STD),
-                                (1, pytest.approx(np.mean(IMAGENET_MEAN)), pytest.approx(np.mean(IMAGENET_STD)))]:
+    for channels, mean, std in [
+        (3, IMAGENET_MEAN, IMAGENET_STD),
+        (1, pytest.approx(np.mean(IMAGENET_MEAN)), pytest.approx(np.mean(IMAGENET_STD))),
+    ]:
         trainer = Trainer(TrainConfig(weights=str(pth), preprocessing="torch", output=str(tmp_path / "b")))
         trainer.input_shape = (75, 75, channels)
         data = trainer._data_config()

@@ -7,6 +7,7 @@ RGB image (75 x 75 to keep it cheap: the identities do not depend on the size).
 
 import logging
 
+import keras
 import numpy as np
 import pytest
 
@@ -34,9 +35,13 @@ def rgb(tmp_path_factory):
         if isinstance(layer, keras.layers.BatchNormalization):
             beta, mean, var = layer.get_weights()
             n = beta.shape[0]
-            layer.set_weights([0.1 * rng.standard_normal(n).astype(np.float32),
-                               0.1 * rng.standard_normal(n).astype(np.float32),
-                               rng.uniform(0.5, 1.5, n).astype(np.float32)])
+            layer.set_weights(
+                [
+                    0.1 * rng.standard_normal(n).astype(np.float32),
+                    0.1 * rng.standard_normal(n).astype(np.float32),
+                    rng.uniform(0.5, 1.5, n).astype(np.float32),
+                ]
+            )
     path = tmp_path_factory.mktemp("rgb") / "rgb.weights.h5"
     model.save_weights(path)
     return model, str(path)
@@ -49,7 +54,7 @@ def images():
 
 
 def _f(model, x):
-    return np.asarray(model(x, training=False))
+    return keras.ops.convert_to_numpy(model(x, training=False))
 
 
 def _close(a, b):
@@ -60,7 +65,7 @@ def _close(a, b):
 
 
 def _first_kernel(model):
-    return model.get_layer("stem_1a_3x3_conv").kernel.numpy()
+    return keras.ops.convert_to_numpy(model.get_layer("stem_1a_3x3_conv").kernel)
 
 
 def test_sum_gray_equals_replicated_rgb(rgb, images, caplog):
@@ -110,8 +115,10 @@ def test_random_reinitialises_only_the_first_conv(rgb, caplog):
     k = _first_kernel(m4)
     limit = np.sqrt(6 / (9 * 4 + 9 * 32))
     assert k.shape == (3, 3, 4, 32) and np.abs(k).max() <= limit and k.std() > limit / 4
-    np.testing.assert_array_equal(m4.get_layer("mixed0_branch1x1_conv").kernel.numpy(),
-                                  model.get_layer("mixed0_branch1x1_conv").kernel.numpy())
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(m4.get_layer("mixed0_branch1x1_conv").kernel),
+        keras.ops.convert_to_numpy(model.get_layer("mixed0_branch1x1_conv").kernel),
+    )
 
 
 def test_mapping_makes_a_bgr_model(rgb, images):

@@ -83,8 +83,9 @@ def test_convert_timm_state_dict_against_timm(tmp_path):
     tm = calibrated(timm.create_model("inception_v3", pretrained=False), seed=5)
     src = tmp_path / "timm.safetensors"
     save_file({k: v.contiguous() for k, v in tm.state_dict().items()}, str(src))
-    result = convert(src, tmp_path / "timm.weights.h5", source="timm", input_shape=(120, 120, 3), parity_images=1,
-                     preprocessing="tf")
+    result = convert(
+        src, tmp_path / "timm.weights.h5", source="timm", input_shape=(120, 120, 3), parity_images=1, preprocessing="tf"
+    )
     assert result.parity.reference == "timm" and result.parity.ok
     assert result.parity.max_abs_logit_diff <= 1e-4 and result.parity.top5_agreement == 1.0
     assert "result: exact" in str(result)

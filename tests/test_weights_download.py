@@ -87,13 +87,30 @@ def test_download_with_progress_and_hash(server, tmp_path, capsys):
 def test_cache_is_reused_and_md5_prefixes_work(server, tmp_path):
     _Handler.requests.clear()
     for _ in range(2):
-        path = cached_file(f"{server}/weights.bin", "cached.bin", expected_hash=MD5, hash_algorithm="md5",
-                           cache=str(tmp_path), progress=False, look_elsewhere=False)
+        path = cached_file(
+            f"{server}/weights.bin",
+            "cached.bin",
+            expected_hash=MD5,
+            hash_algorithm="md5",
+            cache=str(tmp_path),
+            progress=False,
+            look_elsewhere=False,
+        )
     assert _Handler.requests == ["/weights.bin"]  # the second call was served from the cache
     assert open(path, "rb").read() == PAYLOAD
     # torch.hub-style hash prefix (8 hex digits of the sha256)
-    assert cached_file(f"{server}/weights.bin", "cached.bin", expected_hash=MD5[:8], hash_algorithm="md5",
-                       cache=str(tmp_path), progress=False, look_elsewhere=False) == path
+    assert (
+        cached_file(
+            f"{server}/weights.bin",
+            "cached.bin",
+            expected_hash=MD5[:8],
+            hash_algorithm="md5",
+            cache=str(tmp_path),
+            progress=False,
+            look_elsewhere=False,
+        )
+        == path
+    )
 
 
 def test_wrong_hash_writes_nothing(server, tmp_path):
@@ -114,8 +131,15 @@ def test_truncated_download_writes_nothing(server, tmp_path):
 
 def test_a_corrupt_cached_file_is_replaced(server, tmp_path):
     (tmp_path / "c.bin").write_bytes(b"corrupt")
-    path = cached_file(f"{server}/weights.bin", "c.bin", expected_hash=SHA, hash_algorithm="sha256",
-                       cache=str(tmp_path), progress=False, look_elsewhere=False)
+    path = cached_file(
+        f"{server}/weights.bin",
+        "c.bin",
+        expected_hash=SHA,
+        hash_algorithm="sha256",
+        cache=str(tmp_path),
+        progress=False,
+        look_elsewhere=False,
+    )
     assert open(path, "rb").read() == PAYLOAD
 
 

@@ -47,7 +47,7 @@ def write_legacy_h5(model, path, *, top=True):
             weight_names = [f"{lname}/{w.name}:0" for w in layer.weights]
             g.attrs["weight_names"] = [n.encode() for n in weight_names]
             for n, w in zip(weight_names, layer.weights):
-                g.create_dataset(n, data=w.numpy())
+                g.create_dataset(n, data=keras.ops.convert_to_numpy(w))
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +64,15 @@ def keras_app():
         layer.momentum = 0.99
         beta, mean, var = layer.get_weights()
         n = beta.shape[0]
-        layer.set_weights([
-            (0.2 * rng.standard_normal(n)).astype(np.float32),
-            (mean + 0.2 * np.sqrt(var) * rng.standard_normal(n)).astype(np.float32),
-            (var * rng.uniform(0.7, 1.3, n)).astype(np.float32),
-        ])
+        layer.set_weights(
+            [
+                (0.2 * rng.standard_normal(n)).astype(np.float32),
+                (mean + 0.2 * np.sqrt(var) * rng.standard_normal(n)).astype(np.float32),
+                (var * rng.uniform(0.7, 1.3, n)).astype(np.float32),
+            ]
+        )
     dense = model.get_layer("predictions")
-    logits = np.asarray(model(rng.uniform(-1, 1, (2, 299, 299, 3)).astype(np.float32)))
+    logits = keras.ops.convert_to_numpy(model(rng.uniform(-1, 1, (2, 299, 299, 3)).astype(np.float32)))
     k, b = dense.get_weights()
     dense.set_weights([k * (2 / logits.std()), b * (2 / logits.std())])
     return model
@@ -94,7 +96,9 @@ def ours_free(files):
 @pytest.fixture(scope="module")
 def ours_small(files):
     """A 10-class, 75 x 75 model: pretrained backbone, new head."""
-    return anyshape.InceptionV3(weights=files["legacy"], input_shape=(75, 75, 3), classes=10, classifier_activation=None)
+    return anyshape.InceptionV3(
+        weights=files["legacy"], input_shape=(75, 75, 3), classes=10, classifier_activation=None
+    )
 
 
 def _images(n, h, w, seed=0):
@@ -102,7 +106,7 @@ def _images(n, h, w, seed=0):
 
 
 def _close(a, b):
-    a, b = np.asarray(a), np.asarray(b)
+    a, b = keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
     assert a.shape == b.shape
     assert np.abs(a - b).max() <= TOL, np.abs(a - b).max()
     assert np.abs(b).max() > 0.5
@@ -137,7 +141,7 @@ def test_weights_h5_at_299_and_other_sizes(keras_app, ours_free):
     k, b = keras_app.get_layer("predictions").get_weights()
     for hw in [(150, 200), (75, 75)]:
         x = _images(1, *hw, seed=2)
-        _close(ours_free(x), np.asarray(feats(x)) @ k + b)
+        _close(ours_free(x), keras.ops.convert_to_numpy(feats(x)) @ k + b)
 
 
 def test_keras_file_saved_by_keras_3(keras_app, ours_free, files):
@@ -154,7 +158,10 @@ def test_new_head_and_notop_file(keras_app, files, ours_small, caplog):
     app_names = {"stem_1a_3x3_conv": 0, "mixed10_branch_pool_conv": -1}
     app_convs = [layer for layer in keras_app.layers if isinstance(layer, keras.layers.Conv2D)]
     for name, i in app_names.items():
-        np.testing.assert_array_equal(ours_small.get_layer(name).kernel.numpy(), app_convs[i].kernel.numpy())
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(ours_small.get_layer(name).kernel),
+            keras.ops.convert_to_numpy(app_convs[i].kernel),
+        )
     assert ours_small.get_layer(names[1]).get_weights()[0].shape == (160,)
     with caplog.at_level(logging.WARNING, logger="anyshape.weights"):
         load_weight_set(ours_small, resolve(files["notop"]))
@@ -177,8 +184,15 @@ def test_bad_keras_files_leave_the_model_unchanged(files, ours_small, tmp_path):
     data = open(files["legacy"], "rb").read()
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(data[: len(data) // 3])
-    other = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(),
-                              keras.layers.Flatten(), keras.layers.Dense(2)])
+    other = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.BatchNormalization(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
     other_path = tmp_path / "other.weights.h5"
     other.save_weights(other_path)
     # a torch-layout file whose BatchNorms have gammas, into a model built without them

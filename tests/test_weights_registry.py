@@ -60,7 +60,9 @@ def test_transform_input_is_tf_scaling():
         np.testing.assert_allclose(transformed, p / 127.5 - 1, atol=1e-12)
 
 
-@pytest.mark.parametrize("alias", ["IMAGENET1K_V1", "torchvision", "imagenet1k_v1", "timm/inception_v3.tf_in1k", "keras"])
+@pytest.mark.parametrize(
+    "alias", ["IMAGENET1K_V1", "torchvision", "imagenet1k_v1", "timm/inception_v3.tf_in1k", "keras"]
+)
 def test_aliases(alias):
     assert resolve(alias).name in REGISTRY
 
@@ -75,12 +77,15 @@ def test_paths(tmp_path):
     assert resolve(str(st), preprocessing="tf").format == "torch"
 
 
-@pytest.mark.parametrize("bad, words", [
-    ("imagenett", "neither a registered weight set nor an existing file"),
-    ("/no/such/file.h5", "does not exist"),
-    ("missing.weights.h5", "does not exist"),
-    (3, "must be None, a weight set name or a file path"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ("imagenett", "neither a registered weight set nor an existing file"),
+        ("/no/such/file.h5", "does not exist"),
+        ("missing.weights.h5", "does not exist"),
+        (3, "must be None, a weight set name or a file path"),
+    ],
+)
 def test_unknown(bad, words):
     with pytest.raises(UnknownWeights, match=words):
         resolve(bad)

@@ -213,14 +213,18 @@ def test_new_head_for_other_class_count(tv, caplog):
     """Pretrained backbone + a new head when classes != 1000, with a log message."""
     _, _, st, _ = tv
     with caplog.at_level(logging.WARNING, logger="anyshape.weights"):
-        m = anyshape.InceptionV3(weights=st, preprocessing="tf", classes=7, input_shape=(75, 75, 1), classifier_activation=None)
+        m = anyshape.InceptionV3(
+            weights=st, preprocessing="tf", classes=7, input_shape=(75, 75, 1), classifier_activation=None
+        )
     assert "new, randomly initialised 7-class head" in caplog.text
     assert "channel_adapt='sum'" in caplog.text
     ck = read_torch_file(st)
     np.testing.assert_array_equal(
         m.get_layer("stem_1a_3x3_conv").kernel.numpy()[:, :, 0], ck.units["stem_1a_3x3"]["kernel"].sum(axis=2)
     )
-    np.testing.assert_array_equal(m.get_layer("mixed10_branch_pool_conv").kernel.numpy(), ck.units["mixed10_branch_pool"]["kernel"])
+    np.testing.assert_array_equal(
+        m.get_layer("mixed10_branch_pool_conv").kernel.numpy(), ck.units["mixed10_branch_pool"]["kernel"]
+    )
     assert m.output.shape[-1] == 7
 
 
@@ -237,6 +241,10 @@ def test_registry_set_from_the_cache_offline(tv, tmp_path, monkeypatch):
     ws = REGISTRY["inception_v3.gluon_in1k"]
     shutil.copy(tv[2], tmp_path / "models" / ws.file_name)  # a stand-in with the same layout
     m = anyshape.InceptionV3(weights="inception_v3.gluon_in1k", input_shape=(120, 120, 3), classifier_activation=None)
-    assert m.anyshape_weights.preprocessing == {"mode": "torch", "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+    assert m.anyshape_weights.preprocessing == {
+        "mode": "torch",
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+    }
     x = _images(1, 120, 120, seed=1)
     _assert_parity(predict(m, x), run(tv[0], x))

@@ -1,8 +1,8 @@
 """anyshape: InceptionV3 for Keras 3 at any input shape.
 
-    import anyshape
-    print(anyshape.explain((150, 150, 3)))         # what each stage does with this shape
-    model = anyshape.InceptionV3(weights=None, input_shape=(150, 200, 4))
+import anyshape
+print(anyshape.explain((150, 150, 3)))         # what each stage does with this shape
+model = anyshape.InceptionV3(weights=None, input_shape=(150, 200, 4))
 """
 
 from anyshape.shapes import InvalidInputShape, ShapeReport, explain

@@ -30,9 +30,7 @@ def _suffix(name: str) -> str:
 def write_atomically(path, write: Callable[[str], object]) -> Path:
     """Call `write(tmp)` with a temporary path beside `path`, then rename it onto `path`."""
     path = Path(path)
-    tmp = path.with_name(
-        f".{path.name}.{os.getpid()}-{threading.get_ident()}-{next(_counter)}.tmp{_suffix(path.name)}"
-    )
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}-{next(_counter)}.tmp{_suffix(path.name)}")
     try:
         write(str(tmp))
         os.replace(tmp, path)

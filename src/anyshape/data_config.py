@@ -72,7 +72,7 @@ class DataConfig:
     label_offset: int | str = "auto"
 
     @classmethod
-    def from_model(cls, model) -> "DataConfig":
+    def from_model(cls, model) -> DataConfig:
         """The config of a model (trained run info or weight set); the defaults without either."""
         return resolve_data_config(model)
 
@@ -82,20 +82,20 @@ class DataConfig:
             return {"mode": "torch", "mean": self.mean, "std": self.std}
         return {"mode": "tf"}
 
-    def for_channels(self, channels: int | None) -> "DataConfig":
+    def for_channels(self, channels: int | None) -> DataConfig:
         """A per-channel mean/std that does not fit `channels` becomes its average.
 
         The first conv of a model with other than 3 channels was adapted from RGB (see
         anyshape.weights.channels), so one value per channel, the RGB average, fits it best.
         """
-        changes = {}
+        changes: dict = {}
         for name in ("mean", "std"):
             value = getattr(self, name)
             if channels is not None and isinstance(value, (tuple, list)) and len(value) != channels:
                 changes[name] = float(sum(value) / len(value))
         return replace(self, **changes) if changes else self
 
-    def for_training(self) -> "DataConfig":
+    def for_training(self) -> DataConfig:
         """The same scaling with the resize training uses (whole shorter side, bilinear)."""
         return replace(self, crop_pct=TRAIN_CROP_PCT, interpolation=TRAIN_INTERPOLATION, label_offset=0)
 
@@ -148,8 +148,9 @@ def _from_weight_set(ws) -> DataConfig:
     )
 
 
-def resolve_data_config(source: Any = None, *, channels: int | None = None,
-                        preprocessing: str | None = None) -> DataConfig:
+def resolve_data_config(
+    source: Any = None, *, channels: int | None = None, preprocessing: str | None = None
+) -> DataConfig:
     """The one place a `DataConfig` is decided.
 
     Args:

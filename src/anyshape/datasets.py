@@ -29,10 +29,9 @@ The `digits` set is scikit-learn's bundled 8 x 8 handwritten digits (1,797 image
 
 from __future__ import annotations
 
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -95,24 +94,29 @@ class Dataset:
             parts.append(f"{len(self.val)} val")
         if self.test is not None:
             parts.append(f"{len(self.test)} test")
-        return (f"{self.source}: {self.num_classes} classes, {', '.join(parts)} images, "
-                f"{self.train.images.shape[1]}x{self.train.images.shape[2]}x{self.channels}")
+        return (
+            f"{self.source}: {self.num_classes} classes, {', '.join(parts)} images, "
+            f"{self.train.images.shape[1]}x{self.train.images.shape[2]}x{self.channels}"
+        )
 
 
 def _size_and_channels(input_shape) -> tuple[tuple[int, int], int | None]:
     shape = tuple(input_shape)
     if len(shape) not in (2, 3) or any(s is None for s in shape[:2]):
-        raise ValueError(f"input_shape must be (H, W) or (H, W, C) with fixed H and W for training, got {input_shape!r}")
+        raise ValueError(
+            f"input_shape must be (H, W) or (H, W, C) with fixed H and W for training, got {input_shape!r}"
+        )
     channels = shape[2] if len(shape) == 3 else None
     if channels is not None and (not isinstance(channels, (int, np.integer)) or channels < 1):
         raise ValueError(f"input_shape channels must be a positive integer or left out, got {channels!r}")
-    return (int(shape[0]), int(shape[1])), channels
+    return (int(shape[0]), int(shape[1])), None if channels is None else int(channels)
 
 
 def fit_image(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """Bring one (H, W, C) image to `size_hw` the way training does (see RESIZE_POLICY)."""
-    return resize_shorter_and_center_crop(image, size_hw, crop_pct=RESIZE_POLICY["crop_pct"],
-                                          interpolation=RESIZE_POLICY["interpolation"])
+    return resize_shorter_and_center_crop(
+        image, size_hw, crop_pct=RESIZE_POLICY["crop_pct"], interpolation=RESIZE_POLICY["interpolation"]
+    )
 
 
 def read_image(path, size_hw: tuple[int, int], channels: int) -> np.ndarray:
@@ -183,8 +187,9 @@ def _list_classes(root: Path) -> tuple[list[str], list[list[Path]], int]:
     return [d.name for d in class_dirs], files, ignored
 
 
-def _decide_channels(all_files: Sequence[Path], channels: int | None, notes: list[str],
-                     bad: list[tuple[Path, str]]) -> int:
+def _decide_channels(
+    all_files: Sequence[Path], channels: int | None, notes: list[str], bad: list[tuple[Path, str]]
+) -> int:
     counts: dict[int, int] = {}
     for p in all_files:
         try:
@@ -206,8 +211,10 @@ def _decide_channels(all_files: Sequence[Path], channels: int | None, notes: lis
         other = {c: n for c, n in counts.items() if c != channels}
         if other:
             desc = ", ".join(f"{n} with {c}" for c, n in sorted(other.items()))
-            notes.append(f"converted to {channels} channel(s) as --input-shape asks: {desc} "
-                         f"(gray->RGB replicates, RGB->gray is luminance, alpha is dropped)")
+            notes.append(
+                f"converted to {channels} channel(s) as --input-shape asks: {desc} "
+                f"(gray->RGB replicates, RGB->gray is luminance, alpha is dropped)"
+            )
         return channels
     if not counts:
         return 3
@@ -221,7 +228,9 @@ def _decide_channels(all_files: Sequence[Path], channels: int | None, notes: lis
     return chosen
 
 
-def load_folder(root, input_shape, *, skip_bad_images: bool = False, progress=None) -> tuple[Split, list[str], int, list[str]]:
+def load_folder(
+    root, input_shape, *, skip_bad_images: bool = False, progress=None
+) -> tuple[Split, list[str], int, list[str]]:
     """Read DATA/<class>/<image> into one Split; returns (split, class_names, channels, notes)."""
     root = Path(root)
     size_hw, channels = _size_and_channels(input_shape)
@@ -253,7 +262,11 @@ def load_folder(root, input_shape, *, skip_bad_images: bool = False, progress=No
                 f"{len(bad)} of {len(all_files)} file(s) under {root} could not be read as images:\n  "
                 f"{listing}{more}\nFix or remove them, or pass --skip-bad-images (skip_bad_images=True) to train without them."
             )
-        notes.append(f"skipped {len(bad)} unreadable file(s): " + "; ".join(str(p) for p, _ in bad[:5]) + (" ..." if len(bad) > 5 else ""))
+        notes.append(
+            f"skipped {len(bad)} unreadable file(s): "
+            + "; ".join(str(p) for p, _ in bad[:5])
+            + (" ..." if len(bad) > 5 else "")
+        )
     labels_arr = np.asarray(labels, dtype=np.int32)
     present = set(labels)
     missing = [c for i, c in enumerate(class_names) if i not in present]
@@ -306,8 +319,16 @@ def load_digits(input_shape=(75, 75, 1)) -> tuple[Split, Split]:
     return Split(images[tr], labels[tr]), Split(images[te], labels[te])
 
 
-def load_dataset(data, input_shape, *, val_split: float = 0.1, test_split: float = 0.2, seed: int = 0,
-                 skip_bad_images: bool = False, progress=None) -> Dataset:
+def load_dataset(
+    data,
+    input_shape,
+    *,
+    val_split: float = 0.1,
+    test_split: float = 0.2,
+    seed: int = 0,
+    skip_bad_images: bool = False,
+    progress=None,
+) -> Dataset:
     """Load `data` ('digits' or a folder path) at `input_shape` ((H, W) or (H, W, C)), split it.
 
     A folder with `train/` and `test/` (optionally `val/`) subfolders uses them as given;
@@ -315,6 +336,8 @@ def load_dataset(data, input_shape, *, val_split: float = 0.1, test_split: float
     The digits set has its fixed test split; `val_split` is taken from its training part.
     """
     notes: list[str] = []
+    val: Split | None
+    test: Split | None
     if str(data) == "digits" and not Path(str(data)).exists():
         train, test = load_digits(input_shape)
         names, channels = [str(i) for i in range(10)], train.images.shape[-1]
@@ -323,20 +346,26 @@ def load_dataset(data, input_shape, *, val_split: float = 0.1, test_split: float
     root = Path(data)
     sub = {p.name for p in root.iterdir() if p.is_dir()} if root.is_dir() else set()
     if "train" in sub and ("test" in sub or "val" in sub):
-        train, names, channels, notes = load_folder(root / "train", input_shape, skip_bad_images=skip_bad_images, progress=progress)
+        train, names, channels, notes = load_folder(
+            root / "train", input_shape, skip_bad_images=skip_bad_images, progress=progress
+        )
         shape = tuple(input_shape)[:2] + (channels,)
         val = test = None
         for part in ("val", "test"):
             if part in sub:
                 split, part_names, _, part_notes = load_folder(root / part, shape, skip_bad_images=skip_bad_images)
                 if part_names != names:
-                    raise DataError(f"{root / part} has classes {part_names}, but {root / 'train'} has {names}; they must match.")
+                    raise DataError(
+                        f"{root / part} has classes {part_names}, but {root / 'train'} has {names}; they must match."
+                    )
                 notes += [f"{part}: {n}" for n in part_notes]
                 val, test = (split, test) if part == "val" else (val, split)
         if val is None:
             train, val = _stratified_split(train, val_split, seed, "validation split")
         return Dataset(train, val, test, names, channels, str(root), notes)
-    everything, names, channels, notes = load_folder(root, input_shape, skip_bad_images=skip_bad_images, progress=progress)
+    everything, names, channels, notes = load_folder(
+        root, input_shape, skip_bad_images=skip_bad_images, progress=progress
+    )
     train, test = _stratified_split(everything, test_split, seed, "test split")
     train, val = _stratified_split(train, val_split, seed + 1, "validation split")
     return Dataset(train, val, test, names, channels, str(root), notes)

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 _NOISE = ("I0000 ", "W0000 ", "WARNING: All log messages before absl::InitializeLog()")
 
 
@@ -42,8 +41,9 @@ def _run(args: list[str], *, capture: bool = False) -> subprocess.CompletedProce
     cmd = [sys.executable, "-m", "anyshape.cli", *args]
     print(f"\n$ anyshape {shlex.join(args)}", flush=True)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3"))
-    proc = subprocess.Popen(cmd, env=env, text=True, stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE if capture else None)
+    proc = subprocess.Popen(
+        cmd, env=env, text=True, stderr=subprocess.PIPE, stdout=subprocess.PIPE if capture else None
+    )
     errors = []
 
     def pump():
@@ -56,7 +56,7 @@ def _run(args: list[str], *, capture: bool = False) -> subprocess.CompletedProce
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
-    out = proc.stdout.read() if capture else None
+    out = proc.stdout.read() if capture and proc.stdout is not None else None
     proc.wait()
     thread.join()
     return subprocess.CompletedProcess(cmd, proc.returncode, out, "".join(errors))
@@ -97,6 +97,8 @@ def _classify_with_keras(model_path: Path, images: list[Path]) -> list[str]:
     from anyshape.train import read_run_info
 
     info = read_run_info(model_path)
+    if info is None:
+        raise SystemExit(f"{model_path}: no classes.json beside it (not an anyshape train run)")
     h, w, c = info["input_shape"]
     model = keras.saving.load_model(model_path)
     x = np.stack([read_image(p, (h, w), c) for p in images]).astype(np.float32)
@@ -112,8 +114,13 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--output", default=None, help="run folder (default runs/demo-digits-<time>)")
     parser.add_argument("--images", type=int, default=8, help="held-out digits to classify with predict")
-    parser.add_argument("--classify", nargs="+", default=None, metavar="MODEL IMAGE",
-                        help="print (as JSON) the class names a run's MODEL gives IMAGE files, and exit")
+    parser.add_argument(
+        "--classify",
+        nargs="+",
+        default=None,
+        metavar="MODEL IMAGE",
+        help="print (as JSON) the class names a run's MODEL gives IMAGE files, and exit",
+    )
     args = parser.parse_args(argv)
     if args.classify:
         print(json.dumps(_classify_with_keras(Path(args.classify[0]), [Path(p) for p in args.classify[1:]])))
@@ -130,9 +137,14 @@ def main(argv=None) -> int:
 
     images = _write_held_out_pngs(run / "held-out", args.images)
     print(f"\nwrote {len(images)} held-out test digits as PNG files to {run / 'held-out'}")
-    pred = _run(["predict", "--model", str(run / "model.keras"), "--top", "1", "--format", "json",
-                 str(run / "held-out")], capture=True)
-    classes = read_run_info(run)["classes"]
+    pred = _run(
+        ["predict", "--model", str(run / "model.keras"), "--top", "1", "--format", "json", str(run / "held-out")],
+        capture=True,
+    )
+    info = read_run_info(run)
+    if info is None:
+        raise SystemExit(f"{run}: the training run wrote no classes.json")
+    classes = info["classes"]
     by_predict, names_from_run = None, True
     if pred.returncode == 0:
         try:
@@ -158,17 +170,21 @@ def main(argv=None) -> int:
         print(f"  {path.name:22s} {guess:>8s} {direct[i]:>6s}   {mark}")
     print(f"  {right}/{len(images)} correct")
     if by_predict and not names_from_run:
-        print("  (this `anyshape predict` does not read RUN/classes.json yet: it names the outputs class_<index>\n"
-              "   and prepares images with its own default crop; the keras column uses the run's preprocessing)")
+        print(
+            "  (this `anyshape predict` does not read RUN/classes.json yet: it names the outputs class_<index>\n"
+            "   and prepares images with its own default crop; the keras column uses the run's preprocessing)"
+        )
 
     _run(["explain", "--input-shape", "75,75,1", "--include-top", "--classes", "10"])
 
     acc = report.get("test_accuracy")
     print("\n== result ==")
     print(f"test accuracy on {report['data']['test']} held-out digits: {acc:.4f}")
-    print(f"training: {report['train_seconds']:.0f} s for {len(report['epochs'])} epochs of {report['data']['train']} images "
-          f"({report['train_images_per_second']:.1f} img/s), BatchNorm recalibration "
-          f"{report['batchnorm_recalibration'].get('seconds', 0):.0f} s, run {report['wall_seconds']:.0f} s")
+    print(
+        f"training: {report['train_seconds']:.0f} s for {len(report['epochs'])} epochs of {report['data']['train']} images "
+        f"({report['train_images_per_second']:.1f} img/s), BatchNorm recalibration "
+        f"{report['batchnorm_recalibration'].get('seconds', 0):.0f} s, run {report['wall_seconds']:.0f} s"
+    )
     print(f"run folder: {run} (model.keras, classes.json, report.json); demo took {time.time() - t0:.0f} s")
     return 0 if acc is not None and acc >= 0.95 else 1
 

@@ -101,7 +101,8 @@ def list_inputs(paths: Iterable) -> tuple[list[str], list[tuple[str, str]]]:
             selected = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
             base = PurePosixPath(inner)
             keys = sorted(
-                i.path for i in selected
+                i.path
+                for i in selected
                 if i.type == pafs.FileType.File
                 and not any(part.startswith(".") for part in PurePosixPath(i.path).relative_to(base).parts)
             )
@@ -175,7 +176,9 @@ class OutputFolder:
             try:
                 return RunManifest.from_json(json.loads(f.read()))
             except ValueError as e:
-                raise ResumeMismatch(f"{self.out}/{MANIFEST} cannot be read ({e}); start again with another --out") from None
+                raise ResumeMismatch(
+                    f"{self.out}/{MANIFEST} cannot be read ({e}); start again with another --out"
+                ) from None
 
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write a whole file: a local file appears by an atomic rename, an S3 object on upload."""
@@ -193,13 +196,17 @@ class OutputFolder:
         names = self.listing()
         if names and not resume:
             what = "an anyshape run" if MANIFEST in names else f"{len(names)} file(s) that are not an anyshape run"
-            raise FileExistsError(f"--out {self.out} already holds {what}; pass --resume to continue that run, "
-                                  "or choose another --out (nothing is overwritten)")
+            raise FileExistsError(
+                f"--out {self.out} already holds {what}; pass --resume to continue that run, "
+                "or choose another --out (nothing is overwritten)"
+            )
         if names and resume:
             recorded = self.read_manifest()
             if recorded is None:
-                raise FileExistsError(f"--out {self.out} holds files but no {MANIFEST}: it is not an anyshape run "
-                                      "to resume; choose another --out")
+                raise FileExistsError(
+                    f"--out {self.out} holds files but no {MANIFEST}: it is not an anyshape run "
+                    "to resume; choose another --out"
+                )
             manifest.check_resume(recorded, where=self.out)
             return
         if not _is_url(self.out):
@@ -263,17 +270,33 @@ class _ImageJob:
         from anyshape.engine.runs import run_images
 
         paths = [str(p) for p in batch.column("path").to_pylist()]
-        results = {str(r.path): r for r in run_images(self.predictor, self.reader, paths, batch_size=len(paths),
-                                                       workers=self.decode_threads, load=self.load)}
-        out = {"path": paths, "error": [results[p].error for p in paths],
-               "_node": [self.node] * len(paths), "_pid": [self.pid] * len(paths)}
+        results = {
+            str(r.path): r
+            for r in run_images(
+                self.predictor, self.reader, paths, batch_size=len(paths), workers=self.decode_threads, load=self.load
+            )
+        }
+        out = {
+            "path": paths,
+            "error": [results[p].error for p in paths],
+            "_node": [self.node] * len(paths),
+            "_pid": [self.pid] * len(paths),
+        }
         outputs = [results[p].output for p in paths]
         if self.task == "features":
             out["features"] = [None if o is None else np.asarray(o, np.float32).ravel().tolist() for o in outputs]
         else:
-            labels = [None if o is None else _class_labels(np.asarray(o[0] if isinstance(o, list) else o)[None], self.top,
-                                                             self.predictor.preprocessing.label_offset,
-                                                             self.predictor.class_names)[0] for o in outputs]
+            labels = [
+                None
+                if o is None
+                else _class_labels(
+                    np.asarray(o[0] if isinstance(o, list) else o)[None],
+                    self.top,
+                    self.predictor.preprocessing.label_offset,
+                    self.predictor.class_names,
+                )[0]
+                for o in outputs
+            ]
             out["class_ids"] = [None if row is None else [c["class_id"] for c in row] for row in labels]
             out["labels"] = [None if row is None else [c["label"] for c in row] for row in labels]
             out["scores"] = [None if row is None else [float(c["score"]) for c in row] for row in labels]
@@ -316,8 +339,15 @@ def _schema(task: str):
 
     if task == "features":
         return pa.schema([("path", pa.string()), ("features", pa.list_(pa.float32())), ("error", pa.string())])
-    return pa.schema([("path", pa.string()), ("class_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.string())),
-                      ("scores", pa.list_(pa.float32())), ("error", pa.string())])
+    return pa.schema(
+        [
+            ("path", pa.string()),
+            ("class_ids", pa.list_(pa.int32())),
+            ("labels", pa.list_(pa.string())),
+            ("scores", pa.list_(pa.float32())),
+            ("error", pa.string()),
+        ]
+    )
 
 
 def _start_ray(address):
@@ -345,10 +375,26 @@ def _actor_count(cpus_per_actor: float, actors: int | None) -> int:
     return max(1, int(cpus // cpus_per_actor))
 
 
-def _run(task: str, predictor, paths, out, *, size=None, upscale: bool = False, max_pixels: int | None = None,
-         top: int = 5, batch_size: int = 16, options: dict | None = None, address=None, cpus_per_actor: float = 1,
-         actors: int | None = None, resume: bool = False, rows_per_part: int = 1024, progress: bool = False,
-         on_part: Callable[[DistributedSummary, object], None] | None = None) -> DistributedSummary:
+def _run(
+    task: str,
+    predictor,
+    paths,
+    out,
+    *,
+    size=None,
+    upscale: bool = False,
+    max_pixels: int | None = None,
+    top: int = 5,
+    batch_size: int = 16,
+    options: dict | None = None,
+    address=None,
+    cpus_per_actor: float = 1,
+    actors: int | None = None,
+    resume: bool = False,
+    rows_per_part: int = 1024,
+    progress: bool = False,
+    on_part: Callable[[DistributedSummary, object], None] | None = None,
+) -> DistributedSummary:
     import pyarrow as pa
 
     if cpus_per_actor <= 0:
@@ -356,12 +402,16 @@ def _run(task: str, predictor, paths, out, *, size=None, upscale: bool = False, 
     if top < 1:
         raise ValueError(f"top must be >= 1, got {top}")
     if predictor.engine == "keras":
-        raise ValueError(f"the Ray job runs the ONNX engines only (the Keras engine cannot be sent to Ray actors): "
-                         f"{predictor.fallback_reason or 'install anyshape[fast]'}")
+        raise ValueError(
+            f"the Ray job runs the ONNX engines only (the Keras engine cannot be sent to Ray actors): "
+            f"{predictor.fallback_reason or 'install anyshape[fast]'}"
+        )
     reader = make_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
     if task == "features" and predictor.output_rank > 2 and reader.size == "native":
-        raise ValueError("unpooled feature maps (--pooling none) of images at their native sizes differ in shape: "
-                         "pass --size N (or H,W), or pool them with --pooling avg|max")
+        raise ValueError(
+            "unpooled feature maps (--pooling none) of images at their native sizes differ in shape: "
+            "pass --size N (or H,W), or pool them with --pooling avg|max"
+        )
     manifest = run_manifest(predictor, reader, {"task": task, **(options or {})})
     folder = OutputFolder(out)
     folder.prepare(manifest, resume=resume)  # refuses before any work
@@ -369,8 +419,13 @@ def _run(task: str, predictor, paths, out, *, size=None, upscale: bool = False, 
     done = folder.done()
     done_keys = {_key(p) for p in done}
     todo = [p for p in files if _key(p) not in done_keys]
-    summary = DistributedSummary(total=len(files) + len(missing), skipped=len(files) - len(todo), out=str(out),
-                                 engine=predictor.engine, precision=predictor.precision)
+    summary = DistributedSummary(
+        total=len(files) + len(missing),
+        skipped=len(files) - len(todo),
+        out=str(out),
+        engine=predictor.engine,
+        precision=predictor.precision,
+    )
     summary.failed.extend((p, e) for p, e in done.items() if e is not None)
     pending: list[dict] = []
     written = set(done_keys)
@@ -413,16 +468,24 @@ def _run(task: str, predictor, paths, out, *, size=None, upscale: bool = False, 
             n_actors = _actor_count(cpus_per_actor, actors)
             blocks = max(1, min(len(todo), 4 * n_actors, (len(todo) + batch_size - 1) // batch_size))
             n_actors = summary.actors = min(n_actors, blocks)  # an actor without a block would idle
-            worker = type(predictor)(predictor.graph_model, engine=predictor.engine, precision=predictor.precision,
-                                     threads=max(1, int(cpus_per_actor)))
+            worker = type(predictor)(
+                predictor.graph_model,
+                engine=predictor.engine,
+                precision=predictor.precision,
+                threads=max(1, int(cpus_per_actor)),
+            )
             items = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=blocks)
             ds = items.map_batches(
-                _ImageJob, batch_size=batch_size, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=n_actors),
+                _ImageJob,
+                batch_size=batch_size,
+                batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=n_actors),
                 # Ray Data restarts a dead actor and retries its tasks by default (max_restarts=-1,
                 # max_task_retries=-1: ray/data/_internal/execution/operators/actor_pool_map_operator.py)
                 num_cpus=cpus_per_actor,
-                fn_constructor_kwargs=dict(predictor=worker, reader=reader, task=task, top=top,
-                                           decode_threads=max(2, int(cpus_per_actor))),
+                fn_constructor_kwargs=dict(
+                    predictor=worker, reader=reader, task=task, top=top, decode_threads=max(2, int(cpus_per_actor))
+                ),
             )
             for row in ds.iter_rows():
                 summary.rows_per_node[row["_node"]] = summary.rows_per_node.get(row["_node"], 0) + 1
@@ -460,10 +523,24 @@ def _plain(row: dict) -> dict:
     return out
 
 
-def features(predictor, paths, out, *, size=None, upscale: bool = False, max_pixels: int | None = None,
-             batch_size: int = 16, options: dict | None = None, address=None, cpus_per_actor: float = 1,
-             actors: int | None = None, resume: bool = False, rows_per_part: int = 1024, progress: bool = False,
-             on_part=None) -> DistributedSummary:
+def features(
+    predictor,
+    paths,
+    out,
+    *,
+    size=None,
+    upscale: bool = False,
+    max_pixels: int | None = None,
+    batch_size: int = 16,
+    options: dict | None = None,
+    address=None,
+    cpus_per_actor: float = 1,
+    actors: int | None = None,
+    resume: bool = False,
+    rows_per_part: int = 1024,
+    progress: bool = False,
+    on_part=None,
+) -> DistributedSummary:
     """`engine.extract_features` on a Ray cluster: one Parquet row (path, features, error) per input
     in the folder `out` (local or a URL), resumable with `resume=True`.
 
@@ -475,19 +552,63 @@ def features(predictor, paths, out, *, size=None, upscale: bool = False, max_pix
         cluster's CPUs allow).
     options: what the run computes, for the manifest (model, weights, layer, pooling, ...).
     """
-    return _run("features", predictor, paths, out, size=size, upscale=upscale, max_pixels=max_pixels,
-                batch_size=batch_size, options=options, address=address, cpus_per_actor=cpus_per_actor,
-                actors=actors, resume=resume, rows_per_part=rows_per_part, progress=progress, on_part=on_part)
+    return _run(
+        "features",
+        predictor,
+        paths,
+        out,
+        size=size,
+        upscale=upscale,
+        max_pixels=max_pixels,
+        batch_size=batch_size,
+        options=options,
+        address=address,
+        cpus_per_actor=cpus_per_actor,
+        actors=actors,
+        resume=resume,
+        rows_per_part=rows_per_part,
+        progress=progress,
+        on_part=on_part,
+    )
 
 
-def predict(predictor, paths, out, *, top: int = 5, size=None, upscale: bool = False, max_pixels: int | None = None,
-            batch_size: int = 16, options: dict | None = None, address=None, cpus_per_actor: float = 1,
-            actors: int | None = None, resume: bool = False, rows_per_part: int = 1024, progress: bool = False,
-            on_part=None) -> DistributedSummary:
+def predict(
+    predictor,
+    paths,
+    out,
+    *,
+    top: int = 5,
+    size=None,
+    upscale: bool = False,
+    max_pixels: int | None = None,
+    batch_size: int = 16,
+    options: dict | None = None,
+    address=None,
+    cpus_per_actor: float = 1,
+    actors: int | None = None,
+    resume: bool = False,
+    rows_per_part: int = 1024,
+    progress: bool = False,
+    on_part=None,
+) -> DistributedSummary:
     """`engine.predict_paths` on a Ray cluster: one Parquet row (path, class_ids, labels, scores,
     error) per input, the top `top` classes by score, in the folder `out`. See `features`."""
-    return _run("predict", predictor, paths, out, size=size, upscale=upscale, max_pixels=max_pixels, top=top,
-                batch_size=batch_size, options={"top": top, **(options or {})}, address=address,
-                cpus_per_actor=cpus_per_actor, actors=actors, resume=resume, rows_per_part=rows_per_part,
-                progress=progress, on_part=on_part)
-
+    return _run(
+        "predict",
+        predictor,
+        paths,
+        out,
+        size=size,
+        upscale=upscale,
+        max_pixels=max_pixels,
+        top=top,
+        batch_size=batch_size,
+        options={"top": top, **(options or {})},
+        address=address,
+        cpus_per_actor=cpus_per_actor,
+        actors=actors,
+        resume=resume,
+        rows_per_part=rows_per_part,
+        progress=progress,
+        on_part=on_part,
+    )

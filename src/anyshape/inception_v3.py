@@ -47,9 +47,7 @@ def _conv_bn(x, spec: ConvSpec, bn_scale: bool):
         data_format=_CL,
         name=f"{spec.name}_conv",
     )(x)
-    x = layers.BatchNormalization(
-        axis=-1, epsilon=shapes.BN_EPSILON, scale=bn_scale, name=f"{spec.name}_bn"
-    )(x)
+    x = layers.BatchNormalization(axis=-1, epsilon=shapes.BN_EPSILON, scale=bn_scale, name=f"{spec.name}_bn")(x)
     return layers.Activation("relu", name=f"{spec.name}_relu")(x)
 
 
@@ -227,8 +225,17 @@ def InceptionV3(
     ).raise_if_invalid()
 
     inputs, outputs = _build_graph(
-        input_tensor, input_shape, include_top, pooling, classes, classifier_activation,
-        data_format, dropout_rate, aux_logits, count_include_pad, bn_scale,
+        input_tensor,
+        input_shape,
+        include_top,
+        pooling,
+        classes,
+        classifier_activation,
+        data_format,
+        dropout_rate,
+        aux_logits,
+        count_include_pad,
+        bn_scale,
     )
     model = keras.Model(inputs, outputs, name=name)
     model.anyshape_report = report
@@ -243,8 +250,17 @@ def InceptionV3(
 
 
 def _build_graph(
-    input_tensor, input_shape, include_top, pooling, classes, classifier_activation,
-    data_format, dropout_rate, aux_logits, count_include_pad, bn_scale,
+    input_tensor,
+    input_shape,
+    include_top,
+    pooling,
+    classes,
+    classifier_activation,
+    data_format,
+    dropout_rate,
+    aux_logits,
+    count_include_pad,
+    bn_scale,
 ):
     """Create the layers and return (inputs, outputs). No validation: `InceptionV3` checks the
     shape with the shape engine first (the tests call this directly to confirm the engine's

@@ -116,7 +116,5 @@ def decode_predictions(
     for sample_scores in imagenet_scores:
         # Stable sort on the negated scores: ties keep the lower class id first.
         best_ids = np.argsort(-sample_scores, kind="stable")[: int(top)]
-        decoded.append(
-            [(index[i][0], index[i][1], float(sample_scores[i])) for i in best_ids]
-        )
+        decoded.append([(index[i][0], index[i][1], float(sample_scores[i])) for i in best_ids])
     return decoded

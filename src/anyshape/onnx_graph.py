@@ -256,8 +256,12 @@ class _Emitter:
         shape[t.phys.index(axis)] = -1
         tmp = self.g.fresh(out_name + "_scaled")
         self.g.add("Mul", [t.name, self.g.const(layer.name + "_scale", scale.astype(np.float32).reshape(shape))], [tmp])
-        self.g.add("Add", [tmp, self.g.const(layer.name + "_shift", shift.astype(np.float32).reshape(shape))], [out_name],
-                   name=layer.name)
+        self.g.add(
+            "Add",
+            [tmp, self.g.const(layer.name + "_shift", shift.astype(np.float32).reshape(shape))],
+            [out_name],
+            name=layer.name,
+        )
         return _Tensor(out_name, t.rank, t.phys)
 
     def pool(self, layer, t: _Tensor, out_name: str, kind: str) -> _Tensor:
@@ -267,7 +271,9 @@ class _Emitter:
             attrs["auto_pad"] = "SAME_UPPER"
         if kind == "AveragePooling2D":
             attrs["count_include_pad"] = 0  # Keras' 'same' pooling divides by the real cells only
-        self.g.add("MaxPool" if kind == "MaxPooling2D" else "AveragePool", [t.name], [out_name], name=layer.name, **attrs)
+        self.g.add(
+            "MaxPool" if kind == "MaxPooling2D" else "AveragePool", [t.name], [out_name], name=layer.name, **attrs
+        )
         return _Tensor(out_name, 4, t.phys)
 
 
@@ -360,8 +366,13 @@ def _flatten_concats(g: _Graph, protected: set[str]) -> None:
             flat = []
             for name in outer.inputs:
                 inner = producer.get(name)
-                if (inner is not None and inner.op == "Concat" and inner.attrs["axis"] == outer.attrs["axis"]
-                        and len(users[name]) == 1 and name not in protected):
+                if (
+                    inner is not None
+                    and inner.op == "Concat"
+                    and inner.attrs["axis"] == outer.attrs["axis"]
+                    and len(users[name]) == 1
+                    and name not in protected
+                ):
                     flat.extend(inner.inputs)
                     g.nodes.remove(inner)
                     changed = True

@@ -111,10 +111,7 @@ def _per_channel_constant(
             f"pass a scalar {name} for inputs without one."
         )
     if constant.ndim != 1 or constant.shape[0] != num_channels:
-        raise ValueError(
-            f"{name} must be a scalar or have one value per channel ({num_channels}), got "
-            f"{value!r}."
-        )
+        raise ValueError(f"{name} must be a scalar or have one value per channel ({num_channels}), got {value!r}.")
     return constant
 
 
@@ -159,9 +156,7 @@ def preprocess_input(
     """
     if weights is not None:
         if mode is not None or mean is not None or std is not None:
-            raise ValueError(
-                "give either weights= (which sets mode, mean and std) or mode=/mean=/std=, not both."
-            )
+            raise ValueError("give either weights= (which sets mode, mean and std) or mode=/mean=/std=, not both.")
         mode, mean, std = _preprocessing_of(weights, x, data_format)
     if mode is None:
         mode = "tf"
@@ -171,9 +166,7 @@ def preprocess_input(
 
     if mode == "tf":
         if mean is not None or std is not None:
-            raise ValueError(
-                "mean and std apply only to mode='torch'; mode='tf' always computes x / 127.5 - 1."
-            )
+            raise ValueError("mean and std apply only to mode='torch'; mode='tf' always computes x / 127.5 - 1.")
         if data_format is not None:
             _resolve_data_format(data_format)  # still reject typos
         if is_numpy:
@@ -208,9 +201,7 @@ def preprocess_input(
     from keras import ops
 
     scaled = ops.divide(ops.cast(x, "float32"), 255.0)
-    return ops.divide(
-        ops.subtract(scaled, ops.convert_to_tensor(mean_values)), ops.convert_to_tensor(std_values)
-    )
+    return ops.divide(ops.subtract(scaled, ops.convert_to_tensor(mean_values)), ops.convert_to_tensor(std_values))
 
 
 def _preprocessing_of(weights: Any, x: Any, data_format: str | None):
@@ -314,9 +305,7 @@ def _image_to_array(image: Image.Image, channels: int) -> np.ndarray:
             planes.append(np.full_like(gray, 255.0))
         return np.stack(planes, axis=-1)
 
-    has_alpha = image.mode in _MODES_WITH_ALPHA or (
-        image.mode == "P" and "transparency" in image.info
-    )
+    has_alpha = image.mode in _MODES_WITH_ALPHA or (image.mode == "P" and "transparency" in image.info)
     if image.mode == "P":
         # Expand the palette first (through RGBA when it has transparency, which avoids
         # Pillow's warning about byte transparency and keeps alpha for channels=4).
@@ -393,7 +382,7 @@ def load_image(
     if data is not None:
         if len(data) == 0:
             raise ImageLoadError(f"{path}: the file is empty (0 bytes), not an image.")
-        return _decode_image(path, channels, max_pixels, apply_exif_orientation, data)
+        return _decode_image(Path(path), channels, max_pixels, apply_exif_orientation, data)
     path = Path(path)
     if not path.exists():
         raise ImageLoadError(f"{path}: no such file.")
@@ -437,9 +426,7 @@ def load_array(path: str | Path) -> np.ndarray:
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or 0 in array.shape:
-        raise ImageLoadError(
-            f"{path}: expected one image of shape (H, W, C) or (H, W), got shape {array.shape}."
-        )
+        raise ImageLoadError(f"{path}: expected one image of shape (H, W, C) or (H, W), got shape {array.shape}.")
     result = array.astype(np.float32)
     if not np.all(np.isfinite(result)):
         raise ImageLoadError(f"{path}: array contains NaN or infinite values.")
@@ -455,9 +442,7 @@ def _resampling(interpolation: str) -> Image.Resampling:
     try:
         return _RESAMPLING[interpolation]
     except KeyError:
-        raise ValueError(
-            f"interpolation must be one of {sorted(_RESAMPLING)}, got {interpolation!r}."
-        ) from None
+        raise ValueError(f"interpolation must be one of {sorted(_RESAMPLING)}, got {interpolation!r}.") from None
 
 
 def _check_size_hw(size_hw: Any) -> tuple[int, int]:
@@ -484,9 +469,7 @@ def _as_hwc(img: np.ndarray) -> np.ndarray:
     return img
 
 
-def resize(
-    img: np.ndarray, size_hw: tuple[int, int] | int, interpolation: Interpolation = DEFAULT_INTERPOLATION
-) -> np.ndarray:
+def resize(img: np.ndarray, size_hw: tuple[int, int] | int, interpolation: str = DEFAULT_INTERPOLATION) -> np.ndarray:
     """Resize one image ``(H, W, C)`` (or ``(H, W)``) to ``size_hw = (height, width)`` with Pillow.
 
     uint8 images with 1, 3 or 4 channels are resized as Pillow L/RGB/RGBA images and stay
@@ -534,9 +517,7 @@ def shorter_side_resize_size(
     image_height, image_width = image_hw
     target_height, target_width = _check_size_hw(size_hw)
     if not 0.0 < crop_pct <= 1.0:
-        raise ValueError(
-            f"crop_pct must be in (0, 1] (the crop's fraction of the resized image), got {crop_pct!r}."
-        )
+        raise ValueError(f"crop_pct must be in (0, 1] (the crop's fraction of the resized image), got {crop_pct!r}.")
     scale_height = math.floor(target_height / crop_pct)
     scale_width = math.floor(target_width / crop_pct)
     if scale_height == scale_width:
@@ -560,8 +541,7 @@ def center_crop(img: np.ndarray, size_hw: tuple[int, int] | int) -> np.ndarray:
     image_height, image_width = image.shape[:2]
     if height > image_height or width > image_width:
         raise ValueError(
-            f"Cannot centre-crop {height}x{width} from a {image_height}x{image_width} image; "
-            f"resize it first."
+            f"Cannot centre-crop {height}x{width} from a {image_height}x{image_width} image; resize it first."
         )
     top = int(round((image_height - height) / 2.0))
     left = int(round((image_width - width) / 2.0))
@@ -572,7 +552,7 @@ def resize_shorter_and_center_crop(
     img: np.ndarray,
     size_hw: tuple[int, int] | int,
     crop_pct: float = DEFAULT_CROP_PCT,
-    interpolation: Interpolation = DEFAULT_INTERPOLATION,
+    interpolation: str = DEFAULT_INTERPOLATION,
 ) -> np.ndarray:
     """timm's evaluation transform: resize so the crop covers ``crop_pct``, then centre-crop.
 

@@ -145,57 +145,105 @@ def _branch(block: str, torch_block: str, name: str, *units, pool=None, split=()
 
 def _block_a(name: str, torch_name: str, pool_features: int) -> BlockSpec:
     b = lambda *args, **kw: _branch(name, torch_name, *args, **kw)  # noqa: E731
-    return BlockSpec(name, torch_name, "Inception A (35x35 at 299)", (
-        b("branch1x1", ("branch1x1", 64, 1)),
-        b("branch5x5", ("branch5x5_1", 48, 1), ("branch5x5_2", 64, 5)),
-        b("branch3x3dbl", ("branch3x3dbl_1", 64, 1), ("branch3x3dbl_2", 96, 3), ("branch3x3dbl_3", 96, 3)),
-        b("branch_pool", ("branch_pool", pool_features, 1), pool="avg"),
-    ))
+    return BlockSpec(
+        name,
+        torch_name,
+        "Inception A (35x35 at 299)",
+        (
+            b("branch1x1", ("branch1x1", 64, 1)),
+            b("branch5x5", ("branch5x5_1", 48, 1), ("branch5x5_2", 64, 5)),
+            b("branch3x3dbl", ("branch3x3dbl_1", 64, 1), ("branch3x3dbl_2", 96, 3), ("branch3x3dbl_3", 96, 3)),
+            b("branch_pool", ("branch_pool", pool_features, 1), pool="avg"),
+        ),
+    )
 
 
 def _block_b(name: str, torch_name: str) -> BlockSpec:
     b = lambda *args, **kw: _branch(name, torch_name, *args, **kw)  # noqa: E731
-    return BlockSpec(name, torch_name, "Inception B, reduction", (
-        b("branch3x3", ("branch3x3", 384, 3, 2, "valid")),
-        b("branch3x3dbl", ("branch3x3dbl_1", 64, 1), ("branch3x3dbl_2", 96, 3),
-          ("branch3x3dbl_3", 96, 3, 2, "valid")),
-        b("branch_pool", pool="max"),
-    ))
+    return BlockSpec(
+        name,
+        torch_name,
+        "Inception B, reduction",
+        (
+            b("branch3x3", ("branch3x3", 384, 3, 2, "valid")),
+            b(
+                "branch3x3dbl",
+                ("branch3x3dbl_1", 64, 1),
+                ("branch3x3dbl_2", 96, 3),
+                ("branch3x3dbl_3", 96, 3, 2, "valid"),
+            ),
+            b("branch_pool", pool="max"),
+        ),
+    )
 
 
 def _block_c(name: str, torch_name: str, c7: int) -> BlockSpec:
     b = lambda *args, **kw: _branch(name, torch_name, *args, **kw)  # noqa: E731
-    return BlockSpec(name, torch_name, "Inception C (17x17 at 299)", (
-        b("branch1x1", ("branch1x1", 192, 1)),
-        b("branch7x7", ("branch7x7_1", c7, 1), ("branch7x7_2", c7, (1, 7)), ("branch7x7_3", 192, (7, 1))),
-        b("branch7x7dbl", ("branch7x7dbl_1", c7, 1), ("branch7x7dbl_2", c7, (7, 1)),
-          ("branch7x7dbl_3", c7, (1, 7)), ("branch7x7dbl_4", c7, (7, 1)), ("branch7x7dbl_5", 192, (1, 7))),
-        b("branch_pool", ("branch_pool", 192, 1), pool="avg"),
-    ))
+    return BlockSpec(
+        name,
+        torch_name,
+        "Inception C (17x17 at 299)",
+        (
+            b("branch1x1", ("branch1x1", 192, 1)),
+            b("branch7x7", ("branch7x7_1", c7, 1), ("branch7x7_2", c7, (1, 7)), ("branch7x7_3", 192, (7, 1))),
+            b(
+                "branch7x7dbl",
+                ("branch7x7dbl_1", c7, 1),
+                ("branch7x7dbl_2", c7, (7, 1)),
+                ("branch7x7dbl_3", c7, (1, 7)),
+                ("branch7x7dbl_4", c7, (7, 1)),
+                ("branch7x7dbl_5", 192, (1, 7)),
+            ),
+            b("branch_pool", ("branch_pool", 192, 1), pool="avg"),
+        ),
+    )
 
 
 def _block_d(name: str, torch_name: str) -> BlockSpec:
     b = lambda *args, **kw: _branch(name, torch_name, *args, **kw)  # noqa: E731
-    return BlockSpec(name, torch_name, "Inception D, reduction", (
-        b("branch3x3", ("branch3x3_1", 192, 1), ("branch3x3_2", 320, 3, 2, "valid")),
-        b("branch7x7x3", ("branch7x7x3_1", 192, 1), ("branch7x7x3_2", 192, (1, 7)),
-          ("branch7x7x3_3", 192, (7, 1)), ("branch7x7x3_4", 192, 3, 2, "valid")),
-        b("branch_pool", pool="max"),
-    ))
+    return BlockSpec(
+        name,
+        torch_name,
+        "Inception D, reduction",
+        (
+            b("branch3x3", ("branch3x3_1", 192, 1), ("branch3x3_2", 320, 3, 2, "valid")),
+            b(
+                "branch7x7x3",
+                ("branch7x7x3_1", 192, 1),
+                ("branch7x7x3_2", 192, (1, 7)),
+                ("branch7x7x3_3", 192, (7, 1)),
+                ("branch7x7x3_4", 192, 3, 2, "valid"),
+            ),
+            b("branch_pool", pool="max"),
+        ),
+    )
 
 
 def _block_e(name: str, torch_name: str, split_3x3_name: str) -> BlockSpec:
     """`split_3x3_name`: Keras names the 3x3 split "mixed9_0" in mixed9, "mixed9_1" in mixed10."""
     b = lambda *args, **kw: _branch(name, torch_name, *args, **kw)  # noqa: E731
-    return BlockSpec(name, torch_name, "Inception E (8x8 at 299)", (
-        b("branch1x1", ("branch1x1", 320, 1)),
-        b("branch3x3", ("branch3x3_1", 384, 1),
-          split=(("branch3x3_2a", 384, (1, 3)), ("branch3x3_2b", 384, (3, 1))), split_name=split_3x3_name),
-        b("branch3x3dbl", ("branch3x3dbl_1", 448, 1), ("branch3x3dbl_2", 384, 3),
-          split=(("branch3x3dbl_3a", 384, (1, 3)), ("branch3x3dbl_3b", 384, (3, 1))),
-          split_name=f"{name}_branch3x3dbl"),
-        b("branch_pool", ("branch_pool", 192, 1), pool="avg"),
-    ))
+    return BlockSpec(
+        name,
+        torch_name,
+        "Inception E (8x8 at 299)",
+        (
+            b("branch1x1", ("branch1x1", 320, 1)),
+            b(
+                "branch3x3",
+                ("branch3x3_1", 384, 1),
+                split=(("branch3x3_2a", 384, (1, 3)), ("branch3x3_2b", 384, (3, 1))),
+                split_name=split_3x3_name,
+            ),
+            b(
+                "branch3x3dbl",
+                ("branch3x3dbl_1", 448, 1),
+                ("branch3x3dbl_2", 384, 3),
+                split=(("branch3x3dbl_3a", 384, (1, 3)), ("branch3x3dbl_3b", 384, (3, 1))),
+                split_name=f"{name}_branch3x3dbl",
+            ),
+            b("branch_pool", ("branch_pool", 192, 1), pool="avg"),
+        ),
+    )
 
 
 STEM: tuple[ConvSpec | str, ...] = (
@@ -382,8 +430,7 @@ class ShapeReport:
             if len(self.collapse) > 1:
                 lines.append(f"(The {self.collapse[1].axis} collapses too, at {self.collapse[1].stage}.)")
             extra = (
-                " with aux_logits=True (the auxiliary classifier's 5x5 conv needs mixed7 to be at"
-                " least 17 x 17)"
+                " with aux_logits=True (the auxiliary classifier's 5x5 conv needs mixed7 to be at least 17 x 17)"
                 if self.aux_logits and c.stage.startswith("aux")
                 else ""
             )
@@ -421,9 +468,7 @@ class ShapeReport:
         table = []
         for i, r in enumerate(rows):
             table.append(
-                "  ".join(
-                    r[j].ljust(widths[j]) if j < 3 else r[j].rjust(widths[j]) for j in range(5)
-                ).rstrip()
+                "  ".join(r[j].ljust(widths[j]) if j < 3 else r[j].rjust(widths[j]) for j in range(5)).rstrip()
             )
             if i == 0:
                 table.append("  ".join("-" * w for w in widths))
@@ -664,7 +709,9 @@ def _walk_aux(walk: _Walker, aux_in: tuple, classes: int) -> None:
         r.stages.append(Stage(spec.name, f"{kh}x{kw} conv {ac}, valid", ah, aw, ac, p, t, m, conv=True))
     r.stages.append(Stage("aux_avg_pool", "global average pool", None, None, ac, flat=True))
     dense = ac * classes + classes
-    r.stages.append(Stage("aux_predictions", f"dense {classes}", None, None, classes, dense, dense, ac * classes, flat=True))
+    r.stages.append(
+        Stage("aux_predictions", f"dense {classes}", None, None, classes, dense, dense, ac * classes, flat=True)
+    )
 
 
 _GLOBAL_POOLS = {  # pooling -> (stage name, what it does)
@@ -686,4 +733,6 @@ def _walk_head(r: ShapeReport, cin: int, pooling, include_top: bool, classes: in
         if dropout_rate:
             r.stages.append(Stage("dropout", f"dropout {dropout_rate:g}", None, None, cin, flat=True))
         dense = cin * classes + classes
-        r.stages.append(Stage("predictions", f"dense {classes}", None, None, classes, dense, dense, cin * classes, flat=True))
+        r.stages.append(
+            Stage("predictions", f"dense {classes}", None, None, classes, dense, dense, cin * classes, flat=True)
+        )

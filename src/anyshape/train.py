@@ -32,9 +32,11 @@ import dataclasses
 import json
 import sys
 import time
+import types
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -97,7 +99,7 @@ class TrainConfig:
     seed: int = 0
     output: str | None = None
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         c = dataclasses.replace(self)
         if isinstance(c.weights, str) and c.weights.lower() == "none":
             c.weights = None
@@ -138,7 +140,11 @@ def parse_stages(text: str) -> list[tuple[str, int]]:
 def _check_freeze(spec: str) -> str:
     if spec in ("none", "backbone"):
         return spec
-    if spec.startswith("up-to-mixed") and spec[len("up-to-mixed"):].isdigit() and 0 <= int(spec[len("up-to-mixed"):]) <= 10:
+    if (
+        spec.startswith("up-to-mixed")
+        and spec[len("up-to-mixed") :].isdigit()
+        and 0 <= int(spec[len("up-to-mixed") :]) <= 10
+    ):
         return spec
     raise ValueError(f"freeze={spec!r} is not a freeze option: use {FREEZE_HELP}")
 
@@ -149,9 +155,12 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     def __init__(self, run_dir: str | None, epoch: int):
         self.run_dir, self.epoch = run_dir, epoch
-        super().__init__(f"training interrupted; the checkpoint after epoch {epoch} is in {run_dir}: "
-                         f"resume it with resume=True, output={run_dir!r}" if run_dir else
-                         "training interrupted before its first epoch ended; nothing was kept")
+        super().__init__(
+            f"training interrupted; the checkpoint after epoch {epoch} is in {run_dir}: "
+            f"resume it with resume=True, output={run_dir!r}"
+            if run_dir
+            else "training interrupted before its first epoch ended; nothing was kept"
+        )
 
 
 @dataclass
@@ -193,8 +202,9 @@ def _batches(data, batch_size: int) -> Iterable:
         yield item[0] if isinstance(item, (tuple, list)) else item
 
 
-def recalibrate_batchnorm(model, data, steps: int | None = None, *, batch_size: int = 32,
-                          layers: str | Sequence = "trainable") -> int:
+def recalibrate_batchnorm(
+    model, data, steps: int | None = None, *, batch_size: int = 32, layers: str | Sequence = "trainable"
+) -> int:
     """Re-estimate BatchNorm moving statistics on `data`; returns the number of batches used.
 
     The new moving mean and variance of each layer are the plain average, over `steps` batches,
@@ -233,7 +243,9 @@ def recalibrate_batchnorm(model, data, steps: int | None = None, *, batch_size: 
         return 0
     chosen_ids = {id(l) for l in chosen}
     others = [l for l in bns if id(l) not in chosen_ids]
-    saved_other = [(l, keras.ops.convert_to_numpy(l.moving_mean), keras.ops.convert_to_numpy(l.moving_variance)) for l in others]
+    saved_other = [
+        (l, keras.ops.convert_to_numpy(l.moving_mean), keras.ops.convert_to_numpy(l.moving_variance)) for l in others
+    ]
     saved_flags = [(l, l.trainable, l.momentum) for l in bns]
     for l in bns:  # only chosen layers run in training mode; momentum 0: moving stats := batch stats
         l.trainable = id(l) in chosen_ids
@@ -306,7 +318,7 @@ def freeze_layers(model, spec: str) -> list[str]:
     if spec == "none":
         frozen = set()
     else:
-        block = "mixed10" if spec == "backbone" else spec[len("up-to-"):]
+        block = "mixed10" if spec == "backbone" else spec[len("up-to-") :]
         frozen = _ancestor_layer_names(model, block)
     names = []
     for layer in model.layers:
@@ -362,8 +374,15 @@ def _default_run_dir(config: TrainConfig) -> Path:
 class Trainer:
     """One training run: `Trainer(config).run()`; see `train` for the arguments."""
 
-    def __init__(self, config: TrainConfig, *, dataset=None, resume: bool = False, verbose: int | str = "auto",
-                 log: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        dataset=None,
+        resume: bool = False,
+        verbose: int | str = "auto",
+        log: Callable[[str], None] | None = None,
+    ):
         self.resume = resume
         self.verbose = verbose
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -372,7 +391,7 @@ class Trainer:
                 raise ValueError("resume=True needs output= (the run folder to resume)")
             state = self._read_state(Path(config.output))
             config = TrainConfig(**{**state["config"], "output": config.output})  # resolved() makes its lists tuples
-            self.state = state
+            self.state: dict | None = state
         else:
             self.state = None
         self.config = config.resolved()
@@ -389,8 +408,10 @@ class Trainer:
     def _read_state(run_dir: Path) -> dict:
         path = run_dir / "checkpoint.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{run_dir} has no checkpoint.json to resume from: it is not a run folder, "
-                                    f"or the run stopped before its first epoch ended; start it again without --resume")
+            raise FileNotFoundError(
+                f"{run_dir} has no checkpoint.json to resume from: it is not a run folder, "
+                f"or the run stopped before its first epoch ended; start it again without --resume"
+            )
         with open(path) as f:
             return json.load(f)
 
@@ -403,8 +424,14 @@ class Trainer:
         shape = c.input_shape or ((75, 75) if c.data == "digits" else (299, 299))
         if self.dataset is None:
             t = time.time()
-            self.dataset = load_dataset(c.data, shape, val_split=c.val_split, test_split=c.test_split, seed=c.seed,
-                                        skip_bad_images=c.skip_bad_images)
+            self.dataset = load_dataset(
+                c.data,
+                shape,
+                val_split=c.val_split,
+                test_split=c.test_split,
+                seed=c.seed,
+                skip_bad_images=c.skip_bad_images,
+            )
             self.log(f"data: {self.dataset.summary()} (read in {time.time() - t:.1f} s)")
         for note in self.dataset.notes:
             self.log(f"data: {note}")
@@ -490,9 +517,16 @@ class Trainer:
 
             ws = resolve(c.weights, c.preprocessing)
             options = {"bn_scale": ws.bn_scale, "count_include_pad": ws.count_include_pad}
-        return InceptionV3(include_top=True, weights=weights, input_shape=self.input_shape,
-                           classes=self.dataset.num_classes, classifier_activation="softmax",
-                           dropout_rate=c.dropout_rate, aux_logits=c.aux_logits, **options)
+        return InceptionV3(
+            include_top=True,
+            weights=weights,
+            input_shape=self.input_shape,
+            classes=self.dataset.num_classes,
+            classifier_activation="softmax",
+            dropout_rate=c.dropout_rate,
+            aux_logits=c.aux_logits,
+            **options,
+        )
 
     def _compile(self, model, steps_per_epoch: int, stage_epochs: int) -> None:
         import keras
@@ -502,8 +536,12 @@ class Trainer:
         warmup = int(round(c.warmup_epochs * steps_per_epoch))
         if c.lr_schedule == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(
-                c.learning_rate if not warmup else 0.0, decay_steps=max(1, total - warmup), alpha=0.0,
-                warmup_target=c.learning_rate if warmup else None, warmup_steps=warmup)
+                c.learning_rate if not warmup else 0.0,
+                decay_steps=max(1, total - warmup),
+                alpha=0.0,
+                warmup_target=c.learning_rate if warmup else None,
+                warmup_steps=warmup,
+            )
         elif c.lr_schedule == "constant":
             lr = c.learning_rate
         else:
@@ -521,8 +559,11 @@ class Trainer:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=c.label_smoothing)
         acc = keras.metrics.CategoricalAccuracy(name="accuracy")
         if c.aux_logits:
-            kwargs = dict(loss=[loss, keras.losses.CategoricalCrossentropy(label_smoothing=c.label_smoothing)],
-                          loss_weights=[1.0, c.aux_weight], metrics=[[acc], []])
+            kwargs = dict(
+                loss=[loss, keras.losses.CategoricalCrossentropy(label_smoothing=c.label_smoothing)],
+                loss_weights=[1.0, c.aux_weight],
+                metrics=[[acc], []],
+            )
         else:
             kwargs = dict(loss=loss, metrics=[acc])
         model.compile(optimizer=opt, jit_compile=c.jit_compile, steps_per_execution=c.steps_per_execution, **kwargs)
@@ -530,8 +571,9 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------
 
-    def _save_checkpoint(self, model, epoch: int, stage: int, history: list, best: dict,
-                         stopped_early: bool = False) -> None:
+    def _save_checkpoint(
+        self, model, epoch: int, stage: int, history: list, best: dict, stopped_early: bool = False
+    ) -> None:
         """Weights and optimizer state of a finished epoch; checkpoint.json (replaced last) points at them."""
         import keras
 
@@ -547,11 +589,21 @@ class Trainer:
 
         write_atomically(optim, write_npz)
         previous = self._read_state(run) if (run / "checkpoint.json").is_file() else None
-        _write_json(run / "checkpoint.json", {
-            "epoch": epoch, "stage": stage, "weights": weights.name, "optimizer": optim.name,
-            "history": history, "best": best, "stopped_early": stopped_early, "config": self.config.to_json(),
-            "class_names": self.dataset.class_names, "input_shape": list(self.input_shape),
-        })
+        _write_json(
+            run / "checkpoint.json",
+            {
+                "epoch": epoch,
+                "stage": stage,
+                "weights": weights.name,
+                "optimizer": optim.name,
+                "history": history,
+                "best": best,
+                "stopped_early": stopped_early,
+                "config": self.config.to_json(),
+                "class_names": self.dataset.class_names,
+                "input_shape": list(self.input_shape),
+            },
+        )
         if previous:
             for key in ("weights", "optimizer"):
                 old = run / previous[key]
@@ -559,14 +611,18 @@ class Trainer:
                     old.unlink()
 
     def _restore_checkpoint(self, model) -> None:
-        run = self.run_dir
-        _load_weights_only(model, run / self.state["weights"])
-        with np.load(run / self.state["optimizer"]) as z:
+        run, state = self.run_dir, self.state
+        if state is None:
+            raise ValueError(f"{run}: no checkpoint to restore")
+        _load_weights_only(model, run / state["weights"])
+        with np.load(run / state["optimizer"]) as z:
             values = [z[k] for k in sorted(z.files)]
         variables = model.optimizer.variables
         if len(values) != len(variables):
-            raise ValueError(f"{run / self.state['optimizer']}: {len(values)} optimizer variables, the model's "
-                             f"optimizer has {len(variables)}; the checkpoint does not belong to this configuration")
+            raise ValueError(
+                f"{run / state['optimizer']}: {len(values)} optimizer variables, the model's "
+                f"optimizer has {len(variables)}; the checkpoint does not belong to this configuration"
+            )
         for var, val in zip(variables, values):
             var.assign(val)
 
@@ -579,13 +635,17 @@ class Trainer:
         if run.exists() and not run.is_dir():
             raise FileExistsError(f"{run} is a file, not a run folder: give a folder as output= (--output)")
         if not self.resume and run.exists() and any(run.iterdir()):
-            raise FileExistsError(f"{run} exists and is not empty: give another output folder, "
-                                  f"or resume=True (--resume) to continue the run in it")
+            raise FileExistsError(
+                f"{run} exists and is not empty: give another output folder, "
+                f"or resume=True (--resume) to continue the run in it"
+            )
         if self.config.data != "digits" and Path(self.config.data).is_dir():
             data = Path(self.config.data).resolve()
             if run.resolve() == data or data in run.resolve().parents:
-                raise ValueError(f"the run folder {run} is inside the data folder {self.config.data}, where it "
-                                 "would be read as a class: give an output folder outside it (--output)")
+                raise ValueError(
+                    f"the run folder {run} is inside the data folder {self.config.data}, where it "
+                    "would be read as a class: give an output folder outside it (--output)"
+                )
         created = [p for p in [run, *run.parents] if not p.exists()]
         run.mkdir(parents=True, exist_ok=True)
         try:
@@ -605,8 +665,10 @@ class Trainer:
         if run not in created:
             return
         for f in run.iterdir():
-            if f.is_file() and (f.name in (RUN_INFO_FILE, "checkpoint.json", "best.weights.h5", "report.json")
-                                or f.name.startswith(("checkpoint-e", ".checkpoint", ".best.", f".{RUN_INFO_FILE}"))):
+            if f.is_file() and (
+                f.name in (RUN_INFO_FILE, "checkpoint.json", "best.weights.h5", "report.json")
+                or f.name.startswith(("checkpoint-e", ".checkpoint", ".best.", f".{RUN_INFO_FILE}"))
+            ):
                 f.unlink()
         for folder in created:  # innermost first
             if folder.is_dir() and not any(folder.iterdir()):
@@ -621,12 +683,19 @@ class Trainer:
         self._load_data()
         ds = self.dataset
         if self.state is not None and self.state.get("class_names") != ds.class_names:
-            raise ValueError(f"the data's classes {ds.class_names} differ from the checkpoint's {self.state.get('class_names')}")
+            raise ValueError(
+                f"the data's classes {ds.class_names} differ from the checkpoint's {self.state.get('class_names')}"
+            )
         data_config = self._data_config()
         self.preprocess = data_config.preprocess_kwargs()
         run_info = {
-            "classes": ds.class_names, "input_shape": list(self.input_shape), "data_format": "channels_last",
-            "preprocess": self.preprocess, "resize": data_config.resize_policy(), "output": "softmax", "model": "model.keras",
+            "classes": ds.class_names,
+            "input_shape": list(self.input_shape),
+            "data_format": "channels_last",
+            "preprocess": self.preprocess,
+            "resize": data_config.resize_policy(),
+            "output": "softmax",
+            "model": "model.keras",
         }
         _write_json(self.run_dir / RUN_INFO_FILE, run_info)
 
@@ -643,10 +712,14 @@ class Trainer:
         stages = c.stage_list()
         total_epochs = sum(e for _, e in stages)
         if self.state:
-            self.log(f"resuming {self.run_dir} after epoch {done_epochs} of {total_epochs}, with the configuration "
-                     f"stored in its checkpoint.json (options given now other than the run folder are not used)")
-        self.log(f"model: InceptionV3 {self.input_shape}, {ds.num_classes} classes, weights={c.weights}, "
-                 f"{model.count_params():,} parameters; run folder {self.run_dir}")
+            self.log(
+                f"resuming {self.run_dir} after epoch {done_epochs} of {total_epochs}, with the configuration "
+                f"stored in its checkpoint.json (options given now other than the run folder are not used)"
+            )
+        self.log(
+            f"model: InceptionV3 {self.input_shape}, {ds.num_classes} classes, weights={c.weights}, "
+            f"{model.count_params():,} parameters; run folder {self.run_dir}"
+        )
 
         stopped_early = bool(self.state.get("stopped_early")) if self.state else False
         restored = False
@@ -666,19 +739,28 @@ class Trainer:
                 else:  # resuming at the start of a stage: weights only, the stage's optimizer is new
                     _load_weights_only(model, self.run_dir / self.state["weights"])
                 restored = True
-            self.log(f"stage {stage_index + 1}/{len(stages)}: freeze={spec} ({len(frozen)} frozen layers with weights, "
-                     f"{trainable:,} trainable parameters), epochs {epoch0 + 1}-{stage_end}")
+            self.log(
+                f"stage {stage_index + 1}/{len(stages)}: freeze={spec} ({len(frozen)} frozen layers with weights, "
+                f"{trainable:,} trainable parameters), epochs {epoch0 + 1}-{stage_end}"
+            )
             for epoch in range(max(epoch0, done_epochs), stage_end):
                 self.log(f"epoch {epoch + 1}/{total_epochs}")
                 t0 = time.time()
                 h = model.fit(train_ds, epochs=1, verbose=self.verbose, steps_per_epoch=steps_per_epoch, shuffle=False)
                 train_time = time.time() - t0
-                record = {"epoch": epoch + 1, "stage": stage_index + 1, "freeze": spec,
-                          "train_seconds": round(train_time, 2),
-                          "train_images_per_second": round(steps_per_epoch * c.batch_size / train_time, 2)}
+                record = {
+                    "epoch": epoch + 1,
+                    "stage": stage_index + 1,
+                    "freeze": spec,
+                    "train_seconds": round(train_time, 2),
+                    "train_images_per_second": round(steps_per_epoch * c.batch_size / train_time, 2),
+                }
                 for k, v in h.history.items():
-                    key = {"predictions_accuracy": "accuracy", "predictions_loss": "main_loss",
-                           "aux_predictions_loss": "aux_loss"}.get(k, k)
+                    key = {
+                        "predictions_accuracy": "accuracy",
+                        "predictions_loss": "main_loss",
+                        "aux_predictions_loss": "aux_loss",
+                    }.get(k, k)
                     record[key] = float(f"{float(v[-1]):.6g}")
                 if val_ds is not None:
                     t1 = time.time()
@@ -687,18 +769,25 @@ class Trainer:
                     record.update(self._evaluate(model, val_ds, ds.val, prefix="val_"))
                     record["val_seconds"] = round(time.time() - t1, 2)
                 history.append(record)
-                self.log("  " + ", ".join(f"{k}={v}" for k, v in record.items() if k not in ("epoch", "stage", "freeze")))
+                self.log(
+                    "  " + ", ".join(f"{k}={v}" for k, v in record.items() if k not in ("epoch", "stage", "freeze"))
+                )
                 if "val_accuracy" in record and record["val_accuracy"] > best.get("val_accuracy", -1.0):
                     best = {"val_accuracy": record["val_accuracy"], "epoch": epoch + 1}
                     if c.early_stopping:  # on disk, so that a resumed run restores them too
                         write_atomically(best_file, model.save_weights)
-                stopped_early = bool(c.early_stopping and "val_accuracy" in record
-                                     and epoch + 1 - best.get("epoch", epoch + 1) >= c.early_stopping)
+                stopped_early = bool(
+                    c.early_stopping
+                    and "val_accuracy" in record
+                    and epoch + 1 - best.get("epoch", epoch + 1) >= c.early_stopping
+                )
                 self._save_checkpoint(model, epoch + 1, stage_index, history, best, stopped_early)
                 done_epochs = epoch + 1
                 if stopped_early:
-                    self.log(f"early stopping: no better validation accuracy for {c.early_stopping} epoch(s) "
-                             f"since epoch {best['epoch']}")
+                    self.log(
+                        f"early stopping: no better validation accuracy for {c.early_stopping} epoch(s) "
+                        f"since epoch {best['epoch']}"
+                    )
                     break
             epoch0 = stage_end
             if stopped_early:
@@ -730,9 +819,14 @@ class Trainer:
         write_atomically(model_path, main.save)
         report = {
             "config": c.to_json(),
-            "data": {"source": ds.source, "classes": ds.class_names, "train": len(ds.train),
-                     "val": len(ds.val) if ds.val is not None else 0, "test": len(ds.test) if ds.test is not None else 0,
-                     "notes": ds.notes},
+            "data": {
+                "source": ds.source,
+                "classes": ds.class_names,
+                "train": len(ds.train),
+                "val": len(ds.val) if ds.val is not None else 0,
+                "test": len(ds.test) if ds.test is not None else 0,
+                "notes": ds.notes,
+            },
             "input_shape": list(self.input_shape),
             "backend": keras.backend.backend(),
             "epochs": history,
@@ -747,8 +841,10 @@ class Trainer:
         }
         _write_json(self.run_dir / "report.json", report)
         msg = ", ".join(f"{k}={final[k]}" for k in final)
-        self.log(f"done in {report['wall_seconds']} s ({train_seconds:.0f} s training, "
-                 f"{report['train_images_per_second']} img/s): {msg}; saved {model_path}")
+        self.log(
+            f"done in {report['wall_seconds']} s ({train_seconds:.0f} s training, "
+            f"{report['train_images_per_second']} img/s): {msg}; saved {model_path}"
+        )
         return TrainResult(str(self.run_dir), str(model_path), final.get("test_accuracy"), report, main)
 
     def _evaluate(self, model, pipeline, split, prefix: str) -> dict:
@@ -758,8 +854,10 @@ class Trainer:
         labels = split.labels
         pred = np.argmax(probs, axis=-1)
         p_true = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
-        return {f"{prefix}accuracy": round(float(np.mean(pred == labels)), 5),
-                f"{prefix}loss": round(float(-np.mean(np.log(p_true))), 5)}
+        return {
+            f"{prefix}accuracy": round(float(np.mean(pred == labels)), 5),
+            f"{prefix}loss": round(float(-np.mean(np.log(p_true))), 5),
+        }
 
 
 def _load_weights_only(model, path) -> None:
@@ -773,8 +871,9 @@ def _load_weights_only(model, path) -> None:
         model.load_weights(path)
 
 
-def train(data="digits", *, output=None, resume: bool = False, dataset=None, verbose="auto", log=None,
-          **options) -> TrainResult:
+def train(
+    data="digits", *, output=None, resume: bool = False, dataset=None, verbose="auto", log=None, **options
+) -> TrainResult:
     """Train InceptionV3 on `data` ('digits' or a class-per-subfolder folder) and save a run folder.
 
     Keyword options are the fields of `TrainConfig` (input_shape, weights, channel_adapt, freeze,
@@ -790,7 +889,7 @@ def train(data="digits", *, output=None, resume: bool = False, dataset=None, ver
     return Trainer(config, dataset=dataset, resume=resume, verbose=verbose, log=log).run()
 
 
-class _CallableModule(type(sys)):
+class _CallableModule(types.ModuleType):
     """Makes `anyshape.train(...)` call `train` while `anyshape.train` stays this module."""
 
     def __call__(self, *args, **kwargs) -> TrainResult:

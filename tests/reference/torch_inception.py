@@ -63,12 +63,17 @@ def calibrated(model: torch.nn.Module, size: int = 150, seed: int = 0) -> torch.
     return model
 
 
-def torchvision_inception(aux_logits: bool = True, transform_input: bool = False, seed: int = 0, num_classes: int = 1000):
+def torchvision_inception(
+    aux_logits: bool = True, transform_input: bool = False, seed: int = 0, num_classes: int = 1000
+):
     import torchvision
 
     torch.manual_seed(seed)
     model = torchvision.models.inception_v3(
-        weights=None, aux_logits=aux_logits, init_weights=True, transform_input=transform_input,
+        weights=None,
+        aux_logits=aux_logits,
+        init_weights=True,
+        transform_input=transform_input,
         num_classes=num_classes,
     )
     return calibrated(model, seed=seed)

@@ -102,4 +102,3 @@ __all__ = [
     "run_manifest",
     "check_export_path",
 ]
-

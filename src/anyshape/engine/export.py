@@ -30,7 +30,9 @@ def load_or_build(model_path=None, **inception_v3_kwargs):
         try:
             model = keras.saving.load_model(path)
         except Exception as e:
-            raise ValueError(f"--model {model_path}: cannot be loaded as a Keras model ({type(e).__name__}: {e})") from e
+            raise ValueError(
+                f"--model {model_path}: cannot be loaded as a Keras model ({type(e).__name__}: {e})"
+            ) from e
         try:  # a run folder of `anyshape train`: class names and preprocessing in classes.json
             from anyshape.train import read_run_info
 
@@ -63,11 +65,15 @@ def check_export_path(path, fmt: str | None = None, *, force: bool = False) -> s
         raise ValueError(f"format must be one of {', '.join(formats)}, got {fmt!r}")
     inferred = EXPORT_SUFFIXES.get(path.suffix.lower())
     if inferred is None:
-        raise ValueError(f"{str(path)!r}: the suffix {path.suffix!r} says no export format; name the file "
-                         "*.onnx (ONNX) or *.keras (Keras), or give a name without a suffix for a TF SavedModel folder")
+        raise ValueError(
+            f"{str(path)!r}: the suffix {path.suffix!r} says no export format; name the file "
+            "*.onnx (ONNX) or *.keras (Keras), or give a name without a suffix for a TF SavedModel folder"
+        )
     if fmt is not None and fmt != inferred:
-        raise ValueError(f"{str(path)!r} names a {inferred} output by its suffix but the format asked is {fmt}: "
-                         f"a file's suffix and content must agree; drop --format or rename the output")
+        raise ValueError(
+            f"{str(path)!r} names a {inferred} output by its suffix but the format asked is {fmt}: "
+            f"a file's suffix and content must agree; drop --format or rename the output"
+        )
     if not path.parent.is_dir():
         raise ValueError(f"the folder {str(path.parent)!r} does not exist")
     if path.exists():
@@ -75,8 +81,9 @@ def check_export_path(path, fmt: str | None = None, *, force: bool = False) -> s
             if not path.is_dir():
                 raise FileExistsError(f"{path} is a file; a TF SavedModel is a folder: choose another output name")
             if not (path / "saved_model.pb").is_file():
-                raise FileExistsError(f"{path} is a folder that is not a TF SavedModel; it is never deleted: "
-                                      "choose another output name")
+                raise FileExistsError(
+                    f"{path} is a folder that is not a TF SavedModel; it is never deleted: choose another output name"
+                )
         elif path.is_dir():
             raise FileExistsError(f"{path} is a folder; an {inferred} export is a file: choose another output name")
         if not force:

@@ -59,7 +59,8 @@ class FeatureStore:
             if recorded is None:
                 raise ResumeMismatch(
                     f"{self.partial} has no record of what its rows were computed with ({self.MANIFEST}), "
-                    "so they cannot be safely continued: start again with --force")
+                    "so they cannot be safely continued: start again with --force"
+                )
             if manifest is not None:
                 manifest.check_resume(recorded, where=str(self.partial))
             self.manifest = recorded if manifest is None else manifest
@@ -97,8 +98,10 @@ class FeatureStore:
             try:
                 import pyarrow  # noqa: F401
             except ImportError:
-                raise ValueError("writing .parquet needs pyarrow, which is not installed: "
-                                 "pip install pyarrow, or use --out FILE.npz / FILE.npy") from None
+                raise ValueError(
+                    "writing .parquet needs pyarrow, which is not installed: "
+                    "pip install pyarrow, or use --out FILE.npz / FILE.npy"
+                ) from None
         if not out.parent.is_dir():
             raise ValueError(f"the folder of --out, {str(out.parent)!r}, does not exist")
         for f in [out, *cls.sidecars(out)]:
@@ -110,15 +113,16 @@ class FeatureStore:
         if partial.exists():
             own = partial.is_dir() and all(
                 f.is_file() and (f.name == cls.MANIFEST or (f.name.startswith("chunk-") and f.suffix == ".npz"))
-                for f in partial.iterdir())
+                for f in partial.iterdir()
+            )
             if not own:
                 raise FileExistsError(
                     f"{partial} is in the way and is not an interrupted run's checkpoint folder: "
-                    "move it, or choose another --out")
+                    "move it, or choose another --out"
+                )
             if not (resume or force):
                 raise FileExistsError(
-                    f"{partial} holds an interrupted run's rows; pass --resume to continue it "
-                    "or --force to start again"
+                    f"{partial} holds an interrupted run's rows; pass --resume to continue it or --force to start again"
                 )
 
     def owns(self, path) -> bool:
@@ -160,8 +164,9 @@ class FeatureStore:
         record = json.dumps(self.manifest.to_json(), sort_keys=True) if self.manifest is not None else ""
         suffix = self.out.suffix
         if suffix == ".npz":
-            write_atomically(self.out, lambda tmp: np.savez(tmp, features=feats, paths=np.array(paths),
-                                                            manifest=np.array(record)))
+            write_atomically(
+                self.out, lambda tmp: np.savez(tmp, features=feats, paths=np.array(paths), manifest=np.array(record))
+            )
         elif suffix == ".npy":
             listing, manifest_file = self.sidecars(self.out)
             write_bytes_atomically(listing, ("\n".join(paths) + ("\n" if paths else "")).encode("utf-8"))
@@ -173,10 +178,12 @@ class FeatureStore:
             import pyarrow.parquet as pq
 
             flat = feats.reshape(len(paths), -1) if paths else np.zeros((0, 0), np.float32)
-            table = pa.table({
-                "path": pa.array(paths, pa.string()),
-                "feature": pa.array(list(flat), pa.list_(pa.float32())),
-            })
+            table = pa.table(
+                {
+                    "path": pa.array(paths, pa.string()),
+                    "feature": pa.array(list(flat), pa.list_(pa.float32())),
+                }
+            )
             table = table.replace_schema_metadata({"anyshape_manifest": record})
             write_atomically(self.out, lambda tmp: pq.write_table(table, tmp))
         self._remove_partial()

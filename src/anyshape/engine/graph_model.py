@@ -38,9 +38,12 @@ class GraphModel:
 
     def metadata(self) -> dict:
         return {
-            "data_format": self.data_format, "channels": self.channels,
-            "fixed_hw": list(self.fixed_hw) if self.fixed_hw else None, "output_rank": self.output_rank,
-            "preprocessing": asdict(self.preprocessing), "class_names": self.class_names,
+            "data_format": self.data_format,
+            "channels": self.channels,
+            "fixed_hw": list(self.fixed_hw) if self.fixed_hw else None,
+            "output_rank": self.output_rank,
+            "preprocessing": asdict(self.preprocessing),
+            "class_names": self.class_names,
             "precision": self.precision,
         }
 
@@ -63,18 +66,24 @@ class GraphModel:
             raise ValueError(f"{source} is not an ONNX model ({type(e).__name__}: {e})") from e
         props = {p.key: p.value for p in proto.metadata_props}
         if METADATA_KEY not in props:
-            raise ValueError(f"{source} has no anyshape metadata (data format, preprocessing, classes): "
-                             "use a file written by `anyshape quantize` or `anyshape export --format onnx`")
+            raise ValueError(
+                f"{source} has no anyshape metadata (data format, preprocessing, classes): "
+                "use a file written by `anyshape quantize` or `anyshape export --format onnx`"
+            )
         meta = json.loads(props[METADATA_KEY])
         prep = dict(meta.get("preprocessing") or {})
         for key in ("mean", "std", "input_size"):
             if prep.get(key) is not None:
                 prep[key] = tuple(prep[key])
         return cls(
-            graph=data, data_format=meta["data_format"], channels=int(meta["channels"]),
+            graph=data,
+            data_format=meta["data_format"],
+            channels=int(meta["channels"]),
             fixed_hw=tuple(meta["fixed_hw"]) if meta.get("fixed_hw") else None,
-            output_rank=int(meta.get("output_rank", 2)), preprocessing=Preprocessing(**prep),
-            class_names=meta.get("class_names"), precision=meta.get("precision", "fp32"),
+            output_rank=int(meta.get("output_rank", 2)),
+            preprocessing=Preprocessing(**prep),
+            class_names=meta.get("class_names"),
+            precision=meta.get("precision", "fp32"),
         )
 
     @classmethod
@@ -95,7 +104,8 @@ def describe_keras(model) -> dict:
     hw = shape[1:] if data_format == "channels_first" else shape[:2]
     run = getattr(model, "anyshape_run_info", None) or {}
     return dict(
-        data_format=data_format, channels=int(channels),
+        data_format=data_format,
+        channels=int(channels),
         fixed_hw=tuple(hw) if all(d is not None for d in hw) else None,
         output_rank=len(model.outputs[0].shape),
         preprocessing=Preprocessing.from_model(model),

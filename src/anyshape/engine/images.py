@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 from anyshape.data_config import DataConfig
 from anyshape.shapes import MIN_SIZE
-
 
 Preprocessing = DataConfig
 """How images must be prepared for a model's weights: `anyshape.data_config.DataConfig`.
@@ -74,7 +73,7 @@ class ImageReader:
         """The model input for the image file `path` (or for its bytes `data`, already read)."""
         from anyshape import preprocess
 
-        kwargs = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}
+        kwargs: dict = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}
         image = preprocess.load_image(path, self.channels, data=data, **kwargs)
         h, w = image.shape[:2]
         shorter = min(h, w)
@@ -85,9 +84,11 @@ class ImageReader:
                     f"(its feature map would vanish); pass --upscale (upscale=True) to enlarge such images"
                 )
             scale = self.min_size / shorter
-            image = preprocess.resize(image, (max(self.min_size, math.ceil(h * scale)),
-                                              max(self.min_size, math.ceil(w * scale))),
-                                      self.preprocessing.interpolation)
+            image = preprocess.resize(
+                image,
+                (max(self.min_size, math.ceil(h * scale)), max(self.min_size, math.ceil(w * scale))),
+                self.preprocessing.interpolation,
+            )
         if self.size != "native":
             image = self._fixed(image)
         x = self.preprocessing.apply(image)
@@ -101,8 +102,10 @@ class ImageReader:
         # Resize in uint8, Pillow's 8-bit path as timm/torchvision do (exact for 8-bit files;
         # 16-bit files lose less than half a level).
         image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+        if isinstance(self.size, str):
+            raise ValueError(f"a fixed size is needed here, not {self.size!r}")
         out = preprocess.resize_shorter_and_center_crop(
-            image, self.size, self.preprocessing.crop_pct, self.preprocessing.interpolation
+            image, tuple(self.size), self.preprocessing.crop_pct, self.preprocessing.interpolation
         )
         return out.astype(np.float32)
 
@@ -127,7 +130,8 @@ def find_images(paths: Iterable) -> tuple[list[Path], list[tuple[Path, str]]]:
     for p in map(Path, paths):
         if p.is_dir():
             found = sorted(
-                q for q in p.rglob("*")
+                q
+                for q in p.rglob("*")
                 if q.is_file() and not any(part.startswith(".") for part in q.relative_to(p).parts)
             )
         elif p.exists():

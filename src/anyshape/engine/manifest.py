@@ -70,8 +70,9 @@ class RunManifest:
         try:
             return cls.from_json(json.loads(path.read_text()))
         except (OSError, ValueError) as e:
-            raise ResumeMismatch(f"{path} cannot be read as the interrupted run's record ({e}); "
-                                 "start again without resuming") from None
+            raise ResumeMismatch(
+                f"{path} cannot be read as the interrupted run's record ({e}); start again without resuming"
+            ) from None
 
     def differences(self, recorded: RunManifest) -> list[str]:
         """Human-readable differences, `name: now X, interrupted run Y`."""
@@ -81,8 +82,11 @@ class RunManifest:
             if _canonical(now) != _canonical(then):
                 out.append(f"{key}: {_show(now)} now, {_show(then)} in the interrupted run")
         if not out and self.digest != recorded.digest:
-            hint = (" (--weights none builds a new random network every run, so such a run cannot be resumed)"
-                    if str(self.options.get("weights")).lower() == "none" else "")
+            hint = (
+                " (--weights none builds a new random network every run, so such a run cannot be resumed)"
+                if str(self.options.get("weights")).lower() == "none"
+                else ""
+            )
             out.append(f"the model's weights differ from the interrupted run's{hint}")
         return out
 

@@ -71,23 +71,31 @@ def choose(engine: str, precision: str, *, flags, available: tuple, quantized: b
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if quantized:
         if precision not in ("auto", "int8"):
-            raise ValueError(f"the model file is quantized to int8; --precision {precision} cannot run it: "
-                             "pass --precision int8 (or auto), or use the float model")
+            raise ValueError(
+                f"the model file is quantized to int8; --precision {precision} cannot run it: "
+                "pass --precision int8 (or auto), or use the float model"
+            )
         if engine == "keras":
             raise ValueError("a quantized model file runs on onnxruntime or openvino, not keras: pass --engine auto")
-        for e in (("openvino", "onnxruntime") if engine == "auto" else (engine,)):
+        for e in ("openvino", "onnxruntime") if engine == "auto" else (engine,):
             if e in available:
                 return Choice(e, "int8", "the model file is quantized to int8")
-        raise ValueError(f"a quantized model needs {'openvino or onnxruntime' if engine == 'auto' else engine}, "
-                         "which is not installed: pip install 'anyshape[fast]'")
+        raise ValueError(
+            f"a quantized model needs {'openvino or onnxruntime' if engine == 'auto' else engine}, "
+            "which is not installed: pip install 'anyshape[fast]'"
+        )
     if precision == "int8":
-        raise ValueError("int8 needs a model calibrated on your images: run `anyshape quantize MODEL "
-                         "--calibrate FOLDER -o FILE.onnx`, then pass --model FILE.onnx")
+        raise ValueError(
+            "int8 needs a model calibrated on your images: run `anyshape quantize MODEL "
+            "--calibrate FOLDER -o FILE.onnx`, then pass --model FILE.onnx"
+        )
     bf16_ok = native_bf16(flags)
     if precision == "bf16":
         if not bf16_ok:
-            raise ValueError("this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo), "
-                             "so bf16 would be emulated and slower: use --precision fp32 or auto")
+            raise ValueError(
+                "this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo), "
+                "so bf16 would be emulated and slower: use --precision fp32 or auto"
+            )
         if engine not in ("auto", "openvino"):
             raise ValueError(f"bf16 runs on the openvino engine only, not {engine}: pass --engine auto or openvino")
         if "openvino" not in available:
@@ -104,8 +112,11 @@ def choose(engine: str, precision: str, *, flags, available: tuple, quantized: b
         flag = "amx_bf16" if "amx_bf16" in flags else "avx512_bf16"
         return Choice("openvino", "bf16", f"auto: the CPU has {flag}, OpenVINO bf16 measured fastest")
     if engine == "auto":
-        return Choice(available[0], "fp32", "auto: no native bf16 on this CPU" if not bf16_ok
-                      else "auto: OpenVINO is not installed")
+        return Choice(
+            available[0],
+            "fp32",
+            "auto: no native bf16 on this CPU" if not bf16_ok else "auto: OpenVINO is not installed",
+        )
     if engine not in available:
         raise ValueError(f"engine {engine!r} cannot run this model here")
     return Choice(engine, "fp32", "auto: fp32 on the engine asked for")

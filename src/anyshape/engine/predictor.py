@@ -16,7 +16,10 @@ from anyshape.engine.precision import PRECISIONS, choose, cpu_flags
 
 FEATURE_LAYERS = ("avg_pool",) + tuple(f"mixed{i}" for i in range(11))
 ENGINES = ("auto", "onnxruntime", "openvino", "keras")
-FAST_ENGINES = ("onnxruntime", "openvino")  # fp32 order: ONNX Runtime first (OpenVINO f32 is not faster, see precision.py)
+FAST_ENGINES = (
+    "onnxruntime",
+    "openvino",
+)  # fp32 order: ONNX Runtime first (OpenVINO f32 is not faster, see precision.py)
 
 
 def _cores() -> int:
@@ -87,8 +90,15 @@ class Predictor:
     class_names: list | None
     graph_model: GraphModel | None
 
-    def __init__(self, model, *, engine: str = "auto", precision: str | None = None, threads: int | None = None,
-                 cpu_flags: frozenset | None = None):
+    def __init__(
+        self,
+        model,
+        *,
+        engine: str = "auto",
+        precision: str | None = None,
+        threads: int | None = None,
+        cpu_flags: frozenset | None = None,
+    ):
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         if precision is None:
@@ -99,8 +109,10 @@ class Predictor:
         self.fallback_reason = None
         if isinstance(model, GraphModel):
             self.model, self.graph_model = None, model
-            desc = {k: getattr(model, k) for k in ("data_format", "channels", "fixed_hw", "output_rank",
-                                                   "preprocessing", "class_names")}
+            desc = {
+                k: getattr(model, k)
+                for k in ("data_format", "channels", "fixed_hw", "output_rank", "preprocessing", "class_names")
+            }
         else:
             self.model, self.graph_model = model, None
             desc = describe_keras(model)
@@ -147,8 +159,9 @@ class Predictor:
         return onnx.load_from_string(self.graph_model.graph)
 
     @classmethod
-    def from_config(cls, *, engine: str = "auto", precision: str | None = None, threads: int | None = None,
-                    **inception_v3_kwargs) -> Predictor:
+    def from_config(
+        cls, *, engine: str = "auto", precision: str | None = None, threads: int | None = None, **inception_v3_kwargs
+    ) -> Predictor:
         """Build `anyshape.InceptionV3(**inception_v3_kwargs)` and wrap it."""
         from anyshape.inception_v3 import InceptionV3
 
@@ -178,22 +191,35 @@ class Predictor:
 
     def __getstate__(self):
         if self.graph_model is None:
-            raise TypeError("a Predictor on the keras engine cannot be sent to another process: "
-                            "it needs an ONNX graph (install anyshape[fast])")
-        return {"graph": self.graph_model.to_bytes(), "requested": (self.engine, self.precision),
-                "threads": self.threads, "flags": self._flags}
+            raise TypeError(
+                "a Predictor on the keras engine cannot be sent to another process: "
+                "it needs an ONNX graph (install anyshape[fast])"
+            )
+        return {
+            "graph": self.graph_model.to_bytes(),
+            "requested": (self.engine, self.precision),
+            "threads": self.threads,
+            "flags": self._flags,
+        }
 
     def __setstate__(self, state):
         graph = GraphModel.from_bytes(state["graph"])
-        self.__init__(graph, engine=state["requested"][0], precision=state["requested"][1],
-                      threads=state["threads"], cpu_flags=state["flags"])
+        self.__init__(
+            graph,
+            engine=state["requested"][0],
+            precision=state["requested"][1],
+            threads=state["threads"],
+            cpu_flags=state["flags"],
+        )
 
     def close(self) -> None:
         self._backend.close()
 
     def __repr__(self):
-        return (f"Predictor(engine={self.engine!r}, precision={self.precision!r}, threads={self.threads}, "
-                f"data_format={self.data_format!r})")
+        return (
+            f"Predictor(engine={self.engine!r}, precision={self.precision!r}, threads={self.threads}, "
+            f"data_format={self.data_format!r})"
+        )
 
 
 def feature_model(model, layer: str = "avg_pool", pooling: str | None = "avg"):
@@ -211,8 +237,9 @@ def feature_model(model, layer: str = "avg_pool", pooling: str | None = "avg"):
         raise ValueError(f"pooling must be 'avg', 'max' or None, got {pooling!r}")
     if layer == "avg_pool":
         if pooling != "avg":
-            raise ValueError("layer 'avg_pool' is already average-pooled; use --layer mixed10 with "
-                             f"--pooling {pooling or 'none'}")
+            raise ValueError(
+                f"layer 'avg_pool' is already average-pooled; use --layer mixed10 with --pooling {pooling or 'none'}"
+            )
         try:
             existing = model.get_layer("avg_pool")
             return keras.Model(model.inputs, existing.output, name="avg_pool_features")
@@ -221,7 +248,9 @@ def feature_model(model, layer: str = "avg_pool", pooling: str | None = "avg"):
     try:
         x = model.get_layer(layer).output
     except ValueError:
-        raise ValueError(f"the model has no layer {layer!r} (layers: mixed0..mixed10 in anyshape's InceptionV3)") from None
+        raise ValueError(
+            f"the model has no layer {layer!r} (layers: mixed0..mixed10 in anyshape's InceptionV3)"
+        ) from None
     if pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(name=f"{layer}_avg")(x)
     elif pooling == "max":
@@ -258,8 +287,12 @@ def fidelity(reference: Predictor, candidate: Predictor, batches: list) -> dict:
         total += len(batch)
         norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
         cosines.extend((a * b).sum(1) / np.maximum(norms, 1e-30))
-    return {"top1_agreement": agree / max(total, 1), "min_cosine": float(min(cosines)),
-            "mean_cosine": float(np.mean(cosines)), "rows": total}
+    return {
+        "top1_agreement": agree / max(total, 1),
+        "min_cosine": float(min(cosines)),
+        "mean_cosine": float(np.mean(cosines)),
+        "rows": total,
+    }
 
 
 def random_batches(predictor: Predictor, shape_hw: tuple[int, int], batch: int, count: int = 1, seed: int = 0) -> list:

@@ -39,12 +39,21 @@ class QuantizeReport:
     skipped: list = field(default_factory=list)  # (path, reason) of calibration images that could not be read
 
     def line(self) -> str:
-        return (f"wrote {self.path} (int8, {self.method}), calibrated on {self.used} image(s)"
-                + (f", {len(self.skipped)} unreadable image(s) skipped" if self.skipped else ""))
+        return f"wrote {self.path} (int8, {self.method}), calibrated on {self.used} image(s)" + (
+            f", {len(self.skipped)} unreadable image(s) skipped" if self.skipped else ""
+        )
 
 
-def calibration_batches(graph, folder, *, size=None, limit: int = 300, batch_size: int = 16,
-                        progress: bool = False, skipped: list | None = None) -> list:
+def calibration_batches(
+    graph,
+    folder,
+    *,
+    size=None,
+    limit: int = 300,
+    batch_size: int = 16,
+    progress: bool = False,
+    skipped: list | None = None,
+) -> list:
     """Preprocessed float32 batches of up to `limit` images from `folder` (sorted order) for `graph`
     (a GraphModel or a Predictor: its channels, data format, preprocessing and fixed size), at the
     model's fixed size, else `size`, else the weights' input size, else 299. Unreadable images are
@@ -56,12 +65,19 @@ def calibration_batches(graph, folder, *, size=None, limit: int = 300, batch_siz
     else:
         hw = graph.fixed_hw or graph.preprocessing.input_size or (299, 299)
     if graph.fixed_hw is not None and tuple(hw) != tuple(graph.fixed_hw):
-        raise ValueError(f"the model takes {graph.fixed_hw[0]}x{graph.fixed_hw[1]} images only; --size {hw} cannot be used")
+        raise ValueError(
+            f"the model takes {graph.fixed_hw[0]}x{graph.fixed_hw[1]} images only; --size {hw} cannot be used"
+        )
     files, missing = find_images([folder])
     skipped = skipped if skipped is not None else []
     skipped.extend((str(p), f"{p}: {why}") for p, why in missing)
-    reader = ImageReader(channels=graph.channels, size=tuple(hw), preprocessing=graph.preprocessing,
-                         upscale=True, data_format=graph.data_format)
+    reader = ImageReader(
+        channels=graph.channels,
+        size=tuple(hw),
+        preprocessing=graph.preprocessing,
+        upscale=True,
+        data_format=graph.data_format,
+    )
     rows: list = []
     bar = Progress(min(limit, len(files)), progress, label="calibration images")
     for path in files:
@@ -75,8 +91,10 @@ def calibration_batches(graph, folder, *, size=None, limit: int = 300, batch_siz
             bar.update(0, failed=1)
     bar.close()
     if not rows:
-        raise ValueError(f"--calibrate {folder}: no readable images (found {len(files)} file(s), "
-                         f"{len(skipped)} unreadable): give a folder of the images the model will see")
+        raise ValueError(
+            f"--calibrate {folder}: no readable images (found {len(files)} file(s), "
+            f"{len(skipped)} unreadable): give a folder of the images the model will see"
+        )
     return [np.stack(rows[i : i + batch_size]).astype(np.float32) for i in range(0, len(rows), batch_size)]
 
 
@@ -107,10 +125,18 @@ def _quantize_onnxruntime(graph: bytes, batches: list) -> bytes:
         # 360 test images: int8 activations + int8 weights everywhere 97.5 % (ORT) / 80.6 %
         # (OpenVINO); convolutions only, uint8 activations, the first convolution kept in float
         # (it sees the raw image, 1-3 input channels, and costs little): 98.9 % / 98.6 %.
-        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["Conv"], nodes_to_exclude=[first_conv],
-                        calibrate_method=CalibrationMethod.MinMax)
+        quantize_static(
+            str(src),
+            str(dst),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["Conv"],
+            nodes_to_exclude=[first_conv],
+            calibrate_method=CalibrationMethod.MinMax,
+        )
         return dst.read_bytes()
 
 
@@ -124,8 +150,17 @@ def _quantize_nncf(graph: bytes, batches: list) -> bytes:
     return quantized.SerializeToString()
 
 
-def quantize(model, calibrate, out, *, method: str = DEFAULT_METHOD, size=None, limit: int = 300,
-             force: bool = False, progress: bool = False) -> QuantizeReport:
+def quantize(
+    model,
+    calibrate,
+    out,
+    *,
+    method: str = DEFAULT_METHOD,
+    size=None,
+    limit: int = 300,
+    force: bool = False,
+    progress: bool = False,
+) -> QuantizeReport:
     """Quantize `model` (a Keras model or a float `GraphModel`) to int8 with the images in
     `calibrate` (a folder, searched recursively) and write the .onnx file `out` atomically."""
     if method not in METHODS:

@@ -123,8 +123,10 @@ class Progress:
             width = 30
             filled = int(width * self.done / max(self.total, 1))
             bad = f", {self.failed} failed" if self.failed else ""
-            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                              f"{self.label}{bad}  {rate:.1f} img/s")
+            self.stream.write(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                f"{self.label}{bad}  {rate:.1f} img/s"
+            )
             self.stream.flush()
 
     def close(self) -> None:
@@ -184,16 +186,22 @@ def default_size(predictor: Predictor, size=None):
     if size is not None:
         size = check_size(size)
         if size != "native" and predictor.fixed_hw is not None and tuple(size) != tuple(predictor.fixed_hw):
-            raise ValueError(f"the model takes {predictor.fixed_hw[0]}x{predictor.fixed_hw[1]} images only; "
-                             f"--size {size[0]},{size[1]} cannot be used with it (build it with a free size)")
+            raise ValueError(
+                f"the model takes {predictor.fixed_hw[0]}x{predictor.fixed_hw[1]} images only; "
+                f"--size {size[0]},{size[1]} cannot be used with it (build it with a free size)"
+            )
         if size == "native" and predictor.fixed_hw is not None:
-            raise ValueError(f"the model takes {predictor.fixed_hw[0]}x{predictor.fixed_hw[1]} images only; "
-                             "--size native needs a model built with a free input size")
+            raise ValueError(
+                f"the model takes {predictor.fixed_hw[0]}x{predictor.fixed_hw[1]} images only; "
+                "--size native needs a model built with a free input size"
+            )
         return size
     return predictor.fixed_hw if predictor.fixed_hw is not None else "native"
 
 
-def make_reader(predictor: Predictor, size=None, *, upscale: bool = False, max_pixels: int | None = None) -> ImageReader:
+def make_reader(
+    predictor: Predictor, size=None, *, upscale: bool = False, max_pixels: int | None = None
+) -> ImageReader:
     return ImageReader(
         channels=predictor.channels,
         size=default_size(predictor, size),
@@ -214,13 +222,23 @@ def _class_labels(scores: np.ndarray, top: int, label_offset, names: list | None
         offset = label_offset if label_offset != "auto" else (1 if n == 1001 else 0)
         decoded = decode_predictions(scores, top=min(top, 1000), label_offset=offset)
         return [
-            [{"rank": k + 1, "class_id": int(i), "wnid": wnid, "label": name, "score": score}
-             for k, (i, (wnid, name, score)) in enumerate(zip(np.argsort(-s[offset:], kind="stable"), row))]
+            [
+                {"rank": k + 1, "class_id": int(i), "wnid": wnid, "label": name, "score": score}
+                for k, (i, (wnid, name, score)) in enumerate(zip(np.argsort(-s[offset:], kind="stable"), row))
+            ]
             for s, row in zip(scores, decoded)
         ]
     return [
-        [{"rank": k + 1, "class_id": int(i), "wnid": "", "label": str(names[i]) if names else f"class_{int(i)}",
-          "score": float(s[i])} for k, i in enumerate(np.argsort(-s, kind="stable")[:top])]
+        [
+            {
+                "rank": k + 1,
+                "class_id": int(i),
+                "wnid": "",
+                "label": str(names[i]) if names else f"class_{int(i)}",
+                "score": float(s[i]),
+            }
+            for k, i in enumerate(np.argsort(-s, kind="stable")[:top])
+        ]
         for s in scores
     ]
 
@@ -244,7 +262,9 @@ def predict_paths(
     files, missing = find_images(paths)
     summary = RunSummary(total=len(files) + len(missing), engine=predictor.engine, precision=predictor.precision)
     summary.failed.extend((str(p), f"{p}: {why}") for p, why in missing)
-    rows: dict[str, dict] = {str(p): {"path": str(p), "predictions": None, "error": f"{p}: {why}"} for p, why in missing}
+    rows: dict[str, dict] = {
+        str(p): {"path": str(p), "predictions": None, "error": f"{p}: {why}"} for p, why in missing
+    }
     bar = Progress(len(files), progress)
     start = time.perf_counter()
     order = [str(p) for p, _ in missing] + [str(p) for p in files]
@@ -256,11 +276,13 @@ def predict_paths(
                 bar.update(1, failed=1)
                 continue
             scores = r.output[0] if isinstance(r.output, list) else r.output
-            rows[str(r.path)] = {"path": str(r.path),
-                                 "predictions": _class_labels(np.asarray(scores)[None], top,
-                                                              predictor.preprocessing.label_offset,
-                                                              predictor.class_names)[0],
-                                 "error": None}
+            rows[str(r.path)] = {
+                "path": str(r.path),
+                "predictions": _class_labels(
+                    np.asarray(scores)[None], top, predictor.preprocessing.label_offset, predictor.class_names
+                )[0],
+                "error": None,
+            }
             summary.ok += 1
             bar.update(1)
     except KeyboardInterrupt:  # the rows classified so far are not lost: the caller gets them
@@ -316,8 +338,9 @@ def run_manifest(predictor: Predictor, reader: ImageReader, options: dict | None
         "size": size,
         "upscale": bool(reader.upscale),
         # a Keras model's own shapes; a model file (GraphModel) records what its metadata says
-        "input_shape": list(model.inputs[0].shape[1:]) if model is not None else (
-            [predictor.channels, *hw] if predictor.data_format == "channels_first" else [*hw, predictor.channels]),
+        "input_shape": list(model.inputs[0].shape[1:])
+        if model is not None
+        else ([predictor.channels, *hw] if predictor.data_format == "channels_first" else [*hw, predictor.channels]),
         "output_shape": list(model.outputs[0].shape[1:]) if model is not None else f"rank {predictor.output_rank}",
         "data_format": predictor.data_format,
         "preprocessing": dataclasses.asdict(predictor.preprocessing),
@@ -325,7 +348,9 @@ def run_manifest(predictor: Predictor, reader: ImageReader, options: dict | None
         "precision": predictor.precision,
     }
     recorded.update(options or {})
-    return RunManifest(json.loads(json.dumps(recorded)), weights_digest(model if model is not None else predictor.graph_model))
+    return RunManifest(
+        json.loads(json.dumps(recorded)), weights_digest(model if model is not None else predictor.graph_model)
+    )
 
 
 def extract_features(
@@ -358,13 +383,21 @@ def extract_features(
             "unpooled feature maps (--pooling none) of images at their native sizes differ in shape and "
             "cannot share one array: pass --size N (or H,W), or pool them with --pooling avg|max"
         )
-    store = FeatureStore(out, resume=resume, force=force,
-                         manifest=run_manifest(predictor, reader, {"task": "features", **(options or {})}))
+    store = FeatureStore(
+        out,
+        resume=resume,
+        force=force,
+        manifest=run_manifest(predictor, reader, {"task": "features", **(options or {})}),
+    )
     files, missing = find_images(paths)
     files = [p for p in files if not store.owns(p)]
     todo = [p for p in files if path_key(p) not in store.done]
-    summary = RunSummary(total=len(files) + len(missing), skipped=len(files) - len(todo),
-                         engine=predictor.engine, precision=predictor.precision)
+    summary = RunSummary(
+        total=len(files) + len(missing),
+        skipped=len(files) - len(todo),
+        engine=predictor.engine,
+        precision=predictor.precision,
+    )
     summary.failed.extend((str(p), f"{p}: {why}") for p, why in missing)
     bar = Progress(len(todo), progress)
     start = time.perf_counter()

@@ -142,7 +142,9 @@ def _parity(model, reference: str, state, hw: tuple, images: int, offset: int) -
     ours = np.asarray(ours)
     top = lambda a: np.argsort(-a, axis=1)[:, :5]  # noqa: E731
     agree = float(np.mean(np.all(top(ours) == top(ref), axis=1)))
-    aux_diff = float(np.abs(ours_aux - ref_aux).max()) if has_aux and ours_aux is not None and ref_aux is not None else None
+    aux_diff = (
+        float(np.abs(ours_aux - ref_aux).max()) if has_aux and ours_aux is not None and ref_aux is not None else None
+    )
     scale = float(max(np.abs(ref).max(), 0.0 if ref_aux is None else np.abs(ref_aux).max()))
     return ParityReport(reference, hw, images, float(np.abs(ours - ref).max()), agree, aux_diff, scale)
 
@@ -205,8 +207,10 @@ def convert(
     elif ws.source in SOURCES and ws.source != source:
         raise ValueError(f"{ws.name} is a {ws.source} weight set, not {source}")
     if (source == "keras") != (ws.format == "keras"):
-        raise ValueError(f"{ws.name} is a {'Keras file' if ws.format == 'keras' else 'PyTorch state dict'}; "
-                         f"--source {source} does not fit it")
+        raise ValueError(
+            f"{ws.name} is a {'Keras file' if ws.format == 'keras' else 'PyTorch state dict'}; "
+            f"--source {source} does not fit it"
+        )
 
     from anyshape.weights.loader import fetch_weight_file, load_checkpoint
 
@@ -234,8 +238,13 @@ def convert(
     from anyshape.inception_v3 import InceptionV3
 
     model = InceptionV3(
-        weights=None, include_top=n_file is not None, classes=classes, input_shape=input_shape,
-        aux_logits=aux_logits, bn_scale=ws.bn_scale, count_include_pad=ws.count_include_pad,
+        weights=None,
+        include_top=n_file is not None,
+        classes=classes,
+        input_shape=input_shape,
+        aux_logits=aux_logits,
+        bn_scale=ws.bn_scale,
+        count_include_pad=ws.count_include_pad,
         classifier_activation=None,
     )
     if ck is None:
@@ -266,9 +275,19 @@ def convert(
                 raise WeightFileError(f"conversion of {ws.name} is not exact, nothing written:\n{report}")
 
     written = replace(
-        loaded, format="keras", path=None, num_classes=classes if n_file is not None else None,
-        label_offset=0, has_aux=bool(aux_logits), url=None, file_name=None, file_hash=None,
-        hash_algorithm=None, url_notop=None, file_name_notop=None, file_hash_notop=None,
+        loaded,
+        format="keras",
+        path=None,
+        num_classes=classes if n_file is not None else None,
+        label_offset=0,
+        has_aux=bool(aux_logits),
+        url=None,
+        file_name=None,
+        file_hash=None,
+        hash_algorithm=None,
+        url_notop=None,
+        file_name_notop=None,
+        file_hash_notop=None,
     )
     _save(model, dst, written, classifier_activation)
     return ConversionResult(os.path.abspath(dst), written, report, note)

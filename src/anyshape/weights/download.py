@@ -131,9 +131,8 @@ def fetch(
     os.makedirs(directory, exist_ok=True)
     algorithm = hash_algorithm or "sha256"
     name = os.path.basename(dest)
-    manual = (
-        f"To use it offline, download {url} by other means and put it at {dest}"
-        + (f" (its {algorithm} must start with {expected_hash})." if expected_hash else ".")
+    manual = f"To use it offline, download {url} by other means and put it at {dest}" + (
+        f" (its {algorithm} must start with {expected_hash})." if expected_hash else "."
     )
 
     def write(tmp: str) -> None:

@@ -140,7 +140,9 @@ def _keras3_layers(f, lazy: bool = False) -> list[tuple[str, str, dict[str, np.n
             if len(values) > 1:
                 arrays["bias"] = values[1]
         elif cls == "batch_normalization":
-            names = ["gamma", "beta", "moving_mean", "moving_variance"][-len(values):] if len(values) in (3, 4) else None
+            names = (
+                ["gamma", "beta", "moving_mean", "moving_variance"][-len(values) :] if len(values) in (3, 4) else None
+            )
             if names is None:
                 raise WeightFileError(f"BatchNormalization layer {lname!r} has {len(values)} variables")
             arrays = dict(zip(names, values))
@@ -242,12 +244,16 @@ def describe_keras_file(path: str) -> WeightSet:
         if _is_legacy(f):
             names = [lname for lname, _, _ in layers]
         else:  # every layer's name, weighted or not (the pool-padding layers have no weights)
-            names = [_decode(f["layers"][k]["vars"].attrs.get("name", k)) for k in f["layers"] if "vars" in f["layers"][k]]
+            names = [
+                _decode(f["layers"][k]["vars"].attrs.get("name", k)) for k in f["layers"] if "vars" in f["layers"][k]
+            ]
         # (datasets are read lazily: only shapes and names, while the file is open)
         bn_scale = any(cls == "batch_normalization" and "gamma" in arrays for _, cls, arrays in layers)
         dense = {lname: a for lname, cls, a in layers if cls == "dense"}
-        head = dense.get("predictions") if "predictions" in dense else (
-            next(iter(dense.values())) if len(dense) == 1 else None
+        head = (
+            dense.get("predictions")
+            if "predictions" in dense
+            else (next(iter(dense.values())) if len(dense) == 1 else None)
         )
         num_classes = None if head is None else int(head["kernel"].shape[1])
     config = opened.zip_json.get("config.json", "")

@@ -56,8 +56,9 @@ def model_semantics(model) -> dict:
     }
 
 
-def fetch_weight_file(weight_set: WeightSet, *, include_top: bool = True, cache_dir: str | None = None,
-                      progress: bool = True) -> str:
+def fetch_weight_file(
+    weight_set: WeightSet, *, include_top: bool = True, cache_dir: str | None = None, progress: bool = True
+) -> str:
     """The local file of a weight set: its path, or the cached/downloaded registry file."""
     if weight_set.path:
         return weight_set.path
@@ -71,8 +72,9 @@ def fetch_weight_file(weight_set: WeightSet, *, include_top: bool = True, cache_
         url, fname, fhash = weight_set.url, weight_set.file_name, weight_set.file_hash
     if not url or not fname:
         raise WeightFileError(f"weight set {weight_set.name!r} has neither a path nor a URL")
-    return cached_file(url, fname, expected_hash=fhash, hash_algorithm=weight_set.hash_algorithm,
-                       cache=cache_dir, progress=progress)
+    return cached_file(
+        url, fname, expected_hash=fhash, hash_algorithm=weight_set.hash_algorithm, cache=cache_dir, progress=progress
+    )
 
 
 def read_checkpoint(path: str, weight_set: WeightSet, model) -> Checkpoint:
@@ -185,7 +187,8 @@ def _plan(model, ck: Checkpoint, weight_set: WeightSet, channel_adapt, seed) -> 
             log.debug("weights: %s (%s) is not part of InceptionV3; left as is", layer.name, type(layer).__name__)
     if problems:
         raise WeightFileError(
-            f"{ck.source} does not fit this model: " + "; ".join(problems[:4])
+            f"{ck.source} does not fit this model: "
+            + "; ".join(problems[:4])
             + (f" (and {len(problems) - 4} more)" if len(problems) > 4 else "")
             + ". It is probably another architecture; nothing was loaded."
         )
@@ -207,8 +210,17 @@ def _plan(model, ck: Checkpoint, weight_set: WeightSet, channel_adapt, seed) -> 
     return plan, notes
 
 
-def load_weight_set(model, weight_set: WeightSet, report=None, *, channel_adapt=None, cache_dir=None,
-                    progress: bool = True, seed: int | None = None, **unknown) -> WeightSet:
+def load_weight_set(
+    model,
+    weight_set: WeightSet,
+    report=None,
+    *,
+    channel_adapt=None,
+    cache_dir=None,
+    progress: bool = True,
+    seed: int | None = None,
+    **unknown,
+) -> WeightSet:
     """Load `weight_set` into `model` (an anyshape InceptionV3), all or nothing.
 
     Args:
@@ -241,12 +253,12 @@ def load_weight_set(model, weight_set: WeightSet, report=None, *, channel_adapt=
     include_top = sem["classes"] is not None  # with another class count: backbone + new head
     path = fetch_weight_file(weight_set, include_top=include_top, cache_dir=cache_dir, progress=progress)
     ck = read_checkpoint(path, weight_set, model)
-    return load_checkpoint(model, ck, replace(weight_set, path=os.fspath(path)), channel_adapt=channel_adapt,
-                           seed=seed)
+    return load_checkpoint(model, ck, replace(weight_set, path=os.fspath(path)), channel_adapt=channel_adapt, seed=seed)
 
 
-def load_checkpoint(model, ck: Checkpoint, weight_set: WeightSet, *, channel_adapt=None,
-                    seed: int | None = None) -> WeightSet:
+def load_checkpoint(
+    model, ck: Checkpoint, weight_set: WeightSet, *, channel_adapt=None, seed: int | None = None
+) -> WeightSet:
     """Check `ck` against `model` completely, then assign it; see `load_weight_set`."""
     plan, notes = _plan(model, ck, weight_set, channel_adapt, seed)
     # everything is checked: assign

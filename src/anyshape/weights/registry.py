@@ -254,8 +254,7 @@ def resolve(weights, preprocessing: str | None = None) -> WeightSet:
     """
     if preprocessing is not None and preprocessing not in PREPROCESS_MODES:
         raise ValueError(
-            f"preprocessing must be 'tf' (pixels to [-1, 1]) or 'torch' (ImageNet mean/std), "
-            f"got {preprocessing!r}"
+            f"preprocessing must be 'tf' (pixels to [-1, 1]) or 'torch' (ImageNet mean/std), got {preprocessing!r}"
         )
     return _with_preprocessing(_resolve(weights, preprocessing), preprocessing)
 
@@ -339,8 +338,16 @@ def _published_set(path: str) -> tuple[WeightSet, str] | None:
 def _describe_torch_file(path: str, preprocessing: str | None) -> WeightSet:
     # torchvision / timm state dict: BatchNorm with gamma, pools counting padding.
     base = WeightSet(
-        name=os.path.basename(path), source="file", format="torch", path=path, count_include_pad=True,
-        bn_scale=True, num_classes=None, has_aux=False, mode="tf", declared=False,
+        name=os.path.basename(path),
+        source="file",
+        format="torch",
+        path=path,
+        count_include_pad=True,
+        bn_scale=True,
+        num_classes=None,
+        has_aux=False,
+        mode="tf",
+        declared=False,
         description="PyTorch state dict (torchvision/timm layout)",
     )
     published = _published_set(path)
@@ -349,8 +356,15 @@ def _describe_torch_file(path: str, preprocessing: str | None) -> WeightSet:
 
         ws, how = published
         return replace(
-            base, mode=ws.mode, mean=ws.mean, std=ws.std, input_size=ws.input_size, crop_pct=ws.crop_pct,
-            interpolation=ws.interpolation, label_offset=ws.label_offset, declared=True,
+            base,
+            mode=ws.mode,
+            mean=ws.mean,
+            std=ws.std,
+            input_size=ws.input_size,
+            crop_pct=ws.crop_pct,
+            interpolation=ws.interpolation,
+            label_offset=ws.label_offset,
+            declared=True,
             description=f"PyTorch state dict, recognised as {ws.name} by {how}",
         )
     if preprocessing is None:

@@ -55,8 +55,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
             state = load_file(path)
         except Exception as e:  # SafetensorError, OSError: a damaged or truncated file
             raise WeightFileError(
-                f"{path!r} is not a readable safetensors file ({e}); it may be truncated or "
-                "corrupt: download it again"
+                f"{path!r} is not a readable safetensors file ({e}); it may be truncated or corrupt: download it again"
             ) from e
         return {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in state.items()}
     try:
@@ -73,8 +72,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
             f"{path!r} was refused: it is a pickle that needs Python code to load (it is not a "
             "plain state dict of tensors), and anyshape never runs code from a weights file "
             "(torch.load(weights_only=True)). If you trust it, load it yourself and save "
-            "model.state_dict() with torch.save or safetensors. Detail: "
-            + str(e).splitlines()[0]
+            "model.state_dict() with torch.save or safetensors. Detail: " + str(e).splitlines()[0]
         ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise WeightFileError(
@@ -99,7 +97,7 @@ def _unwrap(obj, path: str) -> dict[str, np.ndarray]:
     for k, v in obj.items():
         if not hasattr(v, "shape"):
             continue  # e.g. metadata entries
-        k = k[len("module."):] if k.startswith("module.") else k
+        k = k[len("module.") :] if k.startswith("module.") else k
         out[k] = _to_numpy(v)
     return out
 
@@ -133,7 +131,9 @@ def state_dict_to_checkpoint(state: dict[str, np.ndarray], source: str = "") -> 
             continue
         w = take(f"{t}.conv.weight")
         if w.ndim != 4 or w.shape[0] != spec.filters or tuple(w.shape[2:]) != spec.kernel:
-            bad_shapes.append(f"{t}.conv.weight {tuple(w.shape)} (InceptionV3: ({spec.filters}, in, {spec.kernel[0]}, {spec.kernel[1]}))")
+            bad_shapes.append(
+                f"{t}.conv.weight {tuple(w.shape)} (InceptionV3: ({spec.filters}, in, {spec.kernel[0]}, {spec.kernel[1]}))"
+            )
             continue
         unit = {"kernel": np.ascontiguousarray(w.transpose(2, 3, 1, 0))}
         if f"{t}.bn.weight" in state:
