@@ -211,9 +211,8 @@ class OutputFolder:
             return
         if not _is_url(self.out):
             os.makedirs(self.root, exist_ok=True)
-        import json
 
-        self.write_bytes(MANIFEST, (json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n").encode())
+        self.write_bytes(MANIFEST, manifest.to_bytes())
 
     def done(self) -> dict[str, str | None]:
         """{path: error or None} of every row already written."""

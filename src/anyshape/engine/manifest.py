@@ -59,8 +59,12 @@ class RunManifest:
             raise ValueError("not an anyshape run manifest")
         return cls(dict(obj["options"]), obj.get("weights_digest"))
 
+    def to_bytes(self) -> bytes:
+        """The manifest file's content (indented JSON)."""
+        return (json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n").encode()
+
     def write(self, path) -> Path:
-        return write_bytes_atomically(path, (json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n").encode())
+        return write_bytes_atomically(path, self.to_bytes())
 
     @classmethod
     def read(cls, path) -> RunManifest | None:
