@@ -388,6 +388,31 @@ def test_predict_with_a_saved_model_file(capsys, tmp_path, photos):
     assert abs(top["score"] - scores.max()) <= 1e-4
 
 
+def test_predict_with_a_model_file_that_keeps_its_classes_and_preprocessing(capsys, tmp_path, photos):
+    """A .keras file saved by anyshape (as `anyshape train` saves model.keras) needs nothing beside it."""
+    from anyshape.model_info import ModelInfo, save_model
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+    prep = engine.Preprocessing(mode="torch", mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25), crop_pct=1.0)
+    path = tmp_path / "alone" / "model.keras"
+    path.parent.mkdir()
+    save_model(model, path, ModelInfo(prep, ("ant", "bee", "cat")))
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.keras"]  # no classes.json beside it
+    code, out, err = _run(
+        capsys, "predict", photos / "cats", "--model", path, "--size", SIZE, "--top", 1, "--format", "json", "-q"
+    )
+    assert code == 0, err
+    top = json.loads(out)[0]["predictions"][0]
+    x = engine.ImageReader(size=(75, 75), preprocessing=prep).read(photos / "cats" / "chelsea.jpg")
+    scores = model.predict_on_batch(x[None])[0]
+    assert top["label"] == ("ant", "bee", "cat")[int(np.argmax(scores))]
+    assert abs(top["score"] - scores.max()) <= 1e-4
+
+
 def test_bench_prints_both_engines_and_the_ratio(capsys):
     code, out, err = _run(capsys, "bench", "--input-shape", "75,75,3", "--batch", "2", "--seconds", "0.1")
     assert code == 0, err

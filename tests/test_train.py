@@ -5,6 +5,7 @@ Kept small (75 px, a handful of images and steps): compiling a train step costs 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import keras
@@ -13,8 +14,10 @@ import pytest
 from image_folder import make_image_folder
 
 import anyshape
+from anyshape.data_config import DataConfig, resolve_data_config
 from anyshape.datasets import Dataset, Split, load_digits, read_image
 from anyshape.inception_v3 import InceptionV3
+from anyshape.model_info import read_keras_info
 from anyshape.preprocess import preprocess_input
 from anyshape.train import (
     _batchnorm_layers,
@@ -141,6 +144,11 @@ def test_report_and_run_info(run):
     assert info == read_run_info(run["out"])
     assert info["classes"] == ["chelsea", "coffee", "rocket"]
     assert info["input_shape"] == [75, 75, 3] and info["preprocess"] == {"mode": "tf"}
+    # model.keras holds the same facts itself (classes.json is the copy for people)
+    kept = read_keras_info(run["out"] / "model.keras")
+    assert kept.class_names == tuple(info["classes"]) and kept.weights.endswith("reference.weights.h5")
+    assert kept.data_config == DataConfig(input_size=(75, 75), crop_pct=1.0, interpolation="bilinear", label_offset=0)
+    assert kept.data_config == dataclasses.replace(resolve_data_config(info), input_size=(75, 75))
 
 
 def test_saved_model_predicts_images_as_the_trained_model(run, folder):

@@ -2,7 +2,7 @@
 
 Everything that decides how an image becomes model input reads it from here:
 `preprocess.preprocess_input(weights=...)`, `weights.preprocessing_for`, training (the run's
-`classes.json`) and the inference engine (`engine.Preprocessing` is `DataConfig`). A
+`classes.json` and its model.keras, see `anyshape.model_info`) and the inference engine (`engine.Preprocessing` is `DataConfig`). A
 `DataConfig` comes from `resolve_data_config(source)`, where `source` is a weight set (a
 registry name, a file, a `WeightSet`), a model loaded or trained by anyshape, a trained run's
 info (`classes.json`), or None for the defaults. In the spirit of timm's `resolve_data_config`
@@ -23,7 +23,7 @@ prepares images the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 __all__ = [
@@ -73,8 +73,23 @@ class DataConfig:
 
     @classmethod
     def from_model(cls, model) -> DataConfig:
-        """The config of a model (trained run info or weight set); the defaults without either."""
+        """The config a model carries (`model.anyshape_info`, kept in its .keras file, see
+        `anyshape.model_info`), else its weight set's; the defaults without either."""
         return resolve_data_config(model)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (tuples as lists); `from_dict` reads it back."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> DataConfig:
+        """The inverse of `to_dict`; keys it does not know are ignored (a newer writer's)."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in record.items() if k in known}
+        for key in ("mean", "std", "input_size"):
+            if key in values:
+                values[key] = _tuple(values[key])
+        return cls(**values)
 
     def preprocess_kwargs(self) -> dict:
         """Keyword arguments for `anyshape.preprocess_input`: mode, and mean/std for "torch"."""
@@ -155,9 +170,10 @@ def resolve_data_config(
 
     Args:
         source: None (the defaults), a `DataConfig` (returned as is), a trained run's info (the
-            dict of classes.json, see `anyshape.train.read_run_info`), a model (its
-            `anyshape_run_info` if trained by anyshape, else its `anyshape_weights`, else the
-            defaults), a `WeightSet`, or a `weights=` value (registry name or file path).
+            dict of classes.json, see `anyshape.model_info.read_run_info`), a model (its
+            `anyshape_info`, as saved in its .keras file, or a classes.json dict set as
+            `anyshape_run_info`; else its `anyshape_weights`; else the defaults), a
+            `WeightSet`, or a `weights=` value (registry name or file path).
         channels: the model's input channels; a 3-value mean/std is averaged for others.
         preprocessing: "tf" or "torch", for a weights file that cannot tell (see
             `anyshape.weights.resolve`).
@@ -170,6 +186,8 @@ def resolve_data_config(
             config = DataConfig(mode="torch", mean=IMAGENET_MEAN, std=IMAGENET_STD)
     elif isinstance(source, dict):
         config = _from_run_info(source)
+    elif getattr(source, "anyshape_info", None) is not None:  # anyshape.model_info.ModelInfo
+        config = source.anyshape_info.data_config
     elif getattr(source, "anyshape_run_info", None):
         config = _from_run_info(source.anyshape_run_info)
     elif getattr(source, "anyshape_weights", None) is not None:

@@ -21,9 +21,9 @@ The loop is Keras' own `fit`, one epoch at a time, with what plain `fit` gets wr
   last, so a run killed at any moment resumes from its last complete epoch (`resume=True`).
 
 The run folder holds `model.keras` (single softmax output; an aux head used in training is
-dropped), `classes.json` (class names and how to prepare an image for the model, read back by
-`read_run_info`) and `report.json` (configuration, per-epoch figures, test accuracy, images/s,
-wall time).
+dropped; its class names and preprocessing inside, see `anyshape.model_info`), `classes.json`
+(the same for people and older readers, read back by `read_run_info`) and `report.json`
+(configuration, per-epoch figures, test accuracy, images/s, wall time).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from anyshape.atomic_write import write_atomically
+from anyshape.model_info import RUN_INFO_FILE, read_run_info  # classes.json: re-exported for old callers
 
 __all__ = [
     "TrainConfig",
@@ -55,7 +56,6 @@ __all__ = [
     "TrainingInterrupted",
 ]
 
-RUN_INFO_FILE = "classes.json"
 FREEZE_HELP = "none | backbone | up-to-mixedN (N = 0..10; the stem and mixed0..mixedN are frozen)"
 
 
@@ -340,25 +340,6 @@ def _write_json(path: Path, obj) -> None:
             f.write("\n")
 
     write_atomically(path, write)
-
-
-def read_run_info(model_path) -> dict | None:
-    """What a model trained by anyshape needs at inference, or None if it has no run info.
-
-    `model_path` is a run folder or a model file in it. Returns the parsed `classes.json`:
-    {"classes": [names in output order], "input_shape": [H, W, C], "data_format",
-     "preprocess": keyword arguments for anyshape.preprocess_input (e.g. {"mode": "tf"}),
-     "resize": {"method": "resize_shorter_and_center_crop", "crop_pct": 1.0,
-                "interpolation": "bilinear"}, "output": "softmax", "model": "model.keras"}.
-    Prepare an image with `anyshape.datasets.read_image(path, (H, W), C)` (which applies that
-    resize), then `preprocess_input(x, **info["preprocess"])`.
-    """
-    p = Path(model_path)
-    info = (p if p.is_dir() else p.parent) / RUN_INFO_FILE
-    if not info.is_file():
-        return None
-    with open(info) as f:
-        return json.load(f)
 
 
 def _default_run_dir(config: TrainConfig) -> Path:
@@ -677,6 +658,8 @@ class Trainer:
     def _run(self) -> TrainResult:
         import keras
 
+        from anyshape.model_info import ModelInfo, save_model
+
         c = self.config
         t_start = time.time()
         keras.utils.set_random_seed(c.seed)
@@ -816,7 +799,9 @@ class Trainer:
 
         main = model if not c.aux_logits else keras.Model(model.inputs, model.outputs[0], name=model.name)
         model_path = self.run_dir / "model.keras"
-        write_atomically(model_path, main.save)
+        # the run's class names and preprocessing go inside model.keras (classes.json is a copy for people)
+        trained = dataclasses.replace(data_config, input_size=tuple(self.input_shape[:2]))  # not the weights' size
+        save_model(main, model_path, ModelInfo(trained, tuple(ds.class_names), c.weights))
         report = {
             "config": c.to_json(),
             "data": {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from anyshape.atomic_write import write_atomically, write_bytes_atomically
+from anyshape.atomic_write import write_bytes_atomically
 
 
 def load_or_build(model_path=None, **inception_v3_kwargs):
@@ -14,34 +14,25 @@ def load_or_build(model_path=None, **inception_v3_kwargs):
     An `.onnx` file with anyshape's metadata (`anyshape quantize`, `anyshape export --format onnx`)
     loads as a `GraphModel`, which `Predictor` runs on ONNX Runtime or OpenVINO.
 
-    A model file in a run folder of `anyshape train` carries the folder's `classes.json` as
-    `model.anyshape_run_info`: predictions are named by its classes and images prepared by its
-    preprocessing and resize settings."""
+    A `.keras` file carries what predict needs (class names, preprocessing, weight set) as
+    `model.anyshape_info`, from the file itself or, for a run folder written before, from the
+    `classes.json` beside it (see `anyshape.model_info.load_model`)."""
     if model_path is not None and Path(model_path).suffix == ".onnx":
         from anyshape.engine.graph_model import GraphModel
 
         return GraphModel.load(model_path)  # e.g. an int8 file from `anyshape quantize`
     if model_path is not None:
-        import keras
+        from anyshape.model_info import load_model
 
         path = Path(model_path)
         if not path.is_file():
             raise ValueError(f"--model {model_path}: no such file (expected a .keras model file)")
         try:
-            model = keras.saving.load_model(path)
+            return load_model(path)
         except Exception as e:
             raise ValueError(
                 f"--model {model_path}: cannot be loaded as a Keras model ({type(e).__name__}: {e})"
             ) from e
-        try:  # a run folder of `anyshape train`: class names and preprocessing in classes.json
-            from anyshape.train import read_run_info
-
-            info = read_run_info(path)
-        except ImportError:
-            info = None
-        if info:
-            model.anyshape_run_info = info
-        return model
     from anyshape.inception_v3 import InceptionV3
 
     return InceptionV3(**inception_v3_kwargs)
@@ -103,7 +94,9 @@ def export_model(model, path, fmt: str | None = None, *, force: bool = False) ->
 
         write_bytes_atomically(path, GraphModel.from_keras(model).to_bytes())  # metadata inside: --model loads it
     elif fmt == "keras":
-        write_atomically(path, lambda tmp: model.save(tmp))
+        from anyshape.model_info import save_model
+
+        save_model(model, path)  # with anyshape_model.json inside: --model loads it with its preprocessing
     else:
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         old = path.with_name(f".{path.name}.old-{os.getpid()}")

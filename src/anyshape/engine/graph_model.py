@@ -9,7 +9,7 @@ loads in a fresh process without the Keras model it came from.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from anyshape.engine.images import Preprocessing
@@ -42,7 +42,7 @@ class GraphModel:
             "channels": self.channels,
             "fixed_hw": list(self.fixed_hw) if self.fixed_hw else None,
             "output_rank": self.output_rank,
-            "preprocessing": asdict(self.preprocessing),
+            "preprocessing": self.preprocessing.to_dict(),
             "class_names": self.class_names,
             "precision": self.precision,
         }
@@ -71,17 +71,13 @@ class GraphModel:
                 "use a file written by `anyshape quantize` or `anyshape export --format onnx`"
             )
         meta = json.loads(props[METADATA_KEY])
-        prep = dict(meta.get("preprocessing") or {})
-        for key in ("mean", "std", "input_size"):
-            if prep.get(key) is not None:
-                prep[key] = tuple(prep[key])
         return cls(
             graph=data,
             data_format=meta["data_format"],
             channels=int(meta["channels"]),
             fixed_hw=tuple(meta["fixed_hw"]) if meta.get("fixed_hw") else None,
             output_rank=int(meta.get("output_rank", 2)),
-            preprocessing=Preprocessing(**prep),
+            preprocessing=Preprocessing.from_dict(meta.get("preprocessing") or {}),
             class_names=meta.get("class_names"),
             precision=meta.get("precision", "fp32"),
         )
@@ -102,12 +98,14 @@ def describe_keras(model) -> dict:
     shape = tuple(model.inputs[0].shape[1:])
     channels = shape[0] if data_format == "channels_first" else shape[-1]
     hw = shape[1:] if data_format == "channels_first" else shape[:2]
-    run = getattr(model, "anyshape_run_info", None) or {}
+    from anyshape.model_info import model_info
+
+    info = model_info(model)
     return dict(
         data_format=data_format,
         channels=int(channels),
         fixed_hw=tuple(hw) if all(d is not None for d in hw) else None,
         output_rank=len(model.outputs[0].shape),
-        preprocessing=Preprocessing.from_model(model),
-        class_names=list(run["classes"]) if run.get("classes") else None,
+        preprocessing=info.data_config,
+        class_names=list(info.class_names) if info.class_names else None,
     )

@@ -1,0 +1,182 @@
+"""What a model needs at inference besides its graph, kept inside its `.keras` file.
+
+A Keras model is a graph and weights. How its input images must be prepared (a `DataConfig`),
+what its outputs are called (class names) and which weight set it came from are not part of
+it. anyshape keeps them as `model.anyshape_info` (a `ModelInfo`) in memory and, in a `.keras`
+file, as the zip member `anyshape_model.json` beside Keras' own config.json and
+model.weights.h5. `save_model` writes it; `load_model` reads it back (`engine.load_or_build`,
+and so `anyshape predict --model`, go through it).
+
+Why a zip member and not a serialisable layer or model subclass (keras-hub's ImageConverter
+is a layer): Keras finds a custom class on load only when its package was imported first or
+is passed as `custom_objects`; it imports a class's module by itself only for its own packages
+(keras, keras_hub, ...: `_retrieve_class_or_fn` in keras/src/saving/serialization_lib.py). A
+file holding an anyshape layer would not load with plain `keras.saving.load_model` where
+anyshape is not installed. With a member, the file is an ordinary Keras Functional model
+everywhere (Keras ignores zip members it does not know), and anyshape reads what it added.
+The same place already holds `anyshape_weights.json`, the weight set `anyshape convert`
+records (see `anyshape.weights.keras_h5`).
+
+The cost: a bare `model.save()` writes only what Keras knows. Save with
+`anyshape.model_info.save_model` (as `anyshape train` and `anyshape export --format keras` do).
+
+A run folder of `anyshape train` also holds `classes.json`, the same facts for people (and
+for run folders written before the member existed): `read_run_info` reads it, and
+`load_model` falls back to it when the file has no member.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from anyshape.atomic_write import write_atomically
+from anyshape.data_config import DataConfig, resolve_data_config
+
+__all__ = ["ModelInfo", "model_info", "save_model", "load_model", "read_keras_info", "read_run_info"]
+
+MEMBER = "anyshape_model.json"
+INFO_VERSION = 1
+RUN_INFO_FILE = "classes.json"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """How to feed a model and name its outputs.
+
+    data_config: how images are prepared. class_names: the outputs' names in order (None: the
+    ImageNet labels for 1000/1001 outputs, else class_<index>). weights: the name of the weight
+    set the model was loaded or fine-tuned from (a registry name or a file name), if any.
+    """
+
+    data_config: DataConfig
+    class_names: tuple[str, ...] | None = None
+    weights: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "anyshape_model": INFO_VERSION,
+            "data_config": self.data_config.to_dict(),
+            "class_names": list(self.class_names) if self.class_names is not None else None,
+            "weights": self.weights,
+        }
+
+    @classmethod
+    def from_dict(cls, record: dict) -> ModelInfo:
+        names = record.get("class_names")
+        return cls(
+            data_config=DataConfig.from_dict(record.get("data_config") or {}),
+            class_names=tuple(str(n) for n in names) if names is not None else None,
+            weights=record.get("weights"),
+        )
+
+    @classmethod
+    def from_run_info(cls, run: dict) -> ModelInfo:
+        """From a trained run's classes.json (see `read_run_info`)."""
+        names = run.get("classes")
+        return cls(resolve_data_config(run), tuple(names) if names else None, run.get("weights"))
+
+
+def model_info(model: Any) -> ModelInfo:
+    """The info a model carries (`model.anyshape_info`), else what its weight set says."""
+    info = getattr(model, "anyshape_info", None)
+    if info is not None:
+        return info
+    run = getattr(model, "anyshape_run_info", None)  # a classes.json dict set by hand
+    if run:
+        return ModelInfo.from_run_info(run)
+    weight_set = getattr(model, "anyshape_weights", None)
+    name = getattr(weight_set, "name", None)
+    return ModelInfo(resolve_data_config(model), None, str(name) if name is not None else None)
+
+
+def save_model(model, path, info: ModelInfo | None = None) -> Path:
+    """`model.save(path)` plus the member `anyshape_model.json`, atomically.
+
+    `info` defaults to `model_info(model)`; it is also set as `model.anyshape_info`.
+    """
+    info = info if info is not None else model_info(model)
+    model.anyshape_info = info
+    text = json.dumps(info.to_dict(), indent=2)
+
+    def write(tmp: str) -> None:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as z:
+            z.writestr(MEMBER, text)
+
+    return write_atomically(path, write)
+
+
+def read_keras_info(path) -> ModelInfo | None:
+    """The `anyshape_model.json` member of a `.keras` file, or None if it has none."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            if MEMBER not in z.namelist():
+                return None
+            record = json.loads(z.read(MEMBER).decode("utf-8"))
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ValueError(f"{path}: its {MEMBER} cannot be read ({type(e).__name__}: {e}); save the model again") from e
+    if not isinstance(record, dict) or record.get("anyshape_model") != INFO_VERSION:
+        raise ValueError(
+            f"{path}: {MEMBER} is not version {INFO_VERSION} of anyshape's model info; "
+            "save the model again with this anyshape"
+        )
+    return ModelInfo.from_dict(record)
+
+
+def read_run_info(model_path) -> dict | None:
+    """The `classes.json` of a run folder of `anyshape train`, or None if there is none.
+
+    `model_path` is a run folder or a model file in it. Returns the parsed file:
+    {"classes": [names in output order], "input_shape": [H, W, C], "data_format",
+     "preprocess": keyword arguments for anyshape.preprocess_input (e.g. {"mode": "tf"}),
+     "resize": {"method": "resize_shorter_and_center_crop", "crop_pct": 1.0,
+                "interpolation": "bilinear"}, "output": "softmax", "model": "model.keras"}.
+    Prepare an image with `anyshape.datasets.read_image(path, (H, W), C)` (which applies that
+    resize), then `preprocess_input(x, **info["preprocess"])`.
+    """
+    p = Path(model_path)
+    info = (p if p.is_dir() else p.parent) / RUN_INFO_FILE
+    if not info.is_file():
+        return None
+    with open(info) as f:
+        return json.load(f)
+
+
+def load_model(path):
+    """`keras.saving.load_model(path)` with its `ModelInfo` as `model.anyshape_info`.
+
+    The info comes from the file's `anyshape_model.json`; for a file without one, from the
+    `classes.json` beside it (a run folder written before the member existed), else from the
+    `anyshape_weights.json` member `anyshape convert` writes; otherwise the model has none and
+    `model_info` gives the defaults.
+    """
+    import keras
+
+    model = keras.saving.load_model(path)
+    info = read_keras_info(path)
+    if info is None:
+        run = read_run_info(path)
+        if run:
+            info = ModelInfo.from_run_info(run)
+    if info is None:
+        weight_set = _converted_weight_set(path)
+        if weight_set is not None:
+            model.anyshape_weights = weight_set
+    if info is not None:
+        model.anyshape_info = info
+    return model
+
+
+def _converted_weight_set(path):
+    """The weight set a `.keras` file from `anyshape convert` declares (member anyshape_weights.json)."""
+    from anyshape.weights.keras_h5 import METADATA_MEMBER
+    from anyshape.weights.registry import WeightSet
+
+    with zipfile.ZipFile(path) as z:
+        if METADATA_MEMBER not in z.namelist():
+            return None
+        return WeightSet.from_json(z.read(METADATA_MEMBER).decode("utf-8"), path=str(path))
