@@ -131,3 +131,40 @@ def test_npy_arrays_keep_their_channel_count(tmp_path):
     assert ds.channels == 5 and ds.train.images.shape == (4, 75, 75, 5) and ds.train.images.dtype == np.float32
     x = read_image(tmp_path / "n" / "a" / "0.npy", (75, 75), 5)
     assert np.allclose(x, ds.train.images[0])
+
+
+def test_files_are_found_by_the_rule_predict_uses(tmp_path):
+    """The inference runs' `find_images` lists a class folder: recursive, sorted, hidden files and
+    hidden folders (e.g. .ipynb_checkpoints) skipped; files with other suffixes are counted as ignored."""
+    from anyshape.engine import find_images
+
+    root = make_image_folder(tmp_path / "data", per_class=2, photos=("coffee", "rocket"))
+    (root / "coffee" / "more").mkdir()
+    Image.fromarray(photo("coffee")).save(root / "coffee" / "more" / "deep.png")
+    (root / "coffee" / ".ipynb_checkpoints").mkdir()
+    Image.fromarray(photo("coffee")).save(root / "coffee" / ".ipynb_checkpoints" / "copy.png")
+    Image.fromarray(photo("rocket")).save(root / "rocket" / ".hidden.png")
+    (root / "rocket" / "readme.md").write_text("not an image")
+    ds = load_dataset(root, (75, 75), val_split=0, test_split=0)
+    listed = {c: [p for p in find_images([root / c])[0] if p.suffix != ".md"] for c in ("coffee", "rocket")}
+    assert len(listed["coffee"]) == 3 and len(listed["rocket"]) == 2
+    assert len(ds.train) == 5 and ds.train.labels.tolist() == [0, 0, 0, 1, 1]
+    assert any("ignored 1 file" in n for n in ds.notes)
+    # the images are the listed files in order, read by the reader inference uses
+    first = read_image(listed["coffee"][0], (75, 75), 3)
+    assert np.array_equal(ds.train.images[0], first)
+
+
+def test_training_reader_and_the_inference_reader_give_the_same_input(folder):
+    """A model trained here is fed at inference (engine.ImageReader with the run's data config)
+    exactly the pixels training fed it: same decoder, same 8-bit resize, crop 1.0, bilinear."""
+    from anyshape.data_config import DataConfig
+    from anyshape.engine import ImageReader
+    from anyshape.preprocess import preprocess_input
+
+    config = DataConfig().for_training()
+    for path in sorted((folder / "chelsea").iterdir())[:2]:
+        for size, channels in (((80, 90), 3), ((75, 75), 1)):
+            trained = preprocess_input(read_image(path, size, channels).astype(np.float32), "channels_last", mode="tf")
+            served = ImageReader(channels=channels, size=size, preprocessing=config).read(path)
+            np.testing.assert_array_equal(served, trained)

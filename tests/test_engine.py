@@ -179,6 +179,14 @@ def test_parse_size():
     for bad in ("0", "a,b", "1,2,3"):
         with pytest.raises(ValueError, match="native, N or H,W|'native', N or H,W"):
             engine.parse_size(bad)
+    # the text grammar is shared with --input-shape (anyshape.shapes.parse_dims); only "none" differs
+    from anyshape.cli import parse_shape
+    from anyshape.shapes import parse_dims
+
+    assert engine.parse_size("150x200") == parse_shape("150x200") == parse_dims(" 150, 200 ") == (150, 200)
+    assert parse_shape("none,?,3") == parse_dims("none,?,3", unknown=True) == (None, None, 3)
+    with pytest.raises(ValueError, match="'native', N or H,W"):
+        engine.parse_size("none,none")
 
 
 def test_image_reader_size_policies(tmp_path):

@@ -14,6 +14,7 @@ from anyshape.preprocess import (
     IMAGENET_STD,
     ImageLoadError,
     center_crop,
+    file_channels,
     load_array,
     load_image,
     preprocess_input,
@@ -498,3 +499,27 @@ def test_load_resize_preprocess_pipeline(tmp_path, chelsea):
     x = preprocess_input(batch, "channels_last")
     assert x.shape == (1, 299, 299, 3) and x.dtype == np.float32
     assert -1.1 < x.min() < -0.5 and 0.5 < x.max() < 1.1
+
+
+def test_file_channels_reads_the_header_by_the_same_mode_table_as_load_image(tmp_path, astronaut, camera):
+    """1 for gray (8-bit, with alpha, 16-bit), 3 for colour, 4 for colour with alpha or palette transparency."""
+    palette = Image.fromarray(astronaut).quantize(colors=16)
+    rgba = np.dstack([astronaut, np.full(astronaut.shape[:2], 200, np.uint8)])
+    cases = {
+        "gray.png": (Image.fromarray(camera), {}, 1),
+        "gray_alpha.png": (Image.fromarray(camera).convert("LA"), {}, 1),
+        "gray16.png": (Image.fromarray(camera.astype(np.uint16) * 257), {}, 1),
+        "rgb.jpg": (Image.fromarray(astronaut), {}, 3),
+        "rgba.png": (Image.fromarray(rgba), {}, 4),
+        "palette.png": (palette, {}, 3),
+        "palette_transparent.png": (palette, {"transparency": 0}, 4),
+        "cmyk.jpg": (Image.fromarray(astronaut).convert("CMYK"), {}, 3),
+    }
+    for name, (image, options, want) in cases.items():
+        path = _save(image, tmp_path / name, **options)
+        assert file_channels(path) == want, name
+        # what load_image gives at that channel count is the file's own content, nothing made up
+        assert load_image(path, want).shape == (*image.size[::-1], want)
+    np.save(tmp_path / "five.npy", np.zeros((4, 6, 5), np.float32))
+    np.save(tmp_path / "flat.npy", np.zeros((4, 6), np.float32))
+    assert file_channels(tmp_path / "five.npy") == 5 and file_channels(tmp_path / "flat.npy") == 1

@@ -66,9 +66,10 @@ def positive_int_list(text: str) -> list[int]:
 
 def parse_shape(text: str) -> tuple:
     """'150,150,3' -> (150, 150, 3); 'none' or '?' for an unknown height or width."""
-    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
+    from anyshape.shapes import parse_dims
+
     try:
-        return tuple(None if p.lower() in ("none", "?") else int(p) for p in parts)
+        return parse_dims(text, unknown=True)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected H,W,C (e.g. 150,150,3), got {text!r}") from None
 

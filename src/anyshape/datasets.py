@@ -10,7 +10,9 @@ A folder is either
     DATA/<class>/<image>                 split here into train/val/test (stratified, seeded)
     DATA/train/<class>/<image>           with DATA/test/<class>/... (and optionally DATA/val/...)
 
-Images are decoded with `anyshape.preprocess.load_image` (or `load_array` for `.npy` files),
+Files are found as `anyshape predict` finds them (`engine.find_images`: recursive, sorted,
+hidden files and folders skipped) and decoded by the same `anyshape.preprocess.load_image`
+(or `load_array` for `.npy` files),
 then brought to the training size by `fit_image` (resize the shorter side, centre-crop the
 rest: no distortion of the aspect ratio) and kept in memory as uint8 (float32 for `.npy`
 data), which is what a few thousand images at InceptionV3 sizes allow
@@ -36,7 +38,15 @@ from pathlib import Path
 import numpy as np
 
 from anyshape.data_config import DataConfig
-from anyshape.preprocess import ImageLoadError, load_array, load_image, resize_shorter_and_center_crop
+from anyshape.engine.images import find_images
+from anyshape.preprocess import (
+    ImageLoadError,
+    file_channels,
+    load_array,
+    load_image,
+    resize_shorter_and_center_crop,
+    to_uint8,
+)
 
 __all__ = [
     "DataError",
@@ -54,9 +64,6 @@ __all__ = [
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".npy")
 RESIZE_POLICY = DataConfig().for_training().resize_policy()  # whole shorter side, bilinear
 """How every image is brought to the model's size, here and (recorded in a run folder) at inference."""
-
-_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
-_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 
 
 class DataError(ValueError):
@@ -127,23 +134,7 @@ def read_image(path, size_hw: tuple[int, int], channels: int) -> np.ndarray:
         if array.shape[2] != channels:
             raise ImageLoadError(f"{path}: the array has {array.shape[2]} channels, the model takes {channels}.")
         return fit_image(array.astype(np.float32), size_hw)
-    image = load_image(path, channels)  # float32 0..255, exact integers for 8-bit files
-    return fit_image(np.clip(np.rint(image), 0, 255).astype(np.uint8), size_hw)
-
-
-def _peek_channels(path: Path) -> int:
-    """Channel count a file would give by default (1 gray, 3 colour, 4 colour+alpha), header only."""
-    if path.suffix.lower() == ".npy":
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-        return int(array.shape[2]) if array.ndim == 3 else 1
-    from PIL import Image
-
-    with Image.open(path) as img:
-        if img.mode in _GRAY_MODES:
-            return 1
-        if img.mode == "P":
-            return 4 if "transparency" in img.info else 3
-        return 4 if img.mode in _ALPHA_MODES else 3
+    return fit_image(to_uint8(load_image(path, channels)), size_hw)  # the decoder inference uses too
 
 
 def _list_classes(root: Path) -> tuple[list[str], list[list[Path]], int]:
@@ -159,13 +150,9 @@ def _list_classes(root: Path) -> tuple[list[str], list[list[Path]], int]:
         )
     files, ignored, empty = [], 0, []
     for d in class_dirs:
-        found = []
-        for p in sorted(d.rglob("*")):
-            if p.is_file() and not p.name.startswith("."):
-                if p.suffix.lower() in IMAGE_SUFFIXES:
-                    found.append(p)
-                else:
-                    ignored += 1
+        listed, _ = find_images([d])  # the rule `anyshape predict` follows: recursive, sorted, hidden skipped
+        found = [p for p in listed if p.suffix.lower() in IMAGE_SUFFIXES]
+        ignored += len(listed) - len(found)
         if not found:
             empty.append(d.name)
         files.append(found)
@@ -193,7 +180,7 @@ def _decide_channels(
     counts: dict[int, int] = {}
     for p in all_files:
         try:
-            c = _peek_channels(p)
+            c = file_channels(p)
         except Exception as e:  # noqa: BLE001 - any decoder failure makes the file unreadable
             bad.append((p, f"{type(e).__name__}: {e}"))
             continue

@@ -89,25 +89,23 @@ def _write_held_out_pngs(folder: Path, count: int) -> list[tuple[Path, int]]:
 
 
 def _classify_with_keras(model_path: Path, images: list[Path]) -> list[str]:
-    """Class names for image files from a run's model.keras, prepared as RUN/classes.json says."""
-    import keras
+    """Class names for image files from a run's model.keras on the Keras engine, with the class
+    names and preprocessing stored in the file and the image reader `anyshape predict` uses."""
+    from anyshape.engine import ImageReader, load_or_build
+    from anyshape.model_info import model_info
 
-    from anyshape.datasets import read_image
-    from anyshape.preprocess import preprocess_input
-    from anyshape.train import read_run_info
-
-    info = read_run_info(model_path)
-    if info is None:
-        raise SystemExit(f"{model_path}: no classes.json beside it (not an anyshape train run)")
-    h, w, c = info["input_shape"]
-    model = keras.saving.load_model(model_path)
-    x = np.stack([read_image(p, (h, w), c) for p in images]).astype(np.float32)
-    probs = model.predict(preprocess_input(x, "channels_last", **info["preprocess"]), verbose=0)
-    return [info["classes"][int(k)] for k in np.argmax(probs, -1)]
+    model = load_or_build(model_path)
+    info = model_info(model)
+    if info.class_names is None:
+        raise SystemExit(f"{model_path}: holds no class names (not a model saved by anyshape train)")
+    h, w, c = model.inputs[0].shape[1:]
+    reader = ImageReader(channels=c, size=(h, w), preprocessing=info.data_config)
+    probs = model.predict(np.stack([reader.read(p) for p in images]), verbose=0)
+    return [info.class_names[int(k)] for k in np.argmax(probs, -1)]
 
 
 def main(argv=None) -> int:
-    from anyshape.train import read_run_info
+    from anyshape.model_info import read_run_info
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = argparse.ArgumentParser(prog="python -m anyshape.demo", description=__doc__.splitlines()[0])
@@ -159,7 +157,7 @@ def main(argv=None) -> int:
     if by_predict is None:
         last = pred.stderr.strip().splitlines()[-1] if pred.stderr.strip() else f"exit code {pred.returncode}"
         print(f"(`anyshape predict` gave no usable answer: {last})")
-    # the same images through the Keras model with the run's own preprocessing (RUN/classes.json)
+    # the same images through the Keras model with the run's own preprocessing (stored in model.keras)
     direct = _run_python(["-m", "anyshape.demo", "--classify", str(run / "model.keras"), *(str(p) for p, _ in images)])
     print(f"\n  {'image':22s} {'predict':>8s} {'keras':>6s}")
     right = 0

@@ -45,7 +45,10 @@ _RESAMPLING: dict[str, Image.Resampling] = {
     "box": Image.Resampling.BOX,
     "hamming": Image.Resampling.HAMMING,
 }
+# The one Pillow mode table: what `load_image` converts and `file_channels` reports.
 _HIGH_BIT_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+_GRAY_8BIT_MODES = frozenset({"1", "L", "LA", "La"})
+_GRAY_MODES = _GRAY_8BIT_MODES | _HIGH_BIT_DEPTH_MODES | {"F"}
 _MODES_WITH_ALPHA = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _UINT16_MAX = 65535.0
 
@@ -296,6 +299,17 @@ def _high_bit_depth_to_gray(image: Image.Image) -> np.ndarray:
     return np.clip(values, 0.0, _UINT16_MAX) * np.float32(255.0 / _UINT16_MAX)
 
 
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in _MODES_WITH_ALPHA or (image.mode == "P" and "transparency" in image.info)
+
+
+def _native_channels(image: Image.Image) -> int:
+    """1 for gray (alpha or not, 8-bit, 16-bit or float), 4 for colour with alpha, else 3."""
+    if image.mode in _GRAY_MODES:
+        return 1
+    return 4 if _has_alpha(image) else 3
+
+
 def _image_to_array(image: Image.Image, channels: int) -> np.ndarray:
     """Convert a decoded Pillow image to float32 (H, W, channels) in 0..255."""
     if image.mode in _HIGH_BIT_DEPTH_MODES or image.mode == "F":
@@ -305,13 +319,13 @@ def _image_to_array(image: Image.Image, channels: int) -> np.ndarray:
             planes.append(np.full_like(gray, 255.0))
         return np.stack(planes, axis=-1)
 
-    has_alpha = image.mode in _MODES_WITH_ALPHA or (image.mode == "P" and "transparency" in image.info)
+    has_alpha = _has_alpha(image)
     if image.mode == "P":
         # Expand the palette first (through RGBA when it has transparency, which avoids
         # Pillow's warning about byte transparency and keeps alpha for channels=4).
         image = image.convert("RGBA" if has_alpha else "RGB")
     if channels == 1:
-        if image.mode in ("1", "L", "LA", "La"):
+        if image.mode in _GRAY_8BIT_MODES:
             converted = image.convert("L")
         else:
             converted = image.convert("RGB").convert("L")
@@ -392,6 +406,28 @@ def load_image(
         raise ImageLoadError(f"{path}: the file is empty (0 bytes), not an image.")
 
     return _decode_image(path, channels, max_pixels, apply_exif_orientation)
+
+
+def file_channels(path: str | Path) -> int:
+    """The channel count a file holds by itself, from its header only (no pixels decoded).
+
+    Images (by the Pillow mode table `load_image` converts with): 1 for gray (with or without
+    alpha; 16-bit and float too), 4 for colour with alpha (palette transparency included), 3
+    for other colour. A `.npy` array: its own channel count (1 for a 2-D array). Pillow's and
+    numpy's errors propagate (a caller listing many files reports them per file).
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        return int(array.shape[2]) if array.ndim == 3 else 1
+    with Image.open(path) as image:
+        return _native_channels(image)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """0..255 float pixels rounded to uint8, for Pillow's 8-bit resize path (as timm and
+    torchvision resize): exact for 8-bit files, under half a level off for 16-bit ones."""
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
 def load_array(path: str | Path) -> np.ndarray:

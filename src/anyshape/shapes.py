@@ -43,6 +43,7 @@ __all__ = [
     "InvalidInputShape",
     "explain",
     "parse_input_shape",
+    "parse_dims",
     "MIN_SIZE",
     "MIN_SIZE_AUX",
     "POOLINGS",
@@ -494,6 +495,17 @@ class ShapeReport:
 
 def _fmt_shape(shape: Iterable) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def parse_dims(text: str, *, unknown: bool = False) -> tuple[int | None, ...]:
+    """The one reader of sizes and shapes typed as text: "150,200", "150x200", "150, 200, 3".
+
+    With `unknown`, "none" or "?" is an unknown dimension (None). Raises ValueError for anything
+    else that is not an integer; the callers check how many values and which ranges they take
+    (`--input-shape` in the CLI, `--size` in `engine.parse_size`) and say so in their words.
+    """
+    parts = [p.strip() for p in str(text).replace("x", ",").split(",") if p.strip()]
+    return tuple(None if unknown and p.lower() in ("none", "?") else int(p) for p in parts)
 
 
 def parse_input_shape(input_shape: Sequence, data_format: str) -> tuple[int | None, int | None, int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from anyshape.data_config import DataConfig
-from anyshape.shapes import MIN_SIZE
+from anyshape.shapes import MIN_SIZE, parse_dims
 
 Preprocessing = DataConfig
 """How images must be prepared for a model's weights: `anyshape.data_config.DataConfig`.
@@ -31,9 +31,8 @@ def parse_size(text) -> str | tuple[int, int]:
     if isinstance(text, (tuple, list)):
         h, w = (int(v) for v in text)
         return (h, w)
-    parts = [p for p in str(text).replace("x", ",").split(",") if p.strip()]
     try:
-        values = [int(p) for p in parts]
+        values = [v for v in parse_dims(text) if v is not None]  # all ints: "none" is not a size here
     except ValueError:
         values = []
     if len(values) not in (1, 2) or min(values) < 1:
@@ -99,9 +98,7 @@ class ImageReader:
     def _fixed(self, image: np.ndarray) -> np.ndarray:
         from anyshape import preprocess
 
-        # Resize in uint8, Pillow's 8-bit path as timm/torchvision do (exact for 8-bit files;
-        # 16-bit files lose less than half a level).
-        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+        image = preprocess.to_uint8(image)  # resized on Pillow's 8-bit path, as training does
         if isinstance(self.size, str):
             raise ValueError(f"a fixed size is needed here, not {self.size!r}")
         out = preprocess.resize_shorter_and_center_crop(
