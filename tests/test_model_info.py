@@ -17,6 +17,7 @@ import pytest
 from anyshape import engine
 from anyshape.data_config import IMAGENET_MEAN, IMAGENET_STD, DataConfig
 from anyshape.model_info import MEMBER, ModelInfo, load_model, model_info, read_keras_info, save_model
+from anyshape.preprocess import preprocess_input
 
 CLASSES = ("ant", "bee", "cat")
 CONFIG = DataConfig(
@@ -104,6 +105,11 @@ def test_loaded_model_carries_the_info_and_export_keeps_it(saved, tmp_path):
     loaded = engine.load_or_build(path)
     assert model_info(loaded) == ModelInfo(CONFIG, CLASSES, "my-weights")
     assert DataConfig.from_model(loaded) == CONFIG
+    pixels = np.full((1, 4, 4, 3), 128.0, np.float32)  # preprocess_input(weights=model) scales as the file says
+    np.testing.assert_allclose(
+        preprocess_input(pixels, "channels_last", weights=loaded),
+        preprocess_input(pixels, "channels_last", **CONFIG.preprocess_kwargs()),
+    )
     again = engine.export_model(loaded, tmp_path / "again.keras")
     assert read_keras_info(again) == ModelInfo(CONFIG, CLASSES, "my-weights")
 

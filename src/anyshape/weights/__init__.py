@@ -46,12 +46,13 @@ def preprocessing_for(weights, channels: int | None = None) -> dict:
     """preprocess_input keyword arguments (mode, mean, std) for a weight set.
 
     `weights` is a registry name, a path, a WeightSet, or a model loaded by anyshape (which
-    carries `anyshape_weights`). `channels`: the input's channel count (a 3-value mean/std is
+    carries `anyshape_weights`, or `anyshape_info` when loaded from a .keras file anyshape saved). `channels`: the input's channel count (a 3-value mean/std is
     averaged for others). Resolved by `anyshape.data_config.resolve_data_config`.
     """
     from anyshape.data_config import resolve_data_config
 
-    if getattr(weights, "anyshape_weights", None) is None and hasattr(weights, "layers"):
+    carries = getattr(weights, "anyshape_weights", None) or getattr(weights, "anyshape_info", None)
+    if carries is None and hasattr(weights, "layers"):
         raise ValueError(
             "this model carries no anyshape weight metadata (it was built with weights=None or "
             "not by anyshape): pass mode= (and mean=/std=) to preprocess_input instead"
