@@ -7,7 +7,7 @@ Images/s of one training step (forward + backward + optimizer update, Adam, batc
 10 classes, random initialisation) at each size, for:
 
   anyshape-tf        what `anyshape train` runs: Keras fit on TensorFlow, compiled by
-                     anyshape.train.Trainer (tf.function, no XLA)
+                     anyshape.training.Trainer (tf.function, no XLA)
   anyshape-tf-xla    the same with jit_compile=True (XLA; compiling takes minutes on 2 cores)
   anyshape-tf-spe8   steps_per_execution=8 (eight steps per tf.function call)
   anyshape-jax       Keras on the JAX backend (jit)
@@ -80,7 +80,7 @@ def _keras_worker(sizes, channels, jit_compile=False, steps_per_execution=1):
     import tensorflow as tf
 
     from anyshape.inception_v3 import InceptionV3
-    from anyshape.train import TrainConfig, Trainer
+    from anyshape.training import TrainConfig, Trainer
 
     rng = np.random.default_rng(0)
     steps = {}

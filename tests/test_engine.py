@@ -154,8 +154,18 @@ def test_feature_model_layers_and_pooling(features_last):
     assert engine.feature_model(base, "mixed2", None).output.shape[1:] == (None, None, 288)
     with pytest.raises(ValueError, match="mixed0 .. mixed10|mixed0, mixed1"):
         engine.feature_model(base, "mixed11")
-    with pytest.raises(ValueError, match="already average-pooled"):
-        engine.feature_model(base, "avg_pool", "max")
+    # avg_pool asked with another pooling is mixed10 pooled that way (the CLI's --pooling max|none)
+    assert engine.feature_layer("avg_pool", "max") == engine.feature_layer("mixed10", "max") == "mixed10"
+    assert engine.feature_layer("avg_pool", "avg") == "avg_pool"
+    avg_max = engine.feature_model(base, "avg_pool", "max")
+    assert avg_max.name == "mixed10_features"
+    assert (
+        np.abs(avg_max.predict_on_batch(x) - engine.feature_model(base, "mixed10", "max").predict_on_batch(x)).max()
+        == 0
+    )
+    assert engine.feature_model(base, "avg_pool", None).output.shape[1:] == (None, None, 2048)
+    with pytest.raises(ValueError, match="pooling must be"):
+        engine.feature_layer("avg_pool", "sum")
 
 
 def test_keras_fallback_when_onnxruntime_is_missing(features_last, monkeypatch):
@@ -271,3 +281,16 @@ def test_run_images_at_native_sizes_groups_by_shape(tmp_path, features_last, pre
     for p in paths[:-1]:
         want = features_last.predict_on_batch(reader.read(p)[None])[0]
         assert np.abs(results[p.name].output - want).max() <= TOL
+
+
+def test_load_or_build_size_gives_a_free_size_classifier():
+    """What the CLI's --size does, the API does: a classifier for images of a chosen size takes
+    any height and width; without a size it is keras.applications' 299 x 299 model."""
+    free = engine.load_or_build(None, size=150, weights=None, classes=7)
+    assert tuple(free.input_shape[1:]) == (None, None, 3)
+    assert free.predict_on_batch(_input((1, 150, 120, 3))).shape == (1, 7)
+    first = engine.load_or_build(None, size=(90, 80), weights=None, include_top=False, data_format="channels_first")
+    assert tuple(first.input_shape[1:]) == (3, None, None)
+    assert tuple(engine.load_or_build(None, weights=None, classes=7).input_shape[1:]) == (299, 299, 3)
+    given = engine.load_or_build(None, size=150, weights=None, classes=7, input_shape=(160, 160, 1))
+    assert tuple(given.input_shape[1:]) == (160, 160, 1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 
 import keras
 import numpy as np
@@ -19,7 +20,7 @@ from anyshape.datasets import Dataset, Split, load_digits, read_image
 from anyshape.inception_v3 import InceptionV3
 from anyshape.model_info import read_keras_info
 from anyshape.preprocess import preprocess_input
-from anyshape.train import (
+from anyshape.training import (
     _batchnorm_layers,
     freeze_layers,
     parse_stages,
@@ -349,7 +350,7 @@ def test_aux_loss_trains_at_299(tmp_path):
 
 def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path, monkeypatch):
     """Validation accuracy scripted 0.5, 0.25, ...: patience 1 stops after epoch 2, epoch 1's weights kept."""
-    from anyshape.train import Trainer
+    from anyshape.training import Trainer
 
     scripted = iter([0.5, 0.25, 0.9, 0.9])
 
@@ -444,7 +445,7 @@ def test_resume_after_the_last_checkpoint_ends_with_the_checkpoints_weights(tiny
 
 
 def test_early_stopping_best_weights_survive_a_resume(tmp_path, monkeypatch):
-    from anyshape.train import Trainer
+    from anyshape.training import Trainer
 
     scripted = iter([0.5, 0.25, 0.9, 0.9, 0.9, 0.9])
 
@@ -481,7 +482,7 @@ def _checkpoint_kernel_of(run_dir, channels, classes):
 
 
 def test_adamw_weight_decay_zero_is_zero(small_model):
-    from anyshape.train import TrainConfig, Trainer
+    from anyshape.training import TrainConfig, Trainer
 
     for given, expected in ((0.0, 0.0), (None, 0.004), (0.01, 0.01)):
         trainer = Trainer(TrainConfig(optimizer="adamw", weight_decay=given, lr_schedule="constant"))
@@ -491,7 +492,7 @@ def test_adamw_weight_decay_zero_is_zero(small_model):
 
 def test_a_failed_or_interrupted_run_leaves_no_folder_behind(tmp_path, tiny_digits, monkeypatch, capsys):
     from anyshape.cli import main
-    from anyshape.train import Trainer, TrainingInterrupted
+    from anyshape.training import Trainer, TrainingInterrupted
 
     (tmp_path / "only").mkdir()
     make_image_folder(tmp_path / "only", per_class=2, photos=("coffee",))
@@ -518,7 +519,7 @@ def test_a_failed_or_interrupted_run_leaves_no_folder_behind(tmp_path, tiny_digi
 
 def test_interrupted_cli_train_says_how_to_resume(tmp_path, monkeypatch, capsys):
     from anyshape.cli import main
-    from anyshape.train import Trainer
+    from anyshape.training import Trainer
 
     def ctrl_c_after_a_checkpoint(self):
         (self.run_dir / "checkpoint.json").write_text(json.dumps({"epoch": 3}))
@@ -547,7 +548,7 @@ def test_output_that_is_a_file_or_inside_the_data_is_refused(tmp_path, folder, c
 def test_state_dict_weights_need_preprocessing_and_the_run_records_it(tmp_path):
     from anyshape.data_config import IMAGENET_MEAN, IMAGENET_STD
     from anyshape.datasets import RESIZE_POLICY
-    from anyshape.train import TrainConfig, Trainer
+    from anyshape.training import TrainConfig, Trainer
     from anyshape.weights import PreprocessingUnknown
 
     pth = tmp_path / "finetune.pth"
@@ -565,3 +566,14 @@ def test_state_dict_weights_need_preprocessing_and_the_run_records_it(tmp_path):
         data = trainer._data_config()
         assert data.preprocess_kwargs() == {"mode": "torch", "mean": mean, "std": std}
         assert data.resize_policy() == RESIZE_POLICY  # what the dataset loader applied
+
+
+def test_train_is_a_function_and_training_its_module():
+    """One way in: anyshape.train is the function, anyshape.training the module that holds it."""
+    import anyshape.training
+
+    assert anyshape.train is anyshape.training.train
+    assert anyshape.Trainer is anyshape.training.Trainer
+    assert not isinstance(anyshape.train, types.ModuleType)
+    with pytest.raises(TypeError, match="unknown options"):
+        anyshape.train("digits", epochz=1)

@@ -32,7 +32,7 @@ def train_digits(root: Path) -> TrainedDigits:
     from anyshape.datasets import Dataset, Split, load_digits
     from anyshape.engine import load_or_build
     from anyshape.preprocess import preprocess_input
-    from anyshape.train import train
+    from anyshape.training import train
 
     keras.utils.set_random_seed(0)
     if keras.backend.backend() == "tensorflow":

@@ -38,11 +38,9 @@ def __getattr__(name):
 
         return decode_predictions
     if name in ("train", "recalibrate_batchnorm", "Trainer"):
-        # anyshape.train is the module anyshape/train.py, made callable: anyshape.train(...) is
-        # anyshape.train.train(...), and `import anyshape.train` / `from anyshape.train import`
-        # work as usual.
-        import importlib
+        # anyshape.train(...) is a function; the training code (Trainer, TrainConfig, ...) lives
+        # in the module anyshape.training
+        from anyshape import training
 
-        module = importlib.import_module("anyshape.train")
-        return module if name == "train" else getattr(module, name)
+        return getattr(training, name)
     raise AttributeError(f"module 'anyshape' has no attribute {name!r}")

@@ -386,13 +386,10 @@ def _inference_model(args, *, include_top: bool, pooling: str | None = None):
 
     _check_model_flags(args)
     weights = None if str(args.weights).lower() == "none" else args.weights
-    shape = args.input_shape
-    if shape is None and (not include_top or getattr(args, "size", None) is not None):
-        shape = (3, None, None) if args.data_format == "channels_first" else (None, None, 3)
     kwargs = dict(
         weights=weights,
         include_top=include_top,
-        input_shape=shape,
+        input_shape=args.input_shape,
         data_format=args.data_format,
         aux_logits=args.aux_logits,
         dropout_rate=args.dropout_rate,
@@ -402,7 +399,7 @@ def _inference_model(args, *, include_top: bool, pooling: str | None = None):
         kwargs.update(classes=args.classes)
     if args.preprocessing is not None:
         kwargs.update(preprocessing=args.preprocessing)
-    return engine.load_or_build(args.model, **kwargs)
+    return engine.load_or_build(args.model, size=getattr(args, "size", None), **kwargs)
 
 
 def _report_failures(verb: str, summary) -> None:
@@ -552,8 +549,7 @@ def _run_features(args) -> int:
     from anyshape.engine.manifest import RunManifest
 
     pooling = args.pooling
-    if args.layer == "avg_pool" and pooling != "avg":
-        args.layer = "mixed10"  # avg_pool is mixed10 average-pooled: --pooling max|none means mixed10's
+    args.layer = engine.feature_layer(args.layer, pooling)  # --layer avg_pool --pooling max|none is mixed10's
     # everything that can be refused is refused before the model is built
     _check_model_flags(args)
     _check_size_flag(args)
@@ -773,7 +769,7 @@ def _run_quantize(args) -> int:
     else:
         weights = None if args.src.lower() == "none" else args.src
         model = engine.load_or_build(
-            None, weights=weights, include_top=not args.features, input_shape=args.input_shape or (None, None, 3)
+            None, size=args.size or 299, weights=weights, include_top=not args.features, input_shape=args.input_shape
         )
     if args.features and not isinstance(model, engine.GraphModel):
         model = engine.feature_model(model, "avg_pool", "avg")
@@ -888,7 +884,7 @@ def _add_train(sub) -> None:
 
 
 def _run_train(args) -> int:
-    from anyshape.train import TrainingInterrupted, parse_stages, train
+    from anyshape.training import TrainingInterrupted, parse_stages, train
 
     stages = parse_stages(args.stages) if args.stages else None
     try:
@@ -990,15 +986,9 @@ def _add_convert(sub) -> None:
 
 
 def _run_convert(args) -> int:
-    # torchvision (and timm) must be imported before TensorFlow: the other order crashes
-    try:
-        import torch  # noqa: F401
-        import torchvision  # noqa: F401
+    from anyshape.weights.reference import import_reference_frameworks
 
-        if args.source == "timm":
-            import timm  # noqa: F401
-    except ImportError:
-        pass
+    import_reference_frameworks(args.source)  # before convert loads Keras (see anyshape.weights.reference)
     from anyshape.weights.convert import convert
 
     result = convert(
@@ -1119,7 +1109,7 @@ def cli_words(message: str) -> str:
     return message
 
 
-def _quiet_backend_start(verb: str) -> None:
+def _quiet_backend_start(verb: str, source: str | None = None) -> None:
     """Load the backend with its start-up messages hidden.
 
     TF_CPP_MIN_LOG_LEVEL=3 silences TensorFlow's C++ logging, but the messages written before
@@ -1132,12 +1122,10 @@ def _quiet_backend_start(verb: str) -> None:
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        if verb == "convert":  # torch and torchvision must be imported before TensorFlow (see _run_convert)
-            try:
-                import torch  # noqa: F401
-                import torchvision  # noqa: F401
-            except ImportError:
-                pass
+        if verb == "convert":  # before TensorFlow, or importing them later crashes
+            from anyshape.weights.reference import import_reference_frameworks
+
+            import_reference_frameworks(source or "torchvision")
         try:
             import keras  # noqa: F401  (loads the backend)
         except Exception:  # noqa: BLE001 -- the verb imports it again and reports the error
@@ -1205,7 +1193,7 @@ def _main(argv: list, state: dict) -> int:
     state["verb"] = args.verb
     if args.verb in BACKEND_VERBS and not getattr(args, "verbose", False):
         try:
-            _quiet_backend_start(args.verb)
+            _quiet_backend_start(args.verb, getattr(args, "source", None))
         except KeyboardInterrupt as e:
             print(_interrupted_line(args.verb, e), file=sys.stderr)
             state["reported"] = True

@@ -3,7 +3,7 @@
 A freshly initialised Inception3 has BatchNorm running statistics (0, 1) that do not match its
 activations, so its logits grow to ~1e12 and an absolute tolerance means nothing. `calibrated`
 sets every BatchNorm's running statistics to the statistics of a real forward pass (momentum
-None = cumulative average, as anyshape.train.recalibrate_batchnorm), then randomises them around those
+None = cumulative average, as anyshape.training.recalibrate_batchnorm), then randomises them around those
 values, and randomises gamma and beta: realistic, seeded, non-trivial weights with O(1) logits.
 """
 

@@ -8,8 +8,12 @@ from pathlib import Path
 from anyshape.atomic_write import write_bytes_atomically
 
 
-def load_or_build(model_path=None, **inception_v3_kwargs):
+def load_or_build(model_path=None, *, size=None, **inception_v3_kwargs):
     """A saved Keras model (`.keras` file) when `model_path` is given, else anyshape.InceptionV3.
+
+    `size` (N or (H, W)) says the images will be resized to a size of the caller's choosing: a
+    model built with no `input_shape` then takes any height and width, the classifier too
+    (InceptionV3's own default with the top is 299 x 299, as in keras.applications).
 
     An `.onnx` file with anyshape's metadata (`anyshape quantize`, `anyshape export --format onnx`)
     loads as a `GraphModel`, which `Predictor` runs on ONNX Runtime or OpenVINO.
@@ -35,6 +39,13 @@ def load_or_build(model_path=None, **inception_v3_kwargs):
             ) from e
     from anyshape.inception_v3 import InceptionV3
 
+    if (
+        size is not None
+        and inception_v3_kwargs.get("input_shape") is None
+        and "input_tensor" not in inception_v3_kwargs
+    ):
+        first = inception_v3_kwargs.get("data_format") == "channels_first"
+        inception_v3_kwargs["input_shape"] = (3, None, None) if first else (None, None, 3)
     return InceptionV3(**inception_v3_kwargs)
 
 

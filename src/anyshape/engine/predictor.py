@@ -222,24 +222,31 @@ class Predictor:
         )
 
 
-def feature_model(model, layer: str = "avg_pool", pooling: str | None = "avg"):
-    """A Keras model giving the features of `layer` (mixed0..mixed10 or avg_pool), pooled or not.
+def feature_layer(layer: str = "avg_pool", pooling: str | None = "avg") -> str:
+    """The layer whose output `feature_model(model, layer, pooling)` reads.
 
-    "avg_pool" is mixed10 globally average-pooled (the 2048-wide vector); with pooling "avg"
-    or "max" a mixedN map is reduced to one vector per image, with None it stays a map
-    (channels_last, as the model computes internally).
+    "avg_pool" is mixed10 globally average-pooled; asked with pooling "max" or None it means
+    mixed10 with that pooling (its map, or its max), the same 2048 channels pooled another way.
     """
-    import keras
-
     if layer not in FEATURE_LAYERS:
         raise ValueError(f"layer must be one of {', '.join(FEATURE_LAYERS)}, got {layer!r}")
     if pooling not in ("avg", "max", None):
         raise ValueError(f"pooling must be 'avg', 'max' or None, got {pooling!r}")
+    return "mixed10" if layer == "avg_pool" and pooling != "avg" else layer
+
+
+def feature_model(model, layer: str = "avg_pool", pooling: str | None = "avg"):
+    """A Keras model giving the features of `layer` (mixed0..mixed10 or avg_pool), pooled or not.
+
+    "avg_pool" is mixed10 globally average-pooled (the 2048-wide vector; with pooling "max" or
+    None, mixed10 pooled that way: see `feature_layer`); with pooling "avg" or "max" a mixedN
+    map is reduced to one vector per image, with None it stays a map (channels_last, as the
+    model computes internally).
+    """
+    import keras
+
+    layer = feature_layer(layer, pooling)
     if layer == "avg_pool":
-        if pooling != "avg":
-            raise ValueError(
-                f"layer 'avg_pool' is already average-pooled; use --layer mixed10 with --pooling {pooling or 'none'}"
-            )
         try:
             existing = model.get_layer("avg_pool")
             return keras.Model(model.inputs, existing.output, name="avg_pool_features")

@@ -32,7 +32,6 @@ import dataclasses
 import json
 import sys
 import time
-import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -352,6 +351,46 @@ def _default_run_dir(config: TrainConfig) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
+BEST_WEIGHTS_FILE = "best.weights.h5"  # early stopping's best epoch, kept on disk for a resume
+_HISTORY_KEYS = {
+    "predictions_accuracy": "accuracy",
+    "predictions_loss": "main_loss",
+    "aux_predictions_loss": "aux_loss",
+}
+
+
+@dataclass
+class _Pipelines:
+    """The tf.data pipelines of a run."""
+
+    train: Any
+    steps_per_epoch: int
+    recalibration: Any  # training images without augmentation or labels, for BatchNorm statistics
+    val: Any | None
+
+
+@dataclass
+class _Progress:
+    """Where a run stands: from its checkpoint, updated after every epoch."""
+
+    history: list[dict]
+    best: dict
+    done_epochs: int
+    stopped_early: bool
+    restored: bool = False  # the checkpoint's weights are in the model
+
+    @classmethod
+    def from_state(cls, state: dict | None) -> _Progress:
+        if state is None:
+            return cls(history=[], best={}, done_epochs=0, stopped_early=False)
+        return cls(
+            history=list(state["history"]),
+            best=dict(state.get("best") or {}),
+            done_epochs=int(state["epoch"]),
+            stopped_early=bool(state.get("stopped_early")),
+        )
+
+
 class Trainer:
     """One training run: `Trainer(config).run()`; see `train` for the arguments."""
 
@@ -613,6 +652,23 @@ class Trainer:
         """Train; on any failure or Ctrl-C before the first checkpoint, the folders this run
         created are removed again (only the files it wrote); Ctrl-C raises TrainingInterrupted."""
         run = self.run_dir
+        self._check_run_folder()
+        created = [p for p in [run, *run.parents] if not p.exists()]
+        run.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._run()
+        except BaseException as e:
+            kept = (run / "checkpoint.json").is_file()
+            if not kept:
+                self._remove_own_files(created)
+            if isinstance(e, KeyboardInterrupt) and not isinstance(e, TrainingInterrupted):
+                epoch = int(self._read_state(run)["epoch"]) if kept else 0
+                raise TrainingInterrupted(str(run) if kept else None, epoch) from None
+            raise
+
+    def _check_run_folder(self) -> None:
+        """Refuse a run folder that is a file, holds another run, or lies inside the data."""
+        run = self.run_dir
         if run.exists() and not run.is_dir():
             raise FileExistsError(f"{run} is a file, not a run folder: give a folder as output= (--output)")
         if not self.resume and run.exists() and any(run.iterdir()):
@@ -627,18 +683,6 @@ class Trainer:
                     f"the run folder {run} is inside the data folder {self.config.data}, where it "
                     "would be read as a class: give an output folder outside it (--output)"
                 )
-        created = [p for p in [run, *run.parents] if not p.exists()]
-        run.mkdir(parents=True, exist_ok=True)
-        try:
-            return self._run()
-        except BaseException as e:
-            kept = (run / "checkpoint.json").is_file()
-            if not kept:
-                self._remove_own_files(created)
-            if isinstance(e, KeyboardInterrupt) and not isinstance(e, TrainingInterrupted):
-                epoch = int(self._read_state(run)["epoch"]) if kept else 0
-                raise TrainingInterrupted(str(run) if kept else None, epoch) from None
-            raise
 
     def _remove_own_files(self, created: list[Path]) -> None:
         """Delete what this run wrote into a folder it created, and the folders if left empty."""
@@ -647,7 +691,7 @@ class Trainer:
             return
         for f in run.iterdir():
             if f.is_file() and (
-                f.name in (RUN_INFO_FILE, "checkpoint.json", "best.weights.h5", "report.json")
+                f.name in (RUN_INFO_FILE, "checkpoint.json", BEST_WEIGHTS_FILE, "report.json")
                 or f.name.startswith(("checkpoint-e", ".checkpoint", ".best.", f".{RUN_INFO_FILE}"))
             ):
                 f.unlink()
@@ -658,11 +702,32 @@ class Trainer:
     def _run(self) -> TrainResult:
         import keras
 
-        from anyshape.model_info import ModelInfo, save_model
-
-        c = self.config
         t_start = time.time()
-        keras.utils.set_random_seed(c.seed)
+        keras.utils.set_random_seed(self.config.seed)
+        data_config = self._prepare_data()
+        pipes = self._pipelines()
+        # pretrained weights are read only for a fresh run; a resumed run gets them from its checkpoint
+        model = self._build_model(self.config.weights if self.state is None else None)
+        progress = _Progress.from_state(self.state)
+        self._log_start(model, progress)
+        for stage_index in range(len(self.config.stage_list())):
+            if progress.stopped_early:
+                break
+            self._train_stage(model, stage_index, pipes, progress)
+        self._final_weights(model, progress)
+        recalibration, scores = self._final_scores(model, pipes)
+        main, model_path = self._save_model(model, data_config)
+        report = self._report(progress, recalibration, scores, t_start)
+        _write_json(self.run_dir / "report.json", report)
+        msg = ", ".join(f"{k}={scores[k]}" for k in scores)
+        self.log(
+            f"done in {report['wall_seconds']} s ({report['train_seconds']:.0f} s training, "
+            f"{report['train_images_per_second']} img/s): {msg}; saved {model_path}"
+        )
+        return TrainResult(str(self.run_dir), str(model_path), scores.get("test_accuracy"), report, main)
+
+    def _prepare_data(self):
+        """Load the data, check it against a checkpoint, write classes.json; the run's DataConfig."""
         self._load_data()
         ds = self.dataset
         if self.state is not None and self.state.get("class_names") != ds.class_names:
@@ -681,129 +746,145 @@ class Trainer:
             "model": "model.keras",
         }
         _write_json(self.run_dir / RUN_INFO_FILE, run_info)
+        return data_config
 
-        train_ds = self._pipeline(ds.train, training=True)
-        steps_per_epoch = int(train_ds.cardinality())
-        recal_ds = self._pipeline(ds.train, training=False, labels=False)
-        val_ds = self._pipeline(ds.val, training=False) if ds.val is not None and len(ds.val) else None
+    def _pipelines(self) -> _Pipelines:
+        ds = self.dataset
+        train = self._pipeline(ds.train, training=True)
+        return _Pipelines(
+            train=train,
+            steps_per_epoch=int(train.cardinality()),
+            recalibration=self._pipeline(ds.train, training=False, labels=False),
+            val=self._pipeline(ds.val, training=False) if ds.val is not None and len(ds.val) else None,
+        )
 
-        # pretrained weights are read only for a fresh run; a resumed run gets them from its checkpoint
-        model = self._build_model(c.weights if self.state is None else None)
-        history: list[dict] = list(self.state["history"]) if self.state else []
-        best = dict(self.state.get("best") or {}) if self.state else {}
-        done_epochs = int(self.state["epoch"]) if self.state else 0
-        stages = c.stage_list()
-        total_epochs = sum(e for _, e in stages)
+    def _log_start(self, model, progress: _Progress) -> None:
+        c, total = self.config, sum(e for _, e in self.config.stage_list())
         if self.state:
             self.log(
-                f"resuming {self.run_dir} after epoch {done_epochs} of {total_epochs}, with the configuration "
+                f"resuming {self.run_dir} after epoch {progress.done_epochs} of {total}, with the configuration "
                 f"stored in its checkpoint.json (options given now other than the run folder are not used)"
             )
         self.log(
-            f"model: InceptionV3 {self.input_shape}, {ds.num_classes} classes, weights={c.weights}, "
+            f"model: InceptionV3 {self.input_shape}, {self.dataset.num_classes} classes, weights={c.weights}, "
             f"{model.count_params():,} parameters; run folder {self.run_dir}"
         )
 
-        stopped_early = bool(self.state.get("stopped_early")) if self.state else False
-        restored = False
-        best_file = self.run_dir / "best.weights.h5"
-        epoch0 = 0
-        for stage_index, (spec, stage_epochs) in enumerate(stages):
-            stage_end = epoch0 + stage_epochs
-            if done_epochs >= stage_end or stopped_early:
-                epoch0 = stage_end
-                continue
-            frozen = freeze_layers(model, spec)
-            trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-            self._compile(model, steps_per_epoch, stage_epochs)
-            if self.state is not None and not restored:
-                if done_epochs > epoch0:  # resuming inside this stage: weights and optimizer state
-                    self._restore_checkpoint(model)
-                else:  # resuming at the start of a stage: weights only, the stage's optimizer is new
-                    _load_weights_only(model, self.run_dir / self.state["weights"])
-                restored = True
-            self.log(
-                f"stage {stage_index + 1}/{len(stages)}: freeze={spec} ({len(frozen)} frozen layers with weights, "
-                f"{trainable:,} trainable parameters), epochs {epoch0 + 1}-{stage_end}"
-            )
-            for epoch in range(max(epoch0, done_epochs), stage_end):
-                self.log(f"epoch {epoch + 1}/{total_epochs}")
-                t0 = time.time()
-                h = model.fit(train_ds, epochs=1, verbose=self.verbose, steps_per_epoch=steps_per_epoch, shuffle=False)
-                train_time = time.time() - t0
-                record = {
-                    "epoch": epoch + 1,
-                    "stage": stage_index + 1,
-                    "freeze": spec,
-                    "train_seconds": round(train_time, 2),
-                    "train_images_per_second": round(steps_per_epoch * c.batch_size / train_time, 2),
-                }
-                for k, v in h.history.items():
-                    key = {
-                        "predictions_accuracy": "accuracy",
-                        "predictions_loss": "main_loss",
-                        "aux_predictions_loss": "aux_loss",
-                    }.get(k, k)
-                    record[key] = float(f"{float(v[-1]):.6g}")
-                if val_ds is not None:
-                    t1 = time.time()
-                    if c.recalibrate and c.recalibrate_epoch_steps:
-                        recalibrate_batchnorm(model, recal_ds, c.recalibrate_epoch_steps)
-                    record.update(self._evaluate(model, val_ds, ds.val, prefix="val_"))
-                    record["val_seconds"] = round(time.time() - t1, 2)
-                history.append(record)
+    def _train_stage(self, model, stage_index: int, pipes: _Pipelines, progress: _Progress) -> None:
+        """The epochs of one stage not yet done: freeze, compile, restore a checkpoint, fit."""
+        stages = self.config.stage_list()
+        spec, stage_epochs = stages[stage_index]
+        epoch0 = sum(e for _, e in stages[:stage_index])
+        stage_end = epoch0 + stage_epochs
+        if progress.done_epochs >= stage_end:
+            return
+        frozen = freeze_layers(model, spec)
+        trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+        self._compile(model, pipes.steps_per_epoch, stage_epochs)
+        if self.state is not None and not progress.restored:
+            if progress.done_epochs > epoch0:  # resuming inside this stage: weights and optimizer state
+                self._restore_checkpoint(model)
+            else:  # resuming at the start of a stage: weights only, the stage's optimizer is new
+                _load_weights_only(model, self.run_dir / self.state["weights"])
+            progress.restored = True
+        self.log(
+            f"stage {stage_index + 1}/{len(stages)}: freeze={spec} ({len(frozen)} frozen layers with weights, "
+            f"{trainable:,} trainable parameters), epochs {epoch0 + 1}-{stage_end}"
+        )
+        for epoch in range(max(epoch0, progress.done_epochs), stage_end):
+            self._train_epoch(model, epoch, stage_index, pipes, progress)
+            if progress.stopped_early:
                 self.log(
-                    "  " + ", ".join(f"{k}={v}" for k, v in record.items() if k not in ("epoch", "stage", "freeze"))
+                    f"early stopping: no better validation accuracy for {self.config.early_stopping} epoch(s) "
+                    f"since epoch {progress.best['epoch']}"
                 )
-                if "val_accuracy" in record and record["val_accuracy"] > best.get("val_accuracy", -1.0):
-                    best = {"val_accuracy": record["val_accuracy"], "epoch": epoch + 1}
-                    if c.early_stopping:  # on disk, so that a resumed run restores them too
-                        write_atomically(best_file, model.save_weights)
-                stopped_early = bool(
-                    c.early_stopping
-                    and "val_accuracy" in record
-                    and epoch + 1 - best.get("epoch", epoch + 1) >= c.early_stopping
-                )
-                self._save_checkpoint(model, epoch + 1, stage_index, history, best, stopped_early)
-                done_epochs = epoch + 1
-                if stopped_early:
-                    self.log(
-                        f"early stopping: no better validation accuracy for {c.early_stopping} epoch(s) "
-                        f"since epoch {best['epoch']}"
-                    )
-                    break
-            epoch0 = stage_end
-            if stopped_early:
-                break
-        if self.state is not None and not restored:
+                return
+
+    def _train_epoch(self, model, epoch: int, stage_index: int, pipes: _Pipelines, progress: _Progress) -> None:
+        """One epoch of fit, validation, the best-so-far bookkeeping and the checkpoint."""
+        c = self.config
+        self.log(f"epoch {epoch + 1}/{sum(e for _, e in c.stage_list())}")
+        t0 = time.time()
+        h = model.fit(pipes.train, epochs=1, verbose=self.verbose, steps_per_epoch=pipes.steps_per_epoch, shuffle=False)
+        train_time = time.time() - t0
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "stage": stage_index + 1,
+            "freeze": c.stage_list()[stage_index][0],
+            "train_seconds": round(train_time, 2),
+            "train_images_per_second": round(pipes.steps_per_epoch * c.batch_size / train_time, 2),
+        }
+        for k, v in h.history.items():
+            record[_HISTORY_KEYS.get(k, k)] = float(f"{float(v[-1]):.6g}")
+        if pipes.val is not None:
+            t1 = time.time()
+            if c.recalibrate and c.recalibrate_epoch_steps:
+                recalibrate_batchnorm(model, pipes.recalibration, c.recalibrate_epoch_steps)
+            record.update(self._evaluate(model, pipes.val, self.dataset.val, prefix="val_"))
+            record["val_seconds"] = round(time.time() - t1, 2)
+        progress.history.append(record)
+        self.log("  " + ", ".join(f"{k}={v}" for k, v in record.items() if k not in ("epoch", "stage", "freeze")))
+        best = progress.best
+        if "val_accuracy" in record and record["val_accuracy"] > best.get("val_accuracy", -1.0):
+            progress.best = best = {"val_accuracy": record["val_accuracy"], "epoch": epoch + 1}
+            if c.early_stopping:  # on disk, so that a resumed run restores them too
+                write_atomically(self.run_dir / BEST_WEIGHTS_FILE, model.save_weights)
+        progress.stopped_early = bool(
+            c.early_stopping
+            and "val_accuracy" in record
+            and epoch + 1 - best.get("epoch", epoch + 1) >= c.early_stopping
+        )
+        self._save_checkpoint(model, epoch + 1, stage_index, progress.history, best, progress.stopped_early)
+        progress.done_epochs = epoch + 1
+
+    def _final_weights(self, model, progress: _Progress) -> None:
+        """The weights the run ends with: the checkpoint's, or the best epoch's after early stopping."""
+        if self.state is not None and not progress.restored:
             # interrupted after its last checkpoint (all epochs done, or stopped early): no epoch
             # ran now, so the model takes the checkpoint's weights here
             _load_weights_only(model, self.run_dir / self.state["weights"])
-        if stopped_early and best_file.is_file():
+        best_file = self.run_dir / BEST_WEIGHTS_FILE
+        if progress.stopped_early and best_file.is_file():
             _load_weights_only(model, best_file)
-            self.log(f"restored the weights of epoch {best['epoch']}")
+            self.log(f"restored the weights of epoch {progress.best['epoch']}")
 
-        recal = {}
+    def _final_scores(self, model, pipes: _Pipelines) -> tuple[dict, dict]:
+        """BatchNorm recalibration over the training set, then validation and test scores."""
+        c, ds = self.config, self.dataset
+        recalibration = {}
         if c.recalibrate:
             t1 = time.time()
-            n = recalibrate_batchnorm(model, recal_ds, c.recalibrate_steps)
-            recal = {"batches": n, "seconds": round(time.time() - t1, 2)}
-            self.log(f"BatchNorm statistics recalibrated on {n} training batches in {recal['seconds']} s")
-        final = {}
-        if val_ds is not None:
-            final.update(self._evaluate(model, val_ds, ds.val, prefix="val_"))
+            n = recalibrate_batchnorm(model, pipes.recalibration, c.recalibrate_steps)
+            recalibration = {"batches": n, "seconds": round(time.time() - t1, 2)}
+            self.log(f"BatchNorm statistics recalibrated on {n} training batches in {recalibration['seconds']} s")
+        scores: dict = {}
+        if pipes.val is not None:
+            scores.update(self._evaluate(model, pipes.val, ds.val, prefix="val_"))
         if ds.test is not None and len(ds.test):
-            final.update(self._evaluate(model, self._pipeline(ds.test, training=False), ds.test, prefix="test_"))
-        train_seconds = sum(r["train_seconds"] for r in history)
-        steady = [r["train_images_per_second"] for r in history[1:]] or [r["train_images_per_second"] for r in history]
+            scores.update(self._evaluate(model, self._pipeline(ds.test, training=False), ds.test, prefix="test_"))
+        return recalibration, scores
 
+    def _save_model(self, model, data_config):
+        """model.keras: the main output only, with the run's class names and preprocessing inside."""
+        import keras
+
+        from anyshape.model_info import ModelInfo, save_model
+
+        c = self.config
         main = model if not c.aux_logits else keras.Model(model.inputs, model.outputs[0], name=model.name)
         model_path = self.run_dir / "model.keras"
-        # the run's class names and preprocessing go inside model.keras (classes.json is a copy for people)
         trained = dataclasses.replace(data_config, input_size=tuple(self.input_shape[:2]))  # not the weights' size
-        save_model(main, model_path, ModelInfo(trained, tuple(ds.class_names), c.weights))
-        report = {
-            "config": c.to_json(),
+        save_model(main, model_path, ModelInfo(trained, tuple(self.dataset.class_names), c.weights))
+        return main, model_path
+
+    def _report(self, progress: _Progress, recalibration: dict, scores: dict, t_start: float) -> dict:
+        import keras
+
+        ds, history = self.dataset, progress.history
+        train_seconds = sum(r["train_seconds"] for r in history)
+        steady = [r["train_images_per_second"] for r in history[1:]] or [r["train_images_per_second"] for r in history]
+        return {
+            "config": self.config.to_json(),
             "data": {
                 "source": ds.source,
                 "classes": ds.class_names,
@@ -815,22 +896,15 @@ class Trainer:
             "input_shape": list(self.input_shape),
             "backend": keras.backend.backend(),
             "epochs": history,
-            "stopped_early": stopped_early,
-            "best": best,
-            "batchnorm_recalibration": recal,
-            **final,
+            "stopped_early": progress.stopped_early,
+            "best": progress.best,
+            "batchnorm_recalibration": recalibration,
+            **scores,
             "train_seconds": round(train_seconds, 2),
             "train_images_per_second": round(float(np.median(steady)), 2) if steady else None,
             "wall_seconds": round(time.time() - t_start, 2),
             "model": "model.keras",
         }
-        _write_json(self.run_dir / "report.json", report)
-        msg = ", ".join(f"{k}={final[k]}" for k in final)
-        self.log(
-            f"done in {report['wall_seconds']} s ({train_seconds:.0f} s training, "
-            f"{report['train_images_per_second']} img/s): {msg}; saved {model_path}"
-        )
-        return TrainResult(str(self.run_dir), str(model_path), final.get("test_accuracy"), report, main)
 
     def _evaluate(self, model, pipeline, split, prefix: str) -> dict:
         probs = model.predict(pipeline.map(lambda x, y: x), verbose=0)
@@ -869,16 +943,6 @@ def train(
     """
     unknown = set(options) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
-        raise TypeError(f"train() got unknown options {sorted(unknown)}; see anyshape.train.TrainConfig")
+        raise TypeError(f"train() got unknown options {sorted(unknown)}; see anyshape.training.TrainConfig")
     config = TrainConfig(data=str(data), output=str(output) if output else None, **options)
     return Trainer(config, dataset=dataset, resume=resume, verbose=verbose, log=log).run()
-
-
-class _CallableModule(types.ModuleType):
-    """Makes `anyshape.train(...)` call `train` while `anyshape.train` stays this module."""
-
-    def __call__(self, *args, **kwargs) -> TrainResult:
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
