@@ -32,7 +32,6 @@ from anyshape.data_config import (
 
 DataFormat = Literal["channels_last", "channels_first"]
 PreprocessMode = Literal["tf", "torch"]
-Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
 
 DEFAULT_MAX_PIXELS = 89_478_485
 """Same as Pillow's default ``Image.MAX_IMAGE_PIXELS`` (about 0.25 GB of 24-bit RGB)."""

@@ -279,15 +279,6 @@ AUX_CONVS = (
 AUX_BLOCK = "mixed7"  # the auxiliary classifier reads mixed7 (torchvision's Mixed_6e)
 
 
-def _features() -> int:
-    cin = [s for s in STEM if isinstance(s, ConvSpec)][-1].filters
-    for block in BLOCKS:
-        cin = block.channels(cin)
-    return cin
-
-
-FEATURES = _features()  # channels of mixed10, the pooled feature vector's width (2048)
-
 # --------------------------------------------------------------------------------------------
 # the arithmetic
 

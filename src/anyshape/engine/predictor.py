@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 
-from anyshape.atomic_write import write_bytes_atomically
 from anyshape.engine.graph_model import GraphModel, describe_keras
 from anyshape.engine.images import Preprocessing
 from anyshape.engine.precision import PRECISIONS, choose, cpu_flags
@@ -149,24 +148,6 @@ class Predictor:
         self._backend = _backend(choice.engine, self.graph_model, self.model, self.threads, choice.precision)
         self.engine, self.precision, self.choice_reason = choice.engine, choice.precision, choice.reason
 
-    @property
-    def onnx_model(self):
-        """The ONNX graph as an `onnx.ModelProto` (None on the Keras engine without one)."""
-        if self.graph_model is None:
-            return None
-        import onnx
-
-        return onnx.load_from_string(self.graph_model.graph)
-
-    @classmethod
-    def from_config(
-        cls, *, engine: str = "auto", precision: str | None = None, threads: int | None = None, **inception_v3_kwargs
-    ) -> Predictor:
-        """Build `anyshape.InceptionV3(**inception_v3_kwargs)` and wrap it."""
-        from anyshape.inception_v3 import InceptionV3
-
-        return cls(InceptionV3(**inception_v3_kwargs), engine=engine, precision=precision, threads=threads)
-
     def __call__(self, batch: np.ndarray):
         outs = self._backend(np.ascontiguousarray(batch, dtype=np.float32))
         return outs[0] if len(outs) == 1 else outs
@@ -183,11 +164,6 @@ class Predictor:
     def metadata(self) -> dict:
         """What ran, for output files: engine and precision."""
         return {"engine": self.engine, "precision": self.precision}
-
-    def save_onnx(self, path) -> None:
-        """Write the ONNX model (with anyshape's metadata inside) atomically (temp file + rename)."""
-        graph = self.graph_model or GraphModel.from_keras(self.model)
-        write_bytes_atomically(path, graph.to_bytes())
 
     def __getstate__(self):
         if self.graph_model is None:

@@ -53,7 +53,3 @@ class Checkpoint:
     @property
     def has_aux(self) -> bool:
         return "aux_predictions" in self.units
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.units[FIRST_CONV]["kernel"].shape[2])
