@@ -493,7 +493,18 @@ class Trainer:
             layers.append(keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=self.config.seed + 1))
         if "flip" in parts:
             layers.append(keras.layers.RandomFlip("horizontal", seed=self.config.seed + 2))
-        return keras.Sequential(layers, name="augment") if layers else None
+        if not layers:
+            return None
+
+        def augment(x):
+            # each layer called on its own: a Keras preprocessing layer runs on TensorFlow inside
+            # tf.data whatever the backend, a keras.Sequential of them does not (on JAX it tries
+            # to turn the symbolic tf.Tensor into an array)
+            for layer in layers:
+                x = layer(x, training=True)
+            return x
+
+        return augment
 
     def _pipeline(self, split, *, training: bool, labels: bool = True):
         import tensorflow as tf
@@ -511,7 +522,7 @@ class Trainer:
         def prepare(x, y):
             x = tf.cast(x, tf.float32)
             if aug is not None:
-                x = aug(x, training=True)
+                x = aug(x)
             x = x * scale + offset
             if not labels:
                 return x
