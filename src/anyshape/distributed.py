@@ -394,17 +394,7 @@ def _run(
     progress: bool = False,
     on_part: Callable[[DistributedSummary, object], None] | None = None,
 ) -> DistributedSummary:
-    import pyarrow as pa
-
-    if cpus_per_actor <= 0:
-        raise ValueError(f"cpus_per_actor must be > 0, got {cpus_per_actor}")
-    if top < 1:
-        raise ValueError(f"top must be >= 1, got {top}")
-    if predictor.engine == "keras":
-        raise ValueError(
-            f"the Ray job runs the ONNX engines only (the Keras engine cannot be sent to Ray actors): "
-            f"{predictor.fallback_reason or 'install anyshape[fast]'}"
-        )
+    _check_job(predictor, cpus_per_actor, top)
     reader = make_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
     if task == "features" and predictor.output_rank > 2 and reader.size == "native":
         raise ValueError(
@@ -426,75 +416,23 @@ def _run(
         precision=predictor.precision,
     )
     summary.failed.extend((p, e) for p, e in done.items() if e is not None)
-    pending: list[dict] = []
-    written = set(done_keys)
-
-    def flush():
-        if not pending:
-            return
-        table = pa.Table.from_pylist(pending, schema=_schema(task))
-        folder.write_part(table)
-        summary.parts += 1
-        pending.clear()
-        if on_part is not None:
-            on_part(summary, table)
-
-    def add(row: dict) -> None:
-        key = _key(row["path"])
-        if key in written:  # a retried task's second answer: the first one stands
-            return
-        written.add(key)
-        pending.append({k: v for k, v in row.items() if not k.startswith("_")})
-        if row["error"] is not None:
-            summary.failed.append((row["path"], row["error"]))
-        else:
-            summary.ok += 1
-
+    parts = _PartWriter(task, folder, summary, done_keys, rows_per_part, on_part)
     for p, why in missing:
-        if _key(p) not in written:
-            add({"path": p, "error": f"{p}: {why}"})
+        parts.add({"path": p, "error": f"{p}: {why}"})
     start = time.perf_counter()
     started = False
     try:
         if todo:
-            import ray
-            import ray.data
-
             started = _start_ray(address)
-            ctx = ray.data.DataContext.get_current()
-            ctx.enable_progress_bars = progress
-            ctx.print_on_execution_start = progress
-            n_actors = _actor_count(cpus_per_actor, actors)
-            blocks = max(1, min(len(todo), 4 * n_actors, (len(todo) + batch_size - 1) // batch_size))
-            n_actors = summary.actors = min(n_actors, blocks)  # an actor without a block would idle
-            worker = type(predictor)(
-                predictor.graph_model,
-                engine=predictor.engine,
-                precision=predictor.precision,
-                threads=max(1, int(cpus_per_actor)),
-            )
-            items = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=blocks)
-            ds = items.map_batches(
-                _ImageJob,
-                batch_size=batch_size,
-                batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(size=n_actors),
-                # Ray Data restarts a dead actor and retries its tasks by default (max_restarts=-1,
-                # max_task_retries=-1: ray/data/_internal/execution/operators/actor_pool_map_operator.py)
-                num_cpus=cpus_per_actor,
-                fn_constructor_kwargs=dict(
-                    predictor=worker, reader=reader, task=task, top=top, decode_threads=max(2, int(cpus_per_actor))
-                ),
-            )
-            for row in ds.iter_rows():
+            for row in _ray_rows(
+                predictor, reader, todo, task, top, batch_size, cpus_per_actor, actors, progress, summary
+            ):
                 summary.rows_per_node[row["_node"]] = summary.rows_per_node.get(row["_node"], 0) + 1
                 summary.actor_pids.add(int(row["_pid"]))
-                add(_plain(row))
-                if len(pending) >= rows_per_part:
-                    flush()
-        flush()
+                parts.add(_plain(row))
+        parts.flush()
     except KeyboardInterrupt:
-        flush()
+        parts.flush()
         summary.seconds = time.perf_counter() - start
         raise RunInterrupted(None, summary) from None
     finally:
@@ -504,6 +442,88 @@ def _run(
 
             ray.shutdown()
     return summary
+
+
+def _check_job(predictor, cpus_per_actor: float, top: int) -> None:
+    if cpus_per_actor <= 0:
+        raise ValueError(f"cpus_per_actor must be > 0, got {cpus_per_actor}")
+    if top < 1:
+        raise ValueError(f"top must be >= 1, got {top}")
+    if predictor.engine == "keras":
+        raise ValueError(
+            f"the Ray job runs the ONNX engines only (the Keras engine cannot be sent to Ray actors): "
+            f"{predictor.fallback_reason or 'install anyshape[fast]'}"
+        )
+
+
+class _PartWriter:
+    """Rows into whole Parquet part files, each path once: a retried task's second answer, or a
+    path a part file already holds, is dropped (the first one stands)."""
+
+    def __init__(
+        self, task: str, folder: OutputFolder, summary: DistributedSummary, written: set, rows_per_part, on_part
+    ):
+        self.task, self.folder, self.summary = task, folder, summary
+        self.written = set(written)
+        self.rows_per_part, self.on_part = rows_per_part, on_part
+        self.pending: list[dict] = []
+
+    def add(self, row: dict) -> None:
+        key = _key(row["path"])
+        if key in self.written:
+            return
+        self.written.add(key)
+        self.pending.append({k: v for k, v in row.items() if not k.startswith("_")})
+        if row["error"] is not None:
+            self.summary.failed.append((row["path"], row["error"]))
+        else:
+            self.summary.ok += 1
+        if len(self.pending) >= self.rows_per_part:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+
+        if not self.pending:
+            return
+        table = pa.Table.from_pylist(self.pending, schema=_schema(self.task))
+        self.folder.write_part(table)
+        self.summary.parts += 1
+        self.pending.clear()
+        if self.on_part is not None:
+            self.on_part(self.summary, table)
+
+
+def _ray_rows(predictor, reader, todo, task, top, batch_size, cpus_per_actor, actors, progress, summary):
+    """The rows of `todo` computed by a pool of `_ImageJob` actors on Ray Data, as they come."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    ctx.print_on_execution_start = progress
+    n_actors = _actor_count(cpus_per_actor, actors)
+    blocks = max(1, min(len(todo), 4 * n_actors, (len(todo) + batch_size - 1) // batch_size))
+    n_actors = summary.actors = min(n_actors, blocks)  # an actor without a block would idle
+    worker = type(predictor)(
+        predictor.graph_model,
+        engine=predictor.engine,
+        precision=predictor.precision,
+        threads=max(1, int(cpus_per_actor)),
+    )
+    items = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=blocks)
+    ds = items.map_batches(
+        _ImageJob,
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=n_actors),
+        # Ray Data restarts a dead actor and retries its tasks by default (max_restarts=-1,
+        # max_task_retries=-1: ray/data/_internal/execution/operators/actor_pool_map_operator.py)
+        num_cpus=cpus_per_actor,
+        fn_constructor_kwargs=dict(
+            predictor=worker, reader=reader, task=task, top=top, decode_threads=max(2, int(cpus_per_actor))
+        ),
+    )
+    yield from ds.iter_rows()
 
 
 def _key(path: str) -> str:

@@ -25,10 +25,10 @@ Rewrites (all exact up to float32 rounding; `optimize=False` emits the plain gra
 
 With these the graph ONNX Runtime runs is the same as the one it makes of torchvision's export
 (94 NCHWc convolutions, 11 concatenations), and runs as fast per image. Measured and left out
-(ONNX Runtime 1.32, single-thread CPU time per image, 2026-11-27): merging the 1x1 convolutions that read the
+(single-thread CPU time per image on ONNX Runtime): merging the 1x1 convolutions that read the
 same block input into one wider convolution + Split, and computing the pool branch as
-conv1x1 -> avgpool -> +bias (the same linear map on fewer channels) were both 1-3 % slower:
-the Split copies cost more than the larger GEMMs gain.
+conv1x1 -> avgpool -> +bias (the same linear map on fewer channels) were both slower: the
+Split copies cost more than the larger GEMMs gain.
 """
 
 from __future__ import annotations

@@ -14,9 +14,8 @@ How it is fast on a small CPU (measured by benchmarks/bench_inference.py):
   needs no synchronisation between cores inside each layer, which a single session with
   `intra_op_num_threads=cores` must do hundreds of times per image. A batch of one runs on a
   second session that splits each layer across the cores instead. Batches of different shapes
-  (photos at their native sizes) run side by side, one per core (`Predictor.run_many`):
-  1.8x the rate of running them one after the other, each split across the cores, on a folder
-  of 32 photos of 32 sizes around 170 px (measured 2026-11-27, 2 cores).
+  (photos at their native sizes) run side by side, one per core (`Predictor.run_many`), rather
+  than one after the other each split across the cores (README, "Inference", has the figures).
 * One session serves every input size (dynamic H, W); ONNX Runtime plans each new shape once
   and reuses it. Images of equal shape are grouped into batches by `run_images`.
 

@@ -1,10 +1,9 @@
 """The OpenVINO backend: compiles the ONNX graph that `anyshape.onnx_graph` emits (or an int8
 QDQ graph from `anyshape quantize`) for the CPU, in f32 or bf16.
 
-One compiled model serves every batch and image size (dynamic N, H, W): on an AMD EPYC Zen 4
-(avx512_bf16, no AMX) a model reshaped to the exact input shape ran no faster than the dynamic
-one (InceptionV3 features, 299 px batch 16 bf16: 11.0 vs 11.6 img/s, 2 busy cores), so
-per-shape compilation and its cache are not worth their compile time.
+One compiled model serves every batch and image size (dynamic N, H, W): a model reshaped to the
+exact input shape was measured no faster than the dynamic one (benchmarks/bench_inference.py),
+so per-shape compilation and its cache are not worth their compile time.
 
 Precision is OpenVINO's `INFERENCE_PRECISION_HINT`: "f32" gives Keras' results to float32
 rounding; "bf16" computes convolutions in bf16 on AVX512_BF16 / AMX. OpenVINO's own default on a

@@ -9,12 +9,11 @@ The rule for `precision="auto"` (measured with benchmarks/bench_inference.py, se
 * bf16 only where the CPU computes it natively: `amx_bf16` (Intel AMX tiles) or `avx512_bf16`
   (Intel Cooper Lake+, AMD Zen 4+). Never emulated: without these flags auto stays fp32.
 * bf16 runs on OpenVINO (ONNX Runtime's CPU provider has no bf16 convolutions). With AMX,
-  OpenVINO bf16 is several times ONNX Runtime fp32 (issue 8's Xeon table). With avx512_bf16
-  but no AMX (AMD EPYC Zen 4, the development machine) OpenVINO bf16 was measured faster than
-  ONNX Runtime fp32 too, so auto takes it there as well.
-* Without native bf16, auto is fp32 on ONNX Runtime: on CPUs without bf16 OpenVINO f32 was not
-  faster than ONNX Runtime (issue 8: AMD Zen 3; here on Zen 4 OpenVINO f32 was about equal), so
-  auto is never slower than the fp32 ONNX Runtime engine.
+  OpenVINO bf16 is several times ONNX Runtime fp32; with avx512_bf16 but no AMX (AMD Zen 4)
+  it was measured faster than ONNX Runtime fp32 too, so auto takes it there as well.
+* Without native bf16, auto is fp32 on ONNX Runtime: there OpenVINO f32 was not faster than
+  ONNX Runtime (AMD Zen 3; about equal on Zen 4), so auto is never slower than the fp32 ONNX
+  Runtime engine.
 * int8 is never picked by auto for a float model: only when asked for (`precision="int8"`) or
   when the model file is itself quantized (`anyshape quantize`), because int8 changes results
   more than bf16 does and needs calibration on the user's images.
