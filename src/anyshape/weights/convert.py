@@ -120,6 +120,7 @@ def _reference_model(reference: str, state: dict, num_classes: int, has_aux: boo
 
 
 def _parity(model, reference: str, state, hw: tuple, images: int, offset: int) -> ParityReport:
+    import keras
     import torch
 
     n = state["fc.weight"].shape[0]
@@ -137,9 +138,9 @@ def _parity(model, reference: str, state, hw: tuple, images: int, offset: int) -
     hook.remove()
     ours = model(x, training=False)
     ours_aux = None
-    if isinstance(ours, (list, tuple)):
-        ours, ours_aux = np.asarray(ours[0]), np.asarray(ours[1])
-    ours = np.asarray(ours)
+    if isinstance(ours, (list, tuple)):  # convert_to_numpy: torch's outputs require grad, np.asarray refuses them
+        ours, ours_aux = keras.ops.convert_to_numpy(ours[0]), keras.ops.convert_to_numpy(ours[1])
+    ours = keras.ops.convert_to_numpy(ours)
     top = lambda a: np.argsort(-a, axis=1)[:, :5]  # noqa: E731
     agree = float(np.mean(np.all(top(ours) == top(ref), axis=1)))
     aux_diff = (
