@@ -57,7 +57,7 @@ def test_convert_to_keras_model_file(tv, tmp_path):
     assert result.parity.aux_max_abs_logit_diff is None  # 120 px: no aux head
     loaded = keras.saving.load_model(dst)  # plain Keras, no anyshape needed
     x = np.random.default_rng(1).uniform(-1, 1, (1, 120, 160, 3)).astype(np.float32)
-    probs = np.asarray(loaded(x))
+    probs = keras.ops.convert_to_numpy(loaded(x))
     ref = run(model, x)
     ref_probs = np.exp(ref - ref.max()) / np.exp(ref - ref.max()).sum()
     np.testing.assert_allclose(probs, ref_probs, atol=1e-6)

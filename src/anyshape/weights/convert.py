@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from anyshape.weights.checkpoint import WeightFileError
+from anyshape.weights.checkpoint import Checkpoint, WeightFileError
 from anyshape.weights.registry import WeightSet, resolve
 
 __all__ = ["convert", "ConversionResult", "ParityReport", "PARITY_TOLERANCE"]
@@ -120,6 +120,7 @@ def _reference_model(reference: str, state: dict, num_classes: int, has_aux: boo
 
 
 def _parity(model, reference: str, state, hw: tuple, images: int, offset: int) -> ParityReport:
+    import keras
     import torch
 
     n = state["fc.weight"].shape[0]
@@ -137,9 +138,9 @@ def _parity(model, reference: str, state, hw: tuple, images: int, offset: int) -
     hook.remove()
     ours = model(x, training=False)
     ours_aux = None
-    if isinstance(ours, (list, tuple)):
-        ours, ours_aux = np.asarray(ours[0]), np.asarray(ours[1])
-    ours = np.asarray(ours)
+    if isinstance(ours, (list, tuple)):  # convert_to_numpy: torch's outputs require grad, np.asarray refuses them
+        ours, ours_aux = keras.ops.convert_to_numpy(ours[0]), keras.ops.convert_to_numpy(ours[1])
+    ours = keras.ops.convert_to_numpy(ours)
     top = lambda a: np.argsort(-a, axis=1)[:, :5]  # noqa: E731
     agree = float(np.mean(np.all(top(ours) == top(ref), axis=1)))
     aux_diff = (
@@ -200,6 +201,25 @@ def convert(
     """
     dst = _check_destination(dst, force)
     ws = resolve(src, preprocessing)
+    source = _check_source(ws, source)
+    from anyshape.weights.loader import fetch_weight_file
+
+    path = fetch_weight_file(ws, include_top=True, cache_dir=cache_dir, progress=progress)
+    ws = replace(ws, path=path)
+    input_shape = tuple(input_shape) if input_shape is not None else (None, None, 3)
+    read = _read_source(ws, path)
+    if aux_logits is None:
+        fits_aux = all(d is None or d >= 299 for d in input_shape[:2])
+        aux_logits = read.has_aux and fits_aux and read.num_classes is not None
+    model, loaded = _build_model(ws, read, input_shape, aux_logits, channel_adapt)
+    report, note = _check_parity(model, ws, source, read, input_shape, parity, parity_images)
+    written = _written_weight_set(loaded, read, aux_logits)
+    _save(model, dst, written, classifier_activation)
+    return ConversionResult(os.path.abspath(dst), written, report, note)
+
+
+def _check_source(ws: WeightSet, source: str | None) -> str:
+    """The framework `ws` comes from: `source` when it fits `ws`, else its default; raises otherwise."""
     if source is not None and source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
     if source is None:
@@ -211,13 +231,25 @@ def convert(
             f"{ws.name} is a {'Keras file' if ws.format == 'keras' else 'PyTorch state dict'}; "
             f"--source {source} does not fit it"
         )
+    return source
 
-    from anyshape.weights.loader import fetch_weight_file, load_checkpoint
 
-    path = fetch_weight_file(ws, include_top=True, cache_dir=cache_dir, progress=progress)
-    ws = replace(ws, path=path)
-    input_shape = tuple(input_shape) if input_shape is not None else (None, None, 3)
-    state = None  # the torch state dict, read once for the checkpoint and the parity check
+@dataclass
+class _Source:
+    """The source file as read before a model exists."""
+
+    path: str
+    state: dict | None  # the torch state dict, read once for the checkpoint and the parity check
+    ck: Checkpoint | None  # None for a Keras file: read_keras_file needs the model
+    num_classes: int | None  # the file's classifier's classes (None: no classifier)
+    has_aux: bool
+    offset: int  # 1 when the file's class 0 is 'background' (dropped), else 0
+    classes: int  # the converted model's classes
+
+
+def _read_source(ws: WeightSet, path: str) -> _Source:
+    """Read a torch state dict (into a Checkpoint) or describe a Keras file; the classes to build."""
+    state = ck = None
     if ws.format == "torch":
         from anyshape.weights.torch import read_state_dict, state_dict_to_checkpoint
 
@@ -228,57 +260,73 @@ def convert(
         from anyshape.weights.keras_h5 import describe_keras_file
 
         described = describe_keras_file(path)
-        ck, n_file, has_aux = None, described.num_classes, described.has_aux
+        n_file, has_aux = described.num_classes, described.has_aux
     offset = 1 if n_file is not None and (n_file == 1001 or ws.label_offset == 1) else 0
     classes = n_file - offset if n_file is not None else 1000
-    fits_aux = all(d is None or d >= 299 for d in input_shape[:2])
-    if aux_logits is None:
-        aux_logits = has_aux and fits_aux and n_file is not None
+    return _Source(path, state, ck, n_file, has_aux, offset, classes)
 
+
+def _build_model(ws: WeightSet, read: _Source, input_shape: tuple, aux_logits: bool, channel_adapt):
+    """The anyshape model the weights are converted into (logits out), loaded: (model, loaded WeightSet)."""
     from anyshape.inception_v3 import InceptionV3
+    from anyshape.weights.loader import load_checkpoint
 
     model = InceptionV3(
         weights=None,
-        include_top=n_file is not None,
-        classes=classes,
+        include_top=read.num_classes is not None,
+        classes=read.classes,
         input_shape=input_shape,
         aux_logits=aux_logits,
         bn_scale=ws.bn_scale,
         count_include_pad=ws.count_include_pad,
         classifier_activation=None,
     )
+    ck = read.ck
     if ck is None:
         from anyshape.weights.keras_h5 import read_keras_file
 
-        ck = read_keras_file(path, model)
+        ck = read_keras_file(read.path, model)
     loaded = load_checkpoint(model, ck, ws, channel_adapt=channel_adapt)
+    return model, loaded
 
-    report, note = None, ""
+
+def _check_parity(model, ws: WeightSet, source: str, read: _Source, input_shape: tuple, parity: bool, images: int):
+    """(ParityReport, "") when compared with the source framework, else (None, why not); raises on a mismatch."""
     if not parity:
-        note = "disabled"
-    elif ws.format == "keras":
-        note = "a Keras source: the same framework, nothing to compare with"
-    elif input_shape[2] != 3:
-        note = f"the model has {input_shape[2]} input channels; the reference is RGB"
-    elif n_file is None:
-        note = "the source has no classifier"
-    else:
-        reference = "timm" if source == "timm" else "torchvision"
-        if reference == "timm" and _reference_available("timm") and not _reference_available("torchvision"):
-            # timm's InceptionV3 has torchvision's layers, keys and semantics: same reference
-            reference = "torchvision"
-        note = _reference_available(reference) or ""
-        if not note:
-            hw = tuple(d or 299 for d in input_shape[:2])
-            report = _parity(model, reference, state, hw, parity_images, offset)
-            if not report.ok:
-                raise WeightFileError(f"conversion of {ws.name} is not exact, nothing written:\n{report}")
+        return None, "disabled"
+    if ws.format == "keras":
+        return None, "a Keras source: the same framework, nothing to compare with"
+    if input_shape[2] != 3:
+        return None, f"the model has {input_shape[2]} input channels; the reference is RGB"
+    if read.num_classes is None:
+        return None, "the source has no classifier"
+    reference = _parity_reference(source)
+    note = _reference_available(reference) or ""
+    if note:
+        return None, note
+    hw = tuple(d or 299 for d in input_shape[:2])
+    report = _parity(model, reference, read.state, hw, images, read.offset)
+    if not report.ok:
+        raise WeightFileError(f"conversion of {ws.name} is not exact, nothing written:\n{report}")
+    return report, ""
 
-    written = replace(
+
+def _parity_reference(source: str) -> str:
+    """The framework to compare with: timm's own weights compare with torchvision when timm is missing."""
+    reference = "timm" if source == "timm" else "torchvision"
+    if reference == "timm" and _reference_available("timm") and not _reference_available("torchvision"):
+        # timm's InceptionV3 has torchvision's layers, keys and semantics: same reference
+        reference = "torchvision"
+    return reference
+
+
+def _written_weight_set(loaded: WeightSet, read: _Source, aux_logits: bool) -> WeightSet:
+    """The metadata stored in the converted file: a Keras file of its own, no download or label offset."""
+    return replace(
         loaded,
         format="keras",
         path=None,
-        num_classes=classes if n_file is not None else None,
+        num_classes=read.classes if read.num_classes is not None else None,
         label_offset=0,
         has_aux=bool(aux_logits),
         url=None,
@@ -289,8 +337,6 @@ def convert(
         file_name_notop=None,
         file_hash_notop=None,
     )
-    _save(model, dst, written, classifier_activation)
-    return ConversionResult(os.path.abspath(dst), written, report, note)
 
 
 def _save(model, dst: str, weight_set: WeightSet, classifier_activation) -> None:

@@ -89,102 +89,142 @@ def read_checkpoint(path: str, weight_set: WeightSet, model) -> Checkpoint:
 
 def _plan(model, ck: Checkpoint, weight_set: WeightSet, channel_adapt, seed) -> tuple[list, list[str]]:
     """[(layer, [arrays])] for every layer to assign, and the messages to log; raises on problems."""
-    import keras
-
     sem = model_semantics(model)
-    plan, notes, problems = [], [], []
-    label_offset = weight_set.label_offset
+    plan: list = []
+    notes: list[str] = []
+    problems: list[str] = []
     for layer in model.layers:
         if not layer.weights:
             continue
-        shapes = [tuple(int(d) for d in w.shape) for w in layer.weights]
-        if isinstance(layer, keras.layers.Conv2D):
-            unit_name = layer.name[: -len("_conv")]
-            unit = ck.units.get(unit_name)
-            if unit is None:
-                if unit_name.startswith("aux_"):
-                    continue  # reported once below
-                problems.append(f"no weights for {layer.name}")
-                continue
-            if "kernel" not in unit:
-                problems.append(f"no kernel for {layer.name}")
-                continue
-            kernel = unit["kernel"]
-            if unit_name == FIRST_CONV and (kernel.shape[2] != shapes[0][2] or channel_adapt is not None):
-                rule = channel_adapt if channel_adapt is not None else channel_rules.default_rule(shapes[0][2])
-                try:
-                    kernel = channel_rules.adapt_kernel(kernel, shapes[0][2], rule, seed=seed)
-                except ValueError as e:
-                    raise WeightFileError(str(e)) from None
-                notes.append(
-                    f"first conv ({layer.name}) adapted from {unit['kernel'].shape[2]} to "
-                    f"{shapes[0][2]} input channels with channel_adapt={channel_rules.describe_rule(rule)}; "
-                    "no other layer changed"
-                )
-            if tuple(kernel.shape) != shapes[0]:
-                problems.append(f"{layer.name} kernel: file {tuple(kernel.shape)}, model {shapes[0]}")
-                continue
-            plan.append((layer, [kernel]))
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            unit_name = layer.name[: -len("_bn")]
-            unit = ck.units.get(unit_name)
-            if unit is None:
-                if not unit_name.startswith("aux_"):
-                    problems.append(f"no weights for {layer.name}")
-                continue
-            if not {"beta", "moving_mean", "moving_variance"} <= unit.keys():
-                problems.append(f"no BatchNorm statistics for {layer.name}")
-                continue
-            values = []
-            if layer.scale:
-                values.append(unit.get("gamma", np.ones_like(unit["beta"])))
-            elif "gamma" in unit and not np.all(unit["gamma"] == 1):
-                raise WeightFileError(
-                    f"{ck.source}: its BatchNorm layers have a learned scale (gamma), but the model was "
-                    "built with bn_scale=False (Keras' layout, no gamma). Build it with bn_scale=True "
-                    "(the default when weights= names this file) to load it exactly."
-                )
-            values += [unit["beta"], unit["moving_mean"], unit["moving_variance"]]
-            got = [tuple(v.shape) for v in values]
-            if got != shapes:
-                problems.append(f"{layer.name}: file {got}, model {shapes}")
-                continue
+        values = _layer_values(layer, ck, weight_set, channel_adapt, seed, notes, problems)
+        if values is not None:
             plan.append((layer, values))
-        elif isinstance(layer, keras.layers.Dense) and layer.name in ("predictions", "aux_predictions"):
-            unit = ck.units.get(layer.name)
-            if unit is None:
-                continue  # reported below
-            kernel, bias = unit["kernel"], unit["bias"]
-            n_file, n_model = kernel.shape[1], shapes[0][1]
-            if kernel.shape[0] != shapes[0][0]:
-                notes.append(
-                    f"{layer.name}: the file's classifier reads {kernel.shape[0]} features but this "
-                    f"model's pooling gives {shapes[0][0]}: kept the model's new, randomly initialised head"
-                )
-                continue
-            if n_file == n_model:
-                plan.append((layer, [kernel, bias]))
-            elif n_file == n_model + 1 and (label_offset == 1 or n_file == 1001):
-                plan.append((layer, [kernel[:, 1:], bias[1:]]))
-                notes.append(
-                    f"{layer.name}: the file has {n_file} classes with class 0 as 'background' "
-                    f"(label offset 1); dropped it to give {n_model} classes"
-                )
-            elif n_file in IMAGENET_CLASSES:
-                notes.append(
-                    f"{layer.name}: classes={n_model} differs from the weight set's {n_file} ImageNet "
-                    f"classes: loaded the pretrained backbone and kept a new, randomly initialised "
-                    f"{n_model}-class head (train it, e.g. with anyshape's fine-tuning)"
-                )
-            else:
-                raise WeightFileError(
-                    f"{ck.source}: its classifier ({layer.name}) has {n_file} classes but the model "
-                    f"was built with classes={n_model}. Build the model with classes={n_file} to load "
-                    f"it, or with include_top=False to use only its backbone."
-                )
-        else:
-            # not an InceptionV3 layer (e.g. a layer before `input_tensor`): not ours to load
-            log.debug("weights: %s (%s) is not part of InceptionV3; left as is", layer.name, type(layer).__name__)
+    _raise_problems(ck, problems)
+    notes += _model_notes(sem, ck, weight_set)
+    return plan, notes
+
+
+def _layer_values(layer, ck: Checkpoint, weight_set: WeightSet, channel_adapt, seed, notes, problems):
+    """The arrays to assign to `layer`, or None (nothing to load, or a problem appended)."""
+    import keras
+
+    shapes = [tuple(int(d) for d in w.shape) for w in layer.weights]
+    if isinstance(layer, keras.layers.Conv2D):
+        return _conv_values(layer, shapes[0], ck, channel_adapt, seed, notes, problems)
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return _bn_values(layer, shapes, ck, problems)
+    if isinstance(layer, keras.layers.Dense) and layer.name in ("predictions", "aux_predictions"):
+        return _head_values(layer, shapes[0], ck, weight_set.label_offset, notes)
+    # not an InceptionV3 layer (e.g. a layer before `input_tensor`): not ours to load
+    log.debug("weights: %s (%s) is not part of InceptionV3; left as is", layer.name, type(layer).__name__)
+    return None
+
+
+def _conv_values(layer, shape: tuple, ck: Checkpoint, channel_adapt, seed, notes, problems):
+    """[kernel] for a Conv2D layer (the first conv adapted to the model's channels)."""
+    unit_name = layer.name[: -len("_conv")]
+    unit = ck.units.get(unit_name)
+    if unit is None:
+        if not unit_name.startswith("aux_"):  # a missing aux head is reported once, by _model_notes
+            problems.append(f"no weights for {layer.name}")
+        return None
+    if "kernel" not in unit:
+        problems.append(f"no kernel for {layer.name}")
+        return None
+    kernel = unit["kernel"]
+    if unit_name == FIRST_CONV and (kernel.shape[2] != shape[2] or channel_adapt is not None):
+        kernel = _adapt_first_kernel(layer, kernel, shape[2], channel_adapt, seed, notes)
+    if tuple(kernel.shape) != shape:
+        problems.append(f"{layer.name} kernel: file {tuple(kernel.shape)}, model {shape}")
+        return None
+    return [kernel]
+
+
+def _adapt_first_kernel(layer, kernel: np.ndarray, channels: int, channel_adapt, seed, notes) -> np.ndarray:
+    """The first conv's kernel for `channels` input channels (rule `channel_adapt` or the default)."""
+    rule = channel_adapt if channel_adapt is not None else channel_rules.default_rule(channels)
+    try:
+        adapted = channel_rules.adapt_kernel(kernel, channels, rule, seed=seed)
+    except ValueError as e:
+        raise WeightFileError(str(e)) from None
+    notes.append(
+        f"first conv ({layer.name}) adapted from {kernel.shape[2]} to "
+        f"{channels} input channels with channel_adapt={channel_rules.describe_rule(rule)}; "
+        "no other layer changed"
+    )
+    return adapted
+
+
+def _bn_values(layer, shapes: list, ck: Checkpoint, problems):
+    """[gamma (when the layer has one), beta, moving_mean, moving_variance] for a BatchNorm layer."""
+    unit_name = layer.name[: -len("_bn")]
+    unit = ck.units.get(unit_name)
+    if unit is None:
+        if not unit_name.startswith("aux_"):
+            problems.append(f"no weights for {layer.name}")
+        return None
+    if not {"beta", "moving_mean", "moving_variance"} <= unit.keys():
+        problems.append(f"no BatchNorm statistics for {layer.name}")
+        return None
+    values = []
+    if layer.scale:
+        values.append(unit.get("gamma", np.ones_like(unit["beta"])))
+    elif "gamma" in unit and not np.all(unit["gamma"] == 1):
+        raise WeightFileError(
+            f"{ck.source}: its BatchNorm layers have a learned scale (gamma), but the model was "
+            "built with bn_scale=False (Keras' layout, no gamma). Build it with bn_scale=True "
+            "(the default when weights= names this file) to load it exactly."
+        )
+    values += [unit["beta"], unit["moving_mean"], unit["moving_variance"]]
+    got = [tuple(v.shape) for v in values]
+    if got != shapes:
+        problems.append(f"{layer.name}: file {got}, model {shapes}")
+        return None
+    return values
+
+
+def _head_values(layer, shape: tuple, ck: Checkpoint, label_offset, notes):
+    """[kernel, bias] for a classifier (predictions, aux_predictions), or None to keep the model's."""
+    unit = ck.units.get(layer.name)
+    if unit is None:
+        return None  # reported by _model_notes
+    kernel, bias = unit["kernel"], unit["bias"]
+    if kernel.shape[0] != shape[0]:
+        notes.append(
+            f"{layer.name}: the file's classifier reads {kernel.shape[0]} features but this "
+            f"model's pooling gives {shape[0]}: kept the model's new, randomly initialised head"
+        )
+        return None
+    return _head_classes(layer.name, kernel, bias, shape[1], label_offset, ck.source, notes)
+
+
+def _head_classes(name: str, kernel, bias, n_model: int, label_offset, source: str, notes):
+    """The classifier's arrays for `n_model` classes: as is, without a background class, or None."""
+    n_file = kernel.shape[1]
+    if n_file == n_model:
+        return [kernel, bias]
+    if n_file == n_model + 1 and (label_offset == 1 or n_file == 1001):
+        notes.append(
+            f"{name}: the file has {n_file} classes with class 0 as 'background' "
+            f"(label offset 1); dropped it to give {n_model} classes"
+        )
+        return [kernel[:, 1:], bias[1:]]
+    if n_file in IMAGENET_CLASSES:
+        notes.append(
+            f"{name}: classes={n_model} differs from the weight set's {n_file} ImageNet "
+            f"classes: loaded the pretrained backbone and kept a new, randomly initialised "
+            f"{n_model}-class head (train it, e.g. with anyshape's fine-tuning)"
+        )
+        return None
+    raise WeightFileError(
+        f"{source}: its classifier ({name}) has {n_file} classes but the model "
+        f"was built with classes={n_model}. Build the model with classes={n_file} to load "
+        f"it, or with include_top=False to use only its backbone."
+    )
+
+
+def _raise_problems(ck: Checkpoint, problems: list[str]) -> None:
+    """One WeightFileError for every layer that does not fit (the first four named)."""
     if problems:
         raise WeightFileError(
             f"{ck.source} does not fit this model: "
@@ -192,6 +232,11 @@ def _plan(model, ck: Checkpoint, weight_set: WeightSet, channel_adapt, seed) -> 
             + (f" (and {len(problems) - 4} more)" if len(problems) > 4 else "")
             + ". It is probably another architecture; nothing was loaded."
         )
+
+
+def _model_notes(sem: dict, ck: Checkpoint, weight_set: WeightSet) -> list[str]:
+    """What the whole load leaves different: random heads the file has no weights for, pool semantics."""
+    notes = []
     if sem["classes"] is not None and "predictions" not in ck.units:
         notes.append(
             f"{ck.source} has no classifier weights (a 'notop' file): the {sem['classes']}-class "
@@ -207,7 +252,7 @@ def _plan(model, ck: Checkpoint, weight_set: WeightSet, channel_adapt, seed) -> 
             "border pixels of the pool branches differ from the original model; leave "
             "count_include_pad=None to get the weights' own semantics"
         )
-    return plan, notes
+    return notes
 
 
 def load_weight_set(
