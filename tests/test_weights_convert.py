@@ -1,5 +1,9 @@
 """`anyshape convert` and anyshape.weights.convert: torch state dict -> Keras file, with parity."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -89,3 +93,22 @@ def test_convert_timm_state_dict_against_timm(tmp_path):
     assert result.parity.reference == "timm" and result.parity.ok
     assert result.parity.max_abs_logit_diff <= 1e-4 and result.parity.top5_agreement == 1.0
     assert "result: exact" in str(result)
+
+
+def test_convert_from_python_imports_its_reference_frameworks_itself(tv, tmp_path):
+    """A script whose first step is convert() gets the parity report, as the CLI does: convert
+    imports torch and torchvision before it loads Keras (importing them after TensorFlow crashes)."""
+    _, pth, _ = tv
+    dst = tmp_path / "from_python.weights.h5"
+    script = (
+        "import sys\n"
+        "from anyshape.weights.convert import convert\n"
+        "assert 'torchvision' not in sys.modules and 'tensorflow' not in sys.modules\n"
+        f"r = convert({pth!r}, {str(dst)!r}, source='torchvision', preprocessing='tf', parity_images=2)\n"
+        "print(r.parity is not None and r.parity.ok)\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "True", done.stdout
+    assert dst.is_file()

@@ -12,9 +12,9 @@ images before anything is written: max abs logit difference and top-5 agreement.
 (difference > 1e-4 or a different top-5) raises and writes nothing.
 
 Import order: `import torchvision` (and timm, which imports it) after TensorFlow has loaded
-crashes the process on this stack (ARCHITECTURE.md, tests/conftest.py); the CLI imports them first. From
-Python, import torch/torchvision before Keras to get the parity report; otherwise it is skipped
-with a note rather than risking the crash.
+crashes the process on this stack (see anyshape.weights.reference): `convert` imports them
+itself when TensorFlow is not loaded yet. When it already is, the parity report is skipped with a
+note rather than risking the crash.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from anyshape.weights.checkpoint import Checkpoint, WeightFileError
+from anyshape.weights.reference import import_reference_frameworks
 from anyshape.weights.registry import WeightSet, resolve
 
 __all__ = ["convert", "ConversionResult", "ParityReport", "PARITY_TOLERANCE"]
@@ -97,7 +98,7 @@ def _reference_available(module: str) -> str | None:
     if "tensorflow" in sys.modules and any(m not in sys.modules for m in needs):
         return (
             f"{module} was not imported before TensorFlow, and importing it afterwards crashes; "
-            f"import torch and {module} before keras, or use the anyshape CLI"
+            f"call convert before anything loads Keras, import torch and {module} first, or use the anyshape CLI"
         )
     return None
 
@@ -202,6 +203,8 @@ def convert(
     dst = _check_destination(dst, force)
     ws = resolve(src, preprocessing)
     source = _check_source(ws, source)
+    if parity and source != "keras":  # before anything loads TensorFlow (see anyshape.weights.reference)
+        import_reference_frameworks(source)
     from anyshape.weights.loader import fetch_weight_file
 
     path = fetch_weight_file(ws, include_top=True, cache_dir=cache_dir, progress=progress)
