@@ -213,3 +213,30 @@ def test_sizes_the_network_cannot_take_on_every_engine(engine_name, photos, weig
     assert not (tmp_path / "f.npz").exists() and not (tmp_path / "f.npz.partial").exists()
     code, _, err = _cli(capsys, "bench", "--input-shape", "50,50,3", "--engine", engine_name, "--seconds", "0.1")
     assert code == 1 and "at least 75" in err
+
+
+def test_an_interrupt_inside_an_extensions_eval_still_exits_130(tmp_path):
+    """A Ctrl-C that lands while an extension runs Python through PyRun_String (pybind11's
+    py::exec, as TensorFlow's loading does) leaves CPython's "unhandled KeyboardInterrupt" flag
+    set; the CLI handles the interrupt, and the process must still end with 130, not be killed by
+    SIGINT at exit (seen as exit status -2 when the careless-user run above hit that moment)."""
+    script = (
+        "import ctypes, sys\n"
+        "from anyshape import cli\n"
+        "def start(verb, source=None):\n"
+        "    ctypes.pythonapi.PyRun_SimpleString(b'raise KeyboardInterrupt')  # what an interrupted eval leaves\n"
+        "    raise KeyboardInterrupt\n"
+        "cli._quiet_backend_start = start\n"
+        f"sys.argv = ['anyshape', 'features', {str(tmp_path)!r}, '--weights', 'none', '--out', "
+        f"{str(tmp_path / 'f.npz')!r}]\n"
+        "sys.exit(cli.main())\n"
+    )
+    # run as `python -m`, as the anyshape command is: with -c, sys.exit ends the process early
+    (tmp_path / "interrupted_eval.py").write_text(script)
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    cmd = [sys.executable, "-m", "interrupted_eval"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
+    assert done.stderr.strip().splitlines()[-1].startswith("anyshape features: interrupted;"), done.stderr
+    assert not (tmp_path / "f.npz").exists()

@@ -1221,6 +1221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the work is done and reported: a Ctrl-C while the process shuts down (TensorFlow's
         # teardown takes a moment) must not turn the exit code into a death by signal
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if code == EXIT_INTERRUPTED:
+        # A Ctrl-C that landed inside code an extension ran through PyRun_String (pybind11's
+        # py::exec while TensorFlow loads) sets CPython's "unhandled KeyboardInterrupt" flag even
+        # though the interrupt was handled here, and Py_RunMain then ends the process by SIGINT
+        # after finalising (exit status -2, not 130). Every verb has already written or removed
+        # its files and printed its line by now, so the process ends here with 130.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return code
 
 
