@@ -25,11 +25,18 @@ venv: $(VENV)/.demo-installed
 demo: $(VENV)/.demo-installed
 	$(PY) -m anyshape.demo
 
-# The whole suite on TensorFlow (the default backend), then the core model tests on JAX and
-# PyTorch, each backend in its own pytest process (Keras picks its backend once per process).
-# The JAX and PyTorch runs are mostly single-threaded graph building and compiling, so they run
-# side by side on the two cores; their logs are printed whole, one after the other.
-CORE_TESTS := tests/test_inception_v3.py tests/test_shapes.py tests/test_cli.py tests/test_engine.py tests/test_weights_channels.py
+# The whole suite on TensorFlow, then the tests of what depends on the Keras backend (the model,
+# shapes, CLI, engine, weight files and training) on JAX and PyTorch, each backend in its own
+# pytest process (Keras picks its backend once per process). The TensorFlow run spreads its test
+# files over two pytest-xdist workers: much of it is single-threaded model building and waiting on
+# subprocesses, so two files at a time fill the two cores. The JAX and PyTorch runs go side by side
+# for the same reason; their logs are printed whole, one after the other. Tests marked
+# one_backend (minutes each, nothing backend-specific in what they check) run on TensorFlow only.
+BACKEND_TESTS := tests/test_inception_v3.py tests/test_shapes.py tests/test_cli.py tests/test_engine.py \
+	tests/test_weights_channels.py tests/test_weights_keras_h5.py tests/test_weights_torch.py \
+	tests/test_weights_convert.py tests/test_weights_registry.py tests/test_weights_download.py \
+	tests/test_training.py
+XDIST := -n 2 --dist loadfile
 
 # Lint, format and types first (seconds): ruff on everything, mypy on src/.
 check: $(VENV)/.test-installed
@@ -38,10 +45,10 @@ check: $(VENV)/.test-installed
 	$(VENV)/bin/mypy
 
 test: check
-	KERAS_BACKEND=tensorflow $(PYTEST) tests
-	@echo "KERAS_BACKEND=jax and KERAS_BACKEND=torch: $(CORE_TESTS)"
-	@KERAS_BACKEND=jax $(PYTEST) $(CORE_TESTS) > $(VENV)/test-jax.log 2>&1 & jax=$$!; \
-	KERAS_BACKEND=torch $(PYTEST) $(CORE_TESTS) > $(VENV)/test-torch.log 2>&1; torch_rc=$$?; \
+	KERAS_BACKEND=tensorflow $(PYTEST) $(XDIST) tests
+	@echo "KERAS_BACKEND=jax and KERAS_BACKEND=torch: $(BACKEND_TESTS) -m 'not one_backend'"
+	@KERAS_BACKEND=jax $(PYTEST) $(BACKEND_TESTS) -m "not one_backend" > $(VENV)/test-jax.log 2>&1 & jax=$$!; \
+	KERAS_BACKEND=torch $(PYTEST) $(BACKEND_TESTS) -m "not one_backend" > $(VENV)/test-torch.log 2>&1; torch_rc=$$?; \
 	wait $$jax; jax_rc=$$?; \
 	echo "== JAX backend (exit $$jax_rc)"; cat $(VENV)/test-jax.log; \
 	echo "== PyTorch backend (exit $$torch_rc)"; cat $(VENV)/test-torch.log; \
