@@ -104,8 +104,7 @@ def _classify_with_keras(model_path: Path, images: list[Path]) -> list[str]:
     return [info.class_names[int(k)] for k in np.argmax(probs, -1)]
 
 
-def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m anyshape.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--output", default=None, help="run folder (default runs/demo-digits-<time>)")
@@ -117,7 +116,50 @@ def main(argv=None) -> int:
         metavar="MODEL IMAGE",
         help="print (as JSON) the class names a run's MODEL gives IMAGE files, and exit",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _predict_labels(run: Path, images) -> list[str] | None:
+    """The labels `anyshape predict --model RUN/model.keras` gives the images, or None (said why)."""
+    pred = _run(
+        ["predict", "--model", str(run / "model.keras"), "--top", "1", "--format", "json", str(run / "held-out")],
+        capture=True,
+    )
+    if pred.returncode == 0:
+        try:  # predict names the classes from model.keras itself (its stored class names)
+            rows = {Path(r["path"]).name: r["predictions"][0] for r in json.loads(pred.stdout)}
+            return [str(rows[p.name]["label"]) for p, _ in images]
+        except (ValueError, KeyError, IndexError, TypeError):
+            pass
+    last = pred.stderr.strip().splitlines()[-1] if pred.stderr.strip() else f"exit code {pred.returncode}"
+    print(f"anyshape demo: `anyshape predict` gave no usable answer: {last}", file=sys.stderr)
+    return None
+
+
+def _print_table(images, by_predict: list[str], direct: list[str]) -> None:
+    print(f"\n  {'image':22s} {'predict':>8s} {'keras':>6s}")
+    right = 0
+    for i, (path, truth) in enumerate(images):
+        right += by_predict[i] == str(truth)
+        mark = "ok" if by_predict[i] == str(truth) else f"WRONG (true {truth})"
+        print(f"  {path.name:22s} {by_predict[i]:>8s} {direct[i]:>6s}   {mark}")
+    print(f"  {right}/{len(images)} correct")
+
+
+def _print_result(report: dict, run: Path, t0: float) -> None:
+    print("\n== result ==")
+    print(f"test accuracy on {report['data']['test']} held-out digits: {report['test_accuracy']:.4f}")
+    print(
+        f"training: {report['train_seconds']:.0f} s for {len(report['epochs'])} epochs of {report['data']['train']} images "
+        f"({report['train_images_per_second']:.1f} img/s), BatchNorm recalibration "
+        f"{report['batchnorm_recalibration'].get('seconds', 0):.0f} s, run {report['wall_seconds']:.0f} s"
+    )
+    print(f"run folder: {run} (model.keras, classes.json, report.json); demo took {time.time() - t0:.0f} s")
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = _parser().parse_args(argv)
     if args.classify:
         print(json.dumps(_classify_with_keras(Path(args.classify[0]), [Path(p) for p in args.classify[1:]])))
         return 0
@@ -133,42 +175,16 @@ def main(argv=None) -> int:
 
     images = _write_held_out_pngs(run / "held-out", args.images)
     print(f"\nwrote {len(images)} held-out test digits as PNG files to {run / 'held-out'}")
-    pred = _run(
-        ["predict", "--model", str(run / "model.keras"), "--top", "1", "--format", "json", str(run / "held-out")],
-        capture=True,
-    )
-    by_predict = None
-    if pred.returncode == 0:
-        try:  # predict names the classes from model.keras itself (its stored class names)
-            rows = {Path(r["path"]).name: r["predictions"][0] for r in json.loads(pred.stdout)}
-            by_predict = [str(rows[p.name]["label"]) for p, _ in images]
-        except (ValueError, KeyError, IndexError, TypeError):
-            by_predict = None
+    by_predict = _predict_labels(run, images)
     if by_predict is None:
-        last = pred.stderr.strip().splitlines()[-1] if pred.stderr.strip() else f"exit code {pred.returncode}"
-        print(f"anyshape demo: `anyshape predict` gave no usable answer: {last}", file=sys.stderr)
         return 1
     # the same images through the Keras model with the run's own preprocessing (stored in model.keras)
     direct = _run_python(["-m", "anyshape.demo", "--classify", str(run / "model.keras"), *(str(p) for p, _ in images)])
-    print(f"\n  {'image':22s} {'predict':>8s} {'keras':>6s}")
-    right = 0
-    for i, (path, truth) in enumerate(images):
-        right += by_predict[i] == str(truth)
-        mark = "ok" if by_predict[i] == str(truth) else f"WRONG (true {truth})"
-        print(f"  {path.name:22s} {by_predict[i]:>8s} {direct[i]:>6s}   {mark}")
-    print(f"  {right}/{len(images)} correct")
+    _print_table(images, by_predict, direct)
 
     _run(["explain", "--input-shape", "75,75,1", "--include-top", "--classes", "10"])
-
+    _print_result(report, run, t0)
     acc = report.get("test_accuracy")
-    print("\n== result ==")
-    print(f"test accuracy on {report['data']['test']} held-out digits: {acc:.4f}")
-    print(
-        f"training: {report['train_seconds']:.0f} s for {len(report['epochs'])} epochs of {report['data']['train']} images "
-        f"({report['train_images_per_second']:.1f} img/s), BatchNorm recalibration "
-        f"{report['batchnorm_recalibration'].get('seconds', 0):.0f} s, run {report['wall_seconds']:.0f} s"
-    )
-    print(f"run folder: {run} (model.keras, classes.json, report.json); demo took {time.time() - t0:.0f} s")
     return 0 if acc is not None and acc >= 0.95 else 1
 
 

@@ -151,70 +151,82 @@ class _Emitter:
 
     # -- layers --------------------------------------------------------------------------------
     def emit(self, layer, ins: list[_Tensor], out_name: str) -> _Tensor:
+        """The ONNX nodes of one Keras layer; its output tensor named `out_name`."""
         kind = type(layer).__name__
-        g = self.g
         if kind == "InputLayer":
             raise AssertionError("inputs are bound before emission")
         if kind in ("Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization"):
-            g.add("Identity", [ins[0].name], [out_name])
+            self.g.add("Identity", [ins[0].name], [out_name])  # inference: these do nothing
             return _Tensor(out_name, ins[0].rank, ins[0].phys)
         if kind == "Activation":
             return self.activation(ins[0], layer.activation, out_name, layer)
-        if kind == "ReLU":
-            if layer.max_value is not None or float(layer.negative_slope) != 0.0 or float(layer.threshold) != 0.0:
-                raise UnsupportedLayer(f"layer {layer.name!r}: ReLU options other than the plain max(x, 0)")
-            g.add("Relu", [ins[0].name], [out_name])
-            return _Tensor(out_name, ins[0].rank, ins[0].phys)
-        if kind == "Permute":
-            t = ins[0]
-            full = (0,) + tuple(layer.dims)
-            inverse = [full.index(a) for a in range(t.rank)]
-            g.add("Identity", [t.name], [out_name])
-            return _Tensor(out_name, t.rank, tuple(inverse[a] for a in t.phys))
         if kind == "Conv2D":
             return self.conv(layer, ins[0], out_name)
         if kind == "BatchNormalization":
             return self.batch_norm(layer, ins[0], out_name)
         if kind in ("MaxPooling2D", "AveragePooling2D"):
             return self.pool(layer, ins[0], out_name, kind)
-        if kind == "ZeroPadding2D":
-            t = self.nchw(ins[0], layer)
-            (top, bottom), (left, right) = layer.padding
-            pads = g.const(out_name + "_pads", np.array([0, 0, top, left, 0, 0, bottom, right], np.int64))
-            g.add("Pad", [t.name, pads], [out_name], mode="constant")
-            return _Tensor(out_name, 4, t.phys)
         if kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
-            if layer.keepdims:
-                raise UnsupportedLayer(f"layer {layer.name!r}: keepdims=True")
-            t = self.nchw(ins[0], layer)
-            pooled = g.fresh(out_name + "_4d")
-            g.add("GlobalAveragePool" if kind.startswith("GlobalAverage") else "GlobalMaxPool", [t.name], [pooled])
-            g.add("Flatten", [pooled], [out_name], axis=1)
-            return _Tensor(out_name, 2, (0, 1))
-        if kind == "Concatenate":
-            first = ins[0]
-            parts = [self.to_phys(t, first.phys) for t in ins]
-            axis = layer.axis % first.rank
-            g.add("Concat", [t.name for t in parts], [out_name], axis=first.phys.index(axis))
-            return _Tensor(out_name, first.rank, first.phys)
-        if kind in ("Add", "Average", "Multiply", "Maximum"):
-            first = ins[0]
-            parts = [self.to_phys(t, first.phys) for t in ins]
-            op = {"Add": "Sum", "Average": "Mean", "Multiply": "Mul", "Maximum": "Max"}[kind]
-            if op == "Mul" and len(parts) != 2:
-                raise UnsupportedLayer(f"layer {layer.name!r}: Multiply of {len(parts)} inputs")
-            g.add(op, [t.name for t in parts], [out_name])
-            return _Tensor(out_name, first.rank, first.phys)
-        if kind == "Dense":
-            t = ins[0]
-            if t.rank != 2:
-                raise UnsupportedLayer(f"layer {layer.name!r}: Dense on a rank-{t.rank} input")
-            kernel = _numpy(layer.kernel)
-            bias = _numpy(layer.bias) if layer.use_bias else np.zeros(kernel.shape[1], np.float32)
-            pre = g.fresh(out_name + "_logits")
-            g.add("Gemm", [t.name, g.const(layer.name + "_kernel", kernel), g.const(layer.name + "_bias", bias)], [pre])
-            return self.activation(_Tensor(pre, 2, (0, 1)), layer.activation, out_name, layer)
+            return self.global_pool(layer, ins[0], out_name, kind)
+        if kind in ("Concatenate", "Add", "Average", "Multiply", "Maximum"):
+            return self.merge(layer, ins, out_name, kind)
+        one_input = {"ReLU": self.relu, "Permute": self.permute, "ZeroPadding2D": self.pad, "Dense": self.dense}
+        if kind in one_input:
+            return one_input[kind](layer, ins[0], out_name)
         raise UnsupportedLayer(f"layer {layer.name!r} of type {kind} has no ONNX translation here")
+
+    def relu(self, layer, t: _Tensor, out_name: str) -> _Tensor:
+        if layer.max_value is not None or float(layer.negative_slope) != 0.0 or float(layer.threshold) != 0.0:
+            raise UnsupportedLayer(f"layer {layer.name!r}: ReLU options other than the plain max(x, 0)")
+        self.g.add("Relu", [t.name], [out_name])
+        return _Tensor(out_name, t.rank, t.phys)
+
+    def permute(self, layer, t: _Tensor, out_name: str) -> _Tensor:
+        """No data moves: the output is the input with another logical-to-physical axis order."""
+        full = (0,) + tuple(layer.dims)
+        inverse = [full.index(a) for a in range(t.rank)]
+        self.g.add("Identity", [t.name], [out_name])
+        return _Tensor(out_name, t.rank, tuple(inverse[a] for a in t.phys))
+
+    def pad(self, layer, t: _Tensor, out_name: str) -> _Tensor:
+        t = self.nchw(t, layer)
+        (top, bottom), (left, right) = layer.padding
+        pads = self.g.const(out_name + "_pads", np.array([0, 0, top, left, 0, 0, bottom, right], np.int64))
+        self.g.add("Pad", [t.name, pads], [out_name], mode="constant")
+        return _Tensor(out_name, 4, t.phys)
+
+    def global_pool(self, layer, t: _Tensor, out_name: str, kind: str) -> _Tensor:
+        if layer.keepdims:
+            raise UnsupportedLayer(f"layer {layer.name!r}: keepdims=True")
+        t = self.nchw(t, layer)
+        pooled = self.g.fresh(out_name + "_4d")
+        self.g.add("GlobalAveragePool" if kind.startswith("GlobalAverage") else "GlobalMaxPool", [t.name], [pooled])
+        self.g.add("Flatten", [pooled], [out_name], axis=1)
+        return _Tensor(out_name, 2, (0, 1))
+
+    def merge(self, layer, ins: list[_Tensor], out_name: str, kind: str) -> _Tensor:
+        """Concatenate or an elementwise merge, in the first input's physical axis order."""
+        first = ins[0]
+        parts = [self.to_phys(t, first.phys) for t in ins]
+        if kind == "Concatenate":
+            axis = layer.axis % first.rank
+            self.g.add("Concat", [t.name for t in parts], [out_name], axis=first.phys.index(axis))
+            return _Tensor(out_name, first.rank, first.phys)
+        op = {"Add": "Sum", "Average": "Mean", "Multiply": "Mul", "Maximum": "Max"}[kind]
+        if op == "Mul" and len(parts) != 2:
+            raise UnsupportedLayer(f"layer {layer.name!r}: Multiply of {len(parts)} inputs")
+        self.g.add(op, [t.name for t in parts], [out_name])
+        return _Tensor(out_name, first.rank, first.phys)
+
+    def dense(self, layer, t: _Tensor, out_name: str) -> _Tensor:
+        if t.rank != 2:
+            raise UnsupportedLayer(f"layer {layer.name!r}: Dense on a rank-{t.rank} input")
+        g = self.g
+        kernel = _numpy(layer.kernel)
+        bias = _numpy(layer.bias) if layer.use_bias else np.zeros(kernel.shape[1], np.float32)
+        pre = g.fresh(out_name + "_logits")
+        g.add("Gemm", [t.name, g.const(layer.name + "_kernel", kernel), g.const(layer.name + "_bias", bias)], [pre])
+        return self.activation(_Tensor(pre, 2, (0, 1)), layer.activation, out_name, layer)
 
     def conv(self, layer, t: _Tensor, out_name: str) -> _Tensor:
         t = self.nchw(t, layer)

@@ -111,63 +111,87 @@ def state_dict_to_checkpoint(state: dict[str, np.ndarray], source: str = "") -> 
             f"'Conv2d_1a_3x3.conv.weight' (its first keys: {sample}). Another architecture's "
             "weights cannot be loaded into InceptionV3."
         )
-    used = set()
+    reader = _StateReader(state)
     units: dict[str, dict[str, np.ndarray]] = {}
-    missing = []
-    bad_shapes = []
-
-    def take(key):
-        used.add(key)
-        return state[key]
-
     for spec in CONV_SPECS:
-        t = spec.torch_name
+        unit = reader.conv_unit(spec)
+        if unit is not None:
+            units[spec.name] = unit
+    for torch_name, name in (("fc", "predictions"), ("AuxLogits.fc", "aux_predictions")):
+        unit = reader.dense_unit(torch_name)
+        if unit is not None:
+            units[name] = unit
+    reader.raise_problems(source)
+    return Checkpoint(units=units, source=source, layout="torch")
+
+
+class _StateReader:
+    """Takes tensors out of a state dict by torch name, noting what is missing, misshapen or left over."""
+
+    def __init__(self, state: dict[str, np.ndarray]):
+        self.state = state
+        self.used: set[str] = set()
+        self.missing: list[str] = []
+        self.bad_shapes: list[str] = []
+
+    def take(self, key: str) -> np.ndarray:
+        self.used.add(key)
+        return self.state[key]
+
+    def conv_unit(self, spec) -> dict[str, np.ndarray] | None:
+        """A conv + BatchNorm unit in Keras layout (kernel HWIO), or None if absent or wrong."""
+        t, state = spec.torch_name, self.state
         keys = [f"{t}.conv.weight", f"{t}.bn.bias", f"{t}.bn.running_mean", f"{t}.bn.running_var"]
         present = [k in state for k in keys]
         if not all(present):
-            if spec.torch_name.startswith("AuxLogits.") and not any(present):
-                continue  # no aux head in this checkpoint
-            missing += [k for k, p in zip(keys, present) if not p]
-            continue
-        w = take(f"{t}.conv.weight")
+            if not (t.startswith("AuxLogits.") and not any(present)):  # else: no aux head in this file
+                self.missing += [k for k, p in zip(keys, present) if not p]
+            return None
+        w = self.take(f"{t}.conv.weight")
         if w.ndim != 4 or w.shape[0] != spec.filters or tuple(w.shape[2:]) != spec.kernel:
-            bad_shapes.append(
+            self.bad_shapes.append(
                 f"{t}.conv.weight {tuple(w.shape)} (InceptionV3: ({spec.filters}, in, {spec.kernel[0]}, {spec.kernel[1]}))"
             )
-            continue
+            return None
         unit = {"kernel": np.ascontiguousarray(w.transpose(2, 3, 1, 0))}
         if f"{t}.bn.weight" in state:
-            unit["gamma"] = take(f"{t}.bn.weight")
-        unit["beta"] = take(f"{t}.bn.bias")
-        unit["moving_mean"] = take(f"{t}.bn.running_mean")
-        unit["moving_variance"] = take(f"{t}.bn.running_var")
-        used.add(f"{t}.bn.num_batches_tracked")
-        units[spec.name] = unit
-    for torch_name, name in (("fc", "predictions"), ("AuxLogits.fc", "aux_predictions")):
+            unit["gamma"] = self.take(f"{t}.bn.weight")
+        unit["beta"] = self.take(f"{t}.bn.bias")
+        unit["moving_mean"] = self.take(f"{t}.bn.running_mean")
+        unit["moving_variance"] = self.take(f"{t}.bn.running_var")
+        self.used.add(f"{t}.bn.num_batches_tracked")
+        return unit
+
+    def dense_unit(self, torch_name: str) -> dict[str, np.ndarray] | None:
+        """A Linear layer as a Keras Dense unit (kernel transposed), or None if absent or wrong."""
         wk, bk = f"{torch_name}.weight", f"{torch_name}.bias"
-        if wk in state and bk in state:
-            w, b = take(wk), take(bk)
+        if wk in self.state and bk in self.state:
+            w, b = self.take(wk), self.take(bk)
             if w.ndim != 2 or b.shape != (w.shape[0],):
-                bad_shapes.append(f"{wk} {tuple(w.shape)} / {bk} {tuple(b.shape)}")
-                continue
-            units[name] = {"kernel": np.ascontiguousarray(w.T), "bias": b}
-        elif wk in state or bk in state:
-            missing.append(bk if wk in state else wk)
-    unexpected = [k for k in state if k not in used and not k.endswith("num_batches_tracked")]
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} keys (e.g. {', '.join(missing[:3])})")
-    if bad_shapes:
-        problems.append(f"{len(bad_shapes)} tensors with the wrong shape (e.g. {'; '.join(bad_shapes[:2])})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} keys InceptionV3 does not have (e.g. {', '.join(unexpected[:3])})")
-    if problems:
-        raise WeightFileError(
-            f"{source or 'state dict'} does not match torchvision/timm InceptionV3: "
-            + "; ".join(problems)
-            + ". It is probably another architecture or a modified model; nothing was loaded."
-        )
-    return Checkpoint(units=units, source=source, layout="torch")
+                self.bad_shapes.append(f"{wk} {tuple(w.shape)} / {bk} {tuple(b.shape)}")
+                return None
+            return {"kernel": np.ascontiguousarray(w.T), "bias": b}
+        if wk in self.state or bk in self.state:
+            self.missing.append(bk if wk in self.state else wk)
+        return None
+
+    def raise_problems(self, source: str) -> None:
+        """One error naming every kind of mismatch; nothing is loaded from a file that has one."""
+        unexpected = [k for k in self.state if k not in self.used and not k.endswith("num_batches_tracked")]
+        problems = []
+        if self.missing:
+            problems.append(f"missing {len(self.missing)} keys (e.g. {', '.join(self.missing[:3])})")
+        if self.bad_shapes:
+            bad = self.bad_shapes
+            problems.append(f"{len(bad)} tensors with the wrong shape (e.g. {'; '.join(bad[:2])})")
+        if unexpected:
+            problems.append(f"{len(unexpected)} keys InceptionV3 does not have (e.g. {', '.join(unexpected[:3])})")
+        if problems:
+            raise WeightFileError(
+                f"{source or 'state dict'} does not match torchvision/timm InceptionV3: "
+                + "; ".join(problems)
+                + ". It is probably another architecture or a modified model; nothing was loaded."
+            )
 
 
 def read_torch_file(path: str) -> Checkpoint:
