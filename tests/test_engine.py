@@ -294,3 +294,16 @@ def test_load_or_build_size_gives_a_free_size_classifier():
     assert tuple(engine.load_or_build(None, weights=None, classes=7).input_shape[1:]) == (299, 299, 3)
     given = engine.load_or_build(None, size=150, weights=None, classes=7, input_shape=(160, 160, 1))
     assert tuple(given.input_shape[1:]) == (160, 160, 1)
+
+
+def test_unpooled_maps_at_native_sizes_are_refused_locally_and_on_ray(tmp_path):
+    """Maps of images at their own sizes differ in shape: both runs refuse before any work."""
+    from anyshape import distributed
+
+    base = InceptionV3(weights=None, include_top=False)  # free size
+    p = engine.Predictor(engine.feature_model(base, "mixed2", None))
+    for run in (engine.extract_features, distributed.features):
+        with pytest.raises(ValueError, match="native sizes differ in shape and cannot share one output"):
+            run(p, [str(tmp_path)], str(tmp_path / "out.npz" if run is engine.extract_features else tmp_path / "out"))
+    assert sorted(tmp_path.iterdir()) == []
+    assert engine.feature_reader(p, 75).size == (75, 75)

@@ -46,7 +46,14 @@ import numpy as np
 
 from anyshape.engine.images import find_images, path_key
 from anyshape.engine.manifest import ResumeMismatch, RunManifest
-from anyshape.engine.runs import RunInterrupted, RunSummary, _class_labels, make_reader, run_manifest
+from anyshape.engine.runs import (
+    RunInterrupted,
+    RunSummary,
+    _class_labels,
+    feature_reader,
+    make_reader,
+    run_manifest,
+)
 
 __all__ = ["features", "predict", "DistributedSummary", "read_output"]
 
@@ -395,12 +402,8 @@ def _run(
     on_part: Callable[[DistributedSummary, object], None] | None = None,
 ) -> DistributedSummary:
     _check_job(predictor, cpus_per_actor, top)
-    reader = make_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
-    if task == "features" and predictor.output_rank > 2 and reader.size == "native":
-        raise ValueError(
-            "unpooled feature maps (--pooling none) of images at their native sizes differ in shape: "
-            "pass --size N (or H,W), or pool them with --pooling avg|max"
-        )
+    make = feature_reader if task == "features" else make_reader
+    reader = make(predictor, size, upscale=upscale, max_pixels=max_pixels)
     manifest = run_manifest(predictor, reader, {"task": task, **(options or {})})
     folder = OutputFolder(out)
     folder.prepare(manifest, resume=resume)  # refuses before any work

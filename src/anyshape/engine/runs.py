@@ -199,6 +199,20 @@ def default_size(predictor: Predictor, size=None):
     return predictor.fixed_hw if predictor.fixed_hw is not None else "native"
 
 
+def feature_reader(
+    predictor: Predictor, size=None, *, upscale: bool = False, max_pixels: int | None = None
+) -> ImageReader:
+    """`make_reader` for a features run, refusing what cannot give one row per image: unpooled
+    maps of images at their native sizes differ in shape."""
+    reader = make_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
+    if predictor.output_rank > 2 and reader.size == "native":
+        raise ValueError(
+            "unpooled feature maps (--pooling none) of images at their native sizes differ in shape and "
+            "cannot share one output: pass --size N (or H,W), or pool them with --pooling avg|max"
+        )
+    return reader
+
+
 def make_reader(
     predictor: Predictor, size=None, *, upscale: bool = False, max_pixels: int | None = None
 ) -> ImageReader:
@@ -377,12 +391,7 @@ def extract_features(
     Files under `paths` that the run itself writes (`out`, its checkpoint folder) are skipped.
     """
     FeatureStore.check_output(out, resume=resume, force=force)
-    reader = make_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
-    if predictor.output_rank > 2 and reader.size == "native":
-        raise ValueError(
-            "unpooled feature maps (--pooling none) of images at their native sizes differ in shape and "
-            "cannot share one array: pass --size N (or H,W), or pool them with --pooling avg|max"
-        )
+    reader = feature_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
     store = FeatureStore(
         out,
         resume=resume,
