@@ -283,6 +283,21 @@ def test_recalibration_is_the_average_of_batch_statistics(small_model):
     assert recalibrate_batchnorm(model, x, steps=1, batch_size=4) == 1
 
 
+def _scripted_validation(monkeypatch, accuracies: list[float]) -> Dataset:
+    """A tiny random two-class dataset whose validation accuracies, epoch by epoch, are `accuracies`."""
+    from anyshape.training import Trainer
+
+    scripted = iter(accuracies)
+
+    def fake_evaluate(self, model, pipeline, split, prefix):
+        return {f"{prefix}accuracy": next(scripted) if prefix == "val_" else 0.5, f"{prefix}loss": 1.0}
+
+    monkeypatch.setattr(Trainer, "_evaluate", fake_evaluate)
+    rng = np.random.default_rng(0)
+    split = lambda n: Split(rng.integers(0, 256, (n, 75, 75, 1), dtype=np.uint8), np.arange(n, dtype=np.int32) % 2)  # noqa: E731
+    return Dataset(split(8), split(4), None, ["a", "b"], 1, "random")
+
+
 @pytest.mark.one_backend  # a from-scratch run on real data: on PyTorch 5 epochs gave 0.78 training accuracy, below this test's 0.8 premise
 def test_recalibration_brings_evaluation_in_line_with_training():
     """From scratch, a few dozen steps leave moving statistics near their initial 0/1 (momentum
@@ -352,17 +367,7 @@ def test_aux_loss_trains_at_299(tmp_path):
 
 def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path, monkeypatch):
     """Validation accuracy scripted 0.5, 0.25, ...: patience 1 stops after epoch 2, epoch 1's weights kept."""
-    from anyshape.training import Trainer
-
-    scripted = iter([0.5, 0.25, 0.9, 0.9])
-
-    def fake_evaluate(self, model, pipeline, split, prefix):
-        return {f"{prefix}accuracy": next(scripted) if prefix == "val_" else 0.5, f"{prefix}loss": 1.0}
-
-    monkeypatch.setattr(Trainer, "_evaluate", fake_evaluate)
-    rng = np.random.default_rng(0)
-    split = lambda n: Split(rng.integers(0, 256, (n, 75, 75, 1), dtype=np.uint8), np.arange(n, dtype=np.int32) % 2)  # noqa: E731
-    data = Dataset(split(8), split(4), None, ["a", "b"], 1, "random")
+    data = _scripted_validation(monkeypatch, [0.5, 0.25, 0.9, 0.9])
     kept = {}
 
     def log(msg):
@@ -448,17 +453,7 @@ def test_resume_after_the_last_checkpoint_ends_with_the_checkpoints_weights(tiny
 
 
 def test_early_stopping_best_weights_survive_a_resume(tmp_path, monkeypatch):
-    from anyshape.training import Trainer
-
-    scripted = iter([0.5, 0.25, 0.9, 0.9, 0.9, 0.9])
-
-    def fake_evaluate(self, model, pipeline, split, prefix):
-        return {f"{prefix}accuracy": next(scripted) if prefix == "val_" else 0.5, f"{prefix}loss": 1.0}
-
-    monkeypatch.setattr(Trainer, "_evaluate", fake_evaluate)
-    rng = np.random.default_rng(0)
-    split = lambda n: Split(rng.integers(0, 256, (n, 75, 75, 1), dtype=np.uint8), np.arange(n, dtype=np.int32) % 2)  # noqa: E731
-    data = Dataset(split(8), split(4), None, ["a", "b"], 1, "random")
+    data = _scripted_validation(monkeypatch, [0.5, 0.25, 0.9, 0.9, 0.9, 0.9])
     kept = {}
 
     def log(msg):

@@ -986,10 +986,7 @@ def _add_convert(sub) -> None:
 
 
 def _run_convert(args) -> int:
-    from anyshape.weights.reference import import_reference_frameworks
-
-    import_reference_frameworks(args.source)  # before convert loads Keras (see anyshape.weights.reference)
-    from anyshape.weights.convert import convert
+    from anyshape.weights.convert import convert  # it imports torch/torchvision before Keras itself
 
     result = convert(
         args.src,

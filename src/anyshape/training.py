@@ -115,6 +115,10 @@ class TrainConfig:
     def stage_list(self) -> list[tuple[str, int]]:
         return list(self.stages) if self.stages else [(self.freeze, self.epochs)]
 
+    @property
+    def total_epochs(self) -> int:
+        return sum(epochs for _, epochs in self.stage_list())
+
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
         d["input_shape"] = list(self.input_shape) if self.input_shape else None
@@ -770,7 +774,7 @@ class Trainer:
         )
 
     def _log_start(self, model, progress: _Progress) -> None:
-        c, total = self.config, sum(e for _, e in self.config.stage_list())
+        c, total = self.config, self.config.total_epochs
         if self.state:
             self.log(
                 f"resuming {self.run_dir} after epoch {progress.done_epochs} of {total}, with the configuration "
@@ -814,7 +818,7 @@ class Trainer:
     def _train_epoch(self, model, epoch: int, stage_index: int, pipes: _Pipelines, progress: _Progress) -> None:
         """One epoch of fit, validation, the best-so-far bookkeeping and the checkpoint."""
         c = self.config
-        self.log(f"epoch {epoch + 1}/{sum(e for _, e in c.stage_list())}")
+        self.log(f"epoch {epoch + 1}/{c.total_epochs}")
         t0 = time.time()
         h = model.fit(pipes.train, epochs=1, verbose=self.verbose, steps_per_epoch=pipes.steps_per_epoch, shuffle=False)
         train_time = time.time() - t0

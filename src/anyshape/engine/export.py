@@ -42,7 +42,7 @@ def load_or_build(model_path=None, *, size=None, **inception_v3_kwargs):
     if (
         size is not None
         and inception_v3_kwargs.get("input_shape") is None
-        and "input_tensor" not in inception_v3_kwargs
+        and inception_v3_kwargs.get("input_tensor") is None
     ):
         first = inception_v3_kwargs.get("data_format") == "channels_first"
         inception_v3_kwargs["input_shape"] = (3, None, None) if first else (None, None, 3)
