@@ -110,6 +110,44 @@ def test_run_checkpoints_after_every_epoch_atomically(run):
     ]  # the epoch-1 checkpoint was replaced
 
 
+def test_checkpoints_and_model_file_hold_no_optimizer_state_twice(run):
+    """The optimizer state lives in the .optimizer.npz only: not in the weights file, not in model.keras."""
+    import zipfile
+
+    import h5py
+
+    out = run["out"]
+    state = json.loads((out / "checkpoint.json").read_text())
+    with h5py.File(out / state["weights"], "r") as f:
+        assert "layers" in f and "optimizer" not in f
+    with np.load(out / state["optimizer"]) as z:
+        assert len(z.files) > 2  # Adam: iteration, learning rate, two moments per trainable variable
+    with zipfile.ZipFile(out / "model.keras") as z, z.open("model.weights.h5") as member:
+        with h5py.File(member, "r") as f:
+            assert "layers" in f and "optimizer" not in f
+    assert not json.loads(zipfile.ZipFile(out / "model.keras").read("config.json")).get("compile_config")
+
+
+def test_weights_written_with_the_optimizer_inside_still_load(tmp_path):
+    """Checkpoints of earlier versions carry the optimizer in the weights file; resuming from one works."""
+    import keras
+
+    from anyshape.training import _load_weights_only
+
+    def small():
+        inp = keras.Input((4,))
+        return keras.Model(inp, keras.layers.Dense(2, name="d")(keras.layers.Dense(3, name="h")(inp)))
+
+    old = small()
+    old.compile(optimizer="adam", loss="mse")
+    old.fit(np.ones((4, 4)), np.zeros((4, 2)), epochs=1, verbose=0)
+    old.save_weights(tmp_path / "old.weights.h5")
+    new = small()
+    new.compile(optimizer="adam", loss="mse")
+    _load_weights_only(new, tmp_path / "old.weights.h5")
+    assert all(np.array_equal(a, b) for a, b in zip(old.get_weights(), new.get_weights()))
+
+
 def test_weights_file_loads_and_frozen_backbone_stays_as_loaded(run):
     assert run["backbone_unchanged"]
     assert run["state1"]["config"]["weights"].endswith("reference.weights.h5")
