@@ -1,7 +1,8 @@
 """A real trained model for tests that need one (precision, quantization): anyshape's InceptionV3
 trained by `anyshape.train` on a subset of scikit-learn's digits at 75x75x1 for 5 epochs
-(about two minutes on 2 busy cores), with TensorFlow's deterministic ops so that every run trains
-the same model. Accuracy is measured on the 1,077 digits it never saw: on the 360 test digits
+(about two minutes on 2 busy cores), with TensorFlow's deterministic ops and one inter-op thread
+(set in tests/conftest.py, which says why) so that every run on a machine trains the same model
+(another CPU's kernels may round differently and train another). Accuracy is measured on the 1,077 digits it never saw: on the 360 test digits
 alone one digit is 0.28 points, and bf16 or int8 losing 2 of them (seen with some trained
 models) already broke the 0.5-point bound. Used through the session-scoped `trained_digits` fixture in conftest."""
 
