@@ -232,16 +232,7 @@ def recalibrate_batchnorm(
     import keras
 
     bns = _batchnorm_layers(model)
-    if layers == "trainable":
-        chosen = [l for l in bns if l.trainable]
-    elif layers == "all":
-        chosen = list(bns)
-    else:
-        names = set(layers)
-        chosen = [l for l in bns if l.name in names]
-        missing = names - {l.name for l in chosen}
-        if missing:
-            raise ValueError(f"no BatchNormalization layer named {sorted(missing)} in {model.name}")
+    chosen = _chosen_batchnorm_layers(model, bns, layers)
     if not chosen:
         return 0
     chosen_ids = {id(l) for l in chosen}
@@ -278,6 +269,20 @@ def recalibrate_batchnorm(
         l.moving_mean.assign((sums_mean[i] / n).astype(l.moving_mean.dtype))
         l.moving_variance.assign((sums_var[i] / n).astype(l.moving_variance.dtype))
     return n
+
+
+def _chosen_batchnorm_layers(model, bns: list, layers: str | Sequence) -> list:
+    """The BatchNorm layers `recalibrate_batchnorm(layers=...)` names, in model order."""
+    if layers == "trainable":
+        return [l for l in bns if l.trainable]
+    if layers == "all":
+        return list(bns)
+    names = set(layers)
+    chosen = [l for l in bns if l.name in names]
+    missing = names - {l.name for l in chosen}
+    if missing:
+        raise ValueError(f"no BatchNormalization layer named {sorted(missing)} in {model.name}")
+    return chosen
 
 
 def _training_forward(model, key) -> Callable:

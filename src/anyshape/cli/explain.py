@@ -1,0 +1,67 @@
+"""`anyshape explain` and `anyshape summary`: the shape engine's answer for an input shape.
+
+`explain` needs no deep-learning backend, so it answers at once."""
+
+from __future__ import annotations
+
+from anyshape.cli.options import EXIT_FAILED, EXIT_OK, add_model_arguments
+
+
+def _add_explain(sub) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="explain what InceptionV3 does with an input shape, stage by stage",
+        description="Print every stage's output size, parameters and multiply-accumulates "
+        "for an input shape; exit 1 with the reason when the shape cannot work.",
+    )
+    add_model_arguments(p)
+    p.add_argument("--bn-scale", action="store_true", help="count BatchNorm gammas (torchvision/timm layout)")
+
+
+def _run_explain(args) -> int:
+    from anyshape.shapes import explain
+
+    report = explain(
+        args.input_shape,
+        include_top=args.include_top,
+        pooling=args.pooling,
+        aux_logits=args.aux_logits,
+        classes=args.classes,
+        data_format=args.data_format,
+        bn_scale=args.bn_scale,
+        dropout_rate=args.dropout_rate,
+    )
+    print(report)
+    return EXIT_OK if report.valid else EXIT_FAILED
+
+
+def _add_summary(sub) -> None:
+    p = sub.add_parser("summary", help="print the Keras summary of a configuration (random weights)")
+    add_model_arguments(p)
+
+
+def _run_summary(args) -> int:
+    from anyshape.inception_v3 import InceptionV3
+
+    model = InceptionV3(
+        weights=None,
+        include_top=args.include_top,
+        input_shape=args.input_shape,
+        pooling=args.pooling,
+        classes=args.classes,
+        aux_logits=args.aux_logits,
+        data_format=args.data_format,
+        dropout_rate=args.dropout_rate,
+    )
+    model.summary(line_length=120)
+    return EXIT_OK
+
+
+# --- inference verbs: predict, features, export, bench (anyshape.engine does the work) ---------
+
+
+# verb: (declare its arguments, run it), for anyshape.cli.VERBS
+VERBS = {
+    "explain": (_add_explain, _run_explain),
+    "summary": (_add_summary, _run_summary),
+}

@@ -1,0 +1,482 @@
+"""The verbs that run a model on images or time it: predict, features (locally or on a Ray
+cluster), export, bench and quantize."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from anyshape.cli.options import (
+    EXIT_OK,
+    add_image_run_arguments,
+    add_inference_model_arguments,
+    check_model_flags,
+    check_ray_flags,
+    check_size_flag,
+    cli_words,
+    parse_shape,
+    positive_float,
+    positive_int,
+    positive_int_list,
+)
+
+
+def _run_on_ray(verb: str, args, predictor, options: dict) -> int:
+    """predict/features --ray: the same job on Ray, rows into the folder --out (anyshape.distributed)."""
+    from anyshape import distributed
+
+    if getattr(args, "force", False):
+        raise ValueError(
+            "--force is not used with --ray: an output folder is never overwritten; choose another --out, "
+            "or --resume to continue the run in it"
+        )
+    job = distributed.features if verb == "features" else distributed.predict
+    kwargs = dict(top=args.top) if verb == "predict" else {}
+    try:
+        summary = job(
+            predictor,
+            args.paths,
+            args.out,
+            size=args.size,
+            upscale=args.upscale,
+            max_pixels=args.max_pixels,
+            batch_size=args.batch_size,
+            options=options,
+            address=None if args.ray == "local" else args.ray,
+            cpus_per_actor=args.cpus_per_actor,
+            actors=args.actors,
+            resume=args.resume,
+            progress=not args.quiet and sys.stderr.isatty(),
+            **kwargs,
+        )
+    except KeyboardInterrupt as e:
+        # the line printed on Ctrl-C says what was kept (_interrupted_line)
+        e.kept = (  # type: ignore[attr-defined]
+            f"the rows written so far are kept in {args.out}: run the same command with --resume to finish"
+        )
+        raise
+    _report_failures(verb, summary)
+    print(
+        f"anyshape {verb}: {summary.ok + len(summary.failed)} row(s) in {args.out} "
+        f"({summary.parts} part file(s) written by this run)",
+        file=sys.stderr,
+    )
+    return summary.exit_code
+
+
+def _inference_model(args, *, include_top: bool, pooling: str | None = None):
+    from anyshape import engine
+
+    check_model_flags(args)
+    weights = None if str(args.weights).lower() == "none" else args.weights
+    kwargs = dict(
+        weights=weights,
+        include_top=include_top,
+        input_shape=args.input_shape,
+        data_format=args.data_format,
+        aux_logits=args.aux_logits,
+        dropout_rate=args.dropout_rate,
+        pooling=pooling,
+    )
+    if include_top:
+        kwargs.update(classes=args.classes)
+    if args.preprocessing is not None:
+        kwargs.update(preprocessing=args.preprocessing)
+    return engine.load_or_build(args.model, size=getattr(args, "size", None), **kwargs)
+
+
+def _report_failures(verb: str, summary) -> None:
+    for _, reason in summary.failed:
+        print(f"anyshape {verb}: FAILED {cli_words(reason)}", file=sys.stderr)
+    print(f"anyshape {verb}: {summary.line()}", file=sys.stderr)
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="classify images: class names and probabilities per image",
+        description="Classify image files and folders (always with the classifier). Unreadable or "
+        "too-small images are reported with their reason and skipped; the exit code is "
+        "1 when any failed. On Ctrl-C the images classified so far are printed.",
+    )
+    add_image_run_arguments(p)
+    add_inference_model_arguments(p, weights_default="imagenet", include_top=False)
+    p.add_argument("--top", type=positive_int, default=5, metavar="K", help="classes per image")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format on stdout")
+    p.add_argument(
+        "--out",
+        "-o",
+        default=None,
+        metavar="DIR",
+        help="with --ray: the folder (local or s3://) for the Parquet rows (default: none, print on stdout)",
+    )
+    p.add_argument("--resume", action="store_true", help="with --ray: continue the interrupted run in --out")
+
+
+def _run_predict(args) -> int:
+    from anyshape import engine
+
+    check_model_flags(args)
+    check_size_flag(args)
+    check_ray_flags(args)
+    predictor = engine.Predictor(
+        _inference_model(args, include_top=True, pooling=args.pooling), engine=args.engine, precision=args.precision
+    )
+    if args.ray is not None:
+        return _run_on_ray(
+            "predict", args, predictor, {"model": _model_identity(args), "weights": _weights_identity(args)}
+        )
+    try:
+        rows, summary = engine.predict_paths(
+            predictor,
+            args.paths,
+            size=args.size,
+            top=args.top,
+            upscale=args.upscale,
+            batch_size=args.batch_size,
+            max_pixels=args.max_pixels,
+            progress=not args.quiet and sys.stderr.isatty(),
+        )
+    except engine.RunInterrupted as e:  # the rows classified so far are not lost
+        sys.stdout.write(engine.format_predictions(e.rows, args.format))
+        sys.stdout.flush()
+        # the line printed on Ctrl-C says what was kept (_interrupted_line)
+        e.kept = (  # type: ignore[attr-defined]
+            f"the {len(e.rows)} image(s) classified before it were printed; run the command again to classify them all"
+        )
+        raise
+    sys.stdout.write(engine.format_predictions(rows, args.format))
+    _report_failures("predict", summary)
+    return summary.exit_code
+
+
+def _add_features(sub) -> None:
+    from anyshape.engine.predictor import FEATURE_LAYERS  # numpy only: no backend is loaded
+
+    p = sub.add_parser(
+        "features",
+        help="extract one feature row per image into .npy/.npz/.parquet",
+        description="Write one row (path, features) per image. The file appears only when the run "
+        "ends (atomic rename); an interrupted run continues with --resume.",
+    )
+    add_image_run_arguments(p)
+    add_inference_model_arguments(p, weights_default="imagenet", features=True)
+    p.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        metavar="FILE",
+        help="output .npy (+ FILE.paths.txt and FILE.manifest.json), .npz or .parquet; with --ray a folder",
+    )
+    p.add_argument(
+        "--layer",
+        default="avg_pool",
+        choices=list(FEATURE_LAYERS),
+        metavar="LAYER",
+        help="avg_pool (2048-d) or mixed0 .. mixed10",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into the same --out (refused unless every option is the same)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite --out (and its side files) if it exists, or discard an interrupted run's rows",
+    )
+
+
+def _file_identity(path) -> str:
+    """A file named by a flag, as recorded in a run manifest: its resolved path and sha256."""
+    from anyshape.weights.download import file_hash
+
+    return f"{os.path.realpath(path)} sha256:{file_hash(str(path))}"
+
+
+def _features_options(args) -> dict:
+    """What `features` computes as the user chose it (recorded for --resume; see engine.RunManifest)."""
+    return {
+        "model": _model_identity(args),
+        "weights": _weights_identity(args),
+        "layer": args.layer,
+        "pooling": args.pooling or "none",
+    }
+
+
+def _model_identity(args) -> str:
+    return _file_identity(args.model) if args.model and os.path.isfile(args.model) else "InceptionV3"
+
+
+def _weights_identity(args) -> str | None:
+    weights = str(args.weights)
+    if args.model is None and weights.lower() != "none" and os.path.isfile(weights):
+        weights = _file_identity(weights)
+    return None if args.model else weights
+
+
+def _feature_predictor(args, pooling):
+    from anyshape import engine
+
+    base = _inference_model(args, include_top=False)
+    if isinstance(base, engine.GraphModel):  # an .onnx file: it is already the feature model it was saved as
+        return engine.Predictor(base, engine=args.engine, precision=args.precision)
+    return engine.Predictor(
+        engine.feature_model(base, args.layer, pooling), engine=args.engine, precision=args.precision
+    )
+
+
+def _run_features(args) -> int:
+    from anyshape import engine
+    from anyshape.engine.feature_store import FeatureStore
+    from anyshape.engine.manifest import RunManifest
+
+    pooling = args.pooling
+    args.layer = engine.feature_layer(args.layer, pooling)  # --layer avg_pool --pooling max|none is mixed10's
+    # everything that can be refused is refused before the model is built
+    check_model_flags(args)
+    check_size_flag(args)
+    check_ray_flags(args)
+    options = _features_options(args)
+    if args.ray is not None:
+        return _run_on_ray("features", args, _feature_predictor(args, pooling), options)
+    FeatureStore.check_output(args.out, resume=args.resume, force=args.force)
+    partial = args.out + ".partial"
+    if args.resume and os.path.isdir(partial):
+        recorded = RunManifest.read(os.path.join(partial, FeatureStore.MANIFEST))
+        if recorded is not None:
+            now = {k: v for k, v in options.items()}
+            RunManifest(now, recorded.digest).check_resume(
+                RunManifest({k: recorded.options.get(k) for k in now}, recorded.digest), where=partial
+            )
+    try:
+        predictor = _feature_predictor(args, pooling)
+        summary = engine.extract_features(
+            predictor,
+            args.paths,
+            args.out,
+            size=args.size,
+            upscale=args.upscale,
+            resume=args.resume,
+            force=args.force,
+            batch_size=args.batch_size,
+            max_pixels=args.max_pixels,
+            progress=not args.quiet and sys.stderr.isatty(),
+            options=options,
+        )
+    except KeyboardInterrupt as e:
+        if os.path.isdir(partial):
+            # the line printed on Ctrl-C says what was kept (_interrupted_line)
+            e.kept = (  # type: ignore[attr-defined]
+                f"the rows done so far are kept in {partial}/: run the same command with --resume to finish"
+            )
+        raise
+    _report_failures("features", summary)
+    print(f"anyshape features: wrote {summary.ok + summary.skipped} row(s) to {args.out}", file=sys.stderr)
+    return summary.exit_code
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="save the model as ONNX, a TF SavedModel or a .keras file",
+        description="The format follows the output's name: *.onnx, *.keras, or a name without a "
+        "suffix for a TF SavedModel folder; a --format the name contradicts is refused.",
+    )
+    add_inference_model_arguments(p, weights_default="imagenet")
+    p.add_argument(
+        "--format",
+        choices=["onnx", "tf_saved_model", "keras"],
+        default=None,
+        help="onnx, tf_saved_model or keras (default: from the suffix of --output)",
+    )
+    p.add_argument(
+        "-o", "--output", required=True, metavar="PATH", help="the file (*.onnx, *.keras) or folder to write"
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite PATH if it exists (a file by a file, a SavedModel by a SavedModel)",
+    )
+
+
+def _run_export(args) -> int:
+    from anyshape.engine.export import check_export_path, export_model
+
+    check_model_flags(args)
+    if args.precision in ("int8", "bf16"):  # fp32 and auto export the float graph
+        raise ValueError(
+            f"--precision {args.precision}: "
+            + (
+                "an int8 file is calibrated on your images: use anyshape quantize MODEL --calibrate FOLDER -o FILE.onnx"
+                if args.precision == "int8"
+                else "bf16 is chosen when the model runs (anyshape predict/features --precision bf16); export the fp32 model"
+            )
+        )
+    fmt = check_export_path(args.output, args.format, force=args.force)  # before the model is built
+    model = _inference_model(args, include_top=args.include_top, pooling=args.pooling)
+    path = export_model(model, args.output, fmt, force=args.force)
+    print(f"anyshape export: wrote {path} ({fmt})", file=sys.stderr)
+    return EXIT_OK
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="images/s of each available engine on this machine",
+        description="Time anyshape's engines (Keras, and ONNX Runtime / OpenVINO at --precision) on "
+        "random input, with the fidelity of each precision against fp32 (top-1 agreement, "
+        "minimum cosine). The comparison with other frameworks is benchmarks/bench_inference.py.",
+    )
+    add_inference_model_arguments(p, weights_default="none")
+    p.add_argument(
+        "--batch",
+        type=positive_int_list,
+        default=[1, 16],
+        metavar="B,B,...",
+        help="batch sizes, comma-separated (default: 1,16)",
+    )
+    p.add_argument("--seconds", type=positive_float, default=3.0, help="timing per engine and point")
+    p.add_argument(
+        "--sample", default=None, metavar="FOLDER", help="images for the fidelity check (default: 32 random inputs)"
+    )
+
+
+def _run_bench(args) -> int:
+    from anyshape import engine
+    from anyshape.shapes import InvalidInputShape, explain
+
+    if args.model is not None:  # for bench, --input-shape is the size to time, also with --model
+        args.given = set(args.given) - {"input_shape"}
+    check_model_flags(args)
+    shape = args.input_shape or ((3, 299, 299) if args.data_format == "channels_first" else (299, 299, 3))
+    hw = shape[1:] if args.data_format == "channels_first" else shape[:2]
+    if None in hw:
+        raise ValueError("--input-shape needs a height and a width to time (e.g. 299,299,3)")
+    report = explain(shape, data_format=args.data_format, aux_logits=args.aux_logits)
+    if not report.valid:
+        raise InvalidInputShape(report.reason())
+    args.input_shape = shape
+    batches = args.batch
+    model = _inference_model(args, include_top=args.include_top, pooling=args.pooling)
+    if (
+        not isinstance(model, engine.GraphModel)
+        and not args.include_top
+        and args.pooling is None
+        and args.model is None
+    ):
+        model = engine.feature_model(model, "avg_pool", "avg")
+    engines = {}
+    if not isinstance(model, engine.GraphModel):
+        engines["keras fp32"] = engine.Predictor(model, engine="keras", precision="fp32")
+        reference = engine.Predictor(model, engine=args.engine if args.engine != "keras" else "auto", precision="fp32")
+    else:
+        reference = None
+    fast = engine.Predictor(model, engine=args.engine, precision=args.precision)
+    if reference is not None and reference.engine != "keras":
+        engines[f"{reference.engine} fp32"] = reference
+    elif reference is not None:
+        print(f"anyshape bench: no fast engine: {reference.fallback_reason}", file=sys.stderr)
+    engines.setdefault(f"{fast.engine} {fast.precision}", fast)
+    sample = None
+    if args.sample is not None:
+        from anyshape.engine.quantize import calibration_batches
+
+        sample = calibration_batches(fast, args.sample, size=tuple(hw), limit=64)
+    elif reference is not None:
+        sample = engine.random_batches(fast, hw, 8, count=4)
+    first = next(iter(engines.values()))
+    print(f"input {hw[0]}x{hw[1]}, {first.threads} core(s)")
+    print(f"{'batch':>5}  " + "  ".join(f"{name:>18}" for name in engines) + "  ratio (last/first)")
+    for b in batches:
+        rates = {name: engine.benchmark(pr, hw, b, seconds=args.seconds) for name, pr in engines.items()}
+        values = list(rates.values())
+        print(f"{b:>5}  " + "  ".join(f"{r:>14.1f} i/s" for r in values) + f"  {values[-1] / values[0]:.2f}x")
+    if sample is not None and reference is not None and f"{fast.engine} {fast.precision}" != f"{reference.engine} fp32":
+        f = engine.fidelity(reference, fast, sample)
+        print(
+            f"fidelity of {fast.engine} {fast.precision} vs {reference.engine} fp32 on {f['rows']} "
+            f"{'images' if args.sample else 'random inputs'}: top-1 agreement {100 * f['top1_agreement']:.1f} %, "
+            f"min cosine {f['min_cosine']:.5f}"
+        )
+    return 0
+
+
+def _add_quantize(sub) -> None:
+    p = sub.add_parser(
+        "quantize",
+        help="int8 model calibrated on your images (an .onnx file predict/features load)",
+        description="Post-training static int8 quantization: the images in --calibrate (up to "
+        "--limit, sorted order; unreadable ones are reported and skipped) set the "
+        "activation ranges. Deterministic for a given folder. Run the result with "
+        "--model FILE.onnx --precision int8 (or auto).",
+    )
+    p.add_argument(
+        "src",
+        metavar="MODEL_OR_WEIGHTS",
+        help="a .keras model, an .onnx file from anyshape export, a weight set name or a weights file",
+    )
+    p.add_argument("--calibrate", required=True, metavar="FOLDER", help="folder of representative images (required)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the int8 .onnx file to write (required)")
+    p.add_argument(
+        "--method",
+        choices=["onnxruntime", "nncf"],
+        default=None,
+        help="quantizer (default: the one measured best, see README)",
+    )
+    p.add_argument("--features", action="store_true", help="quantize the avg-pooled feature model, not the classifier")
+    p.add_argument(
+        "--input-shape",
+        type=parse_shape,
+        default=None,
+        metavar="H,W,C",
+        help="model input shape when building from weights (default: free size, 3 channels)",
+    )
+    p.add_argument(
+        "--size", default=None, metavar="N|H,W", help="calibration image size for a free-size model (default 299)"
+    )
+    p.add_argument("--limit", type=int, default=300, help="calibration images used at most (default 300)")
+    p.add_argument("--force", action="store_true", help="overwrite FILE.onnx if it exists")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _run_quantize(args) -> int:
+    from pathlib import Path
+
+    from anyshape import engine
+    from anyshape.engine.quantize import DEFAULT_METHOD
+
+    src = Path(args.src)
+    if src.suffix in (".keras", ".onnx"):
+        model = engine.load_or_build(src)
+    else:
+        weights = None if args.src.lower() == "none" else args.src
+        model = engine.load_or_build(
+            None, size=args.size or 299, weights=weights, include_top=not args.features, input_shape=args.input_shape
+        )
+    if args.features and not isinstance(model, engine.GraphModel):
+        model = engine.feature_model(model, "avg_pool", "avg")
+    report = engine.quantize(
+        model,
+        args.calibrate,
+        args.output,
+        method=args.method or DEFAULT_METHOD,
+        size=args.size,
+        limit=args.limit,
+        force=args.force,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    for _, reason in report.skipped:
+        print(f"anyshape quantize: SKIPPED {cli_words(reason)}", file=sys.stderr)
+    print(f"anyshape quantize: {report.line()}", file=sys.stderr)
+    return EXIT_OK
+
+
+# verb: (declare its arguments, run it), for anyshape.cli.VERBS
+VERBS = {
+    "predict": (_add_predict, _run_predict),
+    "features": (_add_features, _run_features),
+    "export": (_add_export, _run_export),
+    "bench": (_add_bench, _run_bench),
+    "quantize": (_add_quantize, _run_quantize),
+}

@@ -1,0 +1,280 @@
+"""What the verbs share on the command line: exit codes, argument types, flag groups and the
+checks of flag combinations argparse cannot express."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+# the exit codes of every verb (see `anyshape.cli._call`)
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help ends with its default (unless the help already states it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" not in text and action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def positive_int_list(text: str) -> list[int]:
+    """'1,16' -> [1, 16]."""
+    try:
+        values = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected whole numbers >= 1 separated by commas (e.g. 1,16), got {text!r}")
+    return values
+
+
+def parse_shape(text: str) -> tuple:
+    """'150,150,3' -> (150, 150, 3); 'none' or '?' for an unknown height or width."""
+    from anyshape.shapes import parse_dims
+
+    try:
+        return parse_dims(text, unknown=True)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected H,W,C (e.g. 150,150,3), got {text!r}") from None
+
+
+def parse_channel_adapt(text: str):
+    """A --channel-adapt value: a rule name ('sum', 'mean', ...) or a mapping like '2,1,0' or
+    '0,1,2,none' (for each input channel, the RGB channel whose kernel it takes, or none)."""
+    if "," not in text:
+        return text
+    try:
+        return tuple(None if p.strip().lower() == "none" else int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a rule name or channel indices like 2,1,0 or 0,1,2,none, got {text!r}"
+        ) from None
+
+
+POOLING_HELP = (
+    "how the last feature map is reduced to one vector per image: avg, max, avgmax, catavgmax, "
+    "or none (keep the map; with --include-top the classifier's own average pooling) (default: none)"
+)
+
+
+def _pooling(text: str):
+    return None if text == "none" else text
+
+
+def add_model_arguments(p: argparse.ArgumentParser, *, include_top: bool = True) -> None:
+    """The arguments that describe a model, shared by every verb that builds one."""
+    p.add_argument(
+        "--input-shape",
+        type=parse_shape,
+        default=None,
+        metavar="H,W,C",
+        help="input shape without the batch axis, in --data-format order (e.g. 150,150,3; none for a "
+        "free size) (default: none,none,3, a free size)",
+    )
+    if include_top:
+        p.add_argument(
+            "--include-top",
+            action="store_true",
+            help="include the pooling + dense classifier (default: off, the backbone only; note that "
+            "the Python API's InceptionV3 includes it by default)",
+        )
+    p.add_argument(
+        "--pooling",
+        type=_pooling,
+        choices=["avg", "max", "avgmax", "catavgmax", None],
+        default=None,
+        metavar="{avg,max,avgmax,catavgmax,none}",
+        help=POOLING_HELP,
+    )
+    p.add_argument("--classes", type=positive_int, default=1000, help="number of classes of the classifier")
+    p.add_argument(
+        "--aux-logits", action="store_true", help="add the auxiliary classifier on mixed7 (needs H, W >= 299)"
+    )
+    p.add_argument(
+        "--data-format",
+        choices=["channels_last", "channels_first"],
+        default="channels_last",
+        help="axis order of the input",
+    )
+    p.add_argument("--dropout-rate", type=float, default=0.0, help="dropout before the classifier")
+
+
+def add_preprocessing_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--preprocessing",
+        choices=["tf", "torch"],
+        default=None,
+        help="how a PyTorch --weights file expects its input: tf ([-1, 1]) or torch (ImageNet "
+        "mean/std); needed when the file is not a published one anyshape recognises (default: what the weight set says)",
+    )
+
+
+# the flags that describe how to build a model: with --model FILE.keras (a complete model) they
+# would be silently ignored, so they are refused
+MODEL_FLAGS = {
+    "input_shape": "--input-shape",
+    "include_top": "--include-top",
+    "pooling": "--pooling",
+    "classes": "--classes",
+    "aux_logits": "--aux-logits",
+    "data_format": "--data-format",
+    "dropout_rate": "--dropout-rate",
+    "weights": "--weights",
+    "preprocessing": "--preprocessing",
+}
+
+
+def add_inference_model_arguments(
+    p: argparse.ArgumentParser, *, weights_default: str, features: bool = False, include_top: bool = True
+) -> None:
+    if features:  # the backbone only: --pooling is the feature pooling, the top is never built
+        p.add_argument(
+            "--input-shape",
+            type=parse_shape,
+            default=None,
+            metavar="H,W,C",
+            help="model input shape (default: free height and width, 3 channels)",
+        )
+        p.add_argument(
+            "--data-format",
+            choices=["channels_last", "channels_first"],
+            default="channels_last",
+            help="axis order of the model input",
+        )
+        p.add_argument(
+            "--pooling",
+            type=_pooling,
+            choices=["avg", "max", None],
+            default="avg",
+            metavar="{avg,max,none}",
+            help="how the --layer feature map is reduced to one vector per image: avg, max, "
+            "or none (keep the map) (default: avg)",
+        )
+        p.set_defaults(include_top=False, classes=1000, aux_logits=False, dropout_rate=0.0)
+    else:
+        add_model_arguments(p, include_top=include_top)
+    if not any("--weights" in a.option_strings for a in p._actions):
+        p.add_argument(
+            "--weights",
+            default=weights_default,
+            help=f"none, a weight set name or a weights file (default: {weights_default})",
+        )
+    add_preprocessing_argument(p)
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="FILE",
+        help="use a saved model instead of building one: .keras, or .onnx from anyshape quantize/export "
+        "(then no flag that builds a model may be given)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=["auto", "onnxruntime", "openvino", "keras"],
+        default="auto",
+        help="auto: the engine --precision picks (ONNX Runtime or OpenVINO), else Keras (default: auto)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "int8"],
+        default=None,
+        help="default: the model's own (fp32, int8 for a file from anyshape quantize); "
+        "fp32: Keras' results to float32 rounding; bf16 (OpenVINO, CPUs with "
+        "avx512_bf16 or amx_bf16), int8 (a --model FILE.onnx from anyshape quantize), "
+        "auto (bf16 where the CPU runs it natively, else fp32)",
+    )
+
+
+def add_image_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+    p.add_argument(
+        "--size",
+        default=None,
+        metavar="native|N|H,W",
+        help="native: each image at its own size; N or H,W (at least 75): shorter side resized, centre "
+        "crop (crop_pct and interpolation of the weights). Default: the model's size if fixed, else native",
+    )
+    p.add_argument("--upscale", action="store_true", help="enlarge images below 75 px instead of refusing them")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch")
+    p.add_argument(
+        "--max-pixels", type=positive_int, default=None, help="refuse larger images (default: Pillow's limit, 89 Mpx)"
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    ray = p.add_argument_group("on a Ray cluster (pip install 'anyshape[ray]'; see anyshape.distributed)")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="run on Ray and write Parquet part files into the folder --out (local or s3://): "
+        "--ray alone starts a local Ray; ADDRESS is auto (RAY_ADDRESS or the local cluster) or "
+        "ray://host:10001 (default: no Ray)",
+    )
+    ray.add_argument("--cpus-per-actor", type=positive_float, default=1.0, help="cores per Ray actor (default: 1)")
+    ray.add_argument(
+        "--actors", type=positive_int, default=None, help="Ray actors (default: the cluster's CPUs / --cpus-per-actor)"
+    )
+
+
+def check_ray_flags(args) -> None:
+    if args.ray is None:
+        if getattr(args, "out", None) is not None and getattr(args, "top", None) is not None:
+            raise ValueError("predict --out DIR needs --ray (locally, predict prints its table, json or csv on stdout)")
+        if getattr(args, "resume", False) and getattr(args, "top", None) is not None:
+            raise ValueError("predict --resume needs --ray and --out DIR")
+        if args.actors is not None or args.cpus_per_actor != 1.0:
+            raise ValueError("--actors and --cpus-per-actor need --ray")
+        return
+    if getattr(args, "out", None) is None:
+        raise ValueError("--ray needs --out DIR, the folder (local or s3://) that receives the Parquet rows")
+
+
+def check_model_flags(args) -> None:
+    """--model is a complete model: refuse the flags that would build another one (before any work)."""
+    if getattr(args, "model", None) is None:
+        return
+    given = [flag for dest, flag in MODEL_FLAGS.items() if dest in getattr(args, "given", ())]
+    if given:
+        raise ValueError(
+            f"--model {args.model} is a complete model; {', '.join(given)} would not be used with it: "
+            "drop them, or drop --model to build a model from them"
+        )
+
+
+def check_size_flag(args) -> None:
+    """--size is checked before the model is built: below 75 px no engine can run it."""
+    from anyshape.engine.runs import check_size
+
+    if args.size is not None:
+        check_size(args.size, aux_logits=getattr(args, "aux_logits", False))
+
+
+def cli_words(message: str) -> str:
+    """A library message in the CLI's words: `--upscale (upscale=True)` and `force=True (CLI:
+    --force)` become `--upscale` and `--force`."""
+    message = re.sub(r"(--[\w-]+) \((?:[\w.]+=[^()]*?)\)", r"\1", message)
+    message = re.sub(r"\b[\w.]+=[\w.'\"-]+ \((?:CLI: )?(--[\w-]+)\)", r"\1", message)
+    return message

@@ -1,0 +1,170 @@
+"""`anyshape train`: the flags of `anyshape.training.TrainConfig`, and a run folder as the result."""
+
+from __future__ import annotations
+
+import sys
+
+from anyshape.cli.options import (
+    add_preprocessing_argument,
+    parse_channel_adapt,
+    parse_shape,
+    positive_float,
+    positive_int,
+)
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="fine-tune InceptionV3 on a folder of images (one subfolder per class) or 'digits'",
+        description="Train InceptionV3 at any input shape; writes a run folder with model.keras, "
+        "classes.json and report.json. BatchNorm statistics are recalibrated on the "
+        "training images so that evaluation matches training.",
+    )
+    p.add_argument(
+        "data",
+        help="folder with one subfolder of images per class (or train/ and test/ "
+        "subfolders of such), or 'digits' (scikit-learn's handwritten digits)",
+    )
+    p.add_argument("--output", "-o", default=None, help="run folder (default: runs/<data>-<time>)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --output from its last checkpoint, with the options stored there",
+    )
+    p.add_argument(
+        "--input-shape",
+        type=parse_shape,
+        default=None,
+        metavar="H,W[,C]",
+        help="training size; channels from the data unless given (default 75,75 for digits, 299,299 otherwise)",
+    )
+    p.add_argument(
+        "--weights", default="none", help="none, a weight set name (imagenet, ...) or a weights file (default: none)"
+    )
+    add_preprocessing_argument(p)
+    p.add_argument(
+        "--channel-adapt",
+        type=parse_channel_adapt,
+        default=None,
+        metavar="RULE",
+        help="how pretrained first-conv weights fit another channel count: sum, mean, repeat, zero, random, or a mapping like 2,1,0",
+    )
+    p.add_argument(
+        "--freeze",
+        default="none",
+        help="none | backbone | up-to-mixedN (stem and mixed0..mixedN frozen) (default: none)",
+    )
+    p.add_argument(
+        "--stages",
+        default=None,
+        metavar="FREEZE:EPOCHS,...",
+        help="staged unfreezing, e.g. backbone:2,up-to-mixed7:2,none:1 (replaces --freeze/--epochs)",
+    )
+    p.add_argument("--epochs", type=positive_int, default=5, help="training epochs")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per training step")
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam", help="optimizer")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
+    p.add_argument("--lr-schedule", choices=["cosine", "constant"], default="cosine", help="learning-rate schedule")
+    p.add_argument("--warmup-epochs", type=float, default=0.0, help="epochs of linear warm-up")
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=None,
+        help="weight decay (default: 0.004 for adamw, Keras' default, and 0 for adam and sgd; "
+        "0 means none for every optimizer)",
+    )
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the loss")
+    p.add_argument("--dropout-rate", type=float, default=0.0, help="dropout before the classifier")
+    p.add_argument("--aux-logits", action="store_true", help="train the auxiliary classifier too (needs H, W >= 299)")
+    p.add_argument("--aux-weight", type=float, default=0.4, help="weight of the auxiliary loss (default 0.4)")
+    p.add_argument(
+        "--augment",
+        default="auto",
+        help="auto (none for digits, crop,flip for folders) | none | comma list of crop, flip",
+    )
+    p.add_argument("--val-split", type=float, default=0.1, help="fraction of the images held out for validation")
+    p.add_argument(
+        "--test-split",
+        type=float,
+        default=0.2,
+        help="fraction held out for the test accuracy (when the folder has no test/ subfolder)",
+    )
+    p.add_argument(
+        "--early-stopping",
+        type=int,
+        default=None,
+        metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a better validation accuracy",
+    )
+    p.add_argument(
+        "--no-recalibrate", action="store_true", help="keep BatchNorm moving statistics as training left them"
+    )
+    p.add_argument("--skip-bad-images", action="store_true", help="train without unreadable images instead of stopping")
+    p.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step (slow to compile on CPU)")
+    p.add_argument("--steps-per-execution", type=positive_int, default=1, help="train steps per compiled call")
+    p.add_argument("--seed", type=int, default=0, help="random seed (data split, initial weights, augmentation)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _run_train(args) -> int:
+    from anyshape.training import TrainingInterrupted, parse_stages, train
+
+    stages = parse_stages(args.stages) if args.stages else None
+    try:
+        result = train(
+            args.data,
+            output=args.output,
+            resume=args.resume,
+            verbose=0
+            if args.quiet
+            else (1 if sys.stdout.isatty() else 2),  # bar on a terminal, a line per epoch in a log
+            input_shape=args.input_shape,
+            weights=args.weights,
+            channel_adapt=args.channel_adapt,
+            preprocessing=args.preprocessing,
+            freeze=args.freeze,
+            stages=stages,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=args.optimizer,
+            learning_rate=args.lr,
+            lr_schedule=args.lr_schedule,
+            warmup_epochs=args.warmup_epochs,
+            weight_decay=args.weight_decay,
+            label_smoothing=args.label_smoothing,
+            dropout_rate=args.dropout_rate,
+            aux_logits=args.aux_logits,
+            aux_weight=args.aux_weight,
+            augment=args.augment,
+            val_split=args.val_split,
+            test_split=args.test_split,
+            early_stopping=args.early_stopping,
+            recalibrate=not args.no_recalibrate,
+            skip_bad_images=args.skip_bad_images,
+            jit_compile=args.jit_compile,
+            steps_per_execution=args.steps_per_execution,
+            seed=args.seed,
+        )
+    except TrainingInterrupted as e:
+        # the line printed on Ctrl-C says what was kept (_interrupted_line)
+        e.kept = (  # type: ignore[attr-defined]
+            f"the checkpoint after epoch {e.epoch} is kept in {e.run_dir}: run `anyshape train {args.data} "
+            f"--output {e.run_dir} --resume` to continue"
+            if e.run_dir
+            else "no epoch had finished, so nothing was kept (the new run folder was removed)"
+        )
+        raise
+    acc = result.test_accuracy
+    print(f"run folder: {result.run_dir}")
+    print(f"test accuracy: {acc:.4f}" if acc is not None else "test accuracy: (no test images)")
+    return 0
+
+
+# --- weights: convert (anyshape.weights.convert does the work) ---------------------------------
+
+
+# verb: (declare its arguments, run it), for anyshape.cli.VERBS
+VERBS = {
+    "train": (_add_train, _run_train),
+}
