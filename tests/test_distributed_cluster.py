@@ -10,6 +10,7 @@ from PIL import Image
 
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
+ray_data = pytest.importorskip("ray.data")
 
 from anyshape import distributed, engine  # noqa: E402
 from anyshape.inception_v3 import InceptionV3  # noqa: E402
@@ -31,8 +32,13 @@ def two_nodes():
         cluster.shutdown()
 
 
-def test_both_nodes_of_a_cluster_compute_rows(two_nodes, tmp_path):
+def test_both_nodes_of_a_cluster_compute_rows(two_nodes, tmp_path, monkeypatch):
     cluster, worker = two_nodes
+    # Ray Data starts a pool's actors asynchronously by default (wait_for_min_actors_s=-1: ray/data/
+    # context.py), so when one actor is slow to start (its process loads ONNX Runtime while the
+    # other tests load the machine) the first one can take every block; CI saw all 12 rows on one
+    # node. Here the pool waits, bounded, for both actors, the premise of "both nodes compute".
+    monkeypatch.setattr(ray_data.DataContext.get_current(), "wait_for_min_actors_s", 120)
     rng = np.random.default_rng(1)
     photos = tmp_path / "photos"
     photos.mkdir()
