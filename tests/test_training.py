@@ -126,6 +126,10 @@ def test_checkpoints_and_model_file_hold_no_optimizer_state_twice(run):
         with h5py.File(member, "r") as f:
             assert "layers" in f and "optimizer" not in f
     assert not json.loads(zipfile.ZipFile(out / "model.keras").read("config.json")).get("compile_config")
+    # the returned model is the one the file holds, with the same info
+    from anyshape.model_info import read_keras_info
+
+    assert run["result"].model.anyshape_info == read_keras_info(out / "model.keras")
 
 
 def test_weights_written_with_the_optimizer_inside_still_load(tmp_path):

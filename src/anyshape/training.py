@@ -172,6 +172,8 @@ class TrainResult:
     model_path: str
     test_accuracy: float | None
     report: dict
+    # the model model.keras holds: the main output, uncompiled, with its ModelInfo (compile it to
+    # train further; the run's optimizer state is in its checkpoint)
     model: Any = field(repr=False, default=None)
 
 
@@ -897,7 +899,7 @@ class Trainer:
         model_path = self.run_dir / "model.keras"
         trained = dataclasses.replace(data_config, input_size=tuple(self.input_shape[:2]))  # not the weights' size
         save_model(main, model_path, ModelInfo(trained, tuple(self.dataset.class_names), c.weights))
-        return (model if not c.aux_logits else main), model_path
+        return main, model_path
 
     def _report(self, progress: _Progress, recalibration: dict, scores: dict, t_start: float) -> dict:
         import keras
