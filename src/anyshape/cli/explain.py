@@ -7,6 +7,20 @@ from __future__ import annotations
 from anyshape.cli.options import EXIT_FAILED, EXIT_OK, add_model_arguments
 
 
+def _configuration(args) -> dict:
+    """The model the flags of `add_model_arguments` describe, as keyword arguments that
+    `anyshape.shapes.explain` and `InceptionV3` both take."""
+    return dict(
+        input_shape=args.input_shape,
+        include_top=args.include_top,
+        pooling=args.pooling,
+        classes=args.classes,
+        aux_logits=args.aux_logits,
+        data_format=args.data_format,
+        dropout_rate=args.dropout_rate,
+    )
+
+
 def _add_explain(sub) -> None:
     p = sub.add_parser(
         "explain",
@@ -21,16 +35,7 @@ def _add_explain(sub) -> None:
 def _run_explain(args) -> int:
     from anyshape.shapes import explain
 
-    report = explain(
-        args.input_shape,
-        include_top=args.include_top,
-        pooling=args.pooling,
-        aux_logits=args.aux_logits,
-        classes=args.classes,
-        data_format=args.data_format,
-        bn_scale=args.bn_scale,
-        dropout_rate=args.dropout_rate,
-    )
+    report = explain(**_configuration(args), bn_scale=args.bn_scale)
     print(report)
     return EXIT_OK if report.valid else EXIT_FAILED
 
@@ -43,21 +48,9 @@ def _add_summary(sub) -> None:
 def _run_summary(args) -> int:
     from anyshape.inception_v3 import InceptionV3
 
-    model = InceptionV3(
-        weights=None,
-        include_top=args.include_top,
-        input_shape=args.input_shape,
-        pooling=args.pooling,
-        classes=args.classes,
-        aux_logits=args.aux_logits,
-        data_format=args.data_format,
-        dropout_rate=args.dropout_rate,
-    )
+    model = InceptionV3(weights=None, **_configuration(args))
     model.summary(line_length=120)
     return EXIT_OK
-
-
-# --- inference verbs: predict, features, export, bench (anyshape.engine does the work) ---------
 
 
 # verb: (declare its arguments, run it), for anyshape.cli.VERBS

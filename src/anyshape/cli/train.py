@@ -161,9 +161,6 @@ def _run_train(args) -> int:
     return 0
 
 
-# --- weights: convert (anyshape.weights.convert does the work) ---------------------------------
-
-
 # verb: (declare its arguments, run it), for anyshape.cli.VERBS
 VERBS = {
     "train": (_add_train, _run_train),
