@@ -160,17 +160,20 @@ class _Emitter:
             return _Tensor(out_name, ins[0].rank, ins[0].phys)
         if kind == "Activation":
             return self.activation(ins[0], layer.activation, out_name, layer)
-        if kind == "Conv2D":
-            return self.conv(layer, ins[0], out_name)
-        if kind == "BatchNormalization":
-            return self.batch_norm(layer, ins[0], out_name)
         if kind in ("MaxPooling2D", "AveragePooling2D"):
             return self.pool(layer, ins[0], out_name, kind)
         if kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
             return self.global_pool(layer, ins[0], out_name, kind)
         if kind in ("Concatenate", "Add", "Average", "Multiply", "Maximum"):
             return self.merge(layer, ins, out_name, kind)
-        one_input = {"ReLU": self.relu, "Permute": self.permute, "ZeroPadding2D": self.pad, "Dense": self.dense}
+        one_input = {
+            "Conv2D": self.conv,
+            "BatchNormalization": self.batch_norm,
+            "ReLU": self.relu,
+            "Permute": self.permute,
+            "ZeroPadding2D": self.pad,
+            "Dense": self.dense,
+        }
         if kind in one_input:
             return one_input[kind](layer, ins[0], out_name)
         raise UnsupportedLayer(f"layer {layer.name!r} of type {kind} has no ONNX translation here")
