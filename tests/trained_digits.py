@@ -2,9 +2,10 @@
 trained by `anyshape.train` on a subset of scikit-learn's digits at 75x75x1 for 5 epochs
 (about two minutes on 2 busy cores), with TensorFlow's deterministic ops and one inter-op thread
 (set in tests/conftest.py, which says why) so that every run on a machine trains the same model
-(another CPU's kernels may round differently and train another). Accuracy is measured on the 1,077 digits it never saw: on the 360 test digits
-alone one digit is 0.28 points, and bf16 or int8 losing 2 of them (seen with some trained
-models) already broke the 0.5-point bound. Used through the session-scoped `trained_digits` fixture in conftest."""
+(another CPU's kernels may round differently and train another). Accuracy is measured on the
+1,077 digits it never saw: on the 360 test digits alone one digit is 0.28 points, and bf16 or
+int8 losing 2 of them (seen with some trained models) already broke the 0.5-point bound. Used
+through the session-scoped `trained_digits` fixture in conftest."""
 
 from __future__ import annotations
 
