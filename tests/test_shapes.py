@@ -55,7 +55,7 @@ def test_smallest_sizes():
         r = explain(shape)
         assert not r.valid
         c = r.collapse[0]
-        assert (c.stage, c.layer, c.size_in, c.kernel, c.size_out) == ("mixed8", "mixed8_branch3x3_2", 2, 3, 0)
+        assert (c.stage, c.layer, c.size_in, c.kernel, c.size_out) == ("mixed8", "mixed8_branch3x3_2_conv", 2, 3, 0)
         assert c.axis == ("height" if shape[0] == 74 else "width")
 
 
@@ -84,7 +84,7 @@ def test_aux_head_needs_299():
     r = explain((298, 400, 3), include_top=True, aux_logits=True)
     assert not r.valid
     c = r.collapse[0]
-    assert (c.layer, c.size_in, c.kernel) == ("aux_conv1", 4, 5)
+    assert (c.layer, c.size_in, c.kernel) == ("aux_conv1_conv", 4, 5)
     assert "at least 299" in r.reason() and "mixed7" in r.reason()
     assert r.nearest_valid() == (299, 400)
     # the same shape without the aux head is fine

@@ -1,133 +1,17 @@
-"""The Keras 3 functional builder for InceptionV3 at any input shape.
+"""`anyshape.InceptionV3`: keras.applications' InceptionV3 signature over `anyshape.create_model`.
 
-Model code uses keras.layers only (built-in layers, so a saved `.keras` file loads with plain
-`keras.saving.load_model`, no anyshape import needed), and runs on the TensorFlow, JAX and
-PyTorch backends.
-
-Compatibility with keras.applications.InceptionV3 is by construction: the same conv + BN
-(scale=False) + ReLU units, the same branch order in every concatenation, the same block output
-names (mixed0 ... mixed10, avg_pool, predictions), so the weighted layers come out in the same
-topological order with the same shapes and `ours.set_weights(keras_model.get_weights())` and
-Keras' weight files work unchanged. Inner layers are named after the block and the branch they
-belong to, with torchvision's branch names (`mixed0_branch5x5_2_conv`), which makes torchvision
-and timm state dicts map one to one (see `anyshape.shapes.ConvSpec.torch_name`).
-
-channels_first: TensorFlow's CPU kernels have no NCHW convolution, which is why
-keras.applications' channels_first model builds and then fails at predict. Here a
-channels_first model transposes its input to NHWC once, computes in channels_last, and returns
-its outputs in NCHW; every backend runs it and its outputs equal the channels_last model's on
-the transposed input. The named inner layers (mixed0 ... mixed10) hold NHWC maps.
+The network itself is `anyshape.archs.inception_v3` (its table, its network function, why it takes
+any H, W >= 75); the shape engine is `anyshape.shapes`; weights are `anyshape.weights`.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
-import keras
-from keras import layers
-
-from anyshape import shapes
-from anyshape.shapes import AUX_BLOCK, AUX_CONVS, BLOCKS, STEM, ConvSpec, InvalidInputShape
+from anyshape.factory import create_model
+from anyshape.shapes import InvalidInputShape
 
 __all__ = ["InceptionV3", "InvalidInputShape"]
-
-log = logging.getLogger("anyshape")
-_CL = "channels_last"
-
-
-def _conv_bn(x, spec: ConvSpec, bn_scale: bool):
-    """Conv (no bias) + BatchNorm + ReLU: Keras' `conv2d_bn`, torchvision's BasicConv2d."""
-    x = layers.Conv2D(
-        spec.filters,
-        spec.kernel,
-        strides=spec.strides,
-        padding=spec.padding,
-        use_bias=False,
-        data_format=_CL,
-        name=f"{spec.name}_conv",
-    )(x)
-    x = layers.BatchNormalization(axis=-1, epsilon=shapes.BN_EPSILON, scale=bn_scale, name=f"{spec.name}_bn")(x)
-    return layers.Activation("relu", name=f"{spec.name}_relu")(x)
-
-
-def _avg_pool_3x3(x, name: str, count_include_pad: bool):
-    """The 3x3 stride-1 average pool of the pool branches (`name`: the branch's layer prefix).
-
-    Keras (and TF-slim, where the weights come from) divides by the number of real pixels in
-    the window ('same' padding excludes padded cells). torchvision and timm pad with zeros and
-    always divide by 9 (`F.avg_pool2d(x, 3, 1, 1)`, count_include_pad defaults to True in
-    torch): the two differ on the border pixels only, and exact weight conversion needs each
-    model run with the semantics it was trained with.
-    """
-    if not count_include_pad:
-        return layers.AveragePooling2D(3, strides=1, padding="same", data_format=_CL, name=f"{name}_avg")(x)
-    x = layers.ZeroPadding2D(1, data_format=_CL, name=f"{name}_pad")(x)
-    return layers.AveragePooling2D(3, strides=1, padding="valid", data_format=_CL, name=f"{name}_avg")(x)
-
-
-def _max_pool_3x3_s2(x, name: str):
-    return layers.MaxPooling2D(3, strides=2, padding="valid", data_format=_CL, name=name)(x)
-
-
-def _branch(x, block: shapes.BlockSpec, branch: shapes.BranchSpec, bn_scale: bool, count_include_pad: bool):
-    """One branch as its spec wires it: pool, chain of conv units, split concatenated."""
-    name = f"{block.name}_{branch.name}"
-    if branch.pool == "max":
-        x = _max_pool_3x3_s2(x, f"{name}_max")
-    elif branch.pool == "avg":
-        x = _avg_pool_3x3(x, name, count_include_pad)
-    for spec in branch.convs:
-        x = _conv_bn(x, spec, bn_scale)
-    if branch.split:
-        x = layers.Concatenate(axis=-1, name=branch.split_name)([_conv_bn(x, s, bn_scale) for s in branch.split])
-    return x
-
-
-def _block(x, block: shapes.BlockSpec, bn_scale: bool, count_include_pad: bool):
-    """One Inception block: its branches concatenated in the spec's (= Keras' and torchvision's) order."""
-    parts = [_branch(x, block, branch, bn_scale, count_include_pad) for branch in block.branches]
-    return layers.Concatenate(axis=-1, name=block.name)(parts)
-
-
-def _global_pool(x, pooling: str):
-    """Global pooling to one vector per image; names as keras.applications / timm."""
-    if pooling == "avg":
-        return layers.GlobalAveragePooling2D(data_format=_CL, name="avg_pool")(x)
-    if pooling == "max":
-        return layers.GlobalMaxPooling2D(data_format=_CL, name="max_pool")(x)
-    avg = layers.GlobalAveragePooling2D(data_format=_CL, name=f"{pooling}_pool_avg")(x)
-    mx = layers.GlobalMaxPooling2D(data_format=_CL, name=f"{pooling}_pool_max")(x)
-    if pooling == "avgmax":  # timm's 'avgmax': 0.5 * (avg + max)
-        return layers.Average(name="avgmax_pool")([avg, mx])
-    return layers.Concatenate(axis=-1, name="catavgmax_pool")([avg, mx])  # timm's 'catavgmax'
-
-
-def _resolve_input_shape(input_shape, input_tensor, include_top, data_format):
-    """The input shape in `data_format` (no batch axis): from the arguments or the tensor."""
-    tensor_shape = None
-    if input_tensor is not None:
-        if not hasattr(input_tensor, "shape") or len(input_tensor.shape) != 4:
-            raise ValueError(
-                "input_tensor must be a 4-D Keras tensor (batch, height, width, channels for "
-                f"channels_last), got {getattr(input_tensor, 'shape', type(input_tensor).__name__)}"
-            )
-        tensor_shape = tuple(input_tensor.shape[1:])
-    if input_shape is not None:
-        input_shape = tuple(input_shape)
-        if tensor_shape is not None and input_shape != tensor_shape:
-            raise ValueError(
-                f"input_shape={input_shape} conflicts with input_tensor of shape "
-                f"{tuple(input_tensor.shape)}: give one of them, or make them agree "
-                f"(input_shape excludes the batch axis: {tensor_shape})"
-            )
-        return input_shape
-    if tensor_shape is not None:
-        return tensor_shape
-    # keras.applications' defaults (so `InceptionV3()` is the same model): 299 x 299 with the
-    # top, any size without. Pass input_shape=(None, None, C) for a free-size classifier.
-    size = 299 if include_top else None
-    return (3, size, size) if data_format == "channels_first" else (size, size, 3)
 
 
 def InceptionV3(
@@ -147,7 +31,7 @@ def InceptionV3(
     bn_scale: bool | None = None,
     preprocessing: str | None = None,
     **weights_options,
-) -> keras.Model:
+):
     """Instantiates InceptionV3 at any input shape that works.
 
     A drop-in superset of `keras.applications.InceptionV3`: every argument has Keras' meaning,
@@ -197,114 +81,21 @@ def InceptionV3(
             that collapses, why, and the nearest valid shape. Raised before any layer is built.
         ValueError: for other invalid arguments, saying which and why.
     """
-    data_format = data_format or keras.config.image_data_format()
-    if data_format not in shapes.DATA_FORMATS:
-        raise ValueError(f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}")
-    if weights is not None and not isinstance(weights, str) and not hasattr(weights, "__fspath__"):
-        raise ValueError(f"weights must be None, a weight set name or a file path, got {weights!r}")
-    weight_set = None
-    if weights is not None:
-        from anyshape.weights import resolve
-
-        weight_set = resolve(weights, preprocessing)  # raises for unknown names / missing files
-    if count_include_pad is None:
-        count_include_pad = bool(weight_set and weight_set.count_include_pad)
-    if bn_scale is None:
-        bn_scale = bool(weight_set and weight_set.bn_scale)
-
-    input_shape = _resolve_input_shape(input_shape, input_tensor, include_top, data_format)
-    report = shapes.explain(
-        input_shape,
+    return create_model(
+        "inception_v3",
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
         include_top=include_top,
+        preprocessing=preprocessing,
         pooling=pooling,
-        aux_logits=aux_logits,
         classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
         data_format=data_format,
-        bn_scale=bn_scale,
         dropout_rate=dropout_rate,
-    ).raise_if_invalid()
-
-    inputs, outputs = _build_graph(
-        input_tensor,
-        input_shape,
-        include_top,
-        pooling,
-        classes,
-        classifier_activation,
-        data_format,
-        dropout_rate,
-        aux_logits,
-        count_include_pad,
-        bn_scale,
+        aux_logits=aux_logits,
+        count_include_pad=count_include_pad,
+        bn_scale=bn_scale,
+        **weights_options,
     )
-    model = keras.Model(inputs, outputs, name=name)
-    model.anyshape_report = report
-    if weight_set is not None:
-        from anyshape.weights import load_weight_set
-
-        load_weight_set(model, weight_set, report=report, **weights_options)
-    elif weights_options or preprocessing is not None:
-        given = sorted(weights_options) + (["preprocessing"] if preprocessing is not None else [])
-        raise ValueError(f"{given} only apply with pretrained weights (weights=None given)")
-    return model
-
-
-def _build_graph(
-    input_tensor,
-    input_shape,
-    include_top,
-    pooling,
-    classes,
-    classifier_activation,
-    data_format,
-    dropout_rate,
-    aux_logits,
-    count_include_pad,
-    bn_scale,
-):
-    """Create the layers and return (inputs, outputs). No validation: `InceptionV3` checks the
-    shape with the shape engine first (the tests call this directly to confirm the engine's
-    verdicts against Keras' own shape inference)."""
-    if input_tensor is None:
-        img_input = layers.Input(shape=input_shape, name="input_layer")
-        inputs = img_input
-    elif keras.backend.is_keras_tensor(input_tensor):
-        img_input = input_tensor
-        inputs = keras.utils.get_source_inputs(input_tensor)
-    else:
-        img_input = layers.Input(tensor=input_tensor, shape=input_shape, name="input_layer")
-        inputs = img_input
-
-    x = img_input
-    if data_format == "channels_first":
-        x = layers.Permute((2, 3, 1), name="to_channels_last")(x)
-
-    for item in STEM:
-        x = _max_pool_3x3_s2(x, item) if isinstance(item, str) else _conv_bn(x, item, bn_scale)
-    aux_input = None
-    for block in BLOCKS:
-        x = _block(x, block, bn_scale, count_include_pad)
-        if block.name == AUX_BLOCK:
-            aux_input = x
-
-    if include_top:
-        x = _global_pool(x, pooling or "avg")
-        if dropout_rate:
-            x = layers.Dropout(dropout_rate, name="dropout")(x)
-        x = layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-        outputs = x
-        if aux_logits:
-            a = layers.AveragePooling2D(5, strides=3, padding="valid", data_format=_CL, name="aux_pool")(aux_input)
-            for spec in AUX_CONVS:
-                a = _conv_bn(a, spec, bn_scale)
-            a = layers.GlobalAveragePooling2D(data_format=_CL, name="aux_avg_pool")(a)
-            a = layers.Dense(classes, activation=classifier_activation, name="aux_predictions")(a)
-            outputs = [x, a]
-    else:
-        if pooling is not None:
-            x = _global_pool(x, pooling)
-        elif data_format == "channels_first":
-            x = layers.Permute((3, 1, 2), name="to_channels_first")(x)
-        outputs = x
-
-    return inputs, outputs

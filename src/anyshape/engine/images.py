@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from anyshape.data_config import DataConfig
-from anyshape.shapes import MIN_SIZE, parse_dims
+from anyshape.shapes import minimum_size, parse_dims
 
 Preprocessing = DataConfig
 """How images must be prepared for a model's weights: `anyshape.data_config.DataConfig`.
@@ -64,7 +64,7 @@ class ImageReader:
     size: str | tuple = "native"
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     upscale: bool = False
-    min_size: int = MIN_SIZE
+    min_size: int = field(default_factory=lambda: max(n or 1 for n in minimum_size()))
     max_pixels: int | None = None
     data_format: str = "channels_last"
 

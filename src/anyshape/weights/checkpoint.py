@@ -1,7 +1,7 @@
 """The in-memory form every weights file is read into before any model variable is touched.
 
 A `Checkpoint` holds numpy arrays in Keras layout, keyed by anyshape's unit names
-(`anyshape.shapes.ConvSpec.name`, e.g. "mixed0_branch5x5_2") and the dense layer names
+(`anyshape.archs.inception_v3.ConvSpec.name`, e.g. "mixed0_branch5x5_2") and the dense layer names
 ("predictions", "aux_predictions"):
 
     units["mixed0_branch5x5_2"] = {"kernel": (kh, kw, in, out),
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from anyshape.shapes import AUX_CONVS, BLOCKS, STEM, ConvSpec
+from anyshape.archs.inception_v3 import AUX_CONVS, BLOCKS, STEM, ConvSpec
 
 __all__ = ["Checkpoint", "WeightFileError", "CONV_SPECS", "BACKBONE_SPECS", "FIRST_CONV", "DENSE_NAMES"]
 

@@ -25,6 +25,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from anyshape.archs import model_config
 from anyshape.weights import channels as channel_rules
 from anyshape.weights.checkpoint import FIRST_CONV, Checkpoint, WeightFileError
 from anyshape.weights.registry import WeightSet
@@ -44,12 +45,19 @@ def model_semantics(model) -> dict:
             f"{FIRST_CONV}_conv layer); build it with anyshape.InceptionV3(weights=...) or load the "
             "file into such a model"
         )
-    first_bn = model.get_layer(f"{FIRST_CONV}_bn")
     first_conv = model.get_layer(f"{FIRST_CONV}_conv")
     classes = model.get_layer("predictions").units if "predictions" in names else None
+    built = model_config(model)
+    if built is not None:
+        config = built[1]
+        bn_scale = getattr(config, "bn_scale", False)
+        count_include_pad = getattr(config, "count_include_pad", False)
+    else:  # a model file saved before models carried their Config: read the layers
+        bn_scale = bool(model.get_layer(f"{FIRST_CONV}_bn").scale)
+        count_include_pad = any(n.endswith("_branch_pool_pad") for n in names)
     return {
-        "bn_scale": bool(first_bn.scale),
-        "count_include_pad": any(n.endswith("_branch_pool_pad") for n in names),
+        "bn_scale": bool(bn_scale),
+        "count_include_pad": bool(count_include_pad),
         "channels": int(first_conv.kernel.shape[2]),
         "classes": classes,
         "aux": "aux_predictions" in names,

@@ -109,6 +109,12 @@ class WeightSet:
     declared: bool = field(default=True, compare=False)
 
     @property
+    def build_overrides(self) -> dict:
+        """The build arguments that make the network the same function as the one these weights
+        were trained in (`anyshape.create_model` fills the ones the caller left None)."""
+        return {"count_include_pad": self.count_include_pad, "bn_scale": self.bn_scale}
+
+    @property
     def preprocessing(self) -> dict:
         """Keyword arguments for `anyshape.preprocess_input`: mode, and mean/std for "torch"."""
         from anyshape.data_config import resolve_data_config

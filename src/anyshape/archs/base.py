@@ -1,0 +1,148 @@
+"""What every network declares: its Config, its network function, and the facts around it.
+
+Pure Python: no Keras, no numpy, no weights. A network module (`anyshape/archs/<family>.py`)
+defines a frozen `Config` dataclass (every build argument, saved with a model so that it rebuilds
+as what it is), one `network(net, config, x)` function written in the vocabulary of
+`anyshape.archs.ops.Ops`, and one `Arch` record per registered name (`resnet50`, `resnet101`, ...)
+that binds them with the variant's defaults, the default size, the first convolution (the layer
+channel adaptation changes), the classifier, the named feature and freeze points. Everything about
+shapes (the minimum size, the stride and width of each feature point) is computed from the network
+function by the shape tracer; nothing here is typed in twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+__all__ = [
+    "ArchConfig",
+    "Arch",
+    "POOLINGS",
+    "DATA_FORMATS",
+    "classifier_head",
+    "global_pool",
+]
+
+POOLINGS = (None, "avg", "max", "avgmax", "catavgmax")
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def pooling_problem(pooling) -> str:
+    return f"pooling must be one of {POOLINGS}, got {pooling!r}"
+
+
+def _tuples(value):
+    """JSON lists back to tuples (configs are frozen and hashable)."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """The build arguments every network has; a network's Config adds its own.
+
+    `input_shape` is in `data_format` order without the batch axis; None until the factory resolves
+    it (the arch's default size with the top, else free size).
+    """
+
+    input_shape: tuple | None = None
+    include_top: bool = True
+    pooling: str | None = None
+    classes: int = 1000
+    classifier_activation: str | None = "softmax"
+    data_format: str = "channels_last"
+    dropout_rate: float = 0.0
+    name: str | None = None
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict; `from_dict` reads it back."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: Mapping) -> ArchConfig:
+        """The inverse of `to_dict`. Keys this version does not know are refused: a config from a
+        newer anyshape would otherwise rebuild another network without a word."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no field(s) {unknown} (known: {sorted(known)})")
+        return cls(**{k: _tuples(v) for k, v in record.items()})
+
+    def replace(self, **changes) -> ArchConfig:
+        return replace(self, **changes)
+
+    def problems(self) -> list[str]:
+        """Invalid arguments other than the shape, in parameter names; subclasses add theirs."""
+        out = []
+        if self.pooling not in POOLINGS:
+            out.append(pooling_problem(self.pooling))
+        classes = self.classes
+        if self.include_top and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 1):
+            out.append(f"classes must be a positive integer with include_top=True, got {classes!r}")
+        if not isinstance(self.dropout_rate, (int, float)) or not 0.0 <= self.dropout_rate < 1.0:
+            out.append(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
+        return out
+
+
+@dataclass(frozen=True, eq=False)  # one record per name: compared and hashed by identity
+class Arch:
+    """One registered network: `create_model(name)` builds `network(ops, config_class(**defaults))`."""
+
+    name: str  # registry name, the snake case of keras_name ("resnet50_v2")
+    keras_name: str  # keras.applications' constructor ("ResNet50V2")
+    family: str  # the module that defines it ("resnet_v2")
+    config_class: type
+    network: Callable[..., Any]
+    defaults: Mapping = field(default_factory=dict)  # the variant's Config values
+    default_size: int = 224  # keras.applications' default input size with the top
+    keras_min_size: int | None = None  # the minimum keras.applications enforces (policy, for comparison)
+    first_conv: str = ""  # the first convolution's layer name: channel adaptation changes only it
+    input_layers: tuple[str, ...] = ()  # in-graph preprocessing before it (adapted with the channels)
+    classifier: tuple[str, ...] = ("predictions",)  # the classifier's weighted layers, last first
+    feature_points: tuple[str, ...] = ()  # layers whose outputs are the network's feature maps
+    freeze_points: tuple[str, ...] = ()  # stage names that fine-tuning can freeze up to
+    preprocessing: str = "tf"  # keras.applications' preprocess_input mode: tf, torch, caffe or raw
+    size_note: Callable[[Any], str] | None = None  # why the minimum is what it is, when it depends on the config
+    description: str = ""
+
+    def config(self, **kwargs) -> Any:
+        """The Config of this network with `kwargs` over its defaults; unknown names are refused."""
+        known = {f.name for f in fields(self.config_class)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(
+                f"{self.keras_name} got unexpected argument(s) {', '.join(unknown)}; "
+                f"it takes {', '.join(sorted(known))}"
+            )
+        return self.config_class(**{**self.defaults, **kwargs})
+
+
+def global_pool(net, x, pooling: str):
+    """Global pooling to one vector per image; names as keras.applications (avg_pool, max_pool) and
+    timm (avgmax: the mean of both; catavgmax: both concatenated, twice as wide)."""
+    if pooling == "avg":
+        return net.global_pool(x, "avg", name="avg_pool")
+    if pooling == "max":
+        return net.global_pool(x, "max", name="max_pool")
+    with net.stage(f"{pooling}_pool", "global (average + max) / 2" if pooling == "avgmax" else "global [average, max]"):
+        avg = net.global_pool(x, "avg", name=f"{pooling}_pool_avg")
+        mx = net.global_pool(x, "max", name=f"{pooling}_pool_max")
+        if pooling == "avgmax":
+            return net.average([avg, mx], name="avgmax_pool")
+        return net.concat([avg, mx], name="catavgmax_pool")
+
+
+def classifier_head(net, config: ArchConfig, x):
+    """keras.applications' usual head: global pooling (avg unless `pooling` says otherwise), dropout
+    when asked, and the dense classifier "predictions"; without the top, `pooling` or the map."""
+    if config.include_top:
+        x = global_pool(net, x, config.pooling or "avg")
+        if config.dropout_rate:
+            x = net.dropout(x, config.dropout_rate, name="dropout")
+        return net.dense(x, config.classes, activation=config.classifier_activation, name="predictions")
+    if config.pooling is not None:
+        return global_pool(net, x, config.pooling)
+    return x

@@ -1,0 +1,119 @@
+"""`create_model`: the one way a network is built, from a name, with or without weights.
+
+In the manner of timm's `build_model_with_cfg`: resolve the weight set, apply its build overrides to
+the network's Config, check the shape with the shape engine, build the Keras model, then load the
+weights (adapting the first convolution to the channel count). Everything below this module (the
+networks in `anyshape.archs`, the shape engine) knows nothing of weights; the weights layer knows
+the networks only through the Config and the `Arch` record a model carries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from anyshape.archs import Arch, get_arch, list_models, model_config
+from anyshape.archs.base import DATA_FORMATS
+from anyshape.shapes import InvalidInputShape, explain_config
+
+__all__ = ["create_model", "list_models", "model_config", "InvalidInputShape"]
+
+WEIGHT_OPTIONS = ("channel_adapt", "cache_dir", "progress", "seed")
+
+
+def _resolve_input_shape(arch: Arch, input_shape, input_tensor, include_top: bool, data_format: str) -> tuple:
+    """The input shape in `data_format` (no batch axis): from the arguments or the tensor."""
+    tensor_shape = None
+    if input_tensor is not None:
+        if not hasattr(input_tensor, "shape") or len(input_tensor.shape) != 4:
+            raise ValueError(
+                "input_tensor must be a 4-D Keras tensor (batch, height, width, channels for "
+                f"channels_last), got {getattr(input_tensor, 'shape', type(input_tensor).__name__)}"
+            )
+        tensor_shape = tuple(input_tensor.shape[1:])
+    if input_shape is not None:
+        input_shape = tuple(input_shape)
+        if tensor_shape is not None and input_shape != tensor_shape:
+            raise ValueError(
+                f"input_shape={input_shape} conflicts with input_tensor of shape "
+                f"{tuple(input_tensor.shape)}: give one of them, or make them agree "
+                f"(input_shape excludes the batch axis: {tensor_shape})"
+            )
+        return input_shape
+    if tensor_shape is not None:
+        return tensor_shape
+    # keras.applications' defaults (so `ResNet50()` is the same model): its default size with the
+    # top, any size without. Pass input_shape=(None, None, C) for a free-size classifier.
+    size = arch.default_size if include_top else None
+    return (3, size, size) if data_format == "channels_first" else (size, size, 3)
+
+
+def create_model(
+    arch_name: str,
+    /,
+    *,
+    weights=None,
+    input_tensor=None,
+    input_shape: Sequence[int | None] | None = None,
+    include_top: bool = True,
+    preprocessing: str | None = None,
+    **kwargs,
+):
+    """Build the network registered as `arch_name` (see `list_models()`) at any input shape that works.
+
+    Args:
+        arch_name: a registered network, e.g. "inception_v3", "resnet50", "efficientnet_b0" (or
+            keras.applications' constructor name, "ResNet50").
+        weights: None (random initialisation), a registered weight set's name ("imagenet", ...),
+            or the path of a weights file (Keras .h5/.weights.h5/.keras, PyTorch .pth/.safetensors).
+        input_tensor: optional Keras tensor to use as the model's input.
+        input_shape: (H, W, C) for channels_last, (C, H, W) for channels_first, without the batch
+            axis; H and W each None or at least the network's minimum, C any positive integer.
+            Default: the network's default size with the top, else (None, None, 3).
+        include_top: whether to include the classifier.
+        preprocessing: how an unrecognised PyTorch weights file expects its input ("tf" or
+            "torch"; see `anyshape.weights.resolve`).
+        **kwargs: the network's other build arguments (its Config: pooling, classes,
+            classifier_activation, data_format, dropout_rate, name, and the network's own), and the
+            weight loader's options (channel_adapt, cache_dir, progress, seed).
+
+    Raises:
+        InvalidInputShape: (a ValueError) for a shape the network cannot take, naming the stage
+            that collapses, why, and the nearest valid shape; raised before any layer is built.
+        ValueError / TypeError: for other invalid arguments, saying which and why.
+    """
+    import keras
+
+    arch = get_arch(arch_name)
+    weight_options = {k: kwargs.pop(k) for k in WEIGHT_OPTIONS if k in kwargs}
+    data_format = kwargs.pop("data_format", None) or keras.config.image_data_format()
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}")
+    if weights is not None and not isinstance(weights, str) and not hasattr(weights, "__fspath__"):
+        raise ValueError(f"weights must be None, a weight set name or a file path, got {weights!r}")
+    weight_set = None
+    if weights is not None:
+        from anyshape.weights import resolve
+
+        weight_set = resolve(weights, preprocessing)  # raises for unknown names / missing files
+        for key, value in weight_set.build_overrides.items():
+            if kwargs.get(key) is None:  # None: "what the weights need"; a value given wins
+                kwargs[key] = value
+    kwargs = {k: v for k, v in kwargs.items() if v is not None or k in ("pooling", "classifier_activation", "name")}
+
+    input_shape = _resolve_input_shape(arch, input_shape, input_tensor, include_top, data_format)
+    config = arch.config(input_shape=input_shape, include_top=include_top, data_format=data_format, **kwargs)
+    explain_config(arch, config).raise_if_invalid()
+
+    from anyshape.archs import keras_ops
+
+    model = keras_ops.build(arch, config, input_tensor)
+    model.anyshape_config = config
+    model.anyshape_arch = arch.name
+    if weight_set is not None:
+        from anyshape.weights import load_weight_set
+
+        load_weight_set(model, weight_set, **weight_options)
+    elif weight_options or preprocessing is not None:
+        given = sorted(weight_options) + (["preprocessing"] if preprocessing is not None else [])
+        raise ValueError(f"{given} only apply with pretrained weights (weights=None given)")
+    return model
