@@ -12,39 +12,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from model_helpers import images, randomised_weights, run
 
 import anyshape
 from anyshape.archs import get_arch, keras_ops
 from anyshape.shapes import InvalidInputShape, explain
 
 BACKEND = keras.backend.backend()
-
-
-def run(model, x):
-    """Forward pass in inference mode, as numpy (a list for multi-output models)."""
-    out = model(x, training=False)
-    if isinstance(out, (list, tuple)):
-        return [keras.ops.convert_to_numpy(o) for o in out]
-    return keras.ops.convert_to_numpy(out)
-
-
-def randomised_weights(model, seed=0):
-    """The model's weights with BatchNorm statistics and offsets moved off their defaults, so
-    that parity tests exercise every array (fresh BN has mean 0, variance 1, beta 0)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for w in model.weights:
-        a = keras.ops.convert_to_numpy(w.value)
-        if "moving_variance" in w.path:
-            a = rng.uniform(0.5, 1.5, a.shape)
-        elif "moving_mean" in w.path or "beta" in w.path or "gamma" in w.path:
-            a = a + rng.normal(0, 0.1, a.shape)
-        out.append(a.astype("float32"))
-    return out
-
-
-def images(shape, seed=1, n=2):
-    return np.random.default_rng(seed).uniform(-1, 1, (n, *shape)).astype("float32")
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,14 @@
-"""anyshape: InceptionV3 for Keras 3 at any input shape.
+"""anyshape: keras.applications' networks for Keras 3 at any input shape.
 
 import anyshape
 print(anyshape.explain((150, 150, 3)))         # what each stage does with this shape
 model = anyshape.InceptionV3(weights=None, input_shape=(150, 200, 4))
+anyshape.list_models()                          # every registered network
+model = anyshape.create_model("resnet50", weights=None, input_shape=(96, 160, 1))
 """
 
-from anyshape.shapes import InvalidInputShape, ShapeReport, explain
+from anyshape.archs import list_models
+from anyshape.shapes import InvalidInputShape, ShapeReport, explain, minimum_size
 
 __version__ = "0.1.0"
 
@@ -14,6 +17,9 @@ __all__ = [
     "InvalidInputShape",
     "ShapeReport",
     "explain",
+    "minimum_size",
+    "list_models",
+    "create_model",
     "preprocess_input",
     "decode_predictions",
     "train",
@@ -29,6 +35,15 @@ def __getattr__(name):
         from anyshape.inception_v3 import InceptionV3
 
         return InceptionV3
+    if name == "create_model":
+        from anyshape.factory import create_model
+
+        return create_model
+    if name[:1].isupper():  # keras.applications' constructor names: ResNet50, EfficientNetB0, ...
+        from anyshape import applications
+
+        if hasattr(applications, name):
+            return getattr(applications, name)
     if name == "preprocess_input":
         from anyshape.preprocess import preprocess_input
 

@@ -20,12 +20,24 @@ __all__ = [
     "ArchConfig",
     "Arch",
     "POOLINGS",
+    "KERAS_ARGS",
     "DATA_FORMATS",
     "classifier_head",
     "global_pool",
 ]
 
 POOLINGS = (None, "avg", "max", "avgmax", "catavgmax")
+
+KERAS_ARGS: tuple[tuple[str, Any], ...] = (
+    ("include_top", True),
+    ("weights", "imagenet"),
+    ("input_tensor", None),
+    ("input_shape", None),
+    ("pooling", None),
+    ("classes", 1000),
+    ("classifier_activation", "softmax"),
+)
+"""keras.applications' parameters, in order, shared by most constructors (then `name`)."""
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
@@ -102,10 +114,17 @@ class Arch:
     first_conv: str = ""  # the first convolution's layer name: channel adaptation changes only it
     input_layers: tuple[str, ...] = ()  # in-graph preprocessing before it (adapted with the channels)
     classifier: tuple[str, ...] = ("predictions",)  # the classifier's weighted layers, last first
-    feature_points: tuple[str, ...] = ()  # layers whose outputs are the network's feature maps
-    freeze_points: tuple[str, ...] = ()  # stage names that fine-tuning can freeze up to
+    # the output layers of the network's blocks, in order: what `features --layer` reads and
+    # fine-tuning's freeze="up-to-<block>" freezes up to
+    blocks: tuple[str, ...] = ()
+    # one block output per reduction, shallow to deep, as timm's feature_info (features_only):
+    # their stride and width are computed by the shape tracer
+    feature_points: tuple[str, ...] = ()
     preprocessing: str = "tf"  # keras.applications' preprocess_input mode: tf, torch, caffe or raw
     size_note: Callable[[Any], str] | None = None  # why the minimum is what it is, when it depends on the config
+    # keras.applications' signature of the constructor, in order, with its defaults ("name"
+    # included); `anyshape.applications` gives the constructor exactly these, then its own extras
+    keras_args: tuple[tuple[str, Any], ...] = ()
     description: str = ""
 
     def config(self, **kwargs) -> Any:

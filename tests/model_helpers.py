@@ -1,0 +1,39 @@
+"""Helpers the model tests share: a forward pass as numpy, weights with BatchNorm moved off its
+defaults, and random images."""
+
+import keras
+import numpy as np
+
+
+def run(model, x):
+    """Forward pass in inference mode, as numpy (a list for multi-output models). Calls the model
+    directly (no predict()), which keeps JAX from compiling the whole graph once per shape."""
+    out = model(x, training=False)
+    if isinstance(out, (list, tuple)):
+        return [keras.ops.convert_to_numpy(o) for o in out]
+    return keras.ops.convert_to_numpy(out)
+
+
+def randomised_weights(model, seed=0):
+    """The model's weights with BatchNorm statistics and offsets moved off their defaults, so
+    that parity tests exercise every array (fresh BN has mean 0, variance 1, beta 0)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for w in model.weights:
+        a = keras.ops.convert_to_numpy(w.value)
+        if "moving_variance" in w.path:
+            a = rng.uniform(0.5, 1.5, a.shape)
+        elif "moving_mean" in w.path or "beta" in w.path or "gamma" in w.path:
+            a = a + rng.normal(0, 0.1, a.shape)
+        out.append(a.astype(a.dtype if a.dtype.kind in "iu" else "float32"))
+    return out
+
+
+def images(shape, seed=1, n=2, low=-1.0, high=1.0):
+    return np.random.default_rng(seed).uniform(low, high, (n, *shape)).astype("float32")
+
+
+def relative_error(a, b) -> float:
+    """max |a - b| / max |b|: the parity measure the issues state (relative 1e-5, 1e-6)."""
+    a, b = np.asarray(a, "float64"), np.asarray(b, "float64")
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))

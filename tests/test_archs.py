@@ -1,0 +1,103 @@
+"""The per-network harness: every registered network passes the same tests (as timm's
+tests/test_models.py runs over list_models()).
+
+For each network, at small sizes:
+- the shape engine agrees with Keras' own shape inference, stage by stage, and on the parameter
+  count, at free size and at an odd non-square fixed size;
+- a free-size model equals a fixed-size model of the same shape (same weights, same images),
+  which is where keras.applications' `correct_pad` networks go wrong at odd sizes;
+- the minimum is exact: Keras builds every layer with positive sizes at the minimum, and one
+  pixel less is refused by `create_model`, naming the collapsing stage, where Keras too either
+  refuses the shape or makes an empty map;
+- the Config round-trips through its dict form.
+The heavier checks (channels, channels_first, save/load, every backend) run on one member of each
+family (`REPRESENTATIVES`).
+"""
+
+import pytest
+from model_helpers import images, randomised_weights, relative_error, run
+
+import anyshape
+from anyshape.archs import get_arch, keras_ops, list_models
+from anyshape.shapes import InvalidInputShape, explain, minimum_size
+
+NAMES = list_models()
+
+
+def _odd_at_least(n: int) -> int:
+    return n if n % 2 else n + 1
+
+
+def small_shape(name: str, channels: int = 3) -> tuple[int, int, int]:
+    """An odd, non-square (H, W) a little above the network's minimum with its top."""
+    mh, mw = minimum_size(name, include_top=True)
+    h = _odd_at_least(max(mh, 33))
+    w = _odd_at_least(max(mw, h + 6))
+    return (h, w, channels)
+
+
+def _layer_shapes_agree(model, report):
+    for stage in report.stages:
+        got = tuple(model.get_layer(stage.layer).output.shape[1:])
+        assert got == stage.shape, f"{stage.name} ({stage.layer}): Keras {got}, explain {stage.shape}"
+    assert model.count_params() == report.params
+    assert [tuple(o.shape[1:]) for o in model.outputs] == report.output_shapes
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def free_model(request):
+    """(name, the free-size model with its top, random weights with BatchNorm moved)."""
+    name = request.param
+    model = anyshape.create_model(name, input_shape=(None, None, 3))
+    model.set_weights(randomised_weights(model))
+    return name, model
+
+
+def test_explain_agrees_with_keras_at_free_size(free_model):
+    name, model = free_model
+    _layer_shapes_agree(model, explain((None, None, 3), arch=name, include_top=True))
+
+
+def test_free_size_equals_fixed_size_at_an_odd_size(free_model):
+    name, free = free_model
+    shape = small_shape(name)
+    fixed = anyshape.create_model(name, input_shape=shape)
+    _layer_shapes_agree(fixed, explain(shape, arch=name, include_top=True))
+    fixed.set_weights(free.get_weights())
+    x = images(shape, high=1.0, low=-1.0) * 127.5 + 127.5  # 0..255: some networks rescale inside
+    a, b = run(free, x), run(fixed, x)
+    assert a.shape == b.shape
+    assert relative_error(a, b) <= 1e-5
+
+
+def test_minimum_is_exact(free_model):
+    name, _ = free_model
+    mh, mw = minimum_size(name, include_top=True)
+    at_min = explain((mh, mw, 3), arch=name, include_top=True)
+    assert at_min.valid, at_min.reason()
+    model = keras_ops.build(get_arch(name), at_min.config)
+    dims = [d for layer in model.layers for d in layer.output.shape[1:] if d is not None]
+    assert min(dims) > 0
+    if mh == 1:
+        return  # nothing below 1 pixel to refuse
+    below = explain((mh - 1, mw, 3), arch=name, include_top=True)
+    assert not below.valid
+    with pytest.raises(InvalidInputShape) as e:
+        anyshape.create_model(name, input_shape=(mh - 1, mw, 3))
+    named = below.collapse[0].stage if below.collapse else below.problems[0].split(":")[0]
+    assert named in str(e.value) and f"Nearest valid shape: ({mh}, {mw}, 3)" in str(e.value)
+    try:
+        model = keras_ops.build(get_arch(name), below.config)
+    except ValueError:
+        return  # Keras refuses it too
+    dims = [d for layer in model.layers for d in layer.output.shape[1:] if d is not None]
+    assert min(dims) <= 0, "Keras builds every layer one pixel below the minimum explain computes"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_round_trips(name):
+    arch = get_arch(name)
+    config = arch.config(input_shape=(None, None, 3))
+    again = arch.config_class.from_dict(config.to_dict())
+    assert again == config
+    assert arch.keras_name.lower().replace("_", "") == name.replace("_", "")
