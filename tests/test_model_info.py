@@ -157,3 +157,23 @@ def test_a_damaged_member_says_what_to_do(tmp_path):
         read_keras_info(path)
     with pytest.raises(ValueError, match="--model .*save the model again"):
         engine.load_or_build(path)
+
+
+def test_a_saved_network_keeps_its_architecture_and_config(tmp_path):
+    """A model built by create_model is known on load for what it is (its registered network and
+    every build argument), not guessed from its layer names."""
+    import anyshape
+    from anyshape.archs import model_config
+
+    model = anyshape.InceptionV3(weights=None, input_shape=(75, 91, 2), classes=3, count_include_pad=True)
+    path = save_model(model, tmp_path / "m.keras")
+    loaded = load_model(path)
+    arch, config = model_config(loaded)
+    assert arch.name == "inception_v3"
+    assert config == model.anyshape_config
+    assert config.count_include_pad is True and config.input_shape == (75, 91, 2) and config.classes == 3
+    # a file written before models carried their Config still loads, without one
+    with zipfile.ZipFile(path) as z:
+        record = json.loads(z.read(MEMBER))
+    del record["architecture"], record["config"]
+    assert ModelInfo.from_dict(record).config is None

@@ -50,11 +50,16 @@ class ModelInfo:
     data_config: how images are prepared. class_names: the outputs' names in order (None: the
     ImageNet labels for 1000/1001 outputs, else class_<index>). weights: the name of the weight
     set the model was loaded or fine-tuned from (a registry name or a file name), if any.
+    architecture and config: the registered network and its Config (`anyshape.archs`), so that
+    a loaded model is known for what it is (its first convolution, its blocks, how its layers
+    compute) without reading its layer names; None for a file saved before models carried them.
     """
 
     data_config: DataConfig
     class_names: tuple[str, ...] | None = None
     weights: str | None = None
+    architecture: str | None = None
+    config: Any = None  # the network's Config
 
     def to_dict(self) -> dict:
         return {
@@ -62,16 +67,31 @@ class ModelInfo:
             "data_config": self.data_config.to_dict(),
             "class_names": list(self.class_names) if self.class_names is not None else None,
             "weights": self.weights,
+            "architecture": self.architecture,
+            "config": self.config.to_dict() if self.config is not None else None,
         }
 
     @classmethod
     def from_dict(cls, record: dict) -> ModelInfo:
         names = record.get("class_names")
+        architecture, config = record.get("architecture"), record.get("config")
+        if architecture is not None and config is not None:
+            from anyshape.archs import get_arch
+
+            config = get_arch(architecture).config_class.from_dict(config)
         return cls(
             data_config=DataConfig.from_dict(record.get("data_config") or {}),
             class_names=tuple(str(n) for n in names) if names is not None else None,
             weights=record.get("weights"),
+            architecture=architecture,
+            config=config,
         )
+
+    def attach(self, model) -> None:
+        """Set this info on `model` (`anyshape_info`, and the network it was built as)."""
+        model.anyshape_info = self
+        if self.architecture is not None and self.config is not None:
+            model.anyshape_arch, model.anyshape_config = self.architecture, self.config
 
     @classmethod
     def from_run_info(cls, run: dict) -> ModelInfo:
@@ -81,16 +101,25 @@ class ModelInfo:
 
 
 def model_info(model: Any) -> ModelInfo:
-    """The info a model carries (`model.anyshape_info`), else what its weight set says."""
+    """The info a model carries (`model.anyshape_info`), else what its weight set says; with the
+    network and Config `anyshape.create_model` built it as."""
+    from dataclasses import replace
+
+    from anyshape.archs import model_config
+
     info = getattr(model, "anyshape_info", None)
-    if info is not None:
-        return info
-    run = getattr(model, "anyshape_run_info", None)  # a classes.json dict set by hand
-    if run:
-        return ModelInfo.from_run_info(run)
-    weight_set = getattr(model, "anyshape_weights", None)
-    name = getattr(weight_set, "name", None)
-    return ModelInfo(resolve_data_config(model), None, str(name) if name is not None else None)
+    if info is None:
+        run = getattr(model, "anyshape_run_info", None)  # a classes.json dict set by hand
+        if run:
+            info = ModelInfo.from_run_info(run)
+    if info is None:
+        weight_set = getattr(model, "anyshape_weights", None)
+        name = getattr(weight_set, "name", None)
+        info = ModelInfo(resolve_data_config(model), None, str(name) if name is not None else None)
+    built = model_config(model)
+    if built is not None and info.config is None:
+        info = replace(info, architecture=built[0].name, config=built[1])
+    return info
 
 
 def save_model(model, path, info: ModelInfo | None = None) -> Path:
@@ -99,7 +128,7 @@ def save_model(model, path, info: ModelInfo | None = None) -> Path:
     `info` defaults to `model_info(model)`; it is also set as `model.anyshape_info`.
     """
     info = info if info is not None else model_info(model)
-    model.anyshape_info = info
+    info.attach(model)
     text = json.dumps(info.to_dict(), indent=2)
 
     def write(tmp: str) -> None:
@@ -167,7 +196,7 @@ def load_model(path):
         if weight_set is not None:
             model.anyshape_weights = weight_set
     if info is not None:
-        model.anyshape_info = info
+        info.attach(model)
     return model
 
 
