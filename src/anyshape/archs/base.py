@@ -106,7 +106,7 @@ class Arch:
     name: str  # registry name, the snake case of keras_name ("resnet50_v2")
     keras_name: str  # keras.applications' constructor ("ResNet50V2")
     family: str  # the module that defines it ("resnet_v2")
-    config_class: type
+    config_class: type[ArchConfig]
     network: Callable[..., Any]
     defaults: Mapping = field(default_factory=dict)  # the variant's Config values
     default_size: int = 224  # keras.applications' default input size with the top
