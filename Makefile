@@ -32,7 +32,7 @@ demo: $(VENV)/.demo-installed
 # subprocesses, so two files at a time fill the two cores. The JAX and PyTorch runs go side by side
 # for the same reason; their logs are printed whole, one after the other. Tests marked
 # one_backend (minutes each, nothing backend-specific in what they check) run on TensorFlow only.
-BACKEND_TESTS := tests/test_inception_v3.py tests/test_shapes.py tests/test_cli.py tests/test_engine.py \
+BACKEND_TESTS := tests/test_inception_v3.py tests/test_archs.py tests/test_shapes.py tests/test_cli.py tests/test_engine.py \
 	tests/test_weights_channels.py tests/test_weights_keras_h5.py tests/test_weights_torch.py \
 	tests/test_weights_convert.py tests/test_weights_registry.py tests/test_weights_download.py \
 	tests/test_training.py

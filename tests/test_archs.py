@@ -10,10 +10,13 @@ For each network, at small sizes:
   pixel less is refused by `create_model`, naming the collapsing stage, where Keras too either
   refuses the shape or makes an empty map;
 - the Config round-trips through its dict form.
-The heavier checks (channels, channels_first, save/load, every backend) run on one member of each
-family (`REPRESENTATIVES`).
+The heavier checks (1 and 4 channels, channels_first, save/load) run on one member of each family
+(`REPRESENTATIVES`: the family's smallest). On TensorFlow every network runs the harness; on JAX
+and PyTorch (`make test` runs this file on each) the representatives do.
 """
 
+import keras
+import numpy as np
 import pytest
 from model_helpers import images, randomised_weights, relative_error, run
 
@@ -21,7 +24,19 @@ import anyshape
 from anyshape.archs import get_arch, keras_ops, list_models
 from anyshape.shapes import InvalidInputShape, explain, minimum_size
 
-NAMES = list_models()
+BACKEND = keras.backend.backend()
+
+
+def _representatives() -> list[str]:
+    """The smallest member of each family (by parameter count without the top)."""
+    by_family: dict[str, list[str]] = {}
+    for name in list_models():
+        by_family.setdefault(get_arch(name).family, []).append(name)
+    return sorted(min(names, key=lambda n: explain(arch=n).params) for names in by_family.values())
+
+
+REPRESENTATIVES = _representatives()
+NAMES = list_models() if BACKEND == "tensorflow" else REPRESENTATIVES
 
 
 def _odd_at_least(n: int) -> int:
@@ -101,3 +116,54 @@ def test_config_round_trips(name):
     again = arch.config_class.from_dict(config.to_dict())
     assert again == config
     assert arch.keras_name.lower().replace("_", "") == name.replace("_", "")
+
+
+@pytest.mark.parametrize("name", REPRESENTATIVES)
+def test_any_channel_count(name):
+    """1 and 4 channels change only the first convolution's kernel (and the in-graph preprocessing
+    in front of it), and the model runs."""
+    arch = get_arch(name)
+    changed = {arch.first_conv, *arch.input_layers}
+
+    def weight_shapes(model):
+        return {(layer.name, i): tuple(w.shape) for layer in model.layers for i, w in enumerate(layer.weights)}
+
+    rgb = weight_shapes(anyshape.create_model(name, input_shape=small_shape(name)))
+    for c in (1, 4):
+        shape = small_shape(name, c)
+        model = anyshape.create_model(name, input_shape=shape)
+        assert model.count_params() == explain(shape, arch=name, include_top=True).params
+        shapes = weight_shapes(model)
+        assert shapes.keys() == rgb.keys()
+        differ = {layer for (layer, i), s in shapes.items() if s != rgb[(layer, i)]}
+        assert arch.first_conv in differ and differ <= changed, differ
+        kernel = model.get_layer(arch.first_conv).weights[0]
+        assert kernel.shape[2] == c
+        assert np.all(np.isfinite(run(model, images(shape, n=1))))
+
+
+@pytest.mark.parametrize("name", REPRESENTATIVES)
+def test_channels_first_equals_channels_last(name):
+    h, w, c = small_shape(name)
+    last = anyshape.create_model(name, input_shape=(h, w, c), include_top=False)
+    last.set_weights(randomised_weights(last))
+    first = anyshape.create_model(name, input_shape=(c, h, w), include_top=False, data_format="channels_first")
+    first.set_weights(last.get_weights())
+    x = images((h, w, c)) * 127.5 + 127.5
+    a = run(last, x)
+    b = run(first, np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2))))
+    assert b.shape == (a.shape[0], a.shape[3], a.shape[1], a.shape[2])
+    assert relative_error(np.transpose(b, (0, 2, 3, 1)), a) <= 1e-5
+
+
+@pytest.mark.parametrize("name", REPRESENTATIVES)
+def test_save_and_load_round_trip(name, tmp_path):
+    from anyshape.archs import model_config
+    from anyshape.model_info import load_model, save_model
+
+    model = anyshape.create_model(name, input_shape=(None, None, 3), classes=5)
+    model.set_weights(randomised_weights(model))
+    loaded = load_model(save_model(model, tmp_path / f"{name}.keras"))
+    assert model_config(loaded)[1] == model.anyshape_config
+    x = images(small_shape(name)) * 127.5 + 127.5
+    assert relative_error(run(loaded, x), run(model, x)) <= 1e-6
