@@ -51,13 +51,23 @@ def test_preprocessing_per_set():
     assert gluon == {"mode": "torch", "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 
 
-def test_transform_input_is_tf_scaling():
-    """torchvision's transform_input on mean/std-normalised pixels equals x / 127.5 - 1."""
-    p = np.linspace(0, 255, 11, dtype=np.float64)
-    for m, s in zip(IMAGENET_MEAN, IMAGENET_STD):
-        normalised = (p / 255 - m) / s
-        transformed = normalised * (s / 0.5) + (m - 0.5) / 0.5  # torchvision Inception3._transform_input
-        np.testing.assert_allclose(transformed, p / 127.5 - 1, atol=1e-12)
+def test_torchvision_transform_input_is_what_the_registry_says():
+    """torchvision's InceptionV3 weights are registered with mode "tf": its model, built with
+    transform_input=True, maps ImageNet mean/std-normalised pixels back to [-1, 1] before the first
+    conv. So anyshape's "tf" preprocessing of the raw pixels must equal what torchvision's own
+    `_transform_input` makes of its "torch" preprocessing of the same pixels."""
+    import torch
+    from torchvision.models import inception_v3
+
+    from anyshape.preprocess import preprocess_input
+
+    ws = resolve("torchvision.IMAGENET1K_V1")
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 9, 11, 3)).astype("float32")
+    normalised = preprocess_input(pixels, mode="torch", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    model = inception_v3(weights=None, aux_logits=False, init_weights=False, transform_input=True)
+    seen = model._transform_input(torch.from_numpy(np.transpose(normalised, (0, 3, 1, 2)).copy()))
+    ours = preprocess_input(pixels, **ws.preprocessing)
+    np.testing.assert_allclose(np.transpose(seen.numpy(), (0, 2, 3, 1)), ours, atol=1e-5)
 
 
 @pytest.mark.parametrize(
