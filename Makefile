@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider
 
-.PHONY: demo test check venv clean
+.PHONY: demo test check venv clean mutate
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,8 @@ XDIST := -n 2 --dist loadfile
 
 # Lint, format and types first (seconds): ruff on everything, mypy on src/.
 check: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks tools
+	$(VENV)/bin/ruff format --check src tests benchmarks tools
 	$(VENV)/bin/mypy
 
 test: check
@@ -53,6 +53,15 @@ test: check
 	echo "== JAX backend (exit $$jax_rc)"; cat $(VENV)/test-jax.log; \
 	echo "== PyTorch backend (exit $$torch_rc)"; cat $(VENV)/test-torch.log; \
 	test $$jax_rc -eq 0 && test $$torch_rc -eq 0
+
+# Mutation testing of one module against the tests that cover it (tools/mutate.py; not part of
+# `make test` or CI): MAX mutants, a sample drawn with SEED (MAX=0: all of them), e.g.
+#   make mutate MODULE=src/anyshape/engine/manifest.py TESTS="tests/test_engine_manifest.py"
+MAX ?= 20
+SEED ?= 0
+mutate: $(VENV)/.test-installed
+	@test -n "$(MODULE)" -a -n "$(TESTS)" || { echo 'usage: make mutate MODULE=src/anyshape/x.py TESTS="tests/test_x.py" [MAX=20 SEED=0]'; exit 2; }
+	$(PY) tools/mutate.py $(MODULE) $(TESTS) --max $(MAX) --seed $(SEED)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -147,6 +147,7 @@ def test_predict_writes_the_top_classes_of_the_local_run(local_ray, images, tmp_
 
 def test_resume_after_an_interruption_gives_exactly_one_row_per_image(local_ray, images, feature_predictor, tmp_path):
     out = tmp_path / "feats"
+    missing = str(images / "gone.png")  # listed again on resume, so only the part writer keeps it to one row
 
     def stop_after_first_part(summary, table):
         raise KeyboardInterrupt
@@ -154,7 +155,7 @@ def test_resume_after_an_interruption_gives_exactly_one_row_per_image(local_ray,
     with pytest.raises(RunInterrupted) as stopped:
         distributed.features(
             feature_predictor,
-            [str(images)],
+            [str(images), missing],
             str(out),
             size=80,
             batch_size=2,
@@ -166,14 +167,40 @@ def test_resume_after_an_interruption_gives_exactly_one_row_per_image(local_ray,
     kept = set(_rows(out))
 
     summary = distributed.features(
-        feature_predictor, [str(images)], str(out), size=80, batch_size=2, rows_per_part=3, resume=True
+        feature_predictor, [str(images), missing], str(out), size=80, batch_size=2, rows_per_part=3, resume=True
     )
-    assert len(kept) == 3 and summary.skipped == 3  # the first part's rows are not computed again
+    assert len(kept) == 3 and missing in kept and summary.skipped == 2  # the first part's rows are not computed again
     table = distributed.read_output(out)
     paths = table.column("path").to_pylist()
-    assert len(paths) == len(set(paths)) == N_GOOD + 3
+    assert len(paths) == len(set(paths)) == N_GOOD + 4
     assert set(first_parts) <= {p.name for p in out.glob("part-*.parquet")}  # the first part was kept as it was
-    assert summary.exit_code == 1  # the earlier run's failed images still count
+    assert summary.exit_code == 1 and [p for p, _ in summary.failed].count(missing) == 1  # and still count once
+
+
+class _Parts:
+    """Stands in for an OutputFolder: keeps the part tables it is given."""
+
+    def __init__(self):
+        self.tables = []
+
+    def write_part(self, table):
+        self.tables.append(table)
+
+
+def test_part_writer_keeps_one_row_per_path_the_first_answer(tmp_path):
+    done, image = str(tmp_path / "done.png"), str(tmp_path / "a.png")
+    summary = distributed.DistributedSummary()
+    parts = _Parts()
+    writer = distributed._PartWriter(
+        "features", parts, summary, {distributed._key(done)}, rows_per_part=2, on_part=None
+    )
+    writer.add({"path": done, "features": [0.0], "error": None})  # already in a part file
+    writer.add({"path": image, "features": [1.0, 2.0], "error": None, "_node": "n1"})
+    writer.add({"path": image, "features": None, "error": "a retried task's second answer", "_node": "n2"})
+    writer.add({"path": f"{tmp_path}/./a.png", "features": [3.0], "error": None})  # the same file, spelt otherwise
+    writer.flush()
+    assert pa.concat_tables(parts.tables).to_pylist() == [{"path": image, "features": [1.0, 2.0], "error": None}]
+    assert (summary.ok, summary.failed, summary.parts) == (1, [], 1)
 
 
 def test_resume_with_other_options_is_refused_before_any_work(local_ray, images, feature_predictor, backbone, tmp_path):

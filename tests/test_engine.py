@@ -79,6 +79,53 @@ def test_channels_first_feature_map_equals_keras():
     assert np.abs(got - want).max() <= TOL
 
 
+def test_channels_first_survives_every_way_a_graph_model_travels(tmp_path):
+    """A channels_first model written and read back every way a GraphModel travels (to_bytes /
+    from_bytes, a pickled Predictor as Ray sends it, an exported .onnx file, an int8 file from
+    quantize) still reads image files as channels_first: each gives the Keras model's features
+    (the int8 file to int8's accuracy)."""
+    import pickle
+
+    from PIL import Image
+
+    model = _randomise_batch_norm(
+        InceptionV3(
+            weights=None, include_top=False, pooling="avg", input_shape=(3, None, None), data_format="channels_first"
+        ),
+        3,
+    )
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (90 + 7 * i, 110, 3), dtype=np.uint8)).save(images / f"im{i}.png")
+    paths = sorted(images.iterdir())
+    size = (80, 100)  # not square: an image laid out as channels_last cannot pass for channels_first
+    reader = engine.ImageReader(size=size, data_format="channels_first")
+    want = model.predict_on_batch(np.stack([reader.read(p) for p in paths]))
+
+    def features(p):
+        assert p.data_format == "channels_first"
+        out = {r.path: r.output for r in engine.run_images(p, engine.feature_reader(p, size), paths)}
+        return np.stack([out[path] for path in paths])
+
+    graph = engine.GraphModel.from_keras(model)
+    engine.export_model(model, tmp_path / "m.onnx")
+    travelled = {
+        "to_bytes/from_bytes": engine.Predictor(engine.GraphModel.from_bytes(graph.to_bytes())),
+        "pickled Predictor": pickle.loads(pickle.dumps(engine.Predictor(model))),
+        "exported .onnx": engine.Predictor(engine.load_or_build(tmp_path / "m.onnx")),
+    }
+    for how, p in travelled.items():
+        assert np.abs(features(p) - want).max() <= TOL, how
+    engine.quantize(model, images, tmp_path / "int8.onnx", size=size)
+    int8 = engine.load_or_build(tmp_path / "int8.onnx")
+    assert (int8.precision, int8.data_format) == ("int8", "channels_first")
+    got = features(engine.Predictor(int8))
+    assert np.abs(got - want).max() > 0  # really quantized
+    assert np.abs(got - want).max() <= 0.1 * np.abs(want).max()
+
+
 def test_torch_semantics_and_aux_head_equal_keras():
     """count_include_pad (ZeroPadding + valid pool), BN with gamma, the aux head, logits."""
     model = _randomise_batch_norm(

@@ -99,6 +99,29 @@ def test_resume_with_other_options_or_weights_is_refused_before_any_work(images,
     assert recorded.digest == engine.weights_digest(predictor.model)
 
 
+def test_resume_with_another_precision_on_the_same_engine_is_refused(images, predictor, tmp_path, monkeypatch):
+    """OpenVINO fp32, interrupted, resumed as OpenVINO bf16: the same engine, model and options but
+    other numbers. bf16 is chosen as on a CPU with native bf16 (the flags are given: the machine
+    running the test may lack it); the refusal comes before that predictor runs anything."""
+    pytest.importorskip("openvino")
+    model = predictor.model
+    fp32 = engine.Predictor(model, engine="openvino", precision="fp32")
+    out = tmp_path / "p.npz"
+    original = _interrupt_after_first_batch(monkeypatch)
+    with pytest.raises(engine.RunInterrupted):
+        engine.extract_features(fp32, [images], out, size=75, batch_size=2)
+    monkeypatch.setattr(FeatureStore, "add", original)
+    before = _chunks(out)
+    bf16 = engine.Predictor(model, engine="openvino", precision="bf16", cpu_flags=frozenset({"avx512_bf16"}))
+    assert (bf16.engine, bf16.precision) == ("openvino", "bf16")
+    with pytest.raises(ResumeMismatch) as refused:
+        engine.extract_features(bf16, [images], out, size=75, resume=True)
+    assert "precision: bf16 now, fp32 in the interrupted run" in str(refused.value)
+    assert "engine" not in str(refused.value) and "weights differ" not in str(refused.value)  # the one difference
+    assert _chunks(out) == before and not out.exists()
+    assert engine.extract_features(fp32, [images], out, size=75, resume=True).skipped == 2  # fp32 resumes
+
+
 def test_a_checkpoint_folder_without_its_record_is_not_resumed(images, predictor, tmp_path):
     out = tmp_path / "old.npz"
     partial = tmp_path / "old.npz.partial"

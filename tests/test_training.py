@@ -494,6 +494,52 @@ def test_resume_after_the_last_checkpoint_ends_with_the_checkpoints_weights(tiny
     np.testing.assert_array_equal(_kernel(keras.saving.load_model(tmp_path / "r" / "model.keras")), trained)
 
 
+@pytest.mark.one_backend  # three training runs (minutes); what it checks is the run's bookkeeping, not the backend
+def test_resume_inside_a_stage_restores_the_optimizer_and_ends_as_an_uninterrupted_run(folder, tmp_path, monkeypatch):
+    """Stopped at epoch 2 of a 3-epoch stage: the resumed run starts epoch 2 with the checkpoint's
+    optimizer state (iteration count, Adam moments) and the data order of epoch 2, so with
+    TensorFlow's deterministic ops it ends with the uninterrupted run's weights, bit for bit."""
+    import tensorflow as tf
+
+    from anyshape.training import Trainer
+
+    tf.config.experimental.enable_op_determinism()
+    options = dict(input_shape=(75, 75), epochs=3, batch_size=4, augment="none", val_split=0, test_split=0, verbose=0)
+    whole = train(folder, output=tmp_path / "whole", log=lambda m: None, **options)
+
+    def stop_at_epoch_2(msg):
+        if msg.startswith("epoch 2/"):
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train(folder, output=tmp_path / "cut", log=stop_at_epoch_2, **options)
+    state = json.loads((tmp_path / "cut" / "checkpoint.json").read_text())
+    assert state["epoch"] == 1
+    with np.load(tmp_path / "cut" / state["optimizer"]) as z:
+        saved = [z[k] for k in sorted(z.files)]
+
+    entering = []  # the optimizer variables as the resumed run's first epoch begins
+    train_epoch = Trainer._train_epoch
+
+    def record_then_train(self, model, *args):
+        if not entering:
+            entering.append([keras.ops.convert_to_numpy(v) for v in model.optimizer.variables])
+        return train_epoch(self, model, *args)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", record_then_train)
+    resumed = train(folder, output=tmp_path / "cut", resume=True, log=lambda m: None, verbose=0)
+    assert [e["epoch"] for e in resumed.report["epochs"]] == [1, 2, 3]
+    restored = entering[0]
+    assert len(restored) == len(saved) > 1  # Adam: the iteration count, then two moments per trainable variable
+    steps = whole.report["data"]["train"] // 4
+    assert int(restored[0]) == int(saved[0]) == steps  # the iteration count after one epoch
+    assert all(np.abs(v).sum() > 0 for v in saved[1:3])  # the moments hold the first epoch's gradients
+    for now, then in zip(restored, saved):
+        np.testing.assert_array_equal(now, then)
+    for a, b in zip(whole.model.weights, resumed.model.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
 def test_early_stopping_best_weights_survive_a_resume(tmp_path, monkeypatch):
     data = _scripted_validation(monkeypatch, [0.5, 0.25, 0.9, 0.9, 0.9, 0.9])
     kept = {}

@@ -363,6 +363,11 @@ def _default_run_dir(config: TrainConfig) -> Path:
 
 
 BEST_WEIGHTS_FILE = "best.weights.h5"  # early stopping's best epoch, kept on disk for a resume
+# tf.data draws a new shuffle order for every iterator over the training images, and Keras'
+# fit(epochs=1) makes two (one to train on, and a fresh one after the epoch's last step:
+# keras/src/trainers/epoch_iterator.py, Keras 3.15), so epoch k trains on order 2k - 1.
+# tests/test_training.py checks that a resumed run ends with an uninterrupted run's weights.
+_ITERATORS_PER_FIT = 2
 _HISTORY_KEYS = {
     "predictions_accuracy": "accuracy",
     "predictions_loss": "main_loss",
@@ -731,6 +736,10 @@ class Trainer:
         # pretrained weights are read only for a fresh run; a resumed run gets them from its checkpoint
         model = self._build_model(self.config.weights if self.state is None else None)
         progress = _Progress.from_state(self.state)
+        # A resumed run draws (and drops) the shuffle orders of the epochs already done, so that it
+        # trains in the order an uninterrupted run would (see _ITERATORS_PER_FIT).
+        for _ in range(_ITERATORS_PER_FIT * progress.done_epochs):
+            iter(pipes.train)
         self._log_start(model, progress)
         for stage_index in range(len(self.config.stage_list())):
             if progress.stopped_early:
