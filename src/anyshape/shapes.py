@@ -42,6 +42,7 @@ __all__ = [
     "ShapeReport",
     "InvalidInputShape",
     "explain",
+    "min_input_size",
     "parse_input_shape",
     "parse_dims",
     "MIN_SIZE",
@@ -624,6 +625,30 @@ def explain(
     if not r.valid:
         r.hint = _layout_hint(input_shape, data_format, r.min_size)
     return r
+
+
+def min_input_size(layers: Iterable[str]) -> int:
+    """The smallest height and width at which none of `layers` (a built model's layer names)
+    collapses: 75 for the whole network, 299 with the aux head, less for a model that ends at an
+    earlier block (a feature model of mixed5), 1 for a model without InceptionV3's stages.
+
+    A stage is in the model when its name or its output layer's is; a collapsed stage and every
+    stage after it have a 0-pixel side in `explain`'s report, which is why the search can bisect.
+    """
+    names = set(layers)
+    aux = any(n.startswith("aux_") for n in names)
+
+    def fits(n: int) -> bool:
+        report = explain((n, n, 3), include_top=aux, aux_logits=aux)
+        return not any(
+            (s.name in names or s.layer in names) and not s.flat and 0 in (s.height, s.width) for s in report.stages
+        )
+
+    lo, hi = 1, MIN_SIZE_AUX  # fits(hi) always: the whole network with its aux head takes 299
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fits(mid) else (mid + 1, hi)
+    return lo
 
 
 def _check_arguments(r: ShapeReport, dropout_rate: float) -> None:
