@@ -564,3 +564,35 @@ def test_per_file_reasons_speak_the_cli(capsys, bad_folder, top_weights):
         capsys, "predict", bad_folder[0] / "tiny.png", "--weights", top_weights[0], "--size", SIZE, "-q"
     )
     assert code == 1 and "pass --upscale to enlarge" in err and "upscale=True" not in err
+
+
+def test_a_folder_that_cannot_be_read_is_a_failure(capsys, photos, top_weights, notop_weights, tmp_path, monkeypatch):
+    """chmod 000 on a folder (faked where the listing happens: the tests run as root, who reads it
+    anyway): `predict dir` reports it and exits 1, as `predict locked/` does, not "0 file(s)"."""
+    import os
+    import shutil
+
+    shutil.copytree(photos, tmp_path / "photos")
+    locked = tmp_path / "photos" / "cats"
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    weights = top_weights[0]
+    code, out, err = _main_without_traceback(
+        capsys, "predict", tmp_path / "photos", "--weights", weights, "--size", SIZE
+    )
+    assert code == 1 and f"FAILED {locked}: folder cannot be read (permission denied)" in err
+    assert "6 file(s): 5 ok, 1 failed" in err and "chelsea" not in out
+    code, out, err = _main_without_traceback(capsys, "predict", locked, "--weights", weights, "--format", "json", "-q")
+    assert code == 1 and json.loads(out) == [
+        {"path": str(locked), "predictions": None, "error": f"{locked}: folder cannot be read (permission denied)"}
+    ]
+    assert "1 file(s): 0 ok, 1 failed" in err
+    args = ["features", tmp_path / "photos", "--weights", notop_weights, "--size", SIZE, "--out", tmp_path / "f.npz"]
+    code, _, err = _main_without_traceback(capsys, *args)
+    assert code == 1 and "folder cannot be read" in err and "wrote 5 row(s)" in err

@@ -389,3 +389,25 @@ def test_an_earlier_block_takes_smaller_images_and_gives_empty_maps_of_the_right
     graph = engine.GraphModel.from_keras(model)
     assert engine.GraphModel.from_bytes(graph.to_bytes()).min_size == 43
     assert engine.Predictor(InceptionV3(weights=None, input_shape=(None, None, 3)), engine="keras").min_size == 75
+
+
+def test_find_images_reports_folders_it_cannot_list(tmp_path, monkeypatch):
+    """A folder that cannot be listed (chmod 000; faked here, as root reads any folder) is a
+    failure with its reason, never a silent gap; the rest is still listed."""
+    import os
+
+    for sub in ("open", "locked", "locked/inner", ".hidden"):
+        (tmp_path / sub).mkdir()
+    for f in ("open/a.png", "locked/b.png", "locked/inner/c.png", ".hidden/d.png", "e.png", ".f.png"):
+        (tmp_path / f).write_bytes(b"x")
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if os.path.basename(os.fspath(path)) == "locked":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    files, failed = engine.find_images([tmp_path, tmp_path / "locked"])
+    assert files == [tmp_path / "e.png", tmp_path / "open" / "a.png"]
+    assert failed == [(tmp_path / "locked", "folder cannot be read (permission denied)")]

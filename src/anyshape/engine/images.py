@@ -115,30 +115,50 @@ def path_key(path) -> str:
 
 
 def find_images(paths: Iterable) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Expand files and folders (recursively, sorted, hidden files skipped).
+    """Expand files and folders (recursively, sorted, hidden files and folders skipped).
 
-    Returns (files, missing) where missing lists (path, reason) for arguments that do not exist.
-    A file reached twice (two spellings, a folder and a file in it, a link) is listed once,
-    with the first spelling met (see `path_key`).
+    Returns (files, failed) where failed lists (path, reason) for arguments that do not exist and
+    for folders that cannot be listed (permission denied, ...): each is a failure the run reports,
+    never a silent gap in its output. A file reached twice (two spellings, a folder and a file in
+    it, a link) is listed once, with the first spelling met (see `path_key`).
     """
     files: list[Path] = []
-    missing: list[tuple[Path, str]] = []
+    failed: list[tuple[Path, str]] = []
     seen = set()
+
+    def fail(path: Path, why: str) -> None:
+        if path_key(path) not in seen:
+            seen.add(path_key(path))
+            failed.append((path, why))
+
+    def unlisted(e: OSError) -> None:  # os.walk's report of a folder it cannot list (Path.rglob skips it in silence)
+        fail(Path(e.filename), _unreadable(e, "folder cannot be read"))
+
     for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(
-                q
-                for q in p.rglob("*")
-                if q.is_file() and not any(part.startswith(".") for part in q.relative_to(p).parts)
-            )
-        elif p.exists():
+        try:
+            is_dir = p.is_dir()
+            exists = is_dir or p.exists()
+        except OSError as e:  # a parent folder that cannot be searched
+            fail(p, _unreadable(e, "cannot be reached"))
+            continue
+        if is_dir:
+            found: list[Path] = []
+            for root, dirs, names in os.walk(p, onerror=unlisted):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                found.extend(q for q in (Path(root, n) for n in names if not n.startswith(".")) if q.is_file())
+            found.sort()
+        elif exists:
             found = [p]
         else:
-            missing.append((p, "no such file or folder"))
+            fail(p, "no such file or folder")
             continue
         for q in found:
             key = path_key(q)
             if key not in seen:
                 seen.add(key)
                 files.append(q)
-    return files, missing
+    return files, failed
+
+
+def _unreadable(error: OSError, what: str) -> str:
+    return f"{what} ({(error.strerror or str(error)).lower()})"
