@@ -596,3 +596,13 @@ def test_a_folder_that_cannot_be_read_is_a_failure(capsys, photos, top_weights, 
     args = ["features", tmp_path / "photos", "--weights", notop_weights, "--size", SIZE, "--out", tmp_path / "f.npz"]
     code, _, err = _main_without_traceback(capsys, *args)
     assert code == 1 and "folder cannot be read" in err and "wrote 5 row(s)" in err
+
+
+def test_upscale_cannot_get_past_max_pixels(capsys, top_weights, tmp_path):
+    """A 1 x 2000 px strip is 2,000 pixels on disk and 75 x 150,000 once upscaled: --max-pixels
+    bounds the latter (a 60 KB 1 x 20000 PNG used 5.6 GB)."""
+    Image.fromarray(np.zeros((1, 2000, 3), np.uint8)).save(tmp_path / "strip.png")
+    args = ["predict", tmp_path / "strip.png", "--weights", top_weights[0], "--size", SIZE, "--upscale"]
+    code, _, err = _main_without_traceback(capsys, *args, "--max-pixels", 1_000_000)
+    assert code == 1 and "1x2000 px upscaled would be 75x150000 = 11250000 pixels, over the limit of 1000000" in err
+    assert "pass a larger --max-pixels if you trust this image" in err and "max_pixels" not in err

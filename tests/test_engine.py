@@ -411,3 +411,21 @@ def test_find_images_reports_folders_it_cannot_list(tmp_path, monkeypatch):
     files, failed = engine.find_images([tmp_path, tmp_path / "locked"])
     assert files == [tmp_path / "e.png", tmp_path / "open" / "a.png"]
     assert failed == [(tmp_path / "locked", "folder cannot be read (permission denied)")]
+
+
+def test_enlarging_an_image_past_max_pixels_is_refused(tmp_path):
+    """--upscale (and the resize before a fixed size's crop) must not get past max_pixels: a
+    1 x 2000 px strip upscaled to 75 px would be 75 x 150000."""
+    from PIL import Image
+
+    from anyshape.preprocess import ImageLoadError
+
+    Image.fromarray(np.zeros((1, 2000, 3), np.uint8)).save(tmp_path / "strip.png")
+    Image.fromarray(np.zeros((80, 20000, 3), np.uint8)).save(tmp_path / "wide.png")
+    with pytest.raises(ImageLoadError, match=r"1x2000 px upscaled would be 75x150000 = 11250000 pixels, over"):
+        engine.ImageReader(upscale=True, max_pixels=1_000_000).read(tmp_path / "strip.png")
+    with pytest.raises(ImageLoadError, match=r"1x2000 px upscaled .* over the limit of 1000000"):
+        engine.ImageReader(size=(75, 75), upscale=True, max_pixels=1_000_000).read(tmp_path / "strip.png")
+    with pytest.raises(ImageLoadError, match=r"80x20000 px resized for --size 299,299 would be 341x85250"):
+        engine.ImageReader(size=(299, 299), max_pixels=2_000_000).read(tmp_path / "wide.png")
+    assert engine.ImageReader(upscale=True, max_pixels=12_000_000).read(tmp_path / "strip.png").shape == (75, 150000, 3)

@@ -83,24 +83,37 @@ class ImageReader:
                     f"(its feature map would vanish); pass --upscale (upscale=True) to enlarge such images"
                 )
             scale = self.min_size / shorter
-            image = preprocess.resize(
-                image,
-                (max(self.min_size, math.ceil(h * scale)), max(self.min_size, math.ceil(w * scale))),
-                self.preprocessing.interpolation,
-            )
+            target = (max(self.min_size, math.ceil(h * scale)), max(self.min_size, math.ceil(w * scale)))
+            self._check_pixels(path, (h, w), target, "upscaled")
+            image = preprocess.resize(image, target, self.preprocessing.interpolation)
         if self.size != "native":
-            image = self._fixed(image)
+            image = self._fixed(path, image)
         x = self.preprocessing.apply(image)
         if self.data_format == "channels_first":
             x = np.ascontiguousarray(np.transpose(x, (2, 0, 1)))
         return x
 
-    def _fixed(self, image: np.ndarray) -> np.ndarray:
+    def _check_pixels(self, path, hw: tuple[int, int], target: tuple[int, int], how: str) -> None:
+        """Refuse to enlarge an image past `max_pixels`: the limit bounds what the reader holds,
+        not only what the file decodes to (a 1x20000 px strip upscaled to 75 px is 75x1500000)."""
+        from anyshape import preprocess
+
+        limit = preprocess.DEFAULT_MAX_PIXELS if self.max_pixels is None else self.max_pixels
+        pixels = target[0] * target[1]
+        if pixels > limit:
+            raise preprocess.ImageLoadError(
+                f"{path}: {hw[0]}x{hw[1]} px {how} would be {target[0]}x{target[1]} = {pixels} pixels, over the "
+                f"limit of {limit}; pass a larger --max-pixels (max_pixels=N) if you trust this image"
+            )
+
+    def _fixed(self, path, image: np.ndarray) -> np.ndarray:
         from anyshape import preprocess
 
         image = preprocess.to_uint8(image)  # resized on Pillow's 8-bit path, as training does
         if isinstance(self.size, str):
             raise ValueError(f"a fixed size is needed here, not {self.size!r}")
+        resized = preprocess.shorter_side_resize_size(image.shape[:2], tuple(self.size), self.preprocessing.crop_pct)
+        self._check_pixels(path, image.shape[:2], resized, f"resized for --size {self.size[0]},{self.size[1]}")
         out = preprocess.resize_shorter_and_center_crop(
             image, tuple(self.size), self.preprocessing.crop_pct, self.preprocessing.interpolation
         )
