@@ -606,3 +606,25 @@ def test_upscale_cannot_get_past_max_pixels(capsys, top_weights, tmp_path):
     code, _, err = _main_without_traceback(capsys, *args, "--max-pixels", 1_000_000)
     assert code == 1 and "1x2000 px upscaled would be 75x150000 = 11250000 pixels, over the limit of 1000000" in err
     assert "pass a larger --max-pixels if you trust this image" in err and "max_pixels" not in err
+
+
+def test_non_finite_scores_and_features_are_failures(capsys, photos, tmp_path):
+    """A model whose outputs hold NaN: every image is a failed row (exit 1), not "ok", and the json
+    holds no NaN (which is not JSON)."""
+    broken = InceptionV3(weights=None, include_top=True, input_shape=(None, None, 3))
+    kernel, bias = broken.get_layer("predictions").get_weights()
+    kernel[0, 0] = np.nan
+    broken.get_layer("predictions").set_weights([kernel, bias])
+    broken.save_weights(tmp_path / "nan.weights.h5")
+    code, out, err = _main_without_traceback(
+        capsys, "predict", photos / "cats", "--weights", tmp_path / "nan.weights.h5", "--size", SIZE, "--format", "json"
+    )
+    rows = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} in the json output"))
+    assert code == 1 and "1 file(s): 0 ok, 1 failed" in err and "NaN or Inf" in err
+    assert rows[0]["predictions"] is None and "holds NaN or Inf" in rows[0]["error"]
+    backbone = InceptionV3(weights=None, include_top=False, input_shape=(None, None, 3))
+    backbone.set_weights([np.full_like(w, np.inf) if w.ndim == 4 else w for w in backbone.get_weights()])
+    backbone.save_weights(tmp_path / "inf.weights.h5")
+    args = ["features", photos, "--weights", tmp_path / "inf.weights.h5", "--size", SIZE, "--out", tmp_path / "f.npz"]
+    code, _, err = _main_without_traceback(capsys, *args)
+    assert code == 1 and "6 file(s): 0 ok, 6 failed" in err and "wrote 0 row(s)" in err

@@ -429,3 +429,29 @@ def test_enlarging_an_image_past_max_pixels_is_refused(tmp_path):
     with pytest.raises(ImageLoadError, match=r"80x20000 px resized for --size 299,299 would be 341x85250"):
         engine.ImageReader(size=(299, 299), max_pixels=2_000_000).read(tmp_path / "wide.png")
     assert engine.ImageReader(upscale=True, max_pixels=12_000_000).read(tmp_path / "strip.png").shape == (75, 150000, 3)
+
+
+def test_non_finite_pixels_and_outputs_are_errors_not_results(tmp_path):
+    """A float TIFF holding NaN is a bad file; a model whose output holds NaN or Inf gives an error
+    result for the image, not scores that rank as anything."""
+    from PIL import Image
+
+    from anyshape.preprocess import ImageLoadError
+
+    values = np.ones((80, 80), np.float32)
+    values[3, 4] = np.nan
+    Image.fromarray(values, mode="F").save(tmp_path / "nan.tiff")
+    for size in ("native", (75, 75)):
+        with pytest.raises(ImageLoadError, match="nan.tiff: .*NaN"):
+            engine.ImageReader(size=size).read(tmp_path / "nan.tiff")
+    Image.fromarray(np.zeros((80, 80, 3), np.uint8)).save(tmp_path / "ok.png")
+    inputs = keras.Input((None, None, 3))
+    scores = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inputs))
+    model = keras.Model(inputs, scores)
+    model.layers[-1].set_weights([np.array([[np.nan, 1.0]] * 3, np.float32), np.zeros(2, np.float32)])
+    for name in ("onnxruntime", "keras"):
+        results = list(
+            engine.run_images(engine.Predictor(model, engine=name), engine.ImageReader(), [tmp_path / "ok.png"])
+        )
+        assert [r.output for r in results] == [None], name
+        assert "ok.png: the model's output for this image holds NaN or Inf" in results[0].error

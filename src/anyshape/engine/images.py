@@ -57,7 +57,9 @@ class ImageReader:
 
     Channel rule (`preprocess.load_image`): 3 channels: gray is replicated, alpha dropped,
     palette/CMYK converted, 16-bit scaled to 0..255; 1 channel: luminance; 4: RGBA. EXIF
-    orientation is applied. Images over `max_pixels` are refused (decompression bomb).
+    orientation is applied. Images over `max_pixels` are refused (decompression bomb), as
+    decoded and as they would be once enlarged (by `upscale`, or resized for a fixed size); so
+    are images holding NaN or Inf (a float TIFF can).
     """
 
     channels: int = 3
@@ -74,6 +76,10 @@ class ImageReader:
 
         kwargs: dict = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}
         image = preprocess.load_image(path, self.channels, data=data, **kwargs)
+        if image.dtype.kind == "f" and not np.isfinite(image).all():  # a float TIFF (mode F) can hold them
+            raise preprocess.ImageLoadError(
+                f"{path}: holds NaN or Inf pixel values, which the network cannot compute with"
+            )
         h, w = image.shape[:2]
         shorter = min(h, w)
         if shorter < self.min_size:

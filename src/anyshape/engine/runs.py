@@ -43,7 +43,7 @@ def run_images(
     that cannot be used gives a result with `error` (path and reason) and no output.
     `load(path)` returns a file's bytes when the reader cannot open paths itself (object
     storage; it raises ImageLoadError for a file that cannot be read). Results carry the paths
-    as given.
+    as given. An output holding NaN or Inf is an error, not a result.
     """
     paths = list(paths)
     workers = workers or min(4, max(2, _cores()))
@@ -69,7 +69,11 @@ def run_images(
         for group, out in zip(groups, outs):
             for i, (p, _) in enumerate(group):
                 o = [a[i] for a in out] if isinstance(out, list) else out[i]
-                results.append(ImageResult(p, o))
+                if all(np.isfinite(a).all() for a in (o if isinstance(o, list) else [o])):
+                    results.append(ImageResult(p, o))
+                else:  # not a result: NaN scores would rank as anything, and NaN is not JSON
+                    why = "the model's output for this image holds NaN or Inf (its weights hold them, or it overflowed)"
+                    results.append(ImageResult(p, None, f"{p}: {why}; the result is not usable"))
         if on_batch is not None and results:
             on_batch(results)
         return results
