@@ -44,6 +44,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
+from anyshape.engine.feature_store import refuse_non_utf8
 from anyshape.engine.images import find_images, path_key
 from anyshape.engine.manifest import ResumeMismatch, RunManifest
 from anyshape.engine.runs import (
@@ -405,9 +406,15 @@ def _run(
     make = feature_reader if task == "features" else make_reader
     reader = make(predictor, size, upscale=upscale, max_pixels=max_pixels)
     manifest = run_manifest(predictor, reader, {"task": task, **(options or {})})
+    files, missing = list_inputs(paths)
+    # every row names its file in a Parquet string column (and in its error), which is UTF-8 only
+    refuse_non_utf8(
+        [*files, *(p for p, _ in missing)],
+        "the Parquet rows of --ray",
+        "or run without --ray (.npz, .npy, json and csv keep any name)",
+    )
     folder = OutputFolder(out)
     folder.prepare(manifest, resume=resume)  # refuses before any work
-    files, missing = list_inputs(paths)
     done = folder.done()
     done_keys = {_key(p) for p in done}
     todo = [p for p in files if _key(p) not in done_keys]

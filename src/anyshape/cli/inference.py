@@ -138,16 +138,26 @@ def _run_predict(args) -> int:
             progress=not args.quiet and sys.stderr.isatty(),
         )
     except engine.RunInterrupted as e:  # the rows classified so far are not lost
-        sys.stdout.write(engine.format_predictions(e.rows, args.format))
-        sys.stdout.flush()
+        _print_rows(e.rows, args.format)
         # the line printed on Ctrl-C says what was kept (_interrupted_line)
         e.kept = (  # type: ignore[attr-defined]
             f"the {len(e.rows)} image(s) classified before it were printed; run the command again to classify them all"
         )
         raise
-    sys.stdout.write(engine.format_predictions(rows, args.format))
+    _print_rows(rows, args.format)
     _report_failures("predict", summary)
     return summary.exit_code
+
+
+def _print_rows(rows, fmt: str) -> None:
+    """The rows on stdout, encoded as file names are (`os.fsencode`): a name's bytes that are not
+    UTF-8 go out unchanged instead of failing the print (see `engine.format_predictions`)."""
+    from anyshape import engine
+
+    data = os.fsencode(engine.format_predictions(rows, fmt))
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 
 def _add_features(sub) -> None:
@@ -166,7 +176,7 @@ def _add_features(sub) -> None:
         "-o",
         required=True,
         metavar="FILE",
-        help="output .npy (+ FILE.paths.txt and FILE.manifest.json), .npz or .parquet; with --ray a folder",
+        help="output .npy (+ FILE.paths.jsonl and FILE.manifest.json), .npz or .parquet; with --ray a folder",
     )
     p.add_argument(
         "--layer",
