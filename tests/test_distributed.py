@@ -296,3 +296,15 @@ def test_names_parquet_cannot_hold_are_refused_before_any_work(feature_predictor
     with pytest.raises(ValueError, match=r"not valid UTF-8, which the Parquet rows of --ray cannot store: .*caf\\xe9"):
         distributed.features(feature_predictor, [str(photos)], str(tmp_path / "out"), size=80)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_ray_run_shows_only_anyshapes_lines(local_ray, images, tmp_path, capfd):
+    """Ray Data's log lines ("Progress bars disabled", "Dataset ... execution finished") and the
+    line Ray's C++ core writes to standard error for every actor pool stay off the terminal."""
+    from anyshape.cli import main
+
+    args = ["features", str(images / "img00.png"), "--ray", "--out", str(tmp_path / "f"), "--weights", "none", "-q"]
+    assert main([*args, "--size", "80"]) == 0
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and all(line.startswith("anyshape features: ") for line in lines), err
