@@ -230,9 +230,9 @@ def refuse_non_utf8(paths, output: str, instead: str) -> None:
 
 
 def read_features(path) -> tuple[np.ndarray, list[str]]:
-    """(features, paths) of a `features` output file (.npz, .npy with its paths.jsonl, .parquet),
-    rows in file order. A name whose bytes are not UTF-8 comes back as Python holds it in a path
-    (surrogate escapes): open it as it is, or take its bytes with `os.fsencode`."""
+    """(features, paths) of a `features` output file (.npz, .npy with its paths.jsonl, .parquet:
+    its rows flattened), in file order. A name whose bytes are not UTF-8 comes back as Python
+    holds it in a path (surrogate escapes): open it as it is, or take its bytes with `os.fsencode`."""
     path = Path(path)
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
