@@ -257,8 +257,8 @@ def test_features_npy_with_mixed_layer(capsys, photos, notop_weights, tmp_path):
     )
     assert code == 0, err
     assert np.load(out).shape == (2, 768)
-    listed = (tmp_path / "mixed7.npy.paths.txt").read_text().splitlines()
-    assert [p.rsplit("/", 1)[-1] for p in listed] == ["chelsea.jpg", "coffee.png"]
+    features, listed = engine.read_features(out)
+    assert features.shape == (2, 768) and [p.rsplit("/", 1)[-1] for p in listed] == ["chelsea.jpg", "coffee.png"]
 
 
 def test_features_parquet(capsys, photos, notop_weights, tmp_path, monkeypatch):
@@ -564,3 +564,148 @@ def test_per_file_reasons_speak_the_cli(capsys, bad_folder, top_weights):
         capsys, "predict", bad_folder[0] / "tiny.png", "--weights", top_weights[0], "--size", SIZE, "-q"
     )
     assert code == 1 and "pass --upscale to enlarge" in err and "upscale=True" not in err
+
+
+# --- reliability, second pass: odd file names, unreadable folders, NaN, enlarging past --max-pixels --
+
+
+def test_a_folder_that_cannot_be_read_is_a_failure(capsys, photos, top_weights, notop_weights, tmp_path, monkeypatch):
+    """chmod 000 on a folder (faked where the listing happens: the tests run as root, who reads it
+    anyway): `predict dir` reports it and exits 1, as `predict locked/` does, not "0 file(s)"."""
+    import os
+    import shutil
+
+    shutil.copytree(photos, tmp_path / "photos")
+    locked = tmp_path / "photos" / "cats"
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if os.fspath(path) == str(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    weights = top_weights[0]
+    code, out, err = _main_without_traceback(
+        capsys, "predict", tmp_path / "photos", "--weights", weights, "--size", SIZE
+    )
+    assert code == 1 and f"FAILED {locked}: folder cannot be read (permission denied)" in err
+    assert "6 file(s): 5 ok, 1 failed" in err and "chelsea" not in out
+    code, out, err = _main_without_traceback(capsys, "predict", locked, "--weights", weights, "--format", "json", "-q")
+    assert code == 1 and json.loads(out) == [
+        {"path": str(locked), "predictions": None, "error": f"{locked}: folder cannot be read (permission denied)"}
+    ]
+    assert "1 file(s): 0 ok, 1 failed" in err
+    args = ["features", tmp_path / "photos", "--weights", notop_weights, "--size", SIZE, "--out", tmp_path / "f.npz"]
+    code, _, err = _main_without_traceback(capsys, *args)
+    assert code == 1 and "folder cannot be read" in err and "wrote 5 row(s)" in err
+
+
+def test_upscale_cannot_get_past_max_pixels(capsys, top_weights, tmp_path):
+    """A 1 x 2000 px strip is 2,000 pixels on disk and 75 x 150,000 once upscaled: --max-pixels
+    bounds the latter (a 60 KB 1 x 20000 PNG used 5.6 GB)."""
+    Image.fromarray(np.zeros((1, 2000, 3), np.uint8)).save(tmp_path / "strip.png")
+    args = ["predict", tmp_path / "strip.png", "--weights", top_weights[0], "--size", SIZE, "--upscale"]
+    code, _, err = _main_without_traceback(capsys, *args, "--max-pixels", 1_000_000)
+    assert code == 1 and "1x2000 px upscaled would be 75x150000 = 11250000 pixels, over the limit of 1000000" in err
+    assert "pass a larger --max-pixels if you trust this image" in err and "max_pixels" not in err
+
+
+def test_non_finite_scores_and_features_are_failures(capsys, photos, tmp_path):
+    """A model whose outputs hold NaN: every image is a failed row (exit 1), not "ok", and the json
+    holds no NaN (which is not JSON)."""
+    broken = InceptionV3(weights=None, include_top=True, input_shape=(None, None, 3))
+    kernel, bias = broken.get_layer("predictions").get_weights()
+    kernel[0, 0] = np.nan
+    broken.get_layer("predictions").set_weights([kernel, bias])
+    broken.save_weights(tmp_path / "nan.weights.h5")
+    code, out, err = _main_without_traceback(
+        capsys, "predict", photos / "cats", "--weights", tmp_path / "nan.weights.h5", "--size", SIZE, "--format", "json"
+    )
+    rows = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} in the json output"))
+    assert code == 1 and "1 file(s): 0 ok, 1 failed" in err and "NaN or Inf" in err
+    assert rows[0]["predictions"] is None and "holds NaN or Inf" in rows[0]["error"]
+    backbone = InceptionV3(weights=None, include_top=False, input_shape=(None, None, 3))
+    backbone.set_weights([np.full_like(w, np.inf) if w.ndim == 4 else w for w in backbone.get_weights()])
+    backbone.save_weights(tmp_path / "inf.weights.h5")
+    args = ["features", photos, "--weights", tmp_path / "inf.weights.h5", "--size", SIZE, "--out", tmp_path / "f.npz"]
+    code, _, err = _main_without_traceback(capsys, *args)
+    assert code == 1 and "6 file(s): 0 ok, 6 failed" in err and "wrote 0 row(s)" in err
+
+
+# names a file system allows that a line- or UTF-8-minded writer mangles; one is not UTF-8
+ODD_NAMES = ["cr\rname.png", "lf\nname.png", "crlf\r\n.png", '"quoted".png', " space.png", "tab\t.png", "ünï,x.png"]
+NOT_UTF8 = b"caf\xe9.png"
+
+
+@pytest.fixture(scope="module")
+def odd_names(tmp_path_factory):
+    """A folder of images whose names hold CR, LF, quotes, a leading space, a tab, a comma, and
+    bytes that are not UTF-8; returns (folder, the names as Python holds them)."""
+    import os
+
+    root = tmp_path_factory.mktemp("odd")
+    rng = np.random.default_rng(3)
+    names = ODD_NAMES + [os.fsdecode(NOT_UTF8)]
+    for name in names:
+        with open(os.fsencode(root) + b"/" + os.fsencode(name), "wb") as f:
+            Image.fromarray(rng.integers(0, 255, (80, 84, 3), dtype=np.uint8)).save(f, format="PNG")
+    return root, sorted(str(root / n) for n in names)
+
+
+def _table_paths(text: str) -> list[str]:
+    """The file names of a predict table: the lines that are not ranks, JSON strings decoded."""
+    return [
+        json.loads(line) if line.startswith('"') else line for line in text.split("\n") if line[:2] not in ("  ", "")
+    ]
+
+
+def test_every_predict_format_gives_back_any_file_name(capfdbinary, odd_names, top_weights):
+    """table, json and csv name each file exactly (CR and LF split csv rows before; a name that is
+    not UTF-8 failed the print), and the csv on stdout carries the name's own bytes."""
+    import os
+
+    root, names = odd_names
+    rows, summary = engine.predict_paths(engine.Predictor(top_weights[1]), [root], size=75, top=2)
+    assert summary.ok == len(names) and sorted(r["path"] for r in rows) == names
+    assert sorted(r["path"] for r in json.loads(engine.format_predictions(rows, "json"))) == names
+    assert sorted(_table_paths(engine.format_predictions(rows, "table"))) == names
+    code = cli.main(
+        ["predict", str(root), "--weights", str(top_weights[0]), "--size", SIZE, "--top", "2", "--format", "csv"]
+    )
+    out = capfdbinary.readouterr().out
+    assert code == 0
+    table = list(csv.DictReader(io.StringIO(out.decode("utf-8", "surrogateescape"), newline="")))
+    assert len(table) == 2 * len(names) and sorted({r["path"] for r in table}) == names
+    assert os.fsencode(root) + b"/" + NOT_UTF8 + b"," in out  # the bytes as they are on disk
+    code = cli.main(["predict", str(root), "--weights", str(top_weights[0]), "--size", SIZE, "--top", "1"])
+    out = capfdbinary.readouterr().out
+    assert code == 0 and sorted(_table_paths(out.decode("utf-8"))) == names  # odd names as JSON strings
+
+
+def test_every_feature_file_gives_back_any_file_name(odd_names, notop_weights, tmp_path):
+    """.npz and .npy keep every name (the .npy listing misaligned every row after a name with a line
+    break); Parquet text is UTF-8, so a .parquet run refuses a name that is not, before any work."""
+    import os
+
+    root, names = odd_names
+    model = InceptionV3(weights=str(notop_weights), include_top=False, input_shape=(None, None, 3))
+    predictor = engine.Predictor(engine.feature_model(model))
+    reference = None
+    for suffix in (".npz", ".npy"):
+        summary = engine.extract_features(predictor, [root], tmp_path / f"f{suffix}", size=75)
+        features, paths = engine.read_features(tmp_path / f"f{suffix}")
+        assert summary.ok == len(names) and paths == names
+        reference = features if reference is None else reference
+        np.testing.assert_array_equal(features, reference)
+    assert os.fsencode(root) + b"/" + NOT_UTF8 in [os.fsencode(p) for p in paths]  # the bytes come back
+    with pytest.raises(
+        ValueError, match=r"1 file name\(s\) are not valid UTF-8, .*caf\\xe9.png; rename them, or write"
+    ):
+        engine.extract_features(predictor, [root], tmp_path / "f.parquet", size=75)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npy", "f.npy.manifest.json", "f.npy.paths.jsonl", "f.npz"]
+    utf8 = [i for i, n in enumerate(names) if "caf" not in n]
+    engine.extract_features(predictor, [names[i] for i in utf8], tmp_path / "f.parquet", size=75)
+    features, paths = engine.read_features(tmp_path / "f.parquet")
+    assert paths == [names[i] for i in utf8]
+    np.testing.assert_array_equal(features, reference[utf8])

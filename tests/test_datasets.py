@@ -168,3 +168,23 @@ def test_training_reader_and_the_inference_reader_give_the_same_input(folder):
             trained = preprocess_input(read_image(path, size, channels).astype(np.float32), "channels_last", mode="tf")
             served = ImageReader(channels=channels, size=size, preprocessing=config).read(path)
             np.testing.assert_array_equal(served, trained)
+
+
+def test_a_class_folder_that_cannot_be_read_is_refused(tmp_path, monkeypatch):
+    """Training without a folder's images would be a silent gap in the data (faked chmod 000: the
+    tests run as root, who reads any folder)."""
+    import os
+
+    root = make_image_folder(tmp_path / "data", per_class=2, photos=("coffee", "rocket"))
+    (root / "rocket" / "more").mkdir()
+    Image.fromarray(photo("rocket")).save(root / "rocket" / "more" / "deep.png")
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if os.path.basename(os.fspath(path)) == "more":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    with pytest.raises(DataError, match=r"rocket/more: folder cannot be read \(permission denied\); training would"):
+        load_dataset(root, (75, 75), val_split=0, test_split=0)

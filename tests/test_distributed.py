@@ -310,3 +310,28 @@ def test_cli_features_and_predict_with_ray(local_ray, images, tmp_path, capsys):
     )
     table = distributed.read_output(tmp_path / "p")
     assert table.column("labels").to_pylist()[0][0].startswith("class_") and len(table.column("scores")[0]) == 2
+
+
+def test_names_parquet_cannot_hold_are_refused_before_any_work(feature_predictor, tmp_path):
+    """Every row names its file in a Parquet string column, which is UTF-8 only: a name whose bytes
+    are not is refused before Ray starts or the output folder is made (not a failure at the end)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.zeros((80, 80, 3), np.uint8)).save(photos / "ok.png")
+    with open(os.fsencode(photos) + b"/caf\xe9.png", "wb") as f:
+        Image.fromarray(np.zeros((80, 80, 3), np.uint8)).save(f, format="PNG")
+    with pytest.raises(ValueError, match=r"not valid UTF-8, which the Parquet rows of --ray cannot store: .*caf\\xe9"):
+        distributed.features(feature_predictor, [str(photos)], str(tmp_path / "out"), size=80)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_ray_run_shows_only_anyshapes_lines(local_ray, images, tmp_path, capfd):
+    """Ray Data's log lines ("Progress bars disabled", "Dataset ... execution finished") and the
+    line Ray's C++ core writes to standard error for every actor pool stay off the terminal."""
+    from anyshape.cli import main
+
+    args = ["features", str(images / "img00.png"), "--ray", "--out", str(tmp_path / "f"), "--weights", "none", "-q"]
+    assert main([*args, "--size", "80"]) == 0
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and all(line.startswith("anyshape features: ") for line in lines), err

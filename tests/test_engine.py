@@ -354,3 +354,151 @@ def test_unpooled_maps_at_native_sizes_are_refused_locally_and_on_ray(tmp_path):
             run(p, [str(tmp_path)], str(tmp_path / "out.npz" if run is engine.extract_features else tmp_path / "out"))
     assert sorted(tmp_path.iterdir()) == []
     assert engine.feature_reader(p, 75).size == (75, 75)
+
+
+@pytest.fixture(scope="module")
+def predictors_on_every_engine(features_last):
+    predictors = {name: engine.Predictor(features_last, engine=name) for name in ("onnxruntime", "openvino", "keras")}
+    yield predictors
+    for p in predictors.values():
+        p.close()
+
+
+def test_every_engine_refuses_a_bad_batch_with_one_message_and_runs_on(predictors_on_every_engine):
+    """Rank, channels, a side below the network's minimum, NaN: one ValueError, worded the same on
+    every engine, before the backend sees the batch (OpenVINO's compiled model failed every later
+    call once it had refused a shape); the next good batch still runs."""
+    bad = {
+        "rank": (
+            _input((75, 75, 3)),
+            r"a batch of images shaped \(N, H, W, 3\) \(channels_last\); got an array of shape",
+        ),
+        "channels": (_input((1, 75, 75, 1)), "takes 3-channel images, .* got 1 channel"),
+        "size": (_input((1, 60, 75, 3)), "60x75 px is below the model's minimum of 75 px per side"),
+        "nan": (np.full((1, 75, 75, 3), np.nan, np.float32), "NaN or Inf"),
+        "inf": (np.where(_input((1, 75, 75, 3)) > 0.9, np.inf, 0).astype(np.float32), "NaN or Inf"),
+    }
+    good = _input((2, 75, 80, 3))
+    want = predictors_on_every_engine["onnxruntime"](good)
+    messages = {}
+    for name, p in predictors_on_every_engine.items():
+        assert p.engine == name
+        for case, (x, match) in bad.items():
+            with pytest.raises(ValueError, match=match) as refused:
+                p(x)
+            messages.setdefault(case, set()).add(str(refused.value))
+            with pytest.raises(ValueError, match=match):
+                p.run_many([good, x])
+            assert np.abs(p(good) - want).max() <= TOL  # and the engine still runs
+    assert all(len(m) == 1 for m in messages.values()), messages
+
+
+class _Recording:
+    """A backend wrapper that records the batch sizes the backend is given."""
+
+    def __init__(self, backend):
+        self.backend, self.sizes = backend, []
+
+    def __call__(self, batch):
+        self.sizes.append(len(batch))
+        return self.backend(batch)
+
+    def run_many(self, batches):
+        self.sizes.extend(len(b) for b in batches)
+        return self.backend.run_many(batches)
+
+
+def test_an_empty_batch_gives_empty_outputs_without_the_backend(predictors_on_every_engine, monkeypatch):
+    good = _input((1, 75, 80, 3))
+    for name, p in predictors_on_every_engine.items():
+        backend = _Recording(p._backend)
+        monkeypatch.setattr(p, "_backend", backend)
+        out = p(np.zeros((0, 75, 80, 3), np.float32))
+        assert out.shape == (0, 2048) and out.dtype == np.float32, name
+        mixed = p.run_many([np.zeros((0, 90, 90, 3), np.float32), good])
+        assert mixed[0].shape == (0, 2048) and mixed[1].shape == (1, 2048), name
+        assert p(good).shape == (1, 2048), name
+        assert backend.sizes == [1, 1], name  # the batches of 0 never reached it
+
+
+def test_an_earlier_block_takes_smaller_images_and_gives_empty_maps_of_the_right_size():
+    """A feature model ending at mixed5 needs 43 px, not 75; a batch of 0 gives maps of the size a
+    real batch of that image size gives, on the ONNX graph and on Keras alike."""
+    base = InceptionV3(weights=None, include_top=False, input_shape=(None, None, 3))
+    model = engine.feature_model(base, "mixed5", None)
+    for name in ("onnxruntime", "keras"):
+        p = engine.Predictor(model, engine=name)
+        assert p.min_size == 43
+        assert p(_input((1, 43, 50, 3))).shape == (1, 1, 1, 768)
+        with pytest.raises(ValueError, match="42x50 px is below the model's minimum of 43 px"):
+            p(_input((1, 42, 50, 3)))
+        assert p(np.zeros((0, 75, 120, 3), np.float32)).shape == (0, *p(_input((1, 75, 120, 3))).shape[1:])
+    graph = engine.GraphModel.from_keras(model)
+    assert engine.GraphModel.from_bytes(graph.to_bytes()).min_size == 43
+    assert engine.Predictor(InceptionV3(weights=None, input_shape=(None, None, 3)), engine="keras").min_size == 75
+
+
+def test_find_images_reports_folders_it_cannot_list(tmp_path, monkeypatch):
+    """A folder that cannot be listed (chmod 000; faked here, as root reads any folder) is a
+    failure with its reason, never a silent gap; the rest is still listed."""
+    import os
+
+    for sub in ("open", "locked", "locked/inner", ".hidden"):
+        (tmp_path / sub).mkdir()
+    for f in ("open/a.png", "locked/b.png", "locked/inner/c.png", ".hidden/d.png", "e.png", ".f.png"):
+        (tmp_path / f).write_bytes(b"x")
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if os.path.basename(os.fspath(path)) == "locked":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    files, failed = engine.find_images([tmp_path, tmp_path / "locked"])
+    assert files == [tmp_path / "e.png", tmp_path / "open" / "a.png"]
+    assert failed == [(tmp_path / "locked", "folder cannot be read (permission denied)")]
+
+
+def test_enlarging_an_image_past_max_pixels_is_refused(tmp_path):
+    """--upscale (and the resize before a fixed size's crop) must not get past max_pixels: a
+    1 x 2000 px strip upscaled to 75 px would be 75 x 150000."""
+    from PIL import Image
+
+    from anyshape.preprocess import ImageLoadError
+
+    Image.fromarray(np.zeros((1, 2000, 3), np.uint8)).save(tmp_path / "strip.png")
+    Image.fromarray(np.zeros((80, 20000, 3), np.uint8)).save(tmp_path / "wide.png")
+    with pytest.raises(ImageLoadError, match=r"1x2000 px upscaled would be 75x150000 = 11250000 pixels, over"):
+        engine.ImageReader(upscale=True, max_pixels=1_000_000).read(tmp_path / "strip.png")
+    with pytest.raises(ImageLoadError, match=r"1x2000 px upscaled .* over the limit of 1000000"):
+        engine.ImageReader(size=(75, 75), upscale=True, max_pixels=1_000_000).read(tmp_path / "strip.png")
+    with pytest.raises(ImageLoadError, match=r"80x20000 px resized for --size 299,299 would be 341x85250"):
+        engine.ImageReader(size=(299, 299), max_pixels=2_000_000).read(tmp_path / "wide.png")
+    assert engine.ImageReader(upscale=True, max_pixels=12_000_000).read(tmp_path / "strip.png").shape == (75, 150000, 3)
+
+
+def test_non_finite_pixels_and_outputs_are_errors_not_results(tmp_path):
+    """A float TIFF holding NaN is a bad file; a model whose output holds NaN or Inf gives an error
+    result for the image, not scores that rank as anything."""
+    from PIL import Image
+
+    from anyshape.preprocess import ImageLoadError
+
+    values = np.ones((80, 80), np.float32)
+    values[3, 4] = np.nan
+    Image.fromarray(values, mode="F").save(tmp_path / "nan.tiff")
+    for size in ("native", (75, 75)):
+        with pytest.raises(ImageLoadError, match="nan.tiff: .*NaN"):
+            engine.ImageReader(size=size).read(tmp_path / "nan.tiff")
+    Image.fromarray(np.zeros((80, 80, 3), np.uint8)).save(tmp_path / "ok.png")
+    inputs = keras.Input((None, None, 3))
+    scores = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inputs))
+    model = keras.Model(inputs, scores)
+    model.layers[-1].set_weights([np.array([[np.nan, 1.0]] * 3, np.float32), np.zeros(2, np.float32)])
+    for name in ("onnxruntime", "keras"):
+        results = list(
+            engine.run_images(engine.Predictor(model, engine=name), engine.ImageReader(), [tmp_path / "ok.png"])
+        )
+        assert [r.output for r in results] == [None], name
+        assert "ok.png: the model's output for this image holds NaN or Inf" in results[0].error

@@ -159,7 +159,7 @@ def test_one_file_given_two_ways_is_one_row_also_across_a_resume(images, predict
 
 def test_npy_side_files_follow_the_rules_of_the_output(images, predictor, tmp_path):
     out = tmp_path / "h.npy"
-    listing = tmp_path / "h.npy.paths.txt"
+    listing = tmp_path / "h.npy.paths.jsonl"
     listing.write_text("my own notes\n")
     with pytest.raises(FileExistsError, match="--force"):
         engine.extract_features(predictor, [images], out, size=75)

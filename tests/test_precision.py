@@ -137,6 +137,26 @@ def test_int8_graph_keeps_the_first_convolution_in_float(quantized):
         assert [made_by.get(name) for name in conv.input[:2]] == ["DequantizeLinear"] * 2, conv.name
 
 
+def test_quantize_keeps_onnxruntime_advice_off_the_terminal(tmp_path, capsys, caplog):
+    """ONNX Runtime's quantizer logs "Please consider to run pre-processing before quantization"
+    on the root logger, twice, and installs a handler that prints it. Under pytest the root logger
+    has pytest's handler, so the check is that no such record is logged at all."""
+    import logging
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "calibrate").mkdir()
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(tmp_path / "calibrate" / f"{i}.png")
+    caplog.set_level(logging.DEBUG)
+    argv = ["quantize", "none", "--calibrate", tmp_path / "calibrate", "-o", tmp_path / "q.onnx", "--size", 75]
+    assert cli.main([str(a) for a in [*argv, "--features", "-q"]]) == 0
+    err = capsys.readouterr().err
+    assert "pre-processing" not in err and "wrote" in err and "Traceback" not in err
+    assert not [r.getMessage() for r in caplog.records if "onnxruntime" in r.pathname and r.levelno >= logging.INFO]
+
+
 @pytest.mark.parametrize("engine_name", ["openvino", "onnxruntime"])
 def test_int8_file_round_trips_and_keeps_accuracy(trained_digits, quantized, fp32_scores, engine_name):
     out, _ = quantized

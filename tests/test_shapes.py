@@ -206,3 +206,18 @@ def test_validity_is_exactly_the_minimum_size_rule(h, w, aux):
     assert r.valid == (h >= m and w >= m)
     if not r.valid:
         assert r.nearest_valid() == (max(h, m), max(w, m))
+
+
+def test_min_input_size_follows_the_stages_a_model_has():
+    from anyshape.shapes import min_input_size
+
+    stages = explain((299, 299, 3), include_top=True, aux_logits=True).stages
+    layers = [s.layer for s in stages]
+    assert min_input_size(layers) == 299  # the aux head's 5x5 conv
+    assert min_input_size([n for n in layers if not n.startswith("aux_")]) == 75
+    upto = lambda block: layers[: [s.name for s in stages].index(block) + 1]  # noqa: E731
+    assert (min_input_size(upto("mixed2")), min_input_size(upto("mixed7"))) == (27, 43)
+    assert min_input_size([f"mixed{i}" for i in range(11)] + ["conv2d", "predictions"]) == 75  # keras.applications
+    assert min_input_size(["dense", "conv2d"]) == 1  # not InceptionV3: no minimum known
+    for n, block in ((27, "mixed2"), (43, "mixed7")):
+        assert explain((n, n, 3)).stage(block).height >= 1 and explain((n - 1, n, 3)).stage(block).height == 0

@@ -248,3 +248,20 @@ def test_registry_set_from_the_cache_offline(tv, tmp_path, monkeypatch):
     }
     x = _images(1, 120, 120, seed=1)
     _assert_parity(predict(m, x), run(tv[0], x))
+
+
+def test_a_newer_pickle_protocol_is_named_without_torchs_warning(tmp_path, capsys):
+    """torch warns about a file pickled with protocol 4 (advice to its own developers); the CLI
+    says instead, in its one line, why such a file cannot be read and what to do."""
+    import warnings
+
+    from anyshape import cli
+
+    torch.save({"fc.weight": torch.zeros(3, 2)}, tmp_path / "p4.pth", pickle_protocol=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = cli.main(["predict", str(tmp_path), "--weights", str(tmp_path / "p4.pth"), "--preprocessing", "tf"])
+    err = capsys.readouterr().err
+    assert not [w for w in caught if "pickle protocol" in str(w.message)]  # what would reach the terminal
+    assert code == 2 and "Traceback" not in err and "Detected pickle protocol" not in err
+    assert "pickled with a protocol torch's safe loader cannot read (pickle opcode 149)" in err

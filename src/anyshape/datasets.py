@@ -150,7 +150,10 @@ def _list_classes(root: Path) -> tuple[list[str], list[list[Path]], int]:
         )
     files, ignored, empty = [], 0, []
     for d in class_dirs:
-        listed, _ = find_images([d])  # the rule `anyshape predict` follows: recursive, sorted, hidden skipped
+        listed, unreadable = find_images([d])  # the rule `anyshape predict` follows: recursive, sorted, hidden skipped
+        if unreadable:  # training without a folder's images would be a silent gap in the data
+            path, why = unreadable[0]
+            raise DataError(f"{path}: {why}; training would leave out its images: fix its permissions or move it away")
         found = [p for p in listed if p.suffix.lower() in IMAGE_SUFFIXES]
         ignored += len(listed) - len(found)
         if not found:

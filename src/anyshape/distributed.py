@@ -34,6 +34,7 @@ shared file system); object storage needs nothing more.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -44,6 +45,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
+from anyshape.engine.feature_store import refuse_non_utf8
 from anyshape.engine.images import find_images, path_key
 from anyshape.engine.manifest import ResumeMismatch, RunManifest
 from anyshape.engine.runs import (
@@ -364,9 +366,9 @@ def _start_ray(address):
     if ray.is_initialized():
         return False
     if address in (None, "", "local"):
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     else:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
     return True
 
 
@@ -405,9 +407,15 @@ def _run(
     make = feature_reader if task == "features" else make_reader
     reader = make(predictor, size, upscale=upscale, max_pixels=max_pixels)
     manifest = run_manifest(predictor, reader, {"task": task, **(options or {})})
+    files, missing = list_inputs(paths)
+    # every row names its file in a Parquet string column (and in its error), which is UTF-8 only
+    refuse_non_utf8(
+        [*files, *(p for p, _ in missing)],
+        "the Parquet rows of --ray",
+        "or run without --ray (.npz, .npy, json and csv keep any name)",
+    )
     folder = OutputFolder(out)
     folder.prepare(manifest, resume=resume)  # refuses before any work
-    files, missing = list_inputs(paths)
     done = folder.done()
     done_keys = {_key(p) for p in done}
     todo = [p for p in files if _key(p) not in done_keys]
@@ -526,7 +534,27 @@ def _ray_rows(predictor, reader, todo, task, top, batch_size, cpus_per_actor, ac
             predictor=worker, reader=reader, task=task, top=top, decode_threads=max(2, int(cpus_per_actor))
         ),
     )
-    yield from ds.iter_rows()
+    with _quiet_ray_data():
+        yield from ds.iter_rows()
+
+
+@contextlib.contextmanager
+def _quiet_ray_data():
+    """Ray Data's console lines ("Progress bars disabled", "Dataset ... execution finished") off
+    the user's terminal while the run goes, errors still shown; they stay in Ray's log files."""
+    handlers = [
+        h
+        for h in logging.getLogger("ray.data").handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
+    levels = [h.level for h in handlers]
+    for h in handlers:
+        h.setLevel(max(h.level, logging.ERROR))
+    try:
+        yield
+    finally:
+        for h, level in zip(handlers, levels):
+            h.setLevel(level)
 
 
 def _key(path: str) -> str:

@@ -28,6 +28,7 @@ __all__ = [
     "InvalidInputShape",
     "explain",
     "minimum_size",
+    "min_input_size",
     "parse_input_shape",
     "parse_dims",
     "POOLINGS",
@@ -380,3 +381,33 @@ def _layout_hint(shape: tuple, data_format: str, min_size: int) -> str | None:
             f"pass data_format='channels_last', or input_shape={_fmt_shape((c, a, b))}."
         )
     return None
+
+
+def min_input_size(layers: Iterable[str], arch: str | Arch = DEFAULT_ARCH, config=None) -> int:
+    """The smallest height and width (square) at which none of `layers` (a built model's layer
+    names) collapses: the network's minimum for the whole network, less for a model that ends at
+    an earlier block (a feature model of mixed5), 1 for a model with none of the network's layers.
+
+    `config` is the Config the model was built with (`archs.model_config`); without one, the
+    network with its top (and, for InceptionV3, the aux head when the layers include it). A
+    collapsed layer and every layer after it have a 0-pixel side in the trace, which is why the
+    search can bisect.
+    """
+    names = set(layers)
+    a = get_arch(arch)
+    if config is None:
+        extra = {"aux_logits": True} if any(n.startswith("aux_") for n in names) and a.name == "inception_v3" else {}
+        config = a.config(include_top=True, **extra)
+    config = _free(config)
+
+    def fits(n: int) -> bool:
+        traced = _trace(a, config, n, n, 3).layers
+        return not any(0 in (t.h, t.w) for name, t in traced.items() if name in names and not t.flat)
+
+    lo, hi = 1, _SEARCH_LIMIT
+    if not fits(hi):
+        return hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fits(mid) else (mid + 1, hi)
+    return lo

@@ -360,6 +360,7 @@ class Trace:
     problems: list[str] = field(default_factory=list)  # merges of unequal maps and the like
     leftover: dict[str, list[str]] = field(default_factory=dict)  # axis -> layers leaving pixels unread
     outputs: list[T] = field(default_factory=list)
+    layers: dict[str, T] = field(default_factory=dict)  # every layer's output
 
 
 class ShapeOps(Ops):
@@ -392,6 +393,7 @@ class ShapeOps(Ops):
 
     def _count(self, out: T, what: str, params: int = 0, trainable: int | None = None, macs: int | None = 0) -> T:
         trainable = params if trainable is None else trainable
+        self.trace.layers[out.layer] = out
         acc = self._acc if self._acc is not None else _Acc(out.layer, what)
         acc.params += params
         acc.trainable += trainable

@@ -3,8 +3,11 @@ cluster), export, bench and quantize."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
+import threading
 
 from anyshape.cli.options import (
     EXIT_OK,
@@ -20,6 +23,62 @@ from anyshape.cli.options import (
     positive_int_list,
 )
 
+# the prefix of a line Ray's C++ core logs: [2026-11-28 19:57:47,058 E 7261 7261] core_worker.cc:2465:
+_RAY_CORE_LINE = re.compile(rb"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z] \d+ \d+\] [\w.]+:\d+: ")
+_RAY_CORE_PREFIX = 64  # longer than any such prefix: a held line this long that does not match is not one
+
+
+@contextlib.contextmanager
+def _without_ray_core_lines():
+    """Keep the lines Ray's C++ core writes to standard error off the terminal while a job runs.
+
+    They bypass Python's logging: the core writes them to file descriptor 2 itself. A Ray Data
+    run gives one per actor pool ("has constructor arguments in the object store and max_restarts
+    > 0", ray-project/ray#57733), however small its arguments; RAY_BACKEND_LOG_LEVEL cannot hide
+    it and prints a line of its own. So descriptor 2 goes through a pipe whose reader drops those
+    lines and passes every other byte on as it comes (progress bars and warnings included).
+    `--verbose` runs without it."""
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def write(data: bytes) -> None:
+        try:
+            while data:
+                data = data[os.write(terminal, data) :]
+        except OSError:  # standard error closed: the rest is dropped, and the pipe keeps draining
+            pass
+
+    def pump() -> None:
+        held = b""
+        while chunk := os.read(read_end, 65536):
+            held += chunk
+            while held:
+                end = held.find(b"\n") + 1
+                if not end and held.startswith(b"[") and (len(held) < _RAY_CORE_PREFIX or _RAY_CORE_LINE.match(held)):
+                    break  # (perhaps) a Ray line, not ended yet: wait for its end
+                cut = end or len(held)
+                if not _RAY_CORE_LINE.match(held[:cut]):
+                    write(held[:cut])
+                held = held[cut:]
+        if not _RAY_CORE_LINE.match(held):
+            write(held)
+        os.close(read_end)
+        os.close(terminal)
+
+    reader = threading.Thread(target=pump, name="anyshape-ray-stderr", daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        saved = os.dup(terminal)
+        os.dup2(saved, 2)  # the pipe's last write end closes: the reader passes on what is left and ends
+        os.close(saved)
+        reader.join(timeout=10)
+
 
 def _run_on_ray(verb: str, args, predictor, options: dict) -> int:
     """predict/features --ray: the same job on Ray, rows into the folder --out (anyshape.distributed)."""
@@ -32,23 +91,26 @@ def _run_on_ray(verb: str, args, predictor, options: dict) -> int:
         )
     job = distributed.features if verb == "features" else distributed.predict
     kwargs = dict(top=args.top) if verb == "predict" else {}
+    progress = not args.quiet and sys.stderr.isatty()  # before standard error is a pipe
+    quiet = contextlib.nullcontext() if getattr(args, "verbose", False) else _without_ray_core_lines()
     try:
-        summary = job(
-            predictor,
-            args.paths,
-            args.out,
-            size=args.size,
-            upscale=args.upscale,
-            max_pixels=args.max_pixels,
-            batch_size=args.batch_size,
-            options=options,
-            address=None if args.ray == "local" else args.ray,
-            cpus_per_actor=args.cpus_per_actor,
-            actors=args.actors,
-            resume=args.resume,
-            progress=not args.quiet and sys.stderr.isatty(),
-            **kwargs,
-        )
+        with quiet:
+            summary = job(
+                predictor,
+                args.paths,
+                args.out,
+                size=args.size,
+                upscale=args.upscale,
+                max_pixels=args.max_pixels,
+                batch_size=args.batch_size,
+                options=options,
+                address=None if args.ray == "local" else args.ray,
+                cpus_per_actor=args.cpus_per_actor,
+                actors=args.actors,
+                resume=args.resume,
+                progress=progress,
+                **kwargs,
+            )
     except KeyboardInterrupt as e:
         # the line printed on Ctrl-C says what was kept (_interrupted_line)
         e.kept = (  # type: ignore[attr-defined]
@@ -138,16 +200,26 @@ def _run_predict(args) -> int:
             progress=not args.quiet and sys.stderr.isatty(),
         )
     except engine.RunInterrupted as e:  # the rows classified so far are not lost
-        sys.stdout.write(engine.format_predictions(e.rows, args.format))
-        sys.stdout.flush()
+        _print_rows(e.rows, args.format)
         # the line printed on Ctrl-C says what was kept (_interrupted_line)
         e.kept = (  # type: ignore[attr-defined]
             f"the {len(e.rows)} image(s) classified before it were printed; run the command again to classify them all"
         )
         raise
-    sys.stdout.write(engine.format_predictions(rows, args.format))
+    _print_rows(rows, args.format)
     _report_failures("predict", summary)
     return summary.exit_code
+
+
+def _print_rows(rows, fmt: str) -> None:
+    """The rows on stdout, encoded as file names are (`os.fsencode`): a name's bytes that are not
+    UTF-8 go out unchanged instead of failing the print (see `engine.format_predictions`)."""
+    from anyshape import engine
+
+    data = os.fsencode(engine.format_predictions(rows, fmt))
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 
 def _add_features(sub) -> None:
@@ -166,7 +238,7 @@ def _add_features(sub) -> None:
         "-o",
         required=True,
         metavar="FILE",
-        help="output .npy (+ FILE.paths.txt and FILE.manifest.json), .npz or .parquet; with --ray a folder",
+        help="output .npy (+ FILE.paths.jsonl and FILE.manifest.json), .npz or .parquet; with --ray a folder",
     )
     p.add_argument(
         "--layer",

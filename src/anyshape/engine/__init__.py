@@ -32,7 +32,7 @@ metadata inside, what crosses processes and what `quantize` writes) and `quantiz
 """
 
 from anyshape.engine.export import check_export_path, export_model, load_or_build
-from anyshape.engine.feature_store import FEATURE_SUFFIXES, FeatureStore, read_manifest
+from anyshape.engine.feature_store import FEATURE_SUFFIXES, FeatureStore, read_features, read_manifest
 from anyshape.engine.graph_model import GraphModel
 from anyshape.engine.images import ImageReader, ImageTooSmall, Preprocessing, find_images, parse_size, path_key
 from anyshape.engine.manifest import ResumeMismatch, RunManifest, weights_digest
@@ -97,6 +97,7 @@ __all__ = [
     "make_reader",
     "path_key",
     "read_manifest",
+    "read_features",
     "RunManifest",
     "ResumeMismatch",
     "weights_digest",

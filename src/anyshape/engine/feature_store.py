@@ -35,10 +35,16 @@ class FeatureStore:
     Output formats, each carrying the manifest:
 
     * `.npz`: arrays `features` (N, ...) float32, `paths` (N,) str and `manifest` (a JSON str);
-    * `.npy`: the (N, ...) float32 feature array, with the paths in row order in the text file
-      `<out>.paths.txt` (one per line) and the manifest in `<out>.manifest.json`;
+    * `.npy`: the (N, ...) float32 feature array, with the paths in row order in
+      `<out>.paths.jsonl` (one JSON string per line: a name may hold a line break) and the
+      manifest in `<out>.manifest.json`;
     * `.parquet`: columns `path` (string) and `feature` (list<float32>, flattened), the manifest
       as JSON in the schema metadata key `anyshape_manifest`; needs pyarrow.
+
+    `read_features(out)` reads any of them back. Every file name round-trips: a name whose bytes
+    are not UTF-8 is held as Python holds it in a path (surrogate escapes, `os.fsdecode`) in
+    `.npz` and `.npy` (`os.fsencode(name)` gives the bytes back); Parquet text is UTF-8 only, so
+    a `.parquet` run refuses such names before any work (`check_names`), naming the files.
 
     Nothing the caller did not name is overwritten or deleted: the sidecar files of `.npy`
     follow the rules of `out` (refused if they exist, unless `force`), and `force` removes only
@@ -85,7 +91,7 @@ class FeatureStore:
         out = Path(out)
         if out.suffix != ".npy":
             return []
-        return [out.with_name(out.name + ".paths.txt"), out.with_name(out.name + ".manifest.json")]
+        return [out.with_name(out.name + ".paths.jsonl"), out.with_name(out.name + ".manifest.json")]
 
     @classmethod
     def check_output(cls, out, *, resume: bool = False, force: bool = False) -> None:
@@ -124,6 +130,13 @@ class FeatureStore:
                 raise FileExistsError(
                     f"{partial} holds an interrupted run's rows; pass --resume to continue it or --force to start again"
                 )
+
+    @classmethod
+    def check_names(cls, out, paths) -> None:
+        """Refuse, before any work, file names `out` cannot hold: Parquet text is UTF-8 only, so a
+        name whose bytes are not UTF-8 would fail the run at its end (.npz and .npy hold any name)."""
+        if Path(out).suffix == ".parquet":
+            refuse_non_utf8(paths, "a .parquet output", "or write --out FILE.npz or FILE.npy, which keep any name")
 
     def owns(self, path) -> bool:
         """True for the files this store writes (so a run over the folder it writes into skips them)."""
@@ -169,7 +182,7 @@ class FeatureStore:
             )
         elif suffix == ".npy":
             listing, manifest_file = self.sidecars(self.out)
-            write_bytes_atomically(listing, ("\n".join(paths) + ("\n" if paths else "")).encode("utf-8"))
+            write_bytes_atomically(listing, "".join(json.dumps(p) + "\n" for p in paths).encode("ascii"))
             if self.manifest is not None:
                 self.manifest.write(manifest_file)
             write_atomically(self.out, lambda tmp: np.save(tmp, feats))
@@ -198,6 +211,42 @@ class FeatureStore:
                 f.unlink()
         if not any(self.partial.iterdir()):
             self.partial.rmdir()
+
+
+def refuse_non_utf8(paths, output: str, instead: str) -> None:
+    """ValueError naming the file names among `paths` whose bytes are not UTF-8 (Python holds them
+    with surrogate escapes), which `output`, being UTF-8 text, cannot store."""
+    bad = []
+    for p in map(str, paths):
+        try:
+            p.encode("utf-8")
+        except UnicodeEncodeError:
+            bad.append(os.fsencode(p).decode("utf-8", "backslashreplace"))
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ValueError(
+            f"{len(bad)} file name(s) are not valid UTF-8, which {output} cannot store: {shown}; rename them, {instead}"
+        )
+
+
+def read_features(path) -> tuple[np.ndarray, list[str]]:
+    """(features, paths) of a `features` output file (.npz, .npy with its paths.jsonl, .parquet:
+    its rows flattened), in file order. A name whose bytes are not UTF-8 comes back as Python
+    holds it in a path (surrogate escapes): open it as it is, or take its bytes with `os.fsencode`."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            return z["features"], [str(p) for p in z["paths"]]
+    if path.suffix == ".npy":
+        listing = path.with_name(path.name + ".paths.jsonl").read_text(encoding="ascii")
+        return np.load(path, allow_pickle=False), [json.loads(line) for line in listing.splitlines()]
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        features = np.array(table.column("feature").to_pylist(), np.float32)
+        return features, table.column("path").to_pylist()
+    raise ValueError(f"{path}: not a features output (expected {', '.join(FEATURE_SUFFIXES)})")
 
 
 def read_manifest(path) -> RunManifest | None:

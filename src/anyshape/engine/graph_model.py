@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from anyshape.engine.images import Preprocessing
+from anyshape.shapes import min_input_size
 
 METADATA_KEY = "anyshape"
 
@@ -24,6 +25,7 @@ class GraphModel:
     channels: int = 3
     fixed_hw: tuple | None = None
     output_rank: int = 2
+    min_size: int = 1  # the smallest H and W the graph computes (shapes.min_input_size)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     class_names: list | None = None
     precision: str = "fp32"  # "int8" for a quantized graph
@@ -42,6 +44,7 @@ class GraphModel:
             "channels": self.channels,
             "fixed_hw": list(self.fixed_hw) if self.fixed_hw else None,
             "output_rank": self.output_rank,
+            "min_size": self.min_size,
             "preprocessing": self.preprocessing.to_dict(),
             "class_names": self.class_names,
             "precision": self.precision,
@@ -77,10 +80,24 @@ class GraphModel:
             channels=int(meta["channels"]),
             fixed_hw=tuple(meta["fixed_hw"]) if meta.get("fixed_hw") else None,
             output_rank=int(meta.get("output_rank", 2)),
+            # files written before it was recorded hold whole InceptionV3s (export, quantize)
+            min_size=int(meta.get("min_size") or min_input_size(["mixed10"])),
             preprocessing=Preprocessing.from_dict(meta.get("preprocessing") or {}),
             class_names=meta.get("class_names"),
             precision=meta.get("precision", "fp32"),
         )
+
+    def output_shapes(self, input_shape: tuple) -> list[tuple]:
+        """The graph's output shapes for an input of `input_shape` (batch axis included), by ONNX
+        shape inference: nothing runs."""
+        import onnx
+
+        proto = onnx.load_from_string(self.graph)
+        for dim, value in zip(proto.graph.input[0].type.tensor_type.shape.dim, (1, *input_shape[1:])):
+            dim.Clear()
+            dim.dim_value = value
+        outputs = onnx.shape_inference.infer_shapes(proto).graph.output
+        return [(input_shape[0], *(d.dim_value for d in o.type.tensor_type.shape.dim[1:])) for o in outputs]
 
     @classmethod
     def load(cls, path) -> GraphModel:
@@ -101,11 +118,23 @@ def describe_keras(model) -> dict:
     from anyshape.model_info import model_info
 
     info = model_info(model)
+    arch, config = (info.architecture or "inception_v3"), info.config
     return dict(
         data_format=data_format,
         channels=int(channels),
         fixed_hw=tuple(hw) if all(d is not None for d in hw) else None,
         output_rank=len(model.outputs[0].shape),
+        min_size=min_input_size(_layer_names(model), arch, config),
         preprocessing=info.data_config,
         class_names=list(info.class_names) if info.class_names else None,
     )
+
+
+def _layer_names(model) -> list[str]:
+    """The names of a Keras model's layers, those of nested models included."""
+    names = []
+    for layer in model.layers:
+        names.append(layer.name)
+        if hasattr(layer, "layers"):
+            names.extend(_layer_names(layer))
+    return names

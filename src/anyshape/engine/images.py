@@ -57,7 +57,9 @@ class ImageReader:
 
     Channel rule (`preprocess.load_image`): 3 channels: gray is replicated, alpha dropped,
     palette/CMYK converted, 16-bit scaled to 0..255; 1 channel: luminance; 4: RGBA. EXIF
-    orientation is applied. Images over `max_pixels` are refused (decompression bomb).
+    orientation is applied. Images over `max_pixels` are refused (decompression bomb), as
+    decoded and as they would be once enlarged (by `upscale`, or resized for a fixed size); so
+    are images holding NaN or Inf (a float TIFF can).
     """
 
     channels: int = 3
@@ -74,6 +76,10 @@ class ImageReader:
 
         kwargs: dict = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}
         image = preprocess.load_image(path, self.channels, data=data, **kwargs)
+        if image.dtype.kind == "f" and not np.isfinite(image).all():  # a float TIFF (mode F) can hold them
+            raise preprocess.ImageLoadError(
+                f"{path}: holds NaN or Inf pixel values, which the network cannot compute with"
+            )
         h, w = image.shape[:2]
         shorter = min(h, w)
         if shorter < self.min_size:
@@ -83,24 +89,37 @@ class ImageReader:
                     f"(its feature map would vanish); pass --upscale (upscale=True) to enlarge such images"
                 )
             scale = self.min_size / shorter
-            image = preprocess.resize(
-                image,
-                (max(self.min_size, math.ceil(h * scale)), max(self.min_size, math.ceil(w * scale))),
-                self.preprocessing.interpolation,
-            )
+            target = (max(self.min_size, math.ceil(h * scale)), max(self.min_size, math.ceil(w * scale)))
+            self._check_pixels(path, (h, w), target, "upscaled")
+            image = preprocess.resize(image, target, self.preprocessing.interpolation)
         if self.size != "native":
-            image = self._fixed(image)
+            image = self._fixed(path, image)
         x = self.preprocessing.apply(image)
         if self.data_format == "channels_first":
             x = np.ascontiguousarray(np.transpose(x, (2, 0, 1)))
         return x
 
-    def _fixed(self, image: np.ndarray) -> np.ndarray:
+    def _check_pixels(self, path, hw: tuple[int, int], target: tuple[int, int], how: str) -> None:
+        """Refuse to enlarge an image past `max_pixels`: the limit bounds what the reader holds,
+        not only what the file decodes to (a 1x20000 px strip upscaled to 75 px is 75x1500000)."""
+        from anyshape import preprocess
+
+        limit = preprocess.DEFAULT_MAX_PIXELS if self.max_pixels is None else self.max_pixels
+        pixels = target[0] * target[1]
+        if pixels > limit:
+            raise preprocess.ImageLoadError(
+                f"{path}: {hw[0]}x{hw[1]} px {how} would be {target[0]}x{target[1]} = {pixels} pixels, over the "
+                f"limit of {limit}; pass a larger --max-pixels (max_pixels=N) if you trust this image"
+            )
+
+    def _fixed(self, path, image: np.ndarray) -> np.ndarray:
         from anyshape import preprocess
 
         image = preprocess.to_uint8(image)  # resized on Pillow's 8-bit path, as training does
         if isinstance(self.size, str):
             raise ValueError(f"a fixed size is needed here, not {self.size!r}")
+        resized = preprocess.shorter_side_resize_size(image.shape[:2], tuple(self.size), self.preprocessing.crop_pct)
+        self._check_pixels(path, image.shape[:2], resized, f"resized for --size {self.size[0]},{self.size[1]}")
         out = preprocess.resize_shorter_and_center_crop(
             image, tuple(self.size), self.preprocessing.crop_pct, self.preprocessing.interpolation
         )
@@ -115,30 +134,50 @@ def path_key(path) -> str:
 
 
 def find_images(paths: Iterable) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Expand files and folders (recursively, sorted, hidden files skipped).
+    """Expand files and folders (recursively, sorted, hidden files and folders skipped).
 
-    Returns (files, missing) where missing lists (path, reason) for arguments that do not exist.
-    A file reached twice (two spellings, a folder and a file in it, a link) is listed once,
-    with the first spelling met (see `path_key`).
+    Returns (files, failed) where failed lists (path, reason) for arguments that do not exist and
+    for folders that cannot be listed (permission denied, ...): each is a failure the run reports,
+    never a silent gap in its output. A file reached twice (two spellings, a folder and a file in
+    it, a link) is listed once, with the first spelling met (see `path_key`).
     """
     files: list[Path] = []
-    missing: list[tuple[Path, str]] = []
+    failed: list[tuple[Path, str]] = []
     seen = set()
+
+    def fail(path: Path, why: str) -> None:
+        if path_key(path) not in seen:
+            seen.add(path_key(path))
+            failed.append((path, why))
+
+    def unlisted(e: OSError) -> None:  # os.walk's report of a folder it cannot list (Path.rglob skips it in silence)
+        fail(Path(e.filename), _unreadable(e, "folder cannot be read"))
+
     for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(
-                q
-                for q in p.rglob("*")
-                if q.is_file() and not any(part.startswith(".") for part in q.relative_to(p).parts)
-            )
-        elif p.exists():
+        try:
+            is_dir = p.is_dir()
+            exists = is_dir or p.exists()
+        except OSError as e:  # a parent folder that cannot be searched
+            fail(p, _unreadable(e, "cannot be reached"))
+            continue
+        if is_dir:
+            found: list[Path] = []
+            for root, dirs, names in os.walk(p, onerror=unlisted):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                found.extend(q for q in (Path(root, n) for n in names if not n.startswith(".")) if q.is_file())
+            found.sort()
+        elif exists:
             found = [p]
         else:
-            missing.append((p, "no such file or folder"))
+            fail(p, "no such file or folder")
             continue
         for q in found:
             key = path_key(q)
             if key not in seen:
                 seen.add(key)
                 files.append(q)
-    return files, missing
+    return files, failed
+
+
+def _unreadable(error: OSError, what: str) -> str:
+    return f"{what} ({(error.strerror or str(error)).lower()})"

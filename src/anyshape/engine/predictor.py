@@ -74,7 +74,9 @@ class Predictor:
 
     `engine` and `precision` say what actually runs; `choice_reason` says why. Call it on a
     preprocessed float32 batch in the model's data format; it returns a numpy array (or a list
-    for several outputs), like `model.predict_on_batch`.
+    for several outputs), like `model.predict_on_batch`. A batch the model cannot take (another
+    rank or channel count, a side below `min_size` or other than a fixed size, NaN or Inf) is
+    refused with one ValueError whatever the engine; a batch of 0 images gives outputs of 0 rows.
 
     A Predictor pickles as its ONNX graph + metadata + engine + precision and rebuilds its
     sessions on arrival (e.g. in a Ray worker); a Keras-engine Predictor cannot be pickled.
@@ -85,6 +87,7 @@ class Predictor:
     channels: int
     fixed_hw: tuple | None
     output_rank: int
+    min_size: int
     preprocessing: Preprocessing
     class_names: list | None
     graph_model: GraphModel | None
@@ -110,7 +113,15 @@ class Predictor:
             self.model, self.graph_model = None, model
             desc = {
                 k: getattr(model, k)
-                for k in ("data_format", "channels", "fixed_hw", "output_rank", "preprocessing", "class_names")
+                for k in (
+                    "data_format",
+                    "channels",
+                    "fixed_hw",
+                    "output_rank",
+                    "min_size",
+                    "preprocessing",
+                    "class_names",
+                )
             }
         else:
             self.model, self.graph_model = model, None
@@ -149,7 +160,8 @@ class Predictor:
         self.engine, self.precision, self.choice_reason = choice.engine, choice.precision, choice.reason
 
     def __call__(self, batch: np.ndarray):
-        outs = self._backend(np.ascontiguousarray(batch, dtype=np.float32))
+        x = self._checked(batch)
+        outs = self._empty_outputs(x) if len(x) == 0 else self._backend(x)
         return outs[0] if len(outs) == 1 else outs
 
     predict_on_batch = __call__
@@ -158,8 +170,48 @@ class Predictor:
         """Run several batches (of different shapes, e.g. photos at their native sizes); returns
         their outputs in order. On ONNX Runtime small batches run side by side, each
         single-threaded on its own core, instead of one after the other each split across the cores."""
-        outs = self._backend.run_many([np.ascontiguousarray(b, dtype=np.float32) for b in batches])
+        xs = [self._checked(b) for b in batches]
+        ran = iter(self._backend.run_many([x for x in xs if len(x)]))
+        outs = [self._empty_outputs(x) if len(x) == 0 else next(ran) for x in xs]
         return [o[0] if len(o) == 1 else o for o in outs]
+
+    def _checked(self, batch) -> np.ndarray:
+        """The batch as contiguous float32, or a ValueError saying what is wrong with it, the same
+        on every engine: the backends' own errors differ (ONNX Runtime's, OpenVINO's, Keras'), NaN
+        gives NaN on one and numbers on another, and OpenVINO's compiled model fails every later
+        call once it has refused a shape."""
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        first = self.data_format == "channels_first"
+        layout = f"(N, {self.channels}, H, W)" if first else f"(N, H, W, {self.channels})"
+        if x.ndim != 4:
+            raise ValueError(
+                f"the model takes a batch of images shaped {layout} ({self.data_format}); got an array of shape {x.shape}"
+            )
+        c, h, w = (x.shape[1], x.shape[2], x.shape[3]) if first else (x.shape[3], x.shape[1], x.shape[2])
+        if c != self.channels:
+            raise ValueError(
+                f"the model takes {self.channels}-channel images, a batch shaped {layout} ({self.data_format}); "
+                f"got {c} channel(s) in a batch of shape {x.shape}"
+            )
+        if self.fixed_hw is not None and (h, w) != tuple(self.fixed_hw):
+            raise ValueError(f"the model takes {self.fixed_hw[0]}x{self.fixed_hw[1]} images only; got {h}x{w}")
+        if min(h, w) < self.min_size:
+            raise ValueError(
+                f"{h}x{w} px is below the model's minimum of {self.min_size} px per side (its feature map would vanish)"
+            )
+        if not np.isfinite(x).all():
+            raise ValueError("the batch holds NaN or Inf values; the model computes only with finite numbers")
+        return x
+
+    def _empty_outputs(self, x: np.ndarray) -> list:
+        """The outputs of a batch of no images, of the shapes the model gives at this image size,
+        without calling the backend (OpenVINO's compiled model fails later calls after one)."""
+        if self.graph_model is not None:
+            shapes = self.graph_model.output_shapes(x.shape)
+        else:  # the Keras engine without onnx: a Predictor holds a graph, a Keras model or both
+            shapes = self.model.compute_output_shape(x.shape)  # type: ignore[union-attr]
+            shapes = list(shapes) if isinstance(shapes[0], (tuple, list)) else [shapes]
+        return [np.zeros((0, *s[1:]), np.float32) for s in shapes]
 
     def metadata(self) -> dict:
         """What ran, for output files: engine and precision."""

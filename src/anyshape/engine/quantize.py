@@ -15,6 +15,9 @@ no step samples at random. Which one is the default was chosen by measurement (R
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sys
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -98,6 +101,33 @@ def calibration_batches(
     return [np.stack(rows[i : i + batch_size]).astype(np.float32) for i in range(0, len(rows), batch_size)]
 
 
+@contextlib.contextmanager
+def _without_onnxruntime_advice():
+    """ONNX Runtime's quantizer logs advice on the root logger ("Please consider to run
+    pre-processing before quantization", twice), and the first such call installs a handler that
+    prints it: advice to whoever wrote the quantization step, not to the user of `anyshape
+    quantize`. While it runs, its records below ERROR are dropped, and a stand-in handler keeps
+    `logging.warning` from installing one."""
+    import onnxruntime
+
+    package = os.path.dirname(onnxruntime.__file__)
+    root = logging.getLogger()
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.pathname.startswith(package)
+
+    stand_in = None if root.handlers else logging.NullHandler()
+    root.addFilter(keep)
+    if stand_in is not None:
+        root.addHandler(stand_in)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+        if stand_in is not None:
+            root.removeHandler(stand_in)
+
+
 def _quantize_onnxruntime(graph: bytes, batches: list) -> bytes:
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -125,18 +155,19 @@ def _quantize_onnxruntime(graph: bytes, batches: list) -> bytes:
         # 360 test images: int8 activations + int8 weights everywhere 97.5 % (ORT) / 80.6 %
         # (OpenVINO); convolutions only, uint8 activations, the first convolution kept in float
         # (it sees the raw image, 1-3 input channels, and costs little): 98.9 % / 98.6 %.
-        quantize_static(
-            str(src),
-            str(dst),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["Conv"],
-            nodes_to_exclude=[first_conv],
-            calibrate_method=CalibrationMethod.MinMax,
-        )
+        with _without_onnxruntime_advice():
+            quantize_static(
+                str(src),
+                str(dst),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["Conv"],
+                nodes_to_exclude=[first_conv],
+                calibrate_method=CalibrationMethod.MinMax,
+            )
         return dst.read_bytes()
 
 

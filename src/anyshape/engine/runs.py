@@ -43,7 +43,7 @@ def run_images(
     that cannot be used gives a result with `error` (path and reason) and no output.
     `load(path)` returns a file's bytes when the reader cannot open paths itself (object
     storage; it raises ImageLoadError for a file that cannot be read). Results carry the paths
-    as given.
+    as given. An output holding NaN or Inf is an error, not a result.
     """
     paths = list(paths)
     workers = workers or min(4, max(2, _cores()))
@@ -69,7 +69,11 @@ def run_images(
         for group, out in zip(groups, outs):
             for i, (p, _) in enumerate(group):
                 o = [a[i] for a in out] if isinstance(out, list) else out[i]
-                results.append(ImageResult(p, o))
+                if all(np.isfinite(a).all() for a in (o if isinstance(o, list) else [o])):
+                    results.append(ImageResult(p, o))
+                else:  # not a result: NaN scores would rank as anything, and NaN is not JSON
+                    why = "the model's output for this image holds NaN or Inf (its weights hold them, or it overflowed)"
+                    results.append(ImageResult(p, None, f"{p}: {why}; the result is not usable"))
         if on_batch is not None and results:
             on_batch(results)
         return results
@@ -309,23 +313,37 @@ def predict_paths(
 
 
 def format_predictions(rows: list[dict], fmt: str = "table") -> str:
-    """Render `predict_paths` rows as "table" (for people), "json" or "csv" (one row per class)."""
+    """Render `predict_paths` rows as "table" (for people), "json" or "csv" (one row per class).
+
+    Every format gives back any file name: json escapes it (bytes that are not UTF-8 are held,
+    as Python holds them in a path, as surrogate escapes, `\\udc80`-`\\udcff`: `json.loads`
+    then `os.fsencode` returns the bytes); csv quotes a name with a comma, quote, CR or LF; the
+    table shows a name that would not read back as one line of its own (a control character,
+    bytes that are not UTF-8, a leading quote or space) as a JSON string. Write the text with
+    `os.fsencode` (the CLI does), so that a name's undecodable bytes go out unchanged.
+    """
     import csv
     import io
-    import json
 
     if fmt == "json":
-        return json.dumps(rows, indent=2)
+        return json.dumps(rows, indent=2, allow_nan=False)
     if fmt == "csv":
         buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["path", "rank", "class_id", "wnid", "label", "score", "error"])
+        plain = csv.writer(buf, lineterminator="\n")
+        # Python's writer quotes a field holding the line terminator's characters but not a bare
+        # CR, which ends the row for most readers: such rows are written with every field quoted
+        quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
+
+        def write(fields: list) -> None:
+            (quoted if any("\r" in str(f) for f in fields) else plain).writerow(fields)
+
+        write(["path", "rank", "class_id", "wnid", "label", "score", "error"])
         for row in rows:
             if row["error"]:
-                w.writerow([row["path"], "", "", "", "", "", row["error"]])
+                write([row["path"], "", "", "", "", "", row["error"]])
                 continue
             for p in row["predictions"]:
-                w.writerow([row["path"], p["rank"], p["class_id"], p["wnid"], p["label"], f"{p['score']:.6f}", ""])
+                write([row["path"], p["rank"], p["class_id"], p["wnid"], p["label"], f"{p['score']:.6f}", ""])
         return buf.getvalue()
     if fmt != "table":
         raise ValueError(f"format must be table, json or csv, got {fmt!r}")
@@ -333,7 +351,8 @@ def format_predictions(rows: list[dict], fmt: str = "table") -> str:
     for row in rows:
         if row["error"]:
             continue  # the table is for the images that ran; failures go to stderr with the summary
-        lines.append(row["path"])
+        path = row["path"]
+        lines.append(path if path.isprintable() and not path.startswith(('"', " ")) else json.dumps(path))
         for p in row["predictions"]:
             lines.append(f"  {p['rank']:>2}. {p['label']:<28} {p['score']:8.4f}  ({p['wnid'] or p['class_id']})")
     return "\n".join(lines) + ("\n" if lines else "")
@@ -392,13 +411,14 @@ def extract_features(
     """
     FeatureStore.check_output(out, resume=resume, force=force)
     reader = feature_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
+    files, missing = find_images(paths)
+    FeatureStore.check_names(out, files)
     store = FeatureStore(
         out,
         resume=resume,
         force=force,
         manifest=run_manifest(predictor, reader, {"task": "features", **(options or {})}),
     )
-    files, missing = find_images(paths)
     files = [p for p in files if not store.owns(p)]
     todo = [p for p in files if path_key(p) not in store.done]
     summary = RunSummary(

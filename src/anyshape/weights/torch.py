@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import warnings
 import zipfile
 
 import numpy as np
@@ -66,8 +68,19 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
             ".safetensors, which anyshape reads without torch"
         ) from e
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns, for a file pickled with protocol > 2, that its safe loader may not read
+            # it: advice to torch's developers, not to whoever runs anyshape (a failure is reported)
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        opcode = re.search(r"Unsupported operand (\d+)", str(e))
+        if opcode:  # an opcode of a newer pickle protocol (protocol 4's FRAME is 149), not code
+            raise WeightFileError(
+                f"{path!r} was pickled with a protocol torch's safe loader cannot read (pickle opcode "
+                f"{opcode.group(1)}): save it again with torch.save(state_dict, path) and its default "
+                "protocol, or as .safetensors"
+            ) from e
         raise WeightFileError(
             f"{path!r} was refused: it is a pickle that needs Python code to load (it is not a "
             "plain state dict of tensors), and anyshape never runs code from a weights file "
