@@ -124,6 +124,31 @@ def test_features_equal_the_local_run_and_bad_images_become_rows(local_ray, imag
         np.testing.assert_allclose(np.array(rows[path][0], np.float32), feats, atol=1e-5, rtol=0)
 
 
+def test_features_prepare_images_as_the_source_model_says(local_ray, images, tmp_path):
+    """The feature model sent to Ray keeps its source model's preprocessing (issue 15, item 1)."""
+    import json
+
+    from anyshape.model_info import ModelInfo
+
+    odd = engine.Preprocessing(
+        mode="torch", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=1.0, interpolation="bilinear"
+    )
+    model = InceptionV3(weights=None, include_top=False, input_shape=(75, 75, 3))
+    model.anyshape_info = ModelInfo(odd)
+    features = engine.feature_model(model, "avg_pool", "avg")
+    out = tmp_path / "feats"
+    paths = [str(images / "img01.png"), str(images / "img05.png")]
+    summary = distributed.features(engine.Predictor(features), paths, str(out))
+    assert summary.ok == 2
+    rows = _rows(out)
+    reader = engine.ImageReader(size=(75, 75), preprocessing=odd)
+    want = features.predict_on_batch(np.stack([reader.read(p) for p in paths]))
+    got = np.array([rows[p][0] for p in paths], np.float32)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    recorded = json.loads((out / "manifest.json").read_text())
+    assert recorded["options"]["preprocessing"] == json.loads(json.dumps(odd.to_dict()))
+
+
 def test_predict_writes_the_top_classes_of_the_local_run(local_ray, images, tmp_path):
     model = InceptionV3(weights=None, input_shape=(None, None, 3), classes=7)
     predictor = engine.Predictor(model)

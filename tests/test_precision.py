@@ -217,3 +217,24 @@ def test_bench_reports_fidelity(trained_digits, capsys):
     assert "openvino bf16" in out and "onnxruntime fp32" in out
     line = next(l for l in out.splitlines() if l.startswith("fidelity"))
     assert "64 images" in line and "top-1 agreement" in line and "min cosine" in line
+
+
+def test_features_and_their_int8_file_prepare_images_as_the_trained_model_says(trained_digits, tmp_path, capsys):
+    """`features` and `quantize --features` on train's model.keras keep its preprocessing (issue 15, item 1)."""
+    trained = engine.Predictor(trained_digits.model).preprocessing
+    assert (trained.crop_pct, trained.interpolation) == (1.0, "bilinear")  # not the defaults (0.875, bicubic)
+    folder = trained_digits.calibration
+    paths = [str(folder / "digit000.png"), str(folder / "digit001.png")]
+    feats = tmp_path / "f.npz"
+    model = str(trained_digits.model_path)
+    assert cli.main(["features", *paths, "--model", model, "--engine", "onnxruntime", "-o", str(feats), "-q"]) == 0
+    reader = engine.ImageReader(channels=1, size=(75, 75), preprocessing=trained)
+    want = engine.feature_model(trained_digits.model).predict_on_batch(np.stack([reader.read(p) for p in paths]))
+    with np.load(feats) as z:
+        assert list(z["paths"]) == paths and np.abs(z["features"] - want).max() <= 1e-4
+
+    int8 = tmp_path / "features-int8.onnx"
+    argv = ["quantize", model, "--features", "--calibrate", str(folder), "--limit", "8", "-o", str(int8), "-q"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    graph = engine.load_or_build(int8)
+    assert graph.preprocessing == trained and graph.class_names is None and graph.output_rank == 2

@@ -112,3 +112,27 @@ def test_convert_from_python_imports_its_reference_frameworks_itself(tv, tmp_pat
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "True", done.stdout
     assert dst.is_file()
+
+
+def test_features_record_the_preprocessing_of_a_converted_file_and_of_a_torch_file(tv, tmp_path):
+    """`features` prepares images as the weights say: a .keras from `convert --preprocessing torch`,
+    and `--weights X.pth --preprocessing torch` (issue 15, item 1)."""
+    from PIL import Image
+
+    from anyshape import engine
+
+    _, pth, _ = tv
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 100, 3), dtype=np.uint8)).save(photo)
+    converted = tmp_path / "tv.keras"
+    argv = ["convert", pth, "-o", str(converted), "--input-shape", "75,75,3", "--preprocessing", "torch", "--no-parity"]
+    assert main(argv) == 0
+    for i, flags in enumerate((["--model", str(converted)], ["--weights", pth, "--preprocessing", "torch"])):
+        out = tmp_path / f"f{i}.npz"
+        assert main(["features", str(photo), *flags, "--size", "75", "-o", str(out), "-q"]) == 0
+        recorded = engine.read_manifest(out).options["preprocessing"]
+        assert (recorded["mode"], recorded["mean"], recorded["std"]) == (
+            "torch",
+            [0.485, 0.456, 0.406],
+            [0.229, 0.224, 0.225],
+        )

@@ -218,16 +218,28 @@ def feature_model(model, layer: str = "avg_pool", pooling: str | None = "avg"):
     None, mixed10 pooled that way: see `feature_layer`); with pooling "avg" or "max" a mixedN
     map is reduced to one vector per image, with None it stays a map (channels_last, as the
     model computes internally).
+
+    The new model carries the source model's `ModelInfo` (how its images are prepared, its
+    weight set) without the class names, which name the classifier's outputs, not features: a
+    plain `keras.Model` knows none of it, and the defaults would prepare the images otherwise.
     """
+    import dataclasses
+
     import keras
 
+    from anyshape.model_info import model_info
+
+    info = dataclasses.replace(model_info(model), class_names=None)
     layer = feature_layer(layer, pooling)
     if layer == "avg_pool":
         try:
             existing = model.get_layer("avg_pool")
-            return keras.Model(model.inputs, existing.output, name="avg_pool_features")
         except ValueError:
             layer = "mixed10"
+        else:
+            features = keras.Model(model.inputs, existing.output, name="avg_pool_features")
+            features.anyshape_info = info
+            return features
     try:
         x = model.get_layer(layer).output
     except ValueError:
@@ -238,7 +250,9 @@ def feature_model(model, layer: str = "avg_pool", pooling: str | None = "avg"):
         x = keras.layers.GlobalAveragePooling2D(name=f"{layer}_avg")(x)
     elif pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(name=f"{layer}_max")(x)
-    return keras.Model(model.inputs, x, name=f"{layer}_features")
+    features = keras.Model(model.inputs, x, name=f"{layer}_features")
+    features.anyshape_info = info
+    return features
 
 
 def benchmark(predictor: Predictor, shape_hw: tuple[int, int], batch: int, *, seconds: float = 3.0) -> float:
