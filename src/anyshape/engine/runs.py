@@ -392,13 +392,13 @@ def extract_features(
     """
     FeatureStore.check_output(out, resume=resume, force=force)
     reader = feature_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
-    store = FeatureStore(
+    files, missing = find_images(paths)
+    store = FeatureStore(  # holds a lock on its checkpoint folder until closed below
         out,
         resume=resume,
         force=force,
         manifest=run_manifest(predictor, reader, {"task": "features", **(options or {})}),
     )
-    files, missing = find_images(paths)
     files = [p for p in files if not store.owns(p)]
     todo = [p for p in files if path_key(p) not in store.done]
     summary = RunSummary(
@@ -419,10 +419,11 @@ def extract_features(
             else:
                 summary.ok += 1
                 bar.update(1)
+        store.finish()
     except KeyboardInterrupt:
         raise RunInterrupted(None, summary) from None
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - start
-    store.finish()
+        store.close()
     return summary
