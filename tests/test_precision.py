@@ -238,3 +238,26 @@ def test_features_and_their_int8_file_prepare_images_as_the_trained_model_says(t
     assert cli.main(argv) == 0, capsys.readouterr().err
     graph = engine.load_or_build(int8)
     assert graph.preprocessing == trained and graph.class_names is None and graph.output_rank == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "blocked", "extra"),
+    [("nncf", ["nncf"], "nncf"), ("onnxruntime", ["onnxruntime", "onnxruntime.quantization"], "fast")],
+)
+def test_quantize_without_its_quantizer_names_the_extra(method, blocked, extra, tmp_path, capsys, monkeypatch):
+    """A missing optional package is one line naming the extra, before the model is built (issue 15, item 13)."""
+    import sys
+
+    from PIL import Image
+
+    for name in blocked:
+        monkeypatch.setitem(sys.modules, name, None)  # as if it were not installed
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    Image.new("RGB", (80, 80)).save(folder / "a.png")
+    out = tmp_path / "int8.onnx"
+    argv = ["quantize", "none", "--input-shape", "75,75,3", "--calibrate", str(folder), "-o", str(out)]
+    code = cli.main([*argv, "--method", method, "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"pip install 'anyshape[{extra}]'" in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()

@@ -68,8 +68,9 @@ class ImageReader:
     max_pixels: int | None = None
     data_format: str = "channels_last"
 
-    def read(self, path, data: bytes | None = None) -> np.ndarray:
-        """The model input for the image file `path` (or for its bytes `data`, already read)."""
+    def read(self, path, data=None) -> np.ndarray:
+        """The model input for the image file `path` (or for `data`: its bytes, or the file
+        opened as a seekable binary file, see `preprocess.load_image`)."""
         from anyshape import preprocess
 
         kwargs: dict = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}

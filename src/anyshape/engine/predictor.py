@@ -3,6 +3,7 @@ offers (ONNX Runtime or OpenVINO, Keras as the fallback), and a quick timer."""
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import time
@@ -28,17 +29,19 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def missing_extra(module: str, extra: str) -> str | None:
+    """None when the optional `module` imports, else why not and the extra of anyshape that
+    installs it (pyproject.toml's optional-dependencies), for a message instead of a traceback."""
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        return f"{module.split('.')[0]} is not installed ({e}); pip install 'anyshape[{extra}]'"
+    return None
+
+
 def _installed(name: str) -> str | None:
     """None when the engine's package imports, else why not."""
-    try:
-        if name == "onnxruntime":
-            import onnxruntime  # noqa: F401
-        else:
-            import openvino  # noqa: F401
-    except ImportError as e:
-        extra = "fast" if name == "onnxruntime" else "openvino"
-        return f"{name} is not installed ({e}); pip install 'anyshape[{extra}]'"
-    return None
+    return missing_extra(name, "fast" if name == "onnxruntime" else "openvino")
 
 
 def _backend(name: str, graph: GraphModel | None, model, threads: int, precision: str):
