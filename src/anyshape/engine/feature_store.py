@@ -38,10 +38,11 @@ class FeatureStore:
     record says (else `ResumeMismatch`, before any work), then reads the chunks and the run
     skips their files. A chunk that cannot be read (truncated, empty) is removed and its files
     are computed again, as those of a deleted chunk are. A live run holds an exclusive lock on
-    the file `lock` in the folder (`fcntl.flock`, released when the run ends or its process
-    dies), so a second run on the same `out` is refused (`RunInUse`) instead of interleaving
-    its chunks with the first one's or deleting them. Files are identified by `path_key` (absolute, links resolved), so one
-    file given two ways is one row; rows keep the spelling the file was first given with.
+    the file `lock` in the folder (`fcntl.flock`, released by `close`, `finish` or the end of
+    its process), so a second run on the same `out` is refused (`RunInUse`) instead of mixing
+    its chunks with the first one's or deleting them. Files are identified by `path_key`
+    (absolute, links resolved), so one file given two ways is one row; rows keep the spelling
+    the file was first given with.
     `finish()` writes `out` in one atomic rename and removes the checkpoint folder.
 
     Output formats, each carrying the manifest:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -68,7 +69,7 @@ class ImageReader:
     max_pixels: int | None = None
     data_format: str = "channels_last"
 
-    def read(self, path, data=None) -> np.ndarray:
+    def read(self, path, data: bytes | IO[bytes] | None = None) -> np.ndarray:
         """The model input for the image file `path` (or for `data`: its bytes, or the file
         opened as a seekable binary file, see `preprocess.load_image`)."""
         from anyshape import preprocess
