@@ -261,3 +261,21 @@ def test_quantize_without_its_quantizer_names_the_extra(method, blocked, extra, 
     err = capsys.readouterr().err
     assert code == 2 and f"pip install 'anyshape[{extra}]'" in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_quantize_does_not_replace_a_file_written_meanwhile(trained_digits, tmp_path, monkeypatch):
+    """Without force the no-overwrite rule holds to the end, not only when the run starts (issue 15, item 9)."""
+    import sys
+
+    module = sys.modules["anyshape.engine.quantize"]  # `engine.quantize` is the function
+    out = tmp_path / "int8.onnx"
+    quantize_graph = module.quantize_graph
+
+    def written_meanwhile(*args, **kwargs):  # another run writes out while this one quantizes
+        out.write_bytes(b"the other run's file")
+        return quantize_graph(*args, **kwargs)
+
+    monkeypatch.setattr(module, "quantize_graph", written_meanwhile)
+    with pytest.raises(FileExistsError, match="appeared while"):
+        engine.quantize(trained_digits.model, trained_digits.calibration, out, limit=8)
+    assert out.read_bytes() == b"the other run's file" and [p.name for p in tmp_path.iterdir()] == [out.name]

@@ -137,3 +137,21 @@ def test_features_record_the_preprocessing_of_a_converted_file_and_of_a_torch_fi
             [0.485, 0.456, 0.406],
             [0.229, 0.224, 0.225],
         )
+
+
+def test_convert_does_not_replace_a_file_written_meanwhile(tv, tmp_path, monkeypatch):
+    """Without --force the no-overwrite rule holds to the end, not only when the run starts (issue 15, item 9)."""
+    from anyshape.weights import keras_h5
+
+    _, pth, _ = tv
+    dst = tmp_path / "tv.weights.h5"
+    write_metadata = keras_h5.write_metadata
+
+    def written_meanwhile(path, weight_set):  # another run writes dst while this one converts
+        dst.write_bytes(b"the other run's file")
+        write_metadata(path, weight_set)
+
+    monkeypatch.setattr(keras_h5, "write_metadata", written_meanwhile)
+    with pytest.raises(FileExistsError, match="appeared while"):
+        convert(pth, dst, parity=False, preprocessing="tf", progress=False)
+    assert dst.read_bytes() == b"the other run's file" and [p.name for p in tmp_path.iterdir()] == [dst.name]

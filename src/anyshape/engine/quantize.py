@@ -192,7 +192,8 @@ def quantize(
     batches = calibration_batches(graph, calibrate, size=size, limit=limit, progress=progress, skipped=skipped)
     if progress:
         print(f"quantizing with {method} on {sum(len(b) for b in batches)} image(s) ...", file=sys.stderr)
-    write_bytes_atomically(out, quantize_graph(graph, batches, method=method).to_bytes())
+    # without force, not a file that appeared meanwhile either (another run writing `out`)
+    write_bytes_atomically(out, quantize_graph(graph, batches, method=method).to_bytes(), overwrite=force)
     return QuantizeReport(out, method, sum(len(b) for b in batches), skipped)
 
 
