@@ -1,5 +1,9 @@
 """Atomic writes: the destination holds the old content or the new, never half of either."""
 
+import errno
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -37,3 +41,57 @@ def test_temporary_name_keeps_the_ending(tmp_path, name):
     # numpy does not append another ending, so the file it writes is the one renamed
     write_atomically(tmp_path / "x.npz", lambda tmp: np.savez(tmp, a=np.arange(3)))
     assert np.load(tmp_path / "x.npz")["a"].tolist() == [0, 1, 2]
+
+
+def _write_theirs_meanwhile(dst, folder=False):
+    """A `write` that also makes `dst` itself, as another run writing the same output would."""
+
+    def write(tmp):
+        if folder:
+            os.mkdir(tmp)
+            (Path(tmp) / "saved_model.pb").write_bytes(b"ours")
+            os.mkdir(dst)
+            (dst / "saved_model.pb").write_bytes(b"theirs")
+        else:
+            Path(tmp).write_bytes(b"ours")
+            dst.write_bytes(b"theirs")
+
+    return write
+
+
+@pytest.mark.parametrize("folder", [False, True])
+def test_without_overwrite_an_output_that_appears_meanwhile_is_kept(tmp_path, folder):
+    """The no-overwrite rule is one step with the move, not a check before it (issue 15, item 9)."""
+    dst = tmp_path / "out"
+    with pytest.raises(FileExistsError, match="appeared while"):
+        write_atomically(dst, _write_theirs_meanwhile(dst, folder), overwrite=False)
+    assert (dst / "saved_model.pb" if folder else dst).read_bytes() == b"theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    write_bytes_atomically(tmp_path / "new", b"x", overwrite=False)  # an absent name is written
+    assert (tmp_path / "new").read_bytes() == b"x"
+
+
+def test_without_hard_links_the_name_is_claimed_exclusively(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    write_bytes_atomically(tmp_path / "a", b"first", overwrite=False)
+    assert (tmp_path / "a").read_bytes() == b"first"
+    dst = tmp_path / "b"
+    with pytest.raises(FileExistsError, match="appeared while"):
+        write_atomically(dst, _write_theirs_meanwhile(dst), overwrite=False)
+    assert dst.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+def test_a_folder_replaces_a_folder(tmp_path):
+    dst = tmp_path / "saved"
+    dst.mkdir()
+    (dst / "old.pb").write_bytes(b"old")
+
+    def write(tmp):
+        os.mkdir(tmp)
+        (Path(tmp) / "new.pb").write_bytes(b"new")
+
+    write_atomically(dst, write)
+    assert [p.name for p in dst.iterdir()] == ["new.pb"] and [p.name for p in tmp_path.iterdir()] == ["saved"]

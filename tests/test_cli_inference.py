@@ -17,6 +17,7 @@ import pytest
 
 from anyshape import cli, engine
 from anyshape.inception_v3 import InceptionV3
+from anyshape.model_info import ModelInfo
 
 pytest.importorskip("onnxruntime")
 skimage_data = pytest.importorskip("skimage.data")
@@ -24,6 +25,10 @@ sklearn_datasets = pytest.importorskip("sklearn.datasets")
 from PIL import Image  # noqa: E402
 
 SIZE = "75"  # the smallest valid size keeps the end-to-end runs fast
+# not the defaults (crop 0.875, bicubic, [-1, 1]) in any of the three ways images are prepared
+ODD_PREP = engine.Preprocessing(
+    mode="torch", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=1.0, interpolation="bilinear"
+)
 
 
 def _randomise_batch_norm(model, seed=0):
@@ -330,6 +335,61 @@ def test_interrupted_features_resume_gives_one_row_per_image(capsys, photos, not
         assert np.abs(z["features"] - feats).max() <= 1e-5
 
 
+def test_resume_recomputes_the_rows_of_unreadable_chunks(capsys, photos, notop_weights, tmp_path, monkeypatch):
+    """A truncated or empty chunk is a missing chunk, not a traceback (issue 15, item 11)."""
+    out = tmp_path / "r.npz"
+    original_add = engine.FeatureStore.add
+    calls = []
+
+    def add_then_interrupt(self, results):
+        original_add(self, results)
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.FeatureStore, "add", add_then_interrupt)
+    args = ["features", photos, "--weights", notop_weights, "--size", SIZE, "--batch-size", 2, "--out", out, "-q"]
+    assert _main_without_traceback(capsys, *args)[0] == 130
+    monkeypatch.setattr(engine.FeatureStore, "add", original_add)
+    chunks = sorted((tmp_path / "r.npz.partial").glob("chunk-*.npz"))
+    assert len(chunks) == 3
+    chunks[0].write_bytes(chunks[0].read_bytes()[:100])  # truncated
+    chunks[1].write_bytes(b"")  # empty
+    code, _, err = _main_without_traceback(capsys, *args, "--resume")
+    assert code == 0 and "2 already done" in err, err
+    fresh = tmp_path / "fresh.npz"
+    assert _main_without_traceback(capsys, *_replace_option(args, "--out", fresh))[0] == 0
+    with np.load(out) as z, np.load(fresh) as want:
+        assert list(z["paths"]) == list(want["paths"]) and len(set(z["paths"])) == 6
+        assert np.abs(z["features"] - want["features"]).max() <= 1e-5
+
+
+def test_a_second_run_on_a_live_runs_output_is_refused(capsys, photos, notop_weights, tmp_path, monkeypatch):
+    """Two `features --resume` of one live run: the second says so and changes nothing (issue 15, item 9)."""
+    out = tmp_path / "live.npz"
+    args = ["features", photos, "--weights", notop_weights, "--size", SIZE, "--batch-size", 2, "--out", out, "-q"]
+    original_add = engine.FeatureStore.add
+    second = []
+
+    def add_then_run_again(self, results):
+        original_add(self, results)
+        if not second:  # the first run is live: a second one starts in the same output
+            chunks = sorted(self.partial.iterdir())
+            second.append(_main_without_traceback(capsys, *args, "--resume"))
+            assert sorted(self.partial.iterdir()) == chunks
+            with pytest.raises(OSError, match="another run is using it"):
+                engine.FeatureStore(out, resume=True)
+
+    monkeypatch.setattr(engine.FeatureStore, "add", add_then_run_again)
+    code, _, err = _main_without_traceback(capsys, *args)
+    assert code == 0, err
+    ((code2, _, err2),) = second
+    assert code2 == 2 and "another run is using it" in err2 and len(err2.strip().splitlines()) == 1
+    with np.load(out) as z:
+        assert len(set(z["paths"])) == len(z["paths"]) == 6
+    assert not (tmp_path / "live.npz.partial").exists()
+
+
 def test_export_onnx_and_keras(capsys, tmp_path, notop_weights):
     import onnxruntime as ort
 
@@ -352,6 +412,37 @@ def test_export_onnx_and_keras(capsys, tmp_path, notop_weights):
     assert code == 0, err
     loaded = keras.saving.load_model(keras_path)
     assert loaded.output.shape[-1] == 5 and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_two_exports_to_one_name_at_once_replace_nothing(capsys, tmp_path, monkeypatch):
+    """The second export to finish is refused, not silently swapped in (issue 15, item 9)."""
+    from anyshape.engine.graph_model import GraphModel
+
+    out = tmp_path / "same.onnx"
+    to_bytes = GraphModel.to_bytes
+
+    def finished_meanwhile(self):  # the other export writes its file while this one translates
+        out.write_bytes(b"the other export")
+        return to_bytes(self)
+
+    monkeypatch.setattr(GraphModel, "to_bytes", finished_meanwhile)
+    code, _, err = _main_without_traceback(capsys, "export", "--weights", "none", "--input-shape", "75,75,3", "-o", out)
+    assert code == 2 and "appeared while" in err and "not replaced" in err
+    assert out.read_bytes() == b"the other export" and [p.name for p in tmp_path.iterdir()] == ["same.onnx"]
+
+
+def test_export_of_an_onnx_model_file(capsys, tmp_path):
+    """`export --model X.onnx` copies the graph with its metadata, or refuses another format (issue 15, item 10)."""
+    src, copy = tmp_path / "src.onnx", tmp_path / "copy.onnx"
+    model = InceptionV3(weights=None, include_top=False, pooling="avg", input_shape=(75, 75, 3))
+    model.anyshape_info = ModelInfo(ODD_PREP)
+    engine.export_model(model, src)
+    code, _, err = _main_without_traceback(capsys, "export", "--model", src, "-o", copy)
+    assert code == 0, err
+    assert engine.GraphModel.load(copy) == engine.GraphModel.load(src)
+    assert engine.GraphModel.load(copy).preprocessing == ODD_PREP
+    code, _, err = _main_without_traceback(capsys, "export", "--model", src, "-o", tmp_path / "m.keras")
+    assert code == 2 and "exports as ONNX only" in err and not (tmp_path / "m.keras").exists()
 
 
 def test_predict_with_a_saved_model_file(capsys, tmp_path, photos):
@@ -411,6 +502,24 @@ def test_predict_with_a_model_file_that_keeps_its_classes_and_preprocessing(caps
     scores = model.predict_on_batch(x[None])[0]
     assert top["label"] == ("ant", "bee", "cat")[int(np.argmax(scores))]
     assert abs(top["score"] - scores.max()) <= 1e-4
+
+
+def test_features_prepare_images_as_the_model_file_says(capsys, tmp_path, photos):
+    """A feature model keeps the preprocessing of the model it reads (issue 15, item 1)."""
+    from anyshape.model_info import save_model
+
+    model = _randomise_batch_norm(InceptionV3(weights=None, classes=3, input_shape=(75, 75, 3)), 4)
+    path = tmp_path / "odd.keras"
+    save_model(model, path, ModelInfo(ODD_PREP, ("ant", "bee", "cat")))
+    out = tmp_path / "f.npz"
+    code, _, err = _run(capsys, "features", photos / "cats", photos / "coffee.png", "--model", path, "-o", out, "-q")
+    assert code == 0, err
+    with np.load(out) as z:
+        feats, paths = z["features"], list(z["paths"])
+    reader = engine.ImageReader(size=(75, 75), preprocessing=ODD_PREP)
+    want = engine.feature_model(model).predict_on_batch(np.stack([reader.read(p) for p in paths]))
+    assert np.abs(feats - want).max() <= 1e-4
+    assert engine.read_manifest(out).options["preprocessing"] == json.loads(json.dumps(ODD_PREP.to_dict()))
 
 
 def test_bench_prints_both_engines_and_the_ratio(capsys):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -122,6 +124,103 @@ def test_features_equal_the_local_run_and_bad_images_become_rows(local_ray, imag
         expected = dict(zip(z["paths"].tolist(), z["features"]))
     for path, feats in expected.items():
         np.testing.assert_allclose(np.array(rows[path][0], np.float32), feats, atol=1e-5, rtol=0)
+
+
+def test_features_prepare_images_as_the_source_model_says(local_ray, images, tmp_path):
+    """The feature model sent to Ray keeps its source model's preprocessing (issue 15, item 1)."""
+    import json
+
+    from anyshape.model_info import ModelInfo
+
+    odd = engine.Preprocessing(
+        mode="torch", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=1.0, interpolation="bilinear"
+    )
+    model = InceptionV3(weights=None, include_top=False, input_shape=(75, 75, 3))
+    model.anyshape_info = ModelInfo(odd)
+    features = engine.feature_model(model, "avg_pool", "avg")
+    out = tmp_path / "feats"
+    paths = [str(images / "img01.png"), str(images / "img05.png")]
+    summary = distributed.features(engine.Predictor(features), paths, str(out))
+    assert summary.ok == 2
+    rows = _rows(out)
+    reader = engine.ImageReader(size=(75, 75), preprocessing=odd)
+    want = features.predict_on_batch(np.stack([reader.read(p) for p in paths]))
+    got = np.array([rows[p][0] for p in paths], np.float32)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    recorded = json.loads((out / "manifest.json").read_text())
+    assert recorded["options"]["preprocessing"] == json.loads(json.dumps(odd.to_dict()))
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read so far (Linux: rchar of /proc/self/io)."""
+    with open("/proc/self/io") as f:
+        return int(next(line for line in f if line.startswith("rchar")).split()[1])
+
+
+def test_files_are_checked_on_the_driver_and_never_read_whole(local_ray, images, feature_predictor, tmp_path):
+    """A FIFO is refused as the local reader refuses it, instead of blocking an actor for ever; a
+    large file that is not an image costs its header, not its size (issue 15, item 12)."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    stop = threading.Event()
+
+    def release_blocked_readers():  # an actor that opened the FIFO gets end-of-file: the test fails, not hangs
+        while not stop.is_set():
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+            stop.wait(0.2)
+
+    valve = threading.Thread(target=release_blocked_readers, daemon=True)
+    valve.start()
+    try:
+        summary = distributed.features(
+            feature_predictor, [str(fifo), str(images / "img00.png")], str(tmp_path / "out"), size=80
+        )
+    finally:
+        stop.set()
+        valve.join()
+    local = engine.extract_features(feature_predictor, [str(fifo)], tmp_path / "local.npz", size=80)
+    assert summary.ok == 1 and [e for _, e in summary.failed] == [e for _, e in local.failed]
+    assert "not a regular file" in summary.failed[0][1]
+
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:
+        f.write(b"not an image")
+        f.truncate(256 * 2**20)  # sparse: no disk space used
+    job = distributed._ImageJob(feature_predictor, engine.feature_reader(feature_predictor, 80), "features", 5, 2)
+    before = _bytes_read()
+    row = job(pa.table({"path": [str(big)]})).to_pylist()[0]
+    assert "not an image" in row["error"] and _bytes_read() - before < 32 * 2**20
+
+
+def test_a_missing_or_failed_ray_is_one_line_and_leaves_nothing_behind(
+    local_ray, images, feature_predictor, tmp_path, capsys, monkeypatch
+):
+    """No traceback without ray, and a run that could not start Ray leaves no manifest.json that
+    would refuse the retry (issue 15, item 13)."""
+    from anyshape.cli import main
+
+    out = tmp_path / "feats"
+    one = str(images / "img00.png")
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "ray", None)  # as if ray were not installed
+        m.setitem(sys.modules, "ray.data", None)
+        code = main(["features", one, "--ray", "--out", str(out), "--weights", "none", "--size", "80", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install 'anyshape[ray]'" in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+    def cannot_start(address):
+        raise ConnectionError(f"could not connect to a Ray cluster at {address}")
+
+    with monkeypatch.context() as m:
+        m.setattr(distributed, "_start_ray", cannot_start)
+        with pytest.raises(ConnectionError):
+            distributed.features(feature_predictor, [one], str(out), size=80, address="auto")
+    assert not (out / "manifest.json").exists()
+    assert distributed.features(feature_predictor, [one], str(out), size=80).ok == 1  # the retry is not refused
 
 
 def test_predict_writes_the_top_classes_of_the_local_run(local_ray, images, tmp_path):

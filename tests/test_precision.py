@@ -255,3 +255,65 @@ def test_bench_reports_fidelity(trained_digits, capsys):
     assert "openvino bf16" in out and "onnxruntime fp32" in out
     line = next(l for l in out.splitlines() if l.startswith("fidelity"))
     assert "64 images" in line and "top-1 agreement" in line and "min cosine" in line
+
+
+def test_features_and_their_int8_file_prepare_images_as_the_trained_model_says(trained_digits, tmp_path, capsys):
+    """`features` and `quantize --features` on train's model.keras keep its preprocessing (issue 15, item 1)."""
+    trained = engine.Predictor(trained_digits.model).preprocessing
+    assert (trained.crop_pct, trained.interpolation) == (1.0, "bilinear")  # not the defaults (0.875, bicubic)
+    folder = trained_digits.calibration
+    paths = [str(folder / "digit000.png"), str(folder / "digit001.png")]
+    feats = tmp_path / "f.npz"
+    model = str(trained_digits.model_path)
+    assert cli.main(["features", *paths, "--model", model, "--engine", "onnxruntime", "-o", str(feats), "-q"]) == 0
+    reader = engine.ImageReader(channels=1, size=(75, 75), preprocessing=trained)
+    want = engine.feature_model(trained_digits.model).predict_on_batch(np.stack([reader.read(p) for p in paths]))
+    with np.load(feats) as z:
+        assert list(z["paths"]) == paths and np.abs(z["features"] - want).max() <= 1e-4
+
+    int8 = tmp_path / "features-int8.onnx"
+    argv = ["quantize", model, "--features", "--calibrate", str(folder), "--limit", "8", "-o", str(int8), "-q"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    graph = engine.load_or_build(int8)
+    assert graph.preprocessing == trained and graph.class_names is None and graph.output_rank == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "blocked", "extra"),
+    [("nncf", ["nncf"], "nncf"), ("onnxruntime", ["onnxruntime", "onnxruntime.quantization"], "fast")],
+)
+def test_quantize_without_its_quantizer_names_the_extra(method, blocked, extra, tmp_path, capsys, monkeypatch):
+    """A missing optional package is one line naming the extra, before the model is built (issue 15, item 13)."""
+    import sys
+
+    from PIL import Image
+
+    for name in blocked:
+        monkeypatch.setitem(sys.modules, name, None)  # as if it were not installed
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    Image.new("RGB", (80, 80)).save(folder / "a.png")
+    out = tmp_path / "int8.onnx"
+    argv = ["quantize", "none", "--input-shape", "75,75,3", "--calibrate", str(folder), "-o", str(out)]
+    code = cli.main([*argv, "--method", method, "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"pip install 'anyshape[{extra}]'" in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_quantize_does_not_replace_a_file_written_meanwhile(trained_digits, tmp_path, monkeypatch):
+    """Without force the no-overwrite rule holds to the end, not only when the run starts (issue 15, item 9)."""
+    import sys
+
+    module = sys.modules["anyshape.engine.quantize"]  # `engine.quantize` is the function
+    out = tmp_path / "int8.onnx"
+    quantize_graph = module.quantize_graph
+
+    def written_meanwhile(*args, **kwargs):  # another run writes out while this one quantizes
+        out.write_bytes(b"the other run's file")
+        return quantize_graph(*args, **kwargs)
+
+    monkeypatch.setattr(module, "quantize_graph", written_meanwhile)
+    with pytest.raises(FileExistsError, match="appeared while"):
+        engine.quantize(trained_digits.model, trained_digits.calibration, out, limit=8)
+    assert out.read_bytes() == b"the other run's file" and [p.name for p in tmp_path.iterdir()] == [out.name]

@@ -112,3 +112,46 @@ def test_convert_from_python_imports_its_reference_frameworks_itself(tv, tmp_pat
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "True", done.stdout
     assert dst.is_file()
+
+
+@pytest.mark.one_backend  # a conversion and two runs; which preprocessing is recorded does not depend on the backend
+def test_features_record_the_preprocessing_of_a_converted_file_and_of_a_torch_file(tv, tmp_path):
+    """`features` prepares images as the weights say: a .keras from `convert --preprocessing torch`,
+    and `--weights X.pth --preprocessing torch` (issue 15, item 1)."""
+    from PIL import Image
+
+    from anyshape import engine
+
+    _, pth, _ = tv
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 100, 3), dtype=np.uint8)).save(photo)
+    converted = tmp_path / "tv.keras"
+    argv = ["convert", pth, "-o", str(converted), "--input-shape", "75,75,3", "--preprocessing", "torch", "--no-parity"]
+    assert main(argv) == 0
+    for i, flags in enumerate((["--model", str(converted)], ["--weights", pth, "--preprocessing", "torch"])):
+        out = tmp_path / f"f{i}.npz"
+        assert main(["features", str(photo), *flags, "--size", "75", "-o", str(out), "-q"]) == 0
+        recorded = engine.read_manifest(out).options["preprocessing"]
+        assert (recorded["mode"], recorded["mean"], recorded["std"]) == (
+            "torch",
+            [0.485, 0.456, 0.406],
+            [0.229, 0.224, 0.225],
+        )
+
+
+def test_convert_does_not_replace_a_file_written_meanwhile(tv, tmp_path, monkeypatch):
+    """Without --force the no-overwrite rule holds to the end, not only when the run starts (issue 15, item 9)."""
+    from anyshape.weights import keras_h5
+
+    _, pth, _ = tv
+    dst = tmp_path / "tv.weights.h5"
+    write_metadata = keras_h5.write_metadata
+
+    def written_meanwhile(path, weight_set):  # another run writes dst while this one converts
+        dst.write_bytes(b"the other run's file")
+        write_metadata(path, weight_set)
+
+    monkeypatch.setattr(keras_h5, "write_metadata", written_meanwhile)
+    with pytest.raises(FileExistsError, match="appeared while"):
+        convert(pth, dst, parity=False, preprocessing="tf", progress=False)
+    assert dst.read_bytes() == b"the other run's file" and [p.name for p in tmp_path.iterdir()] == [dst.name]

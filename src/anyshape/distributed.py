@@ -35,6 +35,7 @@ shared file system); object storage needs nothing more.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import time
@@ -126,13 +127,20 @@ def list_inputs(paths: Iterable) -> tuple[list[str], list[tuple[str, str]]]:
     return files, missing
 
 
+READ_BUFFER = 4 * 1024 * 1024  # one request reads a whole photo of object storage, not a whole large file
+
+
 class _FileLoader:
-    """Reads a file's bytes (local or URL) for `run_images`; one file system per URL root."""
+    """Opens a file (local or URL) for `run_images`; one file system per URL root.
+
+    The file is opened for random access behind a read buffer, so the decoder reads only what it
+    needs: a header for a file that is not an image, however large. Files are checked on the
+    driver before they are sent (`_check_local_files`): opening a FIFO would block for ever."""
 
     def __init__(self):
         self._fs: dict = {}
 
-    def __call__(self, path) -> bytes:
+    def __call__(self, path) -> io.BufferedReader:
         from anyshape.preprocess import ImageLoadError
 
         path = str(path)
@@ -142,10 +150,25 @@ class _FileLoader:
             self._fs[key] = _filesystem(path)[0]
         inner = path.split("://", 1)[1] if _is_url(path) else os.path.abspath(path)
         try:
-            with self._fs[key].open_input_stream(inner) as f:
-                return f.read()
+            return io.BufferedReader(self._fs[key].open_input_file(inner), buffer_size=READ_BUFFER)
         except (OSError, FileNotFoundError) as e:
             raise ImageLoadError(f"{path}: cannot be read ({e})") from None
+
+
+def _check_local_files(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(usable, refused) by the local reader's own checks (`preprocess.check_image_file`: a
+    regular file, not empty), made on the driver so that no actor opens a FIFO or a device."""
+    from anyshape.preprocess import ImageLoadError, check_image_file
+
+    usable, refused = [], []
+    for p in paths:
+        try:
+            if not _is_url(p):
+                check_image_file(p)
+            usable.append(p)
+        except ImageLoadError as e:
+            refused.append((p, str(e)))
+    return usable, refused
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,9 +222,10 @@ class OutputFolder:
 
         write_bytes_atomically(os.path.join(self.root, name), data)
 
-    def prepare(self, manifest: RunManifest, *, resume: bool) -> None:
+    def prepare(self, manifest: RunManifest, *, resume: bool) -> bool:
         """Check the folder before any work: a new run needs an empty or absent folder; a resume
-        needs the same manifest. Then record the manifest."""
+        needs the same manifest. Returns whether the run is new (its manifest is then written by
+        `record`, once the run has started: a run that could not start leaves nothing behind)."""
         names = self.listing()
         if names and not resume:
             what = "an anyshape run" if MANIFEST in names else f"{len(names)} file(s) that are not an anyshape run"
@@ -217,10 +241,13 @@ class OutputFolder:
                     "to resume; choose another --out"
                 )
             manifest.check_resume(recorded, where=self.out)
-            return
+            return False
+        return True
+
+    def record(self, manifest: RunManifest) -> None:
+        """Write the manifest of a new run (making the folder)."""
         if not _is_url(self.out):
             os.makedirs(self.root, exist_ok=True)
-
         self.write_bytes(MANIFEST, manifest.to_bytes())
 
     def done(self) -> dict[str, str | None]:
@@ -415,7 +442,7 @@ def _run(
         "or run without --ray (.npz, .npy, json and csv keep any name)",
     )
     folder = OutputFolder(out)
-    folder.prepare(manifest, resume=resume)  # refuses before any work
+    new = folder.prepare(manifest, resume=resume)  # refuses before any work
     done = folder.done()
     done_keys = {_key(p) for p in done}
     todo = [p for p in files if _key(p) not in done_keys]
@@ -427,14 +454,20 @@ def _run(
         precision=predictor.precision,
     )
     summary.failed.extend((p, e) for p, e in done.items() if e is not None)
+    todo, refused = _check_local_files(todo)
     parts = _PartWriter(task, folder, summary, done_keys, rows_per_part, on_part)
-    for p, why in missing:
-        parts.add({"path": p, "error": f"{p}: {why}"})
     start = time.perf_counter()
     started = False
     try:
         if todo:
             started = _start_ray(address)
+        if new:
+            folder.record(manifest)
+        for p, why in missing:
+            parts.add({"path": p, "error": f"{p}: {why}"})
+        for p, error in refused:
+            parts.add({"path": p, "error": error})
+        if todo:
             for row in _ray_rows(
                 predictor, reader, todo, task, top, batch_size, cpus_per_actor, actors, progress, summary
             ):
@@ -455,7 +488,17 @@ def _run(
     return summary
 
 
+def check_ray_installed() -> None:
+    """Refuse, naming the extra to install, when Ray Data cannot be imported."""
+    from anyshape.engine.predictor import missing_extra
+
+    reason = missing_extra("ray.data", "ray")
+    if reason is not None:
+        raise RuntimeError(f"the Ray job cannot run: {reason}")
+
+
 def _check_job(predictor, cpus_per_actor: float, top: int) -> None:
+    check_ray_installed()
     if cpus_per_actor <= 0:
         raise ValueError(f"cpus_per_actor must be > 0, got {cpus_per_actor}")
     if top < 1:

@@ -122,10 +122,11 @@ def model_info(model: Any) -> ModelInfo:
     return info
 
 
-def save_model(model, path, info: ModelInfo | None = None) -> Path:
+def save_model(model, path, info: ModelInfo | None = None, *, overwrite: bool = True) -> Path:
     """`model.save(path)` plus the member `anyshape_model.json`, atomically.
 
-    `info` defaults to `model_info(model)`; it is also set as `model.anyshape_info`.
+    `info` defaults to `model_info(model)`; it is also set as `model.anyshape_info`. With
+    `overwrite=False` an existing `path` is kept (FileExistsError), see `anyshape.atomic_write`.
     """
     info = info if info is not None else model_info(model)
     info.attach(model)
@@ -136,7 +137,7 @@ def save_model(model, path, info: ModelInfo | None = None) -> Path:
         with zipfile.ZipFile(tmp, "a") as z:
             z.writestr(MEMBER, text)
 
-    return write_atomically(path, write)
+    return write_atomically(path, write, overwrite=overwrite)
 
 
 def read_keras_info(path) -> ModelInfo | None:

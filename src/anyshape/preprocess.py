@@ -17,7 +17,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -227,7 +227,7 @@ _pillow_limit_lock = threading.Lock()
 
 
 def _decode_image(
-    path: Path, channels: int, max_pixels: int | None, apply_exif_orientation: bool, data: bytes | None = None
+    path: Path, channels: int, max_pixels: int | None, apply_exif_orientation: bool, data: IO[bytes] | None = None
 ) -> np.ndarray:
     """Open, check, orient and convert one image file; every failure becomes ImageLoadError."""
     try:
@@ -264,9 +264,9 @@ def _decode_image(
 
 
 def _decode_open_image(
-    path: Path, channels: int, max_pixels: int | None, apply_exif_orientation: bool, data: bytes | None = None
+    path: Path, channels: int, max_pixels: int | None, apply_exif_orientation: bool, data: IO[bytes] | None = None
 ) -> np.ndarray:
-    with Image.open(path if data is None else io.BytesIO(data)) as image:
+    with Image.open(path if data is None else data) as image:
         _check_pixel_count(path, image.size, max_pixels)
         image.load()
         # Inside the `with`: TIFF keeps its orientation tag on the open image only.
@@ -344,7 +344,7 @@ def load_image(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     apply_exif_orientation: bool = True,
-    data: bytes | None = None,
+    data: bytes | IO[bytes] | None = None,
 ) -> np.ndarray:
     """Read an image file into a float32 ``(H, W, channels)`` numpy array with values 0..255.
 
@@ -375,8 +375,9 @@ def load_image(
             (under a lock), since Pillow would refuse the file on its own otherwise.
         apply_exif_orientation: rotate/flip according to the EXIF orientation tag (as a photo
             viewer would) before converting.
-        data: the file's bytes, already read (e.g. from object storage); ``path`` then only
-            names the image in messages.
+        data: the file's bytes, or the file opened as a seekable binary file (e.g. on object
+            storage, which Pillow then reads only as far as it needs); ``path`` then only names
+            the image in messages.
 
     Returns:
         float32 array of shape ``(height, width, channels)``, values in 0..255.
@@ -393,9 +394,18 @@ def load_image(
             f"load_array on the .npy file."
         )
     if data is not None:
-        if len(data) == 0:
+        stream = io.BytesIO(data) if isinstance(data, bytes) else data
+        if not stream.read(1):
             raise ImageLoadError(f"{path}: the file is empty (0 bytes), not an image.")
-        return _decode_image(Path(path), channels, max_pixels, apply_exif_orientation, data)
+        return _decode_image(Path(path), channels, max_pixels, apply_exif_orientation, stream)
+    path = check_image_file(path)
+    return _decode_image(path, channels, max_pixels, apply_exif_orientation)
+
+
+def check_image_file(path: str | Path) -> Path:
+    """What `load_image` checks before it opens a file: it exists, it is a regular file (a
+    FIFO or a device would block a reader for ever, or never end), and it is not empty.
+    Raises ImageLoadError with the path and the reason; returns the path."""
     path = Path(path)
     if not path.exists():
         raise ImageLoadError(f"{path}: no such file.")
@@ -403,8 +413,7 @@ def load_image(
         raise ImageLoadError(f"{path}: not a regular file.")
     if path.stat().st_size == 0:
         raise ImageLoadError(f"{path}: the file is empty (0 bytes), not an image.")
-
-    return _decode_image(path, channels, max_pixels, apply_exif_orientation)
+    return path
 
 
 def file_channels(path: str | Path) -> int:

@@ -516,8 +516,9 @@ def _run_quantize(args) -> int:
     from pathlib import Path
 
     from anyshape import engine
-    from anyshape.engine.quantize import DEFAULT_METHOD
+    from anyshape.engine.quantize import DEFAULT_METHOD, check_method
 
+    check_method(args.method or DEFAULT_METHOD)  # before the model is built
     src = Path(args.src)
     if src.suffix in (".keras", ".onnx"):
         model = engine.load_or_build(src)

@@ -250,6 +250,9 @@ def check_ray_flags(args) -> None:
         return
     if getattr(args, "out", None) is None:
         raise ValueError("--ray needs --out DIR, the folder (local or s3://) that receives the Parquet rows")
+    from anyshape.distributed import check_ray_installed
+
+    check_ray_installed()  # before the model is built
 
 
 def check_model_flags(args) -> None:

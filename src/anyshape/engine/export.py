@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from anyshape.atomic_write import write_bytes_atomically
@@ -95,30 +94,32 @@ def check_export_path(path, fmt: str | None = None, *, force: bool = False) -> s
 
 def export_model(model, path, fmt: str | None = None, *, force: bool = False) -> Path:
     """Save `model` as "onnx" (anyshape's emitter), "tf_saved_model" (a folder) or "keras",
-    atomically; `fmt=None` takes the format from the suffix (see `check_export_path`)."""
-    import shutil
+    atomically; `fmt=None` takes the format from the suffix (see `check_export_path`).
+
+    `model` is a Keras model, or a `GraphModel` (an .onnx file anyshape wrote, from
+    `load_or_build`), which is an ONNX graph and so exports as ONNX only. Without `force` an
+    existing output is never replaced, also not one another process writes meanwhile."""
+    from anyshape.atomic_write import write_atomically
+    from anyshape.engine.graph_model import GraphModel
 
     path = Path(path)
     fmt = check_export_path(path, fmt, force=force)
-    if fmt == "onnx":
-        from anyshape.engine.graph_model import GraphModel
-
-        write_bytes_atomically(path, GraphModel.from_keras(model).to_bytes())  # metadata inside: --model loads it
+    if isinstance(model, GraphModel):
+        if fmt != "onnx":
+            raise ValueError(
+                f"{str(path)!r}: an ONNX model file exports as ONNX only (*.onnx), not as {fmt}: "
+                "export the .keras model or the weights it was made from instead"
+            )
+        write_bytes_atomically(path, model.to_bytes(), overwrite=force)
+    elif fmt == "onnx":
+        # metadata inside: --model loads it
+        write_bytes_atomically(path, GraphModel.from_keras(model).to_bytes(), overwrite=force)
     elif fmt == "keras":
         from anyshape.model_info import save_model
 
-        save_model(model, path)  # with anyshape_model.json inside: --model loads it with its preprocessing
+        save_model(
+            model, path, overwrite=force
+        )  # with anyshape_model.json inside: --model loads it with its preprocessing
     else:
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        try:
-            model.export(str(tmp), format="tf_saved_model", verbose=False)
-            if path.exists():  # a SavedModel folder (checked above): swapped out, then removed
-                os.replace(path, old)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            if old.exists():
-                shutil.rmtree(old)
+        write_atomically(path, lambda tmp: model.export(tmp, format="tf_saved_model", verbose=False), overwrite=force)
     return path

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +21,11 @@ if TYPE_CHECKING:
 
 
 FEATURE_SUFFIXES = (".npy", ".npz", ".parquet")
+_CHUNK = re.compile(r"chunk-(\d+)\.npz")
+
+
+class RunInUse(OSError):
+    """Another live run holds the checkpoint folder (`FeatureStore.LOCK`)."""
 
 
 class FeatureStore:
@@ -28,8 +36,13 @@ class FeatureStore:
     what it computes (`RunManifest`: options and weights digest). An interrupted run leaves only
     whole chunks there; `resume=True` first checks that the new run computes exactly what the
     record says (else `ResumeMismatch`, before any work), then reads the chunks and the run
-    skips their files. Files are identified by `path_key` (absolute, links resolved), so one
-    file given two ways is one row; rows keep the spelling the file was first given with.
+    skips their files. A chunk that cannot be read (truncated, empty) is removed and its files
+    are computed again, as those of a deleted chunk are. A live run holds an exclusive lock on
+    the file `lock` in the folder (`fcntl.flock`, released by `close`, `finish` or the end of
+    its process), so a second run on the same `out` is refused (`RunInUse`) instead of mixing
+    its chunks with the first one's or deleting them. Files are identified by `path_key`
+    (absolute, links resolved), so one file given two ways is one row; rows keep the spelling
+    the file was first given with.
     `finish()` writes `out` in one atomic rename and removes the checkpoint folder.
 
     Output formats, each carrying the manifest:
@@ -52,15 +65,29 @@ class FeatureStore:
     """
 
     MANIFEST = "manifest.json"
+    LOCK = "lock"
 
     def __init__(self, out, *, resume: bool = False, force: bool = False, manifest: RunManifest | None = None):
         self.out = Path(out)
         self.partial = self.out.with_name(self.out.name + ".partial")
         self.check_output(out, resume=resume, force=force)
-        if self.partial.exists() and force and not resume:
+        created = not self.partial.exists()
+        self.partial.mkdir(exist_ok=True)
+        self._lock: int | None = _hold_lock(self.partial / self.LOCK, self.out)
+        try:
+            self._open(resume=resume, force=force, manifest=manifest)
+        except BaseException:
+            if created:  # nothing of this run is left behind
+                self._remove_partial(lock=True)
+            self.close()
+            raise
+
+    def _open(self, *, resume: bool, force: bool, manifest: RunManifest | None) -> None:
+        """Check and read the checkpoint folder, holding its lock."""
+        if force and not resume:
             self._remove_partial()
         self.manifest = manifest
-        if self.partial.exists():
+        if any(f.name != self.LOCK for f in self.partial.iterdir()):
             recorded = RunManifest.read(self.partial / self.MANIFEST)
             if recorded is None:
                 raise ResumeMismatch(
@@ -73,17 +100,27 @@ class FeatureStore:
         self.paths: list[str] = []
         self.keys: list[str] = []
         self.rows: list[np.ndarray] = []
-        if self.partial.exists():
-            for chunk in sorted(self.partial.glob("chunk-*.npz")):
-                with np.load(chunk, allow_pickle=False) as z:
-                    self.paths.extend(str(p) for p in z["paths"])
-                    self.keys.extend(str(k) for k in z["keys"])
-                    self.rows.extend(z["features"])
-        self.partial.mkdir(exist_ok=True)
+        numbers = [0]
+        for chunk in sorted(self.partial.glob("chunk-*.npz")):
+            rows = _read_chunk(chunk)
+            if rows is None:
+                chunk.unlink()
+                continue
+            self.paths.extend(rows[0])
+            self.keys.extend(rows[1])
+            self.rows.extend(rows[2])
+            match = _CHUNK.fullmatch(chunk.name)
+            numbers.append(int(match.group(1)) if match else 0)
         if self.manifest is not None and not (self.partial / self.MANIFEST).exists():
             self.manifest.write(self.partial / self.MANIFEST)
-        self._chunks = len(list(self.partial.glob("chunk-*.npz")))
+        self._chunks = max(numbers)  # new chunks never take the name of one kept
         self.done = set(self.keys)
+
+    def close(self) -> None:
+        """Release the lock on the checkpoint folder (`finish` does; so does the process's end)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     @classmethod
     def sidecars(cls, out) -> list[Path]:
@@ -117,15 +154,13 @@ class FeatureStore:
                 raise FileExistsError(f"{f} exists; pass --force to overwrite it")
         partial = out.with_name(out.name + ".partial")
         if partial.exists():
-            own = partial.is_dir() and all(
-                f.is_file() and (f.name == cls.MANIFEST or (f.name.startswith("chunk-") and f.suffix == ".npz"))
-                for f in partial.iterdir()
-            )
+            own = partial.is_dir() and all(f.is_file() and cls._owns_name(f.name) for f in partial.iterdir())
             if not own:
                 raise FileExistsError(
                     f"{partial} is in the way and is not an interrupted run's checkpoint folder: "
                     "move it, or choose another --out"
                 )
+            _check_unlocked(partial / cls.LOCK, out)
             if not (resume or force):
                 raise FileExistsError(
                     f"{partial} holds an interrupted run's rows; pass --resume to continue it or --force to start again"
@@ -137,6 +172,11 @@ class FeatureStore:
         name whose bytes are not UTF-8 would fail the run at its end (.npz and .npy hold any name)."""
         if Path(out).suffix == ".parquet":
             refuse_non_utf8(paths, "a .parquet output", "or write --out FILE.npz or FILE.npy, which keep any name")
+
+    @classmethod
+    def _owns_name(cls, name: str) -> bool:
+        """The names of the files this store writes in its checkpoint folder."""
+        return name in (cls.MANIFEST, cls.LOCK) or (name.startswith("chunk-") and name.endswith(".npz"))
 
     def owns(self, path) -> bool:
         """True for the files this store writes (so a run over the folder it writes into skips them)."""
@@ -199,15 +239,17 @@ class FeatureStore:
             )
             table = table.replace_schema_metadata({"anyshape_manifest": record})
             write_atomically(self.out, lambda tmp: pq.write_table(table, tmp))
-        self._remove_partial()
+        self._remove_partial(lock=True)
+        self.close()
         return len(paths)
 
-    def _remove_partial(self) -> None:
-        """Remove this store's checkpoint files, and the folder if nothing else is in it."""
+    def _remove_partial(self, *, lock: bool = False) -> None:
+        """Remove this store's checkpoint files (the lock file too when `lock`: the run is over),
+        and the folder if nothing else is in it."""
         if not self.partial.is_dir():
             return
         for f in self.partial.iterdir():
-            if f.is_file() and (f.name == self.MANIFEST or (f.name.startswith("chunk-") and f.suffix == ".npz")):
+            if f.is_file() and self._owns_name(f.name) and (lock or f.name != self.LOCK):
                 f.unlink()
         if not any(self.partial.iterdir()):
             self.partial.rmdir()
@@ -247,6 +289,58 @@ def read_features(path) -> tuple[np.ndarray, list[str]]:
         features = np.array(table.column("feature").to_pylist(), np.float32)
         return features, table.column("path").to_pylist()
     raise ValueError(f"{path}: not a features output (expected {', '.join(FEATURE_SUFFIXES)})")
+
+
+def _read_chunk(path: Path) -> tuple[list[str], list[str], list[np.ndarray]] | None:
+    """(paths, keys, feature rows) of a checkpoint chunk, or None when it cannot be read whole."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            paths, keys, feats = [str(p) for p in z["paths"]], [str(k) for k in z["keys"]], list(z["features"])
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return None
+    return (paths, keys, feats) if len(paths) == len(keys) == len(feats) else None
+
+
+def _in_use(out) -> RunInUse:
+    return RunInUse(
+        f"--out {out}: another run is using it (a live `anyshape features` holds {out}.partial/); "
+        "wait for it to end, or choose another --out"
+    )
+
+
+def _check_unlocked(lock: Path, out) -> None:
+    """Refuse when a live run holds `lock`, without taking it (nothing is created)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _in_use(out) from None
+    finally:
+        os.close(fd)
+
+
+def _hold_lock(lock: Path, out) -> int:
+    """An exclusive `flock` on the file `lock` (created if missing), as an open descriptor.
+
+    A run that ends removes its lock file: a lock taken on a file that was meanwhile removed
+    (or replaced) guards nothing, so the file is opened again until the lock held is on the
+    file under that name."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _in_use(out) from None
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 def read_manifest(path) -> RunManifest | None:

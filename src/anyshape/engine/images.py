@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -70,8 +71,9 @@ class ImageReader:
     max_pixels: int | None = None
     data_format: str = "channels_last"
 
-    def read(self, path, data: bytes | None = None) -> np.ndarray:
-        """The model input for the image file `path` (or for its bytes `data`, already read)."""
+    def read(self, path, data: bytes | IO[bytes] | None = None) -> np.ndarray:
+        """The model input for the image file `path` (or for `data`: its bytes, or the file
+        opened as a seekable binary file, see `preprocess.load_image`)."""
         from anyshape import preprocess
 
         kwargs: dict = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}

@@ -3,6 +3,7 @@ offers (ONNX Runtime or OpenVINO, Keras as the fallback), and a quick timer."""
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import time
@@ -28,17 +29,19 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def missing_extra(module: str, extra: str) -> str | None:
+    """None when the optional `module` imports, else why not and the extra of anyshape that
+    installs it (pyproject.toml's optional-dependencies), for a message instead of a traceback."""
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        return f"{module.split('.')[0]} is not installed ({e}); pip install 'anyshape[{extra}]'"
+    return None
+
+
 def _installed(name: str) -> str | None:
     """None when the engine's package imports, else why not."""
-    try:
-        if name == "onnxruntime":
-            import onnxruntime  # noqa: F401
-        else:
-            import openvino  # noqa: F401
-    except ImportError as e:
-        extra = "fast" if name == "onnxruntime" else "openvino"
-        return f"{name} is not installed ({e}); pip install 'anyshape[{extra}]'"
-    return None
+    return missing_extra(name, "fast" if name == "onnxruntime" else "openvino")
 
 
 def _backend(name: str, graph: GraphModel | None, model, threads: int, precision: str):
@@ -270,16 +273,28 @@ def feature_model(model, layer: str = "avg_pool", pooling: str | None = "avg"):
     None, mixed10 pooled that way: see `feature_layer`); with pooling "avg" or "max" a mixedN
     map is reduced to one vector per image, with None it stays a map (channels_last, as the
     model computes internally).
+
+    The new model carries the source model's `ModelInfo` (how its images are prepared, its
+    weight set) without the class names, which name the classifier's outputs, not features: a
+    plain `keras.Model` knows none of it, and the defaults would prepare the images otherwise.
     """
+    import dataclasses
+
     import keras
 
+    from anyshape.model_info import model_info
+
+    info = dataclasses.replace(model_info(model), class_names=None)
     layer = feature_layer(layer, pooling)
     if layer == "avg_pool":
         try:
             existing = model.get_layer("avg_pool")
-            return keras.Model(model.inputs, existing.output, name="avg_pool_features")
         except ValueError:
             layer = "mixed10"
+        else:
+            features = keras.Model(model.inputs, existing.output, name="avg_pool_features")
+            features.anyshape_info = info
+            return features
     try:
         x = model.get_layer(layer).output
     except ValueError:
@@ -290,7 +305,9 @@ def feature_model(model, layer: str = "avg_pool", pooling: str | None = "avg"):
         x = keras.layers.GlobalAveragePooling2D(name=f"{layer}_avg")(x)
     elif pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(name=f"{layer}_max")(x)
-    return keras.Model(model.inputs, x, name=f"{layer}_features")
+    features = keras.Model(model.inputs, x, name=f"{layer}_features")
+    features.anyshape_info = info
+    return features
 
 
 def benchmark(predictor: Predictor, shape_hw: tuple[int, int], batch: int, *, seconds: float = 3.0) -> float:

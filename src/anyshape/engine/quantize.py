@@ -28,6 +28,7 @@ import numpy as np
 from anyshape.atomic_write import write_bytes_atomically
 from anyshape.engine.graph_model import GraphModel
 from anyshape.engine.images import ImageReader, find_images, parse_size
+from anyshape.engine.predictor import missing_extra
 from anyshape.engine.runs import Progress
 
 METHODS = ("onnxruntime", "nncf")
@@ -181,6 +182,17 @@ def _quantize_nncf(graph: bytes, batches: list) -> bytes:
     return quantized.SerializeToString()
 
 
+def check_method(method: str) -> None:
+    """Refuse an unknown quantizer, or one whose package is not installed (before any work)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    needs = [("onnx", "fast"), ("onnxruntime.quantization", "fast") if method == "onnxruntime" else ("nncf", "nncf")]
+    for module, extra in needs:
+        reason = missing_extra(module, extra)
+        if reason is not None:
+            raise RuntimeError(f"quantizing with {method} cannot run: {reason}")
+
+
 def quantize(
     model,
     calibrate,
@@ -194,8 +206,7 @@ def quantize(
 ) -> QuantizeReport:
     """Quantize `model` (a Keras model or a float `GraphModel`) to int8 with the images in
     `calibrate` (a folder, searched recursively) and write the .onnx file `out` atomically."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    check_method(method)
     out = Path(out)
     if out.suffix != ".onnx":
         raise ValueError(f"-o {out}: the quantized model is an ONNX file; give a name ending in .onnx")
@@ -212,7 +223,8 @@ def quantize(
     batches = calibration_batches(graph, calibrate, size=size, limit=limit, progress=progress, skipped=skipped)
     if progress:
         print(f"quantizing with {method} on {sum(len(b) for b in batches)} image(s) ...", file=sys.stderr)
-    write_bytes_atomically(out, quantize_graph(graph, batches, method=method).to_bytes())
+    # without force, not a file that appeared meanwhile either (another run writing `out`)
+    write_bytes_atomically(out, quantize_graph(graph, batches, method=method).to_bytes(), overwrite=force)
     return QuantizeReport(out, method, sum(len(b) for b in batches), skipped)
 
 

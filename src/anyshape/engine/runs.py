@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -34,16 +35,17 @@ def run_images(
     batch_size: int = 16,
     workers: int | None = None,
     on_batch: Callable[[list[ImageResult]], None] | None = None,
-    load: Callable[[object], bytes] | None = None,
+    load: Callable[[object], BinaryIO] | None = None,
 ) -> Iterator[ImageResult]:
     """Yield one `ImageResult` per path (in completion order, not input order).
 
     Images are decoded on a thread pool `workers` wide, `2 * batch_size` ahead of the engine;
     decoded images of the same shape are grouped into batches of up to `batch_size`. A file
     that cannot be used gives a result with `error` (path and reason) and no output.
-    `load(path)` returns a file's bytes when the reader cannot open paths itself (object
-    storage; it raises ImageLoadError for a file that cannot be read). Results carry the paths
-    as given. An output holding NaN or Inf is an error, not a result.
+    `load(path)` opens a file as a seekable binary file when the reader cannot open paths
+    itself (object storage; it raises ImageLoadError for a file that cannot be opened); the
+    decoder reads only what it needs of it, and it is closed after. Results carry the paths as
+    given. An output holding NaN or Inf is an error, not a result.
     """
     paths = list(paths)
     workers = workers or min(4, max(2, _cores()))
@@ -57,7 +59,10 @@ def run_images(
         # error into ImageLoadError); any other exception is a bug and stops the run, instead
         # of being reported as N unreadable files.
         try:
-            return path, reader.read(path, None if load is None else load(path)), None
+            if load is None:
+                return path, reader.read(path), None
+            with load(path) as data:
+                return path, reader.read(path, data), None
         except (ImageLoadError, ImageTooSmall) as e:
             return path, None, str(e)
         except MemoryError:
@@ -413,7 +418,7 @@ def extract_features(
     reader = feature_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
     files, missing = find_images(paths)
     FeatureStore.check_names(out, files)
-    store = FeatureStore(
+    store = FeatureStore(  # holds a lock on its checkpoint folder until closed below
         out,
         resume=resume,
         force=force,
@@ -439,10 +444,11 @@ def extract_features(
             else:
                 summary.ok += 1
                 bar.update(1)
+        store.finish()
     except KeyboardInterrupt:
         raise RunInterrupted(None, summary) from None
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - start
-    store.finish()
+        store.close()
     return summary

@@ -217,7 +217,7 @@ def convert(
     model, loaded = _build_model(ws, read, input_shape, aux_logits, channel_adapt)
     report, note = _check_parity(model, ws, source, read, input_shape, parity, parity_images)
     written = _written_weight_set(loaded, read, aux_logits)
-    _save(model, dst, written, classifier_activation)
+    _save(model, dst, written, classifier_activation, overwrite=force)
     return ConversionResult(os.path.abspath(dst), written, report, note)
 
 
@@ -342,7 +342,7 @@ def _written_weight_set(loaded: WeightSet, read: _Source, aux_logits: bool) -> W
     )
 
 
-def _save(model, dst: str, weight_set: WeightSet, classifier_activation) -> None:
+def _save(model, dst: str, weight_set: WeightSet, classifier_activation, *, overwrite: bool) -> None:
     from anyshape.atomic_write import write_atomically
     from anyshape.weights.keras_h5 import write_metadata
 
@@ -358,4 +358,4 @@ def _save(model, dst: str, weight_set: WeightSet, classifier_activation) -> None
             model.save_weights(tmp)
         write_metadata(tmp, weight_set)
 
-    write_atomically(dst, write)
+    write_atomically(dst, write, overwrite=overwrite)  # without force, not a file that appeared meanwhile either
