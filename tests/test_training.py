@@ -225,6 +225,56 @@ def test_cli_train_reports_data_errors(tmp_path, capsys):
     assert "up-to-mixedN" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flag", "option", "value"),
+    [
+        ("--label-smoothing", "label_smoothing", 2.0),  # with two classes, 2 swaps the targets
+        ("--label-smoothing", "label_smoothing", -1.0),
+        ("--weight-decay", "weight_decay", -0.1),
+        ("--warmup-epochs", "warmup_epochs", -1.0),
+        ("--early-stopping", "early_stopping", 0),
+        ("--early-stopping", "early_stopping", -1),
+        ("--seed", "seed", -1),
+        ("--val-split", "val_split", 1.0),
+        ("--aux-weight", "aux_weight", -0.4),
+    ],
+)
+def test_invalid_training_options_are_refused_before_any_work(flag, option, value, tmp_path, capsys, monkeypatch):
+    from anyshape.cli import main
+    from anyshape.training import TrainConfig
+
+    monkeypatch.setattr("anyshape.datasets.load_dataset", lambda *a, **k: pytest.fail("the data was read"))
+    out = tmp_path / "run"
+    assert main(["train", "digits", "-o", str(out), flag, str(value), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"anyshape train: {flag} must be ") and f"{option}=" not in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    with pytest.raises(ValueError, match=rf"^{option}={value!r} \({flag}\) must be "):  # the library's own words
+        TrainConfig(**{option: value})
+
+
+def test_training_options_at_their_limits_are_accepted():
+    from anyshape.training import TrainConfig
+
+    TrainConfig(label_smoothing=0.0, weight_decay=0.0, warmup_epochs=0.0, early_stopping=1, seed=0, dropout_rate=0.0)
+    TrainConfig(label_smoothing=0.99, seed=2**32 - 1, weight_decay=None, early_stopping=None)
+    for bad in (float("nan"), float("inf"), "0.1", True):
+        with pytest.raises(ValueError, match="label_smoothing="):
+            TrainConfig(label_smoothing=bad)
+    with pytest.raises(ValueError, match="epochs=2.5"):
+        TrainConfig(epochs=2.5)
+
+
+def test_dropout_rate_1_is_a_usage_error_in_train(capsys):
+    from anyshape.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "digits", "--dropout-rate", "1"])
+    assert e.value.code == 2 and "--dropout-rate" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"dropout_rate=1\.0 \(--dropout-rate\) must be"):
+        train("digits", dropout_rate=1.0)
+
+
 # --- freezing ---------------------------------------------------------------------------------
 
 

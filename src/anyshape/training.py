@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -98,6 +99,14 @@ class TrainConfig:
     seed: int = 0
     output: str | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse a value no run can use before any work (before the data is read or a folder made)."""
+        for name, (flag, meaning, valid) in _OPTION_RULES.items():
+            value = getattr(self, name)
+            if not valid(value):
+                where = f" ({flag})" if flag else ""
+                raise ValueError(f"{name}={value!r}{where} must be {meaning}")
+
     def resolved(self) -> TrainConfig:
         c = dataclasses.replace(self)
         if isinstance(c.weights, str) and c.weights.lower() == "none":
@@ -124,6 +133,52 @@ class TrainConfig:
         d["input_shape"] = list(self.input_shape) if self.input_shape else None
         d["stages"] = [list(s) for s in self.stages] if self.stages else None
         return d
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    """A finite real number (not a bool, not NaN or infinite)."""
+    return _is_whole(value) or (isinstance(value, (float, np.floating)) and math.isfinite(value))
+
+
+_FRACTION = "a number >= 0 and < 1"
+# The numeric options: their flag (a message in these words reads as the flag's in the CLI, see
+# cli.options.cli_words), what they must be, and the test. Anything else is refused by TrainConfig
+# itself, so the Python API, the CLI and a resumed run's stored configuration are checked alike.
+_OPTION_RULES: dict[str, tuple[str | None, str, Callable[[Any], bool]]] = {
+    "epochs": ("--epochs", "a whole number >= 1", lambda v: _is_whole(v) and v >= 1),
+    "batch_size": ("--batch-size", "a whole number >= 1", lambda v: _is_whole(v) and v >= 1),
+    "learning_rate": ("--lr", "a number > 0", lambda v: _is_number(v) and v > 0),
+    "warmup_epochs": ("--warmup-epochs", "a number >= 0 (epochs of warm-up)", lambda v: _is_number(v) and v >= 0),
+    "weight_decay": (
+        "--weight-decay",
+        "a number >= 0 (0: none), or None for the optimizer's default",
+        lambda v: v is None or (_is_number(v) and v >= 0),
+    ),
+    # the share of each target spread over all classes: at 1 every target is uniform, above 1 the
+    # targets point away from the true class (with two classes, 2 swaps them)
+    "label_smoothing": ("--label-smoothing", f"{_FRACTION} (0: none)", lambda v: _is_number(v) and 0 <= v < 1),
+    "dropout_rate": ("--dropout-rate", _FRACTION, lambda v: _is_number(v) and 0 <= v < 1),
+    "aux_weight": ("--aux-weight", "a number >= 0", lambda v: _is_number(v) and v >= 0),
+    "val_split": ("--val-split", _FRACTION, lambda v: _is_number(v) and 0 <= v < 1),
+    "test_split": ("--test-split", _FRACTION, lambda v: _is_number(v) and 0 <= v < 1),
+    "early_stopping": (
+        "--early-stopping",
+        "a whole number >= 1 (epochs without a better validation accuracy), or None for no early stopping",
+        lambda v: v is None or (_is_whole(v) and v >= 1),
+    ),
+    "recalibrate_epoch_steps": (None, "a whole number >= 0", lambda v: _is_whole(v) and v >= 0),
+    "recalibrate_steps": (
+        None,
+        "a whole number >= 1, or None for all training images",
+        lambda v: v is None or (_is_whole(v) and v >= 1),
+    ),
+    "steps_per_execution": ("--steps-per-execution", "a whole number >= 1", lambda v: _is_whole(v) and v >= 1),
+    "seed": ("--seed", "a whole number from 0 to 2**32 - 1", lambda v: _is_whole(v) and 0 <= v < 2**32),
+}
 
 
 def parse_stages(text: str) -> list[tuple[str, int]]:
@@ -428,8 +483,6 @@ class Trainer:
         self.config = config.resolved()
         for spec, _ in self.config.stage_list():
             _check_freeze(spec)
-        if self.config.aux_logits and self.config.aux_weight < 0:
-            raise ValueError(f"aux_weight must be >= 0, got {self.config.aux_weight}")
         self.dataset = dataset
         self.run_dir = Path(self.config.output) if self.config.output else _default_run_dir(self.config)
 
