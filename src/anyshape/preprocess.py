@@ -271,6 +271,9 @@ def _decode_open_image(
         image.load()
         # Inside the `with`: TIFF keeps its orientation tag on the open image only.
         oriented = ImageOps.exif_transpose(image) if apply_exif_orientation else image
+        if oriented.mode == "F" and not np.isfinite(np.asarray(oriented)).all():
+            # no scaling gives NaN a pixel value: refused, as load_array refuses such arrays
+            raise ImageLoadError(f"{path}: a float image (Pillow mode F) with NaN or infinite pixels.")
         try:
             return _image_to_array(oriented, channels)
         except ValueError as error:  # Pillow has no conversion for this mode
@@ -291,10 +294,16 @@ def _check_pixel_count(path: Path, size_wh: tuple[int, int], max_pixels: int | N
 
 
 def _high_bit_depth_to_gray(image: Image.Image) -> np.ndarray:
-    """Modes I;16* and I (16-bit PNG/TIFF) scaled to 0..255; F kept as is. Returns (H, W)."""
+    """Modes I;16* and I (16-bit PNG/TIFF) scaled to 0..255; F (float) clipped to 0..255. Returns (H, W).
+
+    A float image is taken in the 0..255 scale and clipped to it, as Pillow's own conversions of
+    mode F do: then an image gives the same pixels at its native size as at a fixed size, whose
+    resize runs on Pillow's 8-bit path (`to_uint8`); unclipped, values outside 0..255 went
+    beyond [-1, 1] at the native size only.
+    """
     values = np.asarray(image).astype(np.float32)
     if image.mode == "F":
-        return values
+        return np.clip(values, 0.0, 255.0)
     return np.clip(values, 0.0, _UINT16_MAX) * np.float32(255.0 / _UINT16_MAX)
 
 
@@ -359,8 +368,9 @@ def load_image(
       transparency becomes alpha.
     * 16-bit images (modes ``I;16*`` and ``I``, e.g. 16-bit PNG/TIFF) are single-channel and
       scaled by ``255 / 65535`` to 0..255, then replicated as for gray images. Pillow decodes
-      16-bit colour PNGs to 8-bit RGB itself. Float images (mode ``F``) are taken as is,
-      assumed to be in 0..255 already.
+      16-bit colour PNGs to 8-bit RGB itself. Float images (mode ``F``, e.g. float TIFF) are
+      taken in the 0..255 scale and clipped to it, as Pillow converts them; NaN or infinite
+      pixels are refused.
     * Multi-frame files (GIF, TIFF) give their first frame.
 
     Other channel counts are not images Pillow can hold: save such data as ``.npy`` and use
