@@ -370,6 +370,68 @@ def test_missing_file_and_directory_raise(tmp_path):
         load_image(tmp_path)
 
 
+def _deny(monkeypatch, target: Path, where: str):
+    """This user may not read `target`: open() refuses it, or (where="folder") a folder above it
+    may not be searched, so even stat() fails. As the OS says it; chmod does not stop root."""
+    import builtins
+    import errno
+
+    def denied():
+        return PermissionError(errno.EACCES, "Permission denied", str(target))
+
+    if where == "file":
+        real_open = builtins.open
+
+        def open_(file, *args, **kwargs):
+            if isinstance(file, (str, Path)) and Path(file) == target:
+                raise denied()
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", open_)
+    else:
+        real_stat = Path.stat
+
+        def stat_(self, *args, **kwargs):
+            if self == target:
+                raise denied()
+            return real_stat(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "stat", stat_)
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_file_this_user_may_not_read_says_permission_denied(tmp_path, astronaut, monkeypatch, where):
+    """Not "corrupt or truncated image", not "no such file", and not an OSError escaping load_image."""
+    image = _save(Image.fromarray(astronaut), tmp_path / "astronaut.png")
+    array = tmp_path / "array.npy"
+    np.save(array, astronaut)
+    for path, load in ((image, load_image), (array, load_array)):
+        with monkeypatch.context() as m:
+            _deny(m, path, where)
+            with pytest.raises(ImageLoadError) as info:
+                load(path)
+        message = str(info.value)
+        assert message.startswith(f"{path}: permission denied") and "corrupt" not in message, message
+
+
+def test_hints_say_what_to_do_in_the_cli_and_in_python(tmp_path, astronaut):
+    from anyshape.cli import cli_words
+
+    array = tmp_path / "scan.npy"
+    np.save(array, astronaut)
+    with pytest.raises(ImageLoadError) as info:  # predict and features are given an array
+        load_image(array)
+    message = str(info.value)
+    assert message.startswith(f"{array}: a .npy array, not an image file")
+    assert "`anyshape train` reads class folders of them" in message and "load_array" in message
+    big = _save(Image.fromarray(astronaut), tmp_path / "big.png")
+    with pytest.raises(ImageLoadError) as info:
+        load_image(big, max_pixels=1000)
+    python, cli = str(info.value), cli_words(str(info.value))
+    assert "max_pixels=None" in python  # Python has a spelling for no limit, the CLI has none: not offered there
+    assert "max_pixels" not in cli and "raise the limit: --max-pixels of predict and features" in cli, cli
+
+
 def test_image_load_error_is_a_value_error():
     assert issubclass(ImageLoadError, ValueError)
 

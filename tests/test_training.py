@@ -223,6 +223,11 @@ def test_cli_train_reports_data_errors(tmp_path, capsys):
     assert "only one class" in capsys.readouterr().err
     assert main(["train", "digits", "--freeze", "up-to-mixed11", "-o", str(tmp_path / "r2")]) == 2
     assert "up-to-mixedN" in capsys.readouterr().err
+    # a channel count image files cannot give: said once, in the flag's words (not "N of N files failed")
+    make_image_folder(tmp_path / "rgb", per_class=2, photos=("coffee", "rocket"))
+    assert main(["train", str(tmp_path / "rgb"), "--input-shape", "75,75,2", "-o", str(tmp_path / "r3")]) == 2
+    err = capsys.readouterr().err
+    assert "--input-shape H,W,2" in err and "could not be read" not in err and not (tmp_path / "r3").exists()
 
 
 @pytest.mark.parametrize(

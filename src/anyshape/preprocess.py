@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import stat
 import threading
 import warnings
 from collections.abc import Sequence
@@ -54,6 +55,14 @@ _UINT16_MAX = 65535.0
 
 class ImageLoadError(ValueError):
     """A file could not be read as an image or array; the message names the file and why."""
+
+
+# What to do with data Pillow cannot hold (other channel counts), said for the CLI and for Python.
+NPY_HINT = (
+    "Data with other channel counts can be saved as .npy arrays, one (H, W, C) image each: "
+    "`anyshape train` reads class folders of them and load_array reads one in Python "
+    "(predict, features and quantize read image files only)."
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,11 +248,7 @@ def _decode_image(
             except Image.DecompressionBombError as error:
                 pillow_hard_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
                 if max_pixels is not None and max_pixels <= pillow_hard_limit:
-                    raise ImageLoadError(
-                        f"{path}: refused as a possible decompression bomb: {error} "
-                        f"(max_pixels={max_pixels}). If you trust this file, pass a larger "
-                        f"max_pixels, or max_pixels=None for no limit."
-                    ) from error
+                    raise _too_many_pixels(path, str(error), max_pixels) from error
             # The caller allows more pixels than Pillow's global limit: lift it for this file.
             with _pillow_limit_lock:
                 saved_limit = Image.MAX_IMAGE_PIXELS
@@ -255,10 +260,13 @@ def _decode_image(
     except ImageLoadError:
         raise
     except UnidentifiedImageError as error:
+        if path.suffix.lower() == ".npy":
+            raise ImageLoadError(f"{path}: a .npy array, not an image file. {NPY_HINT}") from error
         raise ImageLoadError(
-            f"{path}: not an image Pillow can read (unknown or unsupported format). For raw "
-            f"arrays with any channel count, save them as .npy and use load_array."
+            f"{path}: not an image Pillow can read (unknown or unsupported format). {NPY_HINT}"
         ) from error
+    except PermissionError as error:  # an OSError, but nothing is wrong with the image itself
+        raise _permission_denied(path) from error
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError) as error:
         raise ImageLoadError(f"{path}: corrupt or truncated image ({error}).") from error
 
@@ -279,18 +287,47 @@ def _decode_open_image(
         except ValueError as error:  # Pillow has no conversion for this mode
             raise ImageLoadError(
                 f"{path}: cannot convert Pillow mode {oriented.mode!r} to {channels} channel(s) "
-                f"({error}). Convert the file to PNG, or save it as .npy and use load_array."
+                f"({error}). Convert the file to PNG. {NPY_HINT}"
             ) from error
 
 
 def _check_pixel_count(path: Path, size_wh: tuple[int, int], max_pixels: int | None) -> None:
     width, height = size_wh
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageLoadError(
-            f"{path}: refused as a possible decompression bomb: {width}x{height} = "
-            f"{width * height} pixels exceeds max_pixels={max_pixels}. If you trust this file, "
-            f"pass a larger max_pixels, or max_pixels=None for no limit."
-        )
+        raise _too_many_pixels(path, f"{width}x{height} = {width * height} pixels", max_pixels)
+
+
+def _too_many_pixels(path: Path, what: str, max_pixels: int) -> ImageLoadError:
+    # "--flag (python=...)" reads as the flag alone in the CLI (cli.options.cli_words), where no
+    # spelling of "no limit" exists; only predict and features have --max-pixels
+    return ImageLoadError(
+        f"{path}: refused as a possible decompression bomb: {what} is over the limit of {max_pixels} pixels. "
+        "If you trust this file, raise the limit: --max-pixels (max_pixels=, or max_pixels=None for no limit) "
+        "of predict and features."
+    )
+
+
+def _permission_denied(path: Path) -> ImageLoadError:
+    return ImageLoadError(
+        f"{path}: permission denied: this user may not read the file (or search a folder above it); "
+        "change its permissions, or run as a user who may read it."
+    )
+
+
+def _check_readable_file(path: Path, kind: str) -> None:
+    """The checks before decoding, each with its own reason: missing, not allowed, not a file, empty."""
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise ImageLoadError(f"{path}: no such file.") from None
+    except PermissionError:
+        raise _permission_denied(path) from None
+    except OSError as error:  # a loop of links, a name too long, ...
+        raise ImageLoadError(f"{path}: cannot be read ({error.strerror or error}).") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageLoadError(f"{path}: not a regular file.")
+    if st.st_size == 0:
+        raise ImageLoadError(f"{path}: the file is empty (0 bytes), not {kind}.")
 
 
 def _high_bit_depth_to_gray(image: Image.Image) -> np.ndarray:
@@ -397,23 +434,13 @@ def load_image(
             over max_pixels; the message names the file and the reason.
     """
     if channels not in (1, 3, 4):
-        raise ValueError(
-            f"load_image supports channels=1 (gray), 3 (RGB) or 4 (RGBA), got {channels!r}. "
-            f"For other channel counts save an (H, W, C) array with numpy.save and use "
-            f"load_array on the .npy file."
-        )
+        raise ValueError(f"load_image supports channels=1 (gray), 3 (RGB) or 4 (RGBA), got {channels!r}. {NPY_HINT}")
     if data is not None:
         if len(data) == 0:
             raise ImageLoadError(f"{path}: the file is empty (0 bytes), not an image.")
         return _decode_image(Path(path), channels, max_pixels, apply_exif_orientation, data)
     path = Path(path)
-    if not path.exists():
-        raise ImageLoadError(f"{path}: no such file.")
-    if not path.is_file():
-        raise ImageLoadError(f"{path}: not a regular file.")
-    if path.stat().st_size == 0:
-        raise ImageLoadError(f"{path}: the file is empty (0 bytes), not an image.")
-
+    _check_readable_file(path, "an image")
     return _decode_image(path, channels, max_pixels, apply_exif_orientation)
 
 
@@ -453,12 +480,11 @@ def load_array(path: str | Path) -> np.ndarray:
             dtype, wrong number of dimensions, or non-finite values.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageLoadError(f"{path}: no such file.")
-    if path.stat().st_size == 0:
-        raise ImageLoadError(f"{path}: the file is empty (0 bytes), not a .npy array.")
+    _check_readable_file(path, "a .npy array")
     try:
         array = np.load(path, allow_pickle=False)
+    except PermissionError:
+        raise _permission_denied(path) from None
     except (ValueError, OSError, EOFError) as error:
         raise ImageLoadError(f"{path}: not a readable .npy array ({error}).") from error
     if isinstance(array, np.lib.npyio.NpzFile):
