@@ -155,7 +155,7 @@ _OPTION_RULES: dict[str, tuple[str | None, str, Callable[[Any], bool]]] = {
     "warmup_epochs": ("--warmup-epochs", "a number >= 0 (epochs of warm-up)", lambda v: _is_number(v) and v >= 0),
     "weight_decay": (
         "--weight-decay",
-        "a number >= 0 (0: none), or None for the optimizer's default",
+        "a number >= 0 (0: none; None, the flag left out: the optimizer's default)",
         lambda v: v is None or (_is_number(v) and v >= 0),
     ),
     # the share of each target spread over all classes: at 1 every target is uniform, above 1 the
@@ -167,7 +167,7 @@ _OPTION_RULES: dict[str, tuple[str | None, str, Callable[[Any], bool]]] = {
     "test_split": ("--test-split", _FRACTION, lambda v: _is_number(v) and 0 <= v < 1),
     "early_stopping": (
         "--early-stopping",
-        "a whole number >= 1 (epochs without a better validation accuracy), or None for no early stopping",
+        "a whole number >= 1, the epochs without a better validation accuracy (None, the flag left out: no early stopping)",
         lambda v: v is None or (_is_whole(v) and v >= 1),
     ),
     "recalibrate_epoch_steps": (None, "a whole number >= 0", lambda v: _is_whole(v) and v >= 0),
