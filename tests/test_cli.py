@@ -150,6 +150,23 @@ def test_one_exit_code_rule_for_every_verb(capsys):
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_dropout_rate_of_1_is_a_usage_error_in_every_verb(capsys):
+    """A dropout rate must be >= 0 and < 1: outside that it is a bad option (exit 2), not an invalid shape."""
+    for argv in (
+        ["explain", "--input-shape", "75,75,3", "--include-top"],
+        ["summary", "--input-shape", "75,75,3", "--include-top"],
+        ["export", "-o", "m.onnx", "--include-top"],
+        ["bench", "--include-top"],
+        ["train", "digits"],
+    ):
+        for value in ("1", "-0.5", "nan", "x"):
+            with pytest.raises(SystemExit) as e:
+                main([*argv, "--dropout-rate", value])
+            err = capsys.readouterr().err
+            assert e.value.code == 2 and "argument --dropout-rate: expected a number >= 0 and < 1" in err, (argv, err)
+    assert build_parser().parse_args(["summary", "--dropout-rate", "0.5"]).dropout_rate == 0.5
+
+
 def test_pooling_means_the_same_in_every_verb(capsys):
     parser = build_parser()
     for argv in (["explain"], ["summary"], ["export", "-o", "m.onnx"], ["bench"]):

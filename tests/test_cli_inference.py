@@ -530,6 +530,33 @@ def test_bench_prints_both_engines_and_the_ratio(capsys):
     assert lines[2].split()[0] == "2" and lines[2].endswith("x")
 
 
+def test_bench_times_a_fixed_size_model_at_its_size(capsys, tmp_path):
+    """bench --model used to time every model at 299 x 299 x 3: a 75 x 75 x 1 model (an int8 file of
+    the digits model) failed inside the engine."""
+    onnx_file = tmp_path / "digits.onnx"
+    code, _, err = _run(
+        capsys,
+        "export",
+        "--weights",
+        "none",
+        "--input-shape",
+        "75,75,1",
+        "--include-top",
+        "--classes",
+        10,
+        "-o",
+        onnx_file,
+    )
+    assert code == 0, err
+    code, out, err = _run(capsys, "bench", "--model", onnx_file, "--batch", "2", "--seconds", "0.1")
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("input 75x75,") and out.splitlines()[2].split()[0] == "2", out
+    code, _, err = _run(capsys, "bench", "--model", onnx_file, "--input-shape", "150,150,1", "--seconds", "0.1")
+    assert code == 2 and "takes 75x75 images only" in err and "Traceback" not in err
+    code, _, err = _run(capsys, "bench", "--model", onnx_file, "--input-shape", "50,50,1")
+    assert code == 1 and "at least 75" in err  # a size no model takes, as without --model
+
+
 def test_usage_errors_say_what_to_do(capsys, photos):
     code, _, err = _run(capsys, "features", photos, "--weights", "none", "--out", "/tmp/x.csv")
     assert code == 2 and ".npy, .npz, .parquet" in err
@@ -549,6 +576,36 @@ def test_usage_errors_say_what_to_do(capsys, photos):
         photos.parent / "maps.npz",
     )
     assert code == 2 and "--size N" in err and not (photos.parent / "maps.npz").exists()
+
+
+def test_failures_say_what_failed_and_what_to_do_in_cli_words(capsys, tmp_path, monkeypatch):
+    """A file this user may not read says "permission denied" (it said "corrupt or truncated
+    image"); a .npy array and an image over --max-pixels get hints a CLI user can follow."""
+    import builtins
+    import errno
+    from pathlib import Path
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(skimage_data.chelsea()).save(folder / "good.jpg")
+    Image.fromarray(skimage_data.chelsea()).save(folder / "locked.jpg")
+    Image.fromarray(skimage_data.astronaut()).save(folder / "big.png")  # 512 x 512 px
+    np.save(folder / "scan.npy", np.zeros((80, 80, 5), np.float32))
+    real_open = builtins.open
+
+    def open_(file, *args, **kwargs):  # what the OS answers for a chmod 000 file (root is never refused)
+        if isinstance(file, (str, Path)) and Path(file).name == "locked.jpg":
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    code, _, err = _run(capsys, "predict", folder, "--weights", "none", "--size", SIZE, "--max-pixels", 200_000, "-q")
+    assert code == 1, err
+    failed = {line.split()[3].rstrip(":").rsplit("/", 1)[-1]: line for line in err.splitlines() if "FAILED" in line}
+    assert sorted(failed) == ["big.png", "locked.jpg", "scan.npy"], err
+    assert "permission denied" in failed["locked.jpg"] and "corrupt" not in failed["locked.jpg"]
+    assert "raise the limit: --max-pixels" in failed["big.png"] and "max_pixels" not in failed["big.png"]
+    assert "a .npy array, not an image file" in failed["scan.npy"] and "anyshape train" in failed["scan.npy"]
 
 
 # --- reliability: Ctrl-C keeps work, offline weights and resumes answer in one line -------------

@@ -1,5 +1,7 @@
 """anyshape.data_config: one DataConfig, resolved in one place, read by every other module."""
 
+import json
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -85,3 +87,45 @@ def test_random_weights_can_ask_for_mean_std():
         "std": IMAGENET_STD,
     }
     assert resolve_data_config(None, preprocessing="tf") == DataConfig()
+
+
+def test_an_unknown_mode_is_refused_on_every_way_in(monkeypatch):
+    """A mode anyshape does not know (a typo, another case, a crafted file) must not quietly mean "tf"."""
+    from dataclasses import replace
+
+    import onnx
+
+    from anyshape.engine.graph_model import METADATA_KEY, GraphModel
+
+    for mode in ("Torch", "TF", "caffe?", "", None):
+        with pytest.raises(ValueError, match=re.escape(f"mode={mode!r} is not a preprocessing mode: use one of")) as e:
+            DataConfig(mode=mode)
+        assert all(repr(known) in str(e.value) for known in data_config.PREPROCESS_MODES)
+        with pytest.raises(ValueError, match="not a preprocessing mode"):
+            DataConfig.from_dict({"mode": mode})
+        with pytest.raises(ValueError, match="not a preprocessing mode"):
+            replace(DataConfig(), mode=mode)
+    with pytest.raises(ValueError, match="not a preprocessing mode"):  # a run's classes.json
+        resolve_data_config({"preprocess": {"mode": "Torch"}, "resize": {}})
+    with pytest.raises(ValueError, match="not a preprocessing mode"):  # a converted file's weight set
+        resolve_data_config(SimpleNamespace(anyshape_weights=WeightSet(name="crafted", mode="Torch")))
+    # an .onnx file whose metadata was edited: refused, naming the file
+    graph = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [onnx.helper.make_node("Identity", ["x"], ["y"])],
+            "g",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 75, 75, 3])],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 75, 75, 3])],
+        )
+    )
+    good = GraphModel(graph=graph.SerializeToString()).to_bytes()
+    assert GraphModel.from_bytes(good).preprocessing == DataConfig()
+    meta = dict(GraphModel(graph=b"").metadata(), preprocessing={"mode": "Torch"})
+    onnx.helper.set_model_props(graph, {METADATA_KEY: json.dumps(meta)})
+    with pytest.raises(ValueError, match=r"crafted.onnx: its anyshape metadata is not valid .*'Torch'"):
+        GraphModel.from_bytes(graph.SerializeToString(), source="crafted.onnx")
+    # the check reads the one tuple of modes, which grows as modes are added
+    monkeypatch.setattr(data_config, "PREPROCESS_MODES", (*data_config.PREPROCESS_MODES, "raw"))
+    assert DataConfig(mode="raw").mode == "raw"
+    for mode in data_config.PREPROCESS_MODES:
+        DataConfig(mode=mode)

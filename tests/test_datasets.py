@@ -102,6 +102,33 @@ def test_one_class_and_empty_class_error(tmp_path):
         load_dataset(root, (75, 75))
 
 
+def test_a_class_folder_this_user_may_not_list_says_permission_denied(tmp_path, monkeypatch):
+    """A search passes over a folder it may not list as if it were empty: the error used to say
+    "hold no image file". chmod does not stop root, so the OS's refusal is given by os.scandir."""
+    import errno
+    import os
+
+    root = make_image_folder(tmp_path / "locked", per_class=2, photos=("coffee", "rocket"))
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.path.realpath(path) == os.path.realpath(root / "rocket"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(DataError, match="'rocket' cannot be read: permission denied") as e:
+        load_dataset(root, (75, 75))
+    assert "no image file" not in str(e.value)
+
+
+def test_a_channel_count_images_cannot_have_is_said_once(folder):
+    """--input-shape 75,75,2 on RGB images: the channel count is the problem, not every image."""
+    with pytest.raises(DataError, match=r"asks for 2 channel\(s\) \(--input-shape H,W,2\)") as e:
+        load_dataset(folder, (75, 75, 2))
+    assert "could not be read" not in str(e.value) and ".npy" in str(e.value)
+
+
 def test_unreadable_images_are_named_or_skipped_when_asked(tmp_path):
     root = make_image_folder(tmp_path / "bad", per_class=3, photos=("coffee", "rocket"))
     (root / "coffee" / "broken.jpg").write_bytes(b"this is not a jpeg")

@@ -177,3 +177,30 @@ def test_a_saved_network_keeps_its_architecture_and_config(tmp_path):
         record = json.loads(z.read(MEMBER))
     del record["architecture"], record["config"]
     assert ModelInfo.from_dict(record).config is None
+
+
+def test_a_crafted_preprocessing_mode_is_refused_not_read_as_tf(saved, tmp_path, capsys):
+    """A model file whose anyshape_model.json names a mode anyshape does not know is refused
+    (before: any unknown mode quietly meant "tf"), in Python and in the CLI (exit 2, no traceback)."""
+    from PIL import Image
+
+    from anyshape.cli import main
+
+    crafted = tmp_path / "crafted.keras"
+    with zipfile.ZipFile(saved[0]) as src, zipfile.ZipFile(crafted, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == MEMBER:
+                record = json.loads(data)
+                record["data_config"]["mode"] = "Torch"
+                data = json.dumps(record).encode()
+            dst.writestr(item, data)
+    with pytest.raises(ValueError, match=r"crafted.keras: anyshape_model.json is not valid .*mode='Torch'"):
+        read_keras_info(crafted)
+    with pytest.raises(ValueError, match="--model .*crafted.keras.*'Torch'"):
+        engine.load_or_build(crafted)
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((80, 80, 3), np.uint8)).save(image)
+    assert main(["predict", str(image), "--model", str(crafted)]) == 2
+    err = capsys.readouterr().err
+    assert "'Torch'" in err and "not a preprocessing mode" in err and "Traceback" not in err

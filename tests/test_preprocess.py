@@ -265,6 +265,40 @@ def test_16_bit_png_is_scaled_to_0_255(tmp_path, camera):
     np.testing.assert_allclose(load_image(path, channels=1)[:, :, 0], camera, atol=1e-3)
 
 
+def test_float_tiff_is_scaled_alike_at_native_and_fixed_size_and_in_training(tmp_path, camera):
+    """A float TIFF (mode F) holding values outside 0..255 (here -100 .. 400, not whole numbers):
+    one rule, clip to 0..255, at the native size, at a fixed size (resized on Pillow's 8-bit path)
+    and in training. Before, the native size took the values as they were (up to 2.1 after
+    preprocessing, far outside [-1, 1]) while a fixed size clipped them."""
+    from anyshape import datasets, engine
+
+    rng = np.random.default_rng(0)
+    values = (camera[:120, :150].astype(np.float32) * 2.0 - 100.0 + rng.uniform(0, 1, (120, 150))).astype(np.float32)
+    assert values.min() < 0 and values.max() > 255
+    path = _save(Image.fromarray(values), tmp_path / "float.tif")
+    assert _pillow_mode(path) == "F"
+    loaded = load_image(path, channels=3)
+    np.testing.assert_array_equal(loaded[:, :, 1], np.clip(values, 0, 255))
+    assert loaded.min() == 0.0 and loaded.max() == 255.0
+
+    same_size = engine.Preprocessing(crop_pct=1.0, interpolation="bilinear")  # a fixed size that is its own
+    native = engine.ImageReader(preprocessing=same_size).read(path)
+    fixed = engine.ImageReader(size=(120, 150), preprocessing=same_size).read(path)
+    assert native.shape == fixed.shape == (120, 150, 3)
+    assert native.min() >= -1.0 and native.max() <= 1.0
+    np.testing.assert_allclose(native, fixed, atol=0.5 / 127.5 + 1e-6)  # the 8-bit path rounds to whole levels
+    trained = preprocess_input(datasets.read_image(path, (120, 150), 3), "channels_last")
+    np.testing.assert_array_equal(trained, fixed)
+
+
+def test_float_tiff_with_nan_pixels_is_refused(tmp_path):
+    values = np.full((80, 80), 100.0, np.float32)
+    values[3, 4] = np.nan
+    path = _save(Image.fromarray(values), tmp_path / "nan.tif")
+    with pytest.raises(ImageLoadError, match="nan.tif: a float image .* NaN or infinite"):
+        load_image(path)
+
+
 def test_cmyk_jpeg_converts_to_rgb(tmp_path, coffee):
     path = _save(Image.fromarray(coffee).convert("CMYK"), tmp_path / "coffee_cmyk.jpg", quality=95)
     assert _pillow_mode(path) == "CMYK"
@@ -334,6 +368,68 @@ def test_missing_file_and_directory_raise(tmp_path):
         load_image(tmp_path / "nope.png")
     with pytest.raises(ImageLoadError, match="not a regular file"):
         load_image(tmp_path)
+
+
+def _deny(monkeypatch, target: Path, where: str):
+    """This user may not read `target`: open() refuses it, or (where="folder") a folder above it
+    may not be searched, so even stat() fails. As the OS says it; chmod does not stop root."""
+    import builtins
+    import errno
+
+    def denied():
+        return PermissionError(errno.EACCES, "Permission denied", str(target))
+
+    if where == "file":
+        real_open = builtins.open
+
+        def open_(file, *args, **kwargs):
+            if isinstance(file, (str, Path)) and Path(file) == target:
+                raise denied()
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", open_)
+    else:
+        real_stat = Path.stat
+
+        def stat_(self, *args, **kwargs):
+            if self == target:
+                raise denied()
+            return real_stat(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "stat", stat_)
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_file_this_user_may_not_read_says_permission_denied(tmp_path, astronaut, monkeypatch, where):
+    """Not "corrupt or truncated image", not "no such file", and not an OSError escaping load_image."""
+    image = _save(Image.fromarray(astronaut), tmp_path / "astronaut.png")
+    array = tmp_path / "array.npy"
+    np.save(array, astronaut)
+    for path, load in ((image, load_image), (array, load_array)):
+        with monkeypatch.context() as m:
+            _deny(m, path, where)
+            with pytest.raises(ImageLoadError) as info:
+                load(path)
+        message = str(info.value)
+        assert message.startswith(f"{path}: permission denied") and "corrupt" not in message, message
+
+
+def test_hints_say_what_to_do_in_the_cli_and_in_python(tmp_path, astronaut):
+    from anyshape.cli import cli_words
+
+    array = tmp_path / "scan.npy"
+    np.save(array, astronaut)
+    with pytest.raises(ImageLoadError) as info:  # predict and features are given an array
+        load_image(array)
+    message = str(info.value)
+    assert message.startswith(f"{array}: a .npy array, not an image file")
+    assert "`anyshape train` reads class folders of them" in message and "load_array" in message
+    big = _save(Image.fromarray(astronaut), tmp_path / "big.png")
+    with pytest.raises(ImageLoadError) as info:
+        load_image(big, max_pixels=1000)
+    python, cli = str(info.value), cli_words(str(info.value))
+    assert "max_pixels=None" in python  # Python has a spelling for no limit, the CLI has none: not offered there
+    assert "max_pixels" not in cli and "raise the limit: --max-pixels of predict and features" in cli, cli
 
 
 def test_image_load_error_is_a_value_error():

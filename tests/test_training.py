@@ -223,6 +223,61 @@ def test_cli_train_reports_data_errors(tmp_path, capsys):
     assert "only one class" in capsys.readouterr().err
     assert main(["train", "digits", "--freeze", "up-to-mixed11", "-o", str(tmp_path / "r2")]) == 2
     assert "up-to-mixedN" in capsys.readouterr().err
+    # a channel count image files cannot give: said once, in the flag's words (not "N of N files failed")
+    make_image_folder(tmp_path / "rgb", per_class=2, photos=("coffee", "rocket"))
+    assert main(["train", str(tmp_path / "rgb"), "--input-shape", "75,75,2", "-o", str(tmp_path / "r3")]) == 2
+    err = capsys.readouterr().err
+    assert "--input-shape H,W,2" in err and "could not be read" not in err and not (tmp_path / "r3").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "option", "value"),
+    [
+        ("--label-smoothing", "label_smoothing", 2.0),  # with two classes, 2 swaps the targets
+        ("--label-smoothing", "label_smoothing", -1.0),
+        ("--weight-decay", "weight_decay", -0.1),
+        ("--warmup-epochs", "warmup_epochs", -1.0),
+        ("--early-stopping", "early_stopping", 0),
+        ("--early-stopping", "early_stopping", -1),
+        ("--seed", "seed", -1),
+        ("--val-split", "val_split", 1.0),
+        ("--aux-weight", "aux_weight", -0.4),
+    ],
+)
+def test_invalid_training_options_are_refused_before_any_work(flag, option, value, tmp_path, capsys, monkeypatch):
+    from anyshape.cli import main
+    from anyshape.training import TrainConfig
+
+    monkeypatch.setattr("anyshape.datasets.load_dataset", lambda *a, **k: pytest.fail("the data was read"))
+    out = tmp_path / "run"
+    assert main(["train", "digits", "-o", str(out), flag, str(value), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"anyshape train: {flag} must be ") and f"{option}=" not in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    with pytest.raises(ValueError, match=rf"^{option}={value!r} \({flag}\) must be "):  # the library's own words
+        TrainConfig(**{option: value})
+
+
+def test_training_options_at_their_limits_are_accepted():
+    from anyshape.training import TrainConfig
+
+    TrainConfig(label_smoothing=0.0, weight_decay=0.0, warmup_epochs=0.0, early_stopping=1, seed=0, dropout_rate=0.0)
+    TrainConfig(label_smoothing=0.99, seed=2**32 - 1, weight_decay=None, early_stopping=None)
+    for bad in (float("nan"), float("inf"), "0.1", True):
+        with pytest.raises(ValueError, match="label_smoothing="):
+            TrainConfig(label_smoothing=bad)
+    with pytest.raises(ValueError, match="epochs=2.5"):
+        TrainConfig(epochs=2.5)
+
+
+def test_dropout_rate_1_is_a_usage_error_in_train(capsys):
+    from anyshape.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "digits", "--dropout-rate", "1"])
+    assert e.value.code == 2 and "--dropout-rate" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"dropout_rate=1\.0 \(--dropout-rate\) must be"):
+        train("digits", dropout_rate=1.0)
 
 
 # --- freezing ---------------------------------------------------------------------------------
@@ -663,3 +718,114 @@ def test_train_is_a_function_and_training_its_module():
     assert not isinstance(anyshape.train, types.ModuleType)
     with pytest.raises(TypeError, match="unknown options"):
         anyshape.train("digits", epochz=1)
+
+
+@pytest.fixture(scope="module")
+def stopped_after_epoch_1(tiny_digits, tmp_path_factory):
+    """A run of 2 epochs stopped after epoch 1: its checkpoint.json, weights and optimizer state."""
+
+    def stop_at_epoch_2(msg):
+        if msg.startswith("epoch 2/"):
+            raise _Stop
+
+    run_dir = tmp_path_factory.mktemp("stopped") / "run"
+    options = dict(epochs=2, batch_size=8, augment="none", recalibrate_epoch_steps=1, verbose=0)
+    with pytest.raises(_Stop):
+        train("digits", dataset=tiny_digits, output=run_dir, log=stop_at_epoch_2, **options)
+    return run_dir
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
+def test_resume_refuses_checkpoint_files_outside_the_run_folder(how, stopped_after_epoch_1, tiny_digits, tmp_path):
+    """A checkpoint.json naming files outside its run folder (edited, or a link put in the folder)
+    is refused before anything is read: a resume used to load them, then delete them."""
+    import shutil
+
+    from anyshape.cli import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(stopped_after_epoch_1, run_dir)
+    state = json.loads((run_dir / "checkpoint.json").read_text())
+    outside = tmp_path / "mine"
+    outside.mkdir()
+    for key in ("weights", "optimizer"):
+        target = outside / state[key]
+        shutil.move(run_dir / state[key], target)  # someone else's files, which the run must not touch
+        if how == "dotdot":
+            state[key] = f"../mine/{target.name}"
+        elif how == "absolute":
+            state[key] = str(target)
+        else:
+            (run_dir / state[key]).symlink_to(target)
+    (run_dir / "checkpoint.json").write_text(json.dumps(state))
+    kept = {p.name: p.read_bytes() for p in outside.iterdir()}
+
+    with pytest.raises(ValueError, match="is not a file in the run folder"):
+        train("digits", dataset=tiny_digits, output=run_dir, resume=True, verbose=0, log=lambda m: None)
+    code = main(["train", "digits", "-o", str(run_dir), "--resume", "-q"])
+    assert code == 2
+    assert {p.name: p.read_bytes() for p in outside.iterdir()} == kept  # not deleted, not changed
+    assert not (run_dir / "model.keras").exists()
+
+
+def test_resume_refuses_a_damaged_checkpoint_record(stopped_after_epoch_1, tmp_path, capsys):
+    import shutil
+
+    from anyshape.cli import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(stopped_after_epoch_1, run_dir)
+    state = json.loads((run_dir / "checkpoint.json").read_text())
+    for record, expected in [
+        ("{not json", "not a readable checkpoint record"),
+        (json.dumps([1, 2]), "not a checkpoint record"),
+        (json.dumps({**state, "config": {**state["config"], "label_smoothing": 2}}), "--label-smoothing must be"),
+        (json.dumps({**state, "config": {**state["config"], "no_such_option": 1}}), "stored configuration"),
+    ]:
+        (run_dir / "checkpoint.json").write_text(record)
+        assert main(["train", "digits", "-o", str(run_dir), "--resume", "-q"]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "cannot be resumed" in err and "Traceback" not in err, err
+
+
+def test_a_run_killed_in_its_first_epoch_can_be_started_again(tiny_digits, tmp_path, monkeypatch, capsys):
+    """A run killed (SIGKILL: no handler runs) during its first epoch leaves its classes.json, and
+    perhaps a half-written temporary file, but no checkpoint. --resume has nothing to resume and says
+    to start again; starting again used to be refused too ("exists and is not empty")."""
+    from anyshape.cli import main
+    from anyshape.training import Trainer
+
+    def killed(msg):
+        if msg.startswith("epoch 1/"):
+            raise _Stop
+
+    run_dir = tmp_path / "run"
+    options = dict(epochs=1, batch_size=8, augment="none", recalibrate_epoch_steps=1, verbose=0)
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "_remove_own_files", lambda self, created: None)  # a killed process cleans nothing
+        with pytest.raises(_Stop):
+            train("digits", dataset=tiny_digits, output=run_dir, log=killed, **options)
+    (run_dir / ".checkpoint-e001.weights.h5.4242-1-0.tmp.weights.h5").write_bytes(b"cut short")
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".checkpoint-e001.weights.h5.4242-1-0.tmp.weights.h5",
+        "classes.json",
+    ]
+    assert main(["train", "digits", "-o", str(run_dir), "--resume", "-q"]) == 2
+    assert "start it again without --resume" in capsys.readouterr().err
+
+    # a folder holding anything else is someone's: still refused, and left as it was
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "classes.json").write_bytes((run_dir / "classes.json").read_bytes())
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="exists and is not empty"):
+        train("digits", dataset=tiny_digits, output=other, **options)
+    assert sorted(p.name for p in other.iterdir()) == ["classes.json", "notes.txt"]
+
+    messages = []
+    result = train("digits", dataset=tiny_digits, output=run_dir, log=messages.append, **options)
+    assert any(
+        m.startswith(f"{run_dir}: removed what a run that stopped before its first checkpoint") for m in messages
+    )
+    assert (run_dir / "model.keras").is_file() and (run_dir / "checkpoint.json").is_file()
+    assert not list(run_dir.glob(".*tmp*")) and result.report["epochs"][0]["epoch"] == 1

@@ -31,7 +31,11 @@ def test_cli_convert_prints_parity_and_refuses_to_overwrite(tv, capsys):
     dst = d / "converted.weights.h5"
     assert main(["convert", pth, "-o", str(dst), "--source", "torchvision", "--preprocessing", "tf"]) == 0
     out = capsys.readouterr().out
-    assert "max abs logit difference" in out and "top-5 agreement: 100%" in out and "result: exact" in out
+    assert (
+        "max abs logit difference" in out
+        and "top-5 agreement: 100%" in out
+        and "result: match (within float32 rounding)" in out
+    )
     assert "aux head max abs logit difference" in out
     diff = float(out.split("max abs logit difference: ")[1].split()[0])
     assert diff <= 1e-4
@@ -92,7 +96,7 @@ def test_convert_timm_state_dict_against_timm(tmp_path):
     )
     assert result.parity.reference == "timm" and result.parity.ok
     assert result.parity.max_abs_logit_diff <= 1e-4 and result.parity.top5_agreement == 1.0
-    assert "result: exact" in str(result)
+    assert "result: match (within float32 rounding)" in str(result)
 
 
 def test_convert_from_python_imports_its_reference_frameworks_itself(tv, tmp_path):

@@ -71,6 +71,16 @@ class DataConfig:
     interpolation: str = DEFAULT_INTERPOLATION
     label_offset: int | str = "auto"
 
+    def __post_init__(self) -> None:
+        # every way in (the Python API, a model file's anyshape_model.json, a run's classes.json,
+        # an .onnx file's metadata, a converted file's weight set) meets this check: an unknown
+        # mode must not quietly mean "tf"
+        if self.mode not in PREPROCESS_MODES:
+            raise ValueError(
+                f"DataConfig mode={self.mode!r} is not a preprocessing mode: use one of "
+                f"{', '.join(repr(m) for m in PREPROCESS_MODES)}"
+            )
+
     @classmethod
     def from_model(cls, model) -> DataConfig:
         """The config a model carries (`model.anyshape_info`, kept in its .keras file, see

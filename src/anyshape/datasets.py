@@ -31,6 +31,7 @@ The `digits` set is scikit-learn's bundled 8 x 8 handwritten digits (1,797 image
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ import numpy as np
 from anyshape.data_config import DataConfig
 from anyshape.engine.images import find_images
 from anyshape.preprocess import (
+    NPY_HINT,
     ImageLoadError,
     file_channels,
     load_array,
@@ -148,6 +150,12 @@ def _list_classes(root: Path) -> tuple[list[str], list[list[Path]], int]:
             f"{root} has no subfolders: expected one subfolder per class, e.g. {root}/cat/1.jpg and "
             f"{root}/dog/2.jpg (the subfolder names are the class names)."
         )
+    locked = [d.name for d in class_dirs if not _listable(d)]
+    if locked:
+        raise DataError(
+            f"{root}: class folder(s) {', '.join(repr(name) for name in locked)} cannot be read: permission denied "
+            "(this user may not list them); change their permissions, or remove them."
+        )
     files, ignored, empty = [], 0, []
     for d in class_dirs:
         listed, unreadable = find_images([d])  # the rule `anyshape predict` follows: recursive, sorted, hidden skipped
@@ -177,6 +185,15 @@ def _list_classes(root: Path) -> tuple[list[str], list[list[Path]], int]:
     return [d.name for d in class_dirs], files, ignored
 
 
+def _listable(folder: Path) -> bool:
+    """False for a folder this user may not list, which a search would pass over as if it were empty."""
+    try:
+        with os.scandir(folder):
+            return True
+    except PermissionError:
+        return False
+
+
 def _decide_channels(
     all_files: Sequence[Path], channels: int | None, notes: list[str], bad: list[tuple[Path, str]]
 ) -> int:
@@ -198,6 +215,12 @@ def _decide_channels(
             channels = next(iter(counts), 1)
         return channels
     if channels is not None:
+        if channels not in (1, 3, 4):  # said once, not as a failure of every image
+            raise DataError(
+                f"input_shape asks for {channels} channel(s) (--input-shape H,W,{channels}), but image files are read "
+                "as 1 (gray), 3 (RGB) or 4 (RGBA) channels: give one of those, or leave the channel count out to "
+                f"take it from the images. {NPY_HINT}"
+            )
         other = {c: n for c, n in counts.items() if c != channels}
         if other:
             desc = ", ".join(f"{n} with {c}" for c, n in sorted(other.items()))

@@ -154,7 +154,10 @@ def read_keras_info(path) -> ModelInfo | None:
             f"{path}: {MEMBER} is not version {INFO_VERSION} of anyshape's model info; "
             "save the model again with this anyshape"
         )
-    return ModelInfo.from_dict(record)
+    try:
+        return ModelInfo.from_dict(record)
+    except (TypeError, ValueError) as e:  # e.g. a preprocessing mode anyshape does not know
+        raise ValueError(f"{path}: {MEMBER} is not valid ({e}); save the model again") from e
 
 
 def read_run_info(model_path) -> dict | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import stat
 import threading
 import warnings
 from collections.abc import Sequence
@@ -54,6 +55,14 @@ _UINT16_MAX = 65535.0
 
 class ImageLoadError(ValueError):
     """A file could not be read as an image or array; the message names the file and why."""
+
+
+# What to do with data Pillow cannot hold (other channel counts), said for the CLI and for Python.
+NPY_HINT = (
+    "Data with other channel counts can be saved as .npy arrays, one (H, W, C) image each: "
+    "`anyshape train` reads class folders of them and load_array reads one in Python "
+    "(predict, features and quantize read image files only)."
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,11 +248,7 @@ def _decode_image(
             except Image.DecompressionBombError as error:
                 pillow_hard_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
                 if max_pixels is not None and max_pixels <= pillow_hard_limit:
-                    raise ImageLoadError(
-                        f"{path}: refused as a possible decompression bomb: {error} "
-                        f"(max_pixels={max_pixels}). If you trust this file, pass a larger "
-                        f"max_pixels, or max_pixels=None for no limit."
-                    ) from error
+                    raise _too_many_pixels(path, str(error), max_pixels) from error
             # The caller allows more pixels than Pillow's global limit: lift it for this file.
             with _pillow_limit_lock:
                 saved_limit = Image.MAX_IMAGE_PIXELS
@@ -255,10 +260,13 @@ def _decode_image(
     except ImageLoadError:
         raise
     except UnidentifiedImageError as error:
+        if path.suffix.lower() == ".npy":
+            raise ImageLoadError(f"{path}: a .npy array, not an image file. {NPY_HINT}") from error
         raise ImageLoadError(
-            f"{path}: not an image Pillow can read (unknown or unsupported format). For raw "
-            f"arrays with any channel count, save them as .npy and use load_array."
+            f"{path}: not an image Pillow can read (unknown or unsupported format). {NPY_HINT}"
         ) from error
+    except PermissionError as error:  # an OSError, but nothing is wrong with the image itself
+        raise _permission_denied(path) from error
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError) as error:
         raise ImageLoadError(f"{path}: corrupt or truncated image ({error}).") from error
 
@@ -271,30 +279,68 @@ def _decode_open_image(
         image.load()
         # Inside the `with`: TIFF keeps its orientation tag on the open image only.
         oriented = ImageOps.exif_transpose(image) if apply_exif_orientation else image
+        if oriented.mode == "F" and not np.isfinite(np.asarray(oriented)).all():
+            # no scaling gives NaN a pixel value: refused, as load_array refuses such arrays
+            raise ImageLoadError(f"{path}: a float image (Pillow mode F) with NaN or infinite pixels.")
         try:
             return _image_to_array(oriented, channels)
         except ValueError as error:  # Pillow has no conversion for this mode
             raise ImageLoadError(
                 f"{path}: cannot convert Pillow mode {oriented.mode!r} to {channels} channel(s) "
-                f"({error}). Convert the file to PNG, or save it as .npy and use load_array."
+                f"({error}). Convert the file to PNG. {NPY_HINT}"
             ) from error
 
 
 def _check_pixel_count(path: Path, size_wh: tuple[int, int], max_pixels: int | None) -> None:
     width, height = size_wh
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageLoadError(
-            f"{path}: refused as a possible decompression bomb: {width}x{height} = "
-            f"{width * height} pixels exceeds max_pixels={max_pixels}. If you trust this file, "
-            f"pass a larger max_pixels, or max_pixels=None for no limit."
-        )
+        raise _too_many_pixels(path, f"{width}x{height} = {width * height} pixels", max_pixels)
+
+
+def _too_many_pixels(path: Path, what: str, max_pixels: int) -> ImageLoadError:
+    # "--flag (python=...)" reads as the flag alone in the CLI (cli.options.cli_words), where no
+    # spelling of "no limit" exists; only predict and features have --max-pixels
+    return ImageLoadError(
+        f"{path}: refused as a possible decompression bomb: {what} is over the limit of {max_pixels} pixels. "
+        "If you trust this file, raise the limit: --max-pixels (max_pixels=, or max_pixels=None for no limit) "
+        "of predict and features."
+    )
+
+
+def _permission_denied(path: Path) -> ImageLoadError:
+    return ImageLoadError(
+        f"{path}: permission denied: this user may not read the file (or search a folder above it); "
+        "change its permissions, or run as a user who may read it."
+    )
+
+
+def _check_readable_file(path: Path, kind: str) -> None:
+    """The checks before decoding, each with its own reason: missing, not allowed, not a file, empty."""
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise ImageLoadError(f"{path}: no such file.") from None
+    except PermissionError:
+        raise _permission_denied(path) from None
+    except OSError as error:  # a loop of links, a name too long, ...
+        raise ImageLoadError(f"{path}: cannot be read ({error.strerror or error}).") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageLoadError(f"{path}: not a regular file.")
+    if st.st_size == 0:
+        raise ImageLoadError(f"{path}: the file is empty (0 bytes), not {kind}.")
 
 
 def _high_bit_depth_to_gray(image: Image.Image) -> np.ndarray:
-    """Modes I;16* and I (16-bit PNG/TIFF) scaled to 0..255; F kept as is. Returns (H, W)."""
+    """Modes I;16* and I (16-bit PNG/TIFF) scaled to 0..255; F (float) clipped to 0..255. Returns (H, W).
+
+    A float image is taken in the 0..255 scale and clipped to it, as Pillow's own conversions of
+    mode F do: then an image gives the same pixels at its native size as at a fixed size, whose
+    resize runs on Pillow's 8-bit path (`to_uint8`); unclipped, values outside 0..255 went
+    beyond [-1, 1] at the native size only.
+    """
     values = np.asarray(image).astype(np.float32)
     if image.mode == "F":
-        return values
+        return np.clip(values, 0.0, 255.0)
     return np.clip(values, 0.0, _UINT16_MAX) * np.float32(255.0 / _UINT16_MAX)
 
 
@@ -359,8 +405,9 @@ def load_image(
       transparency becomes alpha.
     * 16-bit images (modes ``I;16*`` and ``I``, e.g. 16-bit PNG/TIFF) are single-channel and
       scaled by ``255 / 65535`` to 0..255, then replicated as for gray images. Pillow decodes
-      16-bit colour PNGs to 8-bit RGB itself. Float images (mode ``F``) are taken as is,
-      assumed to be in 0..255 already.
+      16-bit colour PNGs to 8-bit RGB itself. Float images (mode ``F``, e.g. float TIFF) are
+      taken in the 0..255 scale and clipped to it, as Pillow converts them; NaN or infinite
+      pixels are refused.
     * Multi-frame files (GIF, TIFF) give their first frame.
 
     Other channel counts are not images Pillow can hold: save such data as ``.npy`` and use
@@ -388,11 +435,7 @@ def load_image(
             over max_pixels; the message names the file and the reason.
     """
     if channels not in (1, 3, 4):
-        raise ValueError(
-            f"load_image supports channels=1 (gray), 3 (RGB) or 4 (RGBA), got {channels!r}. "
-            f"For other channel counts save an (H, W, C) array with numpy.save and use "
-            f"load_array on the .npy file."
-        )
+        raise ValueError(f"load_image supports channels=1 (gray), 3 (RGB) or 4 (RGBA), got {channels!r}. {NPY_HINT}")
     if data is not None:
         stream = io.BytesIO(data) if isinstance(data, bytes) else data
         if not stream.read(1):
@@ -407,12 +450,7 @@ def check_image_file(path: str | Path) -> Path:
     FIFO or a device would block a reader for ever, or never end), and it is not empty.
     Raises ImageLoadError with the path and the reason; returns the path."""
     path = Path(path)
-    if not path.exists():
-        raise ImageLoadError(f"{path}: no such file.")
-    if not path.is_file():
-        raise ImageLoadError(f"{path}: not a regular file.")
-    if path.stat().st_size == 0:
-        raise ImageLoadError(f"{path}: the file is empty (0 bytes), not an image.")
+    _check_readable_file(path, "an image")
     return path
 
 
@@ -452,12 +490,11 @@ def load_array(path: str | Path) -> np.ndarray:
             dtype, wrong number of dimensions, or non-finite values.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageLoadError(f"{path}: no such file.")
-    if path.stat().st_size == 0:
-        raise ImageLoadError(f"{path}: the file is empty (0 bytes), not a .npy array.")
+    _check_readable_file(path, "a .npy array")
     try:
         array = np.load(path, allow_pickle=False)
+    except PermissionError:
+        raise _permission_denied(path) from None
     except (ValueError, OSError, EOFError) as error:
         raise ImageLoadError(f"{path}: not a readable .npy array ({error}).") from error
     if isinstance(array, np.lib.npyio.NpzFile):

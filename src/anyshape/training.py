@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -98,6 +99,14 @@ class TrainConfig:
     seed: int = 0
     output: str | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse a value no run can use before any work (before the data is read or a folder made)."""
+        for name, (flag, meaning, valid) in _OPTION_RULES.items():
+            value = getattr(self, name)
+            if not valid(value):
+                where = f" ({flag})" if flag else ""
+                raise ValueError(f"{name}={value!r}{where} must be {meaning}")
+
     def resolved(self) -> TrainConfig:
         c = dataclasses.replace(self)
         if isinstance(c.weights, str) and c.weights.lower() == "none":
@@ -124,6 +133,52 @@ class TrainConfig:
         d["input_shape"] = list(self.input_shape) if self.input_shape else None
         d["stages"] = [list(s) for s in self.stages] if self.stages else None
         return d
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    """A finite real number (not a bool, not NaN or infinite)."""
+    return _is_whole(value) or (isinstance(value, (float, np.floating)) and math.isfinite(value))
+
+
+_FRACTION = "a number >= 0 and < 1"
+# The numeric options: their flag (a message in these words reads as the flag's in the CLI, see
+# cli.options.cli_words), what they must be, and the test. Anything else is refused by TrainConfig
+# itself, so the Python API, the CLI and a resumed run's stored configuration are checked alike.
+_OPTION_RULES: dict[str, tuple[str | None, str, Callable[[Any], bool]]] = {
+    "epochs": ("--epochs", "a whole number >= 1", lambda v: _is_whole(v) and v >= 1),
+    "batch_size": ("--batch-size", "a whole number >= 1", lambda v: _is_whole(v) and v >= 1),
+    "learning_rate": ("--lr", "a number > 0", lambda v: _is_number(v) and v > 0),
+    "warmup_epochs": ("--warmup-epochs", "a number >= 0 (epochs of warm-up)", lambda v: _is_number(v) and v >= 0),
+    "weight_decay": (
+        "--weight-decay",
+        "a number >= 0 (0: none; None, the flag left out: the optimizer's default)",
+        lambda v: v is None or (_is_number(v) and v >= 0),
+    ),
+    # the share of each target spread over all classes: at 1 every target is uniform, above 1 the
+    # targets point away from the true class (with two classes, 2 swaps them)
+    "label_smoothing": ("--label-smoothing", f"{_FRACTION} (0: none)", lambda v: _is_number(v) and 0 <= v < 1),
+    "dropout_rate": ("--dropout-rate", _FRACTION, lambda v: _is_number(v) and 0 <= v < 1),
+    "aux_weight": ("--aux-weight", "a number >= 0", lambda v: _is_number(v) and v >= 0),
+    "val_split": ("--val-split", _FRACTION, lambda v: _is_number(v) and 0 <= v < 1),
+    "test_split": ("--test-split", _FRACTION, lambda v: _is_number(v) and 0 <= v < 1),
+    "early_stopping": (
+        "--early-stopping",
+        "a whole number >= 1, the epochs without a better validation accuracy (None, the flag left out: no early stopping)",
+        lambda v: v is None or (_is_whole(v) and v >= 1),
+    ),
+    "recalibrate_epoch_steps": (None, "a whole number >= 0", lambda v: _is_whole(v) and v >= 0),
+    "recalibrate_steps": (
+        None,
+        "a whole number >= 1, or None for all training images",
+        lambda v: v is None or (_is_whole(v) and v >= 1),
+    ),
+    "steps_per_execution": ("--steps-per-execution", "a whole number >= 1", lambda v: _is_whole(v) and v >= 1),
+    "seed": ("--seed", "a whole number from 0 to 2**32 - 1", lambda v: _is_whole(v) and 0 <= v < 2**32),
+}
 
 
 def parse_stages(text: str) -> list[tuple[str, int]]:
@@ -425,16 +480,21 @@ class Trainer:
         if resume:
             if not config.output:
                 raise ValueError("resume=True needs output= (the run folder to resume)")
-            state = self._read_state(Path(config.output))
-            config = TrainConfig(**{**state["config"], "output": config.output})  # resolved() makes its lists tuples
+            run_dir = Path(config.output)
+            state = self._read_state(run_dir)
+            try:  # resolved() makes its lists tuples
+                config = TrainConfig(**{**state["config"], "output": config.output})
+            except (TypeError, ValueError) as e:
+                raise ValueError(
+                    f"{run_dir / 'checkpoint.json'}: its stored configuration cannot be used ({e}); "
+                    "the run cannot be resumed"
+                ) from e
             self.state: dict | None = state
         else:
             self.state = None
         self.config = config.resolved()
         for spec, _ in self.config.stage_list():
             _check_freeze(spec)
-        if self.config.aux_logits and self.config.aux_weight < 0:
-            raise ValueError(f"aux_weight must be >= 0, got {self.config.aux_weight}")
         self.dataset = dataset
         self.run_dir = Path(self.config.output) if self.config.output else _default_run_dir(self.config)
 
@@ -448,8 +508,21 @@ class Trainer:
                 f"{run_dir} has no checkpoint.json to resume from: it is not a run folder, "
                 f"or the run stopped before its first epoch ended; start it again without --resume"
             )
-        with open(path) as f:
-            return json.load(f)
+        try:
+            with open(path) as f:
+                state = json.load(f)
+        except ValueError as e:
+            raise ValueError(f"{path} is not a readable checkpoint record ({e}); the run cannot be resumed") from e
+        if not (
+            isinstance(state, dict)
+            and isinstance(state.get("config"), dict)
+            and _is_whole(state.get("epoch"))
+            and isinstance(state.get("history"), list)
+        ):
+            raise ValueError(f"{path} is not a checkpoint record of anyshape train; the run cannot be resumed")
+        for key in ("weights", "optimizer"):
+            _run_file(run_dir, state.get(key), f"{path}: its {key} file")
+        return state
 
     # -- data -------------------------------------------------------------------------------
 
@@ -699,9 +772,19 @@ class Trainer:
         if run.exists() and not run.is_dir():
             raise FileExistsError(f"{run} is a file, not a run folder: give a folder as output= (--output)")
         if not self.resume and run.exists() and any(run.iterdir()):
-            raise FileExistsError(
-                f"{run} exists and is not empty: give another output folder, "
-                f"or resume=True (--resume) to continue the run in it"
+            leftovers = _first_epoch_leftovers(run)
+            if leftovers is None:
+                raise FileExistsError(
+                    f"{run} exists and is not empty: give another output folder, "
+                    f"or resume=True (--resume) to continue the run in it"
+                )
+            # a run killed before its first checkpoint (SIGKILL, power loss) could not clean up, and
+            # there is nothing to resume: start again in its folder instead of refusing both ways
+            for f in leftovers:
+                f.unlink()
+            self.log(
+                f"{run}: removed what a run that stopped before its first checkpoint left there "
+                f"({', '.join(sorted(f.name for f in leftovers))}); starting again"
             )
         if self.config.data != "digits" and Path(self.config.data).is_dir():
             data = Path(self.config.data).resolve()
@@ -717,10 +800,7 @@ class Trainer:
         if run not in created:
             return
         for f in run.iterdir():
-            if f.is_file() and (
-                f.name in (RUN_INFO_FILE, "checkpoint.json", BEST_WEIGHTS_FILE, "report.json")
-                or f.name.startswith(("checkpoint-e", ".checkpoint", ".best.", f".{RUN_INFO_FILE}"))
-            ):
+            if _is_own_file(f):
                 f.unlink()
         for folder in created:  # innermost first
             if folder.is_dir() and not any(folder.iterdir()):
@@ -874,7 +954,7 @@ class Trainer:
             # interrupted after its last checkpoint (all epochs done, or stopped early): no epoch
             # ran now, so the model takes the checkpoint's weights here
             _load_weights_only(model, self.run_dir / self.state["weights"])
-        best_file = self.run_dir / BEST_WEIGHTS_FILE
+        best_file = _run_file(self.run_dir, BEST_WEIGHTS_FILE, "the best epoch's weights")
         if progress.stopped_early and best_file.is_file():
             _load_weights_only(model, best_file)
             self.log(f"restored the weights of epoch {progress.best['epoch']}")
@@ -950,6 +1030,51 @@ class Trainer:
             f"{prefix}accuracy": round(float(np.mean(pred == labels)), 5),
             f"{prefix}loss": round(float(-np.mean(np.log(p_true))), 5),
         }
+
+
+def _is_own_file(f: Path) -> bool:
+    """A file a run writes into its folder before its model.keras (and its temporary files)."""
+    return f.is_file() and (
+        f.name in (RUN_INFO_FILE, "checkpoint.json", BEST_WEIGHTS_FILE, "report.json")
+        or f.name.startswith(("checkpoint-e", ".checkpoint", ".best.", f".{RUN_INFO_FILE}"))
+    )
+
+
+def _first_epoch_leftovers(run: Path) -> list[Path] | None:
+    """The files of a run that stopped before its first checkpoint without removing them, or None.
+
+    Such a folder holds no checkpoint.json (nothing to resume) and no report.json, only files the
+    run writes (its classes.json, an epoch's weights or optimizer state written before the
+    checkpoint.json that would name them, temporary files), none a link, and its classes.json is a
+    run's record. Anything else in the folder makes it someone's folder, which is never emptied.
+    """
+    files = list(run.iterdir())
+    if any(f.name in ("checkpoint.json", "report.json") or f.is_symlink() or not _is_own_file(f) for f in files):
+        return None
+    try:
+        info = read_run_info(run)
+    except (OSError, ValueError):
+        return None
+    if info is not None and not (isinstance(info, dict) and "classes" in info and info.get("model") == "model.keras"):
+        return None
+    return files
+
+
+def _run_file(run_dir: Path, name, what: str) -> Path:
+    """`run_dir / name` for a file a run reads or replaces, which must lie in the run folder itself.
+
+    checkpoint.json is data on disk, not to be trusted: a name with a folder part, `..`, an
+    absolute path, or a link leading out of the run folder would make a resume load a file that
+    is not the run's and then delete it when the next checkpoint replaces it.
+    """
+    if isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name:
+        path = run_dir / name
+        if path.resolve().parent == run_dir.resolve():
+            return path
+    raise ValueError(
+        f"{what} {name!r} is not a file in the run folder {run_dir}: a run reads and replaces only files of its "
+        "own folder (no folder part, '..', or link leading out of it); refused, nothing was read or deleted"
+    )
 
 
 def _weights_view(model):

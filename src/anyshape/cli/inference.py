@@ -416,21 +416,33 @@ def _add_bench(sub) -> None:
 
 def _run_bench(args) -> int:
     from anyshape import engine
-    from anyshape.shapes import InvalidInputShape, explain
 
     if args.model is not None:  # for bench, --input-shape is the size to time, also with --model
         args.given = set(args.given) - {"input_shape"}
     check_model_flags(args)
+    model = None
+    if args.model is not None:  # the model decides its layout, and a fixed size is the only size it takes
+        if args.input_shape is not None:  # a size no model takes is refused before the model is loaded
+            _check_timed_shape(args.input_shape, args)
+        model = _inference_model(args, include_top=args.include_top, pooling=args.pooling)
+        args.data_format, channels, fixed = _model_input(model)
+        first = args.data_format == "channels_first"
+        if fixed is not None:
+            given = args.input_shape
+            if given is not None and tuple(given[1:] if first else given[:2]) != fixed:
+                raise ValueError(
+                    f"--model {args.model} takes {fixed[0]}x{fixed[1]} images only: drop --input-shape to time it "
+                    "at its own size"
+                )
+            args.input_shape = (channels, *fixed) if first else (*fixed, channels)
+        elif args.input_shape is None:
+            args.input_shape = (channels, 299, 299) if first else (299, 299, channels)
     shape = args.input_shape or ((3, 299, 299) if args.data_format == "channels_first" else (299, 299, 3))
-    hw = shape[1:] if args.data_format == "channels_first" else shape[:2]
-    if None in hw:
-        raise ValueError("--input-shape needs a height and a width to time (e.g. 299,299,3)")
-    report = explain(shape, data_format=args.data_format, aux_logits=args.aux_logits)
-    if not report.valid:
-        raise InvalidInputShape(report.reason())
+    hw = _check_timed_shape(shape, args)
     args.input_shape = shape
     batches = args.batch
-    model = _inference_model(args, include_top=args.include_top, pooling=args.pooling)
+    if model is None:
+        model = _inference_model(args, include_top=args.include_top, pooling=args.pooling)
     if (
         not isinstance(model, engine.GraphModel)
         and not args.include_top
@@ -472,6 +484,28 @@ def _run_bench(args) -> int:
             f"min cosine {f['min_cosine']:.5f}"
         )
     return 0
+
+
+def _check_timed_shape(shape, args) -> tuple:
+    """The (H, W) bench times at, refused when it is not fixed or the network cannot take it."""
+    from anyshape.shapes import InvalidInputShape, explain
+
+    hw = shape[1:] if args.data_format == "channels_first" else shape[:2]
+    if None in hw:
+        raise ValueError("--input-shape needs a height and a width to time (e.g. 299,299,3)")
+    report = explain(shape, data_format=args.data_format, aux_logits=args.aux_logits)
+    if not report.valid:
+        raise InvalidInputShape(report.reason())
+    return hw
+
+
+def _model_input(model) -> tuple[str, int, tuple[int, int] | None]:
+    """A loaded model's data format, channels, and (H, W) when its size is fixed."""
+    from anyshape import engine
+    from anyshape.engine.graph_model import describe_keras
+
+    d = vars(model) if isinstance(model, engine.GraphModel) else describe_keras(model)
+    return d["data_format"], int(d["channels"]), tuple(d["fixed_hw"]) if d["fixed_hw"] else None
 
 
 def _add_quantize(sub) -> None:

@@ -40,6 +40,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """A share such as a dropout rate: >= 0 and < 1 (at 1 nothing would be left)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 and < 1, got {text!r}")
+    return value
+
+
 def positive_int_list(text: str) -> list[int]:
     """'1,16' -> [1, 16]."""
     try:
@@ -119,7 +130,7 @@ def add_model_arguments(p: argparse.ArgumentParser, *, include_top: bool = True)
         default="channels_last",
         help="axis order of the input",
     )
-    p.add_argument("--dropout-rate", type=float, default=0.0, help="dropout before the classifier")
+    p.add_argument("--dropout-rate", type=fraction, default=0.0, help="dropout before the classifier")
 
 
 def add_preprocessing_argument(p: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import sys
 
 from anyshape.cli.options import (
     add_preprocessing_argument,
+    fraction,
     parse_channel_adapt,
     parse_shape,
     positive_float,
@@ -75,7 +76,7 @@ def _add_train(sub) -> None:
         "0 means none for every optimizer)",
     )
     p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the loss")
-    p.add_argument("--dropout-rate", type=float, default=0.0, help="dropout before the classifier")
+    p.add_argument("--dropout-rate", type=fraction, default=0.0, help="dropout before the classifier")
     p.add_argument("--aux-logits", action="store_true", help="train the auxiliary classifier too (needs H, W >= 299)")
     p.add_argument("--aux-weight", type=float, default=0.4, help="weight of the auxiliary loss (default 0.4)")
     p.add_argument(

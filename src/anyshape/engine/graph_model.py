@@ -73,19 +73,22 @@ class GraphModel:
                 f"{source} has no anyshape metadata (data format, preprocessing, classes): "
                 "use a file written by `anyshape quantize` or `anyshape export --format onnx`"
             )
-        meta = json.loads(props[METADATA_KEY])
-        return cls(
-            graph=data,
-            data_format=meta["data_format"],
-            channels=int(meta["channels"]),
-            fixed_hw=tuple(meta["fixed_hw"]) if meta.get("fixed_hw") else None,
-            output_rank=int(meta.get("output_rank", 2)),
-            # files written before it was recorded hold whole InceptionV3s (export, quantize)
-            min_size=int(meta.get("min_size") or min_input_size(["mixed10"])),
-            preprocessing=Preprocessing.from_dict(meta.get("preprocessing") or {}),
-            class_names=meta.get("class_names"),
-            precision=meta.get("precision", "fp32"),
-        )
+        try:
+            meta = json.loads(props[METADATA_KEY])
+            return cls(
+                graph=data,
+                data_format=meta["data_format"],
+                channels=int(meta["channels"]),
+                fixed_hw=tuple(meta["fixed_hw"]) if meta.get("fixed_hw") else None,
+                output_rank=int(meta.get("output_rank", 2)),
+                # files written before it was recorded hold whole InceptionV3s (export, quantize)
+                min_size=int(meta.get("min_size") or min_input_size(["mixed10"])),
+                preprocessing=Preprocessing.from_dict(meta.get("preprocessing") or {}),
+                class_names=meta.get("class_names"),
+                precision=meta.get("precision", "fp32"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:  # a damaged or crafted record
+            raise ValueError(f"{source}: its anyshape metadata is not valid ({type(e).__name__}: {e})") from e
 
     def output_shapes(self, input_shape: tuple) -> list[tuple]:
         """The graph's output shapes for an input of `input_shape` (batch axis included), by ONNX
