@@ -5,10 +5,10 @@
     summary = distributed.features(predictor, ["s3://bucket/photos"], "s3://bucket/feats", size=299)
 
 The pipeline is a Ray Data dataset: the driver lists the input files (sorted, hidden files
-skipped, as the local run does) -> `ray.data.from_items` -> `map_batches` on a pool of actors
-(`_ImageJob`, one Predictor each, `cpus_per_actor` cores each, as many actors as the cluster has
-room for) that read each file's bytes, decode, resize and preprocess them with the local run's
-own `ImageReader` and run the Predictor -> the driver writes the rows as Parquet part files in
+skipped, and local files checked, as the local run does) -> `ray.data.from_items` ->
+`map_batches` on a pool of actors (`_ImageJob`, one Predictor each, `cpus_per_actor` cores each,
+as many actors as the cluster has room for) that open each file, decode, resize and preprocess
+them with the local run's own `ImageReader` and run the Predictor -> the driver writes the rows as Parquet part files in
 the output folder. The driver builds the model once and sends the same Predictor (its ONNX graph
 and metadata) to every actor, so `--weights none` is one random network for the whole run, and
 each path's numbers equal the local run's.
