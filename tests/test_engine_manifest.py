@@ -122,6 +122,62 @@ def test_resume_with_another_precision_on_the_same_engine_is_refused(images, pre
     assert engine.extract_features(fp32, [images], out, size=75, resume=True).skipped == 2  # fp32 resumes
 
 
+def test_a_model_file_is_known_by_its_graph(predictor):
+    """A model file (an .onnx GraphModel: no Keras weights to hash) is recorded by its ONNX graph:
+    the same file read again may resume, a file with one weight changed may not."""
+    import dataclasses
+
+    import onnx
+    from onnx import numpy_helper
+
+    graph = predictor.graph_model
+    proto = onnx.load_from_string(graph.graph)
+    first = proto.graph.initializer[0]
+    values = numpy_helper.to_array(first).copy()
+    values.flat[0] += 1.0
+    first.CopyFrom(numpy_helper.from_array(values, first.name))
+    file, changed_file = graph.to_bytes(), dataclasses.replace(graph, graph=proto.SerializeToString()).to_bytes()
+
+    def manifest(data):
+        return engine.run_manifest(
+            engine.Predictor(engine.GraphModel.from_bytes(data)), engine.ImageReader(size=(75, 75))
+        )
+
+    recorded = manifest(file)
+    assert manifest(file) == recorded
+    assert manifest(changed_file).differences(recorded) == ["the model's weights differ from the interrupted run's"]
+
+
+def test_differences_name_the_options_first_and_the_weights_when_nothing_else_differs():
+    now = RunManifest({"layer": "mixed7", "weights": "none"}, "digest-1")
+    # another layer has other weights too: the option is the difference worth naming, once
+    assert now.differences(RunManifest({"layer": "avg_pool", "weights": "none"}, "digest-2")) == [
+        "layer: mixed7 now, avg_pool in the interrupted run"
+    ]
+    (only,) = now.differences(RunManifest({"layer": "mixed7", "weights": "none"}, "digest-2"))
+    assert only.startswith("the model's weights differ") and "--weights none builds a new random network" in only
+    assert now.differences(RunManifest({"layer": "mixed7", "weights": "none"}, "digest-1")) == []
+    now.check_resume(None, where="a new output")  # nothing recorded: nothing to refuse
+
+
+def test_a_record_round_trips_through_its_file(tmp_path):
+    recorded = RunManifest({"layer": "avg_pool", "size": [75, 75]}, "abc123")
+    recorded.write(str(tmp_path / "manifest.json"))  # a str or a Path
+    assert RunManifest.read(str(tmp_path / "manifest.json")) == recorded
+    assert RunManifest.read(tmp_path / "missing.json") is None
+    assert (tmp_path / "manifest.json").read_text().startswith('{\n  "anyshape_manifest": 1,\n')  # indented, for people
+
+
+@pytest.mark.parametrize("record", ["{}", "[1, 2]", '{"options": 3}', "not json"])
+def test_a_damaged_record_refuses_the_resume_in_words(images, predictor, tmp_path, record):
+    out = tmp_path / "d.npz"
+    partial = tmp_path / "d.npz.partial"
+    partial.mkdir()
+    (partial / FeatureStore.MANIFEST).write_text(record)
+    with pytest.raises(ResumeMismatch, match="cannot be read as the interrupted run's record"):
+        engine.extract_features(predictor, [images], out, size=75, resume=True)
+
+
 def test_a_checkpoint_folder_without_its_record_is_not_resumed(images, predictor, tmp_path):
     out = tmp_path / "old.npz"
     partial = tmp_path / "old.npz.partial"

@@ -55,7 +55,7 @@ class RunManifest:
 
     @classmethod
     def from_json(cls, obj: dict) -> RunManifest:
-        if not isinstance(obj, dict) or "options" not in obj:
+        if not isinstance(obj, dict) or not isinstance(obj.get("options"), dict):
             raise ValueError("not an anyshape run manifest")
         return cls(dict(obj["options"]), obj.get("weights_digest"))
 
@@ -86,9 +86,10 @@ class RunManifest:
             if _canonical(now) != _canonical(then):
                 out.append(f"{key}: {_show(now)} now, {_show(then)} in the interrupted run")
         if not out and self.digest != recorded.digest:
+            weights = self.options.get("weights")  # None (unset) for a model file: no hint then
             hint = (
                 " (--weights none builds a new random network every run, so such a run cannot be resumed)"
-                if str(self.options.get("weights")).lower() == "none"
+                if isinstance(weights, str) and weights.lower() == "none"
                 else ""
             )
             out.append(f"the model's weights differ from the interrupted run's{hint}")
