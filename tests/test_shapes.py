@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anyshape.shapes import InvalidInputShape, explain
+from anyshape.shapes import InvalidInputShape, explain, minimum_size
 
 # Output sizes of keras.applications.InceptionV3 at 299 x 299 x 3 (its model.summary()).
 KERAS_299 = {
@@ -206,3 +206,14 @@ def test_validity_is_exactly_the_minimum_size_rule(h, w, aux):
     assert r.valid == (h >= m and w >= m)
     if not r.valid:
         assert r.nearest_valid() == (max(h, m), max(w, m))
+
+
+def test_minimum_of_a_network_that_needs_a_fixed_size():
+    """VGG's Flatten head (head="flatten") takes no free side, so the search for one side's minimum
+    fixes the other (it once left the free side free: no minimum, "Nearest valid shape" = the input)."""
+    assert minimum_size("vgg16", include_top=True, head="flatten") == (32, 32)
+    small = explain((16, 40, 3), arch="vgg16", include_top=True, head="flatten")
+    assert "at least 32" in small.reason() and "Nearest valid shape: (32, 40, 3)" in small.reason()
+    assert "at 64 and 96 every input pixel is used" in str(
+        explain((65, 97, 3), arch="vgg16", include_top=True, head="flatten")
+    )
