@@ -111,3 +111,13 @@ def layer_config_differences(a, b) -> dict:
             if keys:
                 out[name] = keys
     return out
+
+
+def family_members(family: str, representative: str) -> list:
+    """A family's registered names, to parametrize over: every member but `representative` marked
+    one_backend (a weight layout check is not backend-specific; `make test` runs it on TensorFlow)."""
+    import pytest
+
+    from anyshape.archs import list_models
+
+    return [pytest.param(n, marks=() if n == representative else pytest.mark.one_backend) for n in list_models(family)]

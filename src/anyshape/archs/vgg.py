@@ -17,7 +17,8 @@ predictions: Flatten makes fc1's weights depend on the input size, so the pretra
   Flatten's channels_last order is (h, w, c)), fc2 and predictions are 1x1 Conv2Ds, and the map
   of class scores is averaged (a global average pool of the logits, `predictions_pool`, then the
   classifier activation). At 224 block5_pool is 7 x 7, the score map 1 x 1, and the result equals
-  Keras'; at larger sizes it averages the scores of every 224 x 224 window (stride 32). It needs
+  Keras'; at larger sizes it averages the classifier's scores over every 7 x 7 window of
+  block5_pool (each sees 224 x 224 pixels' worth of the map, at a stride of 32 pixels). It needs
   block5_pool >= 7, so H, W >= 224 with this head.
 - "auto" (the default): "flatten" exactly when the input is 224 x 224 (the drop-in case,
   keras.applications' layers and weights), "conv" otherwise (free size included).
