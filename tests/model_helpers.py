@@ -1,5 +1,8 @@
 """Helpers the model tests share: a forward pass as numpy, weights with BatchNorm moved off its
-defaults, and random images."""
+defaults, random images, and the comparisons the family tests make (weight layout and layer names
+against keras.applications, torchvision weights in Keras order, layer configs of two builds)."""
+
+import re
 
 import keras
 import numpy as np
@@ -37,3 +40,84 @@ def relative_error(a, b) -> float:
     """max |a - b| / max |b|: the parity measure the issues state (relative 1e-5, 1e-6)."""
     a, b = np.asarray(a, "float64"), np.asarray(b, "float64")
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+# Layers keras.applications leaves unnamed (Keras numbers them): anyshape may name them better.
+_KERAS_AUTO_NAME = re.compile(r"^(input_layer|zero_padding2d|max_pooling2d|global_(average|max)_pooling2d)(_\d+)?$")
+
+
+def assert_keras_layout(ours, ref):
+    """`ours` has `ref`'s (a keras.applications model's) weighted layers in the same order, with the
+    same names and weight shapes (so `set_weights(ref.get_weights())` fits), and every layer that
+    Keras names itself exists in `ours` under that name."""
+    assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in ref.weights]
+    assert [layer.name for layer in ours.layers if layer.weights] == [
+        layer.name for layer in ref.layers if layer.weights
+    ]
+    named = {layer.name for layer in ref.layers if not _KERAS_AUTO_NAME.match(layer.name)}
+    assert not named - {layer.name for layer in ours.layers}, sorted(named - {layer.name for layer in ours.layers})
+
+
+def keras_weights_from_torch(model, state_dict, modules: dict) -> list:
+    """A torchvision model's weights in `model.get_weights()` order. `modules` maps each weighted
+    Keras layer's name to its torch module's name: conv kernels (out, in, kh, kw) -> (kh, kw, in,
+    out), BatchNorm weight/bias/running stats -> gamma, beta, moving mean and variance, Linear
+    weight -> its transpose."""
+    state = {k: v.detach().cpu().numpy() for k, v in state_dict.items()}
+    assert set(modules) == {layer.name for layer in model.layers if layer.weights}
+    out = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        m = modules[layer.name]
+        w = state[f"{m}.weight"]
+        if f"{m}.running_mean" in state:
+            out += [w, state[f"{m}.bias"], state[f"{m}.running_mean"], state[f"{m}.running_var"]]
+            continue
+        out.append(w.transpose(2, 3, 1, 0) if w.ndim == 4 else w.T)
+        if f"{m}.bias" in state:
+            out.append(state[f"{m}.bias"])
+    return out
+
+
+def randomise_torch_batchnorm(model, seed=0):
+    """Move a torch model's BatchNorm parameters and statistics off their defaults (in place)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.add_(0.1 * torch.randn(m.weight.shape, generator=g))
+                m.bias.add_(0.1 * torch.randn(m.bias.shape, generator=g))
+                m.running_mean.add_(0.1 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+    return model
+
+
+def layer_config_differences(a, b) -> dict:
+    """{layer name: the config keys that differ} between two models; "added"/"removed" for layers
+    only one of them has. Weights are not compared (they are random)."""
+    ca = {layer.name: layer.get_config() for layer in a.layers}
+    cb = {layer.name: layer.get_config() for layer in b.layers}
+    out: dict = {}
+    for name in sorted(ca.keys() | cb.keys()):
+        if name not in ca:
+            out[name] = "added"
+        elif name not in cb:
+            out[name] = "removed"
+        else:
+            keys = {k for k in ca[name].keys() | cb[name].keys() if ca[name].get(k) != cb[name].get(k)}
+            if keys:
+                out[name] = keys
+    return out
+
+
+def family_members(family: str, representative: str) -> list:
+    """A family's registered names, to parametrize over: every member but `representative` marked
+    one_backend (a weight layout check is not backend-specific; `make test` runs it on TensorFlow)."""
+    import pytest
+
+    from anyshape.archs import list_models
+
+    return [pytest.param(n, marks=() if n == representative else pytest.mark.one_backend) for n in list_models(family)]

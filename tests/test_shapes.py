@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anyshape.shapes import InvalidInputShape, explain
+from anyshape.shapes import InvalidInputShape, explain, minimum_size
 
 # Output sizes of keras.applications.InceptionV3 at 299 x 299 x 3 (its model.summary()).
 KERAS_299 = {
@@ -221,3 +221,14 @@ def test_min_input_size_follows_the_stages_a_model_has():
     assert min_input_size(["dense", "conv2d"]) == 1  # not InceptionV3: no minimum known
     for n, block in ((27, "mixed2"), (43, "mixed7")):
         assert explain((n, n, 3)).stage(block).height >= 1 and explain((n - 1, n, 3)).stage(block).height == 0
+
+
+def test_minimum_of_a_network_that_needs_a_fixed_size():
+    """VGG's Flatten head (head="flatten") takes no free side, so the search for one side's minimum
+    fixes the other (it once left the free side free: no minimum, "Nearest valid shape" = the input)."""
+    assert minimum_size("vgg16", include_top=True, head="flatten") == (32, 32)
+    small = explain((16, 40, 3), arch="vgg16", include_top=True, head="flatten")
+    assert "at least 32" in small.reason() and "Nearest valid shape: (32, 40, 3)" in small.reason()
+    assert "at 64 and 96 every input pixel is used" in str(
+        explain((65, 97, 3), arch="vgg16", include_top=True, head="flatten")
+    )

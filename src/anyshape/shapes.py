@@ -60,14 +60,30 @@ def _fits(trace: Trace) -> bool:
 
 
 @lru_cache(maxsize=512)
+def _other_side(arch: Arch, config, channels: int) -> int | None:
+    """The other side's size while one side is searched: free (None), unless the network only
+    works at a fixed size (a Flatten head, VGG's with head="flatten"), then the largest size tried."""
+    if _fits(_trace(arch, config, _SEARCH_LIMIT, None, channels)):
+        return None
+    return _SEARCH_LIMIT if _fits(_trace(arch, config, _SEARCH_LIMIT, _SEARCH_LIMIT, channels)) else None
+
+
+def _probe(arch: Arch, config, channels: int, axis: int, n: int) -> Trace:
+    """The trace with side `axis` (0: height, 1: width) at `n` and the other at `_other_side`."""
+    other = _other_side(arch, config, channels)
+    h, w = (n, other) if axis == 0 else (other, n)
+    return _trace(arch, config, h, w, channels)
+
+
+@lru_cache(maxsize=512)
 def _minimum(arch: Arch, config, channels: int) -> tuple[int | None, int | None]:
-    """The smallest height and width (each with the other side free) that the network takes."""
+    """The smallest height and width (each with the other side free, or fixed and large for a
+    network that needs a fixed size) that the network takes."""
     out: list[int | None] = []
     for axis in (0, 1):
 
         def fits(n: int, axis: int = axis) -> bool:
-            h, w = (n, None) if axis == 0 else (None, n)
-            return _fits(_trace(arch, config, h, w, channels))
+            return _fits(_probe(arch, config, channels, axis, n))
 
         if not fits(_SEARCH_LIMIT):
             out.append(None)
@@ -191,8 +207,7 @@ class ShapeReport:
         return fix(self.height, mh), fix(self.width, mw)
 
     def _reads_every_pixel(self, axis: int, n: int) -> bool:
-        h, w = (n, None) if axis == 0 else (None, n)
-        trace = _trace(self.arch, _free(self.config), h, w, self.channels)
+        trace = _probe(self.arch, _free(self.config), self.channels, axis, n)
         return _fits(trace) and not trace.leftover.get(("height", "width")[axis])
 
     def aligned_sizes(self, size: int, axis: int = 0) -> tuple[int, int]:
