@@ -37,3 +37,25 @@ def relative_error(a, b) -> float:
     """max |a - b| / max |b|: the parity measure the issues state (relative 1e-5, 1e-6)."""
     a, b = np.asarray(a, "float64"), np.asarray(b, "float64")
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+def weight_shapes(model) -> list[tuple]:
+    """The shapes of `model.get_weights()`, in order, without copying the weights (ConvNeXtXLarge
+    has 1.4 GB of them)."""
+    return [tuple(w.shape) for w in model.weights]
+
+
+def keras_parity(ref, ours, x) -> float:
+    """Give `ref` (a keras.applications model) randomised weights, copy them into `ours` and return
+    the relative error of `ours` against `ref` on `x`."""
+    ref.set_weights(randomised_weights(ref))
+    ours.set_weights(ref.get_weights())
+    return relative_error(run(ours, x), run(ref, x))
+
+
+def positional_signature(fn) -> list[tuple]:
+    """(name, default) of a constructor's positional-or-keyword parameters, in order."""
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()
+    return [(p.name, p.default) for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
