@@ -59,3 +59,19 @@ def positional_signature(fn) -> list[tuple]:
 
     params = inspect.signature(fn).parameters.values()
     return [(p.name, p.default) for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+
+
+def unknown_record_layers(model, arch) -> list[str]:
+    """The layer names an `Arch` record gives (first conv, input layers, classifier, blocks, feature
+    points) that `model` (built with the record's defaults and the top) does not have."""
+    have = {layer.name for layer in model.layers}
+    named = [arch.first_conv, *arch.input_layers, *arch.classifier, *arch.blocks, *arch.feature_points]
+    return [name for name in named if name not in have]
+
+
+def feature_strides(arch, size: int = 224) -> list[int]:
+    """The stride of each of an `Arch`'s feature points, from the shape engine at size x size."""
+    from anyshape.shapes import explain
+
+    by_layer = {stage.layer: stage for stage in explain((size, size, 3), arch=arch).stages}
+    return [size // by_layer[name].height for name in arch.feature_points]

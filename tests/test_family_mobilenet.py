@@ -9,10 +9,19 @@ equal outputs with Keras' weights, Keras' top, and the collapse Keras' free-size
 
 import keras
 import pytest
-from model_helpers import images, keras_parity, positional_signature, run, weight_shapes
+from model_helpers import (
+    feature_strides,
+    images,
+    keras_parity,
+    positional_signature,
+    run,
+    unknown_record_layers,
+    weight_shapes,
+)
 
 import anyshape
 from anyshape.applications import MobileNet
+from anyshape.archs import get_arch
 from anyshape.shapes import InvalidInputShape, explain, minimum_size
 
 
@@ -97,3 +106,9 @@ def test_keras_refuses_31_which_works_and_equals_keras_free_size_model(keras_fre
     x = images((31, 31, 3))
     assert keras_parity(keras_free, ours, x) <= 1e-6
     assert run(ours, x).shape == (2, 1, 1, 1024)
+
+
+def test_records_name_its_layers():
+    arch = get_arch("mobilenet")
+    assert unknown_record_layers(MobileNet(weights=None), arch) == []
+    assert feature_strides(arch) == [2, 4, 8, 16, 32]

@@ -14,16 +14,19 @@ import pytest
 import torch
 import torchvision
 from model_helpers import (
+    feature_strides,
     images,
     keras_parity,
     positional_signature,
     randomised_weights,
     relative_error,
     run,
+    unknown_record_layers,
     weight_shapes,
 )
 
 from anyshape.applications import MobileNetV2
+from anyshape.archs import get_arch
 from anyshape.shapes import explain
 
 
@@ -111,3 +114,10 @@ def test_padding_is_checked():
 def test_any_size_from_one_pixel():
     ours = MobileNetV2(weights=None, include_top=False, input_shape=(1, 3, 3), pooling="avg")
     assert np.isfinite(run(ours, images((1, 3, 3)))).all()
+
+
+def test_records_name_its_layers():
+    arch = get_arch("mobilenet_v2")
+    assert unknown_record_layers(MobileNetV2(weights=None), arch) == []
+    assert len(arch.blocks) == 18
+    assert feature_strides(arch) == [2, 4, 8, 16, 32]

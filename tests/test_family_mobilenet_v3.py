@@ -12,17 +12,19 @@ import keras
 import numpy as np
 import pytest
 from model_helpers import (
+    feature_strides,
     images,
     keras_parity,
     positional_signature,
     randomised_weights,
     relative_error,
     run,
+    unknown_record_layers,
     weight_shapes,
 )
 
 from anyshape.applications import MobileNetV3Large, MobileNetV3Small
-from anyshape.archs import keras_ops, mobilenet_v3
+from anyshape.archs import get_arch, keras_ops, mobilenet_v3
 from anyshape.shapes import explain
 
 OURS = {"small": MobileNetV3Small, "large": MobileNetV3Large}
@@ -129,3 +131,10 @@ def test_any_size_from_one_pixel():
     model = MobileNetV3Large(weights=None, input_shape=(1, 2, 3), classes=3)
     model.set_weights(randomised_weights(model))
     assert np.isfinite(run(model, pixels((1, 2, 3)))).all()
+
+
+@pytest.mark.parametrize("variant", ["small", "large"])
+def test_records_name_its_layers(variant):
+    arch = get_arch(f"mobilenet_v3_{variant}")
+    assert unknown_record_layers(OURS[variant](weights=None), arch) == []
+    assert feature_strides(arch) == [2, 4, 8, 16, 32]
