@@ -195,3 +195,9 @@ def test_stochastic_depth_equals_kerass_convnext():
     out = keras.ops.convert_to_numpy(drop(np.ones((64, 2, 2, 3), "float32"), training=True)).reshape(64, -1)
     assert (out == out[:, :1]).all()  # each sample's branch is dropped or kept whole
     np.testing.assert_allclose(np.unique(out), [0.0, 1 / (1 - 0.3)], rtol=1e-6)
+
+
+def test_report_header_names_only_options_given():
+    """The variant's own depths are no option the user gave; a changed drop_path_rate is."""
+    assert "depths" not in str(explain((64, 64, 3), arch="convnext_small")).splitlines()[0]
+    assert "drop_path_rate=0.1" in str(explain((64, 64, 3), arch="convnext_small", drop_path_rate=0.1)).splitlines()[0]

@@ -245,7 +245,7 @@ class ShapeReport:
 
     def _header(self) -> str:
         options = f"include_top={self.include_top}, pooling={self.pooling}"
-        base = self.arch.config_class()
+        base = self.arch.config()  # the variant's defaults: ConvNeXtSmall's depths are not an option given
         for key, value in vars(self.config).items():
             if key not in ("input_shape", "include_top", "pooling", "data_format", "name") and (
                 value != getattr(base, key, value) or key == "aux_logits"
