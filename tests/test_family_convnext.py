@@ -201,3 +201,19 @@ def test_report_header_names_only_options_given():
     """The variant's own depths are no option the user gave; a changed drop_path_rate is."""
     assert "depths" not in str(explain((64, 64, 3), arch="convnext_small")).splitlines()[0]
     assert "drop_path_rate=0.1" in str(explain((64, 64, 3), arch="convnext_small", drop_path_rate=0.1)).splitlines()[0]
+
+
+def test_saved_model_loads_with_keras(tmp_path):
+    """LayerScale is registered, the Normalization keeps its constants and the stochastic depth
+    Dropout its noise shape: `keras.saving.load_model` rebuilds the same model."""
+    model = anyshape.create_model("convnext_tiny", input_shape=(None, None, 3), drop_path_rate=0.2, **SMALL_CONFIG)
+    model.set_weights(randomised_weights(model))
+    path = tmp_path / "convnext.keras"
+    model.save(path)
+    again = keras.saving.load_model(path)
+    x = pixels((40, 56, 3))
+    assert relative_error(run(again, x), run(model, x)) == 0.0
+    assert tuple(again.get_layer("convnext_tiny_stage_3_block_0_stochastic_depth").noise_shape) == (None, 1, 1, 1)
+    assert np.ravel(again.get_layer("convnext_tiny_prestem_normalization").mean).tolist() == pytest.approx(
+        IMAGENET_MEAN
+    )

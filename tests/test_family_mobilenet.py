@@ -111,4 +111,5 @@ def test_keras_refuses_31_which_works_and_equals_keras_free_size_model(keras_fre
 def test_records_name_its_layers():
     arch = get_arch("mobilenet")
     assert unknown_record_layers(MobileNet(weights=None), arch) == []
+    assert len(arch.blocks) == 13
     assert feature_strides(arch) == [2, 4, 8, 16, 32]
