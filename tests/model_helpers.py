@@ -121,3 +121,41 @@ def family_members(family: str, representative: str) -> list:
     from anyshape.archs import list_models
 
     return [pytest.param(n, marks=() if n == representative else pytest.mark.one_backend) for n in list_models(family)]
+
+
+def weight_shapes(model) -> list[tuple]:
+    """The shapes of `model.get_weights()`, in order, without copying the weights (ConvNeXtXLarge
+    has 1.4 GB of them)."""
+    return [tuple(w.shape) for w in model.weights]
+
+
+def keras_parity(ref, ours, x) -> float:
+    """Give `ref` (a keras.applications model) randomised weights, copy them into `ours` and return
+    the relative error of `ours` against `ref` on `x`."""
+    ref.set_weights(randomised_weights(ref))
+    ours.set_weights(ref.get_weights())
+    return relative_error(run(ours, x), run(ref, x))
+
+
+def positional_signature(fn) -> list[tuple]:
+    """(name, default) of a constructor's positional-or-keyword parameters, in order."""
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()
+    return [(p.name, p.default) for p in params if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+
+
+def unknown_record_layers(model, arch) -> list[str]:
+    """The layer names an `Arch` record gives (first conv, input layers, classifier, blocks, feature
+    points) that `model` (built with the record's defaults and the top) does not have."""
+    have = {layer.name for layer in model.layers}
+    named = [arch.first_conv, *arch.input_layers, *arch.classifier, *arch.blocks, *arch.feature_points]
+    return [name for name in named if name not in have]
+
+
+def feature_strides(arch, size: int = 224) -> list[int]:
+    """The stride of each of an `Arch`'s feature points, from the shape engine at size x size."""
+    from anyshape.shapes import explain
+
+    by_layer = {stage.layer: stage for stage in explain((size, size, 3), arch=arch).stages}
+    return [size // by_layer[name].height for name in arch.feature_points]

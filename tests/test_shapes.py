@@ -1,9 +1,12 @@
 """The shape engine: pure arithmetic, checked against figures Keras itself prints."""
 
+from dataclasses import dataclass
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from anyshape.archs import Arch, ArchConfig
 from anyshape.shapes import InvalidInputShape, explain, minimum_size
 
 # Output sizes of keras.applications.InceptionV3 at 299 x 299 x 3 (its model.summary()).
@@ -178,6 +181,26 @@ def test_malformed_arguments(kwargs, needle):
 def test_invalid_configurations_are_reported(kwargs, needle):
     r = explain((299, 299, 3), **kwargs)
     assert not r.valid and needle in r.reason()
+
+
+def test_a_configs_problems_are_reported_before_its_network_runs():
+    """A network function may index a table by a Config value; an invalid value is reported in
+    the Config's words, not as the KeyError its network would raise."""
+
+    @dataclass(frozen=True)
+    class Config(ArchConfig):
+        variant: str = "a"
+
+        def problems(self):
+            return super().problems() + ([] if self.variant == "a" else [f"variant must be 'a', got {self.variant!r}"])
+
+    def network(net, cfg, x):
+        return net.conv(x, {"a": 8}[cfg.variant], 3)
+
+    arch = Arch(name="probe", keras_name="Probe", family="probe", config_class=Config, network=network)
+    assert explain((32, 32, 3), arch=arch).valid
+    report = explain((32, 32, 3), arch=arch, variant="b")
+    assert not report.valid and "variant must be 'a', got 'b'" in report.reason()
 
 
 def test_report_table_lists_every_stage():

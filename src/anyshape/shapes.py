@@ -244,9 +244,9 @@ class ShapeReport:
             )
             h, w = self.nearest_valid()
             lines.append(f"Nearest valid shape: {_fmt_shape(self._in_format(h, w))}.")
-        hint = _layout_hint(self.input_shape, self.data_format, self.min_size)
-        if hint and (self.collapse or self.trace.problems):
-            lines.append(hint)
+            hint = _layout_hint(self.input_shape, self.data_format, self.min_size)
+            if hint:
+                lines.append(hint)
         return "\n".join(lines)
 
     def _in_format(self, h, w) -> tuple:
@@ -261,7 +261,7 @@ class ShapeReport:
 
     def _header(self) -> str:
         options = f"include_top={self.include_top}, pooling={self.pooling}"
-        base = self.arch.config_class()
+        base = self.arch.config()  # the variant's defaults: ConvNeXtSmall's depths are not an option given
         for key, value in vars(self.config).items():
             if key not in ("input_shape", "include_top", "pooling", "data_format", "name") and (
                 value != getattr(base, key, value) or key == "aux_logits"
@@ -334,8 +334,11 @@ def explain(input_shape: Sequence | None = None, *, arch: str | Arch = DEFAULT_A
 def explain_config(arch: Arch, config) -> ShapeReport:
     """The report for a network's Config whose input_shape is set (what `create_model` checks)."""
     h, w, c = parse_input_shape(config.input_shape, config.data_format)
-    trace = _trace(arch, config, h, w, c)
-    return ShapeReport(arch, config, h, w, c, trace, config.problems() + trace.problems)
+    problems = config.problems()
+    # a network function need not run with arguments its Config refuses (an unknown variant name,
+    # a width of 0): those are reported in their own words, without a trace
+    trace = Trace() if problems else _trace(arch, config, h, w, c)
+    return ShapeReport(arch, config, h, w, c, trace, problems + trace.problems)
 
 
 def _fmt_shape(shape: Iterable) -> str:

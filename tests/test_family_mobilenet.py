@@ -1,0 +1,115 @@
+"""MobileNet (anyshape.archs.mobilenet) against keras.applications.MobileNet.
+
+Runs on whichever backend KERAS_BACKEND names; it passes on TensorFlow, JAX and PyTorch
+(`KERAS_BACKEND=jax pytest tests/test_family_mobilenet.py`). The per-network harness
+(tests/test_archs.py) covers the shape engine against Keras, free size == fixed size and the
+exact minimum; this file covers what is MobileNet's own: Keras' weight layout at several widths,
+equal outputs with Keras' weights, Keras' top, and the collapse Keras' free-size model runs into.
+"""
+
+import keras
+import pytest
+from model_helpers import (
+    feature_strides,
+    images,
+    keras_parity,
+    positional_signature,
+    run,
+    unknown_record_layers,
+    weight_shapes,
+)
+
+import anyshape
+from anyshape.applications import MobileNet
+from anyshape.archs import get_arch
+from anyshape.shapes import InvalidInputShape, explain, minimum_size
+
+
+def _weighted_names(model) -> list[str]:
+    return [layer.name for layer in model.layers if layer.weights]
+
+
+def test_signature_is_keras():
+    assert positional_signature(MobileNet) == positional_signature(keras.applications.MobileNet)
+
+
+@pytest.mark.parametrize(
+    "alpha, depth_multiplier, include_top",
+    [(1.0, 1, True), (1.0, 1, False), (0.75, 1, True), (0.5, 2, True), (0.25, 1, False)],
+)
+def test_weight_layout_equals_keras(alpha, depth_multiplier, include_top):
+    kwargs = {"alpha": alpha, "depth_multiplier": depth_multiplier, "include_top": include_top}
+    ref = keras.applications.MobileNet(weights=None, **kwargs)
+    ours = MobileNet(weights=None, **kwargs)
+    assert weight_shapes(ours) == weight_shapes(ref)
+    assert _weighted_names(ours) == _weighted_names(ref)
+    assert ours.count_params() == ref.count_params() == explain((224, 224, 3), arch="mobilenet", **kwargs).params
+
+
+@pytest.fixture(scope="module")
+def keras_free():
+    """keras.applications.MobileNet at free size without the top (Keras accepts any size there)."""
+    return keras.applications.MobileNet(weights=None, include_top=False, input_shape=(None, None, 3))
+
+
+@pytest.mark.parametrize("shape", [(224, 224, 3), (67, 93, 3)])
+def test_outputs_equal_keras_with_top(shape):
+    ref = keras.applications.MobileNet(weights=None, input_shape=shape)
+    ours = MobileNet(weights=None, input_shape=shape)
+    assert keras_parity(ref, ours, images(shape)) <= 1e-6
+
+
+@pytest.mark.parametrize("shape", [(224, 224, 3), (67, 93, 3)])
+def test_outputs_equal_keras_without_top(keras_free, shape):
+    ours = MobileNet(weights=None, include_top=False, input_shape=shape)
+    x = images(shape)
+    assert keras_parity(keras_free, ours, x) <= 1e-6
+    assert run(ours, x).shape == (2, *explain(shape, arch="mobilenet").stage("block_13").shape)
+
+
+def test_top_is_keras_top():
+    """Keras' top: keepdims average pool, Dropout(dropout), 1x1 conv_preds, Reshape, Activation."""
+    ref = keras.applications.MobileNet(weights=None, dropout=0.25, classes=7)
+    ours = MobileNet(weights=None, dropout=0.25, classes=7)
+    kinds = lambda m: [type(layer).__name__ for layer in m.layers[-5:]]  # noqa: E731
+    assert kinds(ours) == kinds(ref) == ["GlobalAveragePooling2D", "Dropout", "Conv2D", "Reshape", "Activation"]
+    assert ours.layers[-5].keepdims and ours.get_layer("dropout").rate == 0.25
+    assert [layer.name for layer in ours.layers[-3:]] == ["conv_preds", "reshape_2", "predictions"]
+    with pytest.raises(ValueError, match="`dropout`"):
+        MobileNet(weights=None, dropout_rate=0.25)
+
+
+@pytest.mark.parametrize("pooling", ["max", "avgmax", "catavgmax"])
+def test_top_takes_any_pooling(pooling):
+    ours = MobileNet(weights=None, alpha=0.25, input_shape=(None, None, 3), pooling=pooling, classes=5)
+    report = explain((None, None, 3), arch="mobilenet", alpha=0.25, include_top=True, pooling=pooling, classes=5)
+    assert ours.count_params() == report.params
+    assert run(ours, images((40, 56, 3))).shape == (2, 5)
+
+
+def test_16x16_is_refused_naming_the_collapse():
+    """Keras' free-size MobileNet at 16x16 returns a 2x2 map on TensorFlow (issue 17): conv_dw_12 gets
+    a 1x1 map padded to 2x2, smaller than its 3x3 window, and TensorFlow's eager depthwise kernel
+    returns uninitialised memory for it. The shape engine sees the window not fit."""
+    report = explain((16, 16, 3), arch="mobilenet")
+    assert not report.valid
+    assert (report.collapse[0].stage, report.collapse[0].layer) == ("block_12", "conv_dw_12")
+    with pytest.raises(InvalidInputShape, match=r"(?s)block_12.*conv_dw_12.*Nearest valid shape: \(31, 31, 3\)"):
+        MobileNet(weights=None, include_top=False, input_shape=(16, 16, 3))
+    assert minimum_size("mobilenet") == (31, 31)
+
+
+def test_keras_refuses_31_which_works_and_equals_keras_free_size_model(keras_free):
+    with pytest.raises(ValueError, match="32"):
+        keras.applications.MobileNet(weights=None, include_top=False, input_shape=(31, 31, 3))
+    ours = anyshape.create_model("mobilenet", include_top=False, input_shape=(31, 31, 3))
+    x = images((31, 31, 3))
+    assert keras_parity(keras_free, ours, x) <= 1e-6
+    assert run(ours, x).shape == (2, 1, 1, 1024)
+
+
+def test_records_name_its_layers():
+    arch = get_arch("mobilenet")
+    assert unknown_record_layers(MobileNet(weights=None), arch) == []
+    assert len(arch.blocks) == 13
+    assert feature_strides(arch) == [2, 4, 8, 16, 32]
