@@ -228,9 +228,9 @@ class ShapeReport:
             )
             h, w = self.nearest_valid()
             lines.append(f"Nearest valid shape: {_fmt_shape(self._in_format(h, w))}.")
-        hint = _layout_hint(self.input_shape, self.data_format, self.min_size)
-        if hint and (self.collapse or self.trace.problems):
-            lines.append(hint)
+            hint = _layout_hint(self.input_shape, self.data_format, self.min_size)
+            if hint:
+                lines.append(hint)
         return "\n".join(lines)
 
     def _in_format(self, h, w) -> tuple:
@@ -318,8 +318,10 @@ def explain(input_shape: Sequence | None = None, *, arch: str | Arch = DEFAULT_A
 def explain_config(arch: Arch, config) -> ShapeReport:
     """The report for a network's Config whose input_shape is set (what `create_model` checks)."""
     h, w, c = parse_input_shape(config.input_shape, config.data_format)
-    trace = _trace(arch, config, h, w, c)
-    return ShapeReport(arch, config, h, w, c, trace, config.problems() + trace.problems)
+    problems = config.problems()
+    # a Config with problems is not traced: its network need not run on it (a divisor of 0 ...)
+    trace = Trace() if problems else _trace(arch, config, h, w, c)
+    return ShapeReport(arch, config, h, w, c, trace, problems + trace.problems)
 
 
 def _fmt_shape(shape: Iterable) -> str:
