@@ -1,5 +1,7 @@
 """Helpers the model tests share: a forward pass as numpy, weights with BatchNorm moved off its
-defaults, and random images."""
+defaults, random images, and the drop-in check against a keras.applications model."""
+
+import re
 
 import keras
 import numpy as np
@@ -37,3 +39,30 @@ def relative_error(a, b) -> float:
     """max |a - b| / max |b|: the parity measure the issues state (relative 1e-5, 1e-6)."""
     a, b = np.asarray(a, "float64"), np.asarray(b, "float64")
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+def _auto_named(layer) -> bool:
+    """Whether Keras named the layer itself (Rescaling -> "rescaling", "rescaling_3", ...): such names
+    depend on what else the session built, so parity cannot ask for them."""
+    from keras.src.utils.naming import to_snake_case  # how Keras makes the name
+
+    return re.fullmatch(rf"{to_snake_case(type(layer).__name__)}(_\d+)?", layer.name) is not None
+
+
+def assert_keras_layout(ours, keras_model, dropped=("ZeroPadding2D",)):
+    """`ours` is a drop-in for the keras.applications model: the same weights (shapes, in order) in
+    layers of the same names, and every layer Keras names itself there under that name with the same
+    class, except the weightless kinds in `dropped` (e.g. correct_pad's paddings, which anyshape
+    replaces by "same" padding)."""
+    assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in keras_model.weights]
+
+    def weighted(model):
+        return [("<auto>" if _auto_named(layer) else layer.name) for layer in model.layers if layer.weights]
+
+    assert weighted(ours) == weighted(keras_model)
+    kinds = {layer.name: type(layer).__name__ for layer in ours.layers}
+    for layer in keras_model.layers:
+        kind = type(layer).__name__
+        if kind == "InputLayer" or kind in dropped or _auto_named(layer):
+            continue
+        assert kinds.get(layer.name) == kind, f"Keras' {kind} {layer.name!r} is {kinds.get(layer.name)} here"
