@@ -36,7 +36,7 @@ BACKEND_TESTS := tests/test_inception_v3.py tests/test_shapes.py tests/test_cli.
 	tests/test_weights_channels.py tests/test_weights_keras_h5.py tests/test_weights_torch.py \
 	tests/test_weights_convert.py tests/test_weights_registry.py tests/test_weights_download.py \
 	tests/test_training.py tests/test_keras_ops.py \
-	tests/test_family_efficientnet.py
+	tests/test_family_efficientnet.py tests/test_family_efficientnet_v2.py
 XDIST := -n 2 --dist loadfile
 
 # Lint, format and types first (seconds): ruff on everything, mypy on src/.
