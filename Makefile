@@ -36,7 +36,7 @@ demo: $(VENV)/.demo-installed
 BACKEND_TESTS := tests/test_inception_v3.py tests/test_archs.py tests/test_shapes.py tests/test_cli.py tests/test_engine.py \
 	tests/test_weights_channels.py tests/test_weights_keras_h5.py tests/test_weights_torch.py \
 	tests/test_weights_convert.py tests/test_weights_registry.py tests/test_weights_download.py \
-	tests/test_training.py $(wildcard tests/test_family_*.py)
+	tests/test_training.py tests/test_keras_ops.py $(wildcard tests/test_family_*.py)
 XDIST := -n 2 --dist loadfile
 
 # Lint, format and types first (seconds): ruff on everything, mypy on src/.

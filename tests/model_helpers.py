@@ -159,3 +159,30 @@ def feature_strides(arch, size: int = 224) -> list[int]:
 
     by_layer = {stage.layer: stage for stage in explain((size, size, 3), arch=arch).stages}
     return [size // by_layer[name].height for name in arch.feature_points]
+
+
+def _auto_named(layer) -> bool:
+    """Whether Keras named the layer itself (Rescaling -> "rescaling", "rescaling_3", ...): such names
+    depend on what else the session built, so parity cannot ask for them."""
+    from keras.src.utils.naming import to_snake_case  # how Keras makes the name
+
+    return re.fullmatch(rf"{to_snake_case(type(layer).__name__)}(_\d+)?", layer.name) is not None
+
+
+def assert_keras_drop_in(ours, keras_model, dropped=("ZeroPadding2D",)):
+    """`ours` is a drop-in for the keras.applications model: the same weights (shapes, in order) in
+    layers of the same names, and every layer Keras names itself there under that name with the same
+    class, except the weightless kinds in `dropped` (e.g. correct_pad's paddings, which anyshape
+    replaces by "same" padding)."""
+    assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in keras_model.weights]
+
+    def weighted(model):
+        return [("<auto>" if _auto_named(layer) else layer.name) for layer in model.layers if layer.weights]
+
+    assert weighted(ours) == weighted(keras_model)
+    kinds = {layer.name: type(layer).__name__ for layer in ours.layers}
+    for layer in keras_model.layers:
+        kind = type(layer).__name__
+        if kind == "InputLayer" or kind in dropped or _auto_named(layer):
+            continue
+        assert kinds.get(layer.name) == kind, f"Keras' {kind} {layer.name!r} is {kinds.get(layer.name)} here"

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anyshape.archs import Arch, ArchConfig
-from anyshape.shapes import InvalidInputShape, explain, minimum_size
+from anyshape.shapes import InvalidInputShape, explain, explain_config, minimum_size
 
 # Output sizes of keras.applications.InceptionV3 at 299 x 299 x 3 (its model.summary()).
 KERAS_299 = {
@@ -201,6 +201,25 @@ def test_a_configs_problems_are_reported_before_its_network_runs():
     assert explain((32, 32, 3), arch=arch).valid
     report = explain((32, 32, 3), arch=arch, variant="b")
     assert not report.valid and "variant must be 'a', got 'b'" in report.reason()
+
+
+@dataclass(frozen=True)
+class _DividedConfig(ArchConfig):
+    divisor: int = 1
+
+    def problems(self) -> list[str]:
+        return super().problems() + ([] if self.divisor else ["divisor must not be 0"])
+
+
+def test_a_configuration_with_problems_is_reported_not_traced():
+    """A network function need not run on a Config its `problems()` refuses (EfficientNet's
+    depth_divisor=0 divides by zero): the user gets the problem in the parameter's name."""
+    arch = Arch("divided", "Divided", "divided", _DividedConfig, lambda net, cfg, x: net.conv(x, 8 // cfg.divisor, 3))
+    report = explain_config(arch, _DividedConfig(input_shape=(32, 32, 3), divisor=0))
+    assert not report.valid and report.reason() == "divisor must not be 0"
+    with pytest.raises(InvalidInputShape, match="divisor must not be 0"):
+        report.raise_if_invalid()
+    assert explain_config(arch, _DividedConfig(input_shape=(32, 32, 3), divisor=2)).output_shapes == [(30, 30, 4)]
 
 
 def test_report_table_lists_every_stage():

@@ -22,7 +22,19 @@ __all__ = ["Arch", "ArchConfig", "get_arch", "list_models", "model_config", "Unk
 
 DEFAULT_ARCH = "inception_v3"
 
-_FAMILIES = ("inception_v3", "resnet", "resnet_v2", "vgg", "densenet", "mobilenet", "mobilenet_v2", "mobilenet_v3", "convnext")
+_FAMILIES = (
+    "inception_v3",
+    "resnet",
+    "resnet_v2",
+    "vgg",
+    "densenet",
+    "mobilenet",
+    "mobilenet_v2",
+    "mobilenet_v3",
+    "convnext",
+    "efficientnet",
+    "efficientnet_v2",
+)
 
 
 class UnknownArchitecture(ValueError):

@@ -110,6 +110,10 @@ class KerasOps(Ops):
 
     @staticmethod
     def _rescaling(name, *, scale, offset):
+        if isinstance(scale, (list, tuple)):
+            # shaped (1, 1, C): Keras' Rescaling reshapes a 1-D scale to (C, 1, 1) whenever
+            # keras.config's image_data_format is channels_first, but this graph is channels_last
+            scale = [[list(scale)]]
         return layers.Rescaling(scale=scale, offset=offset, name=name)
 
     @staticmethod

@@ -1,0 +1,132 @@
+"""EfficientNetV2 B0 ... B3, S, M, L (anyshape.archs.efficientnet_v2) against keras.applications.
+
+Every member: Keras' signature, blocks tables, weight layout, layer names and in-graph preprocessing
+(with and without the top). EfficientNetV2B0, the smallest, stands for the family in the output
+parity tests: equal outputs with Keras' weights at Keras' default size and at an odd non-square
+size, with and without the top, and Keras' other preprocessing branches (one channel: [-1, 1];
+include_preprocessing=False).
+
+In the Makefile's BACKEND_TESTS: the parity tests run on TensorFlow, JAX and PyTorch. The layout
+tests build all seven members twice each and check nothing backend-specific: one_backend.
+"""
+
+import inspect
+
+import keras
+import numpy as np
+import pytest
+from model_helpers import assert_keras_drop_in, images, randomised_weights, relative_error, run
+
+import anyshape
+from anyshape import applications
+from anyshape.archs import efficientnet_v2, get_arch, list_models
+from anyshape.shapes import explain
+
+NAMES = list_models("efficientnet_v2")
+ODD = (67, 45, 3)  # odd and non-square, above Keras' 32
+
+
+def _keras(name, **kwargs):
+    return getattr(keras.applications, get_arch(name).keras_name)(weights=None, **kwargs)
+
+
+def _preprocessing(model) -> list:
+    """The in-graph preprocessing layers' constants, in order."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Rescaling):
+            out.append(("rescaling", np.ravel(layer.scale).tolist(), layer.offset))
+        elif isinstance(layer, keras.layers.Normalization):
+            out.append(("normalization", np.ravel(layer.input_mean).tolist(), np.ravel(layer.input_variance).tolist()))
+    return out
+
+
+def test_members_are_keras_constructors():
+    suffixes = ["b0", "b1", "b2", "b3", "l", "m", "s"]
+    assert NAMES == [f"efficientnet_v2_{s}" for s in suffixes]
+    for name in NAMES:
+        arch = get_arch(name)
+        keras_params = inspect.signature(getattr(keras.applications, arch.keras_name)).parameters
+        assert [(p.name, p.default) for p in keras_params.values()] == list(arch.keras_args)
+        params = explain(arch=name, include_top=True).params
+        assert f"{params / 1e6:.1f} M parameters" in arch.description
+
+
+def test_blocks_tables_are_keras():
+    from keras.src.applications.efficientnet_v2 import DEFAULT_BLOCKS_ARGS
+
+    keys = ("kernel_size", "num_repeat", "input_filters", "output_filters", "expand_ratio", "strides", "se_ratio")
+    for name in NAMES:
+        arch = get_arch(name)
+        table = DEFAULT_BLOCKS_ARGS[applications_name(arch)]
+        ours = efficientnet_v2.BLOCKS_ARGS[arch.defaults["blocks_args"]]
+        assert [(*(row[k] for k in keys), row["conv_type"]) for row in table] == [
+            (a.kernel, a.repeats, a.filters_in, a.filters_out, a.expand_ratio, a.strides, a.se_ratio, a.conv_type)
+            for a in ours
+        ]
+
+
+def applications_name(arch) -> str:
+    """Keras' model name, which keys its blocks tables ("efficientnetv2-b0")."""
+    return dict(arch.keras_args)["name"]
+
+
+@pytest.mark.one_backend
+@pytest.mark.parametrize("include_top", [True, False])
+@pytest.mark.parametrize("name", NAMES)
+def test_layout_equals_keras(name, include_top):
+    """Keras' default size with the top, free size without (the layout does not depend on it)."""
+    theirs = _keras(name, include_top=include_top)
+    ours = getattr(applications, get_arch(name).keras_name)(weights=None, include_top=include_top)
+    assert_keras_drop_in(ours, theirs, dropped=())
+    assert ours.name == theirs.name
+    assert _preprocessing(ours) == _preprocessing(theirs)
+    dropouts = {layer.name: layer.rate for layer in theirs.layers if isinstance(layer, keras.layers.Dropout)}
+    assert {layer.name: layer.rate for layer in ours.layers if isinstance(layer, keras.layers.Dropout)} == dropouts
+    block_outputs = [  # Keras' last layer of each block (block1a_project_activation, block2b_add, ...)
+        layer.name
+        for layer, after in zip(theirs.layers, theirs.layers[1:])
+        if layer.name.startswith("block") and not after.name.startswith(layer.name.split("_")[0] + "_")
+    ]
+    assert get_arch(name).blocks == ("stem_activation", *block_outputs, "top_activation")
+
+
+def _pair(input_shape, **kwargs):
+    """Keras' V2B0 and anyshape's (free size), with the same random weights."""
+    theirs = _keras("efficientnet_v2_b0", input_shape=input_shape, **kwargs)
+    ours = anyshape.create_model("efficientnet_v2_b0", input_shape=(None, None, input_shape[-1]), **kwargs)
+    weights = randomised_weights(theirs)
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
+    return theirs, ours
+
+
+@pytest.mark.parametrize("include_top", [True, False])
+@pytest.mark.parametrize("shape", [(224, 224, 3), ODD], ids=["default", "odd"])
+def test_b0_equals_keras(shape, include_top):
+    theirs, ours = _pair(shape, include_top=include_top)
+    assert _preprocessing(ours) == _preprocessing(theirs)
+    x = images(shape, low=0.0, high=255.0)
+    assert relative_error(run(ours, x), run(theirs, x)) <= 1e-6
+
+
+@pytest.mark.parametrize("channels, include_preprocessing", [(1, True), (3, False)])
+def test_b0_other_preprocessing_equals_keras(channels, include_preprocessing):
+    """Keras scales a b variant's input to [-1, 1] when it has other than 3 channels, and builds no
+    preprocessing with include_preprocessing=False."""
+    shape = (*ODD[:2], channels)
+    theirs, ours = _pair(shape, include_top=False, include_preprocessing=include_preprocessing)
+    assert _preprocessing(ours) == _preprocessing(theirs)
+    x = images(shape, low=0.0, high=255.0)
+    assert relative_error(run(ours, x), run(theirs, x)) <= 1e-6
+
+
+def test_normalization_follows_the_config():
+    """A weight set adapted to one channel keeps the mean/std normalisation by giving its values."""
+    report = explain((40, 40, 1), arch="efficientnet_v2_b0", normalization_mean=(0.45,), normalization_variance=(0.05,))
+    assert report.stage("preprocessing").what == "/ 255, normalise"
+    assert explain((40, 40, 1), arch="efficientnet_v2_b0").stage("preprocessing").what == "to [-1, 1]"
+    with pytest.raises(ValueError, match="normalization_mean and normalization_variance must have one value"):
+        anyshape.create_model("efficientnet_v2_b0", normalization_mean=(0.45,))
+    with pytest.raises(ValueError, match="blocks_args must be one of"):
+        anyshape.create_model("efficientnet_v2_b0", blocks_args="xl")
