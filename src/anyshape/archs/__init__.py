@@ -22,7 +22,7 @@ __all__ = ["Arch", "ArchConfig", "get_arch", "list_models", "model_config", "Unk
 
 DEFAULT_ARCH = "inception_v3"
 
-_FAMILIES = ("inception_v3", "xception", "inception_resnet_v2")
+_FAMILIES = ("inception_v3", "xception", "inception_resnet_v2", "nasnet")
 
 
 class UnknownArchitecture(ValueError):
