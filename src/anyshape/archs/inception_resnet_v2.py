@@ -95,7 +95,7 @@ def _residual_block(net, cfg, x, kind: str, k: int, scale: float, relu: bool = T
     """x + scale * conv1x1(concat(branches)), then ReLU: Keras' `inception_resnet_block`."""
     block = f"{kind}_{k}"
     what = {"block35": "Inception-ResNet A", "block17": "Inception-ResNet B", "block8": "Inception-ResNet C"}[kind]
-    with net.stage(block, f"{what}, residual x {scale:g}"):
+    with net.stage(block, f"{what}, residual x {scale:g}" + ("" if relu else ", no ReLU")):
         if kind == "block35":
             branches = [
                 _chain(net, cfg, x, f"{block}_branch0", (32, 1)),
