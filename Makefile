@@ -32,10 +32,11 @@ demo: $(VENV)/.demo-installed
 # subprocesses, so two files at a time fill the two cores. The JAX and PyTorch runs go side by side
 # for the same reason; their logs are printed whole, one after the other. Tests marked
 # one_backend (minutes each, nothing backend-specific in what they check) run on TensorFlow only.
+# tests/test_family_<family>.py: each family's parity with keras.applications, on every backend.
 BACKEND_TESTS := tests/test_inception_v3.py tests/test_shapes.py tests/test_cli.py tests/test_engine.py \
 	tests/test_weights_channels.py tests/test_weights_keras_h5.py tests/test_weights_torch.py \
 	tests/test_weights_convert.py tests/test_weights_registry.py tests/test_weights_download.py \
-	tests/test_training.py
+	tests/test_training.py $(wildcard tests/test_family_*.py)
 XDIST := -n 2 --dist loadfile
 
 # Lint, format and types first (seconds): ruff on everything, mypy on src/.
