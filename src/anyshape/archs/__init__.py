@@ -34,6 +34,9 @@ _FAMILIES = (
     "convnext",
     "efficientnet",
     "efficientnet_v2",
+    "xception",
+    "inception_resnet_v2",
+    "nasnet",
 )
 
 
