@@ -14,6 +14,11 @@ ZEN3 = frozenset({"avx2", "fma", "sse4_2"})  # no bf16 at all
 ZEN4 = frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"})  # this machine: bf16, no AMX
 SAPPHIRE = frozenset({"avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"})
 ALL = ("onnxruntime", "openvino", "keras")
+# The tests below that run bf16 need a CPU that computes it (explicit bf16 is refused elsewhere, and
+# OpenVINO may then run f32 whatever it is asked): on other CPUs they check the refusal instead, and
+# the OpenVINO paths run in fp32.
+NATIVE_BF16 = native_bf16(cpu_flags())
+HERE = "bf16" if NATIVE_BF16 else "fp32"
 
 
 # --- the auto rule, CPU flags given as input -------------------------------------------------------
@@ -94,7 +99,13 @@ def test_openvino_fp32_equals_keras(trained_digits):
 
 
 def test_bf16_keeps_accuracy_and_top1(trained_digits, fp32_scores):
-    p = engine.Predictor(trained_digits.model, precision="bf16")  # this CPU has avx512_bf16: native bf16
+    if not NATIVE_BF16:  # this CPU: bf16 refused, auto stays fp32
+        with pytest.raises(ValueError, match="no native bf16"):
+            engine.Predictor(trained_digits.model, precision="bf16")
+        auto = engine.Predictor(trained_digits.model)
+        assert (auto.engine, auto.precision) == ("onnxruntime", "fp32")
+        return
+    p = engine.Predictor(trained_digits.model, precision="bf16")  # this CPU has native bf16
     assert (p.engine, p.precision) == ("openvino", "bf16")
     scores = _scores(p, trained_digits.x_test)
     assert np.abs(scores - fp32_scores).max() > 0  # really computed in bf16, not fp32
@@ -178,7 +189,7 @@ def test_int8_file_round_trips_and_keeps_accuracy(trained_digits, quantized, fp3
 
 def test_predictor_pickles_as_graph_and_rebuilds(trained_digits, quantized):
     for p in (
-        engine.Predictor(trained_digits.model, precision="bf16"),
+        engine.Predictor(trained_digits.model, engine="openvino", precision=HERE),
         engine.Predictor(engine.load_or_build(quantized[0]), engine="onnxruntime", precision="int8"),
     ):
         q = pickle.loads(pickle.dumps(p))
@@ -217,8 +228,10 @@ def test_cli_predict_and_features_with_the_int8_file(trained_digits, quantized, 
                 str(folder / "digit000.png"),
                 "--model",
                 str(trained_digits.model_path),
+                "--engine",
+                "openvino",
                 "--precision",
-                "bf16",
+                HERE,
                 "-o",
                 str(feats),
                 "-q",
@@ -227,30 +240,17 @@ def test_cli_predict_and_features_with_the_int8_file(trained_digits, quantized, 
         == 0
     )
     recorded = engine.read_manifest(feats).options  # what ran is part of the run's manifest
-    assert (recorded["engine"], recorded["precision"]) == ("openvino", "bf16")
+    assert (recorded["engine"], recorded["precision"]) == ("openvino", HERE)
 
 
 def test_bench_reports_fidelity(trained_digits, capsys):
-    assert (
-        cli.main(
-            [
-                "bench",
-                "--model",
-                str(trained_digits.model_path),
-                "--input-shape",
-                "75,75,1",
-                "--precision",
-                "bf16",
-                "--batch",
-                "2",
-                "--seconds",
-                "0.1",
-                "--sample",
-                str(trained_digits.calibration),
-            ]
-        )
-        == 0
-    )
+    argv = ["bench", "--model", str(trained_digits.model_path), "--input-shape", "75,75,1", "--precision", "bf16"]
+    argv += ["--batch", "2", "--seconds", "0.1", "--sample", str(trained_digits.calibration)]
+    if not NATIVE_BF16:  # this CPU: refused in the CLI's words
+        assert cli.main(argv) == 2
+        assert "no native bf16" in capsys.readouterr().err
+        return
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "openvino bf16" in out and "onnxruntime fp32" in out
     line = next(l for l in out.splitlines() if l.startswith("fidelity"))

@@ -663,7 +663,8 @@ def test_interrupted_cli_train_says_how_to_resume(tmp_path, monkeypatch, capsys)
     from anyshape.training import Trainer
 
     def ctrl_c_after_a_checkpoint(self):
-        (self.run_dir / "checkpoint.json").write_text(json.dumps({"epoch": 3}))
+        record = {"epoch": 3, "config": {}, "history": [], "weights": "w.weights.h5", "optimizer": "o.npz"}
+        (self.run_dir / "checkpoint.json").write_text(json.dumps(record))
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Trainer, "_run", ctrl_c_after_a_checkpoint)
