@@ -55,6 +55,28 @@ def test_summary_invalid(capsys):
     assert "mixed8 collapses" in capsys.readouterr().err
 
 
+def test_explain_and_summary_take_any_registered_network(capsys):
+    assert main(["explain", "--arch", "xception", "--input-shape", "48,48,1"]) == 0  # Keras asks 71
+    out = capsys.readouterr().out
+    assert out.startswith("Xception at input (48, 48, 1)") and "valid: output (2, 2, 2048)" in out
+    assert main(["explain", "--arch", "nasnet_mobile", "--input-shape", "2,3,3"]) == 1
+    assert "stem_conv1" in capsys.readouterr().out
+    assert main(["explain", "--arch", "vgg16", "--input-shape", "64,64,3", "--option", "head=conv"]) == 0
+    assert "include_top=False, pooling=None, head=conv" in capsys.readouterr().out.splitlines()[0]
+    assert main(["explain", "--arch", "mobilenet", "--option", "alpha=0.5", "--input-shape", "64,64,3"]) == 0
+    assert "alpha=0.5" in capsys.readouterr().out.splitlines()[0]
+    assert main(["explain", "--arch", "mobilenet", "--option", "foo=1"]) == 2
+    assert "--option foo: --arch mobilenet has no option foo; its options are alpha" in capsys.readouterr().err
+    assert main(["explain", "--arch", "resnet50", "--aux-logits"]) == 2
+    assert "--aux-logits is an option of inception_v3, not of --arch resnet50" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["explain", "--option", "alpha"])
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["summary", "--arch", "mobilenet_v3_small", "--input-shape", "33,47,4", "--include-top"]) == 0
+    out = capsys.readouterr().out
+    assert "predictions" in out and "expanded_conv_10_project" in out
+
+
 def test_bad_shape_argument():
     with pytest.raises(SystemExit):
         main(["explain", "--input-shape", "a,b,c"])
