@@ -113,14 +113,18 @@ def layer_config_differences(a, b) -> dict:
     return out
 
 
-def family_members(family: str, representative: str) -> list:
-    """A family's registered names, to parametrize over: every member but `representative` marked
-    one_backend (a weight layout check is not backend-specific; `make test` runs it on TensorFlow)."""
+def layout_cases(family: str, representative: str) -> list:
+    """(name, include_top) to parametrize a layout check over: the representative with and without
+    the top, every other member with the top only (the layout without it is the same list less the
+    classifier), marked one_backend (a weight layout does not depend on the backend)."""
     import pytest
 
     from anyshape.archs import list_models
 
-    return [pytest.param(n, marks=() if n == representative else pytest.mark.one_backend) for n in list_models(family)]
+    cases = [pytest.param(representative, True), pytest.param(representative, False)]
+    return cases + [
+        pytest.param(n, True, marks=pytest.mark.one_backend) for n in list_models(family) if n != representative
+    ]
 
 
 def weight_shapes(model) -> list[tuple]:

@@ -20,6 +20,7 @@ from model_helpers import (
     feature_strides,
     images,
     keras_parity,
+    layout_cases,
     positional_signature,
     randomised_weights,
     relative_error,
@@ -68,11 +69,7 @@ def _layout(model) -> tuple[list, list]:
     return weight_shapes(model), [layer.name for layer in model.layers if layer.weights]
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["convnext_tiny", *(pytest.param(n, marks=pytest.mark.one_backend) for n in NAMES if n != "convnext_tiny")],
-)
-@pytest.mark.parametrize("include_top", [True, False])
+@pytest.mark.parametrize("name, include_top", layout_cases("convnext", "convnext_tiny"))
 def test_weight_layout_equals_keras(zero_init, name, include_top):
     """One model alive at a time (ConvNeXtXLarge is 1.4 GB)."""
     arch = get_arch(name)

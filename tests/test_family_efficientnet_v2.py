@@ -15,7 +15,7 @@ import inspect
 import keras
 import numpy as np
 import pytest
-from model_helpers import assert_keras_drop_in, images, randomised_weights, relative_error, run
+from model_helpers import assert_keras_drop_in, images, layout_cases, randomised_weights, relative_error, run
 
 import anyshape
 from anyshape import applications
@@ -72,8 +72,7 @@ def applications_name(arch) -> str:
 
 
 @pytest.mark.one_backend
-@pytest.mark.parametrize("include_top", [True, False])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name, include_top", layout_cases("efficientnet_v2", "efficientnet_v2_b0"))
 def test_layout_equals_keras(name, include_top):
     """Keras' default size with the top, free size without (the layout does not depend on it)."""
     theirs = _keras(name, include_top=include_top)

@@ -16,10 +16,10 @@ import torch
 import torchvision
 from model_helpers import (
     assert_keras_layout,
-    family_members,
     images,
     keras_weights_from_torch,
     layer_config_differences,
+    layout_cases,
     randomise_torch_batchnorm,
     randomised_weights,
     relative_error,
@@ -35,8 +35,7 @@ ODD = (65, 97, 3)  # odd and non-square, above keras.applications' minimum of 32
 TORCH_OPTIONS = {"stride_in_3x3": True, "conv_bias": False, "bn_epsilon": 1e-5}
 
 
-@pytest.mark.parametrize("top", [True, False])
-@pytest.mark.parametrize("name", family_members("resnet", "resnet50"))
+@pytest.mark.parametrize("name, top", layout_cases("resnet", "resnet50"))
 def test_weight_layout_and_names_equal_keras(name, top):
     keras_name = get_arch(name).keras_name
     ref = getattr(keras.applications, keras_name)(weights=None, include_top=top)

@@ -9,7 +9,7 @@ Runs on whichever backend KERAS_BACKEND names; checked on TensorFlow, JAX and Py
 
 import keras
 import pytest
-from model_helpers import assert_keras_layout, family_members, images, randomised_weights, relative_error, run
+from model_helpers import assert_keras_layout, images, layout_cases, randomised_weights, relative_error, run
 
 from anyshape import applications
 from anyshape.archs import get_arch, list_models
@@ -18,8 +18,7 @@ from anyshape.shapes import explain
 ODD = (65, 97, 3)  # odd and non-square, above keras.applications' minimum of 32
 
 
-@pytest.mark.parametrize("top", [True, False])
-@pytest.mark.parametrize("name", family_members("resnet_v2", "resnet50_v2"))
+@pytest.mark.parametrize("name, top", layout_cases("resnet_v2", "resnet50_v2"))
 def test_weight_layout_and_names_equal_keras(name, top):
     keras_name = get_arch(name).keras_name
     ref = getattr(keras.applications, keras_name)(weights=None, include_top=top)

@@ -13,7 +13,7 @@ Runs on whichever backend KERAS_BACKEND names; checked on TensorFlow, JAX and Py
 import keras
 import numpy as np
 import pytest
-from model_helpers import assert_keras_layout, family_members, images, randomised_weights, relative_error, run
+from model_helpers import assert_keras_layout, images, layout_cases, randomised_weights, relative_error, run
 
 import anyshape
 from anyshape import applications
@@ -30,8 +30,7 @@ def _random_weights(model):
     return [w + rng.normal(0, 0.05, w.shape).astype("float32") if w.ndim == 1 else w for w in randomised_weights(model)]
 
 
-@pytest.mark.parametrize("top", [True, False])
-@pytest.mark.parametrize("name", family_members("vgg", "vgg16"))
+@pytest.mark.parametrize("name, top", layout_cases("vgg", "vgg16"))
 def test_weight_layout_and_names_equal_keras(name, top):
     keras_name = get_arch(name).keras_name
     ref = getattr(keras.applications, keras_name)(weights=None, include_top=top)
