@@ -120,6 +120,9 @@ def test_config_round_trips(name):
     again = arch.config_class.from_dict(config.to_dict())
     assert again == config
     assert arch.keras_name.lower().replace("_", "") == name.replace("_", "")
+    from anyshape.data_config import DataConfig
+
+    assert DataConfig(mode=arch.preprocessing).mode == arch.preprocessing  # Keras' preprocess_input mode
 
 
 @pytest.mark.one_backend  # which weights change with the channel count: not backend-specific

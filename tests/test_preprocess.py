@@ -91,6 +91,51 @@ def test_torch_mode_matches_keras_imagenet_utils_torch_mode(astronaut):
     np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_caffe_mode_matches_keras_imagenet_utils_caffe_mode(astronaut, data_format):
+    """ResNet's and VGG's preprocess_input: RGB -> BGR, minus the BGR ImageNet mean, 0..255."""
+    from keras.applications import imagenet_utils
+
+    batch = np.stack([astronaut, astronaut[::-1]]).astype(np.float32)
+    if data_format == "channels_first":
+        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+    expected = imagenet_utils.preprocess_input(batch.copy(), data_format=data_format, mode="caffe")
+    out = preprocess_input(batch, data_format, mode="caffe")
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+    assert out.dtype == np.float32 and not np.shares_memory(out, batch)
+
+
+def test_caffe_mode_other_channel_counts_keep_their_order_and_need_a_mean():
+    gray = np.full((1, 2, 2, 1), 120.0, np.float32)
+    with pytest.raises(ValueError, match=r"mode='caffe' has a default ImageNet mean .* only for 3-channel"):
+        preprocess_input(gray, "channels_last", mode="caffe")
+    np.testing.assert_allclose(preprocess_input(gray, "channels_last", mode="caffe", mean=100.0), 20.0)
+    rgba = np.arange(8, dtype=np.float32).reshape(1, 1, 2, 4)
+    out = preprocess_input(rgba, "channels_last", mode="caffe", mean=[1, 2, 3, 4])
+    np.testing.assert_allclose(out, rgba - np.array([1, 2, 3, 4], np.float32))  # not reordered
+    with pytest.raises(ValueError, match="std does not apply to mode='caffe'"):
+        preprocess_input(gray, "channels_last", mode="caffe", mean=1.0, std=2.0)
+
+
+def test_raw_mode_passes_pixels_unchanged_as_float32():
+    x = np.arange(12, dtype=np.uint8).reshape(1, 2, 2, 3)
+    out = preprocess_input(x, "channels_last", mode="raw")
+    assert out.dtype == np.float32 and np.array_equal(out, x.astype(np.float32))
+    with pytest.raises(ValueError, match="do not apply to mode='raw'"):
+        preprocess_input(x, "channels_last", mode="raw", mean=0.5)
+
+
+def test_data_config_carries_the_caffe_and_raw_modes():
+    from anyshape.data_config import DataConfig
+
+    pixel = np.array([[[10.0, 20.0, 30.0]]], np.float32)
+    assert DataConfig(mode="caffe").preprocess_kwargs() == {"mode": "caffe", "mean": None}
+    np.testing.assert_allclose(DataConfig(mode="caffe").apply(pixel), [[[30 - 103.939, 20 - 116.779, 10 - 123.68]]])
+    np.testing.assert_array_equal(DataConfig(mode="raw").apply(pixel), pixel)
+    again = DataConfig.from_dict(DataConfig(mode="caffe", mean=(1.0, 2.0, 3.0)).to_dict())
+    assert again == DataConfig(mode="caffe", mean=(1.0, 2.0, 3.0))
+
+
 def test_torch_mode_maps_imagenet_mean_pixel_to_zero():
     x = np.empty((1, 2, 2, 3), np.float32)
     x[...] = np.array(IMAGENET_MEAN, np.float32) * 255
@@ -101,7 +146,7 @@ def test_torch_mode_maps_imagenet_mean_pixel_to_zero():
     np.testing.assert_allclose(out[0, 1, 1], expected_white, rtol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["tf", "torch"])
+@pytest.mark.parametrize("mode", ["tf", "torch", "caffe", "raw"])
 def test_channels_first_equals_transposed_channels_last(astronaut, mode):
     batch = np.stack([astronaut, astronaut[::-1]]).astype(np.float32)  # (2, H, W, 3)
     last = preprocess_input(batch, "channels_last", mode=mode)
@@ -145,7 +190,7 @@ def test_torch_mode_other_channel_counts_need_explicit_mean_std():
 def test_argument_errors_are_clear():
     x = np.zeros((1, 4, 4, 3))
     with pytest.raises(ValueError, match="mode must be one of"):
-        preprocess_input(x, "channels_last", mode="caffe")
+        preprocess_input(x, "channels_last", mode="Caffe")
     with pytest.raises(ValueError, match="only to mode='torch'"):
         preprocess_input(x, "channels_last", mean=[0.5, 0.5, 0.5])
     with pytest.raises(ValueError, match="data_format must be"):
@@ -167,7 +212,7 @@ def test_data_format_none_follows_keras_config():
     np.testing.assert_allclose(out, preprocess_input(x, "channels_first", mode="torch"))
 
 
-@pytest.mark.parametrize("mode", ["tf", "torch"])
+@pytest.mark.parametrize("mode", ["tf", "torch", "caffe", "raw"])
 def test_backend_tensors_give_same_values_as_numpy(astronaut, mode):
     import keras
 

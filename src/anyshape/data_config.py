@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_CROP_PCT",
     "DEFAULT_INTERPOLATION",
     "PREPROCESS_MODES",
+    "CAFFE_MEAN",
     "TRAIN_CROP_PCT",
     "TRAIN_INTERPOLATION",
     "RESIZE_METHOD",
@@ -45,7 +46,9 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)  # mean/std 0.5 is the same map as mode "tf": x / 127.5 - 1
 INCEPTION_STD = (0.5, 0.5, 0.5)
-PREPROCESS_MODES: tuple[str, ...] = ("tf", "torch")
+# Keras' imagenet_utils "caffe" mode (ResNet, VGG): RGB -> BGR, minus these BGR means, in 0..255
+CAFFE_MEAN: tuple[float, float, float] = (103.939, 116.779, 123.68)
+PREPROCESS_MODES: tuple[str, ...] = ("tf", "torch", "caffe", "raw")
 DEFAULT_CROP_PCT = 0.875
 DEFAULT_INTERPOLATION = "bicubic"
 RESIZE_METHOD = "resize_shorter_and_center_crop"
@@ -57,7 +60,9 @@ TRAIN_INTERPOLATION = "bilinear"
 class DataConfig:
     """How images must be prepared for a model's weights.
 
-    mode "tf": ``x / 127.5 - 1`` ([-1, 1]); "torch": ``(x / 255 - mean) / std``.
+    mode "tf": ``x / 127.5 - 1`` ([-1, 1]); "torch": ``(x / 255 - mean) / std``; "caffe": RGB
+    to BGR, minus a BGR mean in 0..255 (Keras' ResNet and VGG); "raw": the pixels as they are,
+    0..255 (the network scales them itself: EfficientNet, ConvNeXt, MobileNetV3).
     input_size: the (H, W) the weights were evaluated at, if known. crop_pct and interpolation:
     the evaluation resize (`preprocess.resize_shorter_and_center_crop`). label_offset: 1 when
     output 0 is a background class, 0 when not, "auto" when unknown (decided by the output width).
@@ -102,10 +107,13 @@ class DataConfig:
         return cls(**values)
 
     def preprocess_kwargs(self) -> dict:
-        """Keyword arguments for `anyshape.preprocess_input`: mode, and mean/std for "torch"."""
+        """Keyword arguments for `anyshape.preprocess_input`: mode, and mean/std for "torch" (mean
+        for "caffe")."""
         if self.mode == "torch":
             return {"mode": "torch", "mean": self.mean, "std": self.std}
-        return {"mode": "tf"}
+        if self.mode == "caffe":
+            return {"mode": "caffe", "mean": self.mean}
+        return {"mode": self.mode}
 
     def for_channels(self, channels: int | None) -> DataConfig:
         """A per-channel mean/std that does not fit `channels` becomes its average.

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from anyshape.data_config import (
+    CAFFE_MEAN,
     DEFAULT_CROP_PCT,
     DEFAULT_INTERPOLATION,
     IMAGENET_MEAN,
@@ -32,7 +33,7 @@ from anyshape.data_config import (
 )
 
 DataFormat = Literal["channels_last", "channels_first"]
-PreprocessMode = Literal["tf", "torch"]
+PreprocessMode = Literal["tf", "torch", "caffe", "raw"]
 
 DEFAULT_MAX_PIXELS = 89_478_485
 """Same as Pillow's default ``Image.MAX_IMAGE_PIXELS`` (about 0.25 GB of 24-bit RGB)."""
@@ -95,22 +96,25 @@ def _per_channel_constant(
     value: float | Sequence[float] | None,
     default: Sequence[float],
     num_channels: int | None,
+    mode: str = "torch",
+    scale: str = "0..1 scale (pixels are divided by 255 first)",
 ) -> np.ndarray:
-    """Validate ``mean``/``std`` for mode "torch"; returns a float32 vector or a 0-d scalar.
+    """Validate ``mean``/``std`` for mode "torch" (or "caffe"); returns a float32 vector or a 0-d
+    scalar.
 
     ``num_channels`` is None for inputs without a channel axis (fewer than 3 dimensions).
     """
     if value is None:
         if num_channels is None:
             raise ValueError(
-                f"mode='torch' needs a channel axis (a 3-D image or 4-D batch) to apply the "
+                f"mode={mode!r} needs a channel axis (a 3-D image or 4-D batch) to apply the "
                 f"default ImageNet {name}; for other inputs pass a scalar {name}=."
             )
         if num_channels != len(default):
             raise ValueError(
-                f"mode='torch' has a default ImageNet {name} {tuple(default)} only for 3-channel "
+                f"mode={mode!r} has a default ImageNet {name} {tuple(default)} only for 3-channel "
                 f"RGB input, but the input has {num_channels} channels. Pass {name}= as a scalar "
-                f"or as {num_channels} values, in the 0..1 scale (pixels are divided by 255 first)."
+                f"or as {num_channels} values, in the {scale}."
             )
         value = default
     constant = np.asarray(value, dtype=np.float32)
@@ -124,6 +128,26 @@ def _per_channel_constant(
     if constant.ndim != 1 or constant.shape[0] != num_channels:
         raise ValueError(f"{name} must be a scalar or have one value per channel ({num_channels}), got {value!r}.")
     return constant
+
+
+def _caffe(x, is_numpy: bool, axis: int | None, num_channels: int | None, mean, ndim: int):
+    """Mode "caffe": 3 channels reversed (RGB -> BGR), then a (BGR) mean subtracted, 0..255."""
+    mean_values = _per_channel_constant("mean", mean, CAFFE_MEAN, num_channels, mode="caffe", scale="0..255")
+    if axis is not None and mean_values.ndim:
+        broadcast_shape = [1] * ndim
+        broadcast_shape[axis] = -1
+        mean_values = mean_values.reshape(broadcast_shape)
+    if is_numpy:
+        pixels = np.asarray(x, dtype=np.float32)
+        if num_channels == 3:
+            pixels = np.flip(pixels, axis=axis)
+        return (pixels - mean_values).astype(np.float32, copy=False)
+    from keras import ops
+
+    pixels = ops.cast(x, "float32")
+    if num_channels == 3:
+        pixels = ops.flip(pixels, axis=axis)
+    return ops.subtract(pixels, ops.convert_to_tensor(mean_values))
 
 
 def preprocess_input(
@@ -153,8 +177,15 @@ def preprocess_input(
         mode: "tf" (default, Keras' and TF-slim's InceptionV3 weights): ``x / 127.5 - 1``, so
             0 -> -1 and 255 -> 1, for any channel count.
             "torch" (torchvision/timm weights): ``(x / 255 - mean) / std`` per channel.
-        mean, std: mode "torch" only, in the 0..1 scale. Default to ImageNet's
-            ``(0.485, 0.456, 0.406)`` and ``(0.229, 0.224, 0.225)``, which only fit 3 channels;
+            "caffe" (Keras' ResNet and VGG weights, as keras.applications.imagenet_utils): 3
+            channels RGB -> BGR, then minus ``mean`` (default the BGR ImageNet mean
+            ``(103.939, 116.779, 123.68)``) in the 0..255 scale; other channel counts are kept
+            in order and need an explicit mean.
+            "raw": the pixels unchanged, as float32 (networks that scale inside the graph:
+            EfficientNet, ConvNeXt, MobileNetV3).
+        mean, std: mode "torch" (both, in the 0..1 scale; default ImageNet's
+            ``(0.485, 0.456, 0.406)`` and ``(0.229, 0.224, 0.225)``) and mode "caffe" (mean only,
+            in the 0..255 scale, in BGR order for 3 channels). The defaults only fit 3 channels;
             any other channel count needs explicit values, one per channel or a scalar.
 
     Returns:
@@ -175,6 +206,19 @@ def preprocess_input(
         raise ValueError(f"mode must be one of {PREPROCESS_MODES}, got {mode!r}.")
     is_numpy = isinstance(x, (np.ndarray, np.generic, list, tuple, int, float))
 
+    if mode == "raw":
+        if mean is not None or std is not None:
+            raise ValueError("mean and std do not apply to mode='raw', which passes the pixels unchanged.")
+        if data_format is not None:
+            _resolve_data_format(data_format)
+        if is_numpy:
+            return np.array(x, dtype=np.float32)
+        from keras import ops
+
+        return ops.cast(x, "float32")
+    if mode == "caffe" and std is not None:
+        raise ValueError("std does not apply to mode='caffe', which only subtracts a mean (0..255 scale).")
+
     if mode == "tf":
         if mean is not None or std is not None:
             raise ValueError("mean and std apply only to mode='torch'; mode='tf' always computes x / 127.5 - 1.")
@@ -193,9 +237,11 @@ def preprocess_input(
     num_channels = shape[axis] if axis is not None else None
     if axis is not None and num_channels is None:
         raise ValueError(
-            f"mode='torch' needs a known channel count, but the input shape {shape} has None on "
+            f"mode={mode!r} needs a known channel count, but the input shape {shape} has None on "
             f"the channel axis {axis} ({resolved_format})."
         )
+    if mode == "caffe":
+        return _caffe(x, is_numpy, axis, num_channels, mean, ndim)
     mean_values = _per_channel_constant("mean", mean, IMAGENET_MEAN, num_channels)
     std_values = _per_channel_constant("std", std, IMAGENET_STD, num_channels)
     if np.any(std_values == 0):

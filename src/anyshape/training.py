@@ -562,6 +562,8 @@ class Trainer:
         from anyshape.preprocess import preprocess_input
 
         c = self.input_shape[2]
+        if self.preprocess["mode"] == "caffe" and c == 3:  # reorders channels: not x * scale + offset
+            raise ValueError("training takes weights whose preprocessing is mode tf, torch or raw, not caffe (yet)")
         zero = preprocess_input(np.zeros((1, 1, 1, c), np.float32), "channels_last", **self.preprocess)
         one = preprocess_input(np.ones((1, 1, 1, c), np.float32), "channels_last", **self.preprocess)
         return (one - zero).reshape(c).astype(np.float32), zero.reshape(c).astype(np.float32)
