@@ -183,6 +183,31 @@ def test_invalid_configurations_are_reported(kwargs, needle):
     assert not r.valid and needle in r.reason()
 
 
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("resnet50", 25_636_712),  # zero padding
+        ("efficientnet_b0", 5_330_571),  # Rescaling and Normalization in the graph
+        ("efficientnet_v2_b0", 7_200_312),
+        ("convnext_tiny", 28_589_128),  # LayerNorm and LayerScale
+        ("mobilenet_v3_small", 2_554_968),  # hard sigmoid as Rescaling and ReLU6
+    ],
+)
+def test_parameter_counts_are_keras_applications(name, params):
+    """keras.applications' model.count_params() at 224 x 224 with the top (Keras 3.15), from the
+    tracer alone (tests/test_archs.py compares every network with the built model)."""
+    assert explain((224, 224, 3), arch=name, include_top=True).params == params
+
+
+def test_a_network_function_that_scales_the_wrong_channel_count_is_reported():
+    def network(net, cfg, x):
+        return net.conv(net.rescaling(x, scale=[1.0, 2.0], name="bad_scale"), 8, 3)
+
+    arch = Arch(name="probe", keras_name="Probe", family="probe", config_class=ArchConfig, network=network)
+    report = explain((32, 32, 3), arch=arch)
+    assert not report.valid and "bad_scale scales 2 channels but gets 3" in report.reason()
+
+
 def test_a_configs_problems_are_reported_before_its_network_runs():
     """A network function may index a table by a Config value; an invalid value is reported in
     the Config's words, not as the KeyError its network would raise."""
