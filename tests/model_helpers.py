@@ -113,6 +113,17 @@ def layer_config_differences(a, b) -> dict:
     return out
 
 
+def representatives() -> list[str]:
+    """The smallest member of each registered family (by parameter count without the top)."""
+    from anyshape.archs import get_arch, list_models
+    from anyshape.shapes import explain
+
+    by_family: dict[str, list[str]] = {}
+    for name in list_models():
+        by_family.setdefault(get_arch(name).family, []).append(name)
+    return sorted(min(names, key=lambda n: explain(arch=n).params) for names in by_family.values())
+
+
 def layout_cases(family: str, representative: str) -> list:
     """(name, include_top) to parametrize a layout check over: the representative with and without
     the top, every other member with the top only (the layout without it is the same list less the

@@ -19,7 +19,7 @@ each) the representatives do.
 import keras
 import numpy as np
 import pytest
-from model_helpers import images, randomised_weights, relative_error, run
+from model_helpers import images, randomised_weights, relative_error, representatives, run
 
 import anyshape
 from anyshape.archs import get_arch, keras_ops, list_models
@@ -28,15 +28,7 @@ from anyshape.shapes import InvalidInputShape, explain, minimum_size
 BACKEND = keras.backend.backend()
 
 
-def _representatives() -> list[str]:
-    """The smallest member of each family (by parameter count without the top)."""
-    by_family: dict[str, list[str]] = {}
-    for name in list_models():
-        by_family.setdefault(get_arch(name).family, []).append(name)
-    return sorted(min(names, key=lambda n: explain(arch=n).params) for names in by_family.values())
-
-
-REPRESENTATIVES = _representatives()
+REPRESENTATIVES = representatives()
 NAMES = list_models() if BACKEND == "tensorflow" else REPRESENTATIVES
 
 

@@ -199,6 +199,28 @@ def test_parameter_counts_are_keras_applications(name, params):
     assert explain((224, 224, 3), arch=name, include_top=True).params == params
 
 
+def test_config_dict_form_refuses_unknown_fields_and_restores_tuples():
+    """Survivors of make mutate on archs/base.py: from_dict's unknown-field check and list->tuple."""
+    config = ArchConfig(input_shape=(None, 64, 3))
+    record = config.to_dict() | {"input_shape": [None, 64, 3]}  # as JSON gives it back
+    again = ArchConfig.from_dict(record)
+    assert again == config and isinstance(again.input_shape, tuple) and hash(again) == hash(config)
+    with pytest.raises(ValueError, match=r"ArchConfig has no field\(s\) \['depth'\]"):
+        ArchConfig.from_dict(record | {"depth": 3})
+    assert ArchConfig(classes=True).problems() == ["classes must be a positive integer with include_top=True, got True"]
+    assert ArchConfig(classes=True, include_top=False).problems() == []
+
+
+def test_head_stages_say_what_they_compute():
+    """The head's rows: avgmax is the mean of both pools, catavgmax both side by side; dropout only
+    when asked."""
+    with_top = explain((75, 75, 3), include_top=True, pooling="avgmax")
+    assert with_top.stage("avgmax_pool").what == "global (average + max) / 2"
+    assert explain((75, 75, 3), pooling="catavgmax").stage("catavgmax_pool").what == "global [average, max]"
+    assert "dropout" not in [s.name for s in with_top.stages]
+    assert "dropout" in [s.name for s in explain((75, 75, 3), include_top=True, dropout_rate=0.5).stages]
+
+
 def test_a_network_function_that_scales_the_wrong_channel_count_is_reported():
     def network(net, cfg, x):
         return net.conv(net.rescaling(x, scale=[1.0, 2.0], name="bad_scale"), 8, 3)

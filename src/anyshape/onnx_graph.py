@@ -145,6 +145,20 @@ class _Emitter:
             self.g.add("Softmax", [t.name], [out_name], axis=axis)
         elif act == "sigmoid":
             self.g.add("Sigmoid", [t.name], [out_name])
+        elif act in ("silu", "swish"):  # x * sigmoid(x)
+            gate = self.g.fresh(out_name + "_sigmoid")
+            self.g.add("Sigmoid", [t.name], [gate])
+            self.g.add("Mul", [t.name, gate], [out_name])
+        elif act in ("hard_silu", "hard_swish"):  # x * relu6(x + 3) / 6: ONNX's HardSwish
+            self.g.add("HardSwish", [t.name], [out_name])
+        elif act == "gelu":  # Keras' default, the exact form: x / 2 * (1 + erf(x / sqrt(2)))
+            g = self.g
+            scaled, erf, one_plus, half = (g.fresh(out_name + s) for s in ("_scaled", "_erf", "_1p", "_half"))
+            g.add("Mul", [t.name, g.const(out_name + "_rsqrt2", np.array(1 / np.sqrt(2), np.float32))], [scaled])
+            g.add("Erf", [scaled], [erf])
+            g.add("Add", [erf, g.const(out_name + "_one", np.array(1.0, np.float32))], [one_plus])
+            g.add("Mul", [t.name, g.const(out_name + "_0.5", np.array(0.5, np.float32))], [half])
+            g.add("Mul", [half, one_plus], [out_name])
         else:
             raise UnsupportedLayer(f"layer {layer.name!r}: activation {act!r} has no ONNX translation here")
         return _Tensor(out_name, t.rank, t.phys)
@@ -168,10 +182,19 @@ class _Emitter:
             return self.merge(layer, ins, out_name, kind)
         one_input = {
             "Conv2D": self.conv,
+            "DepthwiseConv2D": self.depthwise_conv,
+            "SeparableConv2D": self.separable_conv,
             "BatchNormalization": self.batch_norm,
+            "LayerNormalization": self.layer_norm,
+            "Normalization": self.normalization,
+            "Rescaling": self.rescaling,
+            "LayerScale": self.layer_scale,
             "ReLU": self.relu,
             "Permute": self.permute,
             "ZeroPadding2D": self.pad,
+            "Cropping2D": self.crop,
+            "Reshape": self.reshape,
+            "Flatten": self.flatten,
             "Dense": self.dense,
         }
         if kind in one_input:
@@ -179,10 +202,90 @@ class _Emitter:
         raise UnsupportedLayer(f"layer {layer.name!r} of type {kind} has no ONNX translation here")
 
     def relu(self, layer, t: _Tensor, out_name: str) -> _Tensor:
-        if layer.max_value is not None or float(layer.negative_slope) != 0.0 or float(layer.threshold) != 0.0:
-            raise UnsupportedLayer(f"layer {layer.name!r}: ReLU options other than the plain max(x, 0)")
-        self.g.add("Relu", [t.name], [out_name])
+        if float(layer.negative_slope) != 0.0 or float(layer.threshold) != 0.0:
+            raise UnsupportedLayer(f"layer {layer.name!r}: ReLU with a negative slope or a threshold")
+        if layer.max_value is None:
+            self.g.add("Relu", [t.name], [out_name])
+        else:  # ReLU6 and the like: min(max(x, 0), max_value)
+            low = self.g.const(out_name + "_min", np.array(0.0, np.float32))
+            high = self.g.const(out_name + "_max", np.array(float(layer.max_value), np.float32))
+            self.g.add("Clip", [t.name, low, high], [out_name])
         return _Tensor(out_name, t.rank, t.phys)
+
+    def per_channel(self, base: str, value, t: _Tensor) -> str:
+        """A constant that broadcasts along the last logical axis (the channels) of `t`."""
+        v = np.asarray(value, np.float32).reshape(-1)
+        if v.size == 1:
+            return self.g.const(base, v.reshape(()))
+        shape = [1] * t.rank
+        shape[t.phys.index(t.rank - 1)] = -1
+        return self.g.const(base, v.reshape(shape))
+
+    def rescaling(self, layer, t: _Tensor, out_name: str) -> _Tensor:
+        """x * scale + offset (Keras' Rescaling; a per-channel scale on the last axis)."""
+        scaled = self.g.fresh(out_name + "_scaled")
+        self.g.add("Mul", [t.name, self.per_channel(layer.name + "_scale", layer.scale, t)], [scaled])
+        self.g.add("Add", [scaled, self.per_channel(layer.name + "_offset", layer.offset, t)], [out_name])
+        return _Tensor(out_name, t.rank, t.phys)
+
+    def layer_scale(self, layer, t: _Tensor, out_name: str) -> _Tensor:
+        self.g.add("Mul", [t.name, self.per_channel(layer.name + "_gamma", _numpy(layer.gamma), t)], [out_name])
+        return _Tensor(out_name, t.rank, t.phys)
+
+    def normalization(self, layer, t: _Tensor, out_name: str) -> _Tensor:
+        """Keras' Normalization on the last axis: (x - mean) / max(sqrt(variance), epsilon)."""
+        import keras
+
+        if layer.invert or tuple(layer.axis) not in ((-1,), (t.rank - 1,)):
+            raise UnsupportedLayer(f"layer {layer.name!r}: Normalization other than forward on the last axis")
+        mean = _numpy(layer.mean).astype(np.float64).reshape(-1)
+        std = np.maximum(np.sqrt(_numpy(layer.variance).astype(np.float64).reshape(-1)), keras.config.epsilon())
+        centred = self.g.fresh(out_name + "_centred")
+        self.g.add("Sub", [t.name, self.per_channel(layer.name + "_mean", mean, t)], [centred])
+        self.g.add("Div", [centred, self.per_channel(layer.name + "_std", std, t)], [out_name])
+        return _Tensor(out_name, t.rank, t.phys)
+
+    def layer_norm(self, layer, t: _Tensor, out_name: str) -> _Tensor:
+        """LayerNormalization over the last logical axis, computed with that axis last physically."""
+        axes = [layer.axis] if isinstance(layer.axis, int) else list(layer.axis)
+        if [a % t.rank for a in axes] != [t.rank - 1]:
+            raise UnsupportedLayer(f"layer {layer.name!r}: LayerNormalization over axes {layer.axis}")
+        t = self.to_phys(t, tuple(range(t.rank)))
+        c = int(layer.input.shape[-1])
+        gamma = _numpy(layer.gamma) if layer.scale else np.ones(c, np.float32)
+        beta = _numpy(layer.beta) if layer.center else np.zeros(c, np.float32)
+        self.g.add(
+            "LayerNormalization",
+            [t.name, self.g.const(layer.name + "_gamma", gamma), self.g.const(layer.name + "_beta", beta)],
+            [out_name],
+            axis=-1,
+            epsilon=float(layer.epsilon),
+        )
+        return _Tensor(out_name, t.rank, t.phys)
+
+    def crop(self, layer, t: _Tensor, out_name: str) -> _Tensor:
+        t = self.nchw(t, layer)
+        (top, bottom), (left, right) = layer.cropping
+        big = np.iinfo(np.int64).max
+        g = self.g
+        starts = g.const(out_name + "_starts", np.array([top, left], np.int64))
+        ends = g.const(out_name + "_ends", np.array([-bottom if bottom else big, -right if right else big], np.int64))
+        axes = g.const(out_name + "_axes", np.array([2, 3], np.int64))
+        g.add("Slice", [t.name, starts, ends, axes], [out_name])
+        return _Tensor(out_name, 4, t.phys)
+
+    def reshape(self, layer, t: _Tensor, out_name: str) -> _Tensor:
+        """Keras' Reshape, in the logical (Keras) axis order."""
+        t = self.to_phys(t, tuple(range(t.rank)))
+        target = np.array([0, *layer.target_shape], np.int64)  # 0: the batch axis as it is
+        self.g.add("Reshape", [t.name, self.g.const(out_name + "_shape", target)], [out_name])
+        rank = 1 + len(layer.target_shape)
+        return _Tensor(out_name, rank, tuple(range(rank)))
+
+    def flatten(self, layer, t: _Tensor, out_name: str) -> _Tensor:
+        t = self.to_phys(t, tuple(range(t.rank)))  # Keras flattens in its own (logical) order
+        self.g.add("Flatten", [t.name], [out_name], axis=1)
+        return _Tensor(out_name, 2, (0, 1))
 
     def permute(self, layer, t: _Tensor, out_name: str) -> _Tensor:
         """No data moves: the output is the input with another logical-to-physical axis order."""
@@ -199,11 +302,13 @@ class _Emitter:
         return _Tensor(out_name, 4, t.phys)
 
     def global_pool(self, layer, t: _Tensor, out_name: str, kind: str) -> _Tensor:
-        if layer.keepdims:
-            raise UnsupportedLayer(f"layer {layer.name!r}: keepdims=True")
         t = self.nchw(t, layer)
+        op = "GlobalAveragePool" if kind.startswith("GlobalAverage") else "GlobalMaxPool"
+        if layer.keepdims:  # (N, 1, 1, C) in Keras' order: the 1 x 1 map, physically NCHW
+            self.g.add(op, [t.name], [out_name])
+            return _Tensor(out_name, 4, t.phys)
         pooled = self.g.fresh(out_name + "_4d")
-        self.g.add("GlobalAveragePool" if kind.startswith("GlobalAverage") else "GlobalMaxPool", [t.name], [pooled])
+        self.g.add(op, [t.name], [pooled])
         self.g.add("Flatten", [pooled], [out_name], axis=1)
         return _Tensor(out_name, 2, (0, 1))
 
@@ -222,11 +327,15 @@ class _Emitter:
         return _Tensor(out_name, first.rank, first.phys)
 
     def dense(self, layer, t: _Tensor, out_name: str) -> _Tensor:
-        if t.rank != 2:
-            raise UnsupportedLayer(f"layer {layer.name!r}: Dense on a rank-{t.rank} input")
         g = self.g
         kernel = _numpy(layer.kernel)
         bias = _numpy(layer.bias) if layer.use_bias else np.zeros(kernel.shape[1], np.float32)
+        if t.rank > 2:  # on the last axis (ConvNeXt's pointwise layers): MatMul with channels last
+            t = self.to_phys(t, tuple(range(t.rank)))
+            product, pre = g.fresh(out_name + "_product"), g.fresh(out_name + "_linear")
+            g.add("MatMul", [t.name, g.const(layer.name + "_kernel", kernel)], [product])
+            g.add("Add", [product, g.const(layer.name + "_bias", bias)], [pre])
+            return self.activation(_Tensor(pre, t.rank, t.phys), layer.activation, out_name, layer)
         pre = g.fresh(out_name + "_logits")
         g.add("Gemm", [t.name, g.const(layer.name + "_kernel", kernel), g.const(layer.name + "_bias", bias)], [pre])
         return self.activation(_Tensor(pre, 2, (0, 1)), layer.activation, out_name, layer)
@@ -254,6 +363,60 @@ class _Emitter:
             [pre],
             name=layer.name,
             **attrs,
+        )
+        return self.activation(_Tensor(pre, 4, t.phys), layer.activation, out_name, layer)
+
+    def _conv_node(self, layer, t: _Tensor, kernel, bias, out: str, *, group: int, kernel_size, strides, dilations):
+        attrs = dict(kernel_shape=list(kernel_size), strides=list(strides), dilations=list(dilations), group=group)
+        if layer.padding == "same":
+            attrs["auto_pad"] = "SAME_UPPER"  # as in conv: TF's 'same'
+        elif layer.padding != "valid":
+            raise UnsupportedLayer(f"layer {layer.name!r}: padding={layer.padding!r}")
+        if bias is None:  # a bias input all the same: _fold_batch_norm folds into it
+            bias = np.zeros(kernel.shape[0], np.float32)
+        inputs = [t.name, self.g.const(layer.name + "_kernel", kernel), self.g.const(layer.name + "_bias", bias)]
+        self.g.add("Conv", inputs, [out], name=layer.name, **attrs)
+
+    @staticmethod
+    def _depthwise_kernel(kernel) -> np.ndarray:
+        """Keras' (kh, kw, in, multiplier) as ONNX's (in * multiplier, 1, kh, kw): output channel
+        i * multiplier + m reads input channel i, as in Keras."""
+        kh, kw, cin, mult = kernel.shape
+        return np.transpose(kernel, (2, 3, 0, 1)).reshape(cin * mult, 1, kh, kw).copy()
+
+    def depthwise_conv(self, layer, t: _Tensor, out_name: str) -> _Tensor:
+        t = self.nchw(t, layer)
+        kernel = self._depthwise_kernel(_numpy(layer.kernel))
+        bias = _numpy(layer.bias) if layer.use_bias else None
+        linear = _activation_name(layer.activation) == "linear"
+        pre = out_name if linear else self.g.fresh(out_name + "_linear")
+        self._conv_node(
+            layer, t, kernel, bias, pre,
+            group=kernel.shape[0] // int(layer.depth_multiplier),
+            kernel_size=layer.kernel_size, strides=layer.strides, dilations=layer.dilation_rate,
+        )  # fmt: skip
+        return self.activation(_Tensor(pre, 4, t.phys), layer.activation, out_name, layer)
+
+    def separable_conv(self, layer, t: _Tensor, out_name: str) -> _Tensor:
+        """A depthwise convolution (no bias), then a 1x1 convolution with the bias."""
+        t = self.nchw(t, layer)
+        depthwise = self._depthwise_kernel(_numpy(layer.depthwise_kernel))
+        pointwise = np.transpose(_numpy(layer.pointwise_kernel), (3, 2, 0, 1)).copy()
+        mid = self.g.fresh(out_name + "_depthwise")
+        self._conv_node(  # its kernel and bias constants: g.const makes the names unique
+            layer, t, depthwise, None, mid,
+            group=depthwise.shape[0] // int(layer.depth_multiplier),
+            kernel_size=layer.kernel_size, strides=layer.strides, dilations=layer.dilation_rate,
+        )  # fmt: skip
+        bias = _numpy(layer.bias) if layer.use_bias else np.zeros(pointwise.shape[0], np.float32)
+        linear = _activation_name(layer.activation) == "linear"
+        pre = out_name if linear else self.g.fresh(out_name + "_linear")
+        self.g.add(
+            "Conv",
+            [mid, self.g.const(layer.name + "_pointwise", pointwise), self.g.const(layer.name + "_bias", bias)],
+            [pre],
+            name=layer.name + "_pointwise",
+            kernel_shape=[1, 1],
         )
         return self.activation(_Tensor(pre, 4, t.phys), layer.activation, out_name, layer)
 
