@@ -343,33 +343,20 @@ class _Emitter:
     def conv(self, layer, t: _Tensor, out_name: str) -> _Tensor:
         t = self.nchw(t, layer)
         kernel = np.transpose(_numpy(layer.kernel), (3, 2, 0, 1)).copy()  # (kh,kw,in,out) -> (out,in,kh,kw)
-        bias = _numpy(layer.bias) if layer.use_bias else np.zeros(kernel.shape[0], np.float32)
-        attrs = dict(
-            kernel_shape=list(layer.kernel_size),
-            strides=list(layer.strides),
-            dilations=list(layer.dilation_rate),
-            group=int(layer.groups),
-        )
-        if layer.padding == "same":
-            # TF's 'same': total padding max((ceil(n/s)-1)*s + k_eff - n, 0), the odd cell at the
-            # end; ONNX's SAME_UPPER is defined the same way.
-            attrs["auto_pad"] = "SAME_UPPER"
-        elif layer.padding != "valid":
-            raise UnsupportedLayer(f"layer {layer.name!r}: padding={layer.padding!r}")
+        bias = _numpy(layer.bias) if layer.use_bias else None
         pre = self.g.fresh(out_name + "_linear") if _activation_name(layer.activation) != "linear" else out_name
-        self.g.add(
-            "Conv",
-            [t.name, self.g.const(layer.name + "_kernel", kernel), self.g.const(layer.name + "_bias", bias)],
-            [pre],
-            name=layer.name,
-            **attrs,
-        )
+        self._conv_node(
+            layer, t, kernel, bias, pre,
+            group=int(layer.groups), kernel_size=layer.kernel_size, strides=layer.strides, dilations=layer.dilation_rate,
+        )  # fmt: skip
         return self.activation(_Tensor(pre, 4, t.phys), layer.activation, out_name, layer)
 
     def _conv_node(self, layer, t: _Tensor, kernel, bias, out: str, *, group: int, kernel_size, strides, dilations):
         attrs = dict(kernel_shape=list(kernel_size), strides=list(strides), dilations=list(dilations), group=group)
         if layer.padding == "same":
-            attrs["auto_pad"] = "SAME_UPPER"  # as in conv: TF's 'same'
+            # TF's 'same': total padding max((ceil(n/s)-1)*s + k_eff - n, 0), the odd cell at the
+            # end; ONNX's SAME_UPPER is defined the same way.
+            attrs["auto_pad"] = "SAME_UPPER"
         elif layer.padding != "valid":
             raise UnsupportedLayer(f"layer {layer.name!r}: padding={layer.padding!r}")
         if bias is None:  # a bias input all the same: _fold_batch_norm folds into it
