@@ -74,7 +74,9 @@ def test_conv_head_equals_keras_at_224_and_takes_any_larger_size(keras_top):
     model.set_weights(convert_head_weights(weights, "conv"))
     assert tuple(model.get_layer("fc1").kernel.shape) == (7, 7, 512, 4096)
     x = images((224, 224, 3), high=150.0, low=-120.0)
-    assert relative_error(run(model, x), run(keras_top, x)) <= 1e-6
+    # a 7x7 convolution sums its 25,088 products in another order than Dense: float32 rounding
+    # (1.03e-6 was seen on CI), still far below any mistake in the head's conversion
+    assert relative_error(run(model, x), run(keras_top, x)) <= 1e-5
     big = run(model, images((256, 289, 3), high=150.0, low=-120.0))  # a 2 x 3 map of class scores
     assert big.shape == (2, 1000)
     assert np.allclose(big.sum(axis=1), 1.0, atol=1e-5)  # the softmax of the averaged scores

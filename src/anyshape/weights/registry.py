@@ -36,7 +36,6 @@ from anyshape.data_config import (
     IMAGENET_STD,
     INCEPTION_MEAN,
     INCEPTION_STD,
-    PREPROCESS_MODES,
 )
 
 __all__ = [
@@ -239,6 +238,9 @@ def _looks_like_path(text: str) -> bool:
     return os.sep in text or text.lower().endswith(KERAS_SUFFIXES + TORCH_SUFFIXES)
 
 
+WEIGHT_FILE_MODES: tuple[str, ...] = ("tf", "torch")
+
+
 def resolve(weights, preprocessing: str | None = None) -> WeightSet:
     """Turn a `weights=` argument into a `WeightSet`, without reading weights or the network.
 
@@ -258,7 +260,9 @@ def resolve(weights, preprocessing: str | None = None) -> WeightSet:
         PreprocessingUnknown: (a ValueError) for a state dict that is not a published file,
             without `preprocessing`.
     """
-    if preprocessing is not None and preprocessing not in PREPROCESS_MODES:
+    # A weights file's own preprocessing is one of the two InceptionV3's published sets use; the
+    # family's other modes (caffe, raw) belong to DataConfig, not to a weights file.
+    if preprocessing is not None and preprocessing not in WEIGHT_FILE_MODES:
         raise ValueError(
             f"preprocessing must be 'tf' (pixels to [-1, 1]) or 'torch' (ImageNet mean/std), got {preprocessing!r}"
         )
