@@ -25,18 +25,15 @@ venv: $(VENV)/.demo-installed
 demo: $(VENV)/.demo-installed
 	$(PY) -m anyshape.demo
 
-# The whole suite on TensorFlow, then the tests of what depends on the Keras backend (the model,
-# shapes, CLI, engine, weight files and training) on JAX and PyTorch, each backend in its own
-# pytest process (Keras picks its backend once per process). The TensorFlow run spreads its test
+# The whole suite on TensorFlow, then the tests marked every_backend on JAX and PyTorch (what
+# depends on the Keras backend: InceptionV3's and one member per family's parity with
+# keras.applications, free size == fixed size and channels_first on those members, weight files
+# loaded into the model, a staged training run with its resume, BatchNorm freezing and
+# recalibration), each backend in its own pytest process (Keras picks its backend once per process). The TensorFlow run spreads its test
 # files over two pytest-xdist workers: much of it is single-threaded model building and waiting on
 # subprocesses, so two files at a time fill the two cores. The JAX and PyTorch runs go side by side
-# for the same reason; their logs are printed whole, one after the other. Tests marked
-# one_backend (minutes each, nothing backend-specific in what they check) run on TensorFlow only.
-# tests/test_family_<family>.py: each family's parity with keras.applications, on every backend.
-BACKEND_TESTS := tests/test_inception_v3.py tests/test_archs.py tests/test_shapes.py tests/test_cli.py tests/test_engine.py \
-	tests/test_weights_channels.py tests/test_weights_keras_h5.py tests/test_weights_torch.py \
-	tests/test_weights_convert.py tests/test_weights_registry.py tests/test_weights_download.py \
-	tests/test_training.py tests/test_keras_ops.py $(wildcard tests/test_family_*.py)
+# for the same reason; their logs are printed whole, one after the other.
+BACKEND_TESTS := $(shell grep -l '@pytest.mark.every_backend\|marks=pytest.mark.every_backend\|every_backend=' tests/test_*.py)
 XDIST := -n 2 --dist loadfile
 
 # Lint, format and types first (seconds): ruff on everything, mypy on src/.
@@ -47,9 +44,9 @@ check: $(VENV)/.test-installed
 
 test: check
 	KERAS_BACKEND=tensorflow $(PYTEST) $(XDIST) tests
-	@echo "KERAS_BACKEND=jax and KERAS_BACKEND=torch: $(BACKEND_TESTS) -m 'not one_backend'"
-	@KERAS_BACKEND=jax $(PYTEST) $(BACKEND_TESTS) -m "not one_backend" > $(VENV)/test-jax.log 2>&1 & jax=$$!; \
-	KERAS_BACKEND=torch $(PYTEST) $(BACKEND_TESTS) -m "not one_backend" > $(VENV)/test-torch.log 2>&1; torch_rc=$$?; \
+	@echo "KERAS_BACKEND=jax and KERAS_BACKEND=torch: $(BACKEND_TESTS) -m every_backend"
+	@KERAS_BACKEND=jax $(PYTEST) $(BACKEND_TESTS) -m every_backend > $(VENV)/test-jax.log 2>&1 & jax=$$!; \
+	KERAS_BACKEND=torch $(PYTEST) $(BACKEND_TESTS) -m every_backend > $(VENV)/test-torch.log 2>&1; torch_rc=$$?; \
 	wait $$jax; jax_rc=$$?; \
 	echo "== JAX backend (exit $$jax_rc)"; cat $(VENV)/test-jax.log; \
 	echo "== PyTorch backend (exit $$torch_rc)"; cat $(VENV)/test-torch.log; \

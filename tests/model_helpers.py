@@ -127,14 +127,11 @@ def representatives() -> list[str]:
 def layout_cases(family: str, representative: str) -> list:
     """(name, include_top) to parametrize a layout check over: the representative with and without
     the top, every other member with the top only (the layout without it is the same list less the
-    classifier), marked one_backend (a weight layout does not depend on the backend)."""
-    import pytest
-
+    classifier). A weight layout does not depend on the backend: these run on TensorFlow only."""
     from anyshape.archs import list_models
 
-    cases = [pytest.param(representative, True), pytest.param(representative, False)]
-    return cases + [
-        pytest.param(n, True, marks=pytest.mark.one_backend) for n in list_models(family) if n != representative
+    return [(representative, True), (representative, False)] + [
+        (n, True) for n in list_models(family) if n != representative
     ]
 
 
@@ -201,3 +198,15 @@ def assert_keras_drop_in(ours, keras_model, dropped=("ZeroPadding2D",)):
         if kind == "InputLayer" or kind in dropped or _auto_named(layer):
             continue
         assert kinds.get(layer.name) == kind, f"Keras' {kind} {layer.name!r} is {kinds.get(layer.name)} here"
+
+
+def backend_cases(shapes, tops, every_backend) -> list:
+    """(shape, top) pytest params for a parity test: every combination on TensorFlow, and the one
+    equal to `every_backend` (an odd size with the top: the padding and the head) marked to run on
+    JAX and PyTorch too (`make test` runs the tests marked every_backend on each backend)."""
+    import itertools
+
+    import pytest
+
+    marks = {True: [pytest.mark.every_backend], False: []}
+    return [pytest.param(s, t, marks=marks[(s, t) == every_backend]) for s, t in itertools.product(shapes, tops)]

@@ -52,6 +52,7 @@ def _layer_shapes_agree(model, report):
     assert [tuple(o.shape[1:]) for o in model.outputs] == report.output_shapes
 
 
+@pytest.mark.every_backend
 @pytest.mark.parametrize("name", NAMES)
 def test_free_size_equals_an_odd_fixed_size_and_both_are_explained(name):
     """Built with the top at a free size and at an odd non-square fixed size: the shape engine's
@@ -73,7 +74,6 @@ def test_free_size_equals_an_odd_fixed_size_and_both_are_explained(name):
     assert relative_error(a, b) <= 1e-5
 
 
-@pytest.mark.one_backend  # shapes and the factory's refusal: nothing backend-specific
 @pytest.mark.parametrize("name", NAMES)
 def test_minimum_is_exact(name):
     """At the minimum the shape is valid; one pixel less is refused by `create_model` (before any
@@ -104,7 +104,6 @@ def test_minimum_is_exact(name):
     assert min(dims) <= 0, "Keras builds every layer one pixel below the minimum explain computes"
 
 
-@pytest.mark.one_backend  # pure Python
 @pytest.mark.parametrize("name", NAMES)
 def test_config_round_trips(name):
     arch = get_arch(name)
@@ -117,7 +116,6 @@ def test_config_round_trips(name):
     assert DataConfig(mode=arch.preprocessing).mode == arch.preprocessing  # Keras' preprocess_input mode
 
 
-@pytest.mark.one_backend  # which weights change with the channel count: not backend-specific
 @pytest.mark.parametrize("name", REPRESENTATIVES)
 def test_any_channel_count(name):
     """1 and 4 channels change only the first convolution's kernel (and the in-graph preprocessing
@@ -142,6 +140,7 @@ def test_any_channel_count(name):
         assert np.all(np.isfinite(run(model, images(shape, n=1))))
 
 
+@pytest.mark.every_backend
 @pytest.mark.parametrize("name", REPRESENTATIVES)
 def test_channels_first_equals_channels_last(name):
     h, w, c = small_shape(name)

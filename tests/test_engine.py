@@ -215,6 +215,7 @@ def test_feature_model_layers_and_pooling(features_last):
         engine.feature_layer("avg_pool", "sum")
 
 
+@pytest.mark.every_backend
 def test_keras_fallback_when_onnxruntime_is_missing(features_last, monkeypatch):
     import sys
 

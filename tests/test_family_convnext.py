@@ -1,8 +1,8 @@
 """ConvNeXt Tiny ... XLarge (anyshape.archs.convnext) against keras.applications.
 
-Runs on whichever backend KERAS_BACKEND names; it passes on TensorFlow, JAX and PyTorch
-(`KERAS_BACKEND=jax pytest tests/test_family_convnext.py`; the layouts of the large members are
-marked one_backend: they check nothing backend-specific). The per-network harness
+Runs on whichever backend KERAS_BACKEND names (`KERAS_BACKEND=jax pytest tests/test_family_convnext.py`);
+`make test` runs it on TensorFlow and its odd-size parity (marked every_backend) on JAX and
+PyTorch as well. The per-network harness
 (tests/test_archs.py) covers the shape engine, free size == fixed size and the minimum; this file
 covers Keras' weight layout for every member with and without the top, equal outputs with Keras'
 weights (ConvNeXtTiny), channels_first (which Keras refuses), the in-graph Normalization,
@@ -110,6 +110,7 @@ def test_outputs_equal_keras_at_224_with_top(keras_tiny):
     assert relative_error(run(ours, x), run(keras_tiny, x)) <= 1e-6
 
 
+@pytest.mark.every_backend
 def test_outputs_equal_keras_at_an_odd_size_with_top():
     shape = (65, 87, 3)
     ref = keras.applications.ConvNeXtTiny(weights=None, input_shape=shape)

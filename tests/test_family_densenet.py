@@ -17,6 +17,7 @@ import torch
 import torchvision
 from model_helpers import (
     assert_keras_layout,
+    backend_cases,
     images,
     keras_weights_from_torch,
     layer_config_differences,
@@ -54,8 +55,7 @@ def keras_top():
     return ref
 
 
-@pytest.mark.parametrize("shape", [(224, 224, 3), ODD])
-@pytest.mark.parametrize("top", [True, False])
+@pytest.mark.parametrize("shape, top", backend_cases([(224, 224, 3), ODD], [True, False], every_backend=(ODD, True)))
 def test_outputs_equal_keras(keras_top, shape, top):
     weights = keras_top.get_weights() if top else keras_top.get_weights()[:-2]
     ref = (

@@ -7,8 +7,8 @@ the free-size model at an odd size equal to Keras' fixed-size one (Keras' own fr
 as for an even size there); Keras' `weights="imagenet"` structure (the extra per-channel Rescaling)
 through `stddev_rescaling`; channels_first.
 
-In the Makefile's BACKEND_TESTS: the parity tests run on TensorFlow, JAX and PyTorch. The layout
-tests build all eight members twice each and check nothing backend-specific: one_backend.
+Everything runs on TensorFlow; the free-size parity at an odd size (marked every_backend) runs on
+JAX and PyTorch as well (`make test`).
 """
 
 import inspect
@@ -72,7 +72,6 @@ def test_blocks_table_is_keras():
     assert all(row["id_skip"] for row in DEFAULT_BLOCKS_ARGS)
 
 
-@pytest.mark.one_backend
 @pytest.mark.parametrize("name, include_top", layout_cases("efficientnet", "efficientnet_b0"))
 def test_layout_equals_keras(name, include_top):
     """Keras' default size with the top, free size without (the layout does not depend on it)."""
@@ -108,6 +107,7 @@ def test_b0_equals_keras_at_the_default_size(b0_pair):
     assert relative_error(run(ours, x), run(theirs, x)) <= 1e-6
 
 
+@pytest.mark.every_backend
 def test_b0_free_size_equals_keras_fixed_size_at_an_odd_size(b0_pair):
     """Keras pads by correct_pad, which reads the static size: right for a fixed odd size. Here one
     free-size model pads each call's own size the same way."""

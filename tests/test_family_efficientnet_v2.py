@@ -6,8 +6,8 @@ parity tests: equal outputs with Keras' weights at Keras' default size and at an
 size, with and without the top, and Keras' other preprocessing branches (one channel: [-1, 1];
 include_preprocessing=False).
 
-In the Makefile's BACKEND_TESTS: the parity tests run on TensorFlow, JAX and PyTorch. The layout
-tests build all seven members twice each and check nothing backend-specific: one_backend.
+Everything runs on TensorFlow; the parity at an odd size with the top (marked every_backend) runs
+on JAX and PyTorch as well (`make test`).
 """
 
 import inspect
@@ -15,7 +15,15 @@ import inspect
 import keras
 import numpy as np
 import pytest
-from model_helpers import assert_keras_drop_in, images, layout_cases, randomised_weights, relative_error, run
+from model_helpers import (
+    assert_keras_drop_in,
+    backend_cases,
+    images,
+    layout_cases,
+    randomised_weights,
+    relative_error,
+    run,
+)
 
 import anyshape
 from anyshape import applications
@@ -71,7 +79,6 @@ def applications_name(arch) -> str:
     return dict(arch.keras_args)["name"]
 
 
-@pytest.mark.one_backend
 @pytest.mark.parametrize("name, include_top", layout_cases("efficientnet_v2", "efficientnet_v2_b0"))
 def test_layout_equals_keras(name, include_top):
     """Keras' default size with the top, free size without (the layout does not depend on it)."""
@@ -100,8 +107,9 @@ def _pair(input_shape, **kwargs):
     return theirs, ours
 
 
-@pytest.mark.parametrize("include_top", [True, False])
-@pytest.mark.parametrize("shape", [(224, 224, 3), ODD], ids=["default", "odd"])
+@pytest.mark.parametrize(
+    "shape, include_top", backend_cases([(224, 224, 3), ODD], [True, False], every_backend=(ODD, True))
+)
 def test_b0_equals_keras(shape, include_top):
     theirs, ours = _pair(shape, include_top=include_top)
     assert _preprocessing(ours) == _preprocessing(theirs)

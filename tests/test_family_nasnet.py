@@ -78,7 +78,6 @@ def test_mobile_weight_layout_equals_keras(keras_top, keras_notop, ours_top, our
     assert [w.shape for w in ours_free.get_weights()] == [w.shape for w in keras_notop.get_weights()]
 
 
-@pytest.mark.one_backend  # NASNetLarge is 1,000 layers per build; its layout does not depend on the backend
 def test_large_weight_layout_equals_keras():
     for include_top, params in ((True, 88_949_818), (False, 84_916_818)):
         # at its default size: without the top Keras would build it at free size, with the layout
@@ -105,6 +104,7 @@ def test_outputs_equal_keras_with_top(keras_top, ours_top):
         assert relative_error(a, b) <= 1e-6, shape
 
 
+@pytest.mark.every_backend
 def test_free_size_model_equals_keras_fixed_size_models(keras_notop, ours_free):
     """Without the top, at 224 and at an odd size: correct_pad's parity and the adjust block's
     reduction are decided at any size as Keras decides them at the sizes it builds."""

@@ -9,7 +9,15 @@ Runs on whichever backend KERAS_BACKEND names; checked on TensorFlow, JAX and Py
 
 import keras
 import pytest
-from model_helpers import assert_keras_layout, images, layout_cases, randomised_weights, relative_error, run
+from model_helpers import (
+    assert_keras_layout,
+    backend_cases,
+    images,
+    layout_cases,
+    randomised_weights,
+    relative_error,
+    run,
+)
 
 from anyshape import applications
 from anyshape.archs import get_arch, list_models
@@ -36,8 +44,7 @@ def keras_top():
     return ref
 
 
-@pytest.mark.parametrize("shape", [(224, 224, 3), ODD])
-@pytest.mark.parametrize("top", [True, False])
+@pytest.mark.parametrize("shape, top", backend_cases([(224, 224, 3), ODD], [True, False], every_backend=(ODD, True)))
 def test_outputs_equal_keras(keras_top, shape, top):
     weights = keras_top.get_weights() if top else keras_top.get_weights()[:-2]
     ref = (

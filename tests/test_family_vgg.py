@@ -13,7 +13,15 @@ Runs on whichever backend KERAS_BACKEND names; checked on TensorFlow, JAX and Py
 import keras
 import numpy as np
 import pytest
-from model_helpers import assert_keras_layout, images, layout_cases, randomised_weights, relative_error, run
+from model_helpers import (
+    assert_keras_layout,
+    backend_cases,
+    images,
+    layout_cases,
+    randomised_weights,
+    relative_error,
+    run,
+)
 
 import anyshape
 from anyshape import applications
@@ -48,8 +56,7 @@ def keras_top():
     return ref
 
 
-@pytest.mark.parametrize("shape", [(224, 224, 3), ODD])
-@pytest.mark.parametrize("top", [True, False])
+@pytest.mark.parametrize("shape, top", backend_cases([(224, 224, 3), ODD], [True, False], every_backend=(ODD, True)))
 def test_outputs_equal_keras(keras_top, shape, top):
     if top and shape == ODD:  # Keras' Flatten head at 65 x 97: its own fc1 shape, its own weights
         ref = keras.applications.VGG16(weights=None, input_shape=shape)

@@ -48,6 +48,7 @@ def test_weight_layout_equals_keras(keras_top, keras_free, ours_top):
     assert [w.shape for w in ours.get_weights()] == [w.shape for w in keras_free.get_weights()]
 
 
+@pytest.mark.every_backend
 def test_outputs_equal_keras_with_top(keras_top, ours_top):
     x = images(DEFAULT)
     assert relative_error(run(ours_top, x), run(keras_top, x)) <= 1e-6

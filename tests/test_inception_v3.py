@@ -47,12 +47,14 @@ def test_same_weights_layout_as_keras(keras_top, ours_top):
     assert ours_top.count_params() == keras_top.count_params() == 23_851_784
 
 
+@pytest.mark.every_backend
 def test_parity_299_with_top(keras_top, ours_top):
     x = images((299, 299, 3))
     diff = np.abs(run(keras_top, x) - run(ours_top, x)).max()
     assert diff <= 1e-5, diff
 
 
+@pytest.mark.every_backend
 @pytest.mark.parametrize("shape", [(150, 150, 3), (120, 200, 3)])
 def test_parity_without_top(keras_top, shape):
     ref = keras.applications.InceptionV3(weights=None, include_top=False, input_shape=shape)
@@ -66,6 +68,7 @@ def test_parity_without_top(keras_top, shape):
     assert np.abs(a - b).max() <= 1e-5
 
 
+@pytest.mark.every_backend
 def test_loads_a_keras_weights_file(keras_top, tmp_path):
     path = tmp_path / "inception_v3.weights.h5"
     keras_top.save_weights(path)
@@ -84,6 +87,7 @@ def test_seed_custom_shape_without_top():
     assert run(model, images((150, 150, 3), n=1)).shape == (1, 3, 3, 2048)
 
 
+@pytest.mark.every_backend
 def test_seed_four_channels_extended_and_trained():
     base = anyshape.InceptionV3(include_top=False, weights=None, input_shape=(256, 256, 4))
     x = keras.layers.SpectralNormalization(
@@ -135,6 +139,7 @@ def test_default_input_shapes_match_keras():
     assert tuple(anyshape.InceptionV3(weights=None, include_top=False).input.shape) == (None, None, None, 3)
 
 
+@pytest.mark.every_backend
 def test_channels_first_equals_channels_last_on_transposed_input():
     shape = (90, 110, 3)
     last = anyshape.InceptionV3(weights=None, include_top=False, input_shape=shape)
@@ -151,6 +156,7 @@ def test_channels_first_equals_channels_last_on_transposed_input():
     assert np.abs(a.transpose(0, 3, 1, 2) - b).max() <= 1e-5
 
 
+@pytest.mark.every_backend
 def test_channels_first_with_top_predicts_and_fits():
     model = anyshape.InceptionV3(
         weights=None, include_top=True, input_shape=(3, 80, 80), data_format="channels_first", classes=4
@@ -211,6 +217,7 @@ def test_top_pooling_choice_and_dropout():
     assert [layer.name for layer in model.layers[-3:]] == ["catavgmax_pool", "dropout", "predictions"]
 
 
+@pytest.mark.every_backend
 def test_aux_logits():
     model = anyshape.InceptionV3(weights=None, include_top=True, aux_logits=True, input_shape=(299, 320, 3), classes=10)
     assert len(model.outputs) == 2
@@ -240,6 +247,7 @@ def test_layer_names(ours_top):
     assert ours_top.get_layer("mixed4_branch7x7dbl_3_conv").kernel.shape == (1, 7, 128, 128)
 
 
+@pytest.mark.every_backend
 @pytest.mark.parametrize("count_include_pad,edge,corner", [(False, 1.0, 1.0), (True, 6 / 9, 4 / 9)])
 def test_average_pool_semantics(count_include_pad, edge, corner):
     model = anyshape.InceptionV3(

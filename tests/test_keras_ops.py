@@ -6,6 +6,7 @@ and PyTorch.
 
 import keras
 import numpy as np
+import pytest
 from model_helpers import images, run
 
 from anyshape.archs.keras_ops import KerasOps
@@ -17,6 +18,7 @@ def _per_channel_rescaling():
     return keras.Model(x, KerasOps().rescaling(x, (2.0, 3.0, 5.0), name="scale"))
 
 
+@pytest.mark.every_backend
 def test_per_channel_rescaling_scales_the_last_axis_whatever_the_global_data_format():
     """Keras' Rescaling reshapes a per-channel scale to (C, 1, 1) when keras.config's
     image_data_format is channels_first, but anyshape's networks compute in channels_last either

@@ -13,7 +13,6 @@ from anyshape import engine
 from anyshape.shapes import minimum_size
 
 
-@pytest.mark.one_backend  # the emitter reads the layers' weights as numpy: nothing backend-specific
 @pytest.mark.parametrize("name", representatives())
 def test_onnxruntime_equals_keras(name):
     model = anyshape.create_model(name, input_shape=(None, None, 3), classifier_activation=None)

@@ -91,6 +91,7 @@ def run(folder, tmp_path_factory):
     )
 
 
+@pytest.mark.every_backend
 def test_run_checkpoints_after_every_epoch_atomically(run):
     assert run["state1"]["epoch"] == 1
     assert run["files1"] == [
@@ -152,11 +153,13 @@ def test_weights_written_with_the_optimizer_inside_still_load(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(old.get_weights(), new.get_weights()))
 
 
+@pytest.mark.every_backend
 def test_weights_file_loads_and_frozen_backbone_stays_as_loaded(run):
     assert run["backbone_unchanged"]
     assert run["state1"]["config"]["weights"].endswith("reference.weights.h5")
 
 
+@pytest.mark.every_backend
 def test_resume_continues_after_the_last_epoch(run):
     report = run["result"].report
     assert any("resuming" in m and "after epoch 1 of 2" in m for m in run["log"])
@@ -194,6 +197,7 @@ def test_report_and_run_info(run):
     assert kept.data_config == dataclasses.replace(resolve_data_config(info), input_size=(75, 75))
 
 
+@pytest.mark.every_backend
 def test_saved_model_predicts_images_as_the_trained_model(run, folder):
     """model.keras + classes.json are all inference needs: same probabilities as in training."""
     info = read_run_info(run["out"])
@@ -330,6 +334,7 @@ def test_freeze_rejects_unknown_options(small_model):
         parse_stages("backbone")
 
 
+@pytest.mark.every_backend
 def test_frozen_batchnorm_and_weights_unchanged_after_an_epoch(small_model):
     """Frozen BN runs in inference mode: its moving statistics do not move while training."""
     model = small_model
@@ -356,6 +361,7 @@ def test_frozen_batchnorm_and_weights_unchanged_after_an_epoch(small_model):
 # --- BatchNorm recalibration -------------------------------------------------------------------
 
 
+@pytest.mark.every_backend
 def test_recalibration_is_the_average_of_batch_statistics(small_model):
     model = small_model
     rng = np.random.default_rng(1)
@@ -395,7 +401,6 @@ def _scripted_validation(monkeypatch, accuracies: list[float]) -> Dataset:
     return Dataset(split(8), split(4), None, ["a", "b"], 1, "random")
 
 
-@pytest.mark.one_backend  # a from-scratch run on real data: on PyTorch 5 epochs gave 0.78 training accuracy, below this test's 0.8 premise
 def test_recalibration_brings_evaluation_in_line_with_training():
     """From scratch, a few dozen steps leave moving statistics near their initial 0/1 (momentum
     0.99): inference-mode accuracy on the training images is near chance while training-mode
@@ -427,7 +432,6 @@ def test_recalibration_brings_evaluation_in_line_with_training():
 # --- auxiliary classifier ------------------------------------------------------------------------
 
 
-@pytest.mark.one_backend
 def test_aux_loss_trains_at_299(tmp_path):
     """With aux_logits the loss is main + aux_weight * aux, and the aux head learns."""
     rng = np.random.default_rng(0)
@@ -524,7 +528,6 @@ def _checkpoint_kernel(run_dir):
     return _kernel(m)
 
 
-@pytest.mark.one_backend
 def test_resume_after_the_last_checkpoint_ends_with_the_checkpoints_weights(tiny_digits, tmp_path):
     def die_after_training(msg):
         if msg.startswith("BatchNorm statistics recalibrated"):  # after the last checkpoint, before model.keras
@@ -549,7 +552,6 @@ def test_resume_after_the_last_checkpoint_ends_with_the_checkpoints_weights(tiny
     np.testing.assert_array_equal(_kernel(keras.saving.load_model(tmp_path / "r" / "model.keras")), trained)
 
 
-@pytest.mark.one_backend  # three training runs (minutes); what it checks is the run's bookkeeping, not the backend
 def test_resume_inside_a_stage_restores_the_optimizer_and_ends_as_an_uninterrupted_run(folder, tmp_path, monkeypatch):
     """Stopped at epoch 2 of a 3-epoch stage: the resumed run starts epoch 2 with the checkpoint's
     optimizer state (iteration count, Adam moments) and the data order of epoch 2, so with

@@ -68,6 +68,7 @@ def _first_kernel(model):
     return keras.ops.convert_to_numpy(model.get_layer("stem_1a_3x3_conv").kernel)
 
 
+@pytest.mark.every_backend
 def test_sum_gray_equals_replicated_rgb(rgb, images, caplog):
     model, path = rgb
     with caplog.at_level(logging.WARNING, logger="anyshape.weights"):

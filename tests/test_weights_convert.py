@@ -118,7 +118,6 @@ def test_convert_from_python_imports_its_reference_frameworks_itself(tv, tmp_pat
     assert dst.is_file()
 
 
-@pytest.mark.one_backend  # a conversion and two runs; which preprocessing is recorded does not depend on the backend
 def test_features_record_the_preprocessing_of_a_converted_file_and_of_a_torch_file(tv, tmp_path):
     """`features` prepares images as the weights say: a .keras from `convert --preprocessing torch`,
     and `--weights X.pth --preprocessing torch` (issue 15, item 1)."""

@@ -128,6 +128,7 @@ def test_the_legacy_layout_is_what_keras_reads(keras_app, files):
         assert "kernel:0" in f["conv2d_1"]["conv2d_1"]
 
 
+@pytest.mark.every_backend
 def test_legacy_h5_at_299(keras_app, files):
     ours = anyshape.InceptionV3(weights=files["legacy"], classifier_activation=None)
     x = _images(1, 299, 299)

@@ -68,6 +68,7 @@ def _assert_unchanged(model, before):
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
 
 
+@pytest.mark.every_backend
 def test_pth_at_299_with_aux_head(tv, ours_299):
     model, *_ = tv
     x = _images(1, 299, 299)
