@@ -54,3 +54,21 @@ def pytest_sessionfinish(session, exitstatus):
             red=True,
         )
         session.exitstatus = 1
+
+
+# --------------------------------------------------------------------------------------------
+# `make test` runs this suite on two pytest-xdist workers with `--dist loadgroup
+# --no-loadscope-reorder`: a file's tests stay together on one worker (its module fixtures, a
+# trained model or a training run, are made once), except the per-network harness, whose tests
+# share nothing and go one by one to whichever worker is free. Files start longest first (seconds
+# on TensorFlow, measured on 2 cores with `--durations`), and the harness's short tests fill the
+# end, so that both workers finish together (longest processing time first).
+SPLIT_FILES = {"test_archs.py"}
+FILE_SECONDS: dict[str, float] = {}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name not in SPLIT_FILES:
+            item.add_marker(pytest.mark.xdist_group(item.path.name))
+    items.sort(key=lambda item: (item.path.name in SPLIT_FILES, -FILE_SECONDS.get(item.path.name, 0.0)))

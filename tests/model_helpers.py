@@ -42,22 +42,6 @@ def relative_error(a, b) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
-# Layers keras.applications leaves unnamed (Keras numbers them): anyshape may name them better.
-_KERAS_AUTO_NAME = re.compile(r"^(input_layer|zero_padding2d|max_pooling2d|global_(average|max)_pooling2d)(_\d+)?$")
-
-
-def assert_keras_layout(ours, ref):
-    """`ours` has `ref`'s (a keras.applications model's) weighted layers in the same order, with the
-    same names and weight shapes (so `set_weights(ref.get_weights())` fits), and every layer that
-    Keras names itself exists in `ours` under that name."""
-    assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in ref.weights]
-    assert [layer.name for layer in ours.layers if layer.weights] == [
-        layer.name for layer in ref.layers if layer.weights
-    ]
-    named = {layer.name for layer in ref.layers if not _KERAS_AUTO_NAME.match(layer.name)}
-    assert not named - {layer.name for layer in ours.layers}, sorted(named - {layer.name for layer in ours.layers})
-
-
 def keras_weights_from_torch(model, state_dict, modules: dict) -> list:
     """A torchvision model's weights in `model.get_weights()` order. `modules` maps each weighted
     Keras layer's name to its torch module's name: conv kernels (out, in, kh, kw) -> (kh, kw, in,
@@ -181,7 +165,7 @@ def _auto_named(layer) -> bool:
     return re.fullmatch(rf"{to_snake_case(type(layer).__name__)}(_\d+)?", layer.name) is not None
 
 
-def assert_keras_drop_in(ours, keras_model, dropped=("ZeroPadding2D",)):
+def assert_keras_drop_in(ours, keras_model, dropped=()):
     """`ours` is a drop-in for the keras.applications model: the same weights (shapes, in order) in
     layers of the same names, and every layer Keras names itself there under that name with the same
     class, except the weightless kinds in `dropped` (e.g. correct_pad's paddings, which anyshape

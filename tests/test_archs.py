@@ -2,18 +2,19 @@
 tests/test_models.py runs over list_models()).
 
 For each network, at small sizes:
-- the shape engine agrees with Keras' own shape inference, stage by stage, and on the parameter
-  count, at free size and at an odd non-square fixed size;
-- a free-size model equals a fixed-size model of the same shape (same weights, same images),
-  which is where keras.applications' `correct_pad` networks go wrong at odd sizes;
+- built at a free size with the top, the shape engine agrees with Keras' own shape inference,
+  stage by stage, and on the parameter count; and at an odd non-square size a forward pass of that
+  model gives, stage by stage, the shapes the engine computes;
 - the minimum is exact: valid at the minimum, and one pixel less is refused by `create_model`,
   naming the collapsing stage;
 - the Config round-trips through its dict form.
 The heavier checks run on one member of each family (`REPRESENTATIVES`: the family's smallest),
-whose blocks, paddings and head are the code every member runs: Keras itself builds every layer
-at the minimum and collapses one pixel below it, 1 and 4 channels, channels_first, save/load.
-On TensorFlow every network runs the harness; on JAX and PyTorch (`make test` runs this file on
-each) the representatives do.
+whose blocks, paddings and head are the code every member runs: a free-size model equals a
+fixed-size model of the same odd shape (same weights, BatchNorm moved, same images), which is
+where keras.applications' `correct_pad` networks go wrong; Keras itself builds every layer at the
+minimum and collapses one pixel below it; 1 and 4 channels, channels_first, save/load. On
+TensorFlow every network runs the harness; on JAX and PyTorch (`make test` runs the tests marked
+every_backend on each) the representatives' free == fixed and channels_first do.
 """
 
 import keras
@@ -52,21 +53,42 @@ def _layer_shapes_agree(model, report):
     assert [tuple(o.shape[1:]) for o in model.outputs] == report.output_shapes
 
 
-@pytest.mark.every_backend
+def _stage_shapes_at(model, report) -> dict:
+    """{stage layer: the shape Keras computes there} for one forward pass of `model` (a free-size
+    model) on images of `report`'s input shape: a view of the same layers, no new weights."""
+    layers = [stage.layer for stage in report.stages]
+    view = keras.Model(model.input, [model.get_layer(name).output for name in layers])
+    x = images(report.input_shape, n=1, high=255.0, low=0.0)
+    return {name: tuple(out.shape[1:]) for name, out in zip(layers, view(x, training=False))}
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_free_size_equals_an_odd_fixed_size_and_both_are_explained(name):
-    """Built with the top at a free size and at an odd non-square fixed size: the shape engine's
-    stages, parameters and outputs are Keras' own shape inference, and with the same weights both
-    models give the same outputs on the same images (where keras.applications' `correct_pad`
-    networks go wrong). The representatives run with BatchNorm moved off its defaults; the other
-    members with their initial weights (random convolutions), which is what the padding needs."""
+def test_free_size_model_is_explained_at_free_and_at_an_odd_fixed_size(name):
+    """Built with the top at a free size: the shape engine's stages, parameters and outputs are
+    Keras' own shape inference, and at an odd non-square size a forward pass of that model gives,
+    stage by stage, the shapes the engine computes for it (the size the network was not built at)."""
     free = anyshape.create_model(name, input_shape=(None, None, 3))
     _layer_shapes_agree(free, explain(arch=name, include_top=True))
+    report = explain(small_shape(name), arch=name, include_top=True)
+    computed = _stage_shapes_at(free, report)
+    for stage in report.stages:
+        assert computed[stage.layer] == stage.shape, (
+            f"{stage.name} ({stage.layer}): Keras {computed[stage.layer]}, explain {stage.shape}"
+        )
+
+
+@pytest.mark.every_backend
+@pytest.mark.parametrize("name", REPRESENTATIVES)
+def test_free_size_equals_an_odd_fixed_size(name):
+    """One member per family (the code every member runs) built at a free size and at an odd
+    non-square fixed size, BatchNorm moved off its defaults: the fixed model is explained like
+    Keras builds it, and with the same weights both give the same outputs on the same images
+    (where keras.applications' `correct_pad` networks go wrong)."""
+    free = anyshape.create_model(name, input_shape=(None, None, 3))
     shape = small_shape(name)
     fixed = anyshape.create_model(name, input_shape=shape)
     _layer_shapes_agree(fixed, explain(shape, arch=name, include_top=True))
-    if name in REPRESENTATIVES:
-        free.set_weights(randomised_weights(free))
+    free.set_weights(randomised_weights(free))
     fixed.set_weights(free.get_weights())
     x = images(shape, high=1.0, low=-1.0) * 127.5 + 127.5  # 0..255: some networks rescale inside
     a, b = run(free, x), run(fixed, x)

@@ -84,7 +84,7 @@ def test_layout_equals_keras(name, include_top):
     """Keras' default size with the top, free size without (the layout does not depend on it)."""
     theirs = _keras(name, include_top=include_top)
     ours = getattr(applications, get_arch(name).keras_name)(weights=None, include_top=include_top)
-    assert_keras_drop_in(ours, theirs, dropped=())
+    assert_keras_drop_in(ours, theirs)
     assert ours.name == theirs.name
     assert _preprocessing(ours) == _preprocessing(theirs)
     dropouts = {layer.name: layer.rate for layer in theirs.layers if isinstance(layer, keras.layers.Dropout)}

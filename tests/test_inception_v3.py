@@ -162,7 +162,8 @@ def test_channels_first_with_top_predicts_and_fits():
         weights=None, include_top=True, input_shape=(3, 80, 80), data_format="channels_first", classes=4
     )
     x = images((3, 80, 80), n=4)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    # one step: run eagerly (tracing a channels_first step costs a minute on TensorFlow's CPU kernels)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", run_eagerly=True)
     history = model.fit(x, np.array([0, 1, 2, 3]), epochs=1, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert model.predict(x, verbose=0).shape == (4, 4)

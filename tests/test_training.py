@@ -1,6 +1,10 @@
 """anyshape.train: runs, checkpoints and resumes; freezing; BatchNorm recalibration; aux loss.
 
-Kept small (75 px, a handful of images and steps): compiling a train step costs most of the time.
+Kept small (75 px, a handful of images and steps): compiling a train step costs most of the time
+(about 40 s for InceptionV3 on TensorFlow on 2 cores, against about 5 s per eager step at batch 8),
+so the runs of two to six steps that check a run's bookkeeping (resumes, early stopping,
+interrupts) train with run_eagerly=True (the same ops, not traced); longer runs, the staged run
+that every backend trains and the trained-digits model are compiled.
 """
 
 from __future__ import annotations
@@ -274,6 +278,18 @@ def test_training_options_at_their_limits_are_accepted():
         TrainConfig(epochs=2.5)
 
 
+def test_run_eagerly_contradicts_jit_compile_in_the_words_of_each_interface(capsys):
+    from anyshape.cli import main
+    from anyshape.training import TrainConfig
+
+    with pytest.raises(ValueError, match=r"run_eagerly=True \(--run-eagerly\) and jit_compile"):
+        TrainConfig(run_eagerly=True, jit_compile=True)
+    with pytest.raises(ValueError, match=r"run_eagerly=1 \(--run-eagerly\) must be True or False"):
+        TrainConfig(run_eagerly=1)
+    assert main(["train", "digits", "--run-eagerly", "--jit-compile", "-q"]) == 2
+    assert "--run-eagerly" in capsys.readouterr().err
+
+
 def test_dropout_rate_1_is_a_usage_error_in_train(capsys):
     from anyshape.cli import main
 
@@ -341,7 +357,7 @@ def test_frozen_batchnorm_and_weights_unchanged_after_an_epoch(small_model):
     freeze_layers(model, "up-to-mixed6")
     bns = _batchnorm_layers(model)
     before = {l.name: [np.array(w) for w in l.weights] for l in model.layers if l.weights}
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", run_eagerly=True)
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (8, 75, 75, 1)).astype(np.float32)
     model.fit(x, rng.integers(0, 4, 8), batch_size=4, epochs=1, verbose=0)
@@ -487,11 +503,13 @@ def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path, monkeypatch)
         early_stopping=1,
         augment="none",
         recalibrate_epoch_steps=1,
+        run_eagerly=True,
         verbose=0,
         log=log,
     )
     assert [e["epoch"] for e in result.report["epochs"]] == [1, 2]
     assert result.report["stopped_early"] and result.report["best"] == {"val_accuracy": 0.5, "epoch": 1}
+    assert result.report["config"]["run_eagerly"] is True
     np.testing.assert_array_equal(np.array(result.model.get_layer("predictions").kernel), kept["kernel"])
 
 
@@ -540,6 +558,7 @@ def test_resume_after_the_last_checkpoint_ends_with_the_checkpoints_weights(tiny
         batch_size=8,
         augment="none",
         recalibrate_epoch_steps=1,
+        run_eagerly=True,
         verbose=0,
     )
     with pytest.raises(_Stop):
@@ -562,6 +581,7 @@ def test_resume_inside_a_stage_restores_the_optimizer_and_ends_as_an_uninterrupt
 
     tf.config.experimental.enable_op_determinism()
     options = dict(input_shape=(75, 75), epochs=3, batch_size=4, augment="none", val_split=0, test_split=0, verbose=0)
+    options |= dict(run_eagerly=True)  # three runs of a few steps: no tracing (the steps are the same ops)
     whole = train(folder, output=tmp_path / "whole", log=lambda m: None, **options)
 
     def stop_at_epoch_2(msg):
@@ -608,7 +628,14 @@ def test_early_stopping_best_weights_survive_a_resume(tmp_path, monkeypatch):
             raise _Stop
 
     options = dict(
-        dataset=data, epochs=4, batch_size=4, early_stopping=1, augment="none", recalibrate_epoch_steps=1, verbose=0
+        dataset=data,
+        epochs=4,
+        batch_size=4,
+        early_stopping=1,
+        augment="none",
+        recalibrate_epoch_steps=1,
+        run_eagerly=True,
+        verbose=0,
     )
     with pytest.raises(_Stop):
         train("random", output=tmp_path / "es", log=log, **options)
@@ -732,7 +759,7 @@ def stopped_after_epoch_1(tiny_digits, tmp_path_factory):
             raise _Stop
 
     run_dir = tmp_path_factory.mktemp("stopped") / "run"
-    options = dict(epochs=2, batch_size=8, augment="none", recalibrate_epoch_steps=1, verbose=0)
+    options = dict(epochs=2, batch_size=8, augment="none", recalibrate_epoch_steps=1, run_eagerly=True, verbose=0)
     with pytest.raises(_Stop):
         train("digits", dataset=tiny_digits, output=run_dir, log=stop_at_epoch_2, **options)
     return run_dir
@@ -803,7 +830,7 @@ def test_a_run_killed_in_its_first_epoch_can_be_started_again(tiny_digits, tmp_p
             raise _Stop
 
     run_dir = tmp_path / "run"
-    options = dict(epochs=1, batch_size=8, augment="none", recalibrate_epoch_steps=1, verbose=0)
+    options = dict(epochs=1, batch_size=8, augment="none", recalibrate_epoch_steps=1, run_eagerly=True, verbose=0)
     with monkeypatch.context() as m:
         m.setattr(Trainer, "_remove_own_files", lambda self, created: None)  # a killed process cleans nothing
         with pytest.raises(_Stop):

@@ -104,6 +104,12 @@ def _add_train(sub) -> None:
     p.add_argument("--skip-bad-images", action="store_true", help="train without unreadable images instead of stopping")
     p.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step (slow to compile on CPU)")
     p.add_argument("--steps-per-execution", type=positive_int, default=1, help="train steps per compiled call")
+    p.add_argument(
+        "--run-eagerly",
+        action="store_true",
+        help="run each step op by op, not compiled (Keras' run_eagerly): slower per step, no tracing; "
+        "for a few steps or to debug",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (data split, initial weights, augmentation)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -145,6 +151,7 @@ def _run_train(args) -> int:
             skip_bad_images=args.skip_bad_images,
             jit_compile=args.jit_compile,
             steps_per_execution=args.steps_per_execution,
+            run_eagerly=args.run_eagerly,
             seed=args.seed,
         )
     except TrainingInterrupted as e:
