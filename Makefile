@@ -29,12 +29,17 @@ demo: $(VENV)/.demo-installed
 # depends on the Keras backend: InceptionV3's and one member per family's parity with
 # keras.applications, free size == fixed size and channels_first on those members, weight files
 # loaded into the model, a staged training run with its resume, BatchNorm freezing and
-# recalibration), each backend in its own pytest process (Keras picks its backend once per process). The TensorFlow run spreads its test
-# files over two pytest-xdist workers: much of it is single-threaded model building and waiting on
-# subprocesses, so two files at a time fill the two cores. The JAX and PyTorch runs go side by side
-# for the same reason; their logs are printed whole, one after the other.
+# recalibration), each backend in its own pytest process (Keras picks its backend once per
+# process). The TensorFlow run spreads the tests over two pytest-xdist workers: much of it is
+# single-threaded model building and waiting on subprocesses, so two at a time fill the two cores.
+# tests/conftest.py keeps each file's tests on one worker (their module fixtures are made once),
+# except the per-network harness's, and starts the longest files first. The JAX and PyTorch runs
+# go side by side for the same reason; their logs are printed whole, one after the other.
 BACKEND_TESTS := $(shell grep -l '@pytest.mark.every_backend\|marks=pytest.mark.every_backend\|every_backend=' tests/test_*.py)
-XDIST := -n 2 --dist loadfile
+# On JAX, XLA compiles InceptionV3's train step for minutes: the training tests run on TensorFlow
+# and PyTorch.
+JAX_TESTS := $(filter-out tests/test_training.py,$(BACKEND_TESTS))
+XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
 
 # Lint, format and types first (seconds): ruff on everything, mypy on src/.
 check: $(VENV)/.test-installed
@@ -44,8 +49,8 @@ check: $(VENV)/.test-installed
 
 test: check
 	KERAS_BACKEND=tensorflow $(PYTEST) $(XDIST) tests
-	@echo "KERAS_BACKEND=jax and KERAS_BACKEND=torch: $(BACKEND_TESTS) -m every_backend"
-	@KERAS_BACKEND=jax $(PYTEST) $(BACKEND_TESTS) -m every_backend > $(VENV)/test-jax.log 2>&1 & jax=$$!; \
+	@echo "KERAS_BACKEND=jax: $(JAX_TESTS) -m every_backend; KERAS_BACKEND=torch: $(BACKEND_TESTS) -m every_backend"
+	@KERAS_BACKEND=jax $(PYTEST) $(JAX_TESTS) -m every_backend > $(VENV)/test-jax.log 2>&1 & jax=$$!; \
 	KERAS_BACKEND=torch $(PYTEST) $(BACKEND_TESTS) -m every_backend > $(VENV)/test-torch.log 2>&1; torch_rc=$$?; \
 	wait $$jax; jax_rc=$$?; \
 	echo "== JAX backend (exit $$jax_rc)"; cat $(VENV)/test-jax.log; \

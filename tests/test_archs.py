@@ -12,9 +12,9 @@ The heavier checks run on one member of each family (`REPRESENTATIVES`: the fami
 whose blocks, paddings and head are the code every member runs: a free-size model equals a
 fixed-size model of the same odd shape (same weights, BatchNorm moved, same images), which is
 where keras.applications' `correct_pad` networks go wrong; Keras itself builds every layer at the
-minimum and collapses one pixel below it; 1 and 4 channels, channels_first, save/load. On
-TensorFlow every network runs the harness; on JAX and PyTorch (`make test` runs the tests marked
-every_backend on each) the representatives' free == fixed and channels_first do.
+minimum and collapses one pixel below it; 1 and 4 channels, channels_first, save/load. This file runs
+on TensorFlow in `make test` (the family files check each representative against
+keras.applications on JAX and PyTorch); on another backend it runs the representatives.
 """
 
 import keras
@@ -77,7 +77,6 @@ def test_free_size_model_is_explained_at_free_and_at_an_odd_fixed_size(name):
         )
 
 
-@pytest.mark.every_backend
 @pytest.mark.parametrize("name", REPRESENTATIVES)
 def test_free_size_equals_an_odd_fixed_size(name):
     """One member per family (the code every member runs) built at a free size and at an odd
@@ -162,7 +161,6 @@ def test_any_channel_count(name):
         assert np.all(np.isfinite(run(model, images(shape, n=1))))
 
 
-@pytest.mark.every_backend
 @pytest.mark.parametrize("name", REPRESENTATIVES)
 def test_channels_first_equals_channels_last(name):
     h, w, c = small_shape(name)

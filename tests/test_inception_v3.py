@@ -68,7 +68,6 @@ def test_parity_without_top(keras_top, shape):
     assert np.abs(a - b).max() <= 1e-5
 
 
-@pytest.mark.every_backend
 def test_loads_a_keras_weights_file(keras_top, tmp_path):
     path = tmp_path / "inception_v3.weights.h5"
     keras_top.save_weights(path)
@@ -87,7 +86,6 @@ def test_seed_custom_shape_without_top():
     assert run(model, images((150, 150, 3), n=1)).shape == (1, 3, 3, 2048)
 
 
-@pytest.mark.every_backend
 def test_seed_four_channels_extended_and_trained():
     base = anyshape.InceptionV3(include_top=False, weights=None, input_shape=(256, 256, 4))
     x = keras.layers.SpectralNormalization(
