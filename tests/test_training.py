@@ -572,7 +572,7 @@ def test_resume_after_the_last_checkpoint_ends_with_the_checkpoints_weights(tiny
 
 
 def test_resume_inside_a_stage_restores_the_optimizer_and_ends_as_an_uninterrupted_run(folder, tmp_path, monkeypatch):
-    """Stopped at epoch 2 of a 2-epoch stage: the resumed run starts epoch 2 with the checkpoint's
+    """Stopped at epoch 2 of a 3-epoch stage: the resumed run starts epoch 2 with the checkpoint's
     optimizer state (iteration count, Adam moments) and the data order of epoch 2, so with
     TensorFlow's deterministic ops it ends with the uninterrupted run's weights, bit for bit."""
     import tensorflow as tf
@@ -580,7 +580,7 @@ def test_resume_inside_a_stage_restores_the_optimizer_and_ends_as_an_uninterrupt
     from anyshape.training import Trainer
 
     tf.config.experimental.enable_op_determinism()
-    options = dict(input_shape=(75, 75), epochs=2, batch_size=4, augment="none", val_split=0, test_split=0, verbose=0)
+    options = dict(input_shape=(75, 75), epochs=3, batch_size=4, augment="none", val_split=0, test_split=0, verbose=0)
     options |= dict(run_eagerly=True)  # three runs of a few steps: no tracing (the steps are the same ops)
     whole = train(folder, output=tmp_path / "whole", log=lambda m: None, **options)
 
@@ -605,7 +605,7 @@ def test_resume_inside_a_stage_restores_the_optimizer_and_ends_as_an_uninterrupt
 
     monkeypatch.setattr(Trainer, "_train_epoch", record_then_train)
     resumed = train(folder, output=tmp_path / "cut", resume=True, log=lambda m: None, verbose=0)
-    assert [e["epoch"] for e in resumed.report["epochs"]] == [1, 2]
+    assert [e["epoch"] for e in resumed.report["epochs"]] == [1, 2, 3]
     restored = entering[0]
     assert len(restored) == len(saved) > 1  # Adam: the iteration count, then two moments per trainable variable
     steps = whole.report["data"]["train"] // 4
