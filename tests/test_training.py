@@ -482,6 +482,12 @@ def test_aux_loss_trains_at_299(tmp_path):
     assert len(keras.saving.load_model(tmp_path / "aux" / "model.keras").outputs) == 1
 
 
+# the early-stopping runs: 4 epochs of 2 eager steps, patience 1
+EARLY_STOPPING_RUN = dict(
+    epochs=4, batch_size=4, early_stopping=1, augment="none", recalibrate_epoch_steps=1, run_eagerly=True, verbose=0
+)
+
+
 def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path, monkeypatch):
     """Validation accuracy scripted 0.5, 0.25, ...: patience 1 stops after epoch 2, epoch 1's weights kept."""
     data = _scripted_validation(monkeypatch, [0.5, 0.25, 0.9, 0.9])
@@ -489,24 +495,9 @@ def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path, monkeypatch)
 
     def log(msg):
         if msg.startswith("epoch 2/"):  # epoch 1's checkpoint, before epoch 2 replaces it
-            state = json.loads((tmp_path / "es" / "checkpoint.json").read_text())
-            m = InceptionV3(weights=None, input_shape=(75, 75, 1), classes=2)
-            m.load_weights(tmp_path / "es" / state["weights"])
-            kept["kernel"] = np.array(m.get_layer("predictions").kernel)
+            kept["kernel"] = _checkpoint_kernel_of(tmp_path / "es", 1, 2)
 
-    result = train(
-        "random",
-        dataset=data,
-        output=tmp_path / "es",
-        epochs=4,
-        batch_size=4,
-        early_stopping=1,
-        augment="none",
-        recalibrate_epoch_steps=1,
-        run_eagerly=True,
-        verbose=0,
-        log=log,
-    )
+    result = train("random", dataset=data, output=tmp_path / "es", log=log, **EARLY_STOPPING_RUN)
     assert [e["epoch"] for e in result.report["epochs"]] == [1, 2]
     assert result.report["stopped_early"] and result.report["best"] == {"val_accuracy": 0.5, "epoch": 1}
     assert result.report["config"]["run_eagerly"] is True
@@ -627,18 +618,8 @@ def test_early_stopping_best_weights_survive_a_resume(tmp_path, monkeypatch):
         if msg.startswith("early stopping"):  # epoch 2's checkpoint is written: die before the restore
             raise _Stop
 
-    options = dict(
-        dataset=data,
-        epochs=4,
-        batch_size=4,
-        early_stopping=1,
-        augment="none",
-        recalibrate_epoch_steps=1,
-        run_eagerly=True,
-        verbose=0,
-    )
     with pytest.raises(_Stop):
-        train("random", output=tmp_path / "es", log=log, **options)
+        train("random", dataset=data, output=tmp_path / "es", log=log, **EARLY_STOPPING_RUN)
     result = train("random", dataset=data, output=tmp_path / "es", resume=True, verbose=0, log=lambda m: None)
     assert [e["epoch"] for e in result.report["epochs"]] == [1, 2] and result.report["stopped_early"]
     np.testing.assert_array_equal(_kernel(result.model), kept["kernel"])
