@@ -1,8 +1,14 @@
-"""Fine-tuning InceptionV3 at any input shape, with BatchNorm handled right.
+"""Fine-tuning any registered network (InceptionV3 by default) at any input shape, with BatchNorm
+handled right.
 
     import anyshape
     result = anyshape.train("digits", input_shape=(75, 75, 1), epochs=3, output="runs/digits")
     result.test_accuracy, result.run_dir          # runs/digits/{model.keras, report.json, classes.json}
+    anyshape.train("digits", arch="mobilenet", arch_options={"alpha": 0.25}, freeze="up-to-conv_pw_5_relu")
+
+The network is built by `anyshape.create_model(arch, ...)`; its record (`anyshape.archs.Arch`)
+gives the freeze points (its `blocks`), its classifier, its default size and, from scratch, its
+preprocessing. The run folder, its checkpoint and model.keras record the network and its Config.
 
 The loop is Keras' own `fit`, one epoch at a time, with what plain `fit` gets wrong around it:
 
@@ -40,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from anyshape.archs import DEFAULT_ARCH, Arch, get_arch
 from anyshape.atomic_write import write_atomically
 from anyshape.model_info import RUN_INFO_FILE, read_run_info  # classes.json: re-exported for old callers
 
@@ -56,7 +63,9 @@ __all__ = [
     "TrainingInterrupted",
 ]
 
-FREEZE_HELP = "none | backbone | up-to-mixedN (N = 0..10; the stem and mixed0..mixedN are frozen)"
+FREEZE_HELP = "none | backbone | up-to-BLOCK (BLOCK one of the network's blocks, e.g. up-to-mixed7 for InceptionV3)"
+# what training sets itself when it builds a network: not for arch_options (--option)
+_BUILD_ARGS = ("input_shape", "include_top", "classes", "classifier_activation", "data_format", "name", "pooling")
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,7 +78,13 @@ class TrainConfig:
     """Everything a run depends on; stored in report.json and checkpoint.json."""
 
     data: str = "digits"
-    input_shape: tuple | None = None  # (H, W) or (H, W, C); default 75x75 for digits, 299x299 otherwise
+    # the network, a name of anyshape.list_models() (None: InceptionV3, anyshape's default), and
+    # its own build arguments (fields of its Config, e.g. {"alpha": 0.25} for MobileNet)
+    arch: str | None = None
+    arch_options: dict | None = None
+    # (H, W) or (H, W, C); default: for digits the network's smallest size (at least 32: 75 for
+    # InceptionV3), otherwise its default size (299 for InceptionV3)
+    input_shape: tuple | None = None
     weights: str | None = None  # None / "none", a registry name ("imagenet", ...) or a file path
     preprocessing: str | None = None  # "tf" / "torch": how a PyTorch weights file expects input, if it cannot tell
     channel_adapt: str | None = None  # passed to InceptionV3 as a weights option
@@ -110,6 +125,14 @@ class TrainConfig:
             if not valid(value):
                 where = f" ({flag})" if flag else ""
                 raise ValueError(f"{name}={value!r}{where} must be {meaning}")
+        if self.arch is not None and not isinstance(self.arch, str):
+            raise ValueError(f"arch={self.arch!r} (--arch) must be a network's name, one of anyshape.list_models()")
+        if self.arch_options is not None and not (
+            isinstance(self.arch_options, dict) and all(isinstance(k, str) for k in self.arch_options)
+        ):
+            raise ValueError(
+                f"arch_options={self.arch_options!r} (--option) must be a dict of the network's build arguments"
+            )
         if self.run_eagerly and self.jit_compile:
             raise ValueError(
                 "run_eagerly=True (--run-eagerly) and jit_compile (--jit-compile) contradict each other: "
@@ -118,6 +141,8 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         c = dataclasses.replace(self)
+        c.arch = get_arch(c.arch or DEFAULT_ARCH).name  # the registered name ("ResNet50" -> "resnet50")
+        c.arch_options = {k: _tuples(v) for k, v in sorted((c.arch_options or {}).items())}
         if isinstance(c.weights, str) and c.weights.lower() == "none":
             c.weights = None
         if c.input_shape is not None:
@@ -142,6 +167,11 @@ class TrainConfig:
         d["input_shape"] = list(self.input_shape) if self.input_shape else None
         d["stages"] = [list(s) for s in self.stages] if self.stages else None
         return d
+
+
+def _tuples(value):
+    """JSON lists back to tuples (a Config's values are hashable: depths=(3, 4, 6, 3))."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _is_whole(value) -> bool:
@@ -191,30 +221,44 @@ _OPTION_RULES: dict[str, tuple[str | None, str, Callable[[Any], bool]]] = {
 }
 
 
-def parse_stages(text: str) -> list[tuple[str, int]]:
-    """'backbone:2,up-to-mixed7:2,none:1' -> [('backbone', 2), ('up-to-mixed7', 2), ('none', 1)]."""
+def parse_stages(text: str, arch: str | Arch | None = None) -> list[tuple[str, int]]:
+    """'backbone:2,up-to-mixed7:2,none:1' -> [('backbone', 2), ('up-to-mixed7', 2), ('none', 1)].
+
+    With `arch`, each freeze option is checked against that network's blocks (a run checks them
+    anyway, before any work)."""
     stages = []
     for part in [p.strip() for p in text.split(",") if p.strip()]:
         spec, sep, epochs = part.rpartition(":")
         if not sep or not epochs.strip().isdigit() or int(epochs) < 1:
             raise ValueError(f"stage {part!r}: expected FREEZE:EPOCHS, e.g. backbone:2 (freeze = {FREEZE_HELP})")
-        _check_freeze(spec.strip())
+        if arch is not None:
+            check_freeze(spec.strip(), arch)
         stages.append((spec.strip(), int(epochs)))
     if not stages:
         raise ValueError(f"no stages in {text!r}: expected e.g. backbone:2,up-to-mixed7:2,none:1")
     return stages
 
 
-def _check_freeze(spec: str) -> str:
-    if spec in ("none", "backbone"):
+def freeze_options(arch: str | Arch = DEFAULT_ARCH) -> str:
+    """The freeze options of a network, in words: "none | backbone | up-to-mixedN (N = 0..10)"."""
+    import re
+
+    blocks = get_arch(arch).blocks
+    numbered = [re.fullmatch(r"(.*?)(\d+)", b) for b in blocks]
+    if blocks and all(numbered) and len({m.group(1) for m in numbered if m}) == 1:
+        prefix, numbers = numbered[0].group(1), [int(m.group(2)) for m in numbered if m]  # type: ignore[union-attr]
+        if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+            ups = f"up-to-{prefix}N (N = {numbers[0]}..{numbers[-1]}; everything up to {prefix}N is frozen)"
+            return f"none | backbone | {ups}"
+    return "none | backbone | " + " | ".join(f"up-to-{b}" for b in blocks)
+
+
+def check_freeze(spec: str, arch: str | Arch = DEFAULT_ARCH) -> str:
+    """`spec` if it is a freeze option of the network `arch`, else a ValueError listing them."""
+    a = get_arch(arch)
+    if spec in ("none", "backbone") or (spec.startswith("up-to-") and spec[len("up-to-") :] in a.blocks):
         return spec
-    if (
-        spec.startswith("up-to-mixed")
-        and spec[len("up-to-mixed") :].isdigit()
-        and 0 <= int(spec[len("up-to-mixed") :]) <= 10
-    ):
-        return spec
-    raise ValueError(f"freeze={spec!r} is not a freeze option: use {FREEZE_HELP}")
+    raise ValueError(f"freeze={spec!r} (--freeze) is not a freeze option of {a.name}: use {freeze_options(a)}")
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -382,20 +426,32 @@ def _ancestor_layer_names(model, layer_name: str) -> set[str]:
     return {l.name for l in sub.layers}
 
 
-def freeze_layers(model, spec: str) -> list[str]:
+def _model_arch(model) -> Arch:
+    """The network `model` was built as (`anyshape.create_model` records it), else InceptionV3."""
+    from anyshape.archs import model_config
+
+    built = model_config(model)
+    return built[0] if built is not None else get_arch(DEFAULT_ARCH)
+
+
+def freeze_layers(model, spec: str, arch: str | Arch | None = None) -> list[str]:
     """Set `trainable` for a freeze option; returns the names of the frozen layers (with weights).
 
-    "none": everything trains. "backbone": only the classifier (predictions, and the aux head
-    if any) trains. "up-to-mixedN": the stem and blocks mixed0..mixedN are frozen (everything
-    mixedN's output depends on), the later blocks and the head train. Frozen BatchNorm layers
-    run in inference mode (Keras 3 semantics of trainable=False).
+    The options come from the network's record (`arch`, by default the one `model` was built as):
+    "none": everything trains. "backbone": only the classifier trains (everything its main
+    classifier layer reads is frozen; InceptionV3's aux head, which reads mixed7, trains too).
+    "up-to-<block>" for a block of the network (`Arch.blocks`: mixed0..mixed10 for InceptionV3):
+    that block and everything its output depends on are frozen, the later blocks and the head
+    train. Frozen BatchNorm layers run in inference mode (Keras 3 semantics of trainable=False).
     """
-    spec = _check_freeze(spec)
+    a = get_arch(arch) if arch is not None else _model_arch(model)
+    spec = check_freeze(spec, a)
     if spec == "none":
         frozen = set()
+    elif spec == "backbone":
+        frozen = _ancestor_layer_names(model, a.classifier[0]) - {a.classifier[0]}
     else:
-        block = "mixed10" if spec == "backbone" else spec[len("up-to-") :]
-        frozen = _ancestor_layer_names(model, block)
+        frozen = _ancestor_layer_names(model, spec[len("up-to-") :])
     names = []
     for layer in model.layers:
         layer.trainable = layer.name not in frozen
@@ -493,21 +549,55 @@ class Trainer:
                 raise ValueError("resume=True needs output= (the run folder to resume)")
             run_dir = Path(config.output)
             state = self._read_state(run_dir)
+            given = config
             try:  # resolved() makes its lists tuples
                 config = TrainConfig(**{**state["config"], "output": config.output})
+                stored = config.resolved()
             except (TypeError, ValueError) as e:
                 raise ValueError(
                     f"{run_dir / 'checkpoint.json'}: its stored configuration cannot be used ({e}); "
                     "the run cannot be resumed"
                 ) from e
+            _check_same_network(run_dir, given, stored)
             self.state: dict | None = state
         else:
             self.state = None
         self.config = config.resolved()
-        for spec, _ in self.config.stage_list():
-            _check_freeze(spec)
+        self.arch = get_arch(self.config.arch or DEFAULT_ARCH)
+        self._check_network()
         self.dataset = dataset
         self.run_dir = Path(self.config.output) if self.config.output else _default_run_dir(self.config)
+
+    def _check_network(self) -> None:
+        """The network's options and the freeze options, checked against its record before any work."""
+        c, a = self.config, self.arch
+        for spec, _ in c.stage_list():
+            check_freeze(spec, a)
+        known = {f.name for f in dataclasses.fields(a.config_class)}
+        for key in c.arch_options or {}:
+            if key in _BUILD_ARGS or key in ("dropout_rate", "aux_logits") or key not in known:
+                own = sorted(known - set(_BUILD_ARGS) - {"dropout_rate", "aux_logits"})
+                why = "training sets it" if key in _BUILD_ARGS else "use its own option" if key in known else ""
+                raise ValueError(
+                    f"arch_options key {key!r} (--option {key}=...): "
+                    + (why or f"{a.name} has no build argument {key!r}")
+                    + f"; {a.name}'s own options are {', '.join(own) or 'none'}"
+                )
+        if c.aux_logits and "aux_logits" not in known:
+            raise ValueError(f"aux_logits=True (--aux-logits): {a.name} has no auxiliary classifier (InceptionV3 has)")
+        problems = a.config(**self._build_options()).problems()
+        if problems:
+            raise ValueError(f"arch={a.name!r} (--arch) cannot be built so: {'; '.join(problems)}")
+
+    def _build_options(self) -> dict:
+        """The network's Config values a run sets: its own options, dropout and the aux head when asked."""
+        c = self.config
+        options = dict(c.arch_options or {})
+        if c.dropout_rate:
+            options["dropout_rate"] = c.dropout_rate
+        if c.aux_logits:
+            options["aux_logits"] = True
+        return options
 
     # -- state ------------------------------------------------------------------------------
 
@@ -541,7 +631,7 @@ class Trainer:
         from anyshape.datasets import load_dataset
 
         c = self.config
-        shape = c.input_shape or ((75, 75) if c.data == "digits" else (299, 299))
+        shape = c.input_shape or self._default_size()
         if self.dataset is None:
             t = time.time()
             self.dataset = load_dataset(
@@ -560,21 +650,44 @@ class Trainer:
         if len(ds.train) < 1:
             raise ValueError("no training images")
 
+    def _default_size(self) -> tuple[int, int]:
+        """Digits (8x8 images): the network's smallest size, at least 32 (75 for InceptionV3);
+        other data: the network's default size (299 for InceptionV3)."""
+        if self.config.data != "digits":
+            return (self.arch.default_size, self.arch.default_size)
+        from anyshape.shapes import minimum_size
+
+        h, w = minimum_size(self.arch, 1, include_top=True, **self._build_options())
+        return (max(32, h or 32), max(32, w or 32))
+
     def _data_config(self):
-        """How the run feeds its model: the weights' scaling (mode "tf" from scratch), training's resize."""
-        from anyshape.data_config import resolve_data_config
+        """How the run feeds its model: the weights' scaling (from scratch, the network's own
+        preprocessing, "tf" for InceptionV3), training's resize."""
+        from anyshape.data_config import CAFFE_MEAN, DataConfig, resolve_data_config
 
         c = self.config
-        data = resolve_data_config(c.weights, channels=self.input_shape[2], preprocessing=c.preprocessing)
+        if c.weights is None and c.preprocessing is None and self.arch.preprocessing != "tf":
+            mode = self.arch.preprocessing
+            if mode == "torch":
+                data = resolve_data_config(None, channels=self.input_shape[2], preprocessing="torch")
+            else:
+                data = DataConfig(mode=mode, mean=CAFFE_MEAN if mode == "caffe" else None)
+                data = data.for_channels(self.input_shape[2])
+        else:
+            data = resolve_data_config(c.weights, channels=self.input_shape[2], preprocessing=c.preprocessing)
         return data.for_training()
 
+    def _reverses_channels(self) -> bool:
+        """Mode caffe on 3 channels: RGB -> BGR before its mean (keras.applications.imagenet_utils)."""
+        return self.preprocess["mode"] == "caffe" and self.input_shape[2] == 3
+
     def _scale_offset(self):
-        """preprocess_input as x * scale + offset per channel (it is affine), for the tf.data map."""
+        """preprocess_input as x * scale + offset per channel (it is affine), for the tf.data map,
+        after the channels are reversed where mode caffe reverses them (`_reverses_channels`): the
+        probes are constant images, which the reversal leaves as they are."""
         from anyshape.preprocess import preprocess_input
 
         c = self.input_shape[2]
-        if self.preprocess["mode"] == "caffe" and c == 3:  # reorders channels: not x * scale + offset
-            raise ValueError("training takes weights whose preprocessing is mode tf, torch or raw, not caffe (yet)")
         zero = preprocess_input(np.zeros((1, 1, 1, c), np.float32), "channels_last", **self.preprocess)
         one = preprocess_input(np.ones((1, 1, 1, c), np.float32), "channels_last", **self.preprocess)
         return (one - zero).reshape(c).astype(np.float32), zero.reshape(c).astype(np.float32)
@@ -614,6 +727,7 @@ class Trainer:
         c = self.config
         scale, offset = self._scale_offset()
         n_classes = self.dataset.num_classes
+        reverse = self._reverses_channels()
         aug = self._augmenter() if training else None
         ds = tf.data.Dataset.from_tensor_slices((split.images, split.labels))
         if training:
@@ -625,6 +739,8 @@ class Trainer:
             x = tf.cast(x, tf.float32)
             if aug is not None:
                 x = aug(x)
+            if reverse:
+                x = x[..., ::-1]
             x = x * scale + offset
             if not labels:
                 return x
@@ -637,27 +753,31 @@ class Trainer:
     # -- model ------------------------------------------------------------------------------
 
     def _build_model(self, weights):
-        from anyshape.inception_v3 import InceptionV3
+        """The network through `anyshape.create_model`, with the run's classes and options."""
+        from anyshape.factory import create_model
 
         c = self.config
-        options = {"channel_adapt": c.channel_adapt} if (weights is not None and c.channel_adapt) else {}
-        if weights is not None and c.preprocessing:
-            options["preprocessing"] = c.preprocessing
+        options = self._build_options()
+        if weights is not None and c.channel_adapt:
+            options["channel_adapt"] = c.channel_adapt
+        preprocessing = c.preprocessing if weights is not None else None
         if weights is None and c.weights is not None:
-            # resuming a run that started from pretrained weights: same architecture variant
-            # (BatchNorm gamma, pool semantics) as the weight set, values from the checkpoint
+            # resuming a run that started from pretrained weights: the same network variant as the
+            # weight set built (for InceptionV3: BatchNorm gamma, pool semantics), values from the checkpoint
             from anyshape.weights import resolve
 
-            ws = resolve(c.weights, c.preprocessing)
-            options = {"bn_scale": ws.bn_scale, "count_include_pad": ws.count_include_pad}
-        return InceptionV3(
-            include_top=True,
+            known = {f.name for f in dataclasses.fields(self.arch.config_class)}
+            overrides = resolve(c.weights, c.preprocessing).build_overrides
+            options = {**{k: v for k, v in overrides.items() if k in known}, **options}
+        return create_model(
+            self.arch.name,
             weights=weights,
+            preprocessing=preprocessing,
             input_shape=self.input_shape,
+            include_top=True,
             classes=self.dataset.num_classes,
             classifier_activation="softmax",
-            dropout_rate=c.dropout_rate,
-            aux_logits=c.aux_logits,
+            data_format="channels_last",
             **options,
         )
 
@@ -741,6 +861,7 @@ class Trainer:
                 "config": self.config.to_json(),
                 "class_names": self.dataset.class_names,
                 "input_shape": list(self.input_shape),
+                "architecture": self.network,
             },
         )
         if previous:
@@ -834,6 +955,7 @@ class Trainer:
         pipes = self._pipelines()
         # pretrained weights are read only for a fresh run; a resumed run gets them from its checkpoint
         model = self._build_model(self.config.weights if self.state is None else None)
+        self.network = _network_record(model)
         progress = _Progress.from_state(self.state)
         # A resumed run draws (and drops) the shuffle orders of the epochs already done, so that it
         # trains in the order an uninterrupted run would (see _ITERATORS_PER_FIT).
@@ -896,7 +1018,7 @@ class Trainer:
                 f"stored in its checkpoint.json (options given now other than the run folder are not used)"
             )
         self.log(
-            f"model: InceptionV3 {self.input_shape}, {self.dataset.num_classes} classes, weights={c.weights}, "
+            f"model: {self.arch.keras_name} {self.input_shape}, {self.dataset.num_classes} classes, weights={c.weights}, "
             f"{model.count_params():,} parameters; run folder {self.run_dir}"
         )
 
@@ -908,7 +1030,7 @@ class Trainer:
         stage_end = epoch0 + stage_epochs
         if progress.done_epochs >= stage_end:
             return
-        frozen = freeze_layers(model, spec)
+        frozen = freeze_layers(model, spec, self.arch)
         trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
         self._compile(model, pipes.steps_per_epoch, stage_epochs)
         if self.state is not None and not progress.restored:
@@ -1006,7 +1128,10 @@ class Trainer:
         main = keras.Model(model.inputs, model.outputs[0], name=model.name)
         model_path = self.run_dir / "model.keras"
         trained = dataclasses.replace(data_config, input_size=tuple(self.input_shape[:2]))  # not the weights' size
-        save_model(main, model_path, ModelInfo(trained, tuple(self.dataset.class_names), c.weights))
+        arch, config = _saved_network(model)
+        main.anyshape_arch, main.anyshape_config = arch, config
+        info = ModelInfo(trained, tuple(self.dataset.class_names), c.weights, architecture=arch, config=config)
+        save_model(main, model_path, info)
         return main, model_path
 
     def _report(self, progress: _Progress, recalibration: dict, scores: dict, t_start: float) -> dict:
@@ -1026,6 +1151,7 @@ class Trainer:
                 "notes": ds.notes,
             },
             "input_shape": list(self.input_shape),
+            "architecture": self.network,
             "backend": keras.backend.backend(),
             "epochs": history,
             "stopped_early": progress.stopped_early,
@@ -1049,6 +1175,39 @@ class Trainer:
             f"{prefix}accuracy": round(float(np.mean(pred == labels)), 5),
             f"{prefix}loss": round(float(-np.mean(np.log(p_true))), 5),
         }
+
+
+def _saved_network(model) -> tuple[str, Any]:
+    """The network and Config of the model model.keras holds: the main output only (no aux head)."""
+    from anyshape.archs import model_config
+
+    arch, config = model_config(model)  # type: ignore[misc]  # built by create_model
+    if getattr(config, "aux_logits", False):
+        config = config.replace(aux_logits=False)
+    return arch.name, config
+
+
+def _network_record(model) -> dict:
+    """The network a run trains, for report.json and checkpoint.json: its name and its Config."""
+    from anyshape.archs import model_config
+
+    arch, config = model_config(model)  # type: ignore[misc]
+    return {"name": arch.name, "config": config.to_dict()}
+
+
+def _check_same_network(run_dir: Path, given: TrainConfig, stored: TrainConfig) -> None:
+    """A resume given another network (or other options of it) than its run trains is refused."""
+    if given.arch is not None and get_arch(given.arch).name != stored.arch:
+        raise ValueError(
+            f"arch={given.arch!r} (--arch) differs from the network the run in {run_dir} trains, "
+            f"{stored.arch!r}: a run resumes as the network it started with; resume without arch= (--arch), "
+            "or start a new run in another folder"
+        )
+    if given.arch_options is not None and given.resolved().arch_options != stored.arch_options:
+        raise ValueError(
+            f"arch_options={given.arch_options!r} (--option) differ from the options the run in {run_dir} trains "
+            f"{stored.arch} with, {stored.arch_options!r}: resume without them, or start a new run in another folder"
+        )
 
 
 def _is_own_file(f: Path) -> bool:

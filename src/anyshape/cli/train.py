@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from anyshape.cli.explain import _add_arch_arguments
 from anyshape.cli.options import (
     add_preprocessing_argument,
     fraction,
@@ -17,8 +18,9 @@ from anyshape.cli.options import (
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="fine-tune InceptionV3 on a folder of images (one subfolder per class) or 'digits'",
-        description="Train InceptionV3 at any input shape; writes a run folder with model.keras, "
+        help="fine-tune a network (InceptionV3 by default) on a folder of images (one subfolder per class) or 'digits'",
+        description="Train a registered network (--arch; InceptionV3 by default) at any input shape; "
+        "writes a run folder with model.keras, "
         "classes.json and report.json. BatchNorm statistics are recalibrated on the "
         "training images so that evaluation matches training.",
     )
@@ -33,12 +35,17 @@ def _add_train(sub) -> None:
         action="store_true",
         help="continue the run in --output from its last checkpoint, with the options stored there",
     )
+    # --arch NAME and --option KEY=VALUE as explain and summary declare them; the default None
+    # means the network anyshape builds by default, and that a --resume was given no network
+    _add_arch_arguments(p)
+    p.set_defaults(arch=None)
     p.add_argument(
         "--input-shape",
         type=parse_shape,
         default=None,
         metavar="H,W[,C]",
-        help="training size; channels from the data unless given (default 75,75 for digits, 299,299 otherwise)",
+        help="training size; channels from the data unless given (default: for digits the network's "
+        "smallest size, at least 32: 75,75 for InceptionV3; otherwise its default size: 299,299 for InceptionV3)",
     )
     p.add_argument(
         "--weights", default="none", help="none, a weight set name (imagenet, ...) or a weights file (default: none)"
@@ -54,7 +61,9 @@ def _add_train(sub) -> None:
     p.add_argument(
         "--freeze",
         default="none",
-        help="none | backbone | up-to-mixedN (stem and mixed0..mixedN frozen) (default: none)",
+        help="none | backbone (all but the classifier) | up-to-BLOCK, BLOCK one of the network's blocks "
+        "(another is refused with the list; InceptionV3: up-to-mixedN, stem and mixed0..mixedN frozen) "
+        "(default: none)",
     )
     p.add_argument(
         "--stages",
@@ -126,6 +135,8 @@ def _run_train(args) -> int:
             verbose=0
             if args.quiet
             else (1 if sys.stdout.isatty() else 2),  # bar on a terminal, a line per epoch in a log
+            arch=args.arch,
+            arch_options=dict(args.option) if args.option else None,
             input_shape=args.input_shape,
             weights=args.weights,
             channel_adapt=args.channel_adapt,
