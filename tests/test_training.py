@@ -1,10 +1,14 @@
 """anyshape.train: runs, checkpoints and resumes; freezing; BatchNorm recalibration; aux loss.
 
-Kept small (75 px, a handful of images and steps): compiling a train step costs most of the time
-(about 40 s for InceptionV3 on TensorFlow on 2 cores, against about 5 s per eager step at batch 8),
-so the runs of two to six steps that check a run's bookkeeping (resumes, early stopping,
-interrupts) train with run_eagerly=True (the same ops, not traced); longer runs, the staged run
-that every backend trains and the trained-digits model are compiled.
+The mechanics (checkpoints, resumes bit for bit, early stopping, interrupts, refused resumes,
+BatchNorm freezing and recalibration) run on the tests' tiny network (tests/tiny_net.py, about
+4,000 parameters), registered through `anyshape.archs.register_arch` like a user's own network, as
+timm tests its mechanics on registered `test_*` models: they are Keras mechanics, the same ops at
+any size, and a step of the tiny network takes milliseconds where InceptionV3's takes seconds and
+its tracing about 40 s. InceptionV3 keeps what is its own: its freeze names and counts
+(up-to-mixedN), the aux-logits loss (the compiled smoke run, at 299), and a run from a weights
+file with its backbone frozen. MobileNet (alpha 0.25) is trained through `anyshape train --arch`
+end to end, as one real family member: its freeze points, its saved model reloading as itself.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import types
 import keras
 import numpy as np
 import pytest
+import tiny_net
 from image_folder import make_image_folder
 
 import anyshape
 from anyshape.data_config import DataConfig, resolve_data_config
-from anyshape.datasets import Dataset, Split, load_digits, read_image
+from anyshape.datasets import Dataset, Split, load_dataset, load_digits, read_image
 from anyshape.inception_v3 import InceptionV3
-from anyshape.model_info import read_keras_info
+from anyshape.model_info import load_model, read_keras_info
 from anyshape.preprocess import preprocess_input
 from anyshape.training import (
     _batchnorm_layers,
@@ -32,6 +37,20 @@ from anyshape.training import (
     recalibrate_batchnorm,
     train,
 )
+
+TINY = tiny_net.NAME
+SIZE = 32  # the tiny network's runs: 32 x 32 images
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tiny_net_registered():
+    """The tiny network is registered for this module's tests only (never in anyshape's registry)."""
+    with tiny_net.registered():
+        yield
+
+
+def tiny_model(channels: int = 1, classes: int = 4, **options):
+    return anyshape.create_model(TINY, input_shape=(SIZE, SIZE, channels), classes=classes, **options)
 
 
 class Interrupt(Exception):
@@ -43,51 +62,61 @@ def folder(tmp_path_factory):
     return make_image_folder(tmp_path_factory.mktemp("photos") / "data", per_class=6)
 
 
+RUN = dict(
+    arch=TINY,
+    input_shape=(SIZE, SIZE),
+    stages=parse_stages("backbone:1,none:1"),
+    batch_size=4,
+    val_split=0.2,
+    test_split=0.2,
+    learning_rate=3e-3,
+    recalibrate_epoch_steps=2,
+    verbose=0,
+)
+
+
 @pytest.fixture(scope="module")
 def run(folder, tmp_path_factory):
-    """A 2-epoch staged run (backbone frozen, then all) killed after epoch 1, then resumed."""
+    """A 2-epoch staged run of the tiny network (backbone frozen, then all), compiled, killed
+    after epoch 1, then resumed; the weights it was built with are kept to compare."""
+    from anyshape.training import Trainer
+
     out = tmp_path_factory.mktemp("runs") / "photos"
-    # "pretrained" weights from a file: a random-initialised backbone saved as .weights.h5
-    reference = InceptionV3(weights=None, include_top=False, input_shape=(75, 75, 3))
-    weights_file = out.parent / "reference.weights.h5"
-    reference.save_weights(weights_file)
     messages = []
+    built = {}
 
     def log_and_die(msg):
         messages.append(msg)
         if msg.startswith("epoch 2/"):
             raise Interrupt
 
-    options = dict(
-        input_shape=(75, 75),
-        weights=str(weights_file),
-        stages=parse_stages("backbone:1,none:1"),
-        batch_size=4,
-        val_split=0.2,
-        test_split=0.2,
-        learning_rate=3e-4,
-        recalibrate_epoch_steps=2,
-        verbose=0,
-    )
-    with pytest.raises(Interrupt):
-        train(folder, output=out, log=log_and_die, **options)
+    build = Trainer._build_model
+
+    def build_and_keep(self, weights):
+        model = build(self, weights)
+        built.setdefault("weights", {l.name: [np.array(w) for w in l.weights] for l in model.layers if l.weights})
+        return model
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(Trainer, "_build_model", build_and_keep)
+        with pytest.raises(Interrupt):
+            train(folder, output=out, log=log_and_die, **RUN)
     state_after_1 = json.loads((out / "checkpoint.json").read_text())
-    # after the frozen-backbone epoch, every backbone weight (BatchNorm statistics included) is the file's
-    after_1 = InceptionV3(weights=None, input_shape=(75, 75, 3), classes=3)
+    after_1 = tiny_model(channels=3, classes=3)
     after_1.load_weights(out / state_after_1["weights"])
-    backbone = {l.name for l in reference.layers if l.weights}
-    backbone_unchanged = all(
-        np.array_equal(np.array(a), np.array(b))
-        for name in backbone
-        for a, b in zip(reference.get_layer(name).weights, after_1.get_layer(name).weights)
-    )
+    # after the frozen-backbone epoch, every backbone weight (BatchNorm statistics included) is as built
+    changed = {
+        l.name
+        for l in after_1.layers
+        if l.weights and not all(np.array_equal(a, np.array(b)) for a, b in zip(built["weights"][l.name], l.weights))
+    }
     files_after_1 = sorted(p.name for p in out.iterdir())
     resumed_log = []
     result = train(folder, output=out, resume=True, log=resumed_log.append, verbose=0)
     return dict(
         out=out,
         state1=state_after_1,
-        backbone_unchanged=backbone_unchanged,
+        changed_in_1=changed,
         files1=files_after_1,
         result=result,
         log=resumed_log,
@@ -158,9 +187,11 @@ def test_weights_written_with_the_optimizer_inside_still_load(tmp_path):
 
 
 @pytest.mark.every_backend
-def test_weights_file_loads_and_frozen_backbone_stays_as_loaded(run):
-    assert run["backbone_unchanged"]
-    assert run["state1"]["config"]["weights"].endswith("reference.weights.h5")
+def test_frozen_backbone_stays_as_built_and_the_classifier_trains(run):
+    """Epoch 1 (freeze=backbone) changed the classifier only: every other weight, BatchNorm
+    statistics included, is as built (the InceptionV3 twin from a weights file: below)."""
+    assert run["changed_in_1"] == {"predictions"}
+    assert any("freeze=backbone (8 frozen layers with weights" in m for m in run["first_log"]), run["first_log"]
 
 
 @pytest.mark.every_backend
@@ -173,7 +204,7 @@ def test_resume_continues_after_the_last_epoch(run):
     assert sum("stage 1/2" in m for m in run["log"]) == 0 and sum("stage 2/2" in m for m in run["log"]) == 1
 
 
-def test_report_and_run_info(run):
+def test_report_and_run_info(run, folder):
     report = json.loads((run["out"] / "report.json").read_text())
     for key in (
         "config",
@@ -186,19 +217,39 @@ def test_report_and_run_info(run):
     ):
         assert key in report
     assert report["config"]["stages"] == [["backbone", 1], ["none", 1]]
-    assert report["data"]["train"] + report["data"]["val"] + report["data"]["test"] == 18
-    assert 0.0 <= report["test_accuracy"] <= 1.0
-    for epoch in report["epochs"]:
-        assert epoch["loss"] > 0 and 0 <= epoch["accuracy"] <= 1 and "val_accuracy" in epoch
+    data = report["data"]
+    assert (data["train"], data["val"], data["test"]) == (12, 3, 3)  # 18 images, 0.2 / 0.2 held out
+    # the test accuracy is the share of the test images model.keras classifies right (a split
+    # loaded again with the run's seed is the same split)
+    split = load_dataset(folder, (SIZE, SIZE), val_split=0.2, test_split=0.2, seed=0).test
+    x = preprocess_input(split.images.astype(np.float32), "channels_last", mode="tf")
+    predicted = np.argmax(keras.saving.load_model(run["out"] / "model.keras").predict(x, verbose=0), -1)
+    assert report["test_accuracy"] == round(float(np.mean(predicted == split.labels)), 5)
+    assert report["test_loss"] > 0
+    for epoch in report["epochs"]:  # a share of the 12 images seen in the epoch's 3 steps of 4
+        assert epoch["loss"] > 0 and epoch["accuracy"] * 12 == pytest.approx(round(epoch["accuracy"] * 12), abs=1e-4)
+        assert epoch["val_accuracy"] * 3 == pytest.approx(round(epoch["val_accuracy"] * 3), abs=1e-4)
     info = read_run_info(run["out"] / "model.keras")
     assert info == read_run_info(run["out"])
     assert info["classes"] == ["chelsea", "coffee", "rocket"]
-    assert info["input_shape"] == [75, 75, 3] and info["preprocess"] == {"mode": "tf"}
-    # model.keras holds the same facts itself (classes.json is the copy for people)
+    assert info["input_shape"] == [SIZE, SIZE, 3] and info["preprocess"] == {"mode": "tf"}
+    # model.keras holds the same facts itself (classes.json is the copy for people), with the network
     kept = read_keras_info(run["out"] / "model.keras")
-    assert kept.class_names == tuple(info["classes"]) and kept.weights.endswith("reference.weights.h5")
-    assert kept.data_config == DataConfig(input_size=(75, 75), crop_pct=1.0, interpolation="bilinear", label_offset=0)
-    assert kept.data_config == dataclasses.replace(resolve_data_config(info), input_size=(75, 75))
+    assert kept.class_names == tuple(info["classes"]) and kept.weights is None
+    assert kept.data_config == DataConfig(
+        input_size=(SIZE, SIZE), crop_pct=1.0, interpolation="bilinear", label_offset=0
+    )
+    assert kept.data_config == dataclasses.replace(resolve_data_config(info), input_size=(SIZE, SIZE))
+    expected = tiny_net.ARCH.config(input_shape=(SIZE, SIZE, 3), classes=3, data_format="channels_last")
+    assert kept.architecture == TINY and kept.config == expected
+    # the report and the checkpoint record the network too
+    assert report["config"]["arch"] == TINY and report["architecture"] == {
+        "name": TINY,
+        "config": json.loads(json.dumps(expected.to_dict())),
+    }
+    state = json.loads((run["out"] / "checkpoint.json").read_text())
+    assert state["config"]["arch"] == TINY and state["architecture"]["name"] == TINY
+    assert load_model(run["out"] / "model.keras").anyshape_config == expected
 
 
 @pytest.mark.every_backend
@@ -217,7 +268,7 @@ def test_saved_model_predicts_images_as_the_trained_model(run, folder):
 
 def test_resume_without_checkpoint_and_overwrite_are_refused(run, folder, tmp_path):
     with pytest.raises(FileExistsError, match="exists and is not empty"):
-        train(folder, output=run["out"], epochs=1)
+        train(folder, output=run["out"], epochs=1, arch=TINY)
     with pytest.raises(FileNotFoundError, match="no checkpoint.json to resume from"):
         train(folder, output=tmp_path, resume=True)
 
@@ -230,7 +281,13 @@ def test_cli_train_reports_data_errors(tmp_path, capsys):
     assert main(["train", str(tmp_path / "only"), "--input-shape", "75,75", "-o", str(tmp_path / "r")]) == 2
     assert "only one class" in capsys.readouterr().err
     assert main(["train", "digits", "--freeze", "up-to-mixed11", "-o", str(tmp_path / "r2")]) == 2
-    assert "up-to-mixedN" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--freeze is not a freeze option of inception_v3" in err and "up-to-mixedN (N = 0..10" in err, err
+    # another network's freeze points are its own blocks, listed when one is wrong
+    assert main(["train", "digits", "--arch", TINY, "--freeze", "up-to-mixed7", "-o", str(tmp_path / "r4")]) == 2
+    err = capsys.readouterr().err
+    assert f"of {TINY}: use none | backbone | up-to-blockN (N = 1..3;" in err, err
+    assert not (tmp_path / "r2").exists() and not (tmp_path / "r4").exists()
     # a channel count image files cannot give: said once, in the flag's words (not "N of N files failed")
     make_image_folder(tmp_path / "rgb", per_class=2, photos=("coffee", "rocket"))
     assert main(["train", str(tmp_path / "rgb"), "--input-shape", "75,75,2", "-o", str(tmp_path / "r3")]) == 2
@@ -343,27 +400,48 @@ def test_freeze_up_to_mixed_n_freezes_exactly_stem_and_blocks_up_to_n(small_mode
 
 
 def test_freeze_rejects_unknown_options(small_model):
-    for bad in ("mixed5", "up-to-mixed11", "all"):
-        with pytest.raises(ValueError, match="is not a freeze option"):
+    for bad in ("mixed5", "up-to-mixed11", "all", "up-to-block2"):
+        with pytest.raises(ValueError, match="is not a freeze option of inception_v3"):
             freeze_layers(small_model, bad)
     with pytest.raises(ValueError, match="expected FREEZE:EPOCHS"):
         parse_stages("backbone")
+    with pytest.raises(ValueError, match=f"is not a freeze option of {TINY}"):
+        parse_stages("up-to-mixed7:1", arch=TINY)
+    assert parse_stages("backbone:1,up-to-block2:2", arch=TINY) == [("backbone", 1), ("up-to-block2", 2)]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny network at 32 x 32 x 1 with 4 classes (tests that change it set it back)."""
+    return tiny_model()
+
+
+def test_freeze_points_of_another_network_are_its_blocks(tiny):
+    """freeze= reads the network's record: up-to-<block> freezes that block and all it reads;
+    backbone everything the classifier reads; the network is the one the model was built as."""
+    assert freeze_layers(tiny, "up-to-block1") == ["stem_conv", "stem_bn", "block1_conv", "block1_bn"]
+    assert _trainable_names(tiny) == {"block2_conv", "block2_bn", "block3_conv", "block3_bn", "predictions"}
+    assert len(freeze_layers(tiny, "backbone")) == 8 and _trainable_names(tiny) == {"predictions"}
+    with pytest.raises(ValueError, match=rf"freeze='up-to-mixed6' \(--freeze\) is not a freeze option of {TINY}"):
+        freeze_layers(tiny, "up-to-mixed6")
+    freeze_layers(tiny, "none")
+    assert all(l.trainable for l in tiny.layers)
 
 
 @pytest.mark.every_backend
-def test_frozen_batchnorm_and_weights_unchanged_after_an_epoch(small_model):
+def test_frozen_batchnorm_and_weights_unchanged_after_an_epoch(tiny):
     """Frozen BN runs in inference mode: its moving statistics do not move while training."""
-    model = small_model
-    freeze_layers(model, "up-to-mixed6")
+    model = tiny
+    freeze_layers(model, "up-to-block1")
     bns = _batchnorm_layers(model)
     before = {l.name: [np.array(w) for w in l.weights] for l in model.layers if l.weights}
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", run_eagerly=True)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (8, 75, 75, 1)).astype(np.float32)
+    x = rng.uniform(-1, 1, (8, SIZE, SIZE, 1)).astype(np.float32)
     model.fit(x, rng.integers(0, 4, 8), batch_size=4, epochs=1, verbose=0)
-    frozen_bn = [l for l in bns if not l.trainable]
+    frozen_bn = [l.name for l in bns if not l.trainable]
     live_bn = [l for l in bns if l.trainable]
-    assert len(frozen_bn) == 60 and len(live_bn) == 34  # of 94: stem (5) + mixed0..6 (55) frozen
+    assert frozen_bn == ["stem_bn", "block1_bn"] and len(live_bn) == 2  # InceptionV3's 60 of 94: above
     for layer in model.layers:
         if not layer.weights:
             continue
@@ -378,13 +456,13 @@ def test_frozen_batchnorm_and_weights_unchanged_after_an_epoch(small_model):
 
 
 @pytest.mark.every_backend
-def test_recalibration_is_the_average_of_batch_statistics(small_model):
-    model = small_model
+def test_recalibration_is_the_average_of_batch_statistics(tiny):
+    model = tiny
     rng = np.random.default_rng(1)
-    x = rng.uniform(-1, 1, (12, 75, 75, 1)).astype(np.float32)
+    x = rng.uniform(-1, 1, (12, SIZE, SIZE, 1)).astype(np.float32)
     first_bn = _batchnorm_layers(model)[0]
     conv = keras.Model(model.inputs, model.get_layer(first_bn.name.replace("_bn", "_conv")).output)
-    other = _batchnorm_layers(model)[5]
+    other = _batchnorm_layers(model)[2]
     other_before = np.array(other.moving_mean)
     other.trainable = False
     try:
@@ -413,28 +491,30 @@ def _scripted_validation(monkeypatch, accuracies: list[float]) -> Dataset:
 
     monkeypatch.setattr(Trainer, "_evaluate", fake_evaluate)
     rng = np.random.default_rng(0)
-    split = lambda n: Split(rng.integers(0, 256, (n, 75, 75, 1), dtype=np.uint8), np.arange(n, dtype=np.int32) % 2)  # noqa: E731
+    split = lambda n: Split(rng.integers(0, 256, (n, SIZE, SIZE, 1), dtype=np.uint8), np.arange(n, dtype=np.int32) % 2)  # noqa: E731
     return Dataset(split(8), split(4), None, ["a", "b"], 1, "random")
 
 
 def test_recalibration_brings_evaluation_in_line_with_training():
     """From scratch, a few dozen steps leave moving statistics near their initial 0/1 (momentum
     0.99): inference-mode accuracy on the training images is near chance while training-mode
-    accuracy is high. Recalibration closes the gap (README, fine-tuning: 0.10 -> 0.978 on digits)."""
+    accuracy is high. Recalibration closes the gap (README, fine-tuning: 0.10 -> 0.978 on digits).
+    The tiny network at width 16 shows it as InceptionV3 does (there: 5 epochs, 0.8 / 0.5 bounds
+    alike): 40 steps, training mode 0.88, inference mode 0.19 before and 0.91 after."""
     keras.utils.set_random_seed(0)
-    train_split, _ = load_digits((75, 75, 1))
+    train_split, _ = load_digits((SIZE, SIZE, 1))
     n = 64
     x = preprocess_input(train_split.images[:n].astype(np.float32), "channels_last", mode="tf")
     y = train_split.labels[:n]
-    model = InceptionV3(weights=None, input_shape=(75, 75, 1), classes=10)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    history = model.fit(x, y, batch_size=16, epochs=5, verbose=0, shuffle=True)
+    model = tiny_model(classes=10, width=16)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, batch_size=16, epochs=10, verbose=0, shuffle=True)
     train_mode = history.history["accuracy"][-1]  # accuracy with batch statistics, during the last epoch
 
     def accuracy():  # inference mode: moving statistics
         return float(np.mean(np.argmax(model.predict(x, batch_size=32, verbose=0), -1) == y))
 
-    bn = _batchnorm_layers(model)[40]
+    bn = _batchnorm_layers(model)[2]
     before_stats = np.array(bn.moving_variance)
     before = accuracy()
     recalibrate_batchnorm(model, x, batch_size=16)
@@ -449,7 +529,11 @@ def test_recalibration_brings_evaluation_in_line_with_training():
 
 
 def test_aux_loss_trains_at_299(tmp_path):
-    """With aux_logits the loss is main + aux_weight * aux, and the aux head learns."""
+    """With aux_logits the loss is main + aux_weight * aux, and the aux head learns.
+
+    Also InceptionV3's compiled smoke run (traced train, predict and recalibration steps; the
+    mechanics run on the tiny network): model.keras holds the main output and records the network
+    as InceptionV3 without the aux head, so that it rebuilds as what it holds."""
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (4, 299, 299, 3), dtype=np.uint8)
     data = Dataset(Split(images, np.array([0, 1, 0, 1], np.int32)), None, None, ["a", "b"], 3, "random")
@@ -478,13 +562,23 @@ def test_aux_loss_trains_at_299(tmp_path):
     initial = np.array(fresh.get_layer("aux_predictions").kernel)
     fresh.load_weights(tmp_path / "aux" / state["weights"])
     assert not np.allclose(np.array(fresh.get_layer("aux_predictions").kernel), initial)
-    # the saved model has the main output only
-    assert len(keras.saving.load_model(tmp_path / "aux" / "model.keras").outputs) == 1
+    # the saved model has the main output only, and says so in its Config
+    saved = load_model(tmp_path / "aux" / "model.keras")
+    assert len(saved.outputs) == 1 and saved.anyshape_info.architecture == "inception_v3"
+    assert saved.anyshape_config.aux_logits is False and saved.anyshape_config.input_shape == (299, 299, 3)
+    assert result.report["architecture"]["config"]["aux_logits"] is True  # what the run trained
 
 
 # the early-stopping runs: 4 epochs of 2 eager steps, patience 1
 EARLY_STOPPING_RUN = dict(
-    epochs=4, batch_size=4, early_stopping=1, augment="none", recalibrate_epoch_steps=1, run_eagerly=True, verbose=0
+    arch=TINY,
+    epochs=4,
+    batch_size=4,
+    early_stopping=1,
+    augment="none",
+    recalibrate_epoch_steps=1,
+    run_eagerly=True,
+    verbose=0,
 )
 
 
@@ -495,7 +589,7 @@ def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path, monkeypatch)
 
     def log(msg):
         if msg.startswith("epoch 2/"):  # epoch 1's checkpoint, before epoch 2 replaces it
-            kept["kernel"] = _checkpoint_kernel_of(tmp_path / "es", 1, 2)
+            kept["kernel"] = _checkpoint_kernel_of(tmp_path / "es", 2)
 
     result = train("random", dataset=data, output=tmp_path / "es", log=log, **EARLY_STOPPING_RUN)
     assert [e["epoch"] for e in result.report["epochs"]] == [1, 2]
@@ -509,8 +603,8 @@ def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path, monkeypatch)
 
 @pytest.fixture(scope="module")
 def tiny_digits():
-    """A small subset of scikit-learn's digits at 75x75x1 (training here takes seconds)."""
-    train_split, test_split = load_digits((75, 75, 1))
+    """A small subset of scikit-learn's digits at 32x32x1 (training here takes seconds)."""
+    train_split, test_split = load_digits((SIZE, SIZE, 1))
     pick = lambda s, n: Split(s.images[:n], s.labels[:n])  # noqa: E731
     return Dataset(
         pick(train_split, 16),
@@ -531,10 +625,7 @@ def _kernel(model):
 
 
 def _checkpoint_kernel(run_dir):
-    state = json.loads((run_dir / "checkpoint.json").read_text())
-    m = InceptionV3(weights=None, input_shape=(75, 75, 1), classes=10)
-    m.load_weights(run_dir / state["weights"])
-    return _kernel(m)
+    return _checkpoint_kernel_of(run_dir, 10)
 
 
 def test_resume_after_the_last_checkpoint_ends_with_the_checkpoints_weights(tiny_digits, tmp_path):
@@ -543,6 +634,7 @@ def test_resume_after_the_last_checkpoint_ends_with_the_checkpoints_weights(tiny
             raise _Stop
 
     options = dict(
+        arch=TINY,
         dataset=tiny_digits,
         output=tmp_path / "r",
         epochs=1,
@@ -555,7 +647,7 @@ def test_resume_after_the_last_checkpoint_ends_with_the_checkpoints_weights(tiny
     with pytest.raises(_Stop):
         train("digits", log=die_after_training, **options)
     trained = _checkpoint_kernel(tmp_path / "r")
-    untrained = _kernel(InceptionV3(weights=None, input_shape=(75, 75, 1), classes=10))
+    untrained = _kernel(tiny_model(classes=10))
     assert not np.allclose(trained, untrained)
     result = train("digits", dataset=tiny_digits, output=tmp_path / "r", resume=True, verbose=0, log=lambda m: None)
     np.testing.assert_array_equal(_kernel(result.model), trained)
@@ -571,8 +663,8 @@ def test_resume_inside_a_stage_restores_the_optimizer_and_ends_as_an_uninterrupt
     from anyshape.training import Trainer
 
     tf.config.experimental.enable_op_determinism()
-    options = dict(input_shape=(75, 75), epochs=3, batch_size=4, augment="none", val_split=0, test_split=0, verbose=0)
-    options |= dict(run_eagerly=True)  # three runs of a few steps: no tracing (the steps are the same ops)
+    options = dict(input_shape=(SIZE, SIZE), epochs=3, batch_size=4, augment="none", val_split=0, test_split=0)
+    options |= dict(arch=TINY, verbose=0)
     whole = train(folder, output=tmp_path / "whole", log=lambda m: None, **options)
 
     def stop_at_epoch_2(msg):
@@ -614,7 +706,7 @@ def test_early_stopping_best_weights_survive_a_resume(tmp_path, monkeypatch):
 
     def log(msg):
         if msg.startswith("epoch 2/"):
-            kept["kernel"] = _checkpoint_kernel_of(tmp_path / "es", 1, 2)
+            kept["kernel"] = _checkpoint_kernel_of(tmp_path / "es", 2)
         if msg.startswith("early stopping"):  # epoch 2's checkpoint is written: die before the restore
             raise _Stop
 
@@ -625,20 +717,22 @@ def test_early_stopping_best_weights_survive_a_resume(tmp_path, monkeypatch):
     np.testing.assert_array_equal(_kernel(result.model), kept["kernel"])
 
 
-def _checkpoint_kernel_of(run_dir, channels, classes):
+def _checkpoint_kernel_of(run_dir, classes):
+    """The classifier's kernel in the run's checkpoint (a tiny network on 1 channel)."""
     state = json.loads((run_dir / "checkpoint.json").read_text())
-    m = InceptionV3(weights=None, input_shape=(75, 75, channels), classes=classes)
+    m = tiny_model(classes=classes)
     m.load_weights(run_dir / state["weights"])
     return _kernel(m)
 
 
-def test_adamw_weight_decay_zero_is_zero(small_model):
+def test_adamw_weight_decay_zero_is_zero():
     from anyshape.training import TrainConfig, Trainer
 
+    model = tiny_model()
     for given, expected in ((0.0, 0.0), (None, 0.004), (0.01, 0.01)):
-        trainer = Trainer(TrainConfig(optimizer="adamw", weight_decay=given, lr_schedule="constant"))
-        trainer._compile(small_model, 1, 1)
-        assert small_model.optimizer.weight_decay == pytest.approx(expected), given
+        trainer = Trainer(TrainConfig(optimizer="adamw", weight_decay=given, lr_schedule="constant", arch=TINY))
+        trainer._compile(model, 1, 1)
+        assert model.optimizer.weight_decay == pytest.approx(expected), given
 
 
 def test_a_failed_or_interrupted_run_leaves_no_folder_behind(tmp_path, tiny_digits, monkeypatch, capsys):
@@ -740,7 +834,7 @@ def stopped_after_epoch_1(tiny_digits, tmp_path_factory):
             raise _Stop
 
     run_dir = tmp_path_factory.mktemp("stopped") / "run"
-    options = dict(epochs=2, batch_size=8, augment="none", recalibrate_epoch_steps=1, run_eagerly=True, verbose=0)
+    options = dict(arch=TINY, epochs=2, batch_size=8, augment="none", recalibrate_epoch_steps=1, verbose=0)
     with pytest.raises(_Stop):
         train("digits", dataset=tiny_digits, output=run_dir, log=stop_at_epoch_2, **options)
     return run_dir
@@ -811,7 +905,7 @@ def test_a_run_killed_in_its_first_epoch_can_be_started_again(tiny_digits, tmp_p
             raise _Stop
 
     run_dir = tmp_path / "run"
-    options = dict(epochs=1, batch_size=8, augment="none", recalibrate_epoch_steps=1, run_eagerly=True, verbose=0)
+    options = dict(arch=TINY, epochs=1, batch_size=8, augment="none", recalibrate_epoch_steps=1, verbose=0)
     with monkeypatch.context() as m:
         m.setattr(Trainer, "_remove_own_files", lambda self, created: None)  # a killed process cleans nothing
         with pytest.raises(_Stop):
@@ -840,3 +934,146 @@ def test_a_run_killed_in_its_first_epoch_can_be_started_again(tiny_digits, tmp_p
     )
     assert (run_dir / "model.keras").is_file() and (run_dir / "checkpoint.json").is_file()
     assert not list(run_dir.glob(".*tmp*")) and result.report["epochs"][0]["epoch"] == 1
+
+
+# --- networks: InceptionV3 from a weights file, MobileNet through --arch, refused combinations -----
+
+
+def test_inception_v3_trains_from_a_weights_file_with_its_backbone_frozen(folder, tmp_path):
+    """ "Pretrained" weights from a file (a random-initialised backbone saved as .weights.h5) load
+    into the trained InceptionV3; with freeze=backbone every one of its 188 backbone layers (94
+    conv + BatchNorm, statistics included) is the file's after the epoch; the run records the file."""
+    reference = InceptionV3(weights=None, include_top=False, input_shape=(75, 75, 3))
+    weights_file = tmp_path / "reference.weights.h5"
+    reference.save_weights(weights_file)
+    messages = []
+    options = dict(input_shape=(75, 75), freeze="backbone", epochs=1, batch_size=4, val_split=0.2, test_split=0.2)
+    options |= dict(recalibrate_epoch_steps=1, run_eagerly=True, verbose=0, log=messages.append)
+    result = train(folder, output=tmp_path / "run", weights=str(weights_file), **options)
+    assert any("freeze=backbone (188 frozen layers with weights" in m for m in messages), messages
+    state = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    trained = InceptionV3(weights=None, input_shape=(75, 75, 3), classes=3)
+    trained.load_weights(tmp_path / "run" / state["weights"])
+    for layer in reference.layers:
+        for a, b in zip(layer.weights, trained.get_layer(layer.name).weights):
+            np.testing.assert_array_equal(np.array(a), np.array(b), err_msg=layer.name)
+    assert state["config"]["weights"].endswith("reference.weights.h5") and state["config"]["arch"] == "inception_v3"
+    kept = read_keras_info(tmp_path / "run" / "model.keras")
+    assert kept.weights.endswith("reference.weights.h5") and kept.architecture == "inception_v3"
+    assert result.report["architecture"]["name"] == "inception_v3"
+
+
+MOBILENET_FREEZE = "up-to-conv_pw_11_relu"  # MobileNet's 11th of 13 depthwise-separable blocks
+
+
+def test_train_arch_mobilenet_end_to_end(folder, tmp_path, monkeypatch, capsys):
+    """`anyshape train --arch mobilenet --option alpha=0.25`: MobileNet is built, trained with one of
+    its own freeze points (its blocks up to conv_pw_11_relu stay as built, blocks 12-13 and its
+    conv_preds classifier train), and model.keras reloads as MobileNet alpha 0.25 (its Config
+    rebuilds a model that takes the weights and predicts the same)."""
+    from anyshape.cli import main
+    from anyshape.training import Trainer
+
+    built = {}
+    build = Trainer._build_model
+
+    def build_and_keep(self, weights):
+        model = build(self, weights)
+        built["weights"] = {l.name: [np.array(w) for w in l.weights] for l in model.layers if l.weights}
+        return model
+
+    monkeypatch.setattr(Trainer, "_build_model", build_and_keep)
+    out = tmp_path / "mobilenet"
+    args = ["train", str(folder), "--arch", "mobilenet", "--option", "alpha=0.25", "--input-shape", "32,32"]
+    args += ["--freeze", MOBILENET_FREEZE, "--epochs", "1", "--batch-size", "4", "--run-eagerly", "-o", str(out), "-q"]
+    assert main(args) == 0, capsys.readouterr().err
+    saved = load_model(out / "model.keras")
+    info = saved.anyshape_info
+    assert info.architecture == "mobilenet" and info.config.alpha == 0.25
+    assert info.config.input_shape == (32, 32, 3) and info.config.classes == 3
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["arch"] == "mobilenet" and report["config"]["arch_options"] == {"alpha": 0.25}
+    assert report["epochs"][0]["freeze"] == MOBILENET_FREEZE
+    frozen = {f"conv{p}_{k}{s}" for k in range(1, 12) for p in ("_dw", "_pw") for s in ("", "_bn")} | {
+        "conv1",
+        "conv1_bn",
+    }
+    for layer in saved.layers:
+        if layer.weights:
+            same = all(np.array_equal(a, np.array(b)) for a, b in zip(built["weights"][layer.name], layer.weights))
+            assert same == (layer.name in frozen), layer.name
+    again = anyshape.create_model("mobilenet", **dataclasses.asdict(info.config))
+    again.set_weights(saved.get_weights())
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(again.predict(x, verbose=0), saved.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--arch", "mobilenet", "--freeze", "up-to-mixed7"], "use none | backbone | up-to-conv_pw_1_relu"),
+        (["--arch", "mobilenet", "--aux-logits"], "mobilenet has no auxiliary classifier"),
+        (["--arch", "mobilenet", "--option", "width=3"], "mobilenet has no build argument 'width'"),
+        (["--arch", "mobilenet", "--option", "classes=3"], "training sets it"),
+        (["--arch", "mobilenet", "--option", "alpha=-1"], "alpha must be a positive number"),
+        (["--arch", "mobilenet", "--dropout-rate", "0.5"], "MobileNet's head dropout is `dropout`"),
+        (["--arch", "nonet"], "invalid choice: 'nonet'"),
+    ],
+)
+def test_train_arch_options_are_checked_before_any_work(extra, expected, tmp_path, monkeypatch, capsys):
+    from anyshape.cli import main
+
+    monkeypatch.setattr("anyshape.datasets.load_dataset", lambda *a, **k: pytest.fail("the data was read"))
+    try:
+        code = main(["train", "digits", "-o", str(tmp_path / "run"), "-q", *extra])
+    except SystemExit as e:  # argparse's own refusal
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_another_network_is_refused_naming_both(stopped_after_epoch_1, tiny_digits, tmp_path, capsys):
+    """A run resumes as the network it started with: another arch= (--arch), or other arch_options
+    (--option), is refused naming both before anything is read; the same network under another of
+    its names (its keras_name) resumes."""
+    import shutil
+
+    from anyshape.cli import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(stopped_after_epoch_1, run_dir)
+    before = sorted(p.name for p in run_dir.iterdir())
+    with pytest.raises(
+        ValueError, match=rf"arch='inception_v3' \(--arch\): the run in .* trains '{TINY}', not 'inception_v3'"
+    ):
+        train("digits", dataset=tiny_digits, output=run_dir, resume=True, arch="inception_v3")
+    with pytest.raises(ValueError, match=r"arch_options=\{'width': 4\} \(--option\) differ"):
+        train("digits", dataset=tiny_digits, output=run_dir, resume=True, arch_options={"width": 4})
+    assert main(["train", "digits", "-o", str(run_dir), "--resume", "--arch", "mobilenet", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"--arch: the run in {run_dir} trains '{TINY}', not 'mobilenet'" in err, err
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+    result = train(
+        "digits", dataset=tiny_digits, output=run_dir, resume=True, arch="TinyTestNet", verbose=0, log=lambda m: None
+    )
+    assert [e["epoch"] for e in result.report["epochs"]] == [1, 2] and result.report["architecture"]["name"] == TINY
+
+
+def test_caffe_preprocessing_in_the_training_pipeline_is_keras_own(tmp_path):
+    """From scratch a network trains on its own preprocessing: ResNet50's is Keras' caffe mode
+    (RGB -> BGR, minus the BGR ImageNet mean), which the tf.data pipeline applies as Keras does."""
+    from anyshape.training import TrainConfig, Trainer
+
+    images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    split = Split(images, np.array([0, 1, 0, 1], np.int32))
+    trainer = Trainer(
+        TrainConfig(str(tmp_path / "photos"), arch="ResNet50", output=str(tmp_path / "run"), augment="none")
+    )
+    trainer.dataset = Dataset(split, None, None, ["a", "b"], 3, "random")
+    trainer.input_shape = (8, 8, 3)
+    trainer.preprocess = trainer._data_config().preprocess_kwargs()
+    assert trainer.preprocess["mode"] == "caffe" and trainer._default_size() == (224, 224)
+    x, _ = next(iter(trainer._pipeline(split, training=False)))
+    expected = keras.applications.resnet50.preprocess_input(images.astype(np.float32))
+    np.testing.assert_allclose(np.array(x), expected, atol=1e-4)

@@ -1199,9 +1199,9 @@ def _check_same_network(run_dir: Path, given: TrainConfig, stored: TrainConfig) 
     """A resume given another network (or other options of it) than its run trains is refused."""
     if given.arch is not None and get_arch(given.arch).name != stored.arch:
         raise ValueError(
-            f"arch={given.arch!r} (--arch) differs from the network the run in {run_dir} trains, "
-            f"{stored.arch!r}: a run resumes as the network it started with; resume without arch= (--arch), "
-            "or start a new run in another folder"
+            f"arch={given.arch!r} (--arch): the run in {run_dir} trains {stored.arch!r}, not "
+            f"{get_arch(given.arch).name!r}; a run resumes as the network it started with: resume without "
+            "arch= (--arch), or start a new run in another folder"
         )
     if given.arch_options is not None and given.resolved().arch_options != stored.arch_options:
         raise ValueError(
