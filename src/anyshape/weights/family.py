@@ -173,25 +173,35 @@ def _head_layers(arch, config) -> tuple[str, ...]:
 
 
 def _pair(model, arch, config, entries, path):
-    """[(model layer, file arrays or None)] in Keras' order; None: the file has no such layer."""
+    """[(model layer, file arrays or None)] in Keras' order; None: the file has no such layer.
+
+    The file's arrays are taken in order, as many per model layer as it has weights: Keras'
+    ConvNeXt nests its stem and downsampling layers in Sequential models, which its files store
+    as one layer holding their sublayers' weights in order, where anyshape's network is flat.
+    """
+    arrays = [a for _, group in entries for a in group]
     layers = [layer for layer in model.layers if layer.weights]
     head = set(_head_layers(arch, config)) if config.include_top else set()
-    if len(entries) > len(layers):
-        extra = len(entries) - len(layers)
-        if config.include_top:
-            raise WeightFileError(
-                f"{path!r} has {len(entries)} layers with weights, {arch.keras_name} as built has {len(layers)}: "
-                "it is probably another architecture; nothing was loaded"
-            )
-        entries = entries[: len(layers)]  # a file with the top into a model without it
-        log.debug("weights: %d head layers of %s not used (include_top=False)", extra, path)
-    missing = layers[len(entries) :]
-    if any(layer.name not in head for layer in missing):
+    needed = sum(len(layer.weights) for layer in layers)
+    if len(arrays) > needed and config.include_top:
         raise WeightFileError(
-            f"{path!r} has {len(entries)} layers with weights, {arch.keras_name} as built has {len(layers)}: "
-            "it is probably another architecture (or another configuration of it); nothing was loaded"
+            f"{path!r} holds {len(arrays)} weight arrays, {arch.keras_name} as built has {needed}: "
+            "it is probably another architecture; nothing was loaded"
         )
-    return [(layer, entries[i][1] if i < len(entries) else None) for i, layer in enumerate(layers)]
+    out, i = [], 0
+    for layer in layers:
+        n = len(layer.weights)
+        if i + n <= len(arrays):
+            out.append((layer, arrays[i : i + n]))
+            i += n
+        elif layer.name in head and i == len(arrays):
+            out.append((layer, None))  # a file without the top into a model with it
+        else:
+            raise WeightFileError(
+                f"{path!r} holds {len(arrays)} weight arrays, {arch.keras_name} as built has {needed}: "
+                "it is probably another architecture (or another configuration of it); nothing was loaded"
+            )
+    return out
 
 
 def _shapes(layer) -> list[tuple]:
@@ -219,17 +229,19 @@ def _first_conv(plan: _Plan, model, arch, config, layer, arrays, norm, channel_a
     if same_map and channel_adapt is None:
         return [kernel, *rest], None
     rule = channel_adapt if channel_adapt is not None else channel_rules.default_rule(channels)
-    plain = (
-        _uniform(rgb_a) and _uniform(rgb_b) and same_map
-        if source == channels
-        else (
+    # the plain rule where the in-graph map is one and the same for every channel (or none)
+    if source == channels:
+        plain = bool(_uniform(rgb_a) and _uniform(rgb_b) and same_map)
+    else:
+        plain = bool(
             _uniform(rgb_a)
             and _uniform(rgb_b)
             and _uniform(our_a)
+            and _uniform(our_b)
             and np.isclose(rgb_a[0], our_a[0])
             and np.isclose(rgb_b[0], our_b[0])
         )
-    )
+    plain = plain or (isinstance(rule, str) and rule == "random")  # a fresh kernel: nothing to fold
     try:
         if plain:
             adapted, offset = channel_rules.adapt_kernel(kernel, channels, rule, seed=seed), None
