@@ -25,6 +25,7 @@ __all__ = [
     "train",
     "recalibrate_batchnorm",
     "Trainer",
+    "applications",
 ]
 
 
@@ -35,6 +36,10 @@ def __getattr__(name):
         from anyshape.inception_v3 import InceptionV3
 
         return InceptionV3
+    if name == "applications":  # `import anyshape; anyshape.applications.ResNet50` (loads Keras)
+        import importlib
+
+        return importlib.import_module("anyshape.applications")
     if name == "create_model":
         from anyshape.factory import create_model
 

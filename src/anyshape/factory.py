@@ -63,8 +63,10 @@ def create_model(
     Args:
         arch_name: a registered network, e.g. "inception_v3", "resnet50", "efficientnet_b0" (or
             keras.applications' constructor name, "ResNet50").
-        weights: None (random initialisation), a registered weight set's name ("imagenet", ...),
-            or the path of a weights file (Keras .h5/.weights.h5/.keras, PyTorch .pth/.safetensors).
+        weights: None (random initialisation), "imagenet" (the network's own Keras ImageNet
+            weights, as keras.applications), one of its registered weight sets
+            (`anyshape.weights.weight_sets(arch_name)`, e.g. "resnet50.keras_in1k"), or the path of a
+            weights file (Keras .h5/.weights.h5/.keras, PyTorch .pth/.safetensors).
         input_tensor: optional Keras tensor to use as the model's input.
         input_shape: (H, W, C) for channels_last, (C, H, W) for channels_first, without the batch
             axis; H and W each None or at least the network's minimum, C any positive integer.
@@ -94,8 +96,9 @@ def create_model(
     if weights is not None:
         from anyshape.weights import resolve
 
-        weight_set = resolve(weights, preprocessing)  # raises for unknown names / missing files
-        for key, value in weight_set.build_overrides.items():
+        # raises for unknown names, missing files and sets made for another network
+        weight_set = resolve(weights, preprocessing, arch=arch.name)
+        for key, value in weight_set.build_overrides_for(arch.name).items():
             if kwargs.get(key) is None:  # None: "what the weights need"; a value given wins
                 kwargs[key] = value
     kwargs = {k: v for k, v in kwargs.items() if v is not None or k in ("pooling", "classifier_activation", "name")}

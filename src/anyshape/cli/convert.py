@@ -72,7 +72,7 @@ def _add_weights(sub) -> None:
     sub.add_parser(
         "weights",
         help="list the registered weight sets",
-        description="List the InceptionV3 weight sets anyshape knows: name, source, preprocessing, "
+        description="List the weight sets anyshape knows (InceptionV3's, and Keras' for every network): name, source, preprocessing, "
         "crop, classes, aux head, published top-1.",
     )
 
@@ -82,7 +82,7 @@ def _run_weights(args) -> int:
 
     print(f"{'name':<28} {'source':<12} {'preprocessing':<22} {'crop':>6} {'interp':<9} {'aux':<4} {'top-1':>6}")
     for ws in weight_sets():
-        prep = "[-1, 1]" if ws.mode == "tf" else "ImageNet mean/std"
+        prep = {"tf": "[-1, 1]", "torch": "ImageNet mean/std", "caffe": "caffe (BGR - mean)"}.get(ws.mode, "raw 0..255")
         top1 = f"{ws.top1:.1f}" if ws.top1 else "-"
         print(
             f"{ws.name:<28} {ws.source:<12} {prep:<22} {ws.crop_pct:>6.3f} {ws.interpolation:<9} "

@@ -231,6 +231,15 @@ def read_keras_file(path: str, model) -> Checkpoint:
     return Checkpoint(units=units, source=path, layout="keras")
 
 
+def read_metadata(path: str) -> str | None:
+    """The weight-set metadata anyshape stored in a Keras file (JSON text), or None."""
+    with _Opened(path) as opened:
+        f = opened.file
+        return opened.zip_json.get(METADATA_MEMBER) or (
+            _decode(f.attrs[METADATA_ATTR]) if METADATA_ATTR in f.attrs else None
+        )
+
+
 def describe_keras_file(path: str) -> WeightSet:
     """What a Keras weights file needs (BatchNorm gamma? pools counting padding?), cheaply."""
     with _Opened(path) as opened:

@@ -274,10 +274,13 @@ def load_weight_set(
     seed: int | None = None,
     **unknown,
 ) -> WeightSet:
-    """Load `weight_set` into `model` (an anyshape InceptionV3), all or nothing.
+    """Load `weight_set` into `model` (a network built by anyshape), all or nothing.
+
+    InceptionV3 reads every file format below; the family's other networks read Keras' files
+    (`anyshape.weights.family`).
 
     Args:
-        model: a model built by `anyshape.InceptionV3` (any input shape and channel count).
+        model: a model built by `anyshape.create_model` (any input shape and channel count).
         weight_set: from `anyshape.weights.resolve(...)`.
         report: the model's ShapeReport (unused; accepted for the builder's call).
         channel_adapt: how the first conv's pretrained RGB kernel becomes C channels: "sum",
@@ -296,6 +299,20 @@ def load_weight_set(
         raise ValueError(
             f"unknown weight option(s) {', '.join(sorted(unknown))}: the options are channel_adapt, "
             "cache_dir, progress and seed"
+        )
+    built = model_config(model)
+    if built is not None and built[0].name != "inception_v3":
+        from anyshape.weights.family import load_family_weights
+
+        return load_family_weights(
+            model,
+            built[0],
+            built[1],
+            weight_set,
+            channel_adapt=channel_adapt,
+            cache_dir=cache_dir,
+            progress=progress,
+            seed=seed,
         )
     sem = model_semantics(model)
     if channel_adapt is not None:

@@ -1,4 +1,10 @@
-"""The public InceptionV3 weight sets, kept as data, and `resolve()` for a `weights=` argument.
+"""The public weight sets, kept as data, and `resolve()` for a `weights=` argument.
+
+Every set is made for one network (`WeightSet.arch`) and named `<network>.<tag>` as timm names its
+pretrained configs: InceptionV3's sets below (with their older names "imagenet", "IMAGENET1K_V1",
+... kept as aliases), and for each of keras.applications' other networks `<network>.keras_in1k`,
+Keras' ImageNet file (`anyshape.weights.keras_files`). `weights="imagenet"` resolves to the set of
+the network being built (`resolve(..., arch=...)`); a set made for another network is refused.
 
 No Keras, torch or network here: resolving a name or a path only decides how the model must be
 built (BatchNorm gamma, average-pool semantics) and how its input must be preprocessed. Reading
@@ -30,6 +36,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from anyshape.data_config import (
+    CAFFE_MEAN,
     DEFAULT_CROP_PCT,
     DEFAULT_INTERPOLATION,
     IMAGENET_MEAN,
@@ -45,6 +52,7 @@ __all__ = [
     "weight_sets",
     "UnknownWeights",
     "PreprocessingUnknown",
+    "WeightsForAnotherNetwork",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "INCEPTION_MEAN",
@@ -57,6 +65,10 @@ TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 
 class UnknownWeights(ValueError):
     """`weights=` names no registered weight set and no existing file."""
+
+
+class WeightsForAnotherNetwork(UnknownWeights):
+    """`weights=` names a set made for another network than the one being built."""
 
 
 class PreprocessingUnknown(ValueError):
@@ -73,6 +85,9 @@ class WeightSet:
     """
 
     name: str
+    # the registered network these weights were made for (`anyshape.list_models()`); None for a
+    # Keras file that does not say (it is then checked against the model when it is loaded)
+    arch: str | None = "inception_v3"
     source: str = "file"  # "keras", "torchvision", "timm" or "file"
     format: str = "keras"  # "keras" (h5 / .keras) or "torch" (state dict: .pth or .safetensors)
     description: str = ""
@@ -103,6 +118,9 @@ class WeightSet:
     top1: float | None = None  # published ImageNet-1k top-1 accuracy (%), where published
     license: str | None = None
     aliases: tuple[str, ...] = field(default=(), compare=False)
+    # build arguments of `arch`'s Config these weights need beyond InceptionV3's two fields above
+    # (e.g. EfficientNet's stddev_rescaling: Keras' weights="imagenet" model has that layer)
+    overrides: tuple[tuple[str, object], ...] = ()
     # False for a file that does not say how its input is scaled (mode is then an assumption or
     # the caller's `preprocessing=`); not stored by to_json: a converted file declares it.
     declared: bool = field(default=True, compare=False)
@@ -110,8 +128,19 @@ class WeightSet:
     @property
     def build_overrides(self) -> dict:
         """The build arguments that make the network the same function as the one these weights
-        were trained in (`anyshape.create_model` fills the ones the caller left None)."""
-        return {"count_include_pad": self.count_include_pad, "bn_scale": self.bn_scale}
+        were trained in (`anyshape.create_model` fills the ones the caller left None), for the
+        network they were made for (`arch`; InceptionV3 for a file that does not say)."""
+        return self.build_overrides_for(self.arch or "inception_v3")
+
+    def build_overrides_for(self, arch: str) -> dict:
+        """The build overrides for building network `arch` with these weights: none reach a
+        network the set was not made for (bn_scale and count_include_pad are InceptionV3's)."""
+        if self.arch is not None and self.arch != arch:
+            return {}
+        out = dict(self.overrides)
+        if arch == "inception_v3":
+            out.update(count_include_pad=self.count_include_pad, bn_scale=self.bn_scale)
+        return out
 
     @property
     def preprocessing(self) -> dict:
@@ -126,6 +155,7 @@ class WeightSet:
         d.pop("aliases")
         d.pop("path")
         d.pop("declared")
+        d["overrides"] = [list(kv) for kv in self.overrides]
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -136,6 +166,8 @@ class WeightSet:
         for k in ("mean", "std", "input_size"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
+        if "overrides" in d:
+            d["overrides"] = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in d["overrides"])
         d.update(changes)
         return cls(**d)
 
@@ -182,7 +214,7 @@ REGISTRY: dict[str, WeightSet] = {
             mode="tf",
             interpolation="bilinear",
             top1=77.9,  # keras.io/api/applications table (Top-1 Accuracy 77.9 %)
-            aliases=("keras", "keras.imagenet"),
+            aliases=("keras", "keras.imagenet", "inception_v3.keras_in1k"),
         ),
         WeightSet(
             name="torchvision.IMAGENET1K_V1",
@@ -226,12 +258,65 @@ REGISTRY: dict[str, WeightSet] = {
     )
 }
 
+# keras.applications' preprocess_input of each family (keras/src/applications/<family>.py): caffe
+# for ResNet (v1) and VGG, torch mean/std for DenseNet, [-1, 1] for InceptionResNetV2, Xception,
+# MobileNet v1/v2, NASNet and ResNetV2; raw pixels (normalised in the graph) for EfficientNet,
+# EfficientNetV2, ConvNeXt and MobileNetV3. Each network's `Arch.preprocessing` records the same.
+_FAMILY_DATA: dict[str, dict] = {
+    "caffe": {"mode": "caffe", "mean": CAFFE_MEAN},
+    "torch": {"mode": "torch", "mean": IMAGENET_MEAN, "std": IMAGENET_STD},
+    "tf": {"mode": "tf"},
+    "raw": {"mode": "raw"},
+}
+
+
+def _keras_family_sets() -> list[WeightSet]:
+    """`<network>.keras_in1k` for every keras.applications network but InceptionV3 (whose Keras
+    set is "imagenet" above): the file with the default Config (MobileNet's depend on alpha and
+    size; `anyshape.weights.keras_files.keras_file` picks the one a model needs)."""
+    from anyshape.archs import get_arch, list_models
+    from anyshape.weights.keras_files import keras_file
+
+    out = []
+    for name in list_models():
+        if name == "inception_v3":
+            continue
+        arch = get_arch(name)
+        top, notop = keras_file(name, None, True), keras_file(name, None, False)
+        overrides: tuple = ()
+        if arch.family == "efficientnet":
+            from anyshape.archs.efficientnet import IMAGENET_STDDEV_RGB
+
+            # keras/src/applications/efficientnet.py: with weights="imagenet" Keras adds the
+            # Rescaling by 1 / sqrt(stddev) (tensorflow#49930); the file loads into either form
+            overrides = (("stddev_rescaling", IMAGENET_STDDEV_RGB),)
+        out.append(
+            WeightSet(
+                name=f"{name}.keras_in1k",
+                arch=name,
+                source="keras",
+                format="keras",
+                description=f"Keras' {arch.keras_name} ImageNet weights (keras.applications)",
+                url=top.url,
+                file_name=top.file_name,
+                file_hash=top.file_hash,
+                hash_algorithm=top.algorithm or notop.algorithm,
+                url_notop=notop.url,
+                file_name_notop=notop.file_name,
+                file_hash_notop=notop.file_hash,
+                **_FAMILY_DATA[arch.preprocessing],
+                input_size=(arch.default_size, arch.default_size),
+                interpolation="bilinear",
+                overrides=overrides,
+                aliases=(f"keras/{name}", f"{arch.keras_name.lower()}.keras_in1k"),
+            )
+        )
+    return out
+
+
+REGISTRY.update({ws.name: ws for ws in _keras_family_sets()})
+
 _ALIASES = {alias.lower(): ws.name for ws in REGISTRY.values() for alias in (ws.name, *ws.aliases)}
-
-
-def weight_sets() -> list[WeightSet]:
-    """The registered weight sets."""
-    return list(REGISTRY.values())
 
 
 def _looks_like_path(text: str) -> bool:
@@ -241,13 +326,37 @@ def _looks_like_path(text: str) -> bool:
 WEIGHT_FILE_MODES: tuple[str, ...] = ("tf", "torch")
 
 
-def resolve(weights, preprocessing: str | None = None) -> WeightSet:
+KERAS_NAMES = ("imagenet", "keras", "keras.imagenet", "keras_in1k")
+"""The names that mean "the network's own Keras ImageNet set" (keras.applications' `weights="imagenet"`)."""
+
+
+def weight_sets(arch: str | None = None) -> list[WeightSet]:
+    """The registered weight sets; only those made for network `arch` when given."""
+    if arch is None:
+        return list(REGISTRY.values())
+    name = _arch_name(arch)
+    return [ws for ws in REGISTRY.values() if ws.arch == name]
+
+
+def _arch_name(arch) -> str:
+    from anyshape.archs import get_arch
+
+    return get_arch(arch).name
+
+
+def resolve(weights, preprocessing: str | None = None, *, arch: str | None = None) -> WeightSet:
     """Turn a `weights=` argument into a `WeightSet`, without reading weights or the network.
 
     `weights` is a registered name (see `weight_sets()`; case-insensitive, aliases such as
     "IMAGENET1K_V1" or "timm/inception_v3.tf_in1k" work), a path to a Keras file (legacy .h5 as
     published, .weights.h5, .keras) or a PyTorch state dict (.pth, .pt, .bin, .safetensors), or
     a WeightSet (returned as is).
+
+    `arch`: the network the weights are for (a registered name or Keras' constructor name).
+    With it, "imagenet" (and "keras") mean that network's own Keras set (`<arch>.keras_in1k`;
+    InceptionV3's is "imagenet"), and a set made for another network is refused
+    (`WeightsForAnotherNetwork`). Without it, names resolve as registered ("imagenet" is
+    InceptionV3's).
 
     `preprocessing` ("tf": pixels to [-1, 1]; "torch": ImageNet mean/std) says how a weights
     file expects its input when the file cannot: a PyTorch state dict carries no preprocessing
@@ -257,6 +366,7 @@ def resolve(weights, preprocessing: str | None = None) -> WeightSet:
 
     Raises:
         UnknownWeights: (a ValueError) for anything else, listing the registered names.
+        WeightsForAnotherNetwork: (an UnknownWeights) for a set made for another network.
         PreprocessingUnknown: (a ValueError) for a state dict that is not a published file,
             without `preprocessing`.
     """
@@ -266,10 +376,27 @@ def resolve(weights, preprocessing: str | None = None) -> WeightSet:
         raise ValueError(
             f"preprocessing must be 'tf' (pixels to [-1, 1]) or 'torch' (ImageNet mean/std), got {preprocessing!r}"
         )
-    return _with_preprocessing(_resolve(weights, preprocessing), preprocessing)
+    arch_name = None if arch is None else _arch_name(arch)
+    ws = _resolve(weights, preprocessing, arch_name)
+    if arch_name is not None and ws.arch is not None and ws.arch != arch_name:
+        raise WeightsForAnotherNetwork(_another_network(weights, ws, arch_name))
+    return _with_preprocessing(ws, preprocessing)
 
 
-def _resolve(weights, preprocessing: str | None) -> WeightSet:
+def _another_network(weights, ws: WeightSet, arch_name: str) -> str:
+    from anyshape.archs import get_arch
+
+    ours, theirs = get_arch(arch_name), get_arch(ws.arch or "inception_v3")
+    names = ", ".join(repr(s.name) for s in weight_sets(arch_name)) or "none registered"
+    what = ws.name if not isinstance(weights, str) or weights.lower() == ws.name.lower() else f"{weights!r} ({ws.name})"
+    return (
+        f"weights={what} are {theirs.keras_name}'s weights ({theirs.name}), not {ours.keras_name}'s: "
+        f"{ours.keras_name} takes weights='imagenet' (Keras' ImageNet weights), its weight sets "
+        f"({names}), a weights file, or None for random initialisation"
+    )
+
+
+def _resolve(weights, preprocessing: str | None, arch: str | None = None) -> WeightSet:
     if isinstance(weights, WeightSet):
         return weights
     if weights is None:
@@ -278,25 +405,54 @@ def _resolve(weights, preprocessing: str | None) -> WeightSet:
         weights = os.fspath(weights)
     if not isinstance(weights, str):
         raise UnknownWeights(f"weights must be None, a weight set name or a file path, got {weights!r}")
+    if arch is not None and arch != "inception_v3" and weights.lower() in KERAS_NAMES:
+        own = REGISTRY.get(f"{arch}.keras_in1k")
+        if own is None:
+            raise UnknownWeights(f"weights={weights!r}: no Keras ImageNet weights are registered for {arch}")
+        return own
     key = _ALIASES.get(weights.lower())
     if key is not None:  # registered names win over a same-named file, as in keras.applications
         return REGISTRY[key]
     path = os.path.expanduser(weights)
     if os.path.isfile(path):
+        if arch is not None and arch != "inception_v3" and path.lower().endswith(KERAS_SUFFIXES):
+            return _describe_family_file(path, arch)
         return _describe_file(path, preprocessing)
     if os.path.isdir(path):
         raise UnknownWeights(f"weights={weights!r} is a directory; give the weights file inside it")
-    names = ", ".join(sorted(REGISTRY))
+    names = ", ".join(s.name for s in weight_sets(arch)) if arch is not None else ", ".join(sorted(REGISTRY))
     if _looks_like_path(weights):
         raise UnknownWeights(
             f"weights file {weights!r} does not exist (resolved to {os.path.abspath(path)!r}). "
             f"Give an existing file, a registered name ({names}), or None for random weights."
+        )
+    if arch is not None:
+        raise UnknownWeights(
+            f"weights={weights!r} is neither a weight set of {arch} nor an existing file. Its sets: "
+            f"'imagenet' (Keras' ImageNet weights), {names}. Use weights=None for random initialisation."
         )
     raise UnknownWeights(
         f"weights={weights!r} is neither a registered weight set nor an existing file. "
         f"Registered: {names} (aliases: IMAGENET1K_V1, timm/inception_v3.<tag>). "
         "Use weights=None for random initialisation."
     )
+
+
+def _describe_family_file(path: str, arch: str) -> WeightSet:
+    """A Keras weights file given for network `arch` (not InceptionV3): its own metadata when
+    anyshape wrote it, else keras.applications' preprocessing of that network (declared=False)."""
+    from dataclasses import replace
+
+    from anyshape.weights.keras_h5 import read_metadata
+
+    meta = read_metadata(path)
+    if meta is not None:
+        return WeightSet.from_json(meta, path=path)
+    own = REGISTRY.get(f"{arch}.keras_in1k")
+    base = WeightSet(name=os.path.basename(path), arch=None, source="file", format="keras", path=path)
+    if own is not None:
+        base = replace(base, mode=own.mode, mean=own.mean, std=own.std, input_size=own.input_size)
+    return replace(base, num_classes=None, declared=False, description=f"Keras weights file for {arch}")
 
 
 def _with_preprocessing(ws: WeightSet, preprocessing: str | None) -> WeightSet:

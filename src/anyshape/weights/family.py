@@ -1,0 +1,400 @@
+"""Keras' weight files into any network of the family (all but InceptionV3) at any shape and channel count.
+
+keras.applications' published files are Keras 2 HDF5 files ("legacy .h5": root `layer_names`, per
+layer `weight_names`), which Keras loads by order: the model's layers that have weights, in
+`model.layers` order, against the file's layers that have weights
+(keras/src/legacy/saving/legacy_h5_format.py, load_weights_from_hdf5_group). Every anyshape network
+has keras.applications' weighted layers in Keras' order with the same shapes (tests/test_archs.py),
+so the same pairing holds here, with these rules where the shapes differ:
+
+  - the first convolution (`Arch.first_conv`) takes another channel count by `channel_adapt`
+    (`anyshape.weights.channels`: "sum", "mean", "repeat", "zero", "random" or a mapping);
+  - where the network normalises its input in the graph per channel (`Arch.input_layers`:
+    EfficientNet's Normalization, EfficientNetV2-B's, ConvNeXt's), the rule applies to the first
+    convolution seen from the *pixels*: with y_c = a_c * x_c + b_c the in-graph map of the RGB
+    network and y'_d = a'_d * x_d + b'_d the adapted network's own (its Normalization at another
+    channel count: the RGB values averaged), the pixel kernel k_c * a_c is adapted by the rule and
+    divided by a'_d, and the constant sum_c k_c * b_c - sum_d k'_d * b'_d (one value per output
+    channel) goes into the first convolution's bias or, without one, into the moving mean of the
+    BatchNorm that follows it. So "sum" on one channel computes what the RGB network computes on
+    the gray image copied to R, G and B: exactly wherever the first convolution's window holds no
+    zero padding (everywhere for ConvNeXt's 4x4 stride-4 "valid" stem; all but the border rows and
+    columns of the stem's output for EfficientNet and EfficientNetV2-B, whose stem pads: the RGB
+    network pads with zeros *after* its per-channel normalisation, a value no one-channel map
+    reproduces). Where the in-graph map is the same for every channel (MobileNetV3's and
+    EfficientNetV2-S/M/L's Rescaling) the plain rule is exact everywhere and nothing is folded;
+  - the classifier (`Arch.classifier`): another class count keeps the model's new, randomly
+    initialised head and says so; VGG's fully-convolutional head (every size but 224) takes the
+    Dense kernels reshaped (`anyshape.archs.vgg.convert_head_kernel`);
+  - a file without the top into a model with it leaves the head random and says so.
+
+Everything is read and checked before any variable is assigned: a file that does not fit raises
+`WeightFileError` with the model unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import replace
+
+import numpy as np
+
+from anyshape.weights import channels as channel_rules
+from anyshape.weights.checkpoint import WeightFileError
+from anyshape.weights.registry import WeightSet
+
+__all__ = ["load_family_weights", "read_legacy_h5", "input_affine", "family_weight_file"]
+
+log = logging.getLogger("anyshape.weights")
+IMAGENET_CLASSES = (1000,)
+
+
+def read_legacy_h5(path: str) -> list[tuple[str, list[np.ndarray]]]:
+    """[(layer name, [arrays in the layer's weight order])] of a Keras 2 HDF5 weights file."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            g = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
+            if "layer_names" not in g.attrs:
+                raise WeightFileError(
+                    f"{path!r} is not a Keras 2 HDF5 weights file (keras.applications' published layout, "
+                    "with a 'layer_names' attribute); load a Keras 3 .weights.h5 or .keras file with "
+                    "model.load_weights"
+                )
+            out = []
+            for raw in g.attrs["layer_names"]:
+                name = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+                group = g[name]
+                names = [
+                    n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])
+                ]
+                if names:
+                    out.append((name, [np.asarray(group[n]) for n in names]))
+            return out
+    except WeightFileError:
+        raise
+    except (OSError, KeyError, ValueError) as e:
+        raise WeightFileError(
+            f"{path!r} could not be read as a Keras weights file ({e}); it may be truncated or corrupt"
+        ) from e
+
+
+def family_weight_file(weight_set: WeightSet, arch, config, include_top: bool, cache_dir=None, progress=True) -> str:
+    """The local file of `weight_set` for network `arch` built as `config`: its path, or Keras'
+    ImageNet file the way keras.applications picks it (MobileNet's by alpha and size), from the
+    cache or downloaded."""
+    if weight_set.path:
+        return weight_set.path
+    from anyshape.weights.download import cached_file
+    from anyshape.weights.keras_files import NoKerasFile, keras_file
+
+    url, fname, fhash = (
+        (weight_set.url, weight_set.file_name, weight_set.file_hash)
+        if include_top
+        else (weight_set.url_notop, weight_set.file_name_notop, weight_set.file_hash_notop)
+    )
+    algorithm = weight_set.hash_algorithm
+    if weight_set.source == "keras" and weight_set.arch == arch.name:
+        try:
+            published = keras_file(arch.name, config, include_top)
+        except NoKerasFile as e:
+            raise ValueError(f"weights={weight_set.name!r}: {e}") from None
+        if published.file_name != fname:  # another alpha / size than the default Config's
+            url, fname, fhash, algorithm = published.url, published.file_name, published.file_hash, published.algorithm
+    if not url or not fname:
+        raise WeightFileError(f"weight set {weight_set.name!r} has neither a path nor a URL")
+    return cached_file(url, fname, expected_hash=fhash, hash_algorithm=algorithm, cache=cache_dir, progress=progress)
+
+
+def _uniform(values) -> bool:
+    return bool(np.all(values == values[0]))
+
+
+def input_affine(arch, config, channels: int, normalization=None) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b), one value per input channel: what the network's in-graph preprocessing does to a
+    pixel x of channel c before the first convolution, y = a[c] * x + b[c]. `normalization`:
+    (mean, variance) of a Normalization whose values are weights (EfficientNet's)."""
+    a, b = np.ones(channels), np.zeros(channels)
+    family = arch.family
+    if family == "efficientnet":
+        from anyshape.archs.efficientnet import per_channel
+
+        mean, var = (np.asarray(v, np.float64).reshape(-1) for v in normalization)
+        sd = np.sqrt(np.maximum(var, 0.0))
+        scale = np.ones(channels)
+        if config.stddev_rescaling:
+            scale = 1.0 / np.sqrt(np.asarray(per_channel(tuple(config.stddev_rescaling), channels), np.float64))
+        a, b = scale / (255.0 * sd), -mean / sd * scale
+    elif family == "efficientnet_v2" and config.include_preprocessing:
+        mean, var = config.normalization_mean, config.normalization_variance
+        if mean and len(mean) == channels:
+            sd = np.sqrt(np.asarray(var, np.float64))
+            a, b = 1.0 / (255.0 * sd), -np.asarray(mean, np.float64) / sd
+        else:
+            a, b = np.full(channels, 1.0 / 128.0), np.full(channels, -1.0)
+    elif family == "convnext" and config.include_preprocessing:
+        from anyshape.archs.convnext import normalization_constants
+
+        mean, var = (np.asarray(v, np.float64) for v in normalization_constants(channels))
+        a, b = 1.0 / np.sqrt(var), -mean / np.sqrt(var)
+    elif family == "mobilenet_v3" and config.include_preprocessing:
+        a, b = np.full(channels, 1.0 / 127.5), np.full(channels, -1.0)
+    return a, b
+
+
+def _next_layer(model, layer):
+    """The layer that reads `layer`'s output (the first one found), or None."""
+    for other in model.layers:
+        for node in getattr(other, "_inbound_nodes", []):
+            if any(
+                getattr(t, "_keras_history", None) and t._keras_history.operation is layer for t in node.input_tensors
+            ):
+                return other
+    return None
+
+
+class _Plan:
+    """The arrays to assign, per layer, and what to tell the user."""
+
+    def __init__(self):
+        self.values: dict[str, list] = {}
+        self.notes: list[str] = []
+        self.problems: list[str] = []
+
+
+def _head_layers(arch, config) -> tuple[str, ...]:
+    if arch.family == "vgg":
+        from anyshape.archs.vgg import TOP
+
+        return TOP
+    return tuple(arch.classifier)
+
+
+def _pair(model, arch, config, entries, path):
+    """[(model layer, file arrays or None)] in Keras' order; None: the file has no such layer.
+
+    The file's arrays are taken in order, as many per model layer as it has weights: Keras'
+    ConvNeXt nests its stem and downsampling layers in Sequential models, which its files store
+    as one layer holding their sublayers' weights in order, where anyshape's network is flat.
+    """
+    arrays = [a for _, group in entries for a in group]
+    layers = [layer for layer in model.layers if layer.weights]
+    head = set(_head_layers(arch, config)) if config.include_top else set()
+    needed = sum(len(layer.weights) for layer in layers)
+    if len(arrays) > needed and config.include_top:
+        raise WeightFileError(
+            f"{path!r} holds {len(arrays)} weight arrays, {arch.keras_name} as built has {needed}: "
+            "it is probably another architecture; nothing was loaded"
+        )
+    out, i = [], 0
+    for layer in layers:
+        n = len(layer.weights)
+        if i + n <= len(arrays):
+            out.append((layer, arrays[i : i + n]))
+            i += n
+        elif layer.name in head and i == len(arrays):
+            out.append((layer, None))  # a file without the top into a model with it
+        else:
+            raise WeightFileError(
+                f"{path!r} holds {len(arrays)} weight arrays, {arch.keras_name} as built has {needed}: "
+                "it is probably another architecture (or another configuration of it); nothing was loaded"
+            )
+    return out
+
+
+def _shapes(layer) -> list[tuple]:
+    return [tuple(int(d) for d in w.shape) for w in layer.weights]
+
+
+def _normalization_values(arrays, channels: int) -> list:
+    """EfficientNet's Normalization (mean, variance, count) for `channels`: the file's RGB values,
+    or their average for another channel count (`input_affine` folds the difference)."""
+    mean, var, count = arrays
+    if mean.shape[-1] != channels:
+        mean = np.full((channels,), mean.mean(), np.float32)
+        var = np.full((channels,), var.mean(), np.float32)
+    return [mean, var, count]
+
+
+def _first_conv(plan: _Plan, model, arch, config, layer, arrays, norm, channel_adapt, seed, channels):
+    """The first convolution's arrays for `channels` input channels, folding the in-graph map."""
+    kernel = np.asarray(arrays[0], np.float32)
+    rest = [np.asarray(a) for a in arrays[1:]]
+    source = kernel.shape[2]
+    rgb_a, rgb_b = input_affine(arch, config, source, norm[0] if norm else None)
+    our_a, our_b = input_affine(arch, config, channels, norm[1] if norm else None)
+    same_map = source == channels and np.allclose(rgb_a, our_a) and np.allclose(rgb_b, our_b)
+    if same_map and channel_adapt is None:
+        return [kernel, *rest], None
+    rule = channel_adapt if channel_adapt is not None else channel_rules.default_rule(channels)
+    # the plain rule where the in-graph map is one and the same for every channel (or none)
+    if source == channels:
+        plain = bool(_uniform(rgb_a) and _uniform(rgb_b) and same_map)
+    else:
+        plain = bool(
+            _uniform(rgb_a)
+            and _uniform(rgb_b)
+            and _uniform(our_a)
+            and _uniform(our_b)
+            and np.isclose(rgb_a[0], our_a[0])
+            and np.isclose(rgb_b[0], our_b[0])
+        )
+    plain = plain or (isinstance(rule, str) and rule == "random")  # a fresh kernel: nothing to fold
+    try:
+        if plain:
+            adapted, offset = channel_rules.adapt_kernel(kernel, channels, rule, seed=seed), None
+        else:
+            pixel = kernel.astype(np.float64) * rgb_a[None, None, :, None]
+            folded = channel_rules.adapt_kernel(pixel, channels, rule, seed=seed).astype(np.float64)
+            adapted64 = folded / our_a[None, None, :, None]
+            offset = np.einsum("ijco,c->o", kernel.astype(np.float64), rgb_b) - np.einsum("ijdo,d->o", adapted64, our_b)
+            adapted = adapted64.astype(np.float32)
+    except ValueError as e:
+        raise WeightFileError(str(e)) from None
+    plan.notes.append(
+        f"first conv ({layer.name}) adapted from {source} to {channels} input channels with "
+        f"channel_adapt={channel_rules.describe_rule(rule)}"
+        + ("" if offset is None else ", seen from the pixels through the network's in-graph normalisation")
+        + "; no other layer changed"
+        + ("" if offset is None else " but for the constant the normalisation adds (folded in after the conv)")
+    )
+    return [adapted, *rest], offset
+
+
+def _head_values(plan: _Plan, arch, config, layer, arrays, shapes):
+    """A head layer's arrays (VGG's Dense kernels reshaped for its conv head), or None to keep the
+    model's new head (another class count)."""
+    arrays = [np.asarray(a, np.float32) for a in arrays]
+    if arch.family == "vgg" and arrays[0].ndim != len(shapes[0]):
+        from anyshape.archs.vgg import convert_head_kernel
+
+        try:
+            arrays[0] = convert_head_kernel(arrays[0], layer.name, "conv" if len(shapes[0]) == 4 else "flatten")
+        except ValueError as e:
+            plan.problems.append(str(e))
+            return None
+    if [a.shape for a in arrays] == shapes:
+        return arrays
+    classes_file, classes_model = arrays[0].shape[-1], shapes[0][-1]
+    if classes_file != classes_model and arrays[0].shape[:-1] == shapes[0][:-1]:
+        if classes_file in IMAGENET_CLASSES:
+            plan.notes.append(
+                f"{layer.name}: classes={classes_model} differs from the weight set's {classes_file} ImageNet "
+                f"classes: loaded the pretrained backbone and kept a new, randomly initialised "
+                f"{classes_model}-class head (train it, e.g. with anyshape's fine-tuning)"
+            )
+            return None
+        raise WeightFileError(
+            f"its classifier ({layer.name}) has {classes_file} classes but the model was built with "
+            f"classes={classes_model}. Build the model with classes={classes_file} to load it, or with "
+            "include_top=False to use only its backbone."
+        )
+    plan.problems.append(f"{layer.name}: file {[a.shape for a in arrays]}, model {shapes}")
+    return None
+
+
+def _plan(model, arch, config, entries, path, channel_adapt, seed, channels) -> _Plan:
+    plan = _Plan()
+    head = set(_head_layers(arch, config)) if config.include_top else set()
+    pairs = _pair(model, arch, config, entries, path)
+    norm = None
+    offset = None
+    for layer, arrays in pairs:
+        shapes = _shapes(layer)
+        if arrays is None:
+            plan.notes.append(
+                f"{path} has no weights for {layer.name} (a file without the top): it is randomly initialised"
+            )
+            continue
+        if layer.name in arch.input_layers and type(layer).__name__ == "Normalization":
+            values = _normalization_values(arrays, channels)
+            norm = ((arrays[0], arrays[1]), (values[0], values[1]))
+        elif layer.name == arch.first_conv:
+            values, offset = _first_conv(plan, model, arch, config, layer, arrays, norm, channel_adapt, seed, channels)
+        elif layer.name in head:
+            values = _head_values(plan, arch, config, layer, arrays, shapes)
+            if values is None:
+                continue
+        else:
+            values = list(arrays)
+        got = [tuple(np.shape(v)) for v in values]
+        if got != shapes:
+            plan.problems.append(f"{layer.name}: file {got}, model {shapes}")
+            continue
+        plan.values[layer.name] = values
+    if offset is not None and not plan.problems:
+        _place_offset(plan, model, arch, offset)
+    if plan.problems:
+        raise WeightFileError(
+            f"{path} does not fit this {arch.keras_name}: "
+            + "; ".join(plan.problems[:4])
+            + (f" (and {len(plan.problems) - 4} more)" if len(plan.problems) > 4 else "")
+            + ". It is probably another architecture or configuration; nothing was loaded."
+        )
+    return plan
+
+
+def _place_offset(plan: _Plan, model, arch, offset: np.ndarray) -> None:
+    """Add the folded constant after the first convolution: its bias, or the next BatchNorm's mean."""
+    conv = model.get_layer(arch.first_conv)
+    values = plan.values[conv.name]
+    if getattr(conv, "use_bias", False):
+        values[1] = (values[1].astype(np.float64) + offset).astype(np.float32)
+        return
+    bn = _next_layer(model, conv)
+    if bn is None or type(bn).__name__ != "BatchNormalization" or bn.name not in plan.values:
+        raise WeightFileError(
+            f"{arch.keras_name}: the first convolution has no bias and no BatchNorm after it to take the "
+            "constant of its in-graph normalisation; this channel count cannot be loaded exactly"
+        )
+    bn_values = plan.values[bn.name]
+    i = len(bn_values) - 2  # [gamma,] beta, moving_mean, moving_variance
+    # BN(x + offset) with mean m == BN(x) with mean m - offset
+    bn_values[i] = (bn_values[i].astype(np.float64) - offset).astype(np.float32)
+
+
+def load_family_weights(
+    model, arch, config, weight_set: WeightSet, *, channel_adapt=None, cache_dir=None, progress=True, seed=None
+) -> WeightSet:
+    """Load `weight_set` (a Keras file) into `model`, network `arch` built as `config`, all or nothing."""
+    conv = model.get_layer(arch.first_conv)
+    channels = int(conv.kernel.shape[2])
+    if channel_adapt is not None:
+        channel_rules.check_rule(channel_adapt, channels)
+    if weight_set.format != "keras":
+        raise WeightFileError(
+            f"{weight_set.name}: {arch.keras_name} loads Keras weight files; PyTorch state dicts load into InceptionV3 only"
+        )
+    path = os.fspath(family_weight_file(weight_set, arch, config, config.include_top, cache_dir, progress))
+    if not path.lower().endswith((".h5", ".hdf5")) or path.lower().endswith(".weights.h5"):
+        return _load_keras3_file(model, arch, weight_set, path, channels, channel_adapt)
+    plan = _plan(model, arch, config, read_legacy_h5(path), path, channel_adapt, seed, channels)
+    for name, values in plan.values.items():  # everything is checked: assign
+        layer = model.get_layer(name)
+        layer.set_weights(values)
+        if hasattr(layer, "finalize_state") and type(layer).__name__ == "Normalization":
+            layer.finalize_state()  # Normalization computes with a copy of its mean and variance
+    loaded = replace(weight_set, path=path, num_classes=config.classes if config.include_top else None)
+    model.anyshape_weights = loaded
+    log.info("loaded weights %r from %s into %d layers", weight_set.name, path, len(plan.values))
+    for note in plan.notes:
+        log.warning(note)
+    return loaded
+
+
+def _load_keras3_file(model, arch, weight_set: WeightSet, path: str, channels: int, channel_adapt) -> WeightSet:
+    """A Keras 3 .weights.h5 or .keras file: Keras' own loader, for the model's exact layout."""
+    if channel_adapt is not None:
+        raise WeightFileError(
+            f"{path!r}: channel_adapt applies to Keras' published .h5 files; a Keras 3 weights file loads "
+            "into the same architecture, shape for shape, only"
+        )
+    try:
+        model.load_weights(path)
+    except (ValueError, KeyError, OSError) as e:
+        raise WeightFileError(f"{path!r} does not fit this {arch.keras_name} ({channels} channels): {e}") from e
+    loaded = replace(weight_set, path=path)
+    model.anyshape_weights = loaded
+    return loaded

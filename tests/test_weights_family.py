@@ -1,0 +1,413 @@
+"""Keras' ImageNet weights for the family: the 40 constructors with Keras' defaults, any shape and
+channel count on one member per family, build overrides, and the offline path.
+
+Pretrained files cannot be downloaded here. Each file is made from keras.applications' own
+`weights=None` model (BatchNorm statistics moved off their defaults), written in the layout of
+Keras' published files (Keras 2 HDF5: root `layer_names`, per-layer `weight_names`) under the name
+anyshape's registry gives, into a temporary Keras cache (KERAS_HOME). The registry's hash is
+replaced by the made file's (a made file cannot match the published one); that a wrong hash is
+refused is tested below. The reference is keras.applications itself, called with Keras' defaults
+(`weights="imagenet"`), its `get_file` made to read the same cache without the published hash: so
+the test also checks that Keras asks for the file name, URL and hash anyshape's registry gives.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+from dataclasses import replace
+
+import h5py
+import keras
+import numpy as np
+import pytest
+from model_helpers import randomised_weights, relative_error, representatives, run
+
+import anyshape
+from anyshape.archs import get_arch, list_models
+from anyshape.weights import REGISTRY, WeightDownloadError, WeightFileError, resolve, weight_sets
+from anyshape.weights.registry import WeightsForAnotherNetwork
+
+TOL = 1e-4
+ODD = (67, 83)  # odd, non-square; VGG's conv head needs >= 224: (229, 241)
+
+
+def _set_name(arch_name: str) -> str:
+    return "imagenet" if arch_name == "inception_v3" else f"{arch_name}.keras_in1k"
+
+
+def write_legacy_h5(model, path, *, top: bool = True, head=()):
+    """`model`'s weights in Keras' published layout (Keras 2 HDF5), its weighted layers in order;
+    without the layers in `head` when `top` is False."""
+    layers = [layer for layer in model.layers if layer.weights and (top or layer.name not in head)]
+    tmp = f"{path}.part"
+    with h5py.File(tmp, "w") as f:
+        f.attrs["layer_names"] = [layer.name.encode() for layer in layers]
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.2.4"
+        for layer in layers:
+            g = f.create_group(layer.name)
+            names = [f"{layer.name}/{w.name}:0" for w in layer.weights]
+            g.attrs["weight_names"] = [n.encode() for n in names]
+            for n, w in zip(names, layer.weights):
+                g.create_dataset(n, data=keras.ops.convert_to_numpy(w))
+    os.replace(tmp, path)
+
+
+def _free():
+    keras.backend.clear_session()
+    gc.collect()
+
+
+def md5(path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def keras_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("keras_home")
+    (home / "models").mkdir()
+    return home
+
+
+@pytest.fixture
+def cache(keras_home, monkeypatch):
+    """KERAS_HOME is the module's temporary Keras home; Keras' get_file reads it without a hash."""
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    from keras.src.utils import file_utils
+
+    asked = []
+
+    def get_file(fname=None, origin=None, file_hash=None, cache_subdir="datasets", **kw):
+        asked.append((fname, origin, file_hash))
+        return str(keras_home / cache_subdir / fname)
+
+    monkeypatch.setattr(file_utils, "get_file", get_file)
+    return keras_home / "models", asked
+
+
+_MADE: dict[str, str] = {}
+
+
+def make_file(arch_name: str, models_dir, ref=None) -> str:
+    """The with-top file of `arch_name` from keras.applications' model (`ref`, else its
+    weights=None model, built here), made once: its weights randomised, written to the cache."""
+    ws = REGISTRY[_set_name(arch_name)]
+    path = str(models_dir / ws.file_name)
+    if arch_name in _MADE and os.path.isfile(path):
+        return path
+    own = ref is None
+    if own:
+        keras.utils.set_random_seed(0)
+        ref = getattr(keras.applications, get_arch(arch_name).keras_name)(weights=None)
+    values = randomised_weights(ref)
+    if get_arch(arch_name).family == "efficientnet":  # ImageNet-like statistics in its Normalization
+        norm = [w.path for w in ref.weights].index("normalization/mean")
+        values[norm] = np.array([0.485, 0.456, 0.406], np.float32)
+        values[norm + 1] = np.array([0.229, 0.224, 0.225], np.float32) ** 2
+    ref.set_weights(values)
+    write_legacy_h5(ref, path)
+    del values
+    if own:
+        del ref
+        _free()
+    _MADE[arch_name] = md5(path)
+    return path
+
+
+@pytest.fixture
+def made(cache, monkeypatch):
+    """make(arch_name) -> path: the made file, with the registry's hash set to its md5."""
+    models_dir, _ = cache
+
+    def make(arch_name: str, ref=None) -> str:
+        path = make_file(arch_name, models_dir, ref)
+        name = _set_name(arch_name)
+        monkeypatch.setitem(REGISTRY, name, replace(REGISTRY[name], file_hash=_MADE[arch_name], hash_algorithm="md5"))
+        return path
+
+    return make
+
+
+def _input(arch, shape, seed=0):
+    low, high = (0.0, 255.0) if arch.preprocessing in ("raw", "caffe") else (-1.0, 1.0)
+    return np.random.default_rng(seed).uniform(low, high, (1, *shape)).astype("float32")
+
+
+def _log(p):
+    return np.log(np.maximum(np.asarray(p, np.float64), 1e-30))
+
+
+KERAS_NAMES = sorted(get_arch(n).keras_name for n in list_models())
+REPRESENTATIVES = set(representatives())
+
+
+@pytest.mark.parametrize("keras_name", KERAS_NAMES)
+def test_each_constructor_with_keras_defaults_equals_keras(keras_name, made, cache, monkeypatch):
+    """`anyshape.applications.X()` as users call it (include_top, weights="imagenet", the default
+    size) loads Keras' file from the cache and equals `keras.applications.X()` on that file.
+
+    One Keras build: `keras.applications.X()` with Keras' defaults, its `load_weights` held back
+    until the test has written the file from that very model's randomised weights."""
+    arch = get_arch(keras_name)
+    ws = REGISTRY[_set_name(arch.name)]
+    models_dir, asked = cache
+    load_weights = keras.Model.load_weights
+    held = []
+    monkeypatch.setattr(keras.Model, "load_weights", lambda self, filepath, *a, **kw: held.append(filepath))
+    keras.utils.set_random_seed(0)
+    ref = getattr(keras.applications, keras_name)()  # Keras' defaults: weights="imagenet"
+    monkeypatch.setattr(keras.Model, "load_weights", load_weights)
+    assert asked == [(ws.file_name, ws.url, ws.file_hash)]  # Keras' own name, URL and hash
+    assert held == [str(models_dir / ws.file_name)]
+    path = made(arch.name, ref)
+    load_weights(ref, path)  # Keras' own legacy-HDF5 loader reads the made file
+    x = _input(arch, (arch.default_size, arch.default_size, 3))
+    expected = _log(run(ref, x))
+    del ref
+    _free()
+    ours = getattr(anyshape.applications, keras_name)()
+    assert ours.anyshape_weights.path == path
+    assert (
+        ours.anyshape_weights.mode == {"caffe": "caffe", "torch": "torch", "tf": "tf", "raw": "raw"}[arch.preprocessing]
+    )
+    assert relative_error(_log(run(ours, x)), expected) < TOL
+    del ours
+    _free()
+    if arch.name not in REPRESENTATIVES and arch.name != "inception_v3":
+        os.remove(path)  # the big ones' files are not needed again
+
+
+def _odd_shape(arch, channels):
+    h, w = (229, 241) if arch.family == "vgg" else ODD
+    h, w = max(h, arch.keras_min_size or 0, 75 if arch.family == "inception_v3" else 0), w
+    return (h, w, channels)
+
+
+def _stem_interior(arch, adapted, rgb, g):
+    """The output of the layer after the first convolution (its BatchNorm) of the adapted model on
+    `g` repeated to its channels and of the RGB model on `g` repeated to RGB: (relative error
+    without the border rows and columns, where the RGB network's zero padding sits; with them)."""
+    from anyshape.weights.family import _next_layer
+
+    after = _next_layer(adapted, adapted.get_layer(arch.first_conv)).name
+    channels = adapted.get_layer(arch.first_conv).kernel.shape[2]
+    a = run(keras.Model(adapted.inputs, adapted.get_layer(after).output), np.repeat(g, channels, axis=-1))
+    b = run(keras.Model(rgb.inputs, rgb.get_layer(after).output), np.repeat(g, 3, axis=-1))
+    return relative_error(a[:, 1:-1, 1:-1], b[:, 1:-1, 1:-1]), relative_error(a, b)
+
+
+# where the stem convolution pads after a per-channel in-graph normalisation, "sum" on one channel is
+# exact away from the border only (see anyshape.weights.family)
+PADDED_PER_CHANNEL_STEM = ("efficientnet", "efficientnet_v2")
+
+
+@pytest.mark.parametrize("name", sorted(REPRESENTATIVES))
+def test_family_file_at_an_odd_size_with_one_and_four_channels(name, made, caplog):
+    """The file at an odd non-square size: 1 channel ("sum") equals the RGB model on the gray image
+    copied to R, G and B, through the in-graph normalisation too; 4 channels ("mean") equal the RGB
+    model on the same image in every channel."""
+    arch = get_arch(name)
+    made(name)
+    rgb = anyshape.create_model(name, weights="imagenet", input_shape=_odd_shape(arch, 3))
+    gray = anyshape.create_model(name, weights="imagenet", input_shape=_odd_shape(arch, 1))
+    assert gray.get_layer(arch.first_conv).kernel.shape[2] == 1
+    g = _input(arch, _odd_shape(arch, 1), seed=3)
+    expected = run(rgb, np.repeat(g, 3, axis=-1))
+    err = relative_error(run(gray, g), expected)
+    family_padded = arch.family in PADDED_PER_CHANNEL_STEM
+    if family_padded:
+        interior, whole = _stem_interior(arch, gray, rgb, g)
+        assert interior < TOL < whole  # exact inside; the border is what cannot be exact
+    else:
+        assert err < TOL, err
+    del gray
+    _free()
+    four = anyshape.create_model(name, weights="imagenet", input_shape=_odd_shape(arch, 4), channel_adapt="mean")
+    err4 = relative_error(run(four, np.repeat(g, 4, axis=-1)), expected)
+    if not family_padded:
+        assert err4 < TOL, err4
+    else:
+        interior, whole = _stem_interior(arch, four, rgb, g)
+        assert interior < TOL < whole
+    del four, rgb
+    _free()
+
+
+def test_another_class_count_builds_a_new_head_and_says_so(made, caplog):
+    made("mobilenet_v3_small")
+    with caplog.at_level("WARNING", logger="anyshape.weights"):
+        model = anyshape.applications.MobileNetV3Small(classes=7, input_shape=(64, 80, 3))
+    assert "kept a new, randomly initialised 7-class head" in caplog.text
+    assert model.output.shape[-1] == 7
+    del model
+    _free()
+
+
+# --- weight sets, overrides, names (no model built: the builder is replaced by a recorder) ------------
+
+
+@pytest.fixture
+def recorder(monkeypatch):
+    """create_model with a builder and loader that only record the Config (nothing is built)."""
+    from types import SimpleNamespace
+
+    import anyshape.archs.keras_ops as keras_ops
+    import anyshape.weights as weights
+
+    monkeypatch.setattr(keras_ops, "build", lambda arch, config, tensor: SimpleNamespace())
+    loaded = []
+    monkeypatch.setattr(weights, "load_weight_set", lambda model, ws, **kw: loaded.append(ws))
+    return loaded
+
+
+OVERRIDES = {(ws.arch, key, value) for ws in weight_sets() for key, value in ws.build_overrides.items()}
+
+
+def _other_value(value):
+    return not value if isinstance(value, bool) else ()
+
+
+@pytest.mark.parametrize("arch_name,key,value", sorted(OVERRIDES, key=repr))
+def test_an_explicit_build_option_wins_over_the_weight_set(arch_name, key, value, recorder):
+    """For every option any weight set overrides: left None the set's value is used; given, the
+    caller's value wins (issue 29: `if kwargs.get(key) is None`)."""
+    ws = next(s for s in weight_sets(arch_name) if s.build_overrides.get(key) == value)
+    default = anyshape.create_model(arch_name, weights=ws.name, include_top=False)
+    assert getattr(default.anyshape_config, key) == value
+    other = _other_value(value)
+    given = anyshape.create_model(arch_name, weights=ws.name, include_top=False, **{key: other})
+    assert getattr(given.anyshape_config, key) == other
+    assert recorder[-1].name == ws.name
+
+
+def test_every_overridable_option_is_tested():
+    keys = {key for _, key, _ in OVERRIDES}
+    assert keys == {"bn_scale", "count_include_pad", "stddev_rescaling"}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_overrides_never_reach_another_network(name, recorder):
+    """Keras' defaults build every network (the TypeError of issue 25), and no weight set's
+    override reaches a network it was not made for; a set named for another network is refused."""
+    arch = get_arch(name)
+    model = anyshape.create_model(name, weights="imagenet", include_top=False, input_shape=(None, None, 3))
+    assert recorder[-1].arch == name
+    assert recorder[-1].name == _set_name(name)
+    for ws in weight_sets():
+        if ws.arch != name:
+            assert ws.build_overrides_for(name) == {}
+    assert type(model.anyshape_config) is arch.config_class
+    other = "inception_v3.tf_in1k" if name != "inception_v3" else "resnet50.keras_in1k"
+    with pytest.raises(WeightsForAnotherNetwork, match=f"not {arch.keras_name}'s"):
+        anyshape.create_model(name, weights=other, include_top=False)
+
+
+def test_files_bring_no_override_to_another_network(tmp_path, recorder):
+    """A Keras file that does not say its network brings no override; one that says it was made
+    for InceptionV3 (anyshape's metadata) is refused for ResNet50, as a registered name is."""
+    from anyshape.weights.keras_h5 import write_metadata
+
+    plain = tmp_path / "plain.h5"
+    with h5py.File(plain, "w") as f:
+        f.attrs["backend"] = b"tensorflow"
+    ws = resolve(str(plain), arch="resnet50")
+    assert ws.arch is None and ws.build_overrides_for("resnet50") == {}
+    assert anyshape.create_model("resnet50", weights=str(plain), include_top=False).anyshape_arch == "resnet50"
+    declared = tmp_path / "inception.h5"
+    with h5py.File(declared, "w") as f:
+        f.attrs["backend"] = b"tensorflow"
+    write_metadata(str(declared), REGISTRY["inception_v3.tf_in1k"])
+    with pytest.raises(WeightsForAnotherNetwork, match="InceptionV3's weights"):
+        anyshape.create_model("resnet50", weights=str(declared), include_top=False)
+
+
+def test_registry_names_and_data():
+    """`<network>.keras_in1k` for the 39, InceptionV3's names kept; preprocessing per family."""
+    assert {ws.arch for ws in weight_sets() if ws.source == "keras"} == set(list_models())
+    assert resolve("imagenet").name == "imagenet" == resolve("inception_v3.keras_in1k").name
+    assert resolve("imagenet", arch="ResNet50").name == "resnet50.keras_in1k"
+    assert resolve("keras", arch="vgg16").name == "vgg16.keras_in1k"
+    modes = {name: resolve("imagenet", arch=name).mode for name in list_models()}
+    assert {n for n, m in modes.items() if m == "caffe"} == set(list_models("resnet") + list_models("vgg"))
+    assert {n for n, m in modes.items() if m == "torch"} == set(list_models("densenet"))
+    raw = {n for f in ("efficientnet", "efficientnet_v2", "convnext", "mobilenet_v3") for n in list_models(f)}
+    assert {n for n, m in modes.items() if m == "raw"} == raw
+    assert resolve("imagenet", arch="densenet121").preprocessing == {
+        "mode": "torch",
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+    }
+    with pytest.raises(ValueError, match="neither a weight set of resnet50"):
+        resolve("banana", arch="resnet50")
+
+
+def test_mobilenet_files_follow_alpha_and_size_as_keras():
+    from anyshape.archs import get_arch as arch_of
+    from anyshape.weights.keras_files import NoKerasFile, keras_file
+
+    cfg = arch_of("mobilenet").config(alpha=0.5, input_shape=(160, 160, 3))
+    assert keras_file("mobilenet", cfg, False).file_name == "mobilenet_5_0_160_tf_no_top.h5"
+    cfg = arch_of("mobilenet").config(alpha=0.25, input_shape=(67, 83, 3))
+    assert keras_file("mobilenet", cfg, True).file_name == "mobilenet_2_5_224_tf.h5"
+    cfg = arch_of("mobilenet_v2").config(alpha=1.4, input_shape=(96, 96, 3))
+    assert (
+        keras_file("mobilenet_v2", cfg, True).file_name == "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.4_96.h5"
+    )
+    cfg = arch_of("mobilenet_v3_small").config(minimalistic=True)
+    f = keras_file("mobilenet_v3_small", cfg, False)
+    assert f.file_name == "weights_mobilenet_v3_small_minimalistic_224_1.0_float_no_top_v2.h5"
+    assert f.file_hash == "cde8136e733e811080d9fcd8a252f7e4"
+    with pytest.raises(NoKerasFile, match="alpha"):
+        keras_file("mobilenet_v3_large", arch_of("mobilenet_v3_large").config(alpha=0.5), True)
+
+
+# --- the download path: file:// stands in for Keras' host ------------------------------------------------
+
+
+def test_download_offline_error_and_wrong_hash(made, cache, monkeypatch, tmp_path):
+    """A missing file with no network names the URL and the exact cache path; a file:// URL is
+    fetched into the cache, hash-checked; a wrong hash is refused and nothing is written."""
+    models_dir, _ = cache
+    source = made("mobilenet_v3_small")
+    name = "mobilenet_v3_small.keras_in1k"
+    ws = REGISTRY[name]
+    hosted = tmp_path / "host" / ws.file_name
+    hosted.parent.mkdir()
+    os.replace(source, hosted)
+    try:
+        missing = f"file://{tmp_path}/nowhere/{ws.file_name}"
+        monkeypatch.setitem(REGISTRY, name, replace(ws, url=missing))
+        with pytest.raises(WeightDownloadError) as e:
+            anyshape.applications.MobileNetV3Small(input_shape=(64, 64, 3))
+        assert missing in str(e.value) and str(models_dir / ws.file_name) in str(e.value)
+        assert not (models_dir / ws.file_name).exists()
+        monkeypatch.setitem(REGISTRY, name, replace(ws, url=f"file://{hosted}", file_hash="0" * 32))
+        with pytest.raises(WeightDownloadError, match="not the published"):
+            anyshape.applications.MobileNetV3Small(input_shape=(64, 64, 3))
+        assert not (models_dir / ws.file_name).exists()
+        monkeypatch.setitem(REGISTRY, name, replace(ws, url=f"file://{hosted}"))
+        model = anyshape.applications.MobileNetV3Small(input_shape=(64, 64, 3), progress=False)
+        assert model.anyshape_weights.path == str(models_dir / ws.file_name)
+        del model
+        _free()
+    finally:
+        if not os.path.exists(source):
+            os.replace(hosted, source)
+
+
+def test_a_file_of_another_architecture_is_refused_whole(made, cache):
+    made("mobilenet_v3_small")
+    path = str(cache[0] / REGISTRY["mobilenet_v3_small.keras_in1k"].file_name)
+    model = anyshape.create_model("mobilenet_v3_large", weights=None, input_shape=(32, 32, 3))
+    before = [keras.ops.convert_to_numpy(w) for w in model.weights[:3]]
+    with pytest.raises(WeightFileError, match="nothing was loaded"):
+        anyshape.weights.load_weight_set(model, resolve(path, arch="mobilenet_v3_large"))
+    assert all(np.array_equal(a, keras.ops.convert_to_numpy(w)) for a, w in zip(before, model.weights[:3]))
+    del model
+    _free()
