@@ -66,7 +66,13 @@ class DataPipeline(NetworkBuilder):
                 data = DataConfig(mode=mode, mean=CAFFE_MEAN if mode == "caffe" else None)
                 data = data.for_channels(self.input_shape[2])
         else:
-            data = resolve_data_config(c.weights, channels=self.input_shape[2], preprocessing=c.preprocessing)
+            source = c.weights
+            if isinstance(source, str) or hasattr(source, "__fspath__"):
+                from anyshape.weights import resolve
+
+                # "imagenet" means this network's own set (resolve's arch=), not InceptionV3's
+                source = resolve(source, c.preprocessing, arch=self.arch.name)
+            data = resolve_data_config(source, channels=self.input_shape[2], preprocessing=c.preprocessing)
         return data.for_training()
 
     def _reverses_channels(self) -> bool:

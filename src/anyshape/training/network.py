@@ -89,7 +89,7 @@ class NetworkBuilder(TrainerState):
             from anyshape.weights import resolve
 
             known = {f.name for f in dataclasses.fields(self.arch.config_class)}
-            overrides = resolve(c.weights, c.preprocessing).build_overrides
+            overrides = resolve(c.weights, c.preprocessing, arch=self.arch.name).build_overrides
             options = {**{k: v for k, v in overrides.items() if k in known}, **options}
         return create_model(
             self.arch.name,
