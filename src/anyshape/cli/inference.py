@@ -362,6 +362,16 @@ def _run_features(args) -> int:
 
     pooling = args.pooling
     # everything that can be refused is refused before the model is built
+    if args.model is not None:
+        if str(args.model).endswith(".onnx"):  # a graph as exported: no layer to choose, no pooling to add
+            ignored = [f for d, f in (("layer", "--layer"), ("pooling", "--pooling")) if d in args.given]
+            if ignored:
+                raise ValueError(
+                    f"--model {args.model} is an ONNX graph that gives its own outputs; {', '.join(ignored)} "
+                    "would not be used with it: drop them, or use the .keras model it was exported from"
+                )
+        else:  # --pooling is the feature pooling of --layer, which a .keras model takes as any other
+            args.given = set(args.given) - {"pooling"}
     check_model_flags(args)
     # the layers of the network the flags name (InceptionV3: --layer avg_pool --pooling max|none is mixed10)
     args.layer = engine.feature_layer(args.layer, pooling, _model_network(args))
