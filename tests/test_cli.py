@@ -285,3 +285,25 @@ def test_preprocessing_option_where_weights_take_a_file(tmp_path, capsys):
     for verb in (["predict", str(pth)], ["features", str(pth), "-o", str(tmp_path / "f.npy")]):
         assert main([*verb, "--weights", str(pth)]) == 2, verb
         assert "--preprocessing tf|torch" in capsys.readouterr().err, verb
+
+
+def test_every_verb_takes_arch_and_option(capsys):
+    """--arch (a registered name or keras.applications' name) and --option KEY=VALUE on every verb
+    that builds a model; an unknown network is refused by the parser with the list."""
+    parser = build_parser()
+    for argv in (
+        ["predict", "x"],
+        ["features", "x", "--out", "f.npz"],
+        ["export", "-o", "m.onnx"],
+        ["bench"],
+        ["quantize", "none", "--calibrate", "c", "-o", "q.onnx"],
+        ["convert", "src", "-o", "dst.keras"],
+        ["explain"],
+        ["summary"],
+    ):
+        args = parser.parse_args([*argv, "--arch", "ResNet50", "--option", "stride_in_3x3=True", "--option", "a=1"])
+        assert (args.arch, args.option) == ("resnet50", [("stride_in_3x3", True), ("a", 1)]), argv
+        assert parser.parse_args(argv).arch == "inception_v3"
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args([*argv, "--arch", "resnet5"])
+        assert e.value.code == 2 and "no network named 'resnet5'" in capsys.readouterr().err
