@@ -177,7 +177,8 @@ def _check_size_flag(args) -> None:
     """--size checked before the model is built, by the rules of the network the flags name."""
     if args.size is None or args.model is not None:
         return  # a model file's own minimum is checked once it is loaded (runs.default_size)
-    check_size_flag(args, arch=args.arch, **network_options(args))
+    # predict builds the network with its top (InceptionV3's --aux-logits needs it), features without
+    check_size_flag(args, arch=args.arch, include_top=getattr(args, "top", None) is not None, **network_options(args))
 
 
 def _refuse_without_top(args, model) -> None:
