@@ -783,8 +783,10 @@ def test_resume_of_a_random_network_is_refused(capsys, photos, tmp_path, monkeyp
         raise AssertionError("a refused resume built a model")
 
     monkeypatch.setattr(engine, "load_or_build", no_model_is_built)
-    code, _, err = _main_without_traceback(capsys, *_replace_option(args, "--arch", "resnet50"), "--resume")
-    assert code == 2 and "cannot resume" in err and "arch: resnet50 now, mobilenet in the interrupted run" in err, err
+    code, _, err = _main_without_traceback(capsys, *_replace_option(args, "--arch", "mobilenet_v2"), "--resume")
+    assert code == 2 and "cannot resume" in err and "arch: mobilenet_v2 now, mobilenet in the interrupted run" in err, (
+        err
+    )
     code, _, err = _main_without_traceback(capsys, *_replace_option(args, "--option", "alpha=0.5"), "--resume")
     assert code == 2 and "MobileNet(alpha=0.5) now, MobileNet(alpha=0.25) in the interrupted run" in err, err
 
