@@ -5,7 +5,8 @@ computations and no traceback reaches the user: every stop is one line and an ex
 
 Random points come from a seeded generator (reproducible); every outcome a point can lead to
 (stopped while TensorFlow loads, while the model is built, between batches, after the end) is
-checked by the same rules. Kept small: 75 px images, a few dozen of them.
+checked by the same rules. Kept small: a small saved network (MobileNet at a quarter width, whose
+minimum is 31 px), 40 px images, a few dozen of them.
 """
 
 import json
@@ -20,12 +21,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from anyshape import cli, engine
-from anyshape.inception_v3 import InceptionV3
+from anyshape import cli, create_model, engine
+from anyshape.model_info import load_model, save_model
 
 pytest.importorskip("onnxruntime")
 
-SIZE = "75"
+SIZE = "40"
+SMALL_ARGS = ["--arch", "mobilenet", "--option", "alpha=0.25"]  # the small network, built from flags
 N_IMAGES = 40  # enough that a run at batch size 1 lasts a few tenths of a second to interrupt
 
 
@@ -40,19 +42,24 @@ def photos(tmp_path_factory):
     return root
 
 
+def _small_backbone():
+    return create_model("mobilenet", weights=None, alpha=0.25, include_top=False, input_shape=(None, None, 3))
+
+
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    model = InceptionV3(weights=None, include_top=False, input_shape=(None, None, 3))
-    path = tmp_path_factory.mktemp("w") / "backbone.weights.h5"
-    model.save_weights(path)
-    return path
+    """The small network saved by anyshape (its network inside), and another with other weights."""
+    root = tmp_path_factory.mktemp("w")
+    for name in ("backbone.keras", "other.keras"):
+        save_model(_small_backbone(), root / name)
+    return root / "backbone.keras"
 
 
 @pytest.fixture(scope="module")
 def reference(photos, weights):
     """Features of every image from the Keras model itself, keyed by resolved path."""
-    model = engine.feature_model(InceptionV3(weights=str(weights), include_top=False, input_shape=(None, None, 3)))
-    reader = engine.ImageReader(size=(75, 75))
+    model = engine.feature_model(load_model(weights))
+    reader = engine.ImageReader(size=(40, 40))
     files, _ = engine.find_images([photos])
     return {os.path.realpath(p): model.predict_on_batch(reader.read(p)[None])[0] for p in files}
 
@@ -110,7 +117,7 @@ def _cli(capsys, *argv):
     return code, out, err
 
 
-def _check_output(out, reference, size=75):
+def _check_output(out, reference, size=40):
     """One row per image, each equal to the Keras model's features, and the manifest of one run."""
     with np.load(out) as z:
         paths, feats, record = [str(p) for p in z["paths"]], z["features"], json.loads(str(z["manifest"]))
@@ -121,7 +128,7 @@ def _check_output(out, reference, size=75):
     assert record["options"]["size"] == [size, size]
 
 
-CHANGES = [("--size", "90"), ("--layer", "mixed9"), ("--pooling", "max"), ("--weights", "none")]
+CHANGES = [("--size", "90"), ("--layer", "conv_pw_11_relu"), ("--pooling", "max"), ("--model", "other.keras")]
 
 
 def _with(argv, flag, value):
@@ -141,7 +148,7 @@ def test_features_interrupted_at_a_random_point_then_resumed_carelessly(
     t0 = time.monotonic()
     out = tmp_path / "feats.npz"
     partial = tmp_path / "feats.npz.partial"
-    argv = ["features", photos, "--weights", weights, "--size", SIZE, "--batch-size", 1, "--out", out, "-q"]
+    argv = ["features", photos, "--model", weights, "--size", SIZE, "--batch-size", 1, "--out", out, "-q"]
     if seed == 0:  # at a random moment of the start (loading TensorFlow, building, translating)
         after = float(rng.uniform(0.5, 8.0))  # or at the first checkpointed rows, if the start was quicker
         code, _, err = _interrupt(argv, when=lambda: any(partial.glob("chunk-*.npz")) or time.monotonic() - t0 >= after)
@@ -164,6 +171,7 @@ def test_features_interrupted_at_a_random_point_then_resumed_carelessly(
     if partial.exists():
         chunks = sorted(partial.glob("chunk-*"))
         for flag, value in [CHANGES[i] for i in rng.permutation(len(CHANGES))[:2]]:
+            value = weights.parent / value if flag == "--model" else value
             code, _, err = _cli(capsys, *_with(argv, flag, value), "--resume")
             assert code == 2 and "cannot resume" in err, (flag, err)
             assert sorted(partial.glob("chunk-*")) == chunks and not out.exists()
@@ -201,27 +209,31 @@ def test_outputs_written_into_the_folder_being_read(photos, weights, reference, 
     folder = tmp_path / "photos"
     shutil.copytree(photos, folder)
     out = folder / "feats.npz"
-    argv = ["features", folder, "--weights", weights, "--size", SIZE, "--out", out, "-q"]
+    argv = ["features", folder, "--model", weights, "--size", SIZE, "--out", out, "-q"]
     assert _cli(capsys, *argv)[0] == 0
     code, _, err = _cli(capsys, *argv, "--force")  # again: its own output is now in the folder
     assert code == 0, err
     _check_output(out, {os.path.realpath(folder / os.path.relpath(k, photos)): v for k, v in reference.items()})
-    code, _, err = _cli(capsys, "export", "--weights", weights, "-o", folder, "--force")
+    code, _, err = _cli(capsys, "export", "--model", weights, "-o", folder, "--force")
     assert code == 2 and "not a TF SavedModel" in err and len(list(folder.rglob("*.png"))) == N_IMAGES
 
 
 @pytest.mark.parametrize("engine_name", ["auto", "onnxruntime", "keras"])
 def test_sizes_the_network_cannot_take_on_every_engine(engine_name, photos, weights, tmp_path, capsys):
-    for size in ("50", "74", "60,120"):
+    """By the rule of the network the flags name (predict and bench: --arch's collapse table, before
+    any model is built) or of the model file (features --model: its own minimum), never InceptionV3's."""
+    for size in ("20", "30", "25,60"):
         for argv in (
-            ["predict", photos, "--size", size, "--weights", "none"],
-            ["features", photos, "--size", size, "--weights", weights, "--out", tmp_path / "f.npz"],
+            ["predict", photos, "--size", size, *SMALL_ARGS, "--weights", "none"],
+            ["features", photos, "--size", size, "--model", weights, "--out", tmp_path / "f.npz"],
         ):
             code, _, err = _cli(capsys, *argv, "--engine", engine_name, "-q")
-            assert code == 1 and "at least 75" in err and err.startswith(f"anyshape {argv[0]}: --size"), (argv, err)
+            assert code == 1 and "at least 31" in err and err.startswith(f"anyshape {argv[0]}: --size"), (argv, err)
     assert not (tmp_path / "f.npz").exists() and not (tmp_path / "f.npz.partial").exists()
-    code, _, err = _cli(capsys, "bench", "--input-shape", "50,50,3", "--engine", engine_name, "--seconds", "0.1")
-    assert code == 1 and "at least 75" in err
+    code, _, err = _cli(
+        capsys, "bench", *SMALL_ARGS, "--input-shape", "30,30,3", "--engine", engine_name, "--seconds", "0.1"
+    )
+    assert code == 1 and "at least 31" in err
 
 
 def test_an_interrupt_inside_an_extensions_eval_still_exits_130(tmp_path):

@@ -130,8 +130,13 @@ def test_argument_errors_are_reported_before_the_model_is_built(tmp_path, monkey
     assert "is a folder" in capsys.readouterr().err
     assert main(["export", "-o", str(tmp_path / "m.keras"), "--format", "onnx"]) == 2  # suffix and content agree
     assert "suffix" in capsys.readouterr().err
+    # a layer the network has not: refused before any model is built, with the network's own layers
+    assert main(["features", str(img), "--out", "f.npz", "--layer", "bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "'bogus' is not a feature layer of inception_v3" in err and "mixed0, mixed1" in err and "mixed10" in err
+    assert main(["features", str(img), "--out", "f.npz", "--arch", "resnet50", "--layer", "mixed7"]) == 2
+    assert "conv4_block6_out" in capsys.readouterr().err
     for argv in (
-        ["features", str(img), "--out", "f.npz", "--layer", "bogus"],
         ["predict", str(img), "--top", "0"],
         ["bench", "--batch", "x"],
         ["predict", str(img), "--batch-size", "0"],
@@ -152,11 +157,14 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, monkeypatch, capsys
     )
     err = capsys.readouterr().err
     assert "--weights" in err and "--input-shape" in err and "complete model" in err
-    assert (
-        main(["features", str(tmp_path), "--model", str(model), "--pooling", "max", "--out", str(tmp_path / "f.npz")])
-        == 2
-    )
-    assert "--pooling" in capsys.readouterr().err
+    # an .onnx model is a graph as exported: --pooling and --layer would not be used (with a .keras
+    # model they choose the feature layer and its pooling: see test_cli_inference.py)
+    graph = tmp_path / "m.onnx"
+    graph.write_bytes(b"")
+    for flags in (["--pooling", "max"], ["--layer", "avg_pool"]):
+        argv = ["features", str(tmp_path), "--model", str(graph), *flags, "--out", str(tmp_path / "f.npz")]
+        assert main(argv) == 2
+        assert flags[0] in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:  # predict always runs the classifier: no silent no-op flag
         main(["predict", str(tmp_path), "--include-top"])
     assert e.value.code == 2
@@ -277,3 +285,25 @@ def test_preprocessing_option_where_weights_take_a_file(tmp_path, capsys):
     for verb in (["predict", str(pth)], ["features", str(pth), "-o", str(tmp_path / "f.npy")]):
         assert main([*verb, "--weights", str(pth)]) == 2, verb
         assert "--preprocessing tf|torch" in capsys.readouterr().err, verb
+
+
+def test_every_verb_takes_arch_and_option(capsys):
+    """--arch (a registered name or keras.applications' name) and --option KEY=VALUE on every verb
+    that builds a model; an unknown network is refused by the parser with the list."""
+    parser = build_parser()
+    for argv in (
+        ["predict", "x"],
+        ["features", "x", "--out", "f.npz"],
+        ["export", "-o", "m.onnx"],
+        ["bench"],
+        ["quantize", "none", "--calibrate", "c", "-o", "q.onnx"],
+        ["convert", "src", "-o", "dst.keras"],
+        ["explain"],
+        ["summary"],
+    ):
+        args = parser.parse_args([*argv, "--arch", "ResNet50", "--option", "stride_in_3x3=True", "--option", "a=1"])
+        assert (args.arch, args.option) == ("resnet50", [("stride_in_3x3", True), ("a", 1)]), argv
+        assert parser.parse_args(argv).arch == "inception_v3"
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args([*argv, "--arch", "resnet5"])
+        assert e.value.code == 2 and "no network named 'resnet5'" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """anyshape.distributed on a real local Ray (one per module) and a real S3 server (moto, 127.0.0.1).
 
-Small images (75-90 px) and few of them keep this module to about a minute on 2 cores.
+Small images (75-90 px), few of them, and a small network (MobileNet at a quarter width, a
+registered network whose minimum is 31 px) keep this module short on 2 cores.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ ray = pytest.importorskip("ray")
 pa = pytest.importorskip("pyarrow")
 moto_server = pytest.importorskip("moto.server")
 
-from anyshape import distributed, engine  # noqa: E402
+from anyshape import create_model, distributed, engine  # noqa: E402
 from anyshape.engine.manifest import ResumeMismatch  # noqa: E402
 from anyshape.engine.runs import RunInterrupted  # noqa: E402
-from anyshape.inception_v3 import InceptionV3  # noqa: E402
 
 N_GOOD = 10
+SMALL_ARGS = ["--arch", "mobilenet", "--option", "alpha=0.25"]  # the small network on the command line
+
+
+def _small(**kwargs):
+    kwargs.setdefault("input_shape", (None, None, 3))
+    return create_model("mobilenet", weights=None, alpha=0.25, **kwargs)
 
 
 def _write_images(root):
@@ -34,7 +40,7 @@ def _write_images(root):
         h, w = 75 + 2 * i, 90 - i
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / f"img{i:02d}.png")
     (root / "notes.txt").write_text("not an image")
-    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / "tiny.png")
+    Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(root / "tiny.png")  # below 31 px
     good = (root / "img00.png").read_bytes()
     (root / "truncated.png").write_bytes(good[: len(good) // 2])
     return root
@@ -87,7 +93,7 @@ def images(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def backbone():
-    return InceptionV3(weights=None, include_top=False, input_shape=(None, None, 3))
+    return _small(include_top=False)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +121,7 @@ def test_features_equal_the_local_run_and_bad_images_become_rows(local_ray, imag
     assert summary.exit_code == 1 and (out / "manifest.json").is_file()
     errors = {os.path.basename(p): e for p, (f, e) in rows.items() if e is not None}
     assert set(errors) == {"notes.txt", "tiny.png", "truncated.png"}
-    assert "not an image" in errors["notes.txt"] and "below InceptionV3's minimum" in errors["tiny.png"]
+    assert "not an image" in errors["notes.txt"] and "below MobileNet's minimum of 31 px" in errors["tiny.png"]
     assert all(rows[p][0] is None for p in rows if rows[p][1] is not None)
 
     local = engine.extract_features(feature_predictor, [str(images)], tmp_path / "local.npz", size=80)
@@ -135,7 +141,7 @@ def test_features_prepare_images_as_the_source_model_says(local_ray, images, tmp
     odd = engine.Preprocessing(
         mode="torch", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=1.0, interpolation="bilinear"
     )
-    model = InceptionV3(weights=None, include_top=False, input_shape=(75, 75, 3))
+    model = _small(include_top=False, input_shape=(75, 75, 3))
     model.anyshape_info = ModelInfo(odd)
     features = engine.feature_model(model, "avg_pool", "avg")
     out = tmp_path / "feats"
@@ -224,7 +230,7 @@ def test_a_missing_or_failed_ray_is_one_line_and_leaves_nothing_behind(
 
 
 def test_predict_writes_the_top_classes_of_the_local_run(local_ray, images, tmp_path):
-    model = InceptionV3(weights=None, input_shape=(None, None, 3), classes=7)
+    model = _small(classes=7)
     predictor = engine.Predictor(model)
     out = tmp_path / "pred"
     summary = distributed.predict(
@@ -312,9 +318,9 @@ def test_resume_with_other_options_is_refused_before_any_work(local_ray, images,
         distributed.features(
             feature_predictor, [str(images)], str(out), size=90, resume=True, options={"layer": "avg_pool"}
         )
-    other = engine.Predictor(engine.feature_model(backbone, "mixed7", "avg"))
+    other = engine.Predictor(engine.feature_model(backbone, "conv_pw_11_relu", "avg"))
     with pytest.raises(ResumeMismatch, match="layer"):
-        distributed.features(other, [str(images)], str(out), size=80, resume=True, options={"layer": "mixed7"})
+        distributed.features(other, [str(images)], str(out), size=80, resume=True, options={"layer": "conv_pw_11_relu"})
     with pytest.raises(FileExistsError, match="--resume"):
         distributed.features(feature_predictor, [str(images)], str(out), size=80, options={"layer": "avg_pool"})
     assert sorted(p.name for p in out.iterdir()) == before
@@ -376,7 +382,7 @@ def test_cli_features_and_predict_with_ray(local_ray, images, tmp_path, capsys):
     from anyshape.cli import main
 
     out = tmp_path / "feats"
-    args = ["features", str(images), "--ray", "--out", str(out), "--weights", "none", "--size", "80", "-q"]
+    args = ["features", str(images), "--ray", "--out", str(out), *SMALL_ARGS, "--weights", "none", "--size", "80", "-q"]
     assert main(args) == 1  # three bad files: rows with their errors, exit code 1 as locally
     err = capsys.readouterr().err
     assert "13 row(s) in" in err and "FAILED" in err and "Traceback" not in err
@@ -384,6 +390,9 @@ def test_cli_features_and_predict_with_ray(local_ray, images, tmp_path, capsys):
     # --weights none is a new random network every run: resuming would mix two networks
     assert main(args + ["--resume"]) == 2
     assert "weights differ" in capsys.readouterr().err
+    # the network is recorded: a resume with another --arch is refused naming both
+    assert main([*args[:5], "--arch", "mobilenet_v3_small", *args[9:], "--resume"]) == 2
+    assert "arch: mobilenet_v3_small now, mobilenet in the interrupted run" in capsys.readouterr().err
     assert main(["predict", str(images), "--out", str(tmp_path / "p"), "--weights", "none"]) == 2
     assert "--ray" in capsys.readouterr().err
     assert (
@@ -394,6 +403,7 @@ def test_cli_features_and_predict_with_ray(local_ray, images, tmp_path, capsys):
                 "--ray",
                 "--out",
                 str(tmp_path / "p"),
+                *SMALL_ARGS,
                 "--weights",
                 "none",
                 "--size",
@@ -429,8 +439,17 @@ def test_a_ray_run_shows_only_anyshapes_lines(local_ray, images, tmp_path, capfd
     line Ray's C++ core writes to standard error for every actor pool stay off the terminal."""
     from anyshape.cli import main
 
-    args = ["features", str(images / "img00.png"), "--ray", "--out", str(tmp_path / "f"), "--weights", "none", "-q"]
-    assert main([*args, "--size", "80"]) == 0
+    args = [
+        "features",
+        str(images / "img00.png"),
+        "--ray",
+        "--out",
+        str(tmp_path / "f"),
+        *SMALL_ARGS,
+        "--weights",
+        "none",
+    ]
+    assert main([*args, "-q", "--size", "80"]) == 0
     err = capfd.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines and all(line.startswith("anyshape features: ") for line in lines), err

@@ -112,14 +112,35 @@ def model_info(model: Any) -> ModelInfo:
         run = getattr(model, "anyshape_run_info", None)  # a classes.json dict set by hand
         if run:
             info = ModelInfo.from_run_info(run)
+    built = model_config(model)
     if info is None:
         weight_set = getattr(model, "anyshape_weights", None)
         name = getattr(weight_set, "name", None)
-        info = ModelInfo(resolve_data_config(model), None, str(name) if name is not None else None)
-    built = model_config(model)
+        data = resolve_data_config(model)
+        if weight_set is None and built is not None:  # random weights: the network's own preprocessing
+            data = network_data_config(built[0].preprocessing, data)
+        info = ModelInfo(data, None, str(name) if name is not None else None)
     if built is not None and info.config is None:
         info = replace(info, architecture=built[0].name, config=built[1])
     return info
+
+
+def network_data_config(mode: str, base: DataConfig | None = None) -> DataConfig:
+    """`base` (default: the defaults) with the preprocessing mode of a network's own weights
+    (its `Arch.preprocessing`, keras.applications' preprocess_input mode: "caffe" for ResNet and
+    VGG, "torch" for DenseNet, "raw" where the network normalises inside its graph)."""
+    from dataclasses import replace
+
+    from anyshape.data_config import CAFFE_MEAN, IMAGENET_MEAN, IMAGENET_STD
+
+    base = base if base is not None else DataConfig()
+    if mode == base.mode:
+        return base
+    if mode == "torch":
+        return replace(base, mode="torch", mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    if mode == "caffe":
+        return replace(base, mode="caffe", mean=CAFFE_MEAN, std=None)
+    return replace(base, mode=mode, mean=None, std=None)
 
 
 def save_model(model, path, info: ModelInfo | None = None, *, overwrite: bool = True) -> Path:

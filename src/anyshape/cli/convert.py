@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from anyshape.cli.options import add_preprocessing_argument, parse_channel_adapt, parse_shape
+from anyshape.cli.options import (
+    add_arch_arguments,
+    add_preprocessing_argument,
+    network_options,
+    parse_channel_adapt,
+    parse_shape,
+)
 
 
 def _add_convert(sub) -> None:
@@ -48,11 +54,24 @@ def _add_convert(sub) -> None:
     p.add_argument(
         "--no-parity", dest="parity", action="store_false", help="skip the comparison with the source framework"
     )
+    add_arch_arguments(p)
 
 
 def _run_convert(args) -> int:
+    import inspect
+
+    from anyshape.archs import DEFAULT_ARCH
     from anyshape.weights.convert import convert  # it imports torch/torchvision before Keras itself
 
+    network = {}
+    own = network_options(args, ())
+    if args.arch != DEFAULT_ARCH or own:
+        if "arch" not in inspect.signature(convert).parameters:
+            raise ValueError(
+                f"--arch {args.arch}: anyshape convert converts InceptionV3's weight sets only in this version; "
+                f"a Keras file of {args.arch} loads with anyshape export --arch {args.arch} --weights FILE -o FILE.keras"
+            )
+        network = dict(arch=args.arch, **own)  # the network's own options, for weights.convert
     result = convert(
         args.src,
         args.output,
@@ -63,6 +82,7 @@ def _run_convert(args) -> int:
         parity=args.parity,
         channel_adapt=args.channel_adapt,
         preprocessing=args.preprocessing,
+        **network,
     )
     print(result)
     return 0

@@ -11,12 +11,14 @@ import threading
 
 from anyshape.cli.options import (
     EXIT_OK,
+    add_arch_arguments,
     add_image_run_arguments,
     add_inference_model_arguments,
     check_model_flags,
     check_ray_flags,
     check_size_flag,
     cli_words,
+    network_options,
     parse_shape,
     positive_float,
     positive_int,
@@ -127,16 +129,20 @@ def _run_on_ray(verb: str, args, predictor, options: dict) -> int:
 
 
 def _inference_model(args, *, include_top: bool, pooling: str | None = None):
+    """The model the flags describe: --model FILE as saved (its network says what it is; an --arch
+    given must name that network), else --arch built by `anyshape.create_model` with the flags'
+    arguments and each --option."""
     from anyshape import engine
 
     check_model_flags(args)
+    if args.model is not None:
+        return engine.load_or_build(args.model, arch=args.arch if "arch" in getattr(args, "given", ()) else None)
     weights = None if str(args.weights).lower() == "none" else args.weights
     kwargs = dict(
         weights=weights,
         include_top=include_top,
         input_shape=args.input_shape,
         data_format=args.data_format,
-        aux_logits=args.aux_logits,
         dropout_rate=args.dropout_rate,
         pooling=pooling,
     )
@@ -144,7 +150,48 @@ def _inference_model(args, *, include_top: bool, pooling: str | None = None):
         kwargs.update(classes=args.classes)
     if args.preprocessing is not None:
         kwargs.update(preprocessing=args.preprocessing)
-    return engine.load_or_build(args.model, size=getattr(args, "size", None), **kwargs)
+    kwargs.update(network_options(args))
+    return engine.load_or_build(None, arch=args.arch, size=getattr(args, "size", None), **kwargs)
+
+
+def _model_network(args) -> str | None:
+    """The network the flags name: --arch, or the one a --model .keras file records (read from
+    its anyshape_model.json without loading it; None when it records none, or for an .onnx file)."""
+    if args.model is None:
+        return args.arch
+    from pathlib import Path
+
+    path = Path(args.model)
+    if path.suffix != ".keras" or not path.is_file():
+        return None
+    from anyshape.model_info import read_keras_info
+
+    try:
+        info = read_keras_info(path)
+    except ValueError:
+        return None  # loading it says what is wrong with it
+    return info.architecture if info is not None else None
+
+
+def _check_size_flag(args) -> None:
+    """--size checked before the model is built, by the rules of the network the flags name."""
+    if args.size is None or args.model is not None:
+        return  # a model file's own minimum is checked once it is loaded (runs.default_size)
+    # predict builds the network with its top (InceptionV3's --aux-logits needs it), features without
+    check_size_flag(args, arch=args.arch, include_top=getattr(args, "top", None) is not None, **network_options(args))
+
+
+def _refuse_without_top(args, model) -> None:
+    """predict runs a classifier: a model that ends before its classifier gives features, not scores."""
+    from anyshape import engine
+    from anyshape.engine.graph_model import describe_keras
+
+    top = model.include_top if isinstance(model, engine.GraphModel) else describe_keras(model)["include_top"]
+    if top is False:
+        raise ValueError(
+            f"--model {args.model} has no classifier (it was built with include_top=False): its outputs are "
+            "features, not class scores. Use anyshape features --model ... for them, or a model with its top"
+        )
 
 
 def _report_failures(verb: str, summary) -> None:
@@ -179,14 +226,17 @@ def _run_predict(args) -> int:
     from anyshape import engine
 
     check_model_flags(args)
-    check_size_flag(args)
+    _check_size_flag(args)
     check_ray_flags(args)
-    predictor = engine.Predictor(
-        _inference_model(args, include_top=True, pooling=args.pooling), engine=args.engine, precision=args.precision
-    )
+    model = _inference_model(args, include_top=True, pooling=args.pooling)
+    _refuse_without_top(args, model)
+    predictor = engine.Predictor(model, engine=args.engine, precision=args.precision)
     if args.ray is not None:
         return _run_on_ray(
-            "predict", args, predictor, {"model": _model_identity(args), "weights": _weights_identity(args)}
+            "predict",
+            args,
+            predictor,
+            {"model": _model_identity(args), "weights": _weights_identity(args), "arch": _model_network(args)},
         )
     try:
         rows, summary = engine.predict_paths(
@@ -223,8 +273,6 @@ def _print_rows(rows, fmt: str) -> None:
 
 
 def _add_features(sub) -> None:
-    from anyshape.engine.predictor import FEATURE_LAYERS  # numpy only: no backend is loaded
-
     p = sub.add_parser(
         "features",
         help="extract one feature row per image into .npy/.npz/.parquet",
@@ -243,9 +291,10 @@ def _add_features(sub) -> None:
     p.add_argument(
         "--layer",
         default="avg_pool",
-        choices=list(FEATURE_LAYERS),
         metavar="LAYER",
-        help="avg_pool (2048-d) or mixed0 .. mixed10",
+        help="avg_pool (the last map, pooled), or one of the network's blocks and feature points: "
+        "mixed0 .. mixed10 for InceptionV3, conv2_block1_out .. conv5_block3_out for ResNet50, ... "
+        "(a name the network has not is refused with the list of those it has)",
     )
     p.add_argument(
         "--resume",
@@ -271,13 +320,22 @@ def _features_options(args) -> dict:
     return {
         "model": _model_identity(args),
         "weights": _weights_identity(args),
+        "arch": _model_network(args),
         "layer": args.layer,
         "pooling": args.pooling or "none",
     }
 
 
 def _model_identity(args) -> str:
-    return _file_identity(args.model) if args.model and os.path.isfile(args.model) else "InceptionV3"
+    """A model file's path and hash, or the network built: its keras.applications name and its
+    own options (InceptionV3, MobileNet(alpha=0.25))."""
+    if args.model and os.path.isfile(args.model):
+        return _file_identity(args.model)
+    from anyshape.archs import get_arch
+
+    own = network_options(args)
+    name = get_arch(args.arch).keras_name
+    return name + (f"({', '.join(f'{k}={v!r}' for k, v in sorted(own.items()))})" if own else "")
 
 
 def _weights_identity(args) -> str | None:
@@ -304,10 +362,21 @@ def _run_features(args) -> int:
     from anyshape.engine.manifest import RunManifest
 
     pooling = args.pooling
-    args.layer = engine.feature_layer(args.layer, pooling)  # --layer avg_pool --pooling max|none is mixed10's
     # everything that can be refused is refused before the model is built
+    if args.model is not None:
+        if str(args.model).endswith(".onnx"):  # a graph as exported: no layer to choose, no pooling to add
+            ignored = [f for d, f in (("layer", "--layer"), ("pooling", "--pooling")) if d in args.given]
+            if ignored:
+                raise ValueError(
+                    f"--model {args.model} is an ONNX graph that gives its own outputs; {', '.join(ignored)} "
+                    "would not be used with it: drop them, or use the .keras model it was exported from"
+                )
+        else:  # --pooling is the feature pooling of --layer, which a .keras model takes as any other
+            args.given = set(args.given) - {"pooling"}
     check_model_flags(args)
-    check_size_flag(args)
+    # the layers of the network the flags name (InceptionV3: --layer avg_pool --pooling max|none is mixed10)
+    args.layer = engine.feature_layer(args.layer, pooling, _model_network(args))
+    _check_size_flag(args)
     check_ray_flags(args)
     options = _features_options(args)
     if args.ray is not None:
@@ -416,17 +485,18 @@ def _add_bench(sub) -> None:
 
 def _run_bench(args) -> int:
     from anyshape import engine
+    from anyshape.archs import get_arch
 
     if args.model is not None:  # for bench, --input-shape is the size to time, also with --model
         args.given = set(args.given) - {"input_shape"}
     check_model_flags(args)
     model = None
     if args.model is not None:  # the model decides its layout, and a fixed size is the only size it takes
-        if args.input_shape is not None:  # a size no model takes is refused before the model is loaded
-            _check_timed_shape(args.input_shape, args)
         model = _inference_model(args, include_top=args.include_top, pooling=args.pooling)
         args.data_format, channels, fixed = _model_input(model)
         first = args.data_format == "channels_first"
+        if args.input_shape is not None:  # a size below the model's own minimum: as without --model
+            _check_timed_shape(args.input_shape, args, model)
         if fixed is not None:
             given = args.input_shape
             if given is not None and tuple(given[1:] if first else given[:2]) != fixed:
@@ -436,9 +506,11 @@ def _run_bench(args) -> int:
                 )
             args.input_shape = (channels, *fixed) if first else (*fixed, channels)
         elif args.input_shape is None:
-            args.input_shape = (channels, 299, 299) if first else (299, 299, channels)
-    shape = args.input_shape or ((3, 299, 299) if args.data_format == "channels_first" else (299, 299, 3))
-    hw = _check_timed_shape(shape, args)
+            side = get_arch(engine.model_architecture(model) or args.arch).default_size
+            args.input_shape = (channels, side, side) if first else (side, side, channels)
+    side = get_arch(args.arch).default_size  # the network's own default size (299 for InceptionV3)
+    shape = args.input_shape or ((3, side, side) if args.data_format == "channels_first" else (side, side, 3))
+    hw = _check_timed_shape(shape, args, model)
     args.input_shape = shape
     batches = args.batch
     if model is None:
@@ -486,14 +558,34 @@ def _run_bench(args) -> int:
     return 0
 
 
-def _check_timed_shape(shape, args) -> tuple:
-    """The (H, W) bench times at, refused when it is not fixed or the network cannot take it."""
+def _check_timed_shape(shape, args, model=None) -> tuple:
+    """The (H, W) bench times at, refused when it is not fixed or the network cannot take it: by
+    the rules of the network --arch names (its own collapse table), or of the loaded `model`
+    (its minimum size)."""
     from anyshape.shapes import InvalidInputShape, explain
 
     hw = shape[1:] if args.data_format == "channels_first" else shape[:2]
     if None in hw:
         raise ValueError("--input-shape needs a height and a width to time (e.g. 299,299,3)")
-    report = explain(shape, data_format=args.data_format, aux_logits=args.aux_logits)
+    if model is not None:
+        from anyshape import engine
+        from anyshape.engine.graph_model import describe_keras
+
+        least = model.min_size if isinstance(model, engine.GraphModel) else describe_keras(model)["min_size"]
+        if min(hw) < least:
+            raise InvalidInputShape(
+                f"--input-shape {','.join(map(str, shape))}: --model {args.model} needs images of at least "
+                f"{least} px per side (below it its feature map would vanish)"
+            )
+        return hw
+    report = explain(
+        shape,
+        arch=args.arch,
+        data_format=args.data_format,
+        include_top=args.include_top,
+        pooling=args.pooling,
+        **network_options(args),
+    )
     if not report.valid:
         raise InvalidInputShape(report.reason())
     return hw
@@ -539,9 +631,13 @@ def _add_quantize(sub) -> None:
         help="model input shape when building from weights (default: free size, 3 channels)",
     )
     p.add_argument(
-        "--size", default=None, metavar="N|H,W", help="calibration image size for a free-size model (default 299)"
+        "--size",
+        default=None,
+        metavar="N|H,W",
+        help="calibration image size for a free-size model (default: the network's default size, 299 for InceptionV3)",
     )
     p.add_argument("--limit", type=int, default=300, help="calibration images used at most (default 300)")
+    add_arch_arguments(p)
     p.add_argument("--force", action="store_true", help="overwrite FILE.onnx if it exists")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -554,12 +650,24 @@ def _run_quantize(args) -> int:
 
     check_method(args.method or DEFAULT_METHOD)  # before the model is built
     src = Path(args.src)
+    given: set = getattr(args, "given", set())
     if src.suffix in (".keras", ".onnx"):
-        model = engine.load_or_build(src)
+        if "option" in given or "input_shape" in given:
+            flags = [f for d, f in (("input_shape", "--input-shape"), ("option", "--option")) if d in given]
+            raise ValueError(f"{args.src} is a complete model; {', '.join(flags)} would not be used with it: drop them")
+        model = engine.load_or_build(src, arch=args.arch if "arch" in given else None)
     else:
+        from anyshape.archs import get_arch
+
         weights = None if args.src.lower() == "none" else args.src
         model = engine.load_or_build(
-            None, size=args.size or 299, weights=weights, include_top=not args.features, input_shape=args.input_shape
+            None,
+            arch=args.arch,
+            size=args.size or get_arch(args.arch).default_size,
+            weights=weights,
+            include_top=not args.features,
+            input_shape=args.input_shape,
+            **network_options(args),
         )
     if args.features and not isinstance(model, engine.GraphModel):
         model = engine.feature_model(model, "avg_pool", "avg")

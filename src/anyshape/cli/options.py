@@ -4,6 +4,7 @@ checks of flag combinations argparse cannot express."""
 from __future__ import annotations
 
 import argparse
+import ast
 import re
 
 # the exit codes of every verb (see `anyshape.cli._call`)
@@ -85,6 +86,92 @@ def parse_channel_adapt(text: str):
         ) from None
 
 
+def _option(text: str) -> tuple:
+    """--option KEY=VALUE: VALUE read as a Python literal (0.5, True, (3, 4, 6, 3)), else as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. alpha=0.5), got {text!r}")
+    try:
+        parsed = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        parsed = value.strip()
+    return key.strip(), parsed
+
+
+class _Options(argparse.Action):
+    """Collects repeated --option flags in a list (whatever the default was replaced by)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, [*(current if isinstance(current, list) else []), values])
+
+
+def _arch_name(text: str) -> str:
+    """--arch: a registered name, or keras.applications' constructor name (ResNet50), as Python takes it."""
+    from anyshape.archs import UnknownArchitecture, get_arch
+
+    try:
+        return get_arch(text).name
+    except UnknownArchitecture as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_arch_arguments(p: argparse.ArgumentParser, *, default: str | None = None) -> None:
+    """--arch NAME and --option KEY=VALUE: which network, with which of its own build arguments.
+
+    `default` None: InceptionV3 (anyshape.archs.DEFAULT_ARCH); verbs that also take --model
+    leave it unset there, since a saved model says what it is."""
+    from anyshape.archs import DEFAULT_ARCH, list_models
+
+    p.add_argument(
+        "--arch",
+        type=_arch_name,
+        default=default or DEFAULT_ARCH,
+        metavar="NAME",
+        help=f"the network, one of anyshape.list_models() or its keras.applications name (default: "
+        f"{default or DEFAULT_ARCH}): " + ", ".join(list_models()),
+    )
+    p.add_argument(
+        "--option",
+        type=_option,
+        action=_Options,
+        default=None,
+        metavar="KEY=VALUE",
+        help="a build argument of the network's own (repeatable), e.g. --option alpha=0.5 for MobileNet, "
+        "--option head=conv for VGG; the names are its Config's fields",
+    )
+
+
+# the build arguments every network has, each with its own flag (not an --option)
+COMMON_BUILD_ARGS = ("input_shape", "include_top", "pooling", "classes", "data_format", "dropout_rate")
+
+
+def network_options(args, flags: tuple[tuple[str, str], ...] = (("--aux-logits", "aux_logits"),)) -> dict:
+    """The network's own build arguments the flags give: every --option KEY=VALUE, and the flags
+    of one network's options (InceptionV3's --aux-logits) when set, each checked against the
+    Config of --arch (refused, with the network's options listed, when it has no such field)."""
+    from dataclasses import fields
+
+    from anyshape.archs import get_arch
+
+    arch = get_arch(args.arch)
+    known = {f.name for f in fields(arch.config_class)}
+    own = dict(getattr(args, "option", None) or [])
+    for flag, key in flags:
+        if getattr(args, key, False):
+            if key not in known:
+                raise ValueError(f"{flag} is an option of inception_v3, not of --arch {args.arch}")
+            own[key] = True
+    for key in own:
+        if key in COMMON_BUILD_ARGS or key not in known:
+            others = sorted(known - set(COMMON_BUILD_ARGS) - {"name"})
+            raise ValueError(
+                f"--option {key}: {'use its own flag' if key in COMMON_BUILD_ARGS else f'--arch {args.arch} has no option {key}'}"
+                f"; its options are {', '.join(others) or 'none'}"
+            )
+    return own
+
+
 POOLING_HELP = (
     "how the last feature map is reduced to one vector per image: avg, max, avgmax, catavgmax, "
     "or none (keep the map; with --include-top the classifier's own average pooling) (default: none)"
@@ -155,6 +242,7 @@ MODEL_FLAGS = {
     "dropout_rate": "--dropout-rate",
     "weights": "--weights",
     "preprocessing": "--preprocessing",
+    "option": "--option",
 }
 
 
@@ -194,12 +282,13 @@ def add_inference_model_arguments(
             help=f"none, a weight set name or a weights file (default: {weights_default})",
         )
     add_preprocessing_argument(p)
+    add_arch_arguments(p)
     p.add_argument(
         "--model",
         default=None,
         metavar="FILE",
         help="use a saved model instead of building one: .keras, or .onnx from anyshape quantize/export "
-        "(then no flag that builds a model may be given)",
+        "(then no flag that builds a model may be given; the file says its network, so --arch is not needed)",
     )
     p.add_argument(
         "--engine",
@@ -224,10 +313,13 @@ def add_image_run_arguments(p: argparse.ArgumentParser) -> None:
         "--size",
         default=None,
         metavar="native|N|H,W",
-        help="native: each image at its own size; N or H,W (at least 75): shorter side resized, centre "
-        "crop (crop_pct and interpolation of the weights). Default: the model's size if fixed, else native",
+        help="native: each image at its own size; N or H,W (at least the network's minimum, 75 for "
+        "InceptionV3): shorter side resized, centre crop (crop_pct and interpolation of the weights). "
+        "Default: the model's size if fixed, else native",
     )
-    p.add_argument("--upscale", action="store_true", help="enlarge images below 75 px instead of refusing them")
+    p.add_argument(
+        "--upscale", action="store_true", help="enlarge images below the network's minimum instead of refusing them"
+    )
     p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch")
     p.add_argument(
         "--max-pixels", type=positive_int, default=None, help="refuse larger images (default: Pillow's limit, 89 Mpx)"
@@ -278,12 +370,13 @@ def check_model_flags(args) -> None:
         )
 
 
-def check_size_flag(args) -> None:
-    """--size is checked before the model is built: below 75 px no engine can run it."""
+def check_size_flag(args, *, arch=None, **options) -> None:
+    """--size is checked before the model is built: below the minimum of the network (`arch`,
+    default InceptionV3's 75 px, with its `options`) no engine can run it."""
     from anyshape.engine.runs import check_size
 
     if args.size is not None:
-        check_size(args.size, aux_logits=getattr(args, "aux_logits", False))
+        check_size(args.size, arch=arch, **options)
 
 
 def cli_words(message: str) -> str:

@@ -31,7 +31,7 @@ files), `manifest` (what a run computes, for safe resumes), `export` (saving and
 metadata inside, what crosses processes and what `quantize` writes) and `quantize` (int8).
 """
 
-from anyshape.engine.export import check_export_path, export_model, load_or_build
+from anyshape.engine.export import check_export_path, export_model, load_or_build, model_architecture
 from anyshape.engine.feature_store import FEATURE_SUFFIXES, FeatureStore, read_features, read_manifest
 from anyshape.engine.graph_model import GraphModel
 from anyshape.engine.images import ImageReader, ImageTooSmall, Preprocessing, find_images, parse_size, path_key
@@ -43,6 +43,7 @@ from anyshape.engine.predictor import (
     Predictor,
     benchmark,
     feature_layer,
+    feature_layers,
     feature_model,
     fidelity,
     random_batches,
@@ -83,8 +84,10 @@ __all__ = [
     "Progress",
     "export_model",
     "load_or_build",
+    "model_architecture",
     "FEATURE_LAYERS",
     "feature_layer",
+    "feature_layers",
     "FEATURE_SUFFIXES",
     "ENGINES",
     "PRECISIONS",

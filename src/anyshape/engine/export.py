@@ -7,45 +7,73 @@ from pathlib import Path
 from anyshape.atomic_write import write_bytes_atomically
 
 
-def load_or_build(model_path=None, *, size=None, **inception_v3_kwargs):
-    """A saved Keras model (`.keras` file) when `model_path` is given, else anyshape.InceptionV3.
+def load_or_build(model_path=None, *, arch=None, size=None, **options):
+    """A saved model (`.keras` or `.onnx` file) when `model_path` is given, else a new network
+    built by `anyshape.create_model(arch, **options)` (`arch` default "inception_v3").
 
-    `size` (N or (H, W)) says the images will be resized to a size of the caller's choosing: a
-    model built with no `input_shape` then takes any height and width, the classifier too
-    (InceptionV3's own default with the top is 299 x 299, as in keras.applications).
+    `options` are create_model's arguments (weights, include_top, input_shape, pooling, classes,
+    data_format, dropout_rate, preprocessing, and the network's own, e.g. alpha=0.25 for
+    "mobilenet"). `size` (N or (H, W)) says the images will be resized to a size of the caller's
+    choosing: a model built with no `input_shape` then takes any height and width, the classifier
+    too (without it, a network with its top is built at its own default size, as in
+    keras.applications: 299 x 299 for InceptionV3, 224 x 224 for most others).
 
     An `.onnx` file with anyshape's metadata (`anyshape quantize`, `anyshape export --format onnx`)
     loads as a `GraphModel`, which `Predictor` runs on ONNX Runtime or OpenVINO.
 
-    A `.keras` file carries what predict needs (class names, preprocessing, weight set) as
-    `model.anyshape_info`, from the file itself or, for a run folder written before, from the
-    `classes.json` beside it (see `anyshape.model_info.load_model`)."""
-    if model_path is not None and Path(model_path).suffix == ".onnx":
+    A `.keras` file carries what predict needs (its network and Config, class names,
+    preprocessing, weight set) as `model.anyshape_info`, from the file itself or, for a run folder
+    written before, from the `classes.json` beside it (see `anyshape.model_info.load_model`): it
+    needs no `arch`. An `arch` given with a model file must name the network the file holds.
+    """
+    from anyshape.archs import DEFAULT_ARCH, get_arch
+
+    if model_path is not None:
+        if options:
+            raise ValueError(
+                f"--model {model_path} is a complete model; {', '.join(sorted(options))} would not be used with it"
+            )
+        model = _load(model_path)
+        held = model_architecture(model)
+        if arch is not None and held is not None and get_arch(arch).name != held:
+            raise ValueError(
+                f"--model {model_path} holds a {held} network, but --arch {get_arch(arch).name} was given: "
+                "drop --arch (a saved model says what it is), or give the model file of that network"
+            )
+        return model
+    from anyshape.factory import create_model
+
+    if size is not None and options.get("input_shape") is None and options.get("input_tensor") is None:
+        first = options.get("data_format") == "channels_first"
+        options["input_shape"] = (3, None, None) if first else (None, None, 3)
+    return create_model(get_arch(arch or DEFAULT_ARCH).name, **options)
+
+
+def _load(model_path):
+    if Path(model_path).suffix == ".onnx":
         from anyshape.engine.graph_model import GraphModel
 
         return GraphModel.load(model_path)  # e.g. an int8 file from `anyshape quantize`
-    if model_path is not None:
-        from anyshape.model_info import load_model
+    from anyshape.model_info import load_model
 
-        path = Path(model_path)
-        if not path.is_file():
-            raise ValueError(f"--model {model_path}: no such file (expected a .keras model file)")
-        try:
-            return load_model(path)
-        except Exception as e:
-            raise ValueError(
-                f"--model {model_path}: cannot be loaded as a Keras model ({type(e).__name__}: {e})"
-            ) from e
-    from anyshape.inception_v3 import InceptionV3
+    path = Path(model_path)
+    if not path.is_file():
+        raise ValueError(f"--model {model_path}: no such file (expected a .keras model file)")
+    try:
+        return load_model(path)
+    except Exception as e:
+        raise ValueError(f"--model {model_path}: cannot be loaded as a Keras model ({type(e).__name__}: {e})") from e
 
-    if (
-        size is not None
-        and inception_v3_kwargs.get("input_shape") is None
-        and inception_v3_kwargs.get("input_tensor") is None
-    ):
-        first = inception_v3_kwargs.get("data_format") == "channels_first"
-        inception_v3_kwargs["input_shape"] = (3, None, None) if first else (None, None, 3)
-    return InceptionV3(**inception_v3_kwargs)
+
+def model_architecture(model) -> str | None:
+    """The registered network a model (Keras, or a `GraphModel`) holds, when it says so."""
+    from anyshape.engine.graph_model import GraphModel
+
+    if isinstance(model, GraphModel):
+        return model.architecture
+    from anyshape.model_info import model_info
+
+    return model_info(model).architecture
 
 
 EXPORT_SUFFIXES = {".onnx": "onnx", ".keras": "keras", "": "tf_saved_model"}

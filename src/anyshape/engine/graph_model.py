@@ -29,6 +29,10 @@ class GraphModel:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     class_names: list | None = None
     precision: str = "fp32"  # "int8" for a quantized graph
+    # the registered network the graph was made from ("mobilenet", ...) and whether it ends in its
+    # classifier: None where unknown (a model anyshape did not build, a file written before)
+    architecture: str | None = None
+    include_top: bool | None = None
 
     @classmethod
     def from_keras(cls, model) -> GraphModel:
@@ -48,6 +52,8 @@ class GraphModel:
             "preprocessing": self.preprocessing.to_dict(),
             "class_names": self.class_names,
             "precision": self.precision,
+            "architecture": self.architecture,
+            "include_top": self.include_top,
         }
 
     def to_bytes(self) -> bytes:
@@ -86,6 +92,8 @@ class GraphModel:
                 preprocessing=Preprocessing.from_dict(meta.get("preprocessing") or {}),
                 class_names=meta.get("class_names"),
                 precision=meta.get("precision", "fp32"),
+                architecture=_architecture(meta.get("architecture")),
+                include_top=None if meta.get("include_top") is None else bool(meta["include_top"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:  # a damaged or crafted record
             raise ValueError(f"{source}: its anyshape metadata is not valid ({type(e).__name__}: {e})") from e
@@ -122,6 +130,7 @@ def describe_keras(model) -> dict:
 
     info = model_info(model)
     arch, config = (info.architecture or "inception_v3"), info.config
+    include_top = getattr(config, "include_top", None) if info.architecture is not None else None
     return dict(
         data_format=data_format,
         channels=int(channels),
@@ -130,7 +139,18 @@ def describe_keras(model) -> dict:
         min_size=min_input_size(_layer_names(model), arch, config),
         preprocessing=info.data_config,
         class_names=list(info.class_names) if info.class_names else None,
+        architecture=info.architecture,
+        include_top=include_top,
     )
+
+
+def _architecture(name):
+    """A recorded network name, checked against the registry (a crafted record names no other)."""
+    if name is None:
+        return None
+    from anyshape.archs import get_arch
+
+    return get_arch(str(name)).name
 
 
 def _layer_names(model) -> list[str]:

@@ -52,8 +52,8 @@ class ImageReader:
     size: "native" keeps each image's own size (any H, W >= min_size); (H, W) resizes the
     shorter side to H/crop_pct (W/crop_pct) and takes the centre crop (timm's evaluation
     transform, `preprocess.resize_shorter_and_center_crop`), with the weights' crop_pct and
-    interpolation. Images whose shorter side is below `min_size` (75 px, where InceptionV3's
-    feature map would collapse) are refused unless `upscale`, which enlarges them first so the
+    interpolation. Images whose shorter side is below `min_size` (the network's minimum, 75 px by
+    default, where InceptionV3's feature map would collapse; see `for_model`) are refused unless `upscale`, which enlarges them first so the
     shorter side is `min_size`.
 
     Channel rule (`preprocess.load_image`): 3 channels: gray is replicated, alpha dropped,
@@ -70,6 +70,22 @@ class ImageReader:
     min_size: int = field(default_factory=lambda: max(n or 1 for n in minimum_size()))
     max_pixels: int | None = None
     data_format: str = "channels_last"
+    # the network whose minimum `min_size` is, named in the message for a smaller image (None:
+    # "the model's"); the defaults are InceptionV3's
+    network: str | None = "inception_v3"
+
+    @classmethod
+    def for_model(cls, model, **kwargs) -> ImageReader:
+        """A reader for a `Predictor` or `GraphModel`: its channels, data format, preprocessing,
+        minimum size and network (`kwargs`: size, upscale, max_pixels)."""
+        return cls(
+            channels=model.channels,
+            preprocessing=model.preprocessing,
+            min_size=max(1, int(model.min_size)),
+            data_format=model.data_format,
+            network=getattr(model, "architecture", None),
+            **kwargs,
+        )
 
     def read(self, path, data: bytes | IO[bytes] | None = None) -> np.ndarray:
         """The model input for the image file `path` (or for `data`: its bytes, or the file
@@ -87,7 +103,7 @@ class ImageReader:
         if shorter < self.min_size:
             if not self.upscale:
                 raise ImageTooSmall(
-                    f"{path}: {h}x{w} px is below InceptionV3's minimum of {self.min_size} px per side "
+                    f"{path}: {h}x{w} px is below {self._whose()} minimum of {self.min_size} px per side "
                     f"(its feature map would vanish); pass --upscale (upscale=True) to enlarge such images"
                 )
             scale = self.min_size / shorter
@@ -100,6 +116,13 @@ class ImageReader:
         if self.data_format == "channels_first":
             x = np.ascontiguousarray(np.transpose(x, (2, 0, 1)))
         return x
+
+    def _whose(self) -> str:
+        if self.network is None:
+            return "the model's"
+        from anyshape.archs import get_arch
+
+        return f"{get_arch(self.network).keras_name}'s"
 
     def _check_pixels(self, path, hw: tuple[int, int], target: tuple[int, int], how: str) -> None:
         """Refuse to enlarge an image past `max_pixels`: the limit bounds what the reader holds,

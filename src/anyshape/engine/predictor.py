@@ -93,6 +93,8 @@ class Predictor:
     min_size: int
     preprocessing: Preprocessing
     class_names: list | None
+    architecture: str | None  # the registered network, when the model says
+    include_top: bool | None  # whether it ends in its classifier, when the model says
     graph_model: GraphModel | None
 
     def __init__(
@@ -124,6 +126,8 @@ class Predictor:
                     "min_size",
                     "preprocessing",
                     "class_names",
+                    "architecture",
+                    "include_top",
                 )
             }
         else:
@@ -253,30 +257,64 @@ class Predictor:
         )
 
 
-def feature_layer(layer: str = "avg_pool", pooling: str | None = "avg") -> str:
-    """The layer whose output `feature_model(model, layer, pooling)` reads.
+def feature_layers(arch=None) -> tuple[str, ...]:
+    """The layers `feature_model` reads for the network `arch` (default InceptionV3): "avg_pool"
+    (the last map, globally pooled), then its blocks and its feature points (its `Arch` record:
+    mixed0 .. mixed10 for InceptionV3, conv2_block1_out .. and the stages for ResNet50)."""
+    from anyshape.archs import DEFAULT_ARCH, get_arch
 
-    "avg_pool" is mixed10 globally average-pooled; asked with pooling "max" or None it means
-    mixed10 with that pooling (its map, or its max), the same 2048 channels pooled another way.
+    a = get_arch(arch or DEFAULT_ARCH)
+    return tuple(dict.fromkeys(("avg_pool", *a.blocks, *a.feature_points)))
+
+
+def feature_layer(layer: str = "avg_pool", pooling: str | None = "avg", arch=None) -> str:
+    """The layer whose output `feature_model(model, layer, pooling)` reads, checked against the
+    layers of the network `arch` (default InceptionV3; `feature_layers`): a name it has not is
+    refused with the list of those it has.
+
+    "avg_pool" is the network's last map globally average-pooled; asked with pooling "max" or
+    None it means that map with that pooling (its map, or its max), the same channels pooled
+    another way: for InceptionV3 that is mixed10, its last block, which names it.
     """
-    if layer not in FEATURE_LAYERS:
-        raise ValueError(f"layer must be one of {', '.join(FEATURE_LAYERS)}, got {layer!r}")
+    from anyshape.archs import DEFAULT_ARCH, get_arch
+
+    a = get_arch(arch or DEFAULT_ARCH)
+    names = feature_layers(a)
+    if layer not in names:
+        raise ValueError(f"layer {layer!r} is not a feature layer of {a.name}; its layers are: {', '.join(names)}")
     if pooling not in ("avg", "max", None):
         raise ValueError(f"pooling must be 'avg', 'max' or None, got {pooling!r}")
-    return "mixed10" if layer == "avg_pool" and pooling != "avg" else layer
+    if layer == "avg_pool" and pooling != "avg" and a.name == DEFAULT_ARCH:
+        return "mixed10"
+    return layer
+
+
+def _last_map(model):
+    """The last feature map of a model (the one its global pooling reads): the input of its
+    "avg_pool" layer, or its own output when that is a map."""
+    try:
+        return model.get_layer("avg_pool").input
+    except ValueError:
+        pass
+    if len(model.outputs[0].shape) == 4:
+        return model.outputs[0]
+    return None
 
 
 def feature_model(model, layer: str = "avg_pool", pooling: str | None = "avg"):
-    """A Keras model giving the features of `layer` (mixed0..mixed10 or avg_pool), pooled or not.
+    """A Keras model giving the features of `layer` (`feature_layers` of the model's network:
+    "avg_pool", or one of its blocks: mixed0..mixed10 for InceptionV3), pooled or not.
 
-    "avg_pool" is mixed10 globally average-pooled (the 2048-wide vector; with pooling "max" or
-    None, mixed10 pooled that way: see `feature_layer`); with pooling "avg" or "max" a mixedN
-    map is reduced to one vector per image, with None it stays a map (channels_last, as the
-    model computes internally).
+    "avg_pool" is the last map globally average-pooled (the 2048-wide vector of InceptionV3;
+    with pooling "max" or None, that map pooled that way: see `feature_layer`); with pooling
+    "avg" or "max" a block's map is reduced to one vector per image, with None it stays a map
+    (channels_last, as the model computes internally). A layer name the model's network does not
+    have is refused with the list of those it has.
 
     The new model carries the source model's `ModelInfo` (how its images are prepared, its
-    weight set) without the class names, which name the classifier's outputs, not features: a
-    plain `keras.Model` knows none of it, and the defaults would prepare the images otherwise.
+    network, its weight set) without the class names, which name the classifier's outputs, not
+    features: a plain `keras.Model` knows none of it, and the defaults would prepare the images
+    otherwise. Its Config says include_top=False: it ends before the classifier.
     """
     import dataclasses
 
@@ -284,30 +322,47 @@ def feature_model(model, layer: str = "avg_pool", pooling: str | None = "avg"):
 
     from anyshape.model_info import model_info
 
-    info = dataclasses.replace(model_info(model), class_names=None)
-    layer = feature_layer(layer, pooling)
+    info = model_info(model)
+    info = dataclasses.replace(
+        info,
+        class_names=None,
+        config=info.config.replace(include_top=False, pooling=None) if info.config is not None else None,
+    )
+    arch = info.architecture
+    layer = feature_layer(layer, pooling, arch)
+    names = feature_layers(arch)
+
+    def _features(x, name):
+        features = keras.Model(model.inputs, x, name=name)
+        info.attach(features)
+        return features
+
     if layer == "avg_pool":
+        if pooling == "avg":
+            try:
+                return _features(model.get_layer("avg_pool").output, "avg_pool_features")
+            except ValueError:
+                pass
+        x = _last_map(model)
+        if x is None:
+            raise ValueError(
+                "the model has no feature map to pool (no avg_pool layer, and its output is not a map): "
+                f"name a layer, one of {', '.join(names[1:])}"
+            )
+        name = "last_map"
+    else:
         try:
-            existing = model.get_layer("avg_pool")
+            x = model.get_layer(layer).output
         except ValueError:
-            layer = "mixed10"
-        else:
-            features = keras.Model(model.inputs, existing.output, name="avg_pool_features")
-            features.anyshape_info = info
-            return features
-    try:
-        x = model.get_layer(layer).output
-    except ValueError:
-        raise ValueError(
-            f"the model has no layer {layer!r} (layers: mixed0..mixed10 in anyshape's InceptionV3)"
-        ) from None
+            raise ValueError(
+                f"the model has no layer {layer!r} (the feature layers of {arch or 'inception_v3'}: {', '.join(names)})"
+            ) from None
+        name = layer
     if pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name=f"{layer}_avg")(x)
+        x = keras.layers.GlobalAveragePooling2D(name=f"{name}_avg")(x)
     elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name=f"{layer}_max")(x)
-    features = keras.Model(model.inputs, x, name=f"{layer}_features")
-    features.anyshape_info = info
-    return features
+        x = keras.layers.GlobalMaxPooling2D(name=f"{name}_max")(x)
+    return _features(x, f"{name}_features")
 
 
 def benchmark(predictor: Predictor, shape_hw: tuple[int, int], batch: int, *, seconds: float = 3.0) -> float:

@@ -60,14 +60,15 @@ def calibration_batches(
 ) -> list:
     """Preprocessed float32 batches of up to `limit` images from `folder` (sorted order) for `graph`
     (a GraphModel or a Predictor: its channels, data format, preprocessing and fixed size), at the
-    model's fixed size, else `size`, else the weights' input size, else 299. Unreadable images are
+    model's fixed size, else `size`, else the weights' input size, else its network's default size
+    (299 for InceptionV3). Unreadable images are
     appended to `skipped` as (path, reason) and left out."""
     if size is not None:
         hw = parse_size(size)
         if hw == "native":
             raise ValueError("calibration needs one size for all images: pass --size N or H,W, not native")
     else:
-        hw = graph.fixed_hw or graph.preprocessing.input_size or (299, 299)
+        hw = graph.fixed_hw or graph.preprocessing.input_size or _network_size(graph)
     if graph.fixed_hw is not None and tuple(hw) != tuple(graph.fixed_hw):
         raise ValueError(
             f"the model takes {graph.fixed_hw[0]}x{graph.fixed_hw[1]} images only; --size {hw} cannot be used"
@@ -75,13 +76,7 @@ def calibration_batches(
     files, missing = find_images([folder])
     skipped = skipped if skipped is not None else []
     skipped.extend((str(p), f"{p}: {why}") for p, why in missing)
-    reader = ImageReader(
-        channels=graph.channels,
-        size=tuple(hw),
-        preprocessing=graph.preprocessing,
-        upscale=True,
-        data_format=graph.data_format,
-    )
+    reader = ImageReader.for_model(graph, size=tuple(hw), upscale=True)
     rows: list = []
     bar = Progress(min(limit, len(files)), progress, label="calibration images")
     for path in files:
@@ -232,3 +227,11 @@ def quantize_graph(graph: GraphModel, batches: list, *, method: str = DEFAULT_ME
     """The int8 GraphModel of a float one, calibrated on preprocessed float32 `batches` (in memory)."""
     data = (_quantize_onnxruntime if method == "onnxruntime" else _quantize_nncf)(graph.graph, batches)
     return replace(graph, graph=data, precision="int8")
+
+
+def _network_size(graph) -> tuple[int, int]:
+    """The default size of the network a model holds (299 x 299 when it does not say)."""
+    from anyshape.archs import DEFAULT_ARCH, get_arch
+
+    size = get_arch(getattr(graph, "architecture", None) or DEFAULT_ARCH).default_size
+    return (size, size)

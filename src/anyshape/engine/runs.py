@@ -169,16 +169,39 @@ class RunSummary:
         return ", ".join(parts) + f" in {self.seconds:.1f} s ({rate:.1f} images/s){ran}"
 
 
-def check_size(size, *, aux_logits: bool = False):
-    """`parse_size(size)`, refusing a fixed size the network cannot take (below MIN_SIZE) with
-    `anyshape.explain`'s reason, before any model is built or image read."""
+def check_size(size, *, aux_logits: bool = False, arch=None, **options):
+    """`parse_size(size)`, refusing a fixed size the network cannot take with `anyshape.explain`'s
+    reason, before any model is built or image read. `arch` (default InceptionV3) and `options`
+    (the network's build arguments, e.g. alpha=0.25) say which network."""
+    from anyshape.archs import DEFAULT_ARCH
     from anyshape.shapes import InvalidInputShape, explain
 
     size = parse_size(size)
     if size != "native":
-        report = explain((size[0], size[1], 3), aux_logits=aux_logits)
+        if aux_logits:
+            options["aux_logits"] = True
+        report = explain((size[0], size[1], 3), arch=arch or DEFAULT_ARCH, **options)
         if not report.valid:
             raise InvalidInputShape(f"--size {size[0]},{size[1]}: {report.reason()}")
+    return size
+
+
+def check_model_size(model, size):
+    """`parse_size(size)`, refusing a fixed size below the minimum of `model` (a Predictor or
+    GraphModel: the rule of its own network, from its `min_size`)."""
+    from anyshape.shapes import InvalidInputShape
+
+    size = parse_size(size)
+    if size != "native" and min(size) < model.min_size:
+        name = getattr(model, "architecture", None)
+        if name is not None:
+            from anyshape.archs import get_arch
+
+            name = get_arch(name).keras_name
+        raise InvalidInputShape(
+            f"--size {size[0]},{size[1]}: {name or 'the model'} needs images of at least {model.min_size} px "
+            f"per side (below it its feature map would vanish); pass --size {model.min_size} or more"
+        )
     return size
 
 
@@ -193,7 +216,7 @@ class RunInterrupted(KeyboardInterrupt):
 def default_size(predictor: Predictor, size=None):
     """The size policy: the given one, else the model's fixed size, else "native"."""
     if size is not None:
-        size = check_size(size)
+        size = check_model_size(predictor, size)
         if size != "native" and predictor.fixed_hw is not None and tuple(size) != tuple(predictor.fixed_hw):
             raise ValueError(
                 f"the model takes {predictor.fixed_hw[0]}x{predictor.fixed_hw[1]} images only; "
@@ -225,14 +248,7 @@ def feature_reader(
 def make_reader(
     predictor: Predictor, size=None, *, upscale: bool = False, max_pixels: int | None = None
 ) -> ImageReader:
-    return ImageReader(
-        channels=predictor.channels,
-        size=default_size(predictor, size),
-        preprocessing=predictor.preprocessing,
-        upscale=upscale,
-        max_pixels=max_pixels,
-        data_format=predictor.data_format,
-    )
+    return ImageReader.for_model(predictor, size=default_size(predictor, size), upscale=upscale, max_pixels=max_pixels)
 
 
 def _class_labels(scores: np.ndarray, top: int, label_offset, names: list | None = None) -> list[list[dict]]:
