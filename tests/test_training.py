@@ -1077,3 +1077,45 @@ def test_caffe_preprocessing_in_the_training_pipeline_is_keras_own(tmp_path):
     x, _ = next(iter(trainer._pipeline(split, training=False)))
     expected = keras.applications.resnet50.preprocess_input(images.astype(np.float32))
     np.testing.assert_allclose(np.array(x), expected, atol=1e-4)
+
+
+def test_train_arch_xception_on_gray_48px_from_its_keras_file(tmp_path, monkeypatch):
+    """The README's worked example: 48x48 grayscale images fine-tuned from Xception's ImageNet
+    file with `anyshape train --arch xception` (Keras asks 71x71x3). The file here is made in
+    Keras' published layout and name (the no-top file) from keras.applications' random model and
+    put in a temporary Keras cache with its hash, as a real download would leave it; the first
+    convolution is the file's summed over RGB (`--channel-adapt sum`), the frozen backbone keeps
+    the file's weights, and the saved model is Xception at 48x48x1."""
+    from made_files import md5, write_legacy_h5
+
+    from anyshape import cli
+    from anyshape.model_info import load_model
+    from anyshape.weights.registry import REGISTRY
+
+    home = tmp_path / "keras_home"
+    (home / "models").mkdir(parents=True)
+    monkeypatch.setenv("KERAS_HOME", str(home))
+    keras.utils.set_random_seed(0)
+    ref = keras.applications.Xception(weights=None, include_top=False)
+    ws = REGISTRY["xception.keras_in1k"]
+    path = home / "models" / ws.file_name_notop
+    write_legacy_h5(ref, path)
+    monkeypatch.setitem(REGISTRY, ws.name, dataclasses.replace(ws, file_hash_notop=md5(path), hash_algorithm="md5"))
+    faces = make_image_folder(tmp_path / "faces", per_class=4, gray=True)
+    out = tmp_path / "run"
+    argv = ["train", faces, "--arch", "xception", "--weights", "imagenet", "--channel-adapt", "sum"]
+    argv += ["--input-shape", "48,48", "--freeze", "backbone", "--epochs", "1", "--batch-size", "4"]
+    argv += ["--run-eagerly", "--output", out, "--quiet"]
+    assert cli.main([str(a) for a in argv]) == 0
+    model = load_model(out / "model.keras")
+    assert model.input_shape == (None, 48, 48, 1) and model.output_shape == (None, 3)
+    assert model.anyshape_arch == "xception"
+    kernel = np.array(model.get_layer("block1_conv1").kernel)
+    np.testing.assert_allclose(
+        kernel, np.array(ref.get_layer("block1_conv1").kernel).sum(axis=2, keepdims=True), rtol=1e-6
+    )
+    # frozen backbone: a deep layer is the file's, bit for bit
+    np.testing.assert_array_equal(
+        np.array(model.get_layer("block14_sepconv2").weights[0]), np.array(ref.get_layer("block14_sepconv2").weights[0])
+    )
+    assert model.anyshape_info.data_config.mode == "tf"  # Xception's [-1, 1], recorded for predict

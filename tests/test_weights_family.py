@@ -14,7 +14,6 @@ the test also checks that Keras asks for the file name, URL and hash anyshape's 
 from __future__ import annotations
 
 import gc
-import hashlib
 import os
 from dataclasses import replace
 
@@ -22,6 +21,7 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from made_files import md5, write_legacy_h5
 from model_helpers import randomised_weights, relative_error, representatives, run
 
 import anyshape
@@ -37,35 +37,9 @@ def _set_name(arch_name: str) -> str:
     return "imagenet" if arch_name == "inception_v3" else f"{arch_name}.keras_in1k"
 
 
-def write_legacy_h5(model, path, *, top: bool = True, head=()):
-    """`model`'s weights in Keras' published layout (Keras 2 HDF5), its weighted layers in order;
-    without the layers in `head` when `top` is False."""
-    layers = [layer for layer in model.layers if layer.weights and (top or layer.name not in head)]
-    tmp = f"{path}.part"
-    with h5py.File(tmp, "w") as f:
-        f.attrs["layer_names"] = [layer.name.encode() for layer in layers]
-        f.attrs["backend"] = b"tensorflow"
-        f.attrs["keras_version"] = b"2.2.4"
-        for layer in layers:
-            g = f.create_group(layer.name)
-            names = [f"{layer.name}/{w.name}:0" for w in layer.weights]
-            g.attrs["weight_names"] = [n.encode() for n in names]
-            for n, w in zip(names, layer.weights):
-                g.create_dataset(n, data=keras.ops.convert_to_numpy(w))
-    os.replace(tmp, path)
-
-
 def _free():
     keras.backend.clear_session()
     gc.collect()
-
-
-def md5(path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -239,12 +213,25 @@ def test_family_file_at_an_odd_size_with_one_and_four_channels(name, made, caplo
     _free()
 
 
-def test_another_class_count_builds_a_new_head_and_says_so(made, caplog):
-    made("mobilenet_v3_small")
+def test_another_class_count_builds_a_new_head_and_says_so(cache, monkeypatch, caplog):
+    """Another class count: the backbone from Keras' file without the top (the head is new
+    anyway), as InceptionV3's loader does, and a warning that says so."""
+    models_dir, _ = cache
+    keras.utils.set_random_seed(0)
+    ref = keras.applications.MobileNetV3Small(weights=None)
+    ref.set_weights(randomised_weights(ref))
+    ws = REGISTRY["mobilenet_v3_small.keras_in1k"]
+    path = models_dir / ws.file_name_notop
+    write_legacy_h5(ref, path, top=False, head=get_arch("mobilenet_v3_small").classifier)
+    monkeypatch.setitem(REGISTRY, ws.name, replace(ws, file_hash_notop=md5(path), hash_algorithm="md5"))
     with caplog.at_level("WARNING", logger="anyshape.weights"):
         model = anyshape.applications.MobileNetV3Small(classes=7, input_shape=(64, 80, 3))
     assert "kept a new, randomly initialised 7-class head" in caplog.text
+    assert ws.file_name_notop in caplog.text
     assert model.output.shape[-1] == 7
+    for name in ("conv", "expanded_conv_10_project"):  # the backbone is the file's
+        np.testing.assert_array_equal(model.get_layer(name).get_weights()[0], ref.get_layer(name).get_weights()[0])
+    del ref
     del model
     _free()
 

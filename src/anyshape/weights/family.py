@@ -367,7 +367,10 @@ def load_family_weights(
         raise WeightFileError(
             f"{weight_set.name}: {arch.keras_name} loads Keras weight files; PyTorch state dicts load into InceptionV3 only"
         )
-    path = os.fspath(family_weight_file(weight_set, arch, config, config.include_top, cache_dir, progress))
+    # the file with the classifier only where it is used: another class count gets a new head, so
+    # its backbone comes from the file without the top (as InceptionV3's loader does)
+    with_top = config.include_top and (weight_set.num_classes is None or config.classes == weight_set.num_classes)
+    path = os.fspath(family_weight_file(weight_set, arch, config, with_top, cache_dir, progress))
     if not path.lower().endswith((".h5", ".hdf5")) or path.lower().endswith(".weights.h5"):
         return _load_keras3_file(model, arch, weight_set, path, channels, channel_adapt)
     plan = _plan(model, arch, config, read_legacy_h5(path), path, channel_adapt, seed, channels)
@@ -379,6 +382,13 @@ def load_family_weights(
     loaded = replace(weight_set, path=path, num_classes=config.classes if config.include_top else None)
     model.anyshape_weights = loaded
     log.info("loaded weights %r from %s into %d layers", weight_set.name, path, len(plan.values))
+    if config.include_top and not with_top:
+        plan.notes.insert(
+            0,
+            f"classes={config.classes} differs from the weight set's {weight_set.num_classes} ImageNet classes: "
+            f"loaded the pretrained backbone from {os.path.basename(path)} (the file without the top) and kept a "
+            f"new, randomly initialised {config.classes}-class head (train it, e.g. with anyshape's fine-tuning)",
+        )
     for note in plan.notes:
         log.warning(note)
     return loaded

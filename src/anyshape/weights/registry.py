@@ -275,14 +275,17 @@ def _keras_family_sets() -> list[WeightSet]:
     set is "imagenet" above): the file with the default Config (MobileNet's depend on alpha and
     size; `anyshape.weights.keras_files.keras_file` picks the one a model needs)."""
     from anyshape.archs import get_arch, list_models
-    from anyshape.weights.keras_files import keras_file
+    from anyshape.weights.keras_files import NoKerasFile, keras_file
 
     out = []
     for name in list_models():
         if name == "inception_v3":
             continue
         arch = get_arch(name)
-        top, notop = keras_file(name, None, True), keras_file(name, None, False)
+        try:
+            top, notop = keras_file(name, None, True), keras_file(name, None, False)
+        except NoKerasFile:  # a network registered at run time (archs.register_arch) has no Keras file
+            continue
         overrides: tuple = ()
         if arch.family == "efficientnet":
             from anyshape.archs.efficientnet import IMAGENET_STDDEV_RGB
