@@ -15,7 +15,7 @@ from anyshape.data_config import (
     DataConfig,
     resolve_data_config,
 )
-from anyshape.weights import REGISTRY, WeightSet, preprocessing_for
+from anyshape.weights import REGISTRY, WeightSet, data_config_for, preprocessing_for
 
 
 def test_defaults_are_the_constants_everywhere():
@@ -38,19 +38,52 @@ def test_registered_sets_keep_their_own_settings():
         ("inception_v3.tf_in1k", "bicubic"),
         ("inception_v3.gluon_in1k", "bicubic"),
     ]:
-        config = resolve_data_config(name)
+        config = data_config_for(name)
         ws = REGISTRY[name]
         assert (config.mode, config.crop_pct, config.interpolation) == (ws.mode, ws.crop_pct, interpolation)
         assert config.preprocess_kwargs() == ws.preprocessing == preprocessing_for(name)
         assert config.input_size == (299, 299) and config.label_offset == 0
-    gluon = resolve_data_config("inception_v3.gluon_in1k")
+    gluon = data_config_for("inception_v3.gluon_in1k")
     assert (gluon.mean, gluon.std) == (IMAGENET_MEAN, IMAGENET_STD)
+    assert (
+        resolve_data_config(REGISTRY["inception_v3.gluon_in1k"])
+        == gluon
+        == REGISTRY["inception_v3.gluon_in1k"].data_config
+    )
+
+
+def test_names_are_resolved_by_the_weights_layer_not_the_data_layer(tmp_path):
+    """The data layer does not know the registry: a name or a path is refused there, with the
+    function that resolves it; `data_config_for` resolves it and gives the same config."""
+    for source in ("imagenet", tmp_path / "model.pth"):
+        with pytest.raises(TypeError, match=r"anyshape\.weights\.data_config_for\(weights\) resolves it"):
+            resolve_data_config(source)
+    pth = tmp_path / "model.pth"
+    pth.write_bytes(b"x")
+    assert data_config_for(pth, preprocessing="torch").preprocess_kwargs() == {
+        "mode": "torch",
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+    }
+    assert data_config_for(None) == resolve_data_config(None) == DataConfig()
+    # anyshape.preprocess_input takes weights= (resolved up there); the data layer's takes the scaling
+    import numpy as np
+
+    import anyshape
+
+    gray = np.full((1, 2, 2, 1), 100.0, np.float32)
+    mean, std = sum(IMAGENET_MEAN) / 3, sum(IMAGENET_STD) / 3
+    expected = preprocess.preprocess_input(gray, "channels_last", mode="torch", mean=mean, std=std)
+    ours = anyshape.preprocess_input(gray, "channels_last", weights="inception_v3.gluon_in1k")
+    np.testing.assert_allclose(ours, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="give either weights="):
+        anyshape.preprocess_input(gray, "channels_last", weights="imagenet", mode="tf")
 
 
 def test_other_channel_counts_get_the_average_mean_and_std():
-    gray = resolve_data_config("inception_v3.gluon_in1k", channels=1)
+    gray = data_config_for("inception_v3.gluon_in1k", channels=1)
     assert gray.mean == pytest.approx(sum(IMAGENET_MEAN) / 3) and gray.std == pytest.approx(sum(IMAGENET_STD) / 3)
-    assert resolve_data_config("inception_v3.gluon_in1k", channels=3).mean == IMAGENET_MEAN
+    assert data_config_for("inception_v3.gluon_in1k", channels=3).mean == IMAGENET_MEAN
     assert preprocessing_for("inception_v3.gluon_in1k", 4)["mean"] == pytest.approx(sum(IMAGENET_MEAN) / 3)
 
 
@@ -69,7 +102,7 @@ def test_trained_run_info_and_models():
 
 
 def test_training_resize_is_recorded_as_applied():
-    training = resolve_data_config("inception_v3.gluon_in1k").for_training()
+    training = data_config_for("inception_v3.gluon_in1k").for_training()
     assert training.preprocess_kwargs() == REGISTRY["inception_v3.gluon_in1k"].preprocessing
     assert training.resize_policy() == datasets.RESIZE_POLICY
     assert datasets.RESIZE_POLICY == {

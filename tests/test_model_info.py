@@ -17,7 +17,7 @@ import pytest
 from anyshape import engine
 from anyshape.data_config import IMAGENET_MEAN, IMAGENET_STD, DataConfig
 from anyshape.model_info import MEMBER, ModelInfo, load_model, model_info, read_keras_info, save_model
-from anyshape.preprocess import preprocess_input
+from anyshape.weights import preprocess_input  # takes weights= (the data layer's takes the scaling)
 
 CLASSES = ("ant", "bee", "cat")
 CONFIG = DataConfig(

@@ -121,7 +121,7 @@ def test_json_round_trip():
 def test_preprocess_input_follows_the_weight_set():
     from types import SimpleNamespace
 
-    from anyshape.preprocess import preprocess_input
+    from anyshape.weights import preprocess_input  # anyshape.preprocess_input: takes weights=
 
     x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
     tf = preprocess_input(x, "channels_last", mode="tf")

@@ -50,7 +50,7 @@ def __getattr__(name):
         if hasattr(applications, name):
             return getattr(applications, name)
     if name == "preprocess_input":
-        from anyshape.preprocess import preprocess_input
+        from anyshape.weights.preprocessing import preprocess_input  # takes weights= too
 
         return preprocess_input
     if name == "decode_predictions":

@@ -1,11 +1,13 @@
 """How images must be prepared for a model: the constants, the config, and the one resolver.
 
 Everything that decides how an image becomes model input reads it from here:
-`preprocess.preprocess_input(weights=...)`, `weights.preprocessing_for`, training (the run's
+`anyshape.preprocess_input(weights=...)`, `weights.preprocessing_for`, training (the run's
 `classes.json` and its model.keras, see `anyshape.model_info`) and the inference engine (`engine.Preprocessing` is `DataConfig`). A
-`DataConfig` comes from `resolve_data_config(source)`, where `source` is a weight set (a
-registry name, a file, a `WeightSet`), a model loaded or trained by anyshape, a trained run's
-info (`classes.json`), or None for the defaults. In the spirit of timm's `resolve_data_config`
+`DataConfig` comes from `resolve_data_config(source)`, where `source` is a resolved weight set
+(a `WeightSet`, whose `data_config` property converts it), a model loaded or trained by
+anyshape, a trained run's info (`classes.json`), or None for the defaults. This module is in
+the data layer, below the weights: a registry name or a weights file is resolved by
+`anyshape.weights.data_config_for`, which then calls this function. In the spirit of timm's `resolve_data_config`
 (timm/data/config.py), without timm.
 
 Defaults, when the weights say nothing (a model built with `weights=None`, a Keras file
@@ -26,6 +28,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+# the constants `preprocess` applies, defined there (this module sits above it) and kept here too
+from anyshape.preprocess import (
+    CAFFE_MEAN,
+    DEFAULT_CROP_PCT,
+    DEFAULT_INTERPOLATION,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PREPROCESS_MODES,
+    preprocess_input,
+)
+
 __all__ = [
     "DataConfig",
     "resolve_data_config",
@@ -42,15 +55,8 @@ __all__ = [
     "RESIZE_METHOD",
 ]
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)  # mean/std 0.5 is the same map as mode "tf": x / 127.5 - 1
 INCEPTION_STD = (0.5, 0.5, 0.5)
-# Keras' imagenet_utils "caffe" mode (ResNet, VGG): RGB -> BGR, minus these BGR means, in 0..255
-CAFFE_MEAN: tuple[float, float, float] = (103.939, 116.779, 123.68)
-PREPROCESS_MODES: tuple[str, ...] = ("tf", "torch", "caffe", "raw")
-DEFAULT_CROP_PCT = 0.875
-DEFAULT_INTERPOLATION = "bicubic"
 RESIZE_METHOD = "resize_shorter_and_center_crop"
 TRAIN_CROP_PCT = 1.0  # training keeps the whole shorter side (no information cut away)
 TRAIN_INTERPOLATION = "bilinear"
@@ -138,8 +144,6 @@ class DataConfig:
 
     def apply(self, image_hwc):
         """Scale one (H, W, C) image of 0..255 pixels (numpy) as the weights expect."""
-        from anyshape.preprocess import preprocess_input
-
         kwargs = self.preprocess_kwargs()
         return preprocess_input(image_hwc, "channels_last", **kwargs)
 
@@ -163,24 +167,6 @@ def _from_run_info(run: dict) -> DataConfig:
     )
 
 
-def _from_weight_set(ws) -> DataConfig:
-    """A `WeightSet` (or anything with its fields)."""
-    size = getattr(ws, "input_size", None)
-    if size is not None:
-        size = tuple(size)
-        size = size[-2:] if len(size) == 3 and size[0] in (1, 3, 4) else size[:2]
-    offset = getattr(ws, "label_offset", None)
-    return DataConfig(
-        mode=getattr(ws, "mode", None) or "tf",
-        mean=_tuple(getattr(ws, "mean", None)),
-        std=_tuple(getattr(ws, "std", None)),
-        input_size=size,
-        crop_pct=float(getattr(ws, "crop_pct", None) or DEFAULT_CROP_PCT),
-        interpolation=getattr(ws, "interpolation", None) or DEFAULT_INTERPOLATION,
-        label_offset=offset if offset is not None else "auto",
-    )
-
-
 def resolve_data_config(
     source: Any = None, *, channels: int | None = None, preprocessing: str | None = None
 ) -> DataConfig:
@@ -190,11 +176,12 @@ def resolve_data_config(
         source: None (the defaults), a `DataConfig` (returned as is), a trained run's info (the
             dict of classes.json, see `anyshape.model_info.read_run_info`), a model (its
             `anyshape_info`, as saved in its .keras file, or a classes.json dict set as
-            `anyshape_run_info`; else its `anyshape_weights`; else the defaults), a
-            `WeightSet`, or a `weights=` value (registry name or file path).
+            `anyshape_run_info`; else its `anyshape_weights`; else the defaults), or anything
+            that carries its `data_config` (a resolved `WeightSet`, a `ModelInfo`). A
+            `weights=` value (a registry name or a file path) is resolved by the weight
+            registry, above this module: `anyshape.weights.data_config_for`.
         channels: the model's input channels; a 3-value mean/std is averaged for others.
-        preprocessing: "tf" or "torch", for a weights file that cannot tell (see
-            `anyshape.weights.resolve`).
+        preprocessing: "tf" or "torch": the scaling of random weights (source None).
     """
     if isinstance(source, DataConfig):
         config = source
@@ -208,14 +195,15 @@ def resolve_data_config(
         config = source.anyshape_info.data_config
     elif getattr(source, "anyshape_run_info", None):
         config = _from_run_info(source.anyshape_run_info)
-    elif getattr(source, "anyshape_weights", None) is not None:
-        config = _from_weight_set(source.anyshape_weights)
-    elif hasattr(source, "mode") and hasattr(source, "crop_pct"):  # a WeightSet
-        config = _from_weight_set(source)
+    elif getattr(source, "anyshape_weights", None) is not None:  # anyshape.weights.WeightSet
+        config = source.anyshape_weights.data_config
+    elif isinstance(getattr(source, "data_config", None), DataConfig):  # a WeightSet, a ModelInfo
+        config = source.data_config
     elif isinstance(source, str) or hasattr(source, "__fspath__"):
-        from anyshape.weights.registry import resolve  # deferred: the registry imports this module
-
-        config = _from_weight_set(resolve(source, preprocessing=preprocessing))
+        raise TypeError(
+            f"resolve_data_config takes a resolved weight set, not the name or path {str(source)!r}: "
+            "anyshape.weights.data_config_for(weights) resolves it through the registry"
+        )
     else:  # a model neither trained nor loaded by anyshape
         config = DataConfig()
     return config.for_channels(channels)

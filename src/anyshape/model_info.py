@@ -228,7 +228,7 @@ def load_model(path):
 def _converted_weight_set(path):
     """The weight set a `.keras` file from `anyshape convert` declares (member anyshape_weights.json)."""
     from anyshape.weights.keras_h5 import METADATA_MEMBER
-    from anyshape.weights.registry import WeightSet
+    from anyshape.weights.weight_set import WeightSet
 
     with zipfile.ZipFile(path) as z:
         if METADATA_MEMBER not in z.namelist():

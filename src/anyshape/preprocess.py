@@ -23,14 +23,16 @@ from typing import IO, Any, Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from anyshape.data_config import (
-    CAFFE_MEAN,
-    DEFAULT_CROP_PCT,
-    DEFAULT_INTERPOLATION,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    PREPROCESS_MODES,
-)
+# The scaling and resize constants live here, at the bottom of the data layer, where the
+# functions that apply them are; `anyshape.data_config` (which imports this module) re-exports
+# them beside `DataConfig`, so there is one value of each.
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+# Keras' imagenet_utils "caffe" mode (ResNet, VGG): RGB -> BGR, minus these BGR means, in 0..255
+CAFFE_MEAN: tuple[float, float, float] = (103.939, 116.779, 123.68)
+PREPROCESS_MODES: tuple[str, ...] = ("tf", "torch", "caffe", "raw")
+DEFAULT_CROP_PCT = 0.875
+DEFAULT_INTERPOLATION = "bicubic"
 
 DataFormat = Literal["channels_last", "channels_first"]
 PreprocessMode = Literal["tf", "torch", "caffe", "raw"]
@@ -154,12 +156,15 @@ def preprocess_input(
     x: Any,
     data_format: DataFormat | None = None,
     *,
-    weights: Any = None,
     mode: PreprocessMode | None = None,
     mean: float | Sequence[float] | None = None,
     std: float | Sequence[float] | None = None,
 ) -> Any:
     """Scale raw pixels (0..255) to the range a pretrained InceptionV3 expects.
+
+    The scaling is given by mode, mean and std. `anyshape.preprocess_input` (in
+    `anyshape.weights.preprocessing`, above the registry) also takes ``weights=``, a weight set
+    whose scaling to apply.
 
     Args:
         x: images with values in 0..255: a batch ``(N, H, W, C)`` / ``(N, C, H, W)``, a single
@@ -168,12 +173,6 @@ def preprocess_input(
         data_format: "channels_last" (channel axis -1) or "channels_first" (axis 1 for a batch,
             0 for a single 3-D image). None means ``keras.config.image_data_format()``; it is
             only looked up when the mode needs the channel axis.
-        weights: take mode, mean and std from a weight set: a registry name ("imagenet",
-            "torchvision.IMAGENET1K_V1", "inception_v3.gluon_in1k", ...), a weights file, an
-            ``anyshape.weights.WeightSet``, or a model loaded by anyshape (it carries
-            ``model.anyshape_weights``). Not combinable with mode/mean/std. For a "torch"-mode
-            set and an input with other than 3 channels, the mean of its mean and std are used
-            (the first conv of such a model was adapted from RGB; see anyshape.weights.channels).
         mode: "tf" (default, Keras' and TF-slim's InceptionV3 weights): ``x / 127.5 - 1``, so
             0 -> -1 and 255 -> 1, for any channel count.
             "torch" (torchvision/timm weights): ``(x / 255 - mean) / std`` per channel.
@@ -196,10 +195,6 @@ def preprocess_input(
         ValueError: for an unknown mode or data_format, mean/std with mode "tf", or mean/std
             that do not match the channel count.
     """
-    if weights is not None:
-        if mode is not None or mean is not None or std is not None:
-            raise ValueError("give either weights= (which sets mode, mean and std) or mode=/mean=/std=, not both.")
-        mode, mean, std = _preprocessing_of(weights, x, data_format)
     if mode is None:
         mode = "tf"
     if mode not in PREPROCESS_MODES:
@@ -261,17 +256,13 @@ def preprocess_input(
     return ops.divide(ops.subtract(scaled, ops.convert_to_tensor(mean_values)), ops.convert_to_tensor(std_values))
 
 
-def _preprocessing_of(weights: Any, x: Any, data_format: str | None):
-    """(mode, mean, std) of a weight set (see preprocess_input's `weights`)."""
-    from anyshape.weights import preprocessing_for  # deferred: weights imports no framework either
-
-    kw = preprocessing_for(weights)
-    if kw["mode"] == "torch":  # only then does the channel count matter (and the format get looked up)
-        shape = tuple(np.shape(x)) if not hasattr(x, "shape") else tuple(x.shape)
-        if len(shape) >= 3:
-            channels = shape[_channel_axis(len(shape), _resolve_data_format(data_format))]
-            kw = preprocessing_for(weights, channels)
-    return kw["mode"], kw.get("mean"), kw.get("std")
+def input_channels(x: Any, data_format: str | None) -> int | None:
+    """The channel count of images `x` (a batch or one image) in `data_format`; None for fewer
+    than 3 dimensions. Looks up `keras.config.image_data_format()` only for data_format None."""
+    shape = tuple(np.shape(x)) if not hasattr(x, "shape") else tuple(x.shape)
+    if len(shape) < 3:
+        return None
+    return shape[_channel_axis(len(shape), _resolve_data_format(data_format))]
 
 
 # --------------------------------------------------------------------------------------------

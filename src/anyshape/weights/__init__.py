@@ -12,12 +12,14 @@ Modules:
     channels    first-conv adaptation to any channel count
     checkpoint  the numpy form every file is read into before anything is assigned
     loader      load_weight_set: read, check all, then assign
+    preprocessing  data_config_for / preprocessing_for / preprocess_input(weights=...): a set's scaling
     convert     convert(): a torch/Keras weight set -> a Keras file, with a parity report
 """
 
 from anyshape.weights.checkpoint import Checkpoint, WeightFileError
 from anyshape.weights.download import WeightDownloadError
 from anyshape.weights.loader import load_weight_set
+from anyshape.weights.preprocessing import data_config_for, preprocess_input, preprocessing_for
 from anyshape.weights.registry import (
     REGISTRY,
     PreprocessingUnknown,
@@ -39,22 +41,6 @@ __all__ = [
     "UnknownWeights",
     "PreprocessingUnknown",
     "preprocessing_for",
+    "data_config_for",
+    "preprocess_input",
 ]
-
-
-def preprocessing_for(weights, channels: int | None = None) -> dict:
-    """preprocess_input keyword arguments (mode, mean, std) for a weight set.
-
-    `weights` is a registry name, a path, a WeightSet, or a model loaded by anyshape (which
-    carries `anyshape_weights`, or `anyshape_info` when loaded from a .keras file anyshape saved). `channels`: the input's channel count (a 3-value mean/std is
-    averaged for others). Resolved by `anyshape.data_config.resolve_data_config`.
-    """
-    from anyshape.data_config import resolve_data_config
-
-    carries = getattr(weights, "anyshape_weights", None) or getattr(weights, "anyshape_info", None)
-    if carries is None and hasattr(weights, "layers"):
-        raise ValueError(
-            "this model carries no anyshape weight metadata (it was built with weights=None or "
-            "not by anyshape): pass mode= (and mean=/std=) to preprocess_input instead"
-        )
-    return resolve_data_config(weights, channels=channels).preprocess_kwargs()

@@ -42,7 +42,7 @@ import numpy as np
 
 from anyshape.weights import channels as channel_rules
 from anyshape.weights.checkpoint import WeightFileError
-from anyshape.weights.registry import WeightSet
+from anyshape.weights.weight_set import WeightSet
 
 __all__ = ["load_family_weights", "read_legacy_h5", "input_affine", "family_weight_file"]
 

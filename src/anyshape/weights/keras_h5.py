@@ -29,7 +29,7 @@ import zipfile
 import numpy as np
 
 from anyshape.weights.checkpoint import CONV_SPECS, DENSE_NAMES, Checkpoint, WeightFileError
-from anyshape.weights.registry import WeightSet
+from anyshape.weights.weight_set import WeightSet
 
 __all__ = ["describe_keras_file", "read_keras_file", "METADATA_ATTR", "METADATA_MEMBER"]
 

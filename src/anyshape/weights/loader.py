@@ -28,7 +28,7 @@ import numpy as np
 from anyshape.archs import model_config
 from anyshape.weights import channels as channel_rules
 from anyshape.weights.checkpoint import FIRST_CONV, Checkpoint, WeightFileError
-from anyshape.weights.registry import WeightSet
+from anyshape.weights.weight_set import WeightSet
 
 __all__ = ["load_weight_set", "load_checkpoint", "read_checkpoint", "fetch_weight_file", "model_semantics"]
 
