@@ -54,6 +54,30 @@ except ImportError:
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def temporary_files_in_the_session_folder(tmp_path_factory):
+    """Temporary files go under pytest's session folder, which pytest removes when the run passes
+    (pyproject's tmp_path_retention_policy) and which the next runs clean up after a failure: Keras
+    extracts every .keras file it loads into a tempfile folder, and a run killed on purpose (the
+    Ctrl-C tests) or a crash leaves such folders in /tmp for good; CI once ran out of /tmp. TMPDIR
+    covers the subprocesses the tests start; Ray keeps its own folder in /tmp (RAY_TMPDIR: its
+    socket paths must stay short)."""
+    import tempfile
+
+    folder = tmp_path_factory.mktemp("tmp")
+    saved = {name: os.environ.get(name) for name in ("TMPDIR", "RAY_TMPDIR")}
+    os.environ["RAY_TMPDIR"] = saved["RAY_TMPDIR"] or tempfile.gettempdir()
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = str(folder)
+    yield folder
+    tempfile.tempdir = None
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def trained_digits(tmp_path_factory):
     """InceptionV3 trained on digits (75x75x1) by anyshape.train: see tests/trained_digits.py."""
