@@ -25,21 +25,27 @@ venv: $(VENV)/.demo-installed
 demo: $(VENV)/.demo-installed
 	$(PY) -m anyshape.demo
 
-# The whole suite on TensorFlow, then the tests marked every_backend on JAX and PyTorch (what
+# The whole suite on TensorFlow, and the tests marked every_backend on JAX and PyTorch (what
 # depends on the Keras backend: InceptionV3's and one member per family's parity with
 # keras.applications, free size == fixed size and channels_first on those members, weight files
 # loaded into the model, a staged training run with its resume, BatchNorm freezing and
 # recalibration), each backend in its own pytest process (Keras picks its backend once per
 # process). The TensorFlow run spreads the tests over two pytest-xdist workers: much of it is
-# single-threaded model building and waiting on subprocesses, so two at a time fill the two cores.
-# tests/conftest.py keeps each file's tests on one worker (their module fixtures are made once),
-# except the per-network harness's, and starts the longest files first. The JAX and PyTorch runs
-# go side by side for the same reason; their logs are printed whole, one after the other.
+# single-threaded model building and waiting on subprocesses, so two at a time fill the two cores;
+# tests/conftest.py gives each worker one thread per framework (TensorFlow, ONNX Runtime,
+# OpenVINO, OpenMP) instead of one per core, keeps each file's tests on one worker (their module
+# fixtures are made once), except the per-network harness's, and starts the longest files first
+# (tests/durations.json). The JAX and PyTorch runs start at the same time as the TensorFlow run,
+# at a lower priority (nice): they take the cores the TensorFlow workers leave idle (compiling,
+# waiting on a subprocess) instead of waiting for the TensorFlow run to end; their logs are
+# printed whole after it. `make test` ends with each stage's wall time. To refresh
+# tests/durations.json from a run: `ANYSHAPE_WRITE_DURATIONS=1 make test`.
 BACKEND_TESTS := $(shell grep -l '@pytest.mark.every_backend\|marks=pytest.mark.every_backend\|every_backend=' tests/test_*.py)
 # On JAX, XLA compiles InceptionV3's train step for minutes: the training tests run on TensorFlow
 # and PyTorch.
 JAX_TESTS := $(filter-out tests/test_training.py,$(BACKEND_TESTS))
 XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
+NICE := nice -n 10
 
 # Lint, format and types first (seconds): ruff on everything, mypy on src/.
 check: $(VENV)/.test-installed
@@ -47,15 +53,29 @@ check: $(VENV)/.test-installed
 	$(VENV)/bin/ruff format --check src tests benchmarks tools
 	$(VENV)/bin/mypy
 
-test: check
-	KERAS_BACKEND=tensorflow $(PYTEST) $(XDIST) tests
-	@echo "KERAS_BACKEND=jax: $(JAX_TESTS) -m every_backend; KERAS_BACKEND=torch: $(BACKEND_TESTS) -m every_backend"
-	@KERAS_BACKEND=jax $(PYTEST) $(JAX_TESTS) -m every_backend > $(VENV)/test-jax.log 2>&1 & jax=$$!; \
-	KERAS_BACKEND=torch $(PYTEST) $(BACKEND_TESTS) -m every_backend > $(VENV)/test-torch.log 2>&1; torch_rc=$$?; \
-	wait $$jax; jax_rc=$$?; \
+# One shell, so that each stage's start and end are known: install (the venv and the test extra,
+# nothing when already installed), checks, then the three backends (JAX and PyTorch beside
+# TensorFlow), and the table of wall times.
+test:
+	@set -u; now() { date +%s; }; t0=$$(now); \
+	$(MAKE) --no-print-directory $(VENV)/.test-installed || exit $$?; t1=$$(now); \
+	$(MAKE) --no-print-directory check || exit $$?; t2=$$(now); \
+	echo "KERAS_BACKEND=tensorflow: tests ($(XDIST)); beside it at $(NICE): KERAS_BACKEND=jax: $(JAX_TESTS) -m every_backend; KERAS_BACKEND=torch: $(BACKEND_TESTS) -m every_backend"; \
+	( KERAS_BACKEND=jax $(NICE) $(PYTEST) $(JAX_TESTS) -m every_backend > $(VENV)/test-jax.log 2>&1; \
+	  echo "$$? $$(now)" > $(VENV)/test-jax.end ) & jax=$$!; \
+	( KERAS_BACKEND=torch $(NICE) $(PYTEST) $(BACKEND_TESTS) -m every_backend > $(VENV)/test-torch.log 2>&1; \
+	  echo "$$? $$(now)" > $(VENV)/test-torch.end ) & torch=$$!; \
+	KERAS_BACKEND=tensorflow $(PYTEST) $(XDIST) tests; tf_rc=$$?; t3=$$(now); \
+	wait $$jax $$torch; \
+	read jax_rc jax_end < $(VENV)/test-jax.end; read torch_rc torch_end < $(VENV)/test-torch.end; \
 	echo "== JAX backend (exit $$jax_rc)"; cat $(VENV)/test-jax.log; \
 	echo "== PyTorch backend (exit $$torch_rc)"; cat $(VENV)/test-torch.log; \
-	test $$jax_rc -eq 0 && test $$torch_rc -eq 0
+	t4=$$(now); rm -f $(VENV)/test-jax.end $(VENV)/test-torch.end; \
+	echo "== wall time per stage, $$(nproc) cores, $$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"; \
+	printf '%-28s %6s s\n' "install" $$((t1 - t0)) "checks (ruff, mypy)" $$((t2 - t1)) \
+		"tensorflow (exit $$tf_rc)" $$((t3 - t2)) "jax (exit $$jax_rc, beside)" $$((jax_end - t2)) \
+		"torch (exit $$torch_rc, beside)" $$((torch_end - t2)) "total" $$((t4 - t0)); \
+	test $$tf_rc -eq 0 && test $$jax_rc -eq 0 && test $$torch_rc -eq 0
 
 # Mutation testing of one module against the tests that cover it (tools/mutate.py; not part of
 # `make test` or CI): MAX mutants, a sample drawn with SEED (MAX=0: all of them), e.g.

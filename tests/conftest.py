@@ -12,11 +12,37 @@ test accuracy ranged 0.951-0.975 over 12 trainings. With one inter-op thread two
 same weights. On 2 cores the intra-op threads keep both busy.
 """
 
+import json
 import os
+import statistics
+from collections import defaultdict
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
+
+def _threads_per_worker() -> int | None:
+    """Cores per pytest-xdist worker when the workers fill the machine (`make test`: two workers
+    on two cores), else None (one pytest process: each framework takes every core as usual).
+
+    Each framework sizes its thread pools to the machine, so two workers on two cores ran four
+    TensorFlow threads, four ONNX Runtime threads (which spin while they wait) and four OpenMP
+    threads on two cores, each stealing time from the other worker."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if not os.environ.get("PYTEST_XDIST_WORKER") or workers < 2:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // workers) if workers >= cores else None
+
+
+THREADS = _threads_per_worker()
+if THREADS is not None:  # read when each runtime starts, so set before any of them loads
+    for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(name, str(THREADS))
+    # ONNX Runtime and OpenVINO: anyshape.engine.Predictor's default thread count
+    os.environ.setdefault("ANYSHAPE_THREADS", str(THREADS))
 
 try:  # optional: parity tests against torchvision skip cleanly without it
     import torch  # noqa: F401
@@ -28,6 +54,30 @@ except ImportError:
 import pytest  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def temporary_files_in_the_session_folder(tmp_path_factory):
+    """Temporary files go under pytest's session folder, which pytest removes when the run passes
+    (pyproject's tmp_path_retention_policy) and which the next runs clean up after a failure: Keras
+    extracts every .keras file it loads into a tempfile folder, and a run killed on purpose (the
+    Ctrl-C tests) or a crash leaves such folders in /tmp for good; CI once ran out of /tmp. TMPDIR
+    covers the subprocesses the tests start; Ray keeps its own folder in /tmp (RAY_TMPDIR: its
+    socket paths must stay short)."""
+    import tempfile
+
+    folder = tmp_path_factory.mktemp("tmp")
+    saved = {name: os.environ.get(name) for name in ("TMPDIR", "RAY_TMPDIR")}
+    os.environ["RAY_TMPDIR"] = saved["RAY_TMPDIR"] or tempfile.gettempdir()
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = str(folder)
+    yield folder
+    tempfile.tempdir = None
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def trained_digits(tmp_path_factory):
     """InceptionV3 trained on digits (75x75x1) by anyshape.train: see tests/trained_digits.py."""
@@ -37,12 +87,15 @@ def trained_digits(tmp_path_factory):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """A skipped test fails the run: a skip because a dependency is missing hides a broken install.
+    """Writes tests/durations.json when ANYSHAPE_WRITE_DURATIONS=1 (see below). And:
+
+    a skipped test fails the run: a skip because a dependency is missing hides a broken install.
 
     Every test of this suite runs on a machine with the test extra installed (`make test`); a test
     that does not apply to a Keras backend is deselected by that run's file list, not skipped.
     Set ANYSHAPE_ALLOW_SKIPS=1 to run a partial install on purpose.
     """
+    _write_durations(session.config)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter is not None else []
     if skipped and os.environ.get("ANYSHAPE_ALLOW_SKIPS") != "1" and exitstatus == 0:
@@ -64,27 +117,23 @@ def pytest_sessionfinish(session, exitstatus):
 # on TensorFlow, measured on 2 cores with `--durations`), and the harness's short tests fill the
 # end, so that both workers finish together (longest processing time first).
 SPLIT_FILES = {"test_archs.py"}
-FILE_SECONDS: dict[str, float] = {  # the files above a minute, from a run of 2026-11-29 (Xeon, 2 cores)
-    "test_training.py": 1100,
-    "test_precision.py": 610,
-    "test_cli_inference.py": 380,
-    "test_onnx_family.py": 330,
-    "test_readme.py": 250,
-    "test_distributed.py": 200,
-    "test_inception_v3.py": 160,
-    "test_family_nasnet.py": 150,
-    "test_engine.py": 145,
-    "test_family_efficientnet.py": 140,
-    "test_weights_convert.py": 120,
-    "test_family_convnext.py": 115,
-    "test_family_efficientnet_v2.py": 115,
-    "test_family_inception_resnet_v2.py": 110,
-    "test_family_densenet.py": 100,
-    "test_careless_user.py": 95,
-    "test_family_mobilenet_v3.py": 60,
-    "test_family_resnet.py": 60,
-    "test_weights_keras_h5.py": 60,
-}
+# Seconds per file on TensorFlow (setup, call and teardown of its tests, summed over the file):
+# tests/durations.json, written by the suite itself when asked (see pytest_sessionfinish below),
+# so the order follows the suite as it is, not a table kept by hand. A file not in it yet (a new
+# one) counts as the median file: neither first nor last.
+DURATIONS = Path(__file__).with_name("durations.json")
+WRITE_DURATIONS = "ANYSHAPE_WRITE_DURATIONS"  # =1: the run records its files' seconds into DURATIONS
+
+
+def _file_seconds() -> dict[str, float]:
+    try:
+        return {str(k): float(v) for k, v in json.loads(DURATIONS.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+FILE_SECONDS = _file_seconds()
+DEFAULT_SECONDS = statistics.median(FILE_SECONDS.values()) if FILE_SECONDS else 0.0
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the xdist_group marks
@@ -92,4 +141,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name not in SPLIT_FILES:
             item.add_marker(pytest.mark.xdist_group(item.path.name))
-    items.sort(key=lambda item: (item.path.name in SPLIT_FILES, -FILE_SECONDS.get(item.path.name, 0.0)))
+    items.sort(key=lambda item: (item.path.name in SPLIT_FILES, -FILE_SECONDS.get(item.path.name, DEFAULT_SECONDS)))
+
+
+_measured: dict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report):
+    """Each test's setup, call and teardown, added to its file (under xdist the controller gets
+    every worker's reports, so the sums cover the whole run)."""
+    _measured[report.nodeid.split("::")[0].rsplit("/", 1)[-1]] += report.duration
+
+
+def _write_durations(config) -> None:
+    if os.environ.get(WRITE_DURATIONS) != "1" or hasattr(config, "workerinput"):  # the controller writes
+        return
+    if os.environ["KERAS_BACKEND"] != "tensorflow":  # the order is the TensorFlow run's
+        return
+    merged = {**_file_seconds(), **{name: round(seconds, 1) for name, seconds in _measured.items()}}
+    ordered = dict(sorted(merged.items(), key=lambda kv: (-kv[1], kv[0])))
+    tmp = DURATIONS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(ordered, indent=1) + "\n")
+    tmp.replace(DURATIONS)

@@ -1,11 +1,18 @@
-"""Precision (fp32 / bf16 / int8), the OpenVINO engine and int8 quantization, on a real trained
-model (tests/trained_digits.py), plus the auto rule on given CPU flags."""
+"""Precision (fp32 / bf16 / int8), the OpenVINO engine and int8 quantization, plus the auto rule
+on given CPU flags.
+
+What depends on what a model learned (the accuracy of bf16 and int8, OpenVINO's fp32 parity on
+peaked scores, the preprocessing `anyshape.train` writes) runs on InceptionV3 trained on the
+digits (tests/trained_digits.py, the session's `trained_digits`); the structure of the int8 graph,
+the file's metadata, pickling, the CLI's paths and the no-overwrite rule run on a random
+InceptionV3 of the same layout with moved BatchNorm statistics (`random_digits`, seconds to make)."""
 
 import json
 import pickle
 
 import numpy as np
 import pytest
+from trained_digits import random_digits as make_random_digits
 
 from anyshape import cli, engine
 from anyshape.engine.precision import choose, cpu_flags, native_bf16
@@ -58,13 +65,19 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path):
     assert cpu_flags(tmp_path / "missing") == frozenset() and not native_bf16(frozenset())
 
 
-def test_predictor_auto_follows_the_flags_it_is_given(trained_digits):
-    without = engine.Predictor(trained_digits.model, precision="auto", cpu_flags=ZEN3)
+@pytest.fixture(scope="module")
+def random_digits(tmp_path_factory):
+    """Random InceptionV3 (75x75x1, 10 classes), saved as train saves it: see tests/trained_digits.py."""
+    return make_random_digits(tmp_path_factory.mktemp("random-digits"))
+
+
+def test_predictor_auto_follows_the_flags_it_is_given(random_digits):
+    without = engine.Predictor(random_digits.model, precision="auto", cpu_flags=ZEN3)
     assert (without.engine, without.precision) == ("onnxruntime", "fp32")
-    native = engine.Predictor(trained_digits.model, precision="auto", cpu_flags=ZEN4)
+    native = engine.Predictor(random_digits.model, precision="auto", cpu_flags=ZEN4)
     assert (native.engine, native.precision) == ("openvino", "bf16")
     with pytest.raises(ValueError, match="no native bf16"):
-        engine.Predictor(trained_digits.model, precision="bf16", cpu_flags=ZEN3)
+        engine.Predictor(random_digits.model, precision="bf16", cpu_flags=ZEN3)
 
 
 # --- accuracy of each precision on the trained model ------------------------------------------------
@@ -115,25 +128,35 @@ def test_bf16_keeps_accuracy_and_top1(trained_digits, fp32_scores):
 
 
 @pytest.fixture(scope="module")
-def quantized(trained_digits, tmp_path_factory):
+def quantized(random_digits, tmp_path_factory):
+    """The random model's int8 file: for structure and metadata."""
     out = tmp_path_factory.mktemp("int8") / "digits-int8.onnx"
-    report = engine.quantize(trained_digits.model, trained_digits.calibration, out)
+    report = engine.quantize(random_digits.model, random_digits.calibration, out)
     return out, report
 
 
-def test_quantize_skips_unreadable_calibration_images_and_is_deterministic(trained_digits, quantized, tmp_path):
+@pytest.fixture(scope="module")
+def quantized_trained(trained_digits, tmp_path_factory):
+    """The trained model's int8 file, calibrated on 300 of its training digits: for accuracy."""
+    out = tmp_path_factory.mktemp("int8-trained") / "digits-int8.onnx"
+    report = engine.quantize(trained_digits.model, trained_digits.calibration, out)
+    assert report.used == 300
+    return out
+
+
+def test_quantize_skips_unreadable_calibration_images_and_is_deterministic(random_digits, quantized, tmp_path):
     out, report = quantized
-    assert report.used == 300 and [p for p, _ in report.skipped] == [str(trained_digits.calibration / "broken.png")]
-    again = engine.quantize(trained_digits.model, trained_digits.calibration, tmp_path / "again.onnx")
+    assert report.used == 64 and [p for p, _ in report.skipped] == [str(random_digits.calibration / "broken.png")]
+    again = engine.quantize(random_digits.model, random_digits.calibration, tmp_path / "again.onnx")
     assert again.path.read_bytes() == out.read_bytes()
     with pytest.raises(FileExistsError, match="--force"):
-        engine.quantize(trained_digits.model, trained_digits.calibration, out)
+        engine.quantize(random_digits.model, random_digits.calibration, out)
 
 
 def test_int8_graph_keeps_the_first_convolution_in_float(quantized):
     """The measured choice in engine/quantize.py: the first convolution (the raw image, 1-3 input
     channels) stays float; every later one reads int8 activations and int8 weights, each through a
-    DequantizeLinear. The accuracy bounds above are too loose to see the first one quantized."""
+    DequantizeLinear. The accuracy bounds below are too loose to see the first one quantized."""
     import onnx
 
     graph = onnx.load(quantized[0]).graph
@@ -169,38 +192,46 @@ def test_quantize_keeps_onnxruntime_advice_off_the_terminal(tmp_path, capsys, ca
 
 
 @pytest.mark.parametrize("engine_name", ["openvino", "onnxruntime"])
-def test_int8_file_round_trips_and_keeps_accuracy(trained_digits, quantized, fp32_scores, engine_name):
+def test_int8_file_round_trips(random_digits, quantized, engine_name):
     out, _ = quantized
     graph = engine.load_or_build(out)  # a fresh load: everything predict needs comes from the file
     assert isinstance(graph, engine.GraphModel) and graph.precision == "int8"
     assert graph.class_names == [str(d) for d in range(10)] and graph.fixed_hw == (75, 75) and graph.channels == 1
-    assert graph.preprocessing == engine.Predictor(trained_digits.model).preprocessing
+    assert graph.preprocessing == engine.Predictor(random_digits.model).preprocessing
     p = engine.Predictor(graph, engine=engine_name, precision="auto")
+    assert (p.engine, p.precision) == (engine_name, "int8")
+    assert engine.Predictor(graph, engine=engine_name).precision == "int8"  # the default: the file's own precision
+    with pytest.raises(ValueError, match="quantized"):
+        engine.Predictor(graph, precision="fp32")
+
+
+@pytest.mark.parametrize("engine_name", ["openvino", "onnxruntime"])
+def test_int8_keeps_accuracy(trained_digits, quantized_trained, fp32_scores, engine_name):
+    """On OpenVINO, int8 everywhere (the first convolution too) lost InceptionV3's agreement to
+    80.6 % (engine/quantize.py): this bound is where that failure mode shows."""
+    p = engine.Predictor(engine.load_or_build(quantized_trained), engine=engine_name)
     assert (p.engine, p.precision) == (engine_name, "int8")
     scores = _scores(p, trained_digits.x_test)
     y = trained_digits.y_test
     assert _accuracy(scores, y) >= _accuracy(fp32_scores, y) - 0.005
     assert np.mean(scores.argmax(-1) == fp32_scores.argmax(-1)) >= 0.99
     assert np.abs(scores - fp32_scores).max() > 0  # really quantized
-    assert engine.Predictor(graph, engine=engine_name).precision == "int8"  # the default: the file's own precision
-    with pytest.raises(ValueError, match="quantized"):
-        engine.Predictor(graph, precision="fp32")
 
 
-def test_predictor_pickles_as_graph_and_rebuilds(trained_digits, quantized):
+def test_predictor_pickles_as_graph_and_rebuilds(random_digits, quantized):
+    x = np.random.default_rng(2).uniform(-1, 1, (8, 75, 75, 1)).astype("float32")
     for p in (
-        engine.Predictor(trained_digits.model, engine="openvino", precision=HERE),
+        engine.Predictor(random_digits.model, engine="openvino", precision=HERE),
         engine.Predictor(engine.load_or_build(quantized[0]), engine="onnxruntime", precision="int8"),
     ):
         q = pickle.loads(pickle.dumps(p))
         assert (q.engine, q.precision, q.class_names) == (p.engine, p.precision, p.class_names)
-        x = trained_digits.x_test[:8]
         np.testing.assert_array_equal(q(x), p(x))
 
 
-def test_cli_predict_and_features_with_the_int8_file(trained_digits, quantized, tmp_path, capsys):
+def test_cli_predict_and_features_with_the_int8_file(random_digits, quantized, tmp_path, capsys):
     out, _ = quantized
-    folder = trained_digits.calibration
+    folder = random_digits.calibration
     assert (
         cli.main(
             [
@@ -227,7 +258,7 @@ def test_cli_predict_and_features_with_the_int8_file(trained_digits, quantized, 
                 "features",
                 str(folder / "digit000.png"),
                 "--model",
-                str(trained_digits.model_path),
+                str(random_digits.model_path),
                 "--engine",
                 "openvino",
                 "--precision",
@@ -243,9 +274,9 @@ def test_cli_predict_and_features_with_the_int8_file(trained_digits, quantized, 
     assert (recorded["engine"], recorded["precision"]) == ("openvino", HERE)
 
 
-def test_bench_reports_fidelity(trained_digits, capsys):
-    argv = ["bench", "--model", str(trained_digits.model_path), "--input-shape", "75,75,1", "--precision", "bf16"]
-    argv += ["--batch", "2", "--seconds", "0.1", "--sample", str(trained_digits.calibration)]
+def test_bench_reports_fidelity(random_digits, capsys):
+    argv = ["bench", "--model", str(random_digits.model_path), "--input-shape", "75,75,1", "--precision", "bf16"]
+    argv += ["--batch", "2", "--seconds", "0.1", "--sample", str(random_digits.calibration)]
     if not NATIVE_BF16:  # this CPU: refused in the CLI's words
         assert cli.main(argv) == 2
         assert "no native bf16" in capsys.readouterr().err
@@ -301,7 +332,7 @@ def test_quantize_without_its_quantizer_names_the_extra(method, blocked, extra, 
     assert not out.exists()
 
 
-def test_quantize_does_not_replace_a_file_written_meanwhile(trained_digits, tmp_path, monkeypatch):
+def test_quantize_does_not_replace_a_file_written_meanwhile(random_digits, tmp_path, monkeypatch):
     """Without force the no-overwrite rule holds to the end, not only when the run starts (issue 15, item 9)."""
     import sys
 
@@ -315,5 +346,5 @@ def test_quantize_does_not_replace_a_file_written_meanwhile(trained_digits, tmp_
 
     monkeypatch.setattr(module, "quantize_graph", written_meanwhile)
     with pytest.raises(FileExistsError, match="appeared while"):
-        engine.quantize(trained_digits.model, trained_digits.calibration, out, limit=8)
+        engine.quantize(random_digits.model, random_digits.calibration, out, limit=8)
     assert out.read_bytes() == b"the other run's file" and [p.name for p in tmp_path.iterdir()] == [out.name]

@@ -7,8 +7,12 @@ Every fenced block of README.md is one of:
 * ```python: run as a script in a fresh namespace; a block that starts with `>>>` runs as a
   doctest, so the values it shows are checked too.
 * ```text: output. A transcript's `$ ` lines are commands and run as above; each must exit 0, or
-  with the code that a following `$ echo $?` line shows. The other lines are not compared
-  (timings and random weights differ from run to run): values worth checking go in a doctest.
+  with the code that a following `$ echo $?` line shows. The lines a transcript shows under an
+  `anyshape` or `python` command must be printed by it (stdout or stderr, in any order, spaces
+  and line breaks as they come): `...` stands for any text (alone on a line: any lines), a
+  timing ("in 0.9 s (3.4 images/s)") for any timing, and the lines that depend on random weights
+  (ranked predictions, CSV result rows, convert's parity figures; see WEIGHT_DEPENDENT) are not
+  compared. Other commands' output (`ls`) is the user's shell's, not compared.
 
 Blocks run in README order, each in the same workspace folder, made here with the files the
 README names (photos/, my_images/, runs/digits/model.keras, my_state_dict.pth), offline:
@@ -86,17 +90,50 @@ class Command:
     exit_code: int = 0
 
 
+# Transcript lines whose text depends on the random weights the README's commands run with.
+WEIGHT_DEPENDENT = (
+    re.compile(r"^\s*\d+\.\s+\S+\s+\d+\.\d+\s+\(n\d{8}\)$"),  # a ranked prediction: label, score, wnid
+    re.compile(r"^[^,\s]+,\d+,\d+,n\d{8},"),  # a CSV result row
+    re.compile(r"^\s*max abs logit difference: "),  # convert's parity figures
+)
+TIMING = re.compile(r"in \d+(?:\.\d+)? s \(\d+(?:\.\d+)? images/s\)")
+
+
+def transcript(block: Block) -> list[tuple[Command, list[str]]]:
+    """A transcript's commands, each with the output lines shown under it."""
+    found: list[tuple[Command, list[str]]] = []
+    lines = block.text.splitlines()
+    for i, line in enumerate(lines):
+        if line == "$ echo $?":
+            found[-1][0].exit_code = int(lines[i + 1])
+        elif line.startswith("$ "):
+            found.append((Command(line[2:]), []))
+        elif found and not (i and lines[i - 1] == "$ echo $?"):
+            found[-1][1].append(line)
+    return found
+
+
+def output_pattern(line: str) -> re.Pattern | None:
+    """What a transcript's output line must match in the printed text (whitespace collapsed), or
+    None for a line that is not compared."""
+    text = " ".join(line.split())
+    if not text or text == "..." or any(p.search(line) for p in WEIGHT_DEPENDENT):
+        return None
+    timed = [re.escape(part) for part in TIMING.split(text)]
+    wild = [r".*?".join(part.split(re.escape("..."))) for part in timed]
+    return re.compile(TIMING.pattern.join(wild))
+
+
+def check_output(command: Command, shown: list[str], printed: str) -> None:
+    text = " ".join(printed.split())
+    missing = [line for line in shown if (p := output_pattern(line)) is not None and not p.search(text)]
+    assert not missing, f"$ {command.text}\nthe README shows lines it did not print: {missing}\nprinted:\n{printed}"
+
+
 def commands(block: Block) -> list[Command]:
     """The commands of a shell block (continuation lines joined) or of a transcript's `$ ` lines."""
     if block.language == "text":
-        found: list[Command] = []
-        lines = block.text.splitlines()
-        for i, line in enumerate(lines):
-            if line == "$ echo $?":
-                found[-1].exit_code = int(lines[i + 1])
-            elif line.startswith("$ "):
-                found.append(Command(line[2:]))
-        return found
+        return [command for command, _ in transcript(block)]
     joined = re.sub(r"\\\n\s*", " ", block.text)
     return [Command(line) for line in joined.splitlines() if shlex.split(line, comments=True)]
 
@@ -221,21 +258,24 @@ def _shell_env() -> dict:
     return env
 
 
-def _run_command(command: Command, workspace: Path, capsys) -> None:
+def _run_command(command: Command, workspace: Path, capsys) -> str:
+    """Runs the command; returns what it printed (stdout, then stderr)."""
     argv = shlex.split(command.text, comments=True)
     if argv[0] == "anyshape":
+        capsys.readouterr()  # what earlier commands printed is theirs
         try:
             code = cli.main(argv[1:])
         except SystemExit as e:  # argparse refused the command line
             code = e.code
-        err = capsys.readouterr().err
+        out, err = capsys.readouterr()
         assert "Traceback" not in err
     else:
         done = subprocess.run(
             ["bash", "-c", command.text], cwd=workspace, env=_shell_env(), capture_output=True, text=True
         )
-        code, err = done.returncode, done.stderr
+        code, out, err = done.returncode, done.stdout, done.stderr
     assert code == command.exit_code, f"$ {command.text}\nexit code {code}, the README says {command.exit_code}\n{err}"
+    return out + "\n" + err
 
 
 def _is_doctest(block: Block) -> bool:
@@ -268,9 +308,37 @@ def test_readme_block(block, workspace, monkeypatch, capsys):
     try:
         if block.language == "python":
             _run_python(block)
+        elif block.language == "text":
+            for command, shown in transcript(block):
+                printed = _run_command(command, workspace, capsys)
+                if shlex.split(command.text, comments=True)[0] in ("anyshape", "python"):
+                    check_output(command, shown, printed)
         else:
             for command in commands(block):
                 _run_command(command, workspace, capsys)
     finally:
         keras.backend.clear_session()
         gc.collect()
+
+
+def test_transcript_output_lines_are_compared():
+    """The matcher of transcripts' output: what it compares, what it lets vary, and that the
+    README's run transcripts give it lines to compare."""
+    shown = ["stage  what", "   1. tabby   0.5000  (n02123045)", "...", "wrote .../m.keras (10 classes)"]
+    shown += ["anyshape predict: 3 file(s): 3 ok, 0 failed in 0.9 s (3.4 images/s)"]
+    printed = "stage what\n   1. hammerhead 0.0010 (n01494475)\nwrote runs/x/m.keras (10\nclasses)\n"
+    printed += "anyshape predict: 3 file(s): 3 ok, 0 failed in 12 s (0.25 images/s)\n"
+    check_output(Command("anyshape x"), shown, printed)
+    for was, now in [("3 ok, 0 failed", "2 ok, 1 failed"), ("(10\nclasses)", "(9\nclasses)"), ("what", "where")]:
+        with pytest.raises(AssertionError, match="the README shows lines it did not print"):
+            check_output(Command("anyshape x"), shown, printed.replace(was, now))
+    compared = [
+        line
+        for block in BLOCKS
+        if block.language == "text" and not block.not_run
+        for command, lines in transcript(block)
+        if shlex.split(command.text, comments=True)[0] in ("anyshape", "python")
+        for line in lines
+        if output_pattern(line) is not None
+    ]
+    assert len(compared) >= 20, compared

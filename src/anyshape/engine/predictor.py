@@ -23,6 +23,11 @@ FAST_ENGINES = (
 
 
 def _cores() -> int:
+    """The cores this process may run on, or ANYSHAPE_THREADS when set (tests/conftest.py sets it
+    to one per pytest-xdist worker, so that two workers do not run four threads on two cores)."""
+    threads = os.environ.get("ANYSHAPE_THREADS", "").strip()
+    if threads.isdigit() and int(threads) > 0:
+        return int(threads)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
