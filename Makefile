@@ -41,9 +41,9 @@ demo: $(VENV)/.demo-installed
 # printed whole after it. `make test` ends with each stage's wall time. To refresh
 # tests/durations.json from a run: `ANYSHAPE_WRITE_DURATIONS=1 make test`.
 BACKEND_TESTS := $(shell grep -l '@pytest.mark.every_backend\|marks=pytest.mark.every_backend\|every_backend=' tests/test_*.py)
-# On JAX, XLA compiles InceptionV3's train step for minutes: the training tests run on TensorFlow
-# and PyTorch.
-JAX_TESTS := $(filter-out tests/test_training.py,$(BACKEND_TESTS))
+# The training tests marked every_backend train the tiny registered network (tests/tiny_net.py),
+# which XLA compiles in seconds: JAX runs them too.
+JAX_TESTS := $(BACKEND_TESTS)
 XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
 NICE := nice -n 10
 

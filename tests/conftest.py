@@ -116,7 +116,7 @@ def pytest_sessionfinish(session, exitstatus):
 # share nothing and go one by one to whichever worker is free. Files start longest first (seconds
 # on TensorFlow, measured on 2 cores with `--durations`), and the harness's short tests fill the
 # end, so that both workers finish together (longest processing time first).
-SPLIT_FILES = {"test_archs.py"}
+SPLIT_FILES = {"test_archs.py", "test_weights_family.py"}  # independent tests, one model each
 # Seconds per file on TensorFlow (setup, call and teardown of its tests, summed over the file):
 # tests/durations.json, written by the suite itself when asked (see pytest_sessionfinish below),
 # so the order follows the suite as it is, not a table kept by hand. A file not in it yet (a new
