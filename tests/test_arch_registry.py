@@ -59,4 +59,4 @@ def test_the_cli_knows_a_registered_network(capsys):
         assert "TinyTestNet at input (32, 32, 1)" in out and "3x3 conv 2, stride 2" in out
     with pytest.raises(SystemExit):
         main(["explain", "--arch", tiny_net.NAME])
-    assert "invalid choice: 'tiny_test_net'" in capsys.readouterr().err
+    assert "argument --arch: no network named 'tiny_test_net'" in capsys.readouterr().err
