@@ -108,15 +108,16 @@ def representatives() -> list[str]:
     return sorted(min(names, key=lambda n: explain(arch=n).params) for names in by_family.values())
 
 
-def layout_cases(family: str, representative: str) -> list:
+def layout_cases(family: str, representative: str, with_representative: bool = True) -> list:
     """(name, include_top) to parametrize a layout check over: the representative with and without
     the top, every other member with the top only (the layout without it is the same list less the
-    classifier). A weight layout does not depend on the backend: these run on TensorFlow only."""
+    classifier). A weight layout does not depend on the backend: these run on TensorFlow only.
+    `with_representative=False`: the other members only (the family harness, tests/test_family.py,
+    checks the representative's layout with and without the top on the models it builds anyway)."""
     from anyshape.archs import list_models
 
-    return [(representative, True), (representative, False)] + [
-        (n, True) for n in list_models(family) if n != representative
-    ]
+    own = [(representative, True), (representative, False)] if with_representative else []
+    return own + [(n, True) for n in list_models(family) if n != representative]
 
 
 def weight_shapes(model) -> list[tuple]:
@@ -165,17 +166,23 @@ def _auto_named(layer) -> bool:
     return re.fullmatch(rf"{to_snake_case(type(layer).__name__)}(_\d+)?", layer.name) is not None
 
 
-def assert_keras_drop_in(ours, keras_model, dropped=()):
+def assert_keras_drop_in(ours, keras_model, dropped=(), names_keras_leaves_auto=False):
     """`ours` is a drop-in for the keras.applications model: the same weights (shapes, in order) in
     layers of the same names, and every layer Keras names itself there under that name with the same
     class, except the weightless kinds in `dropped` (e.g. correct_pad's paddings, which anyshape
-    replaces by "same" padding)."""
+    replaces by "same" padding). `names_keras_leaves_auto`: where Keras leaves a weighted layer
+    auto-named ("conv2d_3": the name depends on what else the session built), anyshape gives it a
+    name of its own (Xception's residual convolutions, InceptionResNetV2's conv2d_bn)."""
     assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in keras_model.weights]
 
     def weighted(model):
         return [("<auto>" if _auto_named(layer) else layer.name) for layer in model.layers if layer.weights]
 
-    assert weighted(ours) == weighted(keras_model)
+    if names_keras_leaves_auto:
+        theirs = weighted(keras_model)
+        assert [n for n, k in zip(weighted(ours), theirs) if k != "<auto>"] == [k for k in theirs if k != "<auto>"]
+    else:
+        assert weighted(ours) == weighted(keras_model)
     kinds = {layer.name: type(layer).__name__ for layer in ours.layers}
     for layer in keras_model.layers:
         kind = type(layer).__name__
@@ -194,3 +201,108 @@ def backend_cases(shapes, tops, every_backend) -> list:
 
     marks = {True: [pytest.mark.every_backend], False: []}
     return [pytest.param(s, t, marks=marks[(s, t) == every_backend]) for s, t in itertools.product(shapes, tops)]
+
+
+class ModelCache:
+    """Models built once and kept for the tests of one module (or one module-scoped fixture): a
+    test takes a model with `get(key, build)`, reads it, runs it, or copies its weights into a
+    model of its own with `set_weights`; it never changes a model it did not build. `clear()` frees
+    them (a module's teardown), so that a process does not keep every network it ever built."""
+
+    def __init__(self):
+        self._models: dict = {}
+
+    def get(self, key, build):
+        if key not in self._models:
+            self._models[key] = build()
+        return self._models[key]
+
+    def clear(self):
+        import gc
+
+        self._models.clear()
+        gc.collect()
+
+
+def weights_like(model, weights, seed=0) -> list:
+    """`weights` for `model`, array by array, where their shapes agree; `randomised_weights(model)`
+    where they do not (a head built for another size or class count, a layer only one has)."""
+    own = None
+    out = []
+    for i, w in enumerate(model.weights):
+        if i < len(weights) and tuple(weights[i].shape) == tuple(w.shape):
+            out.append(weights[i])
+            continue
+        own = own if own is not None else randomised_weights(model, seed)
+        out.append(own[i])
+    return out
+
+
+def set_weights(model, weights):
+    """set_weights, then what Keras' weight-file loaders do after it: Normalization computes with a
+    copy of its mean and variance made in `finalize_state()`, which set_weights does not call."""
+    model.set_weights(weights)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()
+
+
+def efficientnet_weights(model, seed=0) -> list:
+    """`randomised_weights` with an input Normalization's mean and variance set to ImageNet-like
+    values (fresh they are 0 and 1, which would leave them untested)."""
+    out = randomised_weights(model, seed)
+    rng = np.random.default_rng(seed)
+    for i, w in enumerate(model.weights):
+        if w.path.startswith("normalization") and w.name in ("mean", "variance"):
+            out[i] = rng.uniform(0.05, 0.5, w.shape).astype("float32")
+    return out
+
+
+def vgg_weights(model, seed=0) -> list:
+    """`randomised_weights` with the biases moved off zero too (VGG has no BatchNorm)."""
+    rng = np.random.default_rng(2)
+    return [w + rng.normal(0, 0.05, w.shape).astype("float32") if w.ndim == 1 else w for w in randomised_weights(model)]
+
+
+def assert_efficientnet_layout(ours, theirs, name: str, preprocessing: bool = False):
+    """What EfficientNet and EfficientNetV2 keep of Keras' beyond the drop-in layout: every Dropout's
+    rate, the record's blocks (Keras' last layer of each block), and for V2 the in-graph
+    preprocessing's constants."""
+    from anyshape.archs import get_arch
+
+    if preprocessing:
+        assert preprocessing_constants(ours) == preprocessing_constants(theirs)
+    dropouts = {layer.name: layer.rate for layer in theirs.layers if isinstance(layer, keras.layers.Dropout)}
+    assert {layer.name: layer.rate for layer in ours.layers if isinstance(layer, keras.layers.Dropout)} == dropouts
+    block_outputs = [  # Keras' last layer of each block (block1a_project_bn, block2b_add, ...)
+        layer.name
+        for layer, after in zip(theirs.layers, theirs.layers[1:])
+        if layer.name.startswith("block") and not after.name.startswith(layer.name.split("_")[0] + "_")
+    ]
+    assert get_arch(name).blocks == ("stem_activation", *block_outputs, "top_activation")
+
+
+def preprocessing_constants(model) -> list:
+    """The in-graph preprocessing layers' constants, in order."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Rescaling):
+            out.append(("rescaling", np.ravel(layer.scale).tolist(), layer.offset))
+        elif isinstance(layer, keras.layers.Normalization):
+            out.append(("normalization", np.ravel(layer.input_mean).tolist(), np.ravel(layer.input_variance).tolist()))
+    return out
+
+
+def convnext_layout(model, keras_model: bool, include_top: bool) -> tuple[list, list]:
+    """(weight shapes, names of the weighted layers) of a ConvNeXt in a form both builds share: Keras
+    wraps the stem and each downsampling in a Sequential (no weights of its own), whose inner
+    layers anyshape has, with their names; these are left out. Keras leaves the final
+    LayerNormalization of the model without the top unnamed (its name depends on the session)."""
+    named = [layer.name for layer in model.layers if layer.weights]
+    if keras_model:
+        named = [n for n in named if "_stem" not in n and "_downsampling_block_" not in n]
+        if not include_top:
+            named[-1] = "layer_normalization"
+    else:
+        named = [n for n in named if "_stem_" not in n and "_downsampling_" not in n]
+    return weight_shapes(model), named

@@ -20,7 +20,7 @@ keras.applications on JAX and PyTorch); on another backend it runs the represent
 import keras
 import numpy as np
 import pytest
-from model_helpers import images, randomised_weights, relative_error, representatives, run
+from model_helpers import ModelCache, images, randomised_weights, relative_error, representatives, run
 
 import anyshape
 from anyshape.archs import get_arch, keras_ops, list_models
@@ -31,6 +31,27 @@ BACKEND = keras.backend.backend()
 
 REPRESENTATIVES = representatives()
 NAMES = list_models() if BACKEND == "tensorflow" else REPRESENTATIVES
+MODELS = ModelCache()  # the representatives' free-size models with the top, built once
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _free_the_models():
+    yield
+    MODELS.clear()
+
+
+def free_model(name):
+    """The network built with the top at free size. A representative's is built once for this
+    module, with BatchNorm moved off its defaults; tests copy its weights, never change it."""
+
+    def build():
+        model = anyshape.create_model(name, input_shape=(None, None, 3))
+        model.set_weights(randomised_weights(model))
+        return model
+
+    if name in REPRESENTATIVES:
+        return MODELS.get(name, build)
+    return anyshape.create_model(name, input_shape=(None, None, 3))
 
 
 def _odd_at_least(n: int) -> int:
@@ -67,7 +88,7 @@ def test_free_size_model_is_explained_at_free_and_at_an_odd_fixed_size(name):
     """Built with the top at a free size: the shape engine's stages, parameters and outputs are
     Keras' own shape inference, and at an odd non-square size a forward pass of that model gives,
     stage by stage, the shapes the engine computes for it (the size the network was not built at)."""
-    free = anyshape.create_model(name, input_shape=(None, None, 3))
+    free = free_model(name)
     _layer_shapes_agree(free, explain(arch=name, include_top=True))
     report = explain(small_shape(name), arch=name, include_top=True)
     computed = _stage_shapes_at(free, report)
@@ -83,11 +104,10 @@ def test_free_size_equals_an_odd_fixed_size(name):
     non-square fixed size, BatchNorm moved off its defaults: the fixed model is explained like
     Keras builds it, and with the same weights both give the same outputs on the same images
     (where keras.applications' `correct_pad` networks go wrong)."""
-    free = anyshape.create_model(name, input_shape=(None, None, 3))
+    free = free_model(name)
     shape = small_shape(name)
     fixed = anyshape.create_model(name, input_shape=shape)
     _layer_shapes_agree(fixed, explain(shape, arch=name, include_top=True))
-    free.set_weights(randomised_weights(free))
     fixed.set_weights(free.get_weights())
     x = images(shape, high=1.0, low=-1.0) * 127.5 + 127.5  # 0..255: some networks rescale inside
     a, b = run(free, x), run(fixed, x)
@@ -147,7 +167,7 @@ def test_any_channel_count(name):
     def weight_shapes(model):
         return {(layer.name, i): tuple(w.shape) for layer in model.layers for i, w in enumerate(layer.weights)}
 
-    rgb = weight_shapes(anyshape.create_model(name, input_shape=small_shape(name)))
+    rgb = weight_shapes(free_model(name))  # the weights do not depend on the size (free == fixed above)
     for c in (1, 4):
         shape = small_shape(name, c)
         model = anyshape.create_model(name, input_shape=shape)
@@ -180,8 +200,7 @@ def test_save_and_load_round_trip(name, tmp_path):
     from anyshape.archs import model_config
     from anyshape.model_info import load_model, save_model
 
-    model = anyshape.create_model(name, input_shape=(None, None, 3), classes=5)
-    model.set_weights(randomised_weights(model))
+    model = free_model(name)
     loaded = load_model(save_model(model, tmp_path / f"{name}.keras"))
     assert model_config(loaded)[1] == model.anyshape_config
     x = images(small_shape(name)) * 127.5 + 127.5

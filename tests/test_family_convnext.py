@@ -3,10 +3,12 @@
 Runs on whichever backend KERAS_BACKEND names (`KERAS_BACKEND=jax pytest tests/test_family_convnext.py`);
 `make test` runs it on TensorFlow and its odd-size parity (marked every_backend) on JAX and
 PyTorch as well. The per-network harness
-(tests/test_archs.py) covers the shape engine, free size == fixed size and the minimum; this file
-covers Keras' weight layout for every member with and without the top, equal outputs with Keras'
-weights (ConvNeXtTiny), channels_first (which Keras refuses), the in-graph Normalization,
-stochastic depth. ConvNeXtXLarge (350 M parameters, 1.4 GB) gets the
+(tests/test_archs.py) covers the shape engine, free size == fixed size and the minimum; the family
+harness (tests/test_family.py) checks ConvNeXtTiny against keras.applications: its layout with and
+without the top, its layers' names in the record, equal outputs with Keras' weights at 224 and at
+65 x 87 with and without the top (on JAX and PyTorch too at 65 x 87 with the top). This file
+covers Keras' weight layout for the other members, channels_first (which Keras refuses), the
+in-graph Normalization, stochastic depth. ConvNeXtXLarge (350 M parameters, 1.4 GB) gets the
 layout only.
 """
 
@@ -17,6 +19,7 @@ import numpy as np
 import pytest
 from keras.src.applications import convnext as keras_convnext
 from model_helpers import (
+    convnext_layout,
     feature_strides,
     images,
     keras_parity,
@@ -65,71 +68,24 @@ def test_signature_is_keras(name):
     )
 
 
-def _layout(model) -> tuple[list, list]:
-    return weight_shapes(model), [layer.name for layer in model.layers if layer.weights]
-
-
-@pytest.mark.parametrize("name, include_top", layout_cases("convnext", "convnext_tiny"))
+@pytest.mark.parametrize("name, include_top", layout_cases("convnext", "convnext_tiny", with_representative=False))
 def test_weight_layout_equals_keras(zero_init, name, include_top):
-    """One model alive at a time (ConvNeXtXLarge is 1.4 GB)."""
+    """One model alive at a time (ConvNeXtXLarge is 1.4 GB). ConvNeXtTiny, with and without the
+    top: tests/test_family.py."""
     arch = get_arch(name)
     ref = getattr(keras.applications, arch.keras_name)(weights=None, include_top=include_top)
-    shapes, named = _layout(ref)
+    layout = convnext_layout(ref, True, include_top)
     ref_params = ref.count_params()
-    ref_names = [n for n in named if "_stem" not in n and "_downsampling_block_" not in n]
-    if not include_top:  # Keras leaves the final LayerNormalization unnamed: its name depends on the session
-        ref_names[-1] = "layer_normalization"
     del ref
     gc.collect()
     ours = anyshape.create_model(name, include_top=include_top)
-    ours_shapes, ours_named = _layout(ours)
-    assert ours_shapes == shapes
-    # Keras wraps the stem and each downsampling in a Sequential (no weights of its own); ours are
-    # its inner layers, with their names
-    assert [n for n in ours_named if "_stem_" not in n and "_downsampling_" not in n] == ref_names
+    assert convnext_layout(ours, False, include_top) == layout
     assert ours.count_params() == ref_params == explain((224, 224, 3), arch=name, include_top=include_top).params
     if include_top:
         assert unknown_record_layers(ours, arch) == []
         assert feature_strides(arch) == [4, 8, 16, 32]
     del ours
     gc.collect()
-
-
-@pytest.fixture(scope="module")
-def keras_tiny():
-    """keras.applications.ConvNeXtTiny at 224 with the top, randomised weights."""
-    ref = keras.applications.ConvNeXtTiny(weights=None)
-    ref.set_weights(randomised_weights(ref))
-    return ref
-
-
-def test_outputs_equal_keras_at_224_with_top(keras_tiny):
-    ours = anyshape.create_model("convnext_tiny")
-    ours.set_weights(keras_tiny.get_weights())
-    x = pixels((224, 224, 3))
-    assert relative_error(run(ours, x), run(keras_tiny, x)) <= 1e-6
-
-
-@pytest.mark.every_backend
-def test_outputs_equal_keras_at_an_odd_size_with_top():
-    shape = (65, 87, 3)
-    ref = keras.applications.ConvNeXtTiny(weights=None, input_shape=shape)
-    ours = anyshape.create_model("convnext_tiny", input_shape=shape)
-    assert keras_parity(ref, ours, pixels(shape)) <= 1e-6
-
-
-@pytest.mark.parametrize("shape", [(224, 224, 3), (65, 87, 3)])
-def test_outputs_equal_keras_without_top(keras_tiny, shape):
-    """Keras applies a LayerNormalization to the map without the top; so does ours."""
-    ref = keras.applications.ConvNeXtTiny(weights=None, include_top=False, input_shape=shape)
-    ours = anyshape.create_model("convnext_tiny", include_top=False, input_shape=shape)
-    backbone = keras_tiny.get_weights()[:-4] + ref.get_weights()[-2:]  # the final LayerNorm's own
-    ref.set_weights(backbone)
-    ours.set_weights(backbone)
-    x = pixels(shape)
-    a, b = run(ours, x), run(ref, x)
-    assert a.shape == b.shape == (2, *explain(shape, arch="convnext_tiny").stages[-1].shape)
-    assert relative_error(a, b) <= 1e-6
 
 
 def test_channels_first_which_keras_refuses_equals_channels_last(monkeypatch):

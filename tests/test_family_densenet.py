@@ -1,9 +1,9 @@
 """DenseNet121/169/201 (anyshape.archs.densenet) against keras.applications and torchvision.
 
 Runs on whichever backend KERAS_BACKEND names; checked on TensorFlow, JAX and PyTorch.
-- every member has keras.applications' weight layout and layer names, with and without the top;
-- DenseNet121 (the smallest) computes Keras' outputs from Keras' weights at 224 x 224 and at
-  65 x 97, with and without the top;
+- every member has keras.applications' weight layout and layer names (DenseNet121, the smallest,
+  with and without the top, and its outputs from Keras' weights at 224 x 224 and at 65 x 97 with
+  and without the top, are checked by the family harness, tests/test_family.py);
 - channels_first (which keras.applications refuses for DenseNet) equals channels_last on the same
   weights;
 - `bn_epsilon=1e-5` changes only the BatchNorm epsilon and makes it torchvision's densenet121 (its
@@ -17,7 +17,6 @@ import torch
 import torchvision
 from model_helpers import (
     assert_keras_drop_in,
-    backend_cases,
     images,
     keras_weights_from_torch,
     layer_config_differences,
@@ -37,7 +36,7 @@ ODD = (65, 97, 3)  # odd and non-square, above keras.applications' minimum of 32
 BLOCKS = (6, 12, 24, 16)  # DenseNet121
 
 
-@pytest.mark.parametrize("name, top", layout_cases("densenet", "densenet121"))
+@pytest.mark.parametrize("name, top", layout_cases("densenet", "densenet121", with_representative=False))
 def test_weight_layout_and_names_equal_keras(name, top):
     keras_name = get_arch(name).keras_name
     ref = getattr(keras.applications, keras_name)(weights=None, include_top=top)
@@ -53,23 +52,6 @@ def keras_top():
     ref = keras.applications.DenseNet121(weights=None)
     ref.set_weights(randomised_weights(ref))
     return ref
-
-
-@pytest.mark.parametrize("shape, top", backend_cases([(224, 224, 3), ODD], [True, False], every_backend=(ODD, True)))
-def test_outputs_equal_keras(keras_top, shape, top):
-    weights = keras_top.get_weights() if top else keras_top.get_weights()[:-2]
-    ref = (
-        keras_top
-        if top and shape == (224, 224, 3)
-        else keras.applications.DenseNet121(weights=None, include_top=top, input_shape=shape)
-    )
-    ours = applications.DenseNet121(weights=None, include_top=top, input_shape=shape)
-    ref.set_weights(weights)
-    ours.set_weights(weights)
-    x = images(shape, high=2.5, low=-2.0)  # about the range of torch-preprocessed images
-    a, b = run(ours, x), run(ref, x)
-    assert a.shape == b.shape
-    assert relative_error(a, b) <= 1e-6
 
 
 def test_channels_first_equals_channels_last(keras_top):

@@ -1,14 +1,12 @@
 """EfficientNet B0 ... B7 (anyshape.archs.efficientnet) against keras.applications.
 
-Every member: Keras' signature, blocks table, weight layout and layer names (with and without the
-top). EfficientNetB0, the smallest, stands for the family in the output parity tests: equal outputs
-with Keras' weights at Keras' default size and at an odd non-square size, with and without the top;
-the free-size model at an odd size equal to Keras' fixed-size one (Keras' own free-size model pads
-as for an even size there); Keras' `weights="imagenet"` structure (the extra per-channel Rescaling)
-through `stddev_rescaling`; channels_first.
-
-Everything runs on TensorFlow; the free-size parity at an odd size (marked every_backend) runs on
-JAX and PyTorch as well (`make test`).
+Every member: Keras' signature, blocks table, weight layout and layer names. EfficientNetB0, the
+smallest, stands for the family in the family harness (tests/test_family.py): its layout with and
+without the top, equal outputs with Keras' weights at Keras' default size, and the free-size model
+at an odd non-square size equal to Keras' fixed-size one with and without the top (Keras' own
+free-size model pads as for an even size there; with the top on JAX and PyTorch as well). Here:
+Keras' `weights="imagenet"` structure (the extra per-channel Rescaling) through
+`stddev_rescaling`; channels_first.
 """
 
 import inspect
@@ -16,7 +14,16 @@ import inspect
 import keras
 import numpy as np
 import pytest
-from model_helpers import assert_keras_drop_in, images, layout_cases, randomised_weights, relative_error, run
+from model_helpers import (
+    assert_efficientnet_layout,
+    assert_keras_drop_in,
+    efficientnet_weights,
+    images,
+    layout_cases,
+    relative_error,
+    run,
+    set_weights,
+)
 
 import anyshape
 from anyshape import applications
@@ -29,26 +36,6 @@ ODD = (67, 45, 3)  # odd and non-square, above Keras' 32
 
 def _keras(name, **kwargs):
     return getattr(keras.applications, get_arch(name).keras_name)(weights=None, **kwargs)
-
-
-def _weights(model, seed=0):
-    """Random weights with BatchNorm moved and the input Normalization's mean and variance set to
-    ImageNet-like values (fresh they are 0 and 1, which would leave them untested)."""
-    out = randomised_weights(model, seed)
-    rng = np.random.default_rng(seed)
-    for i, w in enumerate(model.weights):
-        if w.path.startswith("normalization") and w.name in ("mean", "variance"):
-            out[i] = rng.uniform(0.05, 0.5, w.shape).astype("float32")
-    return out
-
-
-def _set_weights(model, weights):
-    """set_weights, then what Keras' weight-file loaders do after it: Normalization computes with a
-    copy of its mean and variance made in `finalize_state()`, which set_weights does not call."""
-    model.set_weights(weights)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Normalization):
-            layer.finalize_state()
 
 
 def test_members_are_keras_constructors():
@@ -72,53 +59,16 @@ def test_blocks_table_is_keras():
     assert all(row["id_skip"] for row in DEFAULT_BLOCKS_ARGS)
 
 
-@pytest.mark.parametrize("name, include_top", layout_cases("efficientnet", "efficientnet_b0"))
+@pytest.mark.parametrize(
+    "name, include_top", layout_cases("efficientnet", "efficientnet_b0", with_representative=False)
+)
 def test_layout_equals_keras(name, include_top):
-    """Keras' default size with the top, free size without (the layout does not depend on it)."""
+    """Keras' default size with the top (EfficientNetB0, with and without it: tests/test_family.py)."""
     theirs = _keras(name, include_top=include_top)
     ours = getattr(applications, get_arch(name).keras_name)(weights=None, include_top=include_top)
     assert_keras_drop_in(ours, theirs, dropped=("ZeroPadding2D",))  # correct_pad's paddings: "same" here
     assert ours.name == theirs.name
-    dropouts = {layer.name: layer.rate for layer in theirs.layers if isinstance(layer, keras.layers.Dropout)}
-    assert {layer.name: layer.rate for layer in ours.layers if isinstance(layer, keras.layers.Dropout)} == dropouts
-    block_outputs = [  # Keras' last layer of each block (block1a_project_bn, block2b_add, ...)
-        layer.name
-        for layer, after in zip(theirs.layers, theirs.layers[1:])
-        if layer.name.startswith("block") and not after.name.startswith(layer.name.split("_")[0] + "_")
-    ]
-    assert get_arch(name).blocks == ("stem_activation", *block_outputs, "top_activation")
-
-
-@pytest.fixture(scope="module", params=[True, False], ids=["top", "notop"])
-def b0_pair(request):
-    """(include_top, Keras' B0 at its default size, anyshape's B0 at free size), same weights."""
-    include_top = request.param
-    theirs = _keras("efficientnet_b0", include_top=include_top)
-    ours = anyshape.create_model("efficientnet_b0", include_top=include_top, input_shape=(None, None, 3))
-    weights = _weights(theirs)
-    _set_weights(theirs, weights)
-    _set_weights(ours, weights)
-    return include_top, theirs, ours
-
-
-def test_b0_equals_keras_at_the_default_size(b0_pair):
-    _, theirs, ours = b0_pair
-    x = images((224, 224, 3), low=0.0, high=255.0)
-    assert relative_error(run(ours, x), run(theirs, x)) <= 1e-6
-
-
-@pytest.mark.every_backend
-def test_b0_free_size_equals_keras_fixed_size_at_an_odd_size(b0_pair):
-    """Keras pads by correct_pad, which reads the static size: right for a fixed odd size. Here one
-    free-size model pads each call's own size the same way."""
-    include_top, theirs, ours = b0_pair
-    fixed = _keras("efficientnet_b0", include_top=include_top, input_shape=ODD)
-    _set_weights(fixed, theirs.get_weights())
-    x = images(ODD, low=0.0, high=255.0)
-    assert relative_error(run(ours, x), run(fixed, x)) <= 1e-6
-    ours_fixed = anyshape.create_model("efficientnet_b0", include_top=include_top, input_shape=ODD)
-    _set_weights(ours_fixed, theirs.get_weights())
-    assert relative_error(run(ours_fixed, x), run(fixed, x)) <= 1e-6
+    assert_efficientnet_layout(ours, theirs, name)  # every Dropout's rate, the record's blocks
 
 
 def test_stddev_rescaling_builds_keras_imagenet_structure(monkeypatch):
@@ -134,9 +84,9 @@ def test_stddev_rescaling_builds_keras_imagenet_structure(monkeypatch):
         "efficientnet_b0", include_top=False, input_shape=ODD, stddev_rescaling=efficientnet.IMAGENET_STDDEV_RGB
     )
     plain = anyshape.create_model("efficientnet_b0", include_top=False, input_shape=ODD)
-    weights = _weights(theirs)
+    weights = efficientnet_weights(theirs)
     for model in (theirs, ours, plain):
-        _set_weights(model, weights)
+        set_weights(model, weights)
     assert_keras_drop_in(ours, theirs, dropped=("ZeroPadding2D",))  # correct_pad's paddings: "same" here
     x = images(ODD, low=0.0, high=255.0)
     assert relative_error(run(ours, x), run(theirs, x)) <= 1e-6
@@ -166,9 +116,9 @@ def test_b0_channels_first_equals_channels_last():
         first = anyshape.create_model("efficientnet_b0", input_shape=(3, *ODD[:2]), stddev_rescaling=stddevs)
     finally:
         keras.config.set_image_data_format(saved)
-    weights = _weights(last)
-    _set_weights(last, weights)
-    _set_weights(first, weights)
+    weights = efficientnet_weights(last)
+    set_weights(last, weights)
+    set_weights(first, weights)
     x = images(ODD, low=0.0, high=255.0)
     assert relative_error(run(first, np.transpose(x, (0, 3, 1, 2))), run(last, x)) <= 1e-6
 

@@ -1,25 +1,23 @@
 """EfficientNetV2 B0 ... B3, S, M, L (anyshape.archs.efficientnet_v2) against keras.applications.
 
-Every member: Keras' signature, blocks tables, weight layout, layer names and in-graph preprocessing
-(with and without the top). EfficientNetV2B0, the smallest, stands for the family in the output
-parity tests: equal outputs with Keras' weights at Keras' default size and at an odd non-square
-size, with and without the top, and Keras' other preprocessing branches (one channel: [-1, 1];
-include_preprocessing=False).
-
-Everything runs on TensorFlow; the parity at an odd size with the top (marked every_backend) runs
-on JAX and PyTorch as well (`make test`).
+Every member: Keras' signature, blocks tables, weight layout, layer names and in-graph
+preprocessing. EfficientNetV2B0, the smallest, stands for the family in the family harness
+(tests/test_family.py): its layout and preprocessing with and without the top, equal outputs with
+Keras' weights at Keras' default size and at an odd non-square size, with and without the top (on
+JAX and PyTorch as well at the odd size with the top). Here: Keras' other preprocessing branches
+(one channel: [-1, 1]; include_preprocessing=False).
 """
 
 import inspect
 
 import keras
-import numpy as np
 import pytest
 from model_helpers import (
+    assert_efficientnet_layout,
     assert_keras_drop_in,
-    backend_cases,
     images,
     layout_cases,
+    preprocessing_constants,
     randomised_weights,
     relative_error,
     run,
@@ -36,17 +34,6 @@ ODD = (67, 45, 3)  # odd and non-square, above Keras' 32
 
 def _keras(name, **kwargs):
     return getattr(keras.applications, get_arch(name).keras_name)(weights=None, **kwargs)
-
-
-def _preprocessing(model) -> list:
-    """The in-graph preprocessing layers' constants, in order."""
-    out = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Rescaling):
-            out.append(("rescaling", np.ravel(layer.scale).tolist(), layer.offset))
-        elif isinstance(layer, keras.layers.Normalization):
-            out.append(("normalization", np.ravel(layer.input_mean).tolist(), np.ravel(layer.input_variance).tolist()))
-    return out
 
 
 def test_members_are_keras_constructors():
@@ -79,22 +66,17 @@ def applications_name(arch) -> str:
     return dict(arch.keras_args)["name"]
 
 
-@pytest.mark.parametrize("name, include_top", layout_cases("efficientnet_v2", "efficientnet_v2_b0"))
+@pytest.mark.parametrize(
+    "name, include_top", layout_cases("efficientnet_v2", "efficientnet_v2_b0", with_representative=False)
+)
 def test_layout_equals_keras(name, include_top):
-    """Keras' default size with the top, free size without (the layout does not depend on it)."""
+    """Keras' default size with the top (EfficientNetV2B0, with and without it: tests/test_family.py)."""
     theirs = _keras(name, include_top=include_top)
     ours = getattr(applications, get_arch(name).keras_name)(weights=None, include_top=include_top)
     assert_keras_drop_in(ours, theirs)
     assert ours.name == theirs.name
-    assert _preprocessing(ours) == _preprocessing(theirs)
-    dropouts = {layer.name: layer.rate for layer in theirs.layers if isinstance(layer, keras.layers.Dropout)}
-    assert {layer.name: layer.rate for layer in ours.layers if isinstance(layer, keras.layers.Dropout)} == dropouts
-    block_outputs = [  # Keras' last layer of each block (block1a_project_activation, block2b_add, ...)
-        layer.name
-        for layer, after in zip(theirs.layers, theirs.layers[1:])
-        if layer.name.startswith("block") and not after.name.startswith(layer.name.split("_")[0] + "_")
-    ]
-    assert get_arch(name).blocks == ("stem_activation", *block_outputs, "top_activation")
+    # the in-graph preprocessing's constants, every Dropout's rate, the record's blocks
+    assert_efficientnet_layout(ours, theirs, name, preprocessing=True)
 
 
 def _pair(input_shape, **kwargs):
@@ -107,23 +89,13 @@ def _pair(input_shape, **kwargs):
     return theirs, ours
 
 
-@pytest.mark.parametrize(
-    "shape, include_top", backend_cases([(224, 224, 3), ODD], [True, False], every_backend=(ODD, True))
-)
-def test_b0_equals_keras(shape, include_top):
-    theirs, ours = _pair(shape, include_top=include_top)
-    assert _preprocessing(ours) == _preprocessing(theirs)
-    x = images(shape, low=0.0, high=255.0)
-    assert relative_error(run(ours, x), run(theirs, x)) <= 1e-6
-
-
 @pytest.mark.parametrize("channels, include_preprocessing", [(1, True), (3, False)])
 def test_b0_other_preprocessing_equals_keras(channels, include_preprocessing):
     """Keras scales a b variant's input to [-1, 1] when it has other than 3 channels, and builds no
     preprocessing with include_preprocessing=False."""
     shape = (*ODD[:2], channels)
     theirs, ours = _pair(shape, include_top=False, include_preprocessing=include_preprocessing)
-    assert _preprocessing(ours) == _preprocessing(theirs)
+    assert preprocessing_constants(ours) == preprocessing_constants(theirs)
     x = images(shape, low=0.0, high=255.0)
     assert relative_error(run(ours, x), run(theirs, x)) <= 1e-6
 

@@ -1,85 +1,35 @@
-"""InceptionResNetV2 against keras.applications.InceptionResNetV2: the weight layout, equal outputs,
-the sizes it refuses, and the torch twin's build options.
-
-Runs on TensorFlow, JAX and PyTorch (KERAS_BACKEND=jax / torch): the outputs are compared on
-whichever backend runs the file. The per-network harness (tests/test_archs.py) checks the shapes
-stage by stage against Keras' own shape inference, free size against fixed size, and that the
-computed minimum is exact.
+"""InceptionResNetV2: what is its own. Its layout and its outputs against
+keras.applications.InceptionResNetV2 (at 299 and at an odd size, with and without the top, on
+TensorFlow, JAX and PyTorch for the odd size with the top) are checked by the family harness
+(tests/test_family.py); the per-network harness (tests/test_archs.py) checks the shapes stage by
+stage against Keras' own shape inference, free size against fixed size, and that the computed
+minimum is exact. Here: the scaled residual in built-in layers, the sizes that crash Keras, and
+the build options of the torch twin (timm's BatchNorm gamma, PyTorch's average pool).
 """
 
 import keras
 import numpy as np
 import pytest
-from model_helpers import images, randomised_weights, relative_error, run
 
 import anyshape
 from anyshape.applications import InceptionResNetV2
 from anyshape.shapes import InvalidInputShape, explain, minimum_size
 
-DEFAULT = (299, 299, 3)
 ODD = (75, 89, 3)  # odd, non-square, at Keras' minimum (75)
 
 
 @pytest.fixture(scope="module")
-def keras_top():
-    """keras.applications.InceptionResNetV2 with its top at 299, random weights, moved BN statistics."""
-    ref = keras.applications.InceptionResNetV2(weights=None)
-    ref.set_weights(randomised_weights(ref))
-    return ref
+def ours_free():
+    """anyshape's model without the top at free size (its layers are what is read here)."""
+    return InceptionResNetV2(weights=None, include_top=False, input_shape=(None, None, 3))
 
 
-@pytest.fixture(scope="module")
-def keras_free(keras_top):
-    """Keras' backbone at free size (what it builds without the top), the same weights."""
-    ref = keras.applications.InceptionResNetV2(weights=None, include_top=False)
-    ref.set_weights(keras_top.get_weights()[:-2])
-    return ref
-
-
-@pytest.fixture(scope="module")
-def ours_top(keras_top):
-    model = InceptionResNetV2(weights=None)
-    model.set_weights(keras_top.get_weights())
-    return model
-
-
-def test_weight_layout_equals_keras(keras_top, keras_free, ours_top):
-    assert [w.shape for w in ours_top.get_weights()] == [w.shape for w in keras_top.get_weights()]
-    assert ours_top.count_params() == keras_top.count_params() == 55_873_736
-    ours = InceptionResNetV2(weights=None, include_top=False)
-    assert [w.shape for w in ours.get_weights()] == [w.shape for w in keras_free.get_weights()]
-
-
-@pytest.mark.every_backend
-def test_outputs_equal_keras_with_top(keras_top, ours_top):
-    x = images(DEFAULT)
-    assert relative_error(run(ours_top, x), run(keras_top, x)) <= 1e-6
-    ref = keras.applications.InceptionResNetV2(weights=None, input_shape=ODD)
-    ours = InceptionResNetV2(weights=None, input_shape=ODD)
-    ref.set_weights(keras_top.get_weights())
-    ours.set_weights(keras_top.get_weights())
-    x = images(ODD)
-    a, b = run(ours, x), run(ref, x)
-    assert a.shape == b.shape == (2, 1000)
-    assert relative_error(a, b) <= 1e-6
-
-
-def test_outputs_equal_keras_without_top(keras_free):
-    ours = InceptionResNetV2(weights=None, include_top=False, input_shape=(None, None, 3))
-    ours.set_weights(keras_free.get_weights())
-    for shape in (DEFAULT, ODD):
-        x = images(shape)
-        a, b = run(ours, x), run(keras_free, x)
-        assert a.shape == b.shape == (2, *explain(shape, arch="inception_resnet_v2").output_shapes[0])
-        assert relative_error(a, b) <= 1e-6
-
-
-def test_scaled_residual_is_built_in_layers(ours_top):
+def test_scaled_residual_is_built_in_layers(ours_free):
     """Keras' CustomScaleLayer (x + up * scale) is Rescaling + Add: no custom layer to register."""
-    assert ours_top.get_layer("block35_1_scale").scale == 0.17
-    assert ours_top.get_layer("block17_20_scale").scale == 0.1
-    assert ours_top.get_layer("block8_10_scale").scale == 1.0
-    custom = {type(layer).__module__ for layer in ours_top.layers if not type(layer).__module__.startswith("keras.")}
+    assert ours_free.get_layer("block35_1_scale").scale == 0.17
+    assert ours_free.get_layer("block17_20_scale").scale == 0.1
+    assert ours_free.get_layer("block8_10_scale").scale == 1.0
+    custom = {type(layer).__module__ for layer in ours_free.layers if not type(layer).__module__.startswith("keras.")}
     assert custom == set()
 
 

@@ -1,13 +1,16 @@
-"""NASNetMobile and NASNetLarge against keras.applications: the weight layout, equal outputs, and
-what keras.applications cannot do (free size, sizes below 32, channels_first).
+"""NASNetMobile and NASNetLarge against keras.applications: what keras.applications cannot do (free
+size, sizes below 32, channels_first), NASNetLarge's layout and Keras' private NASNet parameters.
 
-Runs on TensorFlow, JAX and PyTorch (KERAS_BACKEND=jax / torch): the outputs are compared on
-whichever backend runs the file. keras.applications.NASNetMobile refuses the torch backend ("not
-available with the torch backend at this time due to an outstanding bug"); there the reference is
-the function it calls, keras.src.applications.nasnet.NASNet, with NASNetMobile's arguments: the
-same layers. The per-network harness (tests/test_archs.py) checks the shapes stage by stage against
-Keras' own shape inference, free size against fixed size at an odd size, and that the computed
-minimum is exact.
+The family harness (tests/test_family.py) checks NASNetMobile against keras.applications: its
+layout with and without the top (5,326,716 parameters with it), equal outputs at 224 with and
+without the top, and the free-size model equal to Keras' models built at an odd size (33 x 45)
+with and without the top (correct_pad's parity and the adjust block's reduction decided at any size
+as Keras decides them at the sizes it builds), on JAX and PyTorch too with the top.
+keras.applications.NASNetMobile refuses the torch backend ("not available with the torch backend
+at this time due to an outstanding bug"); there the harness calls the function it calls,
+keras.src.applications.nasnet.NASNet, with NASNetMobile's arguments. The per-network harness
+(tests/test_archs.py) checks the shapes stage by stage against Keras' own shape inference, free
+size against fixed size at an odd size, and that the computed minimum is exact.
 """
 
 import keras
@@ -18,64 +21,18 @@ from model_helpers import images, randomised_weights, relative_error, run
 
 import anyshape
 from anyshape.applications import NASNetLarge, NASNetMobile
-from anyshape.archs import get_arch
-from anyshape.shapes import InvalidInputShape, explain, minimum_size
+from anyshape.shapes import InvalidInputShape, minimum_size
 
-DEFAULT = (224, 224, 3)
 ODD = (33, 45, 3)  # odd, non-square, just above Keras' minimum (32)
-MOBILE = get_arch("nasnet_mobile").defaults
-
-
-def keras_mobile(**kwargs):
-    """keras.applications.NASNetMobile(weights=None, **kwargs), also on torch (see the docstring)."""
-    if keras.backend.backend() != "torch":
-        return keras.applications.NASNetMobile(weights=None, **kwargs)
-    include_top = kwargs.pop("include_top", True)
-    shape = kwargs.pop("input_shape", None) or (None if include_top else DEFAULT)  # as NASNetMobile
-    return keras_nasnet.NASNet(
-        shape, **MOBILE, include_top=include_top, weights=None, default_size=224, name="nasnet_mobile", **kwargs
-    )
 
 
 @pytest.fixture(scope="module")
-def keras_top():
-    """NASNetMobile with its top at 224, random weights with moved BatchNorm statistics."""
-    ref = keras_mobile()
-    ref.set_weights(randomised_weights(ref))
-    return ref
-
-
-@pytest.fixture(scope="module")
-def keras_notop(keras_top):
-    """NASNetMobile without its top (Keras builds it at 224), the same weights."""
-    ref = keras_mobile(include_top=False)
-    ref.set_weights(keras_top.get_weights()[:-2])
-    return ref
-
-
-@pytest.fixture(scope="module")
-def ours_top(keras_top):
-    model = NASNetMobile(weights=None)
-    model.set_weights(keras_top.get_weights())
-    return model
-
-
-@pytest.fixture(scope="module")
-def ours_free(keras_top):
-    """Ours without the top at free size, the same weights: Keras' free-size NASNet fails at every size."""
+def ours_free():
+    """Ours without the top at free size (Keras' free-size NASNet fails at every size), random
+    weights with moved BatchNorm statistics."""
     model = NASNetMobile(weights=None, include_top=False, input_shape=(None, None, 3))
-    model.set_weights(keras_top.get_weights()[:-2])
+    model.set_weights(randomised_weights(model))
     return model
-
-
-def test_mobile_weight_layout_equals_keras(keras_top, keras_notop, ours_top, ours_free):
-    assert [w.shape for w in ours_top.get_weights()] == [w.shape for w in keras_top.get_weights()]
-    assert [layer.name for layer in ours_top.layers if layer.weights] == [
-        layer.name for layer in keras_top.layers if layer.weights
-    ]
-    assert ours_top.count_params() == keras_top.count_params() == 5_326_716
-    # the free-size model has the layout of Keras' fixed-size one (Keras' own free-size model has not)
-    assert [w.shape for w in ours_free.get_weights()] == [w.shape for w in keras_notop.get_weights()]
 
 
 def test_large_weight_layout_equals_keras():
@@ -89,32 +46,6 @@ def test_large_weight_layout_equals_keras():
             layer.name for layer in ref.layers if layer.weights
         ]
         assert ours.count_params() == ref.count_params() == params
-
-
-def test_outputs_equal_keras_with_top(keras_top, ours_top):
-    for shape in (DEFAULT, ODD):
-        ref, ours = keras_top, ours_top
-        if shape != DEFAULT:
-            ref, ours = keras_mobile(input_shape=shape), NASNetMobile(weights=None, input_shape=shape)
-            ref.set_weights(keras_top.get_weights())
-            ours.set_weights(keras_top.get_weights())
-        x = images(shape)
-        a, b = run(ours, x), run(ref, x)
-        assert a.shape == b.shape == (2, 1000)
-        assert relative_error(a, b) <= 1e-6, shape
-
-
-@pytest.mark.every_backend
-def test_free_size_model_equals_keras_fixed_size_models(keras_notop, ours_free):
-    """Without the top, at 224 and at an odd size: correct_pad's parity and the adjust block's
-    reduction are decided at any size as Keras decides them at the sizes it builds."""
-    odd = keras_mobile(include_top=False, input_shape=ODD)
-    odd.set_weights(keras_notop.get_weights())
-    for shape, ref in ((DEFAULT, keras_notop), (ODD, odd)):
-        x = images(shape)
-        a, b = run(ours_free, x), run(ref, x)
-        assert a.shape == b.shape == (2, *explain(shape, arch="nasnet_mobile").output_shapes[0])
-        assert relative_error(a, b) <= 1e-6, shape
 
 
 def test_keras_private_parameters_are_config_fields():

@@ -1,9 +1,9 @@
 """ResNet50/101/152 (anyshape.archs.resnet) against keras.applications, and torchvision's options.
 
 Runs on whichever backend KERAS_BACKEND names; checked on TensorFlow, JAX and PyTorch.
-- every member has keras.applications' weight layout and layer names, with and without the top;
-- ResNet50 (the smallest) computes Keras' outputs from Keras' weights at 224 x 224 and at
-  65 x 97, with and without the top;
+- every member has keras.applications' weight layout and layer names (ResNet50, the smallest, with
+  and without the top, and its outputs from Keras' weights at 224 x 224 and at 65 x 97 with and
+  without the top, are checked by the family harness, tests/test_family.py);
 - each of the options the PyTorch weights need (`stride_in_3x3`, `conv_bias`, `bn_epsilon`)
   changes only what it says (and the shape tracer still counts the built model's parameters),
   and the three together are torchvision's resnet50 (its outputs from its weights), at an even
@@ -16,13 +16,11 @@ import torch
 import torchvision
 from model_helpers import (
     assert_keras_drop_in,
-    backend_cases,
     images,
     keras_weights_from_torch,
     layer_config_differences,
     layout_cases,
     randomise_torch_batchnorm,
-    randomised_weights,
     relative_error,
     run,
 )
@@ -36,7 +34,7 @@ ODD = (65, 97, 3)  # odd and non-square, above keras.applications' minimum of 32
 TORCH_OPTIONS = {"stride_in_3x3": True, "conv_bias": False, "bn_epsilon": 1e-5}
 
 
-@pytest.mark.parametrize("name, top", layout_cases("resnet", "resnet50"))
+@pytest.mark.parametrize("name, top", layout_cases("resnet", "resnet50", with_representative=False))
 def test_weight_layout_and_names_equal_keras(name, top):
     keras_name = get_arch(name).keras_name
     ref = getattr(keras.applications, keras_name)(weights=None, include_top=top)
@@ -44,31 +42,6 @@ def test_weight_layout_and_names_equal_keras(name, top):
     assert_keras_drop_in(ours, ref)
     assert ours.name == ref.name
     assert tuple(ours.input.shape) == tuple(ref.input.shape)
-
-
-@pytest.fixture(scope="module")
-def keras_top():
-    """keras.applications.ResNet50 at 224 with the top, random weights with BatchNorm moved."""
-    ref = keras.applications.ResNet50(weights=None)
-    ref.set_weights(randomised_weights(ref))
-    return ref
-
-
-@pytest.mark.parametrize("shape, top", backend_cases([(224, 224, 3), ODD], [True, False], every_backend=(ODD, True)))
-def test_outputs_equal_keras(keras_top, shape, top):
-    weights = keras_top.get_weights() if top else keras_top.get_weights()[:-2]
-    ref = (
-        keras_top
-        if top and shape == (224, 224, 3)
-        else keras.applications.ResNet50(weights=None, include_top=top, input_shape=shape)
-    )
-    ours = applications.ResNet50(weights=None, include_top=top, input_shape=shape)
-    ref.set_weights(weights)
-    ours.set_weights(weights)
-    x = images(shape, high=150.0, low=-120.0)  # about the range of caffe-preprocessed images
-    a, b = run(ours, x), run(ref, x)
-    assert a.shape == b.shape
-    assert relative_error(a, b) <= 1e-6
 
 
 @pytest.fixture(scope="module")

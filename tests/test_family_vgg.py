@@ -1,10 +1,11 @@
 """VGG16/19 (anyshape.archs.vgg) against keras.applications, and its classifier at any size.
 
 Runs on whichever backend KERAS_BACKEND names; checked on TensorFlow, JAX and PyTorch.
-- every member has keras.applications' weight layout and layer names, with and without the top
-  (at 224 x 224 the default head is Keras' Flatten head);
-- VGG16 (the smallest) computes Keras' outputs from Keras' weights at 224 x 224 and at 65 x 97,
-  with and without the top (at 65 x 97 with `head="flatten"`, which is what Keras builds there);
+- every member has keras.applications' weight layout and layer names (at 224 x 224 the default
+  head is Keras' Flatten head); VGG16 (the smallest) with and without the top, and its outputs
+  from Keras' weights at 224 x 224 and at 65 x 97 with and without the top (at 65 x 97 with
+  `head="flatten"`, which is what Keras builds there), are checked by the family harness
+  (tests/test_family.py);
 - the fully-convolutional head with the Flatten head's weights (converted by
   `convert_head_weights`) equals Keras at 224, and takes any larger size, free size included;
 - "auto" picks the Flatten head exactly at 224 x 224; the conv head refuses what it cannot take.
@@ -15,12 +16,11 @@ import numpy as np
 import pytest
 from model_helpers import (
     assert_keras_drop_in,
-    backend_cases,
     images,
     layout_cases,
-    randomised_weights,
     relative_error,
     run,
+    vgg_weights,
 )
 
 import anyshape
@@ -32,13 +32,7 @@ from anyshape.shapes import explain, minimum_size
 ODD = (65, 97, 3)  # odd and non-square, above keras.applications' minimum of 32
 
 
-def _random_weights(model):
-    """`randomised_weights` with the biases moved off zero too (VGG has no BatchNorm)."""
-    rng = np.random.default_rng(2)
-    return [w + rng.normal(0, 0.05, w.shape).astype("float32") if w.ndim == 1 else w for w in randomised_weights(model)]
-
-
-@pytest.mark.parametrize("name, top", layout_cases("vgg", "vgg16"))
+@pytest.mark.parametrize("name, top", layout_cases("vgg", "vgg16", with_representative=False))
 def test_weight_layout_and_names_equal_keras(name, top):
     keras_name = get_arch(name).keras_name
     ref = getattr(keras.applications, keras_name)(weights=None, include_top=top)
@@ -52,26 +46,8 @@ def test_weight_layout_and_names_equal_keras(name, top):
 def keras_top():
     """keras.applications.VGG16 at 224 with the top, random weights and biases."""
     ref = keras.applications.VGG16(weights=None)
-    ref.set_weights(_random_weights(ref))
+    ref.set_weights(vgg_weights(ref))
     return ref
-
-
-@pytest.mark.parametrize("shape, top", backend_cases([(224, 224, 3), ODD], [True, False], every_backend=(ODD, True)))
-def test_outputs_equal_keras(keras_top, shape, top):
-    if top and shape == ODD:  # Keras' Flatten head at 65 x 97: its own fc1 shape, its own weights
-        ref = keras.applications.VGG16(weights=None, input_shape=shape)
-        weights = _random_weights(ref)
-        ours = applications.VGG16(weights=None, input_shape=shape, head="flatten")
-    else:
-        ref = keras_top if top else keras.applications.VGG16(weights=None, include_top=False, input_shape=shape)
-        weights = keras_top.get_weights() if top else keras_top.get_weights()[:-6]
-        ours = applications.VGG16(weights=None, include_top=top, input_shape=shape)
-    ref.set_weights(weights)
-    ours.set_weights(weights)
-    x = images(shape, high=150.0, low=-120.0)  # about the range of caffe-preprocessed images
-    a, b = run(ours, x), run(ref, x)
-    assert a.shape == b.shape
-    assert relative_error(a, b) <= 1e-6
 
 
 def test_conv_head_equals_keras_at_224_and_takes_any_larger_size(keras_top):

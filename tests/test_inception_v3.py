@@ -54,14 +54,24 @@ def test_parity_299_with_top(keras_top, ours_top):
     assert diff <= 1e-5, diff
 
 
-@pytest.mark.every_backend
-@pytest.mark.parametrize("shape", [(150, 150, 3), (120, 200, 3)])
-def test_parity_without_top(keras_top, shape):
-    ref = keras.applications.InceptionV3(weights=None, include_top=False, input_shape=shape)
-    ours = anyshape.InceptionV3(weights=None, include_top=False, input_shape=shape)
-    backbone = keras_top.get_weights()[:-2]  # all but the dense kernel and bias
+@pytest.fixture(scope="module")
+def notop_pair(keras_top):
+    """keras.applications.InceptionV3 and ours without the top at free size (where Keras builds it),
+    with keras_top's weights but the dense kernel and bias. Keras' has no size-dependent padding:
+    its free-size model is its fixed-size model at every size (and ours is, tests/test_archs.py)."""
+    ref = keras.applications.InceptionV3(weights=None, include_top=False)
+    ours = anyshape.InceptionV3(weights=None, include_top=False)
+    assert tuple(ref.input.shape) == tuple(ours.input.shape) == (None, None, None, 3)
+    backbone = keras_top.get_weights()[:-2]
     ref.set_weights(backbone)
     ours.set_weights(backbone)
+    return ref, ours
+
+
+@pytest.mark.every_backend
+@pytest.mark.parametrize("shape", [(150, 150, 3), (120, 200, 3)])
+def test_parity_without_top(notop_pair, shape):
+    ref, ours = notop_pair
     x = images(shape)
     a, b = run(ref, x), run(ours, x)
     assert a.shape == b.shape == (2, *explain(shape).stage("mixed10").shape)
