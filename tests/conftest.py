@@ -117,6 +117,9 @@ def pytest_sessionfinish(session, exitstatus):
 # on TensorFlow, measured on 2 cores with `--durations`), and the harness's short tests fill the
 # end, so that both workers finish together (longest processing time first).
 SPLIT_FILES = {"test_archs.py", "test_weights_family.py"}  # independent tests, one model each
+# files whose tests share a module fixture per parameter: grouped by that parameter, so the groups
+# spread over both workers and each keeps its models (test_family.py: one representative per family)
+GROUP_BY_PARAM = {"test_family.py": "family"}
 # Seconds per file on TensorFlow (setup, call and teardown of its tests, summed over the file):
 # tests/durations.json, written by the suite itself when asked (see pytest_sessionfinish below),
 # so the order follows the suite as it is, not a table kept by hand. A file not in it yet (a new
@@ -139,8 +142,14 @@ DEFAULT_SECONDS = statistics.median(FILE_SECONDS.values()) if FILE_SECONDS else 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.name not in SPLIT_FILES:
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
+        if item.path.name in SPLIT_FILES:
+            continue
+        group = item.path.name
+        param = GROUP_BY_PARAM.get(group)
+        callspec = getattr(item, "callspec", None)
+        if param and callspec is not None and param in callspec.params:
+            group = f"{group}::{callspec.params[param]}"  # one representative's tests, its models built once
+        item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=lambda item: (item.path.name in SPLIT_FILES, -FILE_SECONDS.get(item.path.name, DEFAULT_SECONDS)))
 
 
