@@ -12,6 +12,7 @@ from anyshape.cli.options import (
     parse_shape,
     positive_float,
     positive_int,
+    typed_options,
 )
 
 
@@ -136,7 +137,7 @@ def _run_train(args) -> int:
             if args.quiet
             else (1 if sys.stdout.isatty() else 2),  # bar on a terminal, a line per epoch in a log
             arch=args.arch,
-            arch_options=dict(args.option) if args.option else None,
+            arch_options=typed_options(args.arch, args.option) or None,
             input_shape=args.input_shape,
             weights=args.weights,
             channel_adapt=args.channel_adapt,
