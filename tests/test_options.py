@@ -236,3 +236,21 @@ def test_list_models_takes_a_family_in_any_case():
     assert anyshape.list_models("MobileNet") == ["mobilenet"]
     with pytest.raises(ValueError, match="no family 'resnt'; the families are: convnext, densenet"):
         list_models("resnt")
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        (["stride_in_3x3=banana"], "--option stride_in_3x3=banana: stride_in_3x3 is true or false"),
+        (["conv_bias=no", "conv_bias=yes"], "--option conv_bias is given twice"),
+    ],
+)
+def test_train_reads_option_values_the_same_way(options, needle, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("anyshape.datasets.load_dataset", lambda *a, **k: pytest.fail("the data was read"))
+    argv = ["train", "digits", "-o", str(tmp_path / "run"), "-q", "--arch", "resnet50"]
+    for option in options:
+        argv += ["--option", option]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()
