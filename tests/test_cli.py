@@ -307,3 +307,53 @@ def test_every_verb_takes_arch_and_option(capsys):
         with pytest.raises(SystemExit) as e:
             parser.parse_args([*argv, "--arch", "resnet5"])
         assert e.value.code == 2 and "no network named 'resnet5'" in capsys.readouterr().err
+
+
+def _verb_raising(monkeypatch, error: BaseException) -> None:
+    """`anyshape explain` whose run function raises `error` (as a bug inside anyshape would)."""
+    from anyshape import cli
+
+    add, _ = cli.VERBS["explain"]
+
+    def run(args):
+        raise error
+
+    monkeypatch.setitem(cli.VERBS, "explain", (add, run))
+
+
+@pytest.mark.parametrize(
+    "error", [RuntimeError("boom"), NotImplementedError("boom"), KeyError("boom"), TypeError("boom")]
+)
+def test_an_internal_error_keeps_its_traceback_and_says_it_is_a_bug(monkeypatch, capsys, error):
+    """An error anyshape does not raise for a user's mistake is a bug: exit 1, its traceback, and
+    a line saying to report it (not a usage error without a trace)."""
+    _verb_raising(monkeypatch, error)
+    assert main(["explain"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and f"{type(error).__name__}: " in err, err
+    assert f"anyshape explain: internal error {type(error).__name__}" in err
+    assert "This is a bug in anyshape" in err and "please report it" in err
+
+
+def test_a_users_mistake_stays_one_line_with_exit_2(monkeypatch, capsys):
+    """A real usage error (a malformed shape, a file, a missing optional package, a layer the ONNX
+    emitter cannot translate) is one line, exit 2; an invalid shape exit 1; Ctrl-C 130."""
+    assert main(["explain", "--input-shape", "150,150"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("anyshape explain: input_shape must have 3 entries") and len(err.strip().splitlines()) == 1
+    from anyshape.engine.predictor import MissingExtra
+    from anyshape.onnx_graph import UnsupportedLayer
+
+    for error in (
+        FileNotFoundError("no such file: x.keras"),
+        ValueError("--top must be positive"),
+        MissingExtra("the Ray job cannot run: ray is not installed; pip install 'anyshape[ray]'"),
+        UnsupportedLayer("layer 'x' of type Foo has no ONNX translation here"),
+    ):
+        _verb_raising(monkeypatch, error)
+        assert main(["explain"]) == 2, error
+        err = capsys.readouterr().err
+        assert err == f"anyshape explain: {error}\n", err
+    _verb_raising(monkeypatch, KeyboardInterrupt())
+    assert main(["explain"]) == 130
+    assert capsys.readouterr().err.startswith("anyshape explain: interrupted;")

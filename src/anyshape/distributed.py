@@ -490,11 +490,11 @@ def _run(
 
 def check_ray_installed() -> None:
     """Refuse, naming the extra to install, when Ray Data cannot be imported."""
-    from anyshape.engine.predictor import missing_extra
+    from anyshape.engine.predictor import MissingExtra, missing_extra
 
     reason = missing_extra("ray.data", "ray")
     if reason is not None:
-        raise RuntimeError(f"the Ray job cannot run: {reason}")
+        raise MissingExtra(f"the Ray job cannot run: {reason}")
 
 
 def _check_job(predictor, cpus_per_actor: float, top: int) -> None:

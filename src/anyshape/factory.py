@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from anyshape.archs import Arch, get_arch, list_models, model_config
-from anyshape.archs.base import DATA_FORMATS
+from anyshape.archs.base import DATA_FORMATS, input_shape_value
 from anyshape.shapes import InvalidInputShape, explain_config
 
 __all__ = ["create_model", "list_models", "model_config", "InvalidInputShape"]
@@ -31,7 +31,7 @@ def _resolve_input_shape(arch: Arch, input_shape, input_tensor, include_top: boo
             )
         tensor_shape = tuple(input_tensor.shape[1:])
     if input_shape is not None:
-        input_shape = tuple(input_shape)
+        input_shape = input_shape_value(input_shape)
         if tensor_shape is not None and input_shape != tensor_shape:
             raise ValueError(
                 f"input_shape={input_shape} conflicts with input_tensor of shape "
@@ -104,7 +104,8 @@ def create_model(
     kwargs = {k: v for k, v in kwargs.items() if v is not None or k in ("pooling", "classifier_activation", "name")}
 
     input_shape = _resolve_input_shape(arch, input_shape, input_tensor, include_top, data_format)
-    config = arch.config(input_shape=input_shape, include_top=include_top, data_format=data_format, **kwargs)
+    # arguments that are wrong whatever the shape (classes=0, head="banana") are a ValueError, not InvalidInputShape
+    config = arch.checked_config(input_shape=input_shape, include_top=include_top, data_format=data_format, **kwargs)
     explain_config(arch, config).raise_if_invalid()
 
     from anyshape.archs import keras_ops

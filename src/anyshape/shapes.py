@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from anyshape.archs import DEFAULT_ARCH, Arch, get_arch
-from anyshape.archs.base import DATA_FORMATS, POOLINGS, pooling_problem
+from anyshape.archs.base import DATA_FORMATS, POOLINGS, input_shape_value, pooling_problem
 from anyshape.archs.ops import Collapse, ShapeOps, Stage, T, Trace
 
 __all__ = [
@@ -323,7 +323,7 @@ def explain(input_shape: Sequence | None = None, *, arch: str | Arch = DEFAULT_A
     data_format = config.get("data_format", "channels_last")
     if input_shape is None:
         input_shape = (3, None, None) if data_format == "channels_first" else (None, None, 3)
-    input_shape = tuple(input_shape)
+    input_shape = input_shape_value(input_shape)
     parse_input_shape(input_shape, data_format)
     if config.get("pooling") not in POOLINGS:
         raise ValueError(pooling_problem(config.get("pooling")))

@@ -130,9 +130,23 @@ def unregister_arch(name: str | Arch) -> None:
     _aliases.cache_clear()
 
 
+def _family_key(family: str) -> str:
+    return str(family).lower().replace("_", "").replace("-", "")
+
+
 def list_models(family: str | None = None) -> list[str]:
-    """The registered names, sorted; only one family's with `family` (e.g. "resnet")."""
-    return sorted(a.name for a in _registry().values() if family is None or a.family == family)
+    """The registered names, sorted; only one family's with `family`, in any case and with or
+    without underscores ("resnet", "ResNet", "resnet_v2", "ResNetV2"); an unknown family is refused
+    with the list of families."""
+    archs = _registry().values()
+    if family is None:
+        return sorted(a.name for a in archs)
+    key = _family_key(family)
+    names = sorted(a.name for a in archs if _family_key(a.family) == key)
+    if not names:
+        families = sorted({a.family for a in archs})
+        raise ValueError(f"list_models: no family {family!r}; the families are: {', '.join(families)}")
+    return names
 
 
 def get_arch(name: str | Arch) -> Arch:

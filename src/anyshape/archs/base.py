@@ -12,6 +12,8 @@ function by the shape tracer; nothing here is typed in twice.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -19,6 +21,8 @@ from typing import Any
 __all__ = [
     "ArchConfig",
     "Arch",
+    "ConfigValueError",
+    "check_config_values",
     "POOLINGS",
     "KERAS_ARGS",
     "DATA_FORMATS",
@@ -43,6 +47,96 @@ DATA_FORMATS = ("channels_last", "channels_first")
 
 def pooling_problem(pooling) -> str:
     return f"pooling must be one of {POOLINGS}, got {pooling!r}"
+
+
+class ConfigValueError(ValueError, TypeError):
+    """A build argument of the wrong type or out of range (a bool given "yes", alpha=nan).
+
+    A ValueError (what the CLI reports as a usage error) and a TypeError (what Python raises for an
+    argument of the wrong type); `parameter` is the Config field's name."""
+
+    def __init__(self, parameter: str, message: str):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def _plain(value):
+    """numpy scalars as the Python number they hold (a Config is saved as JSON)."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    return value
+
+
+_WANTED = {"bool": "True or False", "int": "a whole number", "float": "a finite number"}
+_WANTED_MANY = {"bool": "True or False values", "int": "whole numbers", "float": "finite numbers"}
+
+
+def _scalar_fits(kind: str, value) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, numbers.Integral)
+    return isinstance(value, numbers.Real) and math.isfinite(value)  # float: nan and inf refused
+
+
+def field_kind(annotation) -> tuple[str, bool, bool]:
+    """(scalar kind, whether None is allowed, whether a tuple of them) of a Config field's
+    annotation (a string under `from __future__ import annotations`): "bool", "int", "float", "str",
+    or "" for a type these checks leave to the Config's `problems()`."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    parts = [p.strip() for p in text.split("|")]
+    optional = "None" in parts
+    parts = [p for p in parts if p != "None"]
+    if len(parts) != 1:
+        return "", optional, False
+    kind = parts[0]
+    if kind.startswith("tuple[") and kind.endswith(", ...]"):
+        inner = kind[len("tuple[") : -len(", ...]")]
+        return (inner if inner in ("bool", "int", "float", "str") else ""), optional, True
+    return (kind if kind in ("bool", "int", "float", "str") else ""), optional, False
+
+
+def check_config_values(config_class: type, values: Mapping, owner: str | None = None) -> dict:
+    """`values` checked against the types of `config_class`'s fields: a bool field takes only True
+    or False (not "yes", not 1), a float field a finite number, an int field a whole number (numpy
+    scalars become Python's), a str field a string, a tuple field a tuple or list of those (made a
+    tuple). Returns the values as the Config keeps them; raises ConfigValueError naming the field.
+    Ranges and choices (alpha > 0, head in ("auto", "flatten", "conv")) are each Config's `problems()`."""
+    owner = owner or config_class.__name__
+    types = {f.name: f.type for f in fields(config_class)}
+    out = dict(values)
+    for name, value in values.items():
+        if name not in types or name == "input_shape":
+            continue
+        kind, optional, many = field_kind(types[name])
+        if kind in ("", "str") or (value is None and optional):
+            continue
+        if many:
+            items = [_plain(v) for v in value] if isinstance(value, (tuple, list)) else None
+            if items is None or not all(_scalar_fits(kind, v) for v in items):
+                raise ConfigValueError(name, f"{owner}: {name} must be a tuple of {_WANTED_MANY[kind]}, got {value!r}")
+            out[name] = tuple(int(v) if kind == "int" else v for v in items)
+        else:
+            plain = _plain(value)
+            if not _scalar_fits(kind, plain):
+                raise ConfigValueError(name, f"{owner}: {name} must be {_WANTED[kind]}, got {value!r}")
+            out[name] = int(plain) if kind == "int" else plain
+    return out
+
+
+def input_shape_value(input_shape):
+    """`input_shape` as a tuple with numpy integers made Python's; a ValueError (not "'int' object
+    is not iterable") for a value that is no sequence."""
+    if input_shape is None:
+        return None
+    if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__iter__"):
+        raise ValueError(
+            f"input_shape must be a tuple such as (224, 224, 3) (height, width, channels; None for a free "
+            f"height or width), got {input_shape!r}"
+        )
+    return tuple(_plain(d) for d in input_shape)
 
 
 def _tuples(value):
@@ -136,7 +230,19 @@ class Arch:
                 f"{self.keras_name} got unexpected argument(s) {', '.join(unknown)}; "
                 f"it takes {', '.join(sorted(known))}"
             )
-        return self.config_class(**{**self.defaults, **kwargs})
+        if "input_shape" in kwargs:
+            kwargs["input_shape"] = input_shape_value(kwargs["input_shape"])
+        return self.config_class(**check_config_values(self.config_class, {**self.defaults, **kwargs}, self.keras_name))
+
+    def checked_config(self, **kwargs) -> Any:
+        """`config(**kwargs)`, refused with a ValueError naming the parameter when its `problems()`
+        are not empty (classes=0, head="banana", alpha=-1): what `create_model` builds, before any
+        layer. `anyshape.explain` takes `config` instead and reports them in its table."""
+        config = self.config(**kwargs)
+        problems = config.problems()
+        if problems:
+            raise ValueError(f"{self.keras_name}: {'; '.join(problems)}")
+        return config
 
 
 def global_pool(net, x, pooling: str):

@@ -6,10 +6,10 @@ Each verb is a pair of functions: `_add_<verb>(subparsers)` declares its argumen
 and `convert` (convert, weights); `options` holds the argument types and flag groups they share.
 Keras is imported only by verbs that build a model, so `anyshape explain` answers at once.
 
-What every verb shares lives in one place, `_call`: the exit codes (0 ok, 1 some inputs failed
-or the shape is invalid, 2 usage error: the command cannot run as given, 130 interrupted), the
-one-line messages in CLI words instead of tracebacks, Ctrl-C, and quiet backend start-up unless
---verbose.
+What every verb shares lives in one place, `_call`: the exit codes (0 ok, 1 some inputs failed,
+the shape is invalid, or a bug in anyshape, 2 usage error: the command cannot run as given, 130
+interrupted), the one-line messages in CLI words for a user's mistake (a bug keeps its traceback),
+Ctrl-C, and quiet backend start-up unless --verbose.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from anyshape.cli import convert, explain, inference, train
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anyshape",
         description="InceptionV3 for Keras 3 at any input shape. "
-        "Exit codes: 0 ok, 1 some inputs failed or the shape is invalid, "
+        "Exit codes: 0 ok, 1 some inputs failed, the shape is invalid or an internal error, "
         "2 usage error, 130 interrupted.",
         formatter_class=HelpFormatter,
     )
@@ -128,8 +129,25 @@ def _interrupted_line(verb: str, e: KeyboardInterrupt) -> str:
     return f"anyshape {verb}: interrupted; {kept}"
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What anyshape raises for a user's mistake: a value (an option, a shape, a weight name), a
+    file (missing, existing, unreadable; OSError covers WeightDownloadError), an optional package
+    not installed (MissingExtra), a layer of the user's model the ONNX emitter cannot translate
+    (UnsupportedLayer). Those two modules are consulted only when imported: an error of theirs
+    cannot occur otherwise."""
+    out: list[type[BaseException]] = [ValueError, OSError]
+    for module, name in (("anyshape.engine.predictor", "MissingExtra"), ("anyshape.onnx_graph", "UnsupportedLayer")):
+        if module in sys.modules:
+            out.append(getattr(sys.modules[module], name))
+    return tuple(out)
+
+
 def _call(verb: str, run, args) -> int:
-    """Run one verb with the rules every verb shares: exit codes, messages, Ctrl-C."""
+    """Run one verb with the rules every verb shares: exit codes, messages, Ctrl-C.
+
+    A user's mistake is one line (exit 2; exit 1 for an input shape the network cannot take);
+    anything else is a bug in anyshape (or in a library under it): its traceback and a line
+    saying so, exit 1, so that it is reported rather than taken for a wrong option."""
     from anyshape.shapes import InvalidInputShape
 
     verbose = getattr(args, "verbose", False)
@@ -143,9 +161,17 @@ def _call(verb: str, run, args) -> int:
             raise
         print(f"anyshape {verb}: {cli_words(str(e))}", file=sys.stderr)
         return EXIT_FAILED
-    except (ValueError, OSError, RuntimeError, NotImplementedError) as e:
-        # the command cannot run as given (an option, a file, the weights): a usage error.
-        # OSError covers missing or existing files and WeightDownloadError (offline weights)
+    except Exception as e:  # noqa: BLE001 -- sorted below: a user's mistake or a bug
+        if not isinstance(e, _user_errors()):
+            traceback.print_exc()
+            print(
+                f"anyshape {verb}: internal error {type(e).__name__}: {e}\n"
+                "This is a bug in anyshape (or a library it uses), not a problem with your command: "
+                "please report it with the command line and the traceback above.",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        # the command cannot run as given (an option, a file, the weights): a usage error
         if verbose:
             raise
         print(f"anyshape {verb}: {cli_words(str(e))}", file=sys.stderr)

@@ -87,7 +87,8 @@ def parse_channel_adapt(text: str):
 
 
 def _option(text: str) -> tuple:
-    """--option KEY=VALUE: VALUE read as a Python literal (0.5, True, (3, 4, 6, 3)), else as text."""
+    """--option KEY=VALUE: VALUE read as a Python literal (0.5, True, (3, 4, 6, 3)), else as text;
+    `typed_options` then reads it as the type of the network's Config field."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip().isidentifier():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. alpha=0.5), got {text!r}")
@@ -142,6 +143,59 @@ def add_arch_arguments(p: argparse.ArgumentParser, *, default: str | None = None
     )
 
 
+BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _option_value(arch, key: str, value):
+    """One --option value as its Config field's type: booleans from true/false/yes/no/1/0 (any
+    case), numbers from their text (finite), "none" for a field that may be None; the Config's
+    own checks (anyshape.archs.base.check_config_values, then its problems()) do the rest."""
+    import math
+    from dataclasses import fields
+
+    from anyshape.archs.base import field_kind
+
+    types = {f.name: f.type for f in fields(arch.config_class)}
+    if key not in types:
+        return value  # refused by the caller, in its words
+    kind, optional, many = field_kind(types[key])
+    text = str(value).strip()
+    if optional and text.lower() == "none":
+        return None
+    if many or not kind:
+        return value
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if text.lower() not in BOOL_WORDS:
+            raise ValueError(f"--option {key}={text}: {key} is true or false (also yes/no, 1/0), got {text!r}")
+        return BOOL_WORDS[text.lower()]
+    if kind == "str":
+        return text
+    try:
+        number = float(text) if kind == "float" else int(text)
+    except ValueError:
+        number = None
+    if number is None or isinstance(value, bool) or not math.isfinite(number):
+        wanted = "a whole number" if kind == "int" else "a finite number"
+        raise ValueError(f"--option {key}={text}: {key} must be {wanted}, got {text!r}")
+    return number
+
+
+def typed_options(arch, pairs) -> dict:
+    """The --option KEY=VALUE pairs as a dict of values typed by `arch`'s Config (see
+    `_option_value`); a KEY given twice is refused (the last would win without a word)."""
+    from anyshape.archs import get_arch
+
+    a = get_arch(arch)
+    out: dict = {}
+    for key, value in pairs or []:
+        if key in out:
+            raise ValueError(f"--option {key} is given twice; give each option once")
+        out[key] = _option_value(a, key, value)
+    return out
+
+
 # the build arguments every network has, each with its own flag (not an --option)
 COMMON_BUILD_ARGS = ("input_shape", "include_top", "pooling", "classes", "data_format", "dropout_rate")
 
@@ -156,19 +210,20 @@ def network_options(args, flags: tuple[tuple[str, str], ...] = (("--aux-logits",
 
     arch = get_arch(args.arch)
     known = {f.name for f in fields(arch.config_class)}
-    own = dict(getattr(args, "option", None) or [])
-    for flag, key in flags:
-        if getattr(args, key, False):
-            if key not in known:
-                raise ValueError(f"{flag} is an option of inception_v3, not of --arch {args.arch}")
-            own[key] = True
-    for key in own:
+    pairs = getattr(args, "option", None) or []
+    for key, _ in pairs:
         if key in COMMON_BUILD_ARGS or key not in known:
             others = sorted(known - set(COMMON_BUILD_ARGS) - {"name"})
             raise ValueError(
                 f"--option {key}: {'use its own flag' if key in COMMON_BUILD_ARGS else f'--arch {args.arch} has no option {key}'}"
                 f"; its options are {', '.join(others) or 'none'}"
             )
+    own = typed_options(arch, pairs)
+    for flag, key in flags:
+        if getattr(args, key, False):
+            if key not in known:
+                raise ValueError(f"{flag} is an option of inception_v3, not of --arch {args.arch}")
+            own[key] = True
     return own
 
 

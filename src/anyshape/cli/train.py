@@ -12,6 +12,7 @@ from anyshape.cli.options import (
     parse_shape,
     positive_float,
     positive_int,
+    typed_options,
 )
 
 
@@ -124,6 +125,7 @@ def _add_train(sub) -> None:
 
 
 def _run_train(args) -> int:
+    from anyshape.archs import DEFAULT_ARCH
     from anyshape.training import TrainingInterrupted, parse_stages, train
 
     stages = parse_stages(args.stages) if args.stages else None
@@ -136,7 +138,9 @@ def _run_train(args) -> int:
             if args.quiet
             else (1 if sys.stdout.isatty() else 2),  # bar on a terminal, a line per epoch in a log
             arch=args.arch,
-            arch_options=dict(args.option) if args.option else None,
+            # typed by --arch's Config (a resume without --arch: InceptionV3's, the default network;
+            # a key it has not is left as given, for train's own check)
+            arch_options=typed_options(args.arch or DEFAULT_ARCH, args.option) if args.option else None,
             input_shape=args.input_shape,
             weights=args.weights,
             channel_adapt=args.channel_adapt,

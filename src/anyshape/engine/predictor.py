@@ -34,6 +34,11 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class MissingExtra(RuntimeError):
+    """An optional package a run needs is not installed (the message names the extra to install):
+    the user's to fix, so the CLI reports it in one line (exit 2), not as a bug."""
+
+
 def missing_extra(module: str, extra: str) -> str | None:
     """None when the optional `module` imports, else why not and the extra of anyshape that
     installs it (pyproject.toml's optional-dependencies), for a message instead of a traceback."""
@@ -163,7 +168,7 @@ class Predictor:
             available.append("keras")
         if engine in FAST_ENGINES and engine not in available:
             reason = self.fallback_reason or "; ".join(w for w in why_not if w.startswith(engine))
-            raise RuntimeError(f"engine={engine!r} unavailable: {reason}")
+            raise MissingExtra(f"engine={engine!r} unavailable: {reason}")
         quantized = self.graph_model is not None and self.graph_model.precision == "int8"
         choice = choose(engine, precision, flags=flags, available=tuple(available), quantized=quantized)
         if choice.engine == "keras" and engine != "keras" and self.fallback_reason is None and why_not:

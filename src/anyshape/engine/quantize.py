@@ -28,7 +28,7 @@ import numpy as np
 from anyshape.atomic_write import write_bytes_atomically
 from anyshape.engine.graph_model import GraphModel
 from anyshape.engine.images import ImageReader, find_images, parse_size
-from anyshape.engine.predictor import missing_extra
+from anyshape.engine.predictor import MissingExtra, missing_extra
 from anyshape.engine.runs import Progress
 
 METHODS = ("onnxruntime", "nncf")
@@ -185,7 +185,7 @@ def check_method(method: str) -> None:
     for module, extra in needs:
         reason = missing_extra(module, extra)
         if reason is not None:
-            raise RuntimeError(f"quantizing with {method} cannot run: {reason}")
+            raise MissingExtra(f"quantizing with {method} cannot run: {reason}")
 
 
 def quantize(
