@@ -236,8 +236,9 @@ def test_aux_logits():
     assert model.get_layer("aux_predictions").kernel.shape == (768, 10)
     with pytest.raises(InvalidInputShape, match="at least 299"):
         anyshape.InceptionV3(weights=None, include_top=True, aux_logits=True, input_shape=(298, 299, 3))
-    with pytest.raises(InvalidInputShape, match="needs include_top=True"):
+    with pytest.raises(ValueError, match="needs include_top=True") as e:
         anyshape.InceptionV3(weights=None, include_top=False, aux_logits=True, input_shape=(299, 299, 3))
+    assert not isinstance(e.value, InvalidInputShape)  # an option problem, not a shape (issue 28)
 
 
 def test_layer_names(ours_top):

@@ -1017,7 +1017,7 @@ def test_train_arch_mobilenet_end_to_end(folder, tmp_path, monkeypatch, capsys):
         (["--arch", "mobilenet", "--option", "classes=3"], "training sets it"),
         (["--arch", "mobilenet", "--option", "alpha=-1"], "alpha must be a positive number"),
         (["--arch", "mobilenet", "--dropout-rate", "0.5"], "MobileNet's head dropout is `dropout`"),
-        (["--arch", "nonet"], "invalid choice: 'nonet'"),
+        (["--arch", "nonet"], "no network named 'nonet'"),
     ],
 )
 def test_train_arch_options_are_checked_before_any_work(extra, expected, tmp_path, monkeypatch, capsys):
