@@ -61,11 +61,11 @@ test:
 	$(MAKE) --no-print-directory $(VENV)/.test-installed || exit $$?; t1=$$(now); \
 	$(MAKE) --no-print-directory check || exit $$?; t2=$$(now); \
 	echo "KERAS_BACKEND=tensorflow: tests ($(XDIST)); beside it at $(NICE): KERAS_BACKEND=jax: $(JAX_TESTS) -m every_backend; KERAS_BACKEND=torch: $(BACKEND_TESTS) -m every_backend"; \
-	( KERAS_BACKEND=jax $(NICE) $(PYTEST) $(JAX_TESTS) -m every_backend > $(VENV)/test-jax.log 2>&1; \
+	( KERAS_BACKEND=jax $(NICE) $(PYTEST) --durations=10 $(JAX_TESTS) -m every_backend > $(VENV)/test-jax.log 2>&1; \
 	  echo "$$? $$(now)" > $(VENV)/test-jax.end ) & jax=$$!; \
-	( KERAS_BACKEND=torch $(NICE) $(PYTEST) $(BACKEND_TESTS) -m every_backend > $(VENV)/test-torch.log 2>&1; \
+	( KERAS_BACKEND=torch $(NICE) $(PYTEST) --durations=10 $(BACKEND_TESTS) -m every_backend > $(VENV)/test-torch.log 2>&1; \
 	  echo "$$? $$(now)" > $(VENV)/test-torch.end ) & torch=$$!; \
-	KERAS_BACKEND=tensorflow $(PYTEST) $(XDIST) tests; tf_rc=$$?; t3=$$(now); \
+	KERAS_BACKEND=tensorflow $(PYTEST) $(XDIST) --durations=25 tests; tf_rc=$$?; t3=$$(now); \
 	wait $$jax $$torch; \
 	read jax_rc jax_end < $(VENV)/test-jax.end; read torch_rc torch_end < $(VENV)/test-torch.end; \
 	echo "== JAX backend (exit $$jax_rc)"; cat $(VENV)/test-jax.log; \

@@ -283,8 +283,11 @@ def test_preprocessing_follows_the_weight_set(tmp_path):
 
     from PIL import Image
 
+    from anyshape.weights import WeightSet
+
     model = SimpleNamespace(
-        anyshape_weights=SimpleNamespace(
+        anyshape_weights=WeightSet(
+            name="test.torch_in1k",
             mode="torch",
             mean=(0.5, 0.4, 0.3),
             std=(0.2, 0.25, 0.3),

@@ -67,6 +67,9 @@ class Facts:
     extra_layout: Callable | None = None
     blocks: int | None = None  # how many blocks the record names, where a family file states it
     strides: tuple | None = None  # the feature points' strides, where a family file states them
+    # the relative bound of the odd-size parity with the top (softmax outputs); a wrong padding or
+    # weight order differs by 1e-2 and more
+    tol: float = 1e-6
 
 
 def _keras_nasnet_mobile(include_top=True, input_shape=None):
@@ -123,6 +126,7 @@ FAMILIES = {
         dropped=("ZeroPadding2D",),
         params=5_326_716,
         other_input_shape=(False,),  # Keras builds it at 224 without the top; free size here (its file)
+        tol=1e-5,  # on JAX, 2.5e-6 at 33x45 (float32 order of XLA's fused cells; TensorFlow and torch < 1e-6)
     ),
     "resnet50": Facts(odd=(65, 97, 3), pixels=(-120.0, 150.0)),
     "resnet50_v2": Facts(odd=(65, 97, 3)),
@@ -290,7 +294,7 @@ def test_free_size_model_with_the_top_equals_keras_at_an_odd_size(family):
     x = family.images(family.facts.odd)
     a, b = run(family.ours_odd, x), run(family.keras_odd, x)
     assert a.shape == b.shape == (2, 1000)
-    assert relative_error(a, b) <= 1e-6
+    assert relative_error(a, b) <= family.facts.tol
 
 
 def test_free_size_model_without_the_top_equals_keras_at_an_odd_size(family):

@@ -54,7 +54,7 @@ from anyshape.weights import REGISTRY
 README = Path(__file__).resolve().parent.parent / "README.md"
 LANGUAGES = ("bash", "sh", "python", "text")
 NOT_RUN = re.compile(r"^<!--\s*readme-test:\s*not run:\s*(.+?)\s*-->$")
-MAX_NOT_RUN = 7  # raise it only with a reason in the README beside each new marker
+MAX_NOT_RUN = 8  # raise it only with a reason in the README beside each new marker (8: the Xception worked example downloads Keras' file)
 
 
 @dataclass
