@@ -32,6 +32,24 @@ def randomised_weights(model, seed=0):
     return out
 
 
+def move_batch_norm_statistics(model, seed: int = 0):
+    """BatchNorm moving statistics and scales moved off their initial values (0, 1), so that every
+    folded BatchNorm changes a translated graph's numbers; returns the model."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            values = []
+            for w in layer.weights:
+                if "variance" in w.path:
+                    values.append(rng.uniform(0.5, 2.0, w.shape).astype("float32"))
+                elif "gamma" in w.path:
+                    values.append(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
+                else:
+                    values.append(rng.normal(0.0, 0.2, w.shape).astype("float32"))
+            layer.set_weights(values)
+    return model
+
+
 def images(shape, seed=1, n=2, low=-1.0, high=1.0):
     return np.random.default_rng(seed).uniform(low, high, (n, *shape)).astype("float32")
 

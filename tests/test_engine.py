@@ -7,6 +7,7 @@ outputs are compared with `model.predict_on_batch` on the same input (<= 1e-4 ma
 import keras
 import numpy as np
 import pytest
+from model_helpers import move_batch_norm_statistics
 
 from anyshape import engine
 from anyshape.inception_v3 import InceptionV3
@@ -17,22 +18,6 @@ ort = pytest.importorskip("onnxruntime")
 TOL = 1e-4
 
 
-def _randomise_batch_norm(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            values = []
-            for w in layer.weights:
-                if "variance" in w.path:
-                    values.append(rng.uniform(0.5, 2.0, w.shape).astype("float32"))
-                elif "gamma" in w.path:
-                    values.append(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
-                else:
-                    values.append(rng.normal(0.0, 0.2, w.shape).astype("float32"))
-            layer.set_weights(values)
-    return model
-
-
 def _input(shape, seed=1):
     return np.random.default_rng(seed).uniform(-1, 1, shape).astype("float32")
 
@@ -40,7 +25,7 @@ def _input(shape, seed=1):
 @pytest.fixture(scope="module")
 def features_last():
     """channels_last, include_top=False, average-pooled features, free size."""
-    return _randomise_batch_norm(InceptionV3(weights=None, include_top=False, pooling="avg"))
+    return move_batch_norm_statistics(InceptionV3(weights=None, include_top=False, pooling="avg"))
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +59,7 @@ def test_batch_split_across_cores_is_the_same_as_one_by_one(features_last):
 
 
 def test_channels_first_feature_map_equals_keras():
-    model = _randomise_batch_norm(InceptionV3(weights=None, include_top=False, data_format="channels_first"), 2)
+    model = move_batch_norm_statistics(InceptionV3(weights=None, include_top=False, data_format="channels_first"), 2)
     p = engine.Predictor(model)
     assert p.data_format == "channels_first" and p.channels == 3
     x = _input((2, 3, 96, 120))
@@ -93,7 +78,7 @@ def test_channels_first_survives_every_way_a_graph_model_travels(tmp_path):
 
     from PIL import Image
 
-    model = _randomise_batch_norm(
+    model = move_batch_norm_statistics(
         InceptionV3(
             weights=None, include_top=False, pooling="avg", input_shape=(3, None, None), data_format="channels_first"
         ),
@@ -133,7 +118,7 @@ def test_channels_first_survives_every_way_a_graph_model_travels(tmp_path):
 
 def test_torch_semantics_and_aux_head_equal_keras():
     """count_include_pad (ZeroPadding + valid pool), BN with gamma, the aux head, logits."""
-    model = _randomise_batch_norm(
+    model = move_batch_norm_statistics(
         InceptionV3(
             weights=None,
             include_top=True,
@@ -157,7 +142,7 @@ def test_torch_semantics_and_aux_head_equal_keras():
 
 
 def test_softmax_head_and_single_channel_input():
-    model = _randomise_batch_norm(
+    model = move_batch_norm_statistics(
         InceptionV3(weights=None, include_top=True, input_shape=(None, None, 1), classes=7), 5
     )
     p = engine.Predictor(model)
@@ -170,7 +155,7 @@ def test_softmax_head_and_single_channel_input():
 
 def test_keras_applications_model_translates_too():
     ref = keras.applications.InceptionV3(weights=None, include_top=False, pooling="max", input_shape=(None, None, 3))
-    _randomise_batch_norm(ref, 6)
+    move_batch_norm_statistics(ref, 6)
     x = _input((1, 100, 100, 3))
     got = engine.Predictor(ref)(x)
     assert np.abs(got - ref.predict_on_batch(x)).max() <= TOL

@@ -138,30 +138,11 @@ class RandomDigits:
     calibration: Path  # 64 digits as PNG (bench's fidelity sample), plus one unreadable file
 
 
-def move_batch_norm_statistics(model, seed: int = 0):
-    """BatchNorm moving statistics and scales moved off their initial values (0, 1), so that every
-    folded BatchNorm changes the graph's numbers (as tests/test_engine.py does)."""
-    import keras
-
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            values = []
-            for w in layer.weights:
-                if "variance" in w.path:
-                    values.append(rng.uniform(0.5, 2.0, w.shape).astype("float32"))
-                elif "gamma" in w.path:
-                    values.append(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
-                else:
-                    values.append(rng.normal(0.0, 0.2, w.shape).astype("float32"))
-            layer.set_weights(values)
-    return model
-
-
 def random_digits(root: Path, calibration_images: int = 64) -> RandomDigits:
     import dataclasses
 
     import keras
+    from model_helpers import move_batch_norm_statistics
     from PIL import Image
 
     from anyshape.data_config import DataConfig
