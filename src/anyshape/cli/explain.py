@@ -6,9 +6,6 @@ from __future__ import annotations
 
 from anyshape.cli.options import EXIT_FAILED, EXIT_OK, add_arch_arguments, add_model_arguments, network_options
 
-# the names this module had before they moved to options (every verb takes --arch and --option now)
-_add_arch_arguments = add_arch_arguments
-
 
 def _configuration(args) -> dict:
     """The model the flags describe, as keyword arguments that `anyshape.shapes.explain` and

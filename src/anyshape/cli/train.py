@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from anyshape.cli.explain import _add_arch_arguments
 from anyshape.cli.options import (
+    add_arch_arguments,
     add_preprocessing_argument,
     fraction,
     parse_channel_adapt,
@@ -38,7 +38,7 @@ def _add_train(sub) -> None:
     )
     # --arch NAME and --option KEY=VALUE as explain and summary declare them; the default None
     # means the network anyshape builds by default, and that a --resume was given no network
-    _add_arch_arguments(p)
+    add_arch_arguments(p)
     p.set_defaults(arch=None)
     p.add_argument(
         "--input-shape",
