@@ -36,7 +36,7 @@ from typing import Any
 from anyshape.atomic_write import write_atomically
 from anyshape.data_config import DataConfig, resolve_data_config
 
-__all__ = ["ModelInfo", "model_info", "save_model", "load_model", "read_keras_info", "read_run_info"]
+__all__ = ["ModelInfo", "model_info", "save_model", "load_model", "load_problem", "read_keras_info", "read_run_info"]
 
 MEMBER = "anyshape_model.json"
 INFO_VERSION = 1
@@ -146,9 +146,28 @@ def network_data_config(mode: str, base: DataConfig | None = None) -> DataConfig
 def save_model(model, path, info: ModelInfo | None = None, *, overwrite: bool = True) -> Path:
     """`model.save(path)` plus the member `anyshape_model.json`, atomically.
 
-    `info` defaults to `model_info(model)`; it is also set as `model.anyshape_info`. With
-    `overwrite=False` an existing `path` is kept (FileExistsError), see `anyshape.atomic_write`.
+    `path` is a `.keras` file in an existing folder. `info` defaults to `model_info(model)`; it is
+    also set as `model.anyshape_info`. With `overwrite=False` an existing `path` is kept
+    (FileExistsError), see `anyshape.atomic_write`. Refused before anything is written: another
+    suffix (the info is a zip member, which only the .keras format is), a folder as `path`, a
+    folder that does not exist.
     """
+    path = Path(path)
+    if path.suffix.lower() != ".keras":
+        raise ValueError(
+            f"save_model writes a Keras model file, whose name ends in .keras; got {str(path)!r}: "
+            f"name it {path.stem}.keras"
+        )
+    if path.is_dir():
+        raise ValueError(
+            f"{path} is a folder: give save_model the name of a .keras file to write, e.g. {path / 'model.keras'}"
+        )
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot save {path}: the folder {path.parent} does not exist; create it first")
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path} exists and overwrite=False: choose another name, or pass overwrite=True to replace it"
+        )
     info = info if info is not None else model_info(model)
     info.attach(model)
     text = json.dumps(info.to_dict(), indent=2)
@@ -206,11 +225,17 @@ def load_model(path):
     The info comes from the file's `anyshape_model.json`; for a file without one, from the
     `classes.json` beside it (a run folder written before the member existed), else from the
     `anyshape_weights.json` member `anyshape convert` writes; otherwise the model has none and
-    `model_info` gives the defaults.
+    `model_info` gives the defaults. A file that does not load raises a ValueError of one line
+    that starts with the path (Keras' own message carries the whole model config).
     """
     import keras
 
-    model = keras.saving.load_model(path)
+    from anyshape.archs import keras_ops  # noqa: F401 -- registers LayerScale, which older ConvNeXt files hold
+
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as e:  # noqa: BLE001 -- any failure of Keras' loader is the file's problem, said in one line
+        raise ValueError(load_problem(path, e)) from e
     info = read_keras_info(path)
     if info is None:
         run = read_run_info(path)
@@ -223,6 +248,30 @@ def load_model(path):
     if info is not None:
         info.attach(model)
     return model
+
+
+def load_problem(path, error: BaseException) -> str:
+    """One line for a Keras model file that does not load: Keras' message without the model
+    config it appends ("Full object config: {...}", often megabytes), and what to do."""
+    import re
+
+    text = str(error)
+    unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
+    if unknown:
+        name = unknown.group(1)
+        return (
+            f"{path}: holds a layer or function {name!r} that neither Keras nor anyshape defines (the "
+            f"program that saved it does): load it where {name} is defined, or with "
+            f"keras.saving.load_model(path, custom_objects={{{name!r}: ...}})"
+        )
+    text = re.split(r"\s*(?:Full object config|Config|config)\s*[:=]\s*\{", text, maxsplit=1)[0]
+    first = " ".join(text.split())
+    if len(first) > 300:
+        first = first[:297] + "..."
+    return (
+        f"{path}: cannot be loaded as a Keras model ({type(error).__name__}: {first}); "
+        "give a .keras file written by Keras 3 (model.save or anyshape.model_info.save_model)"
+    )
 
 
 def _converted_weight_set(path):

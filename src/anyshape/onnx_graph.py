@@ -188,7 +188,8 @@ class _Emitter:
             "LayerNormalization": self.layer_norm,
             "Normalization": self.normalization,
             "Rescaling": self.rescaling,
-            "LayerScale": self.layer_scale,
+            "LayerScale": self.layer_scale,  # ConvNeXt files saved before it was an EinsumDense
+            "EinsumDense": self.einsum_dense,
             "ReLU": self.relu,
             "Permute": self.permute,
             "ZeroPadding2D": self.pad,
@@ -230,6 +231,16 @@ class _Emitter:
 
     def layer_scale(self, layer, t: _Tensor, out_name: str) -> _Tensor:
         self.g.add("Mul", [t.name, self.per_channel(layer.name + "_gamma", _numpy(layer.gamma), t)], [out_name])
+        return _Tensor(out_name, t.rank, t.phys)
+
+    def einsum_dense(self, layer, t: _Tensor, out_name: str) -> _Tensor:
+        """EinsumDense as ConvNeXt's layer scale ("abcd,d->abcd", no bias): x * kernel per channel."""
+        linear = _activation_name(layer.activation) == "linear"
+        if layer.equation != "abcd,d->abcd" or layer.bias is not None or t.rank != 4 or not linear:
+            raise UnsupportedLayer(
+                f"layer {layer.name!r}: EinsumDense other than a per-channel scale ({layer.equation})"
+            )
+        self.g.add("Mul", [t.name, self.per_channel(layer.name + "_kernel", _numpy(layer.kernel), t)], [out_name])
         return _Tensor(out_name, t.rank, t.phys)
 
     def normalization(self, layer, t: _Tensor, out_name: str) -> _Tensor:

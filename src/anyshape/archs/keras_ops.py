@@ -1,8 +1,17 @@
 """The layer vocabulary (`anyshape.archs.ops.Ops`) as Keras 3 layers, and the one model builder.
 
-Every layer is a built-in Keras layer except `LayerScale` (ConvNeXt's learned per-channel scale,
-which has no built-in equivalent with the same weight layout); a saved model of any other network
-loads with plain `keras.saving.load_model`, and a ConvNeXt one after `import anyshape`.
+Every layer is a built-in Keras layer, so a saved model of any network loads with plain
+`keras.saving.load_model` wherever Keras is installed, without anyshape. That matters because Keras
+imports the module of a custom class on its own only for its own packages: `_retrieve_class_or_fn`
+in keras/src/saving/serialization_lib.py imports a class's module when its package is one of
+keras, keras_hub, keras_cv, keras_nlp, and for anything else needs the class registered in this
+process first. keras_hub's layers load without an import because of that list (their
+`keras_hub_export` decorator, keras_hub/src/api_export.py, only registers them under
+package="keras_hub"); a third-party package cannot be on it. So ConvNeXt's layer scale (x * gamma,
+one learned value per channel) is Keras' `EinsumDense("abcd,d->abcd")`, whose one weight has
+keras.applications' LayerScale layout (shape (channels,)). `LayerScale`, the custom layer models
+built before used, stays registered (package "anyshape") so that their files still load through
+`anyshape.model_info.load_model`, which imports this module first.
 
 All layers compute in channels_last. A channels_first model transposes its input to NHWC once and
 its 4-D outputs back to NCHW (`build`): TensorFlow's CPU kernels have no NCHW convolution (which is
@@ -27,8 +36,9 @@ _CL = "channels_last"
 class LayerScale(layers.Layer):
     """x * gamma with one learned gamma per channel (ConvNeXt; Touvron et al. 2021, "CaiT").
 
-    The same weight (shape (channels,)) as keras.applications' ConvNeXt LayerScale, so its files and
-    `get_weights()` load as they are.
+    Kept for files saved before ConvNeXt used Keras' EinsumDense for it (see the module docstring):
+    new models never contain it. The same weight (shape (channels,)) as keras.applications'
+    ConvNeXt LayerScale.
     """
 
     def __init__(self, init_values: float = 1e-6, **kwargs):
@@ -57,6 +67,8 @@ class KerasOps(Ops):
     """Creates the Keras layer for each call and applies it."""
 
     def _make(self, op: str, inputs: list, name: str, **a):
+        if op == "layer_scale":  # EinsumDense needs the channel count to size its weight
+            a["channels"] = int(inputs[0].shape[-1])
         layer = getattr(self, f"_{op}")(name, **a)
         return layer(inputs if op in _MERGES else inputs[0])
 
@@ -117,8 +129,14 @@ class KerasOps(Ops):
         return layers.Rescaling(scale=scale, offset=offset, name=name)
 
     @staticmethod
-    def _layer_scale(name, *, init_values):
-        return LayerScale(init_values, name=name)
+    def _layer_scale(name, *, init_values, channels):
+        # x * gamma as a built-in layer (a file loads without anyshape): the kernel is gamma, (C,)
+        return layers.EinsumDense(
+            "abcd,d->abcd",
+            output_shape=(None, None, channels),
+            kernel_initializer=keras.initializers.Constant(init_values),
+            name=name,
+        )
 
     @staticmethod
     def _activation(name, *, kind):

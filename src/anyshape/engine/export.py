@@ -61,8 +61,12 @@ def _load(model_path):
         raise ValueError(f"--model {model_path}: no such file (expected a .keras model file)")
     try:
         return load_model(path)
+    except ValueError as e:  # load_model's one line, starting with the path
+        raise ValueError(f"--model {e}") from e
     except Exception as e:
-        raise ValueError(f"--model {model_path}: cannot be loaded as a Keras model ({type(e).__name__}: {e})") from e
+        from anyshape.model_info import load_problem
+
+        raise ValueError(f"--model {load_problem(model_path, e)}") from e
 
 
 def model_architecture(model) -> str | None:
