@@ -9,13 +9,23 @@ the networks only through the Config and the `Arch` record a model carries.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from collections.abc import Sequence
+from types import FrameType
 
 from anyshape.archs import Arch, get_arch, list_models, model_config
-from anyshape.archs.base import DATA_FORMATS, input_shape_value
-from anyshape.shapes import InvalidInputShape, explain_config
+from anyshape.archs.base import DATA_FORMATS, ConfigValueError, ignored_classes_problem, input_shape_value
+from anyshape.shapes import (
+    ImplausibleModel,
+    InvalidInputShape,
+    TransposedShapeWarning,
+    explain_config,
+    transposed_shape_warning,
+)
 
-__all__ = ["create_model", "list_models", "model_config", "InvalidInputShape"]
+__all__ = ["create_model", "list_models", "model_config", "InvalidInputShape", "ImplausibleModel"]
 
 WEIGHT_OPTIONS = ("channel_adapt", "cache_dir", "progress", "seed")
 
@@ -47,6 +57,16 @@ def _resolve_input_shape(arch: Arch, input_shape, input_tensor, include_top: boo
     return (3, size, size) if data_format == "channels_first" else (size, size, 3)
 
 
+def _warn_caller(message: str, category: type[Warning]) -> None:
+    """`warnings.warn` attributed to the first caller outside anyshape (a constructor, the CLI)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame: FrameType | None = sys._getframe(1)  # create_model's frame: warn's stacklevel 2
+    level = 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)
+
+
 def create_model(
     arch_name: str,
     /,
@@ -56,6 +76,7 @@ def create_model(
     input_shape: Sequence[int | None] | None = None,
     include_top: bool = True,
     preprocessing: str | None = None,
+    max_params: int | None = None,
     **kwargs,
 ):
     """Build the network registered as `arch_name` (see `list_models()`) at any input shape that works.
@@ -74,6 +95,8 @@ def create_model(
         include_top: whether to include the classifier.
         preprocessing: how an unrecognised PyTorch weights file expects its input ("tf" or
             "torch"; see `anyshape.weights.resolve`).
+        max_params: the most parameters built without refusal (default: the environment variable
+            ANYSHAPE_MAX_PARAMS, else 1e9, 4 GB of float32 weights; see `anyshape.shapes`).
         **kwargs: the network's other build arguments (its Config: pooling, classes,
             classifier_activation, data_format, dropout_rate, name, and the network's own), and the
             weight loader's options (channel_adapt, cache_dir, progress, seed).
@@ -81,7 +104,13 @@ def create_model(
     Raises:
         InvalidInputShape: (a ValueError) for a shape the network cannot take, naming the stage
             that collapses, why, and the nearest valid shape; raised before any layer is built.
+        ImplausibleModel: (a ValueError) for a network of more than `max_params` parameters
+            (alpha=1e9, classes=10**7), before any layer is built.
         ValueError / TypeError: for other invalid arguments, saying which and why.
+
+    Warns (`anyshape.shapes.TransposedShapeWarning`) for an input shape that looks transposed for
+    its data format, e.g. (64, 64, 3) with data_format="channels_first"; with pretrained weights
+    such a shape is refused unless `channel_adapt` says how to adapt the first convolution.
     """
     import keras
 
@@ -92,6 +121,12 @@ def create_model(
         raise ValueError(f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}")
     if weights is not None and not isinstance(weights, str) and not hasattr(weights, "__fspath__"):
         raise ValueError(f"weights must be None, a weight set name or a file path, got {weights!r}")
+    if "classes" in kwargs and kwargs["classes"] is None:  # None would otherwise mean the default, 1000
+        raise ConfigValueError(
+            "classes",
+            f"{arch.keras_name}: classes must be the number of classes of the classifier (a positive integer), "
+            "got None: give it, or leave classes out for ImageNet's 1000",
+        )
     weight_set = None
     if weights is not None:
         from anyshape.weights import resolve
@@ -106,7 +141,18 @@ def create_model(
     input_shape = _resolve_input_shape(arch, input_shape, input_tensor, include_top, data_format)
     # arguments that are wrong whatever the shape (classes=0, head="banana") are a ValueError, not InvalidInputShape
     config = arch.checked_config(input_shape=input_shape, include_top=include_top, data_format=data_format, **kwargs)
-    explain_config(arch, config).raise_if_invalid()
+    ignored = ignored_classes_problem(config)
+    if ignored:
+        raise ConfigValueError("classes", f"{arch.keras_name}: {ignored}")
+    explain_config(arch, config).raise_if_invalid().raise_if_implausible(max_params)
+    transposed = transposed_shape_warning(config.input_shape, data_format)
+    if transposed and weight_set is not None and "channel_adapt" not in weight_options:
+        raise ValueError(
+            f"{arch.keras_name}: {transposed}. With pretrained weights that would adapt the first convolution "
+            "from RGB to that many channels: refused; give channel_adapt (--channel-adapt) to build it anyway"
+        )
+    if transposed:
+        _warn_caller(f"{arch.keras_name}: {transposed}", TransposedShapeWarning)
 
     from anyshape.archs import keras_ops
 

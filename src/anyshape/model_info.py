@@ -153,14 +153,14 @@ def save_model(model, path, info: ModelInfo | None = None, *, overwrite: bool = 
     folder that does not exist.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"{path} is a folder: give save_model the name of a .keras file to write, e.g. {path / 'model.keras'}"
+        )
     if path.suffix.lower() != ".keras":
         raise ValueError(
             f"save_model writes a Keras model file, whose name ends in .keras; got {str(path)!r}: "
             f"name it {path.stem}.keras"
-        )
-    if path.is_dir():
-        raise ValueError(
-            f"{path} is a folder: give save_model the name of a .keras file to write, e.g. {path / 'model.keras'}"
         )
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot save {path}: the folder {path.parent} does not exist; create it first")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from anyshape.archs import DEFAULT_ARCH, Arch, get_arch
-from anyshape.archs.base import DATA_FORMATS, POOLINGS, input_shape_value, pooling_problem
+from anyshape.archs.base import DATA_FORMATS, POOLINGS, ignored_classes_problem, input_shape_value, pooling_problem
 from anyshape.archs.ops import Collapse, ShapeOps, Stage, T, Trace
 
 __all__ = [
@@ -26,6 +26,12 @@ __all__ = [
     "Collapse",
     "ShapeReport",
     "InvalidInputShape",
+    "ImplausibleModel",
+    "TransposedShapeWarning",
+    "MAX_PARAMS_ENV",
+    "DEFAULT_MAX_PARAMS",
+    "max_params_limit",
+    "transposed_shape_warning",
     "explain",
     "minimum_size",
     "min_input_size",
@@ -37,6 +43,13 @@ __all__ = [
 
 _SEARCH_LIMIT = 4096  # the largest side the minimum-size search tries
 
+# The most parameters `create_model` builds without being told to: ten times keras.applications'
+# largest network (ConvNeXtXLarge, 350 M; VGG19 with its top 144 M), 4 GB of float32 weights. An
+# option typed wrong (alpha=1e9, classes=10**7) is refused here with the stage that holds them, not
+# by the backend's allocator (TensorFlow's ResourceExhaustedError) after minutes of building.
+DEFAULT_MAX_PARAMS = 1_000_000_000
+MAX_PARAMS_ENV = "ANYSHAPE_MAX_PARAMS"
+
 
 class InvalidInputShape(ValueError):
     """An input shape the network cannot take; the message says which stage collapses and why."""
@@ -44,6 +57,72 @@ class InvalidInputShape(ValueError):
     def __init__(self, message: str, report: ShapeReport | None = None):
         super().__init__(message)
         self.report = report
+
+
+class ImplausibleModel(ValueError):
+    """A network whose size (parameters, weight memory) is far beyond any real use: an option
+    typed wrong. Raised by `create_model` before any layer is built; the limit is `max_params=`
+    (or the environment variable ANYSHAPE_MAX_PARAMS, which the CLI reads too)."""
+
+
+class TransposedShapeWarning(UserWarning):
+    """An input shape whose channel axis looks swapped with a spatial one for its data format
+    ((64, 64, 3) with channels_first reads as 64 channels of 64 x 3 images)."""
+
+
+def max_params_limit(max_params=None) -> int:
+    """The parameter limit: `max_params` when given, else ANYSHAPE_MAX_PARAMS, else the default."""
+    source = "max_params"
+    if max_params is None:
+        text = __import__("os").environ.get(MAX_PARAMS_ENV, "").strip()
+        if not text:
+            return DEFAULT_MAX_PARAMS
+        source = f"the environment variable {MAX_PARAMS_ENV}"
+        try:
+            max_params = float(text) if any(ch in text for ch in ".eE") else int(text)
+        except ValueError:
+            raise ValueError(f"{source}={text!r} is not a number: give the parameter limit, e.g. 2e9") from None
+    value = max_params.item() if hasattr(max_params, "item") else max_params
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 1 or value == float("inf"):
+        raise ValueError(f"{source} must be a positive number of parameters (e.g. 2e9), got {max_params!r}")
+    return int(value)
+
+
+def _bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000:
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"
+
+
+def transposed_shape_warning(input_shape: Sequence, data_format: str) -> str | None:
+    """The warning for a shape that looks transposed for `data_format`, else None: the channel
+    axis holds more than 4 while the spatial axis at the other end holds 1, 3 or 4 (a channel
+    count). keras.applications warns about channel counts other than 1 and 3 the same way
+    (`obtain_input_shape` in keras/src/applications/imagenet_utils.py: "This model usually expects
+    1 or 3 input channels"); here the hint also names the shape the user probably meant."""
+    shape = tuple(input_shape)
+    if len(shape) != 3:
+        return None
+    plausible = (1, 3, 4)
+    if data_format == "channels_first":
+        c, h, w = shape
+        if c is not None and c > 4 and w in plausible:
+            return (
+                f"input_shape={_fmt_shape(shape)} with data_format='channels_first' builds a model of {c} "
+                f"channels on {h} x {w} images; for {c} x {h} images of {w} channels pass "
+                f"input_shape={_fmt_shape((w, c, h))}, or data_format='channels_last'"
+            )
+    else:
+        h, w, c = shape
+        if c is not None and c > 4 and h in plausible:
+            return (
+                f"input_shape={_fmt_shape(shape)} with data_format='channels_last' builds a model of {c} "
+                f"channels on {h} x {w} images; for {w} x {c} images of {h} channels pass "
+                f"input_shape={_fmt_shape((w, c, h))}, or data_format='channels_first'"
+            )
+    return None
 
 
 def _trace(arch: Arch, config, h: int | None, w: int | None, c: int) -> Trace:
@@ -200,10 +279,22 @@ class ShapeReport:
         """The smallest side (the larger of the two minima, when they differ)."""
         return max(n for n in self.min_hw if n is not None) if any(self.min_hw) else 0
 
+    @property
+    def needs_fixed_size(self) -> bool:
+        """Whether this configuration takes fixed sizes only (a Flatten head: VGG's head="flatten")."""
+        return _other_side(self.arch, _free(self.config), self.channels) is not None
+
     def nearest_valid(self) -> tuple[int | None, int | None]:
-        """The closest (H, W) that works with this configuration: each side raised to its minimum."""
+        """The closest (H, W) that works with this configuration: each side raised to its minimum;
+        a free side (None) where only fixed sizes work becomes the network's default size."""
         mh, mw = self.min_hw
-        fix = lambda n, m: n if n is None or m is None else max(n, m)  # noqa: E731
+        fixed = self.needs_fixed_size
+
+        def fix(n, m):
+            if n is None:
+                return max(self.arch.default_size, m or 1) if fixed else None
+            return n if m is None else max(n, m)
+
         return fix(self.height, mh), fix(self.width, mw)
 
     def _reads_every_pixel(self, axis: int, n: int) -> bool:
@@ -238,10 +329,13 @@ class ShapeReport:
             note = self.arch.size_note(self.config) if self.arch.size_note else ""
             mh, mw = self.min_hw
             least = f"at least {mh}" if mh == mw else f"at least {mh} (height) and {mw} (width)"
-            lines.append(
-                f"Every H and W must be {least}{note}; the image size itself is otherwise free, because "
-                "all layers before the global pooling slide over their input."
-            )
+            if self.needs_fixed_size:
+                lines.append(f"Every H and W must be {least}{note}; None (a free size) does not work here.")
+            else:
+                lines.append(
+                    f"Every H and W must be {least}{note}; the image size itself is otherwise free, because "
+                    "all layers before the global pooling slide over their input."
+                )
             h, w = self.nearest_valid()
             lines.append(f"Nearest valid shape: {_fmt_shape(self._in_format(h, w))}.")
             hint = _layout_hint(self.input_shape, self.data_format, self.min_size)
@@ -259,7 +353,34 @@ class ShapeReport:
             raise InvalidInputShape(self.reason(), self)
         return self
 
+    def size_problem(self, max_params=None) -> str | None:
+        """Why this network is too large to build (more parameters than `max_params_limit`), or None."""
+        limit = max_params_limit(max_params)
+        params = self.params
+        if params <= limit:
+            return None
+        biggest = max(self.stages, key=lambda s: s.params)
+        return (
+            f"{self.arch.keras_name} at input {_fmt_shape(self.input_shape)} with {self._options()} would "
+            f"have {params:.3g} parameters ({_bytes(4.0 * params)} of float32 weights; "
+            f"{100 * biggest.params // params}% of them in {biggest.name}), more than the limit of "
+            f"{limit:.3g}: check the options and the "
+            f"input size; to build it anyway raise the limit with max_params= (or the environment "
+            f"variable {MAX_PARAMS_ENV}, which the CLI reads too)"
+        )
+
+    def raise_if_implausible(self, max_params=None) -> ShapeReport:
+        """Raise ImplausibleModel when `size_problem` finds one (what `create_model` checks)."""
+        problem = self.size_problem(max_params)
+        if problem:
+            raise ImplausibleModel(problem)
+        return self
+
     def _header(self) -> str:
+        shape = _fmt_shape(self.input_shape)
+        return f"{self.arch.keras_name} at input {shape} ({self.data_format}), {self._options()}"
+
+    def _options(self) -> str:
         options = f"include_top={self.include_top}, pooling={self.pooling}"
         base = self.arch.config()  # the variant's defaults: ConvNeXtSmall's depths are not an option given
         for key, value in vars(self.config).items():
@@ -267,8 +388,7 @@ class ShapeReport:
                 value != getattr(base, key, value) or key == "aux_logits"
             ):
                 options += f", {key}={value}"
-        shape = _fmt_shape(self.input_shape)
-        return f"{self.arch.keras_name} at input {shape} ({self.data_format}), {options}"
+        return options
 
     def __str__(self) -> str:
         rows = [("stage", "what", "output HxWxC", "params", "MMACs")]
@@ -290,7 +410,8 @@ class ShapeReport:
         lines = [self._header(), "", *table, "", total]
         if self.valid:
             outs = ", ".join(_fmt_shape(s) for s in self.output_shapes)
-            lines.append(f"valid: output {outs}")
+            too_big = self.size_problem()
+            lines.append(f"valid: output {outs}" if not too_big else f"TOO LARGE to build: {too_big}")
             for axis, n in enumerate((self.height, self.width)):
                 if n is not None and self.trace.leftover.get(("height", "width")[axis]):
                     lo, hi = self.aligned_sizes(n, axis)
@@ -328,7 +449,11 @@ def explain(input_shape: Sequence | None = None, *, arch: str | Arch = DEFAULT_A
     if config.get("pooling") not in POOLINGS:
         raise ValueError(pooling_problem(config.get("pooling")))
     config.setdefault("include_top", False)
-    return explain_config(a, a.config(input_shape=input_shape, **config))
+    built = a.config(input_shape=input_shape, **config)
+    ignored = ignored_classes_problem(built)
+    if ignored:
+        raise ValueError(f"{a.keras_name}: {ignored}")
+    return explain_config(a, built)
 
 
 def explain_config(arch: Arch, config) -> ShapeReport:

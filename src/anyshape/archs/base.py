@@ -27,6 +27,7 @@ __all__ = [
     "KERAS_ARGS",
     "DATA_FORMATS",
     "classifier_head",
+    "ignored_classes_problem",
     "global_pool",
 ]
 
@@ -43,6 +44,20 @@ KERAS_ARGS: tuple[tuple[str, Any], ...] = (
 )
 """keras.applications' parameters, in order, shared by most constructors (then `name`)."""
 DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def ignored_classes_problem(config) -> str | None:
+    """`classes` given without the top, where it would be ignored (keras.applications ignores it
+    without a word; a user who gives it expects a classifier of that size), else None. Checked by
+    `create_model` and `explain` on what the user asked, not by `ArchConfig.problems`, which
+    describes a Config as such."""
+    classes = config.classes
+    if config.include_top or classes is None or classes == ArchConfig.classes:
+        return None
+    return (
+        f"classes={classes} (--classes) sizes the classifier, which is built only with include_top=True "
+        "(--include-top): add include_top=True (--include-top), or drop classes"
+    )
 
 
 def pooling_problem(pooling) -> str:

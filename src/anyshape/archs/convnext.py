@@ -10,8 +10,8 @@ downsampling in a Sequential, which owns no weights of its own, so the weighted 
 in Keras' order with Keras' shapes. The name prefix is the variant's registry name; Keras uses the
 model's `name` argument there (its published files use the default, which is the same).
 
-- LayerScale is anyshape's registered layer (`anyshape.archs.keras_ops.LayerScale`), with Keras'
-  gamma shape (channels,), in every block as in every keras.applications ConvNeXt (Keras' internal
+- The layer scale is Keras' EinsumDense("abcd,d->abcd") (`anyshape.archs.keras_ops`: a built-in
+  layer, so saved files load without anyshape), with Keras' gamma shape (channels,), in every block as in every keras.applications ConvNeXt (Keras' internal
   ConvNeXt() leaves it out with layer_scale_init_value=None; anyshape's create_model reads None as
   "not given", so that option is not offered).
 - Stochastic depth: Keras uses its StochasticDepth layer only where the block's rate is > 0 and an

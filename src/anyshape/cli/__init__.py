@@ -148,11 +148,23 @@ def _call(verb: str, run, args) -> int:
     A user's mistake is one line (exit 2; exit 1 for an input shape the network cannot take);
     anything else is a bug in anyshape (or in a library under it): its traceback and a line
     saying so, exit 1, so that it is reported rather than taken for a wrong option."""
-    from anyshape.shapes import InvalidInputShape
+    import warnings
+
+    from anyshape.shapes import InvalidInputShape, TransposedShapeWarning
 
     verbose = getattr(args, "verbose", False)
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, TransposedShapeWarning):  # anyshape's advice: one line, in CLI words
+            print(f"anyshape {verb}: warning: {cli_words(str(message))}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
     try:
-        return run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            return run(args)
     except KeyboardInterrupt as e:
         print(_interrupted_line(verb, e), file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -34,6 +34,15 @@ class GraphModel:
     architecture: str | None = None
     include_top: bool | None = None
 
+    def __repr__(self) -> str:  # not the graph's bytes (hundreds of MB for a large network)
+        classes = None if self.class_names is None else len(self.class_names)
+        return (
+            f"GraphModel(architecture={self.architecture!r}, include_top={self.include_top}, "
+            f"precision={self.precision!r}, data_format={self.data_format!r}, channels={self.channels}, "
+            f"fixed_hw={self.fixed_hw}, min_size={self.min_size}, class_names={classes} names, "
+            f"graph={len(self.graph):,} bytes)"
+        )
+
     @classmethod
     def from_keras(cls, model) -> GraphModel:
         """Translate a built Keras model (raises NotImplementedError / ImportError like keras_to_onnx)."""

@@ -122,6 +122,11 @@ class Predictor:
             precision = model.precision if isinstance(model, GraphModel) else "fp32"
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if not isinstance(model, GraphModel) and not (hasattr(model, "outputs") and hasattr(model, "inputs")):
+            raise TypeError(
+                f"Predictor takes a Keras model (anyshape.create_model, model_info.load_model) or a GraphModel "
+                f"(an .onnx file: engine.load_or_build), got {'None' if model is None else type(model).__name__}"
+            )
         self.threads = threads or _cores()
         self.fallback_reason = None
         if isinstance(model, GraphModel):
