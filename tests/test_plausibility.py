@@ -128,6 +128,8 @@ def test_cli_warns_in_one_line():
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines == [next(line for line in lines if line.startswith("anyshape summary: warning: ResNet50:"))], err
     assert "input_shape=(3, 64, 64)" in lines[0]
+    code, out, _ = _cli("explain", "--arch", "resnet50_v2", "--input-shape", "1,28,28")  # no backend
+    assert code == 0 and "warning: input_shape=(1, 28, 28) with data_format='channels_last'" in out, out
 
 
 # --- item 7: options ignored without a word, messages ------------------------------------------------

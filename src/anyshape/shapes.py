@@ -412,6 +412,9 @@ class ShapeReport:
             outs = ", ".join(_fmt_shape(s) for s in self.output_shapes)
             too_big = self.size_problem()
             lines.append(f"valid: output {outs}" if not too_big else f"TOO LARGE to build: {too_big}")
+            transposed = transposed_shape_warning(self.input_shape, self.data_format)
+            if transposed:
+                lines.append(f"warning: {transposed}")
             for axis, n in enumerate((self.height, self.width)):
                 if n is not None and self.trace.leftover.get(("height", "width")[axis]):
                     lo, hi = self.aligned_sizes(n, axis)
