@@ -1,17 +1,20 @@
-"""The verbs with --arch on one member per family, end to end through the CLI (issue 25, item 5).
+"""The verbs with --arch on one member per family, end to end (issue 25, item 5).
 
 tests/test_cli_inference.py::test_every_verb_runs_the_network_arch_names runs every verb (export,
-predict, features, bench, quantize) on MobileNet, MobileNetV3 and ResNet50 and compares the scores
-with the Keras model; tests/test_training.py runs `train --arch xception`; tests/test_weights_convert.py
-runs `convert --arch` on MobileNet. This file covers the model-dependent verbs on each of the other
-families' smallest member (`model_helpers.representatives()`), InceptionV3 keeping its own runs:
-`export --arch NAME` builds the network and writes an ONNX file that records it, `predict` reads that
-file with no --arch, and `features --arch NAME` builds the network again and reads one of its feature
-points, both at the network's smallest valid size (at least 32 px) and with the network's own
-preprocessing. Two builds per family (a .keras file would cost a third: every verb reading it
-rebuilds the Keras model; the ONNX file is read without Keras). VGG16 is exported without its top:
-its classifier needs 224 px and holds 120 M parameters (a 500 MB export); predict refuses that
-backbone, pointing to features, which is what the test checks for it.
+predict, features, bench, quantize) through the CLI on MobileNet, MobileNetV3 and ResNet50;
+tests/test_training.py runs `train --arch xception`; tests/test_weights_convert.py runs
+`convert --arch` on MobileNet. This file covers the model-dependent verbs on each of the other
+families' smallest member (`model_helpers.representatives()`; InceptionV3 keeps its own runs),
+with one Keras build per family, since building is what costs: the network is built as
+`--arch NAME` builds it (`engine.load_or_build(arch=...)`, what export, predict and features
+call) and exported to ONNX as `export` does (`engine.export_model`); `anyshape predict` reads that
+file with no --arch and must give the Keras model's scores with the network's own preprocessing;
+`features` runs as the verb does (`engine.feature_model` on one of the network's feature points,
+`engine.extract_features`) and must give the Keras model's features; `features --arch NAME
+--layer` with a layer the network lacks is refused through the CLI with the network's list.
+All at the network's smallest valid size (at least 32 px). VGG16 is built without its top: its
+classifier needs 224 px and holds 120 M parameters; predict refuses that backbone, pointing to
+features, which is what the test checks for it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from model_helpers import representatives
+from model_helpers import representatives, run
 
 from anyshape import cli, engine
 from anyshape.archs import get_arch
@@ -50,16 +53,15 @@ def photos(tmp_path_factory):
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
-def exported(request, tmp_path_factory):
-    """(network, its ONNX file written by `anyshape export --arch NAME`), once per family."""
+def built(request, tmp_path_factory):
+    """(network, its Keras model as --arch builds it, its ONNX export), once per family."""
     name = request.param
-    path = tmp_path_factory.mktemp(f"verbs_{name}") / f"{name}.onnx"
-    top = [] if name in NO_TOP else ["--include-top", "--classes", str(CLASSES)]
-    code = cli.main(
-        ["export", "--arch", name, "--weights", "none", *top, "--input-shape", "none,none,3", "-o", str(path)]
-    )
-    assert code == 0 and path.is_file()
-    yield name, path
+    top = {"include_top": False} if name in NO_TOP else {"include_top": True, "classes": CLASSES}
+    keras.utils.set_random_seed(0)
+    model = engine.load_or_build(arch=name, weights=None, input_shape=(None, None, 3), **top)
+    path = engine.export_model(model, tmp_path_factory.mktemp(f"verbs_{name}") / f"{name}.onnx")
+    yield name, model, path
+    del model
     keras.backend.clear_session()
 
 
@@ -69,47 +71,45 @@ def _run(capsys, *argv):
     return code, out, err
 
 
-def test_export_predict_features_on_each_family(exported, photos, capsys, tmp_path):
-    """export records the network and its preprocessing; predict needs no --arch; features builds
-    --arch with its feature points; both run at the network's smallest size."""
-    name, path = exported
+def test_export_predict_features_on_each_family(built, photos, capsys, tmp_path):
+    """The export records the network and its preprocessing; predict needs no --arch and equals
+    the Keras model; features reads the network's own feature point and equals the Keras model."""
+    name, model, path = built
     arch = get_arch(name)
     graph = engine.GraphModel.load(path)
     assert (graph.architecture, graph.include_top) == (name, name not in NO_TOP)
     assert graph.preprocessing.mode == arch.preprocessing
     size = _size(name)
+    reader = engine.ImageReader(size=(size, size), preprocessing=graph.preprocessing)
+    layer = arch.feature_points[-1]
+    # the Keras model's scores and feature map in one eager call (no tf.function to trace)
+    names = sorted(p.name for p in photos.iterdir())
+    outputs = [model.get_layer(layer).output] + ([] if name in NO_TOP else [model.output])
+    keras_out = run(keras.Model(model.input, outputs), np.stack([reader.read(photos / n) for n in names]))
+    keras_out = keras_out if isinstance(keras_out, list) else [keras_out]
 
     if name in NO_TOP:
         code, out, err = _run(capsys, "predict", photos, "--model", path, "--size", size)
         assert code == 2 and out == "" and "has no classifier" in err and "anyshape features" in err, err
     else:
-        _check_predict(capsys, photos, path, size)
+        code, out, err = _run(
+            capsys, "predict", photos, "--model", path, "--size", size, "--top", 2, "--format", "json", "-q"
+        )
+        assert code == 0, err
+        rows = {r["path"].rsplit("/", 1)[-1]: r for r in json.loads(out)}
+        assert sorted(rows) == names
+        for n, scores in zip(names, keras_out[1]):
+            best = rows[n]["predictions"][0]
+            assert best["label"] == f"class_{int(np.argmax(scores))}", (rows[n], scores)
+            assert abs(best["score"] - scores.max()) <= 1e-4
 
-    layer = arch.feature_points[-1]
-    feats = tmp_path / "f.npy"
-    code, _, err = _run(
-        capsys, "features", photos, "--arch", name, "--weights", "none", "--layer", layer, "--size", size,
-        "-o", feats, "-q",
-    )  # fmt: skip
-    assert code == 0, err
-    got = np.load(feats)
-    assert got.shape[0] == 2 and got.ndim == 2 and got.shape[1] > 0 and np.isfinite(got).all()
-    manifest = engine.read_manifest(feats)
-    assert manifest.options["arch"] == name and manifest.options["preprocessing"]["mode"] == arch.preprocessing
+    feats = tmp_path / "f.npy"  # as `features --layer` runs: the feature model on the fast engine
+    engine.extract_features(engine.Predictor(engine.feature_model(model, layer, "avg")), [photos], feats, size=size)
+    got, paths = engine.read_features(feats)
+    want = keras_out[0].mean(axis=(1, 2))[[names.index(p.rsplit("/", 1)[-1]) for p in paths]]
+    assert got.shape == (2, model.get_layer(layer).output.shape[-1])
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
+    assert engine.read_manifest(feats).options["preprocessing"]["mode"] == arch.preprocessing
 
     code, _, err = _run(capsys, "features", photos, "--arch", name, "--layer", "mixed7", "-o", tmp_path / "x.npy")
     assert code == 2 and f"not a feature layer of {name}" in err and layer in err
-
-
-def _check_predict(capsys, photos, path, size):
-    code, out, err = _run(
-        capsys, "predict", photos, "--model", path, "--size", size, "--top", 2, "--format", "json", "-q"
-    )
-    assert code == 0, err
-    rows = json.loads(out)
-    assert sorted(r["path"].rsplit("/", 1)[-1] for r in rows) == ["a.png", "b.jpg"]
-    for row in rows:
-        scores = [p["score"] for p in row["predictions"]]
-        labels = {p["label"] for p in row["predictions"]}
-        assert len(scores) == 2 and scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1 + 1e-5
-        assert labels <= {f"class_{i}" for i in range(CLASSES)}
