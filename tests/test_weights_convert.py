@@ -168,7 +168,8 @@ SMALL_ARCH = ["--arch", "mobilenet", "--option", "alpha=0.25"]
 @pytest.fixture(scope="module")
 def mobilenet_files(tmp_path_factory):
     """keras.applications' MobileNet (alpha 0.25, random weights moved off their defaults) as Keras'
-    published layout with and without the top, and as Keras 3's own .weights.h5 (save_weights)."""
+    published layout with and without the top, and as Keras 3's own .weights.h5 (save_weights) and
+    .keras (save)."""
     import keras
     from made_files import write_legacy_h5
     from model_helpers import randomised_weights
@@ -179,10 +180,16 @@ def mobilenet_files(tmp_path_factory):
     keras.utils.set_random_seed(0)
     ref = keras.applications.MobileNet(weights=None, alpha=0.25, input_shape=(128, 128, 3))
     ref.set_weights(randomised_weights(ref))
-    files = {"top": d / "mobilenet_0.25_top.h5", "notop": d / "mobilenet_0.25_notop.h5", "keras3": d / "k.weights.h5"}
+    files = {
+        "top": d / "mobilenet_0.25_top.h5",
+        "notop": d / "mobilenet_0.25_notop.h5",
+        "keras3": d / "k.weights.h5",
+        "keras_model": d / "k.keras",
+    }
     write_legacy_h5(ref, files["top"])
     write_legacy_h5(ref, files["notop"], top=False, head=get_arch("mobilenet").classifier)
     ref.save_weights(files["keras3"])
+    ref.save(files["keras_model"])
     del ref
     keras.backend.clear_session()
     return {k: str(v) for k, v in files.items()}
@@ -236,7 +243,7 @@ def test_cli_convert_arch_keras_file_at_any_shape_and_channels(mobilenet_files, 
 def test_convert_arch_without_the_top_and_from_keras3_files(mobilenet_files, tmp_path):
     """Keras' file without the top converts to a backbone; keras.applications' own Keras 3
     .weights.h5 (its layers paired by class and rank) converts at one channel and equals the
-    conversion of the legacy file."""
+    conversion of the legacy file, and its .keras file loads as weights=FILE the same."""
     notop = convert(mobilenet_files["notop"], tmp_path / "notop.weights.h5", arch="mobilenet", alpha=0.25)
     assert notop.weight_set.num_classes is None and notop.parity is None
     assert notop.note == "the file has no classifier"
@@ -256,6 +263,10 @@ def test_convert_arch_without_the_top_and_from_keras3_files(mobilenet_files, tmp
     assert "Keras 3 file" in k3.note  # keras.applications' constructors read the published .h5 only
     ours = anyshape.create_model("mobilenet", alpha=0.25, include_top=False, weights=k3.path, input_shape=(48, 64, 1))
     np.testing.assert_allclose(ours.predict_on_batch(x), from_legacy.predict_on_batch(x), rtol=0, atol=1e-5)
+    whole = anyshape.create_model(  # keras.applications' model saved whole, as weights=FILE
+        "mobilenet", alpha=0.25, include_top=False, weights=mobilenet_files["keras_model"], input_shape=(48, 64, 1)
+    )
+    np.testing.assert_allclose(whole.predict_on_batch(x), from_legacy.predict_on_batch(x), rtol=0, atol=1e-5)
 
 
 def test_convert_arch_refuses_what_it_cannot_do(mobilenet_files, tmp_path, capsys):
