@@ -398,3 +398,71 @@ def test_a_file_of_another_architecture_is_refused_whole(made, cache):
     assert all(np.array_equal(a, keras.ops.convert_to_numpy(w)) for a, w in zip(before, model.weights[:3]))
     del model
     _free()
+
+
+@pytest.mark.parametrize("name", ["efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"])
+def test_efficientnet_v2_s_m_l_stem_takes_any_channel_count_exactly(name):
+    """EfficientNetV2-S/M/L map every channel alike before the stem (Rescaling to [-1, 1], no
+    per-channel Normalization as in the B variants, which the family test's B0 covers): the plain
+    first-conv rule is exact at every channel count, border included, and nothing is folded.
+    Proved on the stem (the map and the first convolution, as the network builds them: 3x3,
+    stride 2, "same" padding, no bias) with the loader's own arrays; no whole network is built."""
+    from types import SimpleNamespace
+
+    from anyshape.weights.family import _first_conv, _Plan, input_affine
+
+    arch = get_arch(name)
+    assert arch.first_conv == "stem_conv"
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(0, 0.2, (3, 3, 3, 24)).astype(np.float32)
+    image = rng.uniform(0, 255, (1, 21, 26, 3)).astype(np.float32)  # odd: the stride-2 "same" pad is uneven
+    gray = image[..., :1]
+
+    def stem(k, x, affine):  # the in-graph map, then the stem convolution
+        y = (x * affine[0][0] + affine[1][0]).astype(np.float32)
+        return keras.ops.convert_to_numpy(keras.ops.conv(y, k, strides=2, padding="same"))
+
+    rgb = input_affine(arch, arch.config(input_shape=(None, None, 3), include_top=False), 3)
+    for channels, rule, x, expected in (
+        (1, "sum", gray, stem(kernel, np.repeat(gray, 3, axis=-1), rgb)),
+        (4, "mean", np.repeat(gray, 4, axis=-1), stem(kernel, np.repeat(gray, 3, axis=-1), rgb)),
+        (3, (2, 1, 0), image[..., ::-1], stem(kernel, image, rgb)),  # BGR input
+    ):
+        config = arch.config(input_shape=(None, None, channels), include_top=False)
+        ours = input_affine(arch, config, channels)
+        for values in (*rgb, *ours):  # one map for every channel: Rescaling(1/128, -1)
+            assert np.all(values == values[0])
+        np.testing.assert_allclose([ours[0][0], ours[1][0]], [1 / 128, -1.0])
+        plan = _Plan()
+        layer = SimpleNamespace(name="stem_conv")
+        (adapted,), offset = _first_conv(plan, None, arch, config, layer, [kernel], None, rule, None, channels)
+        assert offset is None and "in-graph normalisation" not in plan.notes[0]  # nothing folded
+        assert adapted.shape == (3, 3, channels, 24)
+        assert relative_error(stem(adapted, x, ours), expected) < 1e-6  # border rows and columns included
+
+
+def test_a_keras3_file_loads_at_any_size_and_channel_count(tmp_path, caplog):
+    """A Keras 3 .weights.h5 saved from a network (here ResNet50 without its top, as a user saves a
+    fine-tuned model) loads as weights=FILE at another size with one channel, the first-conv rule
+    applied ("sum": equal to the RGB model on the gray image copied to R, G and B); into another
+    network it is refused whole, naming the layers it lacks."""
+    keras.utils.set_random_seed(0)
+    rgb = anyshape.create_model("resnet50", include_top=False, input_shape=(None, None, 3))
+    rgb.set_weights(randomised_weights(rgb))
+    path = str(tmp_path / "resnet50_finetuned.weights.h5")
+    rgb.save_weights(path)
+    with caplog.at_level("WARNING", logger="anyshape.weights"):
+        gray = anyshape.create_model("resnet50", include_top=False, weights=path, input_shape=(45, 61, 1))
+    assert "first conv (conv1_conv) adapted from 3 to 1 input channels with channel_adapt='sum'" in caplog.text
+    g = _input(get_arch("resnet50"), (45, 61, 1), seed=5)
+    assert relative_error(run(gray, g), run(rgb, np.repeat(g, 3, axis=-1))) < TOL
+    assert gray.anyshape_weights.path == path and gray.anyshape_weights.mode == "caffe"  # ResNet's own
+    del gray, rgb
+    _free()
+    other = anyshape.create_model("mobilenet", alpha=0.25, include_top=False, input_shape=(None, None, 3))
+    before = [keras.ops.convert_to_numpy(w) for w in other.weights]
+    with pytest.raises(WeightFileError, match="does not fit this MobileNet.*nothing was loaded"):
+        anyshape.weights.load_weight_set(other, resolve(path, arch="mobilenet"))
+    assert all(np.array_equal(a, keras.ops.convert_to_numpy(w)) for a, w in zip(before, other.weights))
+    del other
+    _free()

@@ -14,11 +14,14 @@ from anyshape.cli.options import (
 def _add_convert(sub) -> None:
     p = sub.add_parser(
         "convert",
-        help="convert torchvision/timm (or Keras) InceptionV3 weights to a Keras file",
+        help="convert InceptionV3's torchvision/timm/Keras weights, or a Keras file of any network (--arch), to a Keras file",
         description="Convert a weight set (registry name or file: .pth, .pt, .safetensors, Keras .h5) "
         "into a Keras .weights.h5 or .keras file, written atomically, with the weight "
         "set's preprocessing metadata; prints a parity report (max abs logit difference, "
-        "top-5 agreement) against the source framework when it is installed.",
+        "top-5 agreement) against the source framework when it is installed. With --arch NAME, "
+        "a Keras file of that network (Keras' published .h5 with or without the top, a .weights.h5 "
+        "or .keras) at any --input-shape and channel count, compared with keras.applications' "
+        "model on the same file; PyTorch weights convert into inception_v3 only.",
     )
     p.add_argument("src", metavar="SRC", help="a registry name (see `anyshape weights`) or a weights file")
     p.add_argument("-o", "--output", required=True, metavar="DST", help="output file: *.weights.h5 or *.keras")
@@ -58,19 +61,12 @@ def _add_convert(sub) -> None:
 
 
 def _run_convert(args) -> int:
-    import inspect
-
     from anyshape.archs import DEFAULT_ARCH
     from anyshape.weights.convert import convert  # it imports torch/torchvision before Keras itself
 
     network = {}
     own = network_options(args, ())
     if args.arch != DEFAULT_ARCH or own:
-        if "arch" not in inspect.signature(convert).parameters:
-            raise ValueError(
-                f"--arch {args.arch}: anyshape convert converts InceptionV3's weight sets only in this version; "
-                f"a Keras file of {args.arch} loads with anyshape export --arch {args.arch} --weights FILE -o FILE.keras"
-            )
         network = dict(arch=args.arch, **own)  # the network's own options, for weights.convert
     result = convert(
         args.src,

@@ -1,5 +1,13 @@
 """convert(): a weight set (torchvision/timm state dict, or a Keras file) -> a Keras file.
 
+With `arch=` naming another network of the family (`anyshape.list_models()`), the source is a Keras
+file of that network: Keras' published legacy .h5 (with or without the top), a registry set
+(`resnet50.keras_in1k`) or a Keras 3 `.weights.h5`/`.keras`; it is converted into anyshape's
+network of that name at the shape and channel count asked (the first-convolution rules of
+`anyshape.weights.family`), through `anyshape.create_model`. The parity report then compares with
+keras.applications' own model loaded from the same file (RGB; Keras' published .h5 only, which is
+the file Keras' constructor reads). PyTorch weights convert into InceptionV3 only in this version.
+
 The result is a Keras 3 `.weights.h5` (for `anyshape.InceptionV3(weights=path)` or
 `model.load_weights`) or a complete `.keras` model, written atomically, never over an existing
 file unless `force=True`. It carries the weight set's metadata (preprocessing, pool semantics),
@@ -31,7 +39,14 @@ from anyshape.weights.checkpoint import Checkpoint, WeightFileError
 from anyshape.weights.reference import import_reference_frameworks
 from anyshape.weights.registry import WeightSet, resolve
 
-__all__ = ["convert", "ConversionResult", "ParityReport", "PARITY_TOLERANCE"]
+__all__ = [
+    "convert",
+    "ConversionResult",
+    "FamilyConversionResult",
+    "ParityReport",
+    "FamilyParityReport",
+    "PARITY_TOLERANCE",
+]
 
 log = logging.getLogger("anyshape.weights")
 PARITY_TOLERANCE = 1e-4
@@ -179,7 +194,9 @@ def convert(
     cache_dir: str | None = None,
     progress: bool = True,
     preprocessing: str | None = None,
-) -> ConversionResult:
+    arch: str | None = None,
+    **options,
+) -> ConversionResult | FamilyConversionResult:
     """Convert a weight set (registry name or file) into a Keras file at `dst`.
 
     Args:
@@ -198,10 +215,39 @@ def convert(
         channel_adapt: first-conv rule when input_shape has C != 3 (see anyshape.weights.channels).
         preprocessing: "tf" ([-1, 1]) or "torch" (ImageNet mean/std) for a state dict that is not
             a published file (it cannot say; see anyshape.weights.resolve). Stored in `dst`.
+        arch: the network the weights are for (default InceptionV3); another network of the family
+            takes Keras files only (see the module doc).
+        **options: that network's own build arguments (its Config: alpha for MobileNet, ...).
     Returns:
-        ConversionResult (path, the weight set's metadata as written, the parity report).
+        ConversionResult (path, the weight set's metadata as written, the parity report); for
+        another network than InceptionV3, a FamilyConversionResult (the same, and the network).
     """
     dst = _check_destination(dst, force)
+    if arch is not None or options:
+        from anyshape.archs import get_arch
+
+        network = get_arch(arch or "inception_v3")
+        if network.name != "inception_v3":
+            if aux_logits is not None:
+                raise ValueError(f"aux_logits is an option of inception_v3, not of {network.name}")
+            return _convert_family(
+                src,
+                dst,
+                network,
+                source=source,
+                input_shape=input_shape,
+                force=force,
+                parity=parity,
+                parity_images=parity_images,
+                classifier_activation=classifier_activation,
+                channel_adapt=channel_adapt,
+                cache_dir=cache_dir,
+                progress=progress,
+                preprocessing=preprocessing,
+                options=options,
+            )
+        if options:
+            raise ValueError(f"convert takes no network options for inception_v3, got {sorted(options)}")
     ws = resolve(src, preprocessing)
     source = _check_source(ws, source)
     if parity and source != "keras":  # before anything loads TensorFlow (see anyshape.weights.reference)
@@ -360,3 +406,221 @@ def _save(model, dst: str, weight_set: WeightSet, classifier_activation, *, over
         write_metadata(tmp, weight_set)
 
     write_atomically(dst, write, overwrite=overwrite)  # without force, not a file that appeared meanwhile either
+
+
+# --- the family's other networks: Keras files ------------------------------------------------------
+
+
+@dataclass
+class FamilyParityReport:
+    """Our converted network against keras.applications' model loaded from the same file."""
+
+    reference: str  # e.g. "keras.applications.ResNet50"
+    input_hw: tuple[int, int]
+    images: int
+    max_rel_diff: float  # max |ours - keras| / max |keras| over the logits
+    top5_agreement: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel_diff <= PARITY_TOLERANCE and self.top5_agreement == 1.0
+
+    def __str__(self) -> str:
+        h, w = self.input_hw
+        return "\n".join(
+            [
+                f"parity vs {self.reference} ({self.images} random images at {h}x{w}, inference mode, same file):",
+                f"  max relative logit difference: {self.max_rel_diff:.2e} (tolerance {PARITY_TOLERANCE:.0e})",
+                f"  top-5 agreement: {self.top5_agreement:.0%}",
+                "  result: " + ("match (within float32 rounding)" if self.ok else "MISMATCH"),
+            ]
+        )
+
+
+@dataclass
+class FamilyConversionResult:
+    path: str
+    weight_set: WeightSet
+    architecture: str
+    input_shape: tuple
+    parity: FamilyParityReport | None
+    note: str = ""
+
+    def __str__(self) -> str:
+        ws = self.weight_set
+        prep = {"tf": "[-1, 1]", "torch": "ImageNet mean/std", "caffe": "caffe (BGR - mean)"}.get(
+            ws.mode, "raw 0..255 (normalised in the graph)"
+        )
+        classes = f"{ws.num_classes} classes" if ws.num_classes else "no top"
+        head = (
+            f"wrote {self.path}: {self.architecture} from {ws.name} ({classes}; input {self.input_shape}; "
+            f"preprocessing {prep})"
+        )
+        return head + "\n" + (str(self.parity) if self.parity else f"parity: not computed ({self.note})")
+
+
+def _convert_family(
+    src,
+    dst: str,
+    arch,
+    *,
+    source,
+    input_shape,
+    force: bool,
+    parity: bool,
+    parity_images: int,
+    classifier_activation,
+    channel_adapt,
+    cache_dir,
+    progress: bool,
+    preprocessing,
+    options: dict,
+) -> FamilyConversionResult:
+    """A Keras file (or registry set) of network `arch` into anyshape's network, written to `dst`."""
+    from anyshape.archs import model_config
+    from anyshape.factory import create_model
+    from anyshape.weights.family import family_weight_file, file_classes
+
+    if source not in (None, "keras"):
+        raise ValueError(
+            f"source={source!r} (CLI: --source): {arch.name} converts from Keras files only in this version"
+        )
+    from anyshape.weights.registry import TORCH_SUFFIXES
+
+    torch_file = isinstance(src, (str, os.PathLike)) and os.fspath(src).lower().endswith(TORCH_SUFFIXES)
+    ws = None if torch_file else resolve(src, preprocessing, arch=arch.name)
+    if ws is None or ws.format == "torch":
+        name = os.path.basename(os.fspath(src)) if ws is None else ws.name
+        raise ValueError(
+            f"{name} is a PyTorch state dict: converting PyTorch weights into {arch.name} is not "
+            "supported yet (only into inception_v3); give a Keras file of it (.h5, .weights.h5, .keras)"
+        )
+    input_shape = tuple(input_shape) if input_shape is not None else (None, None, 3)
+    overrides = {k: v for k, v in ws.build_overrides_for(arch.name).items() if k not in options}
+    # the network without its top says what the file holds beyond it: the classifier, or nothing
+    backbone = create_model(arch.name, input_shape=input_shape, include_top=False, **overrides, **options)
+    built = model_config(backbone)
+    assert built is not None  # create_model records the network it built
+    path = family_weight_file(ws, arch, built[1], True, cache_dir, progress)
+    classes = file_classes(path, backbone, arch)
+    del backbone
+    head = {"include_top": True, "classes": classes} if classes is not None else {"include_top": False}
+    # create_model(weights=...) as it does it, with the weight set already resolved and fetched
+    from anyshape.weights.loader import load_weight_set
+
+    model = create_model(arch.name, input_shape=input_shape, classifier_activation=None, **head, **overrides, **options)
+    load_weight_set(model, replace(ws, path=path), channel_adapt=channel_adapt, cache_dir=cache_dir, progress=progress)
+    report, note = _family_parity(model, arch, path, classes, input_shape, parity, parity_images, options, overrides)
+    written = replace(
+        model.anyshape_weights,
+        arch=arch.name,
+        source="keras",
+        format="keras",
+        path=None,
+        name=ws.name,
+        num_classes=classes,
+        label_offset=0,
+        url=None,
+        file_name=None,
+        file_hash=None,
+        hash_algorithm=None,
+        url_notop=None,
+        file_name_notop=None,
+        file_hash_notop=None,
+    )
+    if classes is not None and classifier_activation:
+        _set_classifier_activation(model, arch, classifier_activation)
+    _save_family(model, dst, written, overwrite=force)
+    return FamilyConversionResult(os.path.abspath(dst), written, arch.name, input_shape, report, note)
+
+
+def _set_classifier_activation(model, arch, activation: str) -> None:
+    """The activation on the classifier's last weighted layer (built without one, for logits),
+    and in the Config the model records."""
+    import keras
+
+    model.get_layer(arch.classifier[0]).activation = keras.activations.get(activation)
+    config = getattr(model, "anyshape_config", None)
+    if config is not None:
+        model.anyshape_config = replace(config, classifier_activation=activation)
+
+
+def _family_parity(
+    model, arch, path: str, classes, input_shape: tuple, parity: bool, images: int, options: dict, overrides: dict
+):
+    """(FamilyParityReport, "") against keras.applications on the same file, else (None, why not)."""
+    import inspect
+
+    if not parity:
+        return None, "disabled"
+    if overrides:
+        # e.g. EfficientNet's stddev rescaling, which Keras' constructor adds for weights="imagenet" only
+        return None, (
+            f"these weights need {', '.join(sorted(overrides))}, which keras.applications.{arch.keras_name} "
+            "builds only when it downloads them itself (weights='imagenet')"
+        )
+    if classes is None:
+        return None, "the file has no classifier"
+    if not path.lower().endswith((".h5", ".hdf5")) or path.lower().endswith(".weights.h5"):
+        return None, "a Keras 3 file: keras.applications' constructors read Keras' published .h5 files"
+    if input_shape[2] != 3:
+        return None, f"the model has {input_shape[2]} input channels; keras.applications' model is RGB"
+    import keras
+
+    constructor = getattr(keras.applications, arch.keras_name, None)
+    if constructor is None:
+        return None, f"keras.applications has no {arch.keras_name}"
+    params = inspect.signature(constructor).parameters
+    if any(k not in params for k in options):
+        return None, f"keras.applications.{arch.keras_name} takes no {', '.join(k for k in options if k not in params)}"
+    hw = tuple(d or arch.default_size for d in input_shape[:2])
+    if arch.family == "vgg":
+        hw = (arch.default_size, arch.default_size)  # Keras' VGG top is Dense: its own size only
+    try:
+        ref = constructor(weights=path, input_shape=(*hw, 3), classes=classes, classifier_activation=None, **options)
+    except (ValueError, TypeError, OSError) as e:
+        return None, f"keras.applications.{arch.keras_name} could not load the file ({e})"
+    low, high = (0.0, 255.0) if arch.preprocessing in ("raw", "caffe") else (-1.0, 1.0)
+    x = np.random.default_rng(0).uniform(low, high, (images, *hw, 3)).astype(np.float32)
+    theirs = keras.ops.convert_to_numpy(ref(x, training=False)).reshape(images, -1).astype(np.float64)
+    ours = keras.ops.convert_to_numpy(model(x, training=False)).reshape(images, -1).astype(np.float64)
+    del ref
+    top = lambda a: np.argsort(-a, axis=1)[:, :5]  # noqa: E731
+    rel = float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-12))
+    report = FamilyParityReport(
+        f"keras.applications.{arch.keras_name}",
+        hw,
+        images,
+        rel,
+        float(np.mean(np.all(top(ours) == top(theirs), axis=1))),
+    )
+    if not report.ok:
+        raise WeightFileError(
+            f"conversion of {path} into {arch.name} does not match keras.applications, nothing written:\n{report}"
+        )
+    return report, ""
+
+
+def _save_family(model, dst: str, weight_set: WeightSet, *, overwrite: bool) -> None:
+    """`dst` atomically: a .weights.h5 with the weight set's metadata, or a .keras model with it and
+    the model's info (network, Config, preprocessing), so `--model FILE.keras` needs no --arch."""
+    from anyshape.atomic_write import write_atomically
+    from anyshape.weights.keras_h5 import write_metadata
+
+    model.anyshape_weights = weight_set
+
+    def write(tmp: str) -> None:
+        if dst.endswith(".keras"):
+            import json
+            import zipfile
+
+            from anyshape.model_info import MEMBER, model_info
+
+            model.save(tmp)
+            with zipfile.ZipFile(tmp, "a") as z:
+                z.writestr(MEMBER, json.dumps(model_info(model).to_dict(), indent=2))
+        else:
+            model.save_weights(tmp)
+        write_metadata(tmp, weight_set)
+
+    write_atomically(dst, write, overwrite=overwrite)

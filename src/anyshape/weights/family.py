@@ -28,6 +28,17 @@ so the same pairing holds here, with these rules where the shapes differ:
     Dense kernels reshaped (`anyshape.archs.vgg.convert_head_kernel`);
   - a file without the top into a model with it leaves the head random and says so.
 
+Keras 3 files (`.weights.h5` from `model.save_weights`, `.keras` from `model.save`) take the same
+rules: Keras 3 stores each layer under its class name numbered per class in `model.layers` order
+("conv2d", "conv2d_1", ...; keras/src/saving/saving_lib.py, _save_container_state and
+_get_unique_name), not under its own name, so a layer of the model is paired with the file's group
+of the same class and rank (`read_keras3_groups`, `file_pairs`). That holds for a file saved from
+an anyshape model of the network at any size or channel count, or from keras.applications' model
+where it is flat (all but ConvNeXt, whose stem and downsampling layers Keras nests in Sequential
+models: such a file is refused, naming the nesting). Only the head may differ in class (VGG's conv
+head against Keras' Dense one): a head layer without a group of its own class takes the file's
+remaining groups in order.
+
 Everything is read and checked before any variable is assigned: a file that does not fit raises
 `WeightFileError` with the model unchanged.
 """
@@ -44,7 +55,15 @@ from anyshape.weights import channels as channel_rules
 from anyshape.weights.checkpoint import WeightFileError
 from anyshape.weights.weight_set import WeightSet
 
-__all__ = ["load_family_weights", "read_legacy_h5", "input_affine", "family_weight_file"]
+__all__ = [
+    "load_family_weights",
+    "read_legacy_h5",
+    "read_keras3_groups",
+    "file_pairs",
+    "file_classes",
+    "input_affine",
+    "family_weight_file",
+]
 
 log = logging.getLogger("anyshape.weights")
 IMAGENET_CLASSES = (1000,)
@@ -106,6 +125,153 @@ def family_weight_file(weight_set: WeightSet, arch, config, include_top: bool, c
     if not url or not fname:
         raise WeightFileError(f"weight set {weight_set.name!r} has neither a path nor a URL")
     return cached_file(url, fname, expected_hash=fhash, hash_algorithm=algorithm, cache=cache_dir, progress=progress)
+
+
+def _is_legacy_file(path: str) -> bool:
+    """True for a Keras 2 HDF5 file (root or model_weights `layer_names`), False for a Keras 3 file."""
+    import h5py
+
+    if path.lower().endswith(".keras"):
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            return "layer_names" in f.attrs or ("model_weights" in f and "layer_names" in f["model_weights"].attrs)
+    except OSError as e:
+        raise WeightFileError(
+            f"{path!r} could not be read as a Keras weights file ({e}); it may be truncated or corrupt"
+        ) from e
+
+
+def read_keras3_groups(path: str) -> tuple[dict[str, list[np.ndarray]], list[str]]:
+    """A Keras 3 file's top-level layer groups that hold variables, {key: [arrays in order]}, and
+    the keys of nested models (groups with layers of their own), which cannot be paired."""
+    from anyshape.weights.keras_h5 import _Opened
+
+    groups: dict[str, list[np.ndarray]] = {}
+    nested: list[str] = []
+    with _Opened(path) as opened:
+        f = opened.file
+        if "layers" not in f:
+            raise WeightFileError(f"{path!r} has no 'layers' group: not a Keras 3 weights file")
+        for key in f["layers"]:
+            group = f["layers"][key]
+            if "layers" in group:
+                nested.append(key)
+            if "vars" in group and len(group["vars"]):
+                vars_ = group["vars"]
+                groups[key] = [np.asarray(vars_[str(i)]) for i in range(len(vars_))]
+    return groups, nested
+
+
+def _keras3_keys(model) -> dict[str, str]:
+    """{layer name: the key Keras 3 saves the layer under}: its class name in snake case, numbered
+    per class in `model.layers` order (keras/src/saving/saving_lib.py, _get_unique_name)."""
+    from keras.src.utils.naming import to_snake_case
+
+    used: dict[str, int] = {}
+    keys = {}
+    for layer in model.layers:
+        base = to_snake_case(type(layer).__name__)
+        if base in used:
+            used[base] += 1
+            keys[layer.name] = f"{base}_{used[base]}"
+        else:
+            used[base] = 0
+            keys[layer.name] = base
+    return keys
+
+
+def _rank(key: str) -> tuple[str, int]:
+    base, _, n = key.rpartition("_")
+    return (base, int(n)) if base and n.isdigit() else (key, 0)
+
+
+def _keras3_pairs(model, arch, config, path: str):
+    """[(model layer, the file's arrays or None)] for a Keras 3 file, by class and rank."""
+    groups, nested = read_keras3_groups(path)
+    keys = _keras3_keys(model)
+    head = set(_head_layers(arch, config)) if config.include_top else set()
+    layers = [layer for layer in model.layers if layer.weights]
+    used: set[str] = set()
+    pairs: list = []
+    missing = []
+    for layer in layers:
+        key = keys[layer.name]
+        if key in groups and layer.name not in head:
+            pairs.append((layer, groups[key]))
+            used.add(key)
+        elif layer.name not in head:
+            missing.append(layer.name)
+    if missing:
+        why = (
+            f"; the file nests models ({', '.join(nested)}), as keras.applications' {arch.keras_name} does, "
+            "which anyshape's flat network cannot pair: save the weights from an anyshape model, or convert "
+            "Keras' published .h5"
+            if nested
+            else ""
+        )
+        raise WeightFileError(
+            f"{path!r} does not fit this {arch.keras_name}: no weights for {', '.join(missing[:4])}"
+            + (f" (and {len(missing) - 4} more)" if len(missing) > 4 else "")
+            + why
+            + ". It is probably another architecture or configuration; nothing was loaded."
+        )
+    rest = sorted((k for k in groups if k not in used), key=_rank)
+    for layer in layers:
+        if layer.name not in head:
+            continue
+        key = keys[layer.name]
+        if key in rest:
+            rest.remove(key)
+            pairs.append((layer, groups[key]))
+        elif rest:  # VGG's conv head against the file's Dense one: the remaining groups in order
+            pairs.append((layer, groups[rest.pop(0)]))
+        else:
+            pairs.append((layer, None))  # a file without the top into a model with it
+    order = {layer.name: i for i, layer in enumerate(layers)}
+    pairs.sort(key=lambda p: order[p[0].name])
+    if rest and config.include_top:
+        raise WeightFileError(
+            f"{path!r} holds weights for {len(rest)} more layers than {arch.keras_name} as built "
+            f"({', '.join(rest[:4])}): it is probably another architecture or configuration; nothing was loaded"
+        )
+    return pairs
+
+
+def file_pairs(model, arch, config, path: str):
+    """[(model layer, the file's arrays or None)] for Keras' published .h5 or a Keras 3 file."""
+    if _is_legacy_file(path):
+        return _pair(model, arch, config, read_legacy_h5(path), path)
+    return _keras3_pairs(model, arch, config, path)
+
+
+def file_classes(path: str, backbone, arch) -> int | None:
+    """The class count of the classifier in a Keras file of network `arch`, or None when it has
+    none: what the file holds beyond `backbone` (the network built without its top); the
+    classifier's last array is its bias, one value per class."""
+    from anyshape.archs import model_config
+
+    built = model_config(backbone)
+    if built is None:
+        raise ValueError("backbone must be a network built by anyshape.create_model")
+    config = built[1]
+    if _is_legacy_file(path):
+        arrays = [a for _, group in read_legacy_h5(path) for a in group]
+        needed = sum(len(layer.weights) for layer in backbone.layers if layer.weights)
+        return int(arrays[-1].shape[-1]) if len(arrays) > needed else None
+    groups, _ = read_keras3_groups(path)
+    pairs = _keras3_pairs(backbone, arch, config, path)
+    del pairs  # raises when the backbone is not in the file
+    keys = _keras3_keys(backbone)
+    rest = [k for k in groups if k not in {keys[layer.name] for layer in backbone.layers if layer.weights}]
+    if not rest:
+        return None
+    # the classifier: the last of the remaining Dense groups, else of the remaining convolutions
+    for kind in ("dense", "conv2d"):
+        ranked = sorted((k for k in rest if _rank(k)[0] == kind), key=_rank)
+        if ranked:
+            return int(groups[ranked[-1]][-1].shape[-1])
+    return int(groups[sorted(rest, key=_rank)[-1]][-1].shape[-1])
 
 
 def _uniform(values) -> bool:
@@ -295,10 +461,10 @@ def _head_values(plan: _Plan, arch, config, layer, arrays, shapes):
     return None
 
 
-def _plan(model, arch, config, entries, path, channel_adapt, seed, channels) -> _Plan:
+def _plan(model, arch, config, pairs, path, channel_adapt, seed, channels) -> _Plan:
+    """What to assign for `pairs` ([(model layer, the file's arrays or None)], in model order)."""
     plan = _Plan()
     head = set(_head_layers(arch, config)) if config.include_top else set()
-    pairs = _pair(model, arch, config, entries, path)
     norm = None
     offset = None
     for layer, arrays in pairs:
@@ -371,9 +537,7 @@ def load_family_weights(
     # its backbone comes from the file without the top (as InceptionV3's loader does)
     with_top = config.include_top and (weight_set.num_classes is None or config.classes == weight_set.num_classes)
     path = os.fspath(family_weight_file(weight_set, arch, config, with_top, cache_dir, progress))
-    if not path.lower().endswith((".h5", ".hdf5")) or path.lower().endswith(".weights.h5"):
-        return _load_keras3_file(model, arch, weight_set, path, channels, channel_adapt)
-    plan = _plan(model, arch, config, read_legacy_h5(path), path, channel_adapt, seed, channels)
+    plan = _plan(model, arch, config, file_pairs(model, arch, config, path), path, channel_adapt, seed, channels)
     for name, values in plan.values.items():  # everything is checked: assign
         layer = model.get_layer(name)
         layer.set_weights(values)
@@ -391,20 +555,4 @@ def load_family_weights(
         )
     for note in plan.notes:
         log.warning(note)
-    return loaded
-
-
-def _load_keras3_file(model, arch, weight_set: WeightSet, path: str, channels: int, channel_adapt) -> WeightSet:
-    """A Keras 3 .weights.h5 or .keras file: Keras' own loader, for the model's exact layout."""
-    if channel_adapt is not None:
-        raise WeightFileError(
-            f"{path!r}: channel_adapt applies to Keras' published .h5 files; a Keras 3 weights file loads "
-            "into the same architecture, shape for shape, only"
-        )
-    try:
-        model.load_weights(path)
-    except (ValueError, KeyError, OSError) as e:
-        raise WeightFileError(f"{path!r} does not fit this {arch.keras_name} ({channels} channels): {e}") from e
-    loaded = replace(weight_set, path=path)
-    model.anyshape_weights = loaded
     return loaded
