@@ -158,8 +158,8 @@ def test_report_header_names_only_options_given():
 
 
 def test_saved_model_loads_with_keras(tmp_path):
-    """LayerScale is registered, the Normalization keeps its constants and the stochastic depth
-    Dropout its noise shape: `keras.saving.load_model` rebuilds the same model."""
+    """The layer scale is Keras' own EinsumDense, the Normalization keeps its constants and the
+    stochastic depth Dropout its noise shape: `keras.saving.load_model` rebuilds the same model."""
     model = anyshape.create_model("convnext_tiny", input_shape=(None, None, 3), drop_path_rate=0.2, **SMALL_CONFIG)
     model.set_weights(randomised_weights(model))
     path = tmp_path / "convnext.keras"

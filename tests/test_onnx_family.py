@@ -1,6 +1,6 @@
 """The ONNX emitter (anyshape.onnx_graph) on one member of each family: the layers the family
 adds to InceptionV3's (depthwise and separable convolutions, ReLU6, Rescaling, Normalization,
-LayerNormalization, LayerScale, Dense on a feature map, swish / hard swish / GELU, cropping,
+LayerNormalization, the layer scale (an EinsumDense), Dense on a feature map, swish / hard swish / GELU, cropping,
 reshape, global pooling with keepdims) translate, and ONNX Runtime's outputs equal Keras' at an
 odd, non-square size on the free-size model, with the top (logits) and as a pooled backbone."""
 
