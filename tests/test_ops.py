@@ -177,3 +177,20 @@ def test_heads():
     assert free.problems == [
         "flat: flat (Flatten) needs a fixed height and width: its output width sets the next layer's weights"
     ]
+
+
+def test_padding_and_cropping():
+    def network(net, x):
+        x = net.pad(x, ((1, 2), (0, 1)), name="pad")  # 8 x 8 -> 11 x 9
+        return net.crop(x, ((1, 0), (2, 2)), name="crop")  # -> 10 x 5
+
+    trace, out = _trace(network, 8, 8)
+    assert out == T(10, 5, 3, layer="crop")
+    assert [s.what for s in trace.stages] == ["zero padding", "cropping"]
+    free, out = _trace(network, None, 8)
+    assert out == T(None, 5, 3, layer="crop") and not free.collapse
+    small, _ = _trace(lambda net, x: net.crop(x, ((0, 0), (2, 2)), name="crop"), 8, 4)
+    assert [str(c) for c in small.collapse] == [
+        "crop collapses: its cropping of 2+2 (crop) gets a width of 4, smaller than its kernel of 5, "
+        "so its output width would be 0"
+    ]
