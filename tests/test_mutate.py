@@ -66,6 +66,12 @@ def test_a_real_bug_is_killed_and_an_equivalent_change_survives(tmp_path):
     listed = subprocess.run(_mutate(root, "--list", "--max", "0"), capture_output=True, text=True, env=env)
     assert "calc.py:3: < -> <=" in listed.stdout and "calc.py:4: returns None" in listed.stdout
     assert "x, or the nearest bound" not in listed.stdout  # docstrings are not mutated
+    total = listed.stdout.count("\n[")
+    assert f"[{total}/{total}] calc.py:" in listed.stdout
+    # --only: the sample's mutants by their numbers, e.g. the survivors of a run again
+    first = listed.stdout.split("[1/")[1].split("\n")[0].split("] ", 1)[1]
+    only = subprocess.run(_mutate(root, "--list", "--max", "0", "--only", "1"), capture_output=True, text=True, env=env)
+    assert only.stdout.count("\n[") == 1 and f"[1/{total}] {first}" in only.stdout
 
     run = subprocess.run(_mutate(root, "--max", "0"), capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr

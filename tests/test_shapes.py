@@ -321,3 +321,34 @@ def test_minimum_of_a_network_that_needs_a_fixed_size():
     assert "at 64 and 96 every input pixel is used" in str(
         explain((65, 97, 3), arch="vgg16", include_top=True, head="flatten")
     )
+
+
+def test_a_valid_report_says_so_and_an_unknown_side_stays_unknown():
+    assert explain((299, 299, 3)).reason() == "valid"
+    r = explain((None, 50, 3))
+    assert not r.valid and r.nearest_valid() == (None, 75)
+    assert r.reason().endswith("Nearest valid shape: (None, 75, 3).")
+    first = explain((3, None, 50), data_format="channels_first")
+    assert first.reason().endswith("Nearest valid shape: (3, None, 75).")
+
+
+def test_only_a_small_first_side_gets_the_channels_first_hint():
+    """(50, 299, 299) is a too-small height, not 50 channels: no hint."""
+    r = explain((50, 299, 299))
+    assert not r.valid and "Hint" not in r.reason()
+    assert "looks like channels_first" in explain((4, 299, 299)).reason()
+
+
+def test_report_header_names_the_options_that_differ_from_the_defaults():
+    """aux_logits always (InceptionV3's head choice), every other option only when it is not the
+    network's default."""
+    assert str(explain((299, 299, 3))).splitlines()[0] == (
+        "InceptionV3 at input (299, 299, 3) (channels_last), include_top=False, pooling=None, aux_logits=False"
+    )
+    assert str(explain((299, 299, 3), include_top=True, classes=10, bn_scale=True)).splitlines()[0] == (
+        "InceptionV3 at input (299, 299, 3) (channels_last), include_top=True, pooling=None, classes=10, "
+        "aux_logits=False, bn_scale=True"
+    )
+    assert str(explain(arch="resnet50")).splitlines()[0] == (
+        "ResNet50 at input (None, None, 3) (channels_last), include_top=False, pooling=None"
+    )

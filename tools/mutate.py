@@ -15,7 +15,8 @@ the `ast` module gives), so each is a one-place edit with the rest of the file a
 run in a copy of the project in a temporary folder (its `src/` first on PYTHONPATH, no bytecode
 cache), so the working tree is never modified, also when the run is interrupted or killed; the
 copy is deleted at the end. `--max N` runs a seeded sample of N mutants (all of them: `--max 0`);
-`--list` prints the mutants without running anything.
+`--list` prints the mutants without running anything; `--only 2,5` runs only those mutants of
+the sample (their numbers in a run's `[i/N]` lines), e.g. a run's survivors again with new tests.
 """
 
 from __future__ import annotations
@@ -311,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, help="seconds per mutant before it counts as killed (default: 3x the clean run + 30)"
     )
     parser.add_argument("--list", action="store_true", help="print the mutants and stop")
+    parser.add_argument(
+        "--only", help="run only these mutants of the sample, by their numbers in a run's [i/N] lines: e.g. 2,5"
+    )
     parser.add_argument("--pytest-args", default="", help="more pytest arguments, e.g. \"-k 'resume'\"")
     args = parser.parse_args(argv)
 
@@ -321,10 +325,23 @@ def main(argv: list[str] | None = None) -> int:
     every = mutants(path.read_text(), str(path))
     chosen = every if args.max <= 0 or args.max >= len(every) else random.Random(args.seed).sample(every, args.max)
     chosen = sorted(chosen, key=lambda m: m.line)
-    print(f"{args.module}: {len(every)} mutants, running {len(chosen)} (seed {args.seed})", flush=True)
+    numbers = list(range(1, len(chosen) + 1))
+    if args.only:
+        try:
+            numbers = sorted({int(n) for n in args.only.split(",")})
+        except ValueError:
+            parser.error(f"--only takes numbers separated by commas, got {args.only!r}")
+        if not all(1 <= n <= len(chosen) for n in numbers):
+            parser.error(f"--only: the sample has mutants 1 to {len(chosen)}, got {args.only}")
+    total = len(chosen)
+    picked = [(n, chosen[n - 1]) for n in numbers]
+    print(
+        f"{args.module}: {len(every)} mutants, running {len(picked)} of a sample of {total} (seed {args.seed})",
+        flush=True,
+    )
     if args.list:
-        for m in chosen:
-            print(f"{args.module}:{m.line}: {m.what}\n    - {m.old}\n    + {m.new}")
+        for n, m in picked:
+            print(f"[{n}/{total}] {args.module}:{m.line}: {m.what}\n    - {m.old}\n    + {m.new}")
         return 0
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still deletes the copy (finally below)
@@ -344,18 +361,18 @@ def main(argv: list[str] | None = None) -> int:
         timeout = args.timeout or 3 * seconds + 30
         print(f"clean run: passed in {seconds:.1f} s; limit per mutant {timeout:.0f} s", flush=True)
         target = copy / args.module
-        for i, m in enumerate(chosen, 1):
+        for i, m in picked:
             target.write_text(m.source)
             outcome, seconds = _run_tests(copy, args.tests, timeout, pytest_args)
             status = {"passed": "SURVIVED", "failed": "killed", "timeout": "killed (timeout)"}[outcome]
-            print(f"[{i}/{len(chosen)}] {status:<16} {args.module}:{m.line}: {m.what} ({seconds:.1f} s)", flush=True)
+            print(f"[{i}/{total}] {status:<16} {args.module}:{m.line}: {m.what} ({seconds:.1f} s)", flush=True)
             results.append((m, outcome))
     except KeyboardInterrupt:
         print("interrupted: the results so far", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _report(args.module, results)
-    return 0 if len(results) == len(chosen) else 130
+    return 0 if len(results) == len(picked) else 130
 
 
 def _report(module: str, results: list) -> None:
