@@ -1,18 +1,18 @@
-"""torchvision's state dicts of the family's PyTorch twins (anyshape.weights.torch_family) against
-torchvision's own models: ResNet50, DenseNet121, VGG16 and MobileNetV2, the smallest member of each
-family, each torchvision model built once (random weights, BatchNorm moved off its defaults) and
-saved as the .pth file the tests load with `weights=`.
+"""The family's PyTorch twins (anyshape.weights.torch_family) against torchvision's and timm's own
+models: torchvision's ResNet50, DenseNet121, VGG16 and MobileNetV2 (the smallest member of each
+family) and timm's InceptionResNetV2, each torch model built once (random weights, BatchNorm moved
+off its defaults) and saved as the .pth (.safetensors for timm's) file the tests load with `weights=`.
 
 - each loads through `create_model(name, weights=FILE.pth, preprocessing="torch")` and equals
   torchvision at relative 1e-4 or better: a free-size model at an odd non-square size and at the
   default size (ResNet50; VGG16: with the top at 224, the one size where torchvision's adaptive pool is the
   identity; without it at an odd size); MobileNetV2 at an even size too, where its symmetric
-  padding and Keras' differ;
+  padding and Keras' differ; timm's InceptionResNetV2 from a .safetensors at an odd size;
 - 1 and 4 input channels through the first-conv rules equal torchvision with timm's
   `adapt_input_conv` (the reference rule: sum for 1 channel, RGB tiled and scaled by 3 / C);
 - the build overrides land in the model's Config and survive saving and reloading (MobileNetV2);
 - a state dict that is not the layout is refused, naming the first tensor missing, left over or
-  misshapen, with the model unchanged; DenseNet's published files' older keys are read;
+  misshapen; DenseNet's published files' older keys are read;
 - the registered sets carry torchvision's published names, hashes, preprocessing and overrides,
   and the download path (hash check, cache, recognised by published name and hash) works on a
   file made here, served from file://.
@@ -105,6 +105,29 @@ def test_vgg16_with_its_top_at_224_and_features_at_an_odd_size(twins):
     with torch.no_grad():
         expected = ref.features(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).numpy()
     assert relative_error(run(features, x), expected.transpose(0, 2, 3, 1)) <= TOL
+
+
+def test_timms_inception_resnet_v2_from_safetensors_at_an_odd_size(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    ref = randomise_torch_batchnorm(timm.create_model("inception_resnet_v2")).eval()
+    path = tmp_path / "inception_resnet_v2.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    ours = anyshape.create_model(
+        "inception_resnet_v2",
+        weights=str(path),
+        preprocessing="tf",
+        input_shape=(None, None, 3),
+        classifier_activation=None,
+    )
+    assert model_config(ours)[1].bn_scale is True and model_config(ours)[1].count_include_pad is False
+    _assert_twin(ours, ref, images((75, 89, 3)))  # odd, non-square, the network's minimum height
+    ws = resolve("timm/inception_resnet_v2", arch="inception_resnet_v2")
+    assert ws.name == "inception_resnet_v2.tf_in1k" and ws.build_overrides == {"bn_scale": True}
+    assert ws.url == "https://huggingface.co/timm/inception_resnet_v2.tf_in1k/resolve/main/model.safetensors"
+    assert (ws.mode, ws.crop_pct, ws.interpolation, ws.input_size) == ("tf", 0.8975, "bicubic", (299, 299))
 
 
 def _adapted(ref, first_conv: str, channels: int):

@@ -286,6 +286,31 @@ def _torchvision_family_sets() -> list[WeightSet]:
 
 REGISTRY.update({ws.name: ws for ws in _torchvision_family_sets()})
 
+# timm's InceptionResNetV2 ports of TF-slim's checkpoints (timm/models/inception_resnet_v2.py
+# default_cfgs: hf_hub_id timm/, input 299, crop_pct 0.8975, bicubic, IMAGENET_INCEPTION_MEAN/STD,
+# i.e. [-1, 1], num_classes 1000; the hub publishes no hash and timm's config no top-1).
+for _tag, _what in (
+    ("tf_in1k", "inception_resnet_v2_2016_08_30"),
+    ("tf_ens_adv_in1k", "ens_adv_inception_resnet_v2_2017_08_18 (ensemble adversarial training)"),
+):
+    _name = f"inception_resnet_v2.{_tag}"
+    REGISTRY[_name] = WeightSet(
+        name=_name,
+        arch="inception_resnet_v2",
+        source="timm",
+        format="torch",
+        description=f"timm: port of TF-slim {_what}",
+        url=_HF.format(_name),
+        file_name=f"timm_{_name}.safetensors",
+        mode="tf",
+        input_size=(299, 299),
+        crop_pct=0.8975,
+        interpolation="bicubic",
+        license="apache-2.0",
+        overrides=(("bn_scale", True),),
+        aliases=(f"timm/{_name}", f"timm:{_name}") + (("timm/inception_resnet_v2",) if _tag == "tf_in1k" else ()),
+    )
+
 _ALIASES = {alias.lower(): ws.name for ws in REGISTRY.values() for alias in (ws.name, *ws.aliases)}
 
 

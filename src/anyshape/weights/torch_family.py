@@ -1,4 +1,5 @@
-"""PyTorch twins of the family: torchvision state dicts into ResNet, DenseNet, VGG and MobileNetV2.
+"""PyTorch twins of the family: torchvision state dicts into ResNet, DenseNet, VGG and MobileNetV2,
+timm's into InceptionResNetV2.
 
 A twin is a torchvision network that computes what a keras.applications network computes once the
 network is built with a few options (its weight set's `overrides`, which go into the model's Config,
@@ -15,6 +16,9 @@ so a saved model reloads as what it is):
                                                   none (fc1's columns are reordered, below)
     mobilenet_v2  features.0.0 / 0.1, features.N.conv..., features.18.0 / 18.1, classifier.1
                                                   padding="symmetric", bn_epsilon=1e-5
+    inception_resnet_v2 (timm)  conv2d_1a.conv / .bn ..., mixed_5b.branchB[.J], repeat.K...,
+                  repeat_1.K..., repeat_2.K..., block8, conv2d_7b, classif
+                                                  bn_scale=True
 
 Sources (torchvision 0.29, read for this module): torchvision/models/resnet.py (Bottleneck puts the
 stride in conv2, "ResNet V1.5"; every conv has bias=False; nn.BatchNorm2d's eps 1e-5),
@@ -24,7 +28,10 @@ densenet.py (`_DenseLayer` norm1/conv1/norm2/conv2, `_Transition` norm/conv/pool
 "conv" entry, one MaxPool2d per "M"; classifier Linear(512 * 7 * 7, 4096), ReLU, Dropout,
 Linear(4096, 4096), ReLU, Dropout, Linear(4096, classes) after `AdaptiveAvgPool2d((7, 7))` and
 `torch.flatten`), mobilenetv2.py (`Conv2dNormActivation` = conv, BN, ReLU6 with padding
-(k - 1) // 2, symmetric; `InvertedResidual` conv = [expand,] depthwise, project conv, BN).
+(k - 1) // 2, symmetric; `InvertedResidual` conv = [expand,] depthwise, project conv, BN); and timm
+1.0's timm/models/inception_resnet_v2.py (ConvNormAct with BatchNorm eps 1e-3, the TF port's
+"valid" convs as padding=0 and its "same" stride-1 convs as symmetric padding, mixed_5b's
+AvgPool2d(count_include_pad=False); the Block35/17/8 `conv2d` has a bias).
 
 What differs in layout and how it is converted (tensors become Keras' arrays, in Keras' order):
   - conv weight (out, in, kh, kw) -> kernel (kh, kw, in, out); depthwise (C, 1, kh, kw) -> (kh, kw, C, 1);
@@ -76,9 +83,13 @@ TWIN_OVERRIDES: dict[str, tuple[tuple[str, object], ...]] = {
     "densenet": (("bn_epsilon", 1e-5),),
     "vgg": (),
     "mobilenet_v2": (("padding", "symmetric"), ("bn_epsilon", 1e-5)),
+    # timm's ConvNormAct has a BatchNorm gamma (eps 1e-3 as Keras'); its mixed_5b pool excludes the
+    # padding, as Keras' does
+    "inception_resnet_v2": (("bn_scale", True),),
 }
-"""The build options that make each family's network torchvision's function (see the module doc)."""
+"""The build options that make each family's network its PyTorch twin's function (see the module doc)."""
 TWIN_FAMILIES = tuple(TWIN_OVERRIDES)
+_SOURCE = {family: "torchvision's" for family in TWIN_FAMILIES} | {"inception_resnet_v2": "timm's"}
 
 BN_KEYS = ("weight", "bias", "running_mean", "running_var")
 
@@ -167,7 +178,61 @@ def _mobilenet_v2(config) -> list[Unit]:
     return units + [Unit("predictions", "classifier.1", "dense")]
 
 
-_LAYOUTS = {"resnet": _resnet, "densenet": _densenet, "vgg": _vgg, "mobilenet_v2": _mobilenet_v2}
+def _conv_bn(layer: str, module: str) -> list[Unit]:
+    """timm's ConvNormAct (`conv`, `bn`) as Keras' conv2d_bn (`<name>`, `<name>_bn`)."""
+    return [Unit(layer, f"{module}.conv", "conv"), Unit(f"{layer}_bn", f"{module}.bn", "bn")]
+
+
+def _branches(ours: str, theirs: str, lengths: dict[int, int]) -> list[Unit]:
+    """Branches `{ours}_branchB[_J]` <- `{theirs}.branchB[.J]`: one unit is a ConvNormAct, several a Sequential."""
+    units: list[Unit] = []
+    for b, n in lengths.items():
+        if n == 1:
+            units += _conv_bn(f"{ours}_branch{b}", f"{theirs}.branch{b}")
+        else:
+            for j in range(n):
+                units += _conv_bn(f"{ours}_branch{b}_{j}", f"{theirs}.branch{b}.{j}")
+    return units
+
+
+def _inception_resnet_v2(config) -> list[Unit]:
+    """timm's inception_resnet_v2 (timm/models/inception_resnet_v2.py: conv2d_1a ... conv2d_4a,
+    mixed_5b, repeat (10 Block35), mixed_6a, repeat_1 (20 Block17), mixed_7a, repeat_2 (9 Block8),
+    block8, conv2d_7b, classif), whose layers anyshape's names follow."""
+    from anyshape.archs.inception_resnet_v2 import REPEATS
+
+    units: list[Unit] = []
+    for layer, module in (("1a_3x3", "1a"), ("2a_3x3", "2a"), ("2b_3x3", "2b"), ("3b_1x1", "3b"), ("4a_3x3", "4a")):
+        units += _conv_bn(f"stem_{layer}", f"conv2d_{module}")
+    units += _branches("mixed_5b", "mixed_5b", {0: 1, 1: 2, 2: 3})
+    units += _conv_bn("mixed_5b_branch3_1", "mixed_5b.branch3.1")
+
+    def repeat(kind: str, sequence: str, lengths: dict[int, int]) -> list[Unit]:
+        out: list[Unit] = []
+        count = REPEATS[kind][0]
+        for k in range(1, count + 1):
+            # timm's last Block8 (no ReLU) is its own module, `block8`
+            theirs = "block8" if kind == "block8" and k == count else f"{sequence}.{k - 1}"
+            out += _branches(f"{kind}_{k}", theirs, lengths)
+            out.append(Unit(f"{kind}_{k}_conv", f"{theirs}.conv2d", "conv_bias"))
+        return out
+
+    units += repeat("block35", "repeat", {0: 1, 1: 2, 2: 3})
+    units += _branches("mixed_6a", "mixed_6a", {0: 1, 1: 3})
+    units += repeat("block17", "repeat_1", {0: 1, 1: 3})
+    units += _branches("mixed_7a", "mixed_7a", {0: 2, 1: 2, 2: 3})
+    units += repeat("block8", "repeat_2", {0: 1, 1: 3})
+    units += _conv_bn("conv_7b", "conv2d_7b")
+    return units + [Unit("predictions", "classif", "dense")]
+
+
+_LAYOUTS = {
+    "resnet": _resnet,
+    "densenet": _densenet,
+    "vgg": _vgg,
+    "mobilenet_v2": _mobilenet_v2,
+    "inception_resnet_v2": _inception_resnet_v2,
+}
 
 
 def twin_layout(arch, config) -> list[Unit]:
@@ -249,7 +314,7 @@ def state_dict_to_entries(state: dict, arch, config, source: str = "state dict")
             first = next((k for k in state if k not in used and not k.endswith("num_batches_tracked")), None)
             hint = f"; the first tensor not yet matched is {first!r}" if first else ""
             raise WeightFileError(
-                f"{source} is not torchvision's {arch.keras_name} layout: it has no tensor {missing[0]!r} "
+                f"{source} is not the PyTorch layout of {arch.keras_name} ({_SOURCE[arch.family]}): it has no tensor {missing[0]!r} "
                 f"(for {arch.keras_name}'s layer {unit.layer}){hint}. It is probably another architecture "
                 "or configuration; nothing was loaded."
             )
@@ -260,7 +325,7 @@ def state_dict_to_entries(state: dict, arch, config, source: str = "state dict")
     left = [k for k in state if k not in used and not k.endswith("num_batches_tracked")]
     if left:
         raise WeightFileError(
-            f"{source} is not torchvision's {arch.keras_name} layout: tensor {left[0]!r} has no place in it"
+            f"{source} is not the PyTorch layout of {arch.keras_name} ({_SOURCE[arch.family]}): tensor {left[0]!r} has no place in it"
             + (f" (and {len(left) - 1} more)" if len(left) > 1 else "")
             + ". It is probably another architecture or configuration; nothing was loaded."
         )
