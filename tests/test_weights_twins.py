@@ -7,7 +7,8 @@ off its defaults) and saved as the .pth (.safetensors for timm's) file the tests
   torchvision at relative 1e-4 or better: a free-size model at an odd non-square size and at the
   default size (ResNet50; VGG16: with the top at 224, the one size where torchvision's adaptive pool is the
   identity; without it at an odd size); MobileNetV2 at an even size too, where its symmetric
-  padding and Keras' differ; timm's InceptionResNetV2 from a .safetensors at an odd size;
+  padding and Keras' differ; timm's InceptionResNetV2 from a .safetensors at an odd size, and timm's
+  tf_efficientnet_b0 at an odd and an even size, on 0..255 pixels (its normalisation in the graph);
 - 1 and 4 input channels through the first-conv rules equal torchvision with timm's
   `adapt_input_conv` (the reference rule: sum for 1 channel, RGB tiled and scaled by 3 / C);
 - the build overrides land in the model's Config and survive saving and reloading (MobileNetV2);
@@ -128,6 +129,36 @@ def test_timms_inception_resnet_v2_from_safetensors_at_an_odd_size(tmp_path):
     assert ws.name == "inception_resnet_v2.tf_in1k" and ws.build_overrides == {"bn_scale": True}
     assert ws.url == "https://huggingface.co/timm/inception_resnet_v2.tf_in1k/resolve/main/model.safetensors"
     assert (ws.mode, ws.crop_pct, ws.interpolation, ws.input_size) == ("tf", 0.8975, "bicubic", (299, 299))
+
+
+def test_timms_tf_efficientnet_b0_keeps_taking_pixels_at_odd_and_even_sizes(tmp_path):
+    """timm's TF port pads as TF does ("same", as Keras); the network keeps its in-graph
+    normalisation, which takes the mean and std the weights expect: 0..255 pixels in."""
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    ref = randomise_torch_batchnorm(timm.create_model("tf_efficientnet_b0")).eval()
+    path = tmp_path / "tf_efficientnet_b0.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    ours = anyshape.create_model(
+        "efficientnet_b0",
+        weights=str(path),
+        preprocessing="torch",
+        input_shape=(None, None, 3),
+        classifier_activation=None,
+    )
+    ws = ours.anyshape_weights
+    assert ws.data_config.mode == "raw" and (ws.mean, ws.std) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    mean, std = np.asarray(ws.mean, "float32"), np.asarray(ws.std, "float32")
+    for hw in (ODD, (64, 72)):
+        pixels = images((*hw, 3), low=0.0, high=255.0)
+        expected = _torch(ref, (pixels / 255.0 - mean) / std)
+        assert relative_error(run(ours, pixels), expected) <= TOL
+    registered = resolve("timm/tf_efficientnet_b0", arch="efficientnet_b0")
+    assert registered.name == "efficientnet_b0.tf_in1k" and registered.data_config.mode == "raw"
+    assert registered.url == "https://huggingface.co/timm/tf_efficientnet_b0.in1k/resolve/main/model.safetensors"
+    assert resolve("efficientnet_b0.tf_ap_in1k").mean == (0.5, 0.5, 0.5)
 
 
 def _adapted(ref, first_conv: str, channels: int):

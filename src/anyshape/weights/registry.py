@@ -286,6 +286,37 @@ def _torchvision_family_sets() -> list[WeightSet]:
 
 REGISTRY.update({ws.name: ws for ws in _torchvision_family_sets()})
 
+# timm's EfficientNet-B0 ports of TF's checkpoints (timm/models/efficientnet.py default_cfgs
+# `tf_efficientnet_b0.<tag>`: hf_hub_id timm/, 224, crop_pct 0.875, bicubic, IMAGENET_DEFAULT_MEAN/STD
+# but ap_in1k's IMAGENET_INCEPTION_MEAN/STD; no hash on the hub, no top-1 in the config). anyshape's
+# EfficientNet normalises in its graph: these sets keep taking 0..255 pixels (mode "raw"), and their
+# mean / std (on [0, 1] pixels) go into the Normalization layer.
+for _tag, _what, _mean, _std in (
+    ("in1k", "TF's EfficientNet-B0", IMAGENET_MEAN, IMAGENET_STD),
+    ("aa_in1k", "TF's EfficientNet-B0 trained with AutoAugment", IMAGENET_MEAN, IMAGENET_STD),
+    ("ap_in1k", "TF's EfficientNet-B0 trained with AdvProp", INCEPTION_MEAN, INCEPTION_STD),
+    ("ns_jft_in1k", "TF's Noisy Student EfficientNet-B0 (JFT-300M)", IMAGENET_MEAN, IMAGENET_STD),
+):
+    _timm_name = f"tf_efficientnet_b0.{_tag}"
+    _name = f"efficientnet_b0.tf_{_tag}"
+    REGISTRY[_name] = WeightSet(
+        name=_name,
+        arch="efficientnet_b0",
+        source="timm",
+        format="torch",
+        description=f"timm {_timm_name}: port of {_what}",
+        url=_HF.format(_timm_name),
+        file_name=f"timm_{_timm_name}.safetensors",
+        mode="raw",
+        mean=_mean,
+        std=_std,
+        input_size=(224, 224),
+        crop_pct=0.875,
+        interpolation="bicubic",
+        license="apache-2.0",
+        aliases=(f"timm/{_timm_name}", f"timm:{_timm_name}") + (("timm/tf_efficientnet_b0",) if _tag == "in1k" else ()),
+    )
+
 # timm's InceptionResNetV2 ports of TF-slim's checkpoints (timm/models/inception_resnet_v2.py
 # default_cfgs: hf_hub_id timm/, input 299, crop_pct 0.8975, bicubic, IMAGENET_INCEPTION_MEAN/STD,
 # i.e. [-1, 1], num_classes 1000; the hub publishes no hash and timm's config no top-1).
@@ -492,13 +523,21 @@ def _describe_family_torch_file(path: str, arch: str, preprocessing: str | None)
         declared=False,
         description=f"PyTorch state dict (torchvision layout of {arch})",
     )
-    return _file_set_with_mode(base, preprocessing)
+    ws = _file_set_with_mode(base, preprocessing)
+    if "normalization" in get_arch(arch).input_layers:
+        # the network normalises in its graph (EfficientNet): it keeps taking 0..255 pixels, and
+        # its Normalization takes the mean and std the weights expect
+        mean, std = (ws.mean, ws.std) if ws.mode == "torch" else ((0.5,) * 3, (0.5,) * 3)
+        ws = replace(ws, mode="raw", mean=mean, std=std)
+    return ws
 
 
 def _with_preprocessing(ws: WeightSet, preprocessing: str | None) -> WeightSet:
     """`ws` with the preprocessing given, which must agree with what `ws` declares, if it does."""
     if preprocessing is None or preprocessing == ws.mode:
         return ws
+    if ws.format == "torch" and ws.mode == "raw" and not ws.declared:
+        return ws  # a state dict for a network that normalises in its graph: applied there (see above)
     if ws.declared:
         raise ValueError(
             f"preprocessing={preprocessing!r} contradicts {ws.name}, which expects mode {ws.mode!r} "

@@ -86,10 +86,16 @@ TWIN_OVERRIDES: dict[str, tuple[tuple[str, object], ...]] = {
     # timm's ConvNormAct has a BatchNorm gamma (eps 1e-3 as Keras'); its mixed_5b pool excludes the
     # padding, as Keras' does
     "inception_resnet_v2": (("bn_scale", True),),
+    # timm's tf_efficientnet_*: TF "same" padding (Conv2dSame), BatchNorm eps 1e-3, as Keras'; the
+    # input normalisation stays in the graph (its Normalization takes the weights' mean and std)
+    "efficientnet": (),
 }
 """The build options that make each family's network its PyTorch twin's function (see the module doc)."""
 TWIN_FAMILIES = tuple(TWIN_OVERRIDES)
-_SOURCE = {family: "torchvision's" for family in TWIN_FAMILIES} | {"inception_resnet_v2": "timm's"}
+_SOURCE = {family: "torchvision's" for family in TWIN_FAMILIES} | {
+    "inception_resnet_v2": "timm's",
+    "efficientnet": "timm's",
+}
 
 BN_KEYS = ("weight", "bias", "running_mean", "running_var")
 
@@ -226,7 +232,44 @@ def _inception_resnet_v2(config) -> list[Unit]:
     return units + [Unit("predictions", "classif", "dense")]
 
 
+def _efficientnet(config) -> list[Unit]:
+    """timm's tf_efficientnet_* (timm/models/_efficientnet_blocks.py: DepthwiseSeparableConv conv_dw /
+    bn1 / se / conv_pw / bn2 in the first stage, InvertedResidual conv_pw / bn1 / conv_dw / bn2 / se /
+    conv_pwl / bn3 after it; SqueezeExcite conv_reduce / conv_expand with biases), in Keras' blocks."""
+    from anyshape.archs.efficientnet import plan
+
+    units = [Unit("stem_conv", "conv_stem", "conv"), Unit("stem_bn", "bn1", "bn")]
+    for block in plan(config):
+        stage, j = int(block.name[5:-1]) - 1, ord(block.name[-1]) - 97
+        ours, theirs = block.name, f"blocks.{stage}.{j}"
+        se = (
+            [Unit(f"{ours}_se_reduce", f"{theirs}.se.conv_reduce", "conv_bias")]
+            + [Unit(f"{ours}_se_expand", f"{theirs}.se.conv_expand", "conv_bias")]
+            if 0 < block.se_ratio <= 1
+            else []
+        )
+        if block.expand_ratio == 1:
+            units += [
+                Unit(f"{ours}_dwconv", f"{theirs}.conv_dw", "depthwise"),
+                Unit(f"{ours}_bn", f"{theirs}.bn1", "bn"),
+            ]
+            units += se + [Unit(f"{ours}_project_conv", f"{theirs}.conv_pw", "conv")]
+            units += [Unit(f"{ours}_project_bn", f"{theirs}.bn2", "bn")]
+        else:
+            units += [Unit(f"{ours}_expand_conv", f"{theirs}.conv_pw", "conv")]
+            units += [Unit(f"{ours}_expand_bn", f"{theirs}.bn1", "bn")]
+            units += [
+                Unit(f"{ours}_dwconv", f"{theirs}.conv_dw", "depthwise"),
+                Unit(f"{ours}_bn", f"{theirs}.bn2", "bn"),
+            ]
+            units += se + [Unit(f"{ours}_project_conv", f"{theirs}.conv_pwl", "conv")]
+            units += [Unit(f"{ours}_project_bn", f"{theirs}.bn3", "bn")]
+    units += [Unit("top_conv", "conv_head", "conv"), Unit("top_bn", "bn2", "bn")]
+    return units + [Unit("predictions", "classifier", "dense")]
+
+
 _LAYOUTS = {
+    "efficientnet": _efficientnet,
     "resnet": _resnet,
     "densenet": _densenet,
     "vgg": _vgg,
@@ -296,16 +339,24 @@ def _convert(unit: Unit, tensors: list[np.ndarray], source: str) -> list[np.ndar
     return [np.ascontiguousarray(w.T), tensors[1]]
 
 
-def state_dict_to_entries(state: dict, arch, config, source: str = "state dict") -> list[tuple[str, str, list]]:
+def state_dict_to_entries(
+    state: dict, arch, config, source: str = "state dict", normalization=None
+) -> list[tuple[str, str, list]]:
     """[(Keras layer, torch module, arrays in the layer's weight order)] in Keras' order, from a
     torchvision state dict of network `arch` (as `config` builds it; the head is read when the file
-    has one). Refuses a state dict that does not fit, naming the first tensor missing or left over."""
+    has one). Refuses a state dict that does not fit, naming the first tensor missing or left over.
+    `normalization`: (mean, std) on [0, 1] pixels the weights expect, for a network that normalises
+    in its graph (EfficientNet's Normalization layer gets mean and std ** 2)."""
     state = _normalised_keys(state, arch.family)
     units = twin_layout(arch, config)
     head = units[-3:] if arch.family == "vgg" else units[-1:]
     has_head = all(k in state for k in head[0].keys())
     out: list[tuple[str, str, list]] = []
     used: set[str] = set()
+    if "normalization" in arch.input_layers:
+        mean, std = normalization if normalization is not None else ((0.5,) * 3, (0.5,) * 3)
+        variance = np.square(np.asarray(std, np.float32))
+        out.append(("normalization", "(in-graph)", [np.asarray(mean, np.float32), variance, np.array(0, np.int64)]))
     for unit in units:
         if unit in head and not has_head:
             continue
@@ -338,7 +389,7 @@ def _check_shapes(model, arch, config, entries, source: str) -> None:
     another class count, VGG's head forms)."""
     head = {"fc1", "fc2", "predictions"} if arch.family == "vgg" else {"predictions"}
     for layer_name, module, arrays in entries:
-        if layer_name in head:
+        if layer_name in head or module == "(in-graph)":
             continue
         try:
             layer = model.get_layer(layer_name)
@@ -373,7 +424,16 @@ def load_twin_weights(
         channel_rules.check_rule(channel_adapt, channels)
     twin_layout(arch, config)  # refuses a family without a twin before any download
     path = os.fspath(family_weight_file(weight_set, arch, config, True, cache_dir, progress))
-    entries = state_dict_to_entries(read_state_dict(path), arch, config, source=path)
+    normalization = None
+    if weight_set.mean is not None and weight_set.std is not None:
+        normalization = (weight_set.mean, weight_set.std)
+    elif weight_set.mode == "tf":
+        normalization = ((0.5,) * 3, (0.5,) * 3)
+    elif weight_set.mode == "torch":
+        from anyshape.data_config import IMAGENET_MEAN, IMAGENET_STD
+
+        normalization = (IMAGENET_MEAN, IMAGENET_STD)
+    entries = state_dict_to_entries(read_state_dict(path), arch, config, source=path, normalization=normalization)
     _check_shapes(model, arch, config, entries, path)
     # the family plan pairs arrays with the model's weighted layers in `model.layers` order (Keras'
     # files' order), which is the graph's, not always the order the layers were made in
@@ -383,7 +443,10 @@ def load_twin_weights(
         model, arch, config, [(layer, arrays) for layer, _, arrays in entries], path, channel_adapt, seed, channels
     )
     for name, values in plan.values.items():  # everything is checked: assign
-        model.get_layer(name).set_weights(values)
+        layer = model.get_layer(name)
+        layer.set_weights(values)
+        if hasattr(layer, "finalize_state") and type(layer).__name__ == "Normalization":
+            layer.finalize_state()  # Normalization computes with a copy of its mean and variance
     loaded = replace(weight_set, path=path, num_classes=config.classes if config.include_top else None)
     model.anyshape_weights = loaded
     log.info("loaded weights %r from %s into %d layers", weight_set.name, path, len(plan.values))
