@@ -17,7 +17,8 @@ any size from 1 pixel works (Keras asks 32).
 `padding="symmetric"` builds the same weights with torchvision's and timm's arithmetic instead:
 every stride-2 3x3 conv (Conv1 and the strided depthwise convs) pads one pixel on every side and
 runs "valid" (PyTorch's padding=1), which differs from TF "same" on the first row and column at
-even sizes. That is the form the PyTorch checkpoints need (their BatchNorm epsilon differs too).
+even sizes. That is the form the PyTorch checkpoints need, with `bn_epsilon=1e-5` (torch's BatchNorm
+epsilon, where Keras' is 1e-3).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from anyshape.archs.base import KERAS_ARGS, Arch, ArchConfig, classifier_head
 __all__ = ["MobileNetV2Config", "SETTINGS", "PADDINGS", "ARCHS", "make_divisible"]
 
 PADDINGS = ("tf", "symmetric")
-BN = {"epsilon": 1e-3, "momentum": 0.999}
+BN_MOMENTUM = 0.999
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class MobileNetV2Config(ArchConfig):
     # "tf": Keras' arithmetic (TF "same" on the stride-2 convs); "symmetric": pad 1 on every side
     # then "valid", as torchvision's and timm's mobilenet_v2
     padding: str = "tf"
+    bn_epsilon: float = 1e-3  # Keras' 1e-3; torchvision's and timm's mobilenet_v2: 1e-5
 
     def problems(self) -> list[str]:
         out = super().problems()
@@ -47,6 +49,8 @@ class MobileNetV2Config(ArchConfig):
             out.append(f"alpha must be a positive number, got {self.alpha!r}")
         if self.padding not in PADDINGS:
             out.append(f"padding must be one of {PADDINGS}, got {self.padding!r}")
+        if not isinstance(self.bn_epsilon, (int, float)) or isinstance(self.bn_epsilon, bool) or self.bn_epsilon <= 0:
+            out.append(f"bn_epsilon must be a positive number, got {self.bn_epsilon!r}")
         return out
 
 
@@ -83,16 +87,16 @@ def _block(net, cfg: MobileNetV2Config, x, block_id: int, cin: int, expansion: i
     inputs = x
     if block_id:
         x = net.conv(x, expansion * cin, 1, 1, "same", use_bias=False, name=f"{prefix}expand")
-        x = net.bn(x, **BN, name=f"{prefix}expand_BN")
+        x = net.bn(x, momentum=BN_MOMENTUM, epsilon=cfg.bn_epsilon, name=f"{prefix}expand_BN")
         x = net.relu(x, 6.0, name=f"{prefix}expand_relu")
     padding = "same"
     if stride == 2:
         x, padding = _strided(net, cfg, x, prefix)
     x = net.depthwise(x, 3, stride, padding, use_bias=False, name=f"{prefix}depthwise")
-    x = net.bn(x, **BN, name=f"{prefix}depthwise_BN")
+    x = net.bn(x, momentum=BN_MOMENTUM, epsilon=cfg.bn_epsilon, name=f"{prefix}depthwise_BN")
     x = net.relu(x, 6.0, name=f"{prefix}depthwise_relu")
     x = net.conv(x, filters, 1, 1, "same", use_bias=False, name=f"{prefix}project")
-    x = net.bn(x, **BN, name=f"{prefix}project_BN")
+    x = net.bn(x, momentum=BN_MOMENTUM, epsilon=cfg.bn_epsilon, name=f"{prefix}project_BN")
     if cin == filters and stride == 1:
         x = net.add([inputs, x], name=f"{prefix}add")
     return x, filters
@@ -104,7 +108,7 @@ def network(net, cfg: MobileNetV2Config, x):
     with net.stage("Conv1", f"3x3 conv {channels}, stride 2"):
         x, padding = _strided(net, cfg, x, "Conv1_")
         x = net.conv(x, channels, 3, 2, padding, use_bias=False, name="Conv1")
-        x = net.bn(x, **BN, name="bn_Conv1")
+        x = net.bn(x, momentum=BN_MOMENTUM, epsilon=cfg.bn_epsilon, name="bn_Conv1")
         x = net.relu(x, 6.0, name="Conv1_relu")
     block_id = 0
     for expansion, filters, repeats, first_stride in SETTINGS:
@@ -120,7 +124,7 @@ def network(net, cfg: MobileNetV2Config, x):
     last = make_divisible(1280 * cfg.alpha) if cfg.alpha > 1.0 else 1280
     with net.stage("Conv_1", f"1x1 conv {last}"):
         x = net.conv(x, last, 1, 1, "valid", use_bias=False, name="Conv_1")
-        x = net.bn(x, **BN, name="Conv_1_bn")
+        x = net.bn(x, momentum=BN_MOMENTUM, epsilon=cfg.bn_epsilon, name="Conv_1_bn")
         x = net.relu(x, 6.0, name="out_relu")
     return classifier_head(net, cfg, x)
 

@@ -8,6 +8,8 @@ Modules:
     registry    the weight sets as data; resolve(weights) -> WeightSet (no I/O beyond a peek)
     download    cache (keras_home()/models), progress, hash check, atomic write
     torch       torchvision/timm state dicts -> Keras layout (never runs pickled code)
+    torch_family  the family's PyTorch twins: torchvision's ResNet, DenseNet, VGG, MobileNetV2 and
+                timm's InceptionResNetV2 state dicts -> Keras layout, with their build overrides
     keras_h5    Keras files: the published legacy .h5, .weights.h5, .keras
     channels    first-conv adaptation to any channel count
     checkpoint  the numpy form every file is read into before anything is assigned
