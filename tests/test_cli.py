@@ -228,12 +228,24 @@ def test_every_flag_has_help_with_its_default_and_there_is_a_version(capsys):
 
 
 def test_messages_speak_the_cli(capsys):
-    from anyshape.cli import cli_words
+    """A library message names parameters; str() reads them in Python's words, the CLI renders
+    them as its flags through one table (cli.options.FLAGS), without rewriting any text."""
+    from anyshape.cli import cli_message
+    from anyshape.errors import Message, OutputExistsError, ParameterError
 
-    assert cli_words("pass --upscale (upscale=True) to enlarge") == "pass --upscale to enlarge"
-    assert cli_words("x exists; pass force=True (CLI: --force) to overwrite") == "x exists; pass --force to overwrite"
-    assert cli_words("or resume=True (--resume) to continue") == "or --resume to continue"
-    assert "=True" not in cli_words("pass --skip-bad-images (skip_bad_images=True) to train without them.")
+    e = OutputExistsError("{path} exists; pass {force=True} to overwrite it", path="x{y}--z.onnx")
+    assert str(e) == "x{y}--z.onnx exists; pass force=True to overwrite it" and e.parameter == "force"
+    assert cli_message(e) == "x{y}--z.onnx exists; pass --force to overwrite it"  # the value is not rewritten
+    assert isinstance(e, FileExistsError)
+    e = ParameterError("pass {upscale=True} to enlarge, or {size=@n} or more", n=75)
+    assert str(e) == "pass upscale=True to enlarge, or size=75 or more" and e.parameter == "upscale"
+    assert cli_message(e) == "pass --upscale to enlarge, or --size 75 or more"
+    e = ParameterError("{model_path=*} or {resume=True}; {learning_rate=*}", model_path="m.keras", learning_rate=0.1)
+    assert str(e) == "model_path='m.keras' or resume=True; learning_rate=0.1"
+    assert cli_message(e) == "--model m.keras or --resume; --lr 0.1"
+    m = Message("{weights=None}{python: (Python only)}{cli: (CLI only)}")
+    assert (str(m), cli_message(m)) == ("weights=None (Python only)", "--weights none (CLI only)")
+    assert cli_message(ValueError("plain text, --kept (as=is)")) == "plain text, --kept (as=is)"
 
 
 def test_backend_start_up_noise_is_hidden_unless_verbose():

@@ -471,8 +471,12 @@ def test_enlarging_an_image_past_max_pixels_is_refused(tmp_path):
         engine.ImageReader(upscale=True, max_pixels=1_000_000).read(tmp_path / "strip.png")
     with pytest.raises(ImageLoadError, match=r"1x2000 px upscaled .* over the limit of 1000000"):
         engine.ImageReader(size=(75, 75), upscale=True, max_pixels=1_000_000).read(tmp_path / "strip.png")
-    with pytest.raises(ImageLoadError, match=r"80x20000 px resized for --size 299,299 would be 341x85250"):
+    with pytest.raises(ImageLoadError, match=r"80x20000 px resized for size='299,299' would be 341x85250") as e:
         engine.ImageReader(size=(299, 299), max_pixels=2_000_000).read(tmp_path / "wide.png")
+    from anyshape.cli.options import cli_message
+
+    assert "resized for --size 299,299 would be" in cli_message(e.value)
+    assert "pass a larger --max-pixels N" in cli_message(e.value) and "max_pixels=N" in str(e.value)
     assert engine.ImageReader(upscale=True, max_pixels=12_000_000).read(tmp_path / "strip.png").shape == (75, 150000, 3)
 
 

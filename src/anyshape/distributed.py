@@ -57,6 +57,7 @@ from anyshape.engine.runs import (
     make_reader,
     run_manifest,
 )
+from anyshape.errors import Message, OutputExistsError, ParameterError
 
 __all__ = ["features", "predict", "DistributedSummary", "read_output"]
 
@@ -193,7 +194,9 @@ class OutputFolder:
         if info.type == pafs.FileType.NotFound:
             return []
         if info.type != pafs.FileType.Directory:
-            raise ValueError(f"--out {self.out} is a file; with --ray, --out is a folder (local or s3://)")
+            raise ParameterError(
+                "{out=*} is a file; {python:on Ray}{cli:with --ray}, {out} is a folder (local or s3://)", out=self.out
+            )
         return sorted(PurePosixPath(i.path).name for i in self.fs.get_file_info(pafs.FileSelector(self.root)))
 
     def parts(self) -> list[str]:
@@ -209,7 +212,12 @@ class OutputFolder:
                 return RunManifest.from_json(json.loads(f.read()))
             except ValueError as e:
                 raise ResumeMismatch(
-                    f"{self.out}/{MANIFEST} cannot be read ({e}); start again with another --out"
+                    Message(
+                        "{path}/{manifest} cannot be read ({error}); start again with another {out}",
+                        path=self.out,
+                        manifest=MANIFEST,
+                        error=e,
+                    )
                 ) from None
 
     def write_bytes(self, name: str, data: bytes) -> None:
@@ -229,16 +237,19 @@ class OutputFolder:
         names = self.listing()
         if names and not resume:
             what = "an anyshape run" if MANIFEST in names else f"{len(names)} file(s) that are not an anyshape run"
-            raise FileExistsError(
-                f"--out {self.out} already holds {what}; pass --resume to continue that run, "
-                "or choose another --out (nothing is overwritten)"
+            raise OutputExistsError(
+                "{out=*} already holds {what}; pass {resume=True} to continue that run, "
+                "or choose another {out} (nothing is overwritten)",
+                out=self.out,
+                what=what,
             )
         if names and resume:
             recorded = self.read_manifest()
             if recorded is None:
-                raise FileExistsError(
-                    f"--out {self.out} holds files but no {MANIFEST}: it is not an anyshape run "
-                    "to resume; choose another --out"
+                raise OutputExistsError(
+                    "{out=*} holds files but no {manifest}: it is not an anyshape run to resume; choose another {out}",
+                    out=self.out,
+                    manifest=MANIFEST,
                 )
             manifest.check_resume(recorded, where=self.out)
             return False
@@ -438,8 +449,8 @@ def _run(
     # every row names its file in a Parquet string column (and in its error), which is UTF-8 only
     refuse_non_utf8(
         [*files, *(p for p, _ in missing)],
-        "the Parquet rows of --ray",
-        "or run without --ray (.npz, .npy, json and csv keep any name)",
+        "the Parquet rows of a Ray run",
+        Message("or run {python:on one machine}{cli:without --ray} (.npz, .npy, json and csv keep any name)"),
     )
     folder = OutputFolder(out)
     new = folder.prepare(manifest, resume=resume)  # refuses before any work

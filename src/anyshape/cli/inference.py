@@ -17,7 +17,7 @@ from anyshape.cli.options import (
     check_model_flags,
     check_ray_flags,
     check_size_flag,
-    cli_words,
+    cli_message,
     network_options,
     parse_shape,
     positive_float,
@@ -196,7 +196,7 @@ def _refuse_without_top(args, model) -> None:
 
 def _report_failures(verb: str, summary) -> None:
     for _, reason in summary.failed:
-        print(f"anyshape {verb}: FAILED {cli_words(reason)}", file=sys.stderr)
+        print(f"anyshape {verb}: FAILED {cli_message(reason)}", file=sys.stderr)
     print(f"anyshape {verb}: {summary.line()}", file=sys.stderr)
 
 
@@ -682,7 +682,7 @@ def _run_quantize(args) -> int:
         progress=not args.quiet and sys.stderr.isatty(),
     )
     for _, reason in report.skipped:
-        print(f"anyshape quantize: SKIPPED {cli_words(reason)}", file=sys.stderr)
+        print(f"anyshape quantize: SKIPPED {cli_message(reason)}", file=sys.stderr)
     print(f"anyshape quantize: {report.line()}", file=sys.stderr)
     return EXIT_OK
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import re
 
 # the exit codes of every verb (see `anyshape.cli._call`)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -434,9 +433,25 @@ def check_size_flag(args, *, arch=None, **options) -> None:
         check_size(args.size, arch=arch, **options)
 
 
-def cli_words(message: str) -> str:
-    """A library message in the CLI's words: `--upscale (upscale=True)` and `force=True (CLI:
-    --force)` become `--upscale` and `--force`."""
-    message = re.sub(r"(--[\w-]+) \((?:[\w.]+=[^()]*?)\)", r"\1", message)
-    message = re.sub(r"\b[\w.]+=[\w.'\"-]+ \((?:CLI: )?(--[\w-]+)\)", r"\1", message)
-    return message
+# The one table of the library's parameter names that the CLI spells otherwise than `--name`
+# with dashes (`anyshape.errors`: a library message names parameters, the CLI renders them here).
+FLAGS = {
+    "model_path": "--model",
+    "learning_rate": "--lr",
+    "arch_options": "--option",
+    "fmt": "--format",
+    "calibrate": "--calibrate",
+}
+
+
+def flag_of(parameter: str) -> str:
+    """The flag of a library parameter: FLAGS, else `--` and the name with dashes."""
+    return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def cli_message(error) -> str:
+    """An error (or a reason string a run returned) in the CLI's words: the parameters its
+    `anyshape.errors.Message` names, spelled as flags."""
+    from anyshape.errors import in_words
+
+    return in_words(error, flag_of)

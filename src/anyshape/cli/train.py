@@ -7,6 +7,7 @@ import sys
 from anyshape.cli.options import (
     add_arch_arguments,
     add_preprocessing_argument,
+    cli_message,
     fraction,
     parse_channel_adapt,
     parse_shape,
@@ -137,6 +138,7 @@ def _run_train(args) -> int:
             verbose=0
             if args.quiet
             else (1 if sys.stdout.isatty() else 2),  # bar on a terminal, a line per epoch in a log
+            log=lambda message: print(cli_message(message), file=sys.stderr, flush=True),
             arch=args.arch,
             # typed by --arch's Config (a resume without --arch: InceptionV3's, the default network;
             # a key it has not is left as given, for train's own check)
