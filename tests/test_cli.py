@@ -369,3 +369,54 @@ def test_a_users_mistake_stays_one_line_with_exit_2(monkeypatch, capsys):
     _verb_raising(monkeypatch, KeyboardInterrupt())
     assert main(["explain"]) == 130
     assert capsys.readouterr().err.startswith("anyshape explain: interrupted;")
+
+
+def test_the_cli_states_no_default_of_its_own(monkeypatch):
+    """A flag left out gives the library's default, by construction: train's flags are TrainConfig's
+    (parsed with no flags they give TrainConfig() itself, and a changed TrainConfig default is the
+    CLI's at once), predict's --top and --batch-size predict_paths', features' --layer
+    feature_model's, quantize's --limit quantize's, --cpus-per-actor the Ray runs', --classes and
+    --dropout-rate every network's Config's, and --data-format is left to the library
+    (keras.config.image_data_format(), as create_model reads it)."""
+    import dataclasses
+    import inspect
+
+    from anyshape import distributed, engine
+    from anyshape.archs.base import ArchConfig
+    from anyshape.cli.train import train_options
+    from anyshape.training import TrainConfig
+
+    def default(function, name):
+        return inspect.signature(function).parameters[name].default
+
+    options = train_options(build_parser().parse_args(["train", "digits"]))
+    assert options.pop("resume") is False
+    assert TrainConfig(data="digits", **options) == TrainConfig(data="digits")
+    monkeypatch.setattr(TrainConfig.__dataclass_fields__["epochs"], "default", 7)
+    monkeypatch.setattr(TrainConfig.__dataclass_fields__["optimizer"], "default", "sgd")
+    changed = build_parser().parse_args(["train", "digits"])
+    assert (changed.epochs, changed.optimizer) == (7, "sgd")
+    monkeypatch.undo()
+
+    config = {f.name: f.default for f in dataclasses.fields(ArchConfig)}
+    parser = build_parser()
+    predict = parser.parse_args(["predict", "x.jpg"])
+    assert (predict.top, predict.batch_size) == (
+        default(engine.predict_paths, "top"),
+        default(engine.predict_paths, "batch_size"),
+    )
+    assert (predict.classes, predict.dropout_rate, predict.data_format) == (
+        config["classes"],
+        config["dropout_rate"],
+        None,
+    )
+    assert predict.cpus_per_actor == default(distributed.features, "cpus_per_actor")
+    features = parser.parse_args(["features", "x.jpg", "-o", "f.npy"])
+    assert (features.layer, features.batch_size, features.data_format) == (
+        default(engine.feature_model, "layer"),
+        default(engine.extract_features, "batch_size"),
+        None,
+    )
+    quantize = parser.parse_args(["quantize", "m.keras", "--calibrate", "d", "-o", "q.onnx"])
+    assert quantize.limit == default(engine.quantize, "limit")
+    assert parser.parse_args(["explain"]).data_format is None

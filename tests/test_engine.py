@@ -504,3 +504,21 @@ def test_non_finite_pixels_and_outputs_are_errors_not_results(tmp_path):
         )
         assert [r.output for r in results] == [None], name
         assert "ok.png: the model's output for this image holds NaN or Inf" in results[0].error
+
+
+def test_bench_is_the_library_twin_of_the_cli_verb(tmp_path):
+    """engine.bench times Keras fp32 and the fast engine at each batch and reports the fidelity of
+    an asked precision only when it differs from fp32; a sample folder it cannot use is refused
+    in Python's words before any timing."""
+    from anyshape import create_model
+
+    small = create_model(
+        "mobilenet", weights=None, include_top=False, pooling="avg", alpha=0.25, input_shape=(None, None, 3)
+    )
+    report = engine.bench(small, (40, 40), batches=(1, 2), seconds=0.05)
+    assert report.hw == (40, 40) and report.engines[0] == "keras fp32" and len(report.engines) == 2
+    assert sorted(report.rates) == [1, 2] and all(r > 0 for rates in report.rates.values() for r in rates.values())
+    assert report.fidelity is None and report.no_fast_engine is None  # auto is onnxruntime fp32: nothing to compare
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="calibrate='.*empty': no readable images"):
+        engine.bench(small, (40, 40), batches=(1,), seconds=0.05, sample=tmp_path / "empty")
