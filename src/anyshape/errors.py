@@ -150,3 +150,8 @@ class Spelled:
 
     def __repr__(self) -> str:
         return self.python
+
+    @classmethod
+    def python_only(cls, value) -> Spelled:
+        """`value` shown in Python (`epochs=0 must be ...`), the flag alone in the CLI (`--epochs must be ...`)."""
+        return cls("", repr(value))

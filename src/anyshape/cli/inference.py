@@ -275,6 +275,7 @@ def _print_rows(rows, fmt: str) -> None:
     UTF-8 go out unchanged instead of failing the print (see `engine.format_predictions`)."""
     from anyshape import engine
 
+    rows = [{**r, "error": cli_message(r["error"])} if r.get("error") else r for r in rows]  # in the CLI's words
     data = os.fsencode(engine.format_predictions(rows, fmt))
     sys.stdout.flush()
     sys.stdout.buffer.write(data)

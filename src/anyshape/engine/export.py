@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from anyshape.atomic_write import write_bytes_atomically
-from anyshape.errors import OutputExistsError, ParameterError
+from anyshape.errors import OutputExistsError, ParameterError, message_of
 
 
 def load_or_build(model_path=None, *, arch=None, size=None, **options):
@@ -73,7 +73,7 @@ def _load(model_path):
             "{model_path=*}: cannot be loaded as a Keras model ({kind}: {error})",
             model_path=str(model_path),
             kind=type(e).__name__,
-            error=e,
+            error=message_of(e),
         ) from e
 
 

@@ -143,7 +143,7 @@ class ImageReader:
             raise preprocess.ImageLoadError(
                 Message(
                     "{path}: {h}x{w} px {how} would be {th}x{tw} = {pixels} pixels, over the "
-                    "limit of {limit}; pass a larger {max_pixels=N} if you trust this image",
+                    "limit of {limit}; pass a larger {max_pixels=}{python:N} if you trust this image",
                     path=path,
                     h=hw[0],
                     w=hw[1],

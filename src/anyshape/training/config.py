@@ -80,18 +80,20 @@ class TrainConfig:
         for name, (meaning, valid) in _OPTION_RULES.items():
             value = getattr(self, name)
             if not valid(value):
-                raise ParameterError("{" + name + "=@value} must be {meaning}", value=value, meaning=meaning)
+                raise ParameterError(
+                    "{" + name + "=@value} must be {meaning}", value=Spelled.python_only(value), meaning=meaning
+                )
         if self.arch is not None and not isinstance(self.arch, str):
             raise ParameterError(
                 "{arch=*} must be a network's name, one of anyshape.list_models()",
-                arch=Spelled(str(self.arch), repr(self.arch)),
+                arch=Spelled.python_only(self.arch),
             )
         if self.arch_options is not None and not (
             isinstance(self.arch_options, dict) and all(isinstance(k, str) for k in self.arch_options)
         ):
             raise ParameterError(
                 "{arch_options=*} must be a dict of the network's build arguments",
-                arch_options=Spelled("KEY=VALUE", repr(self.arch_options)),
+                arch_options=Spelled.python_only(self.arch_options),
             )
         if self.run_eagerly and self.jit_compile:
             raise ParameterError(
@@ -217,7 +219,7 @@ def check_freeze(spec: str, arch: str | Arch = DEFAULT_ARCH) -> str:
         return spec
     raise ParameterError(
         "{freeze=*} is not a freeze option of {name}: use {options}",
-        freeze=Spelled(str(spec), repr(spec)),
+        freeze=Spelled.python_only(spec),
         name=a.name,
         options=freeze_options(a),
     )
@@ -248,18 +250,13 @@ class TrainResult:
     model: Any = field(repr=False, default=None)
 
 
-def _as_flags(options) -> str:
-    """{"alpha": 0.5} as the CLI gives it: alpha=0.5 (each KEY=VALUE after one more --option)."""
-    return " --option ".join(f"{k}={v}" for k, v in (options or {}).items()) or "(none)"
-
-
 def _check_same_network(run_dir: Path, given: TrainConfig, stored: TrainConfig) -> None:
     """A resume given another network (or other options of it) than its run trains is refused."""
     if given.arch is not None and get_arch(given.arch).name != stored.arch:
         raise ParameterError(
             "{arch=*}: the run in {run_dir} trains {stored!r}, not {name!r}; a run resumes as the network it "
             "started with: resume without {arch=}, or start a new run in another folder",
-            arch=Spelled(str(given.arch), repr(given.arch)),
+            arch=Spelled.python_only(given.arch),
             run_dir=run_dir,
             stored=stored.arch,
             name=get_arch(given.arch).name,
@@ -268,7 +265,7 @@ def _check_same_network(run_dir: Path, given: TrainConfig, stored: TrainConfig) 
         raise ParameterError(
             "{arch_options=*} differ from the options the run in {run_dir} trains "
             "{arch} with, {stored!r}: resume without them, or start a new run in another folder",
-            arch_options=Spelled(_as_flags(given.arch_options), repr(given.arch_options)),
+            arch_options=Spelled.python_only(given.arch_options),
             run_dir=run_dir,
             arch=stored.arch,
             stored=stored.arch_options,

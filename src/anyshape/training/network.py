@@ -55,7 +55,11 @@ class NetworkBuilder(TrainerState):
             raise ParameterError("{aux_logits=True}: {name} has no auxiliary classifier (InceptionV3 has)", name=a.name)
         problems = a.config(**self._build_options()).problems()
         if problems:
-            raise ParameterError("{arch=*} cannot be built so: {problems}", arch=a.name, problems="; ".join(problems))
+            raise ParameterError(
+                "{arch=*} cannot be built so: {problems}",
+                arch=Spelled.python_only(a.name),
+                problems="; ".join(problems),
+            )
 
     def _build_options(self) -> dict:
         """The network's Config values a run sets: its own options, dropout and the aux head when asked."""
