@@ -410,7 +410,7 @@ def test_the_cli_states_no_default_of_its_own(monkeypatch):
         config["dropout_rate"],
         None,
     )
-    assert predict.cpus_per_actor == default(distributed.features, "cpus_per_actor")
+    assert predict.cpus_per_actor == distributed.RayJob().cpus_per_actor
     features = parser.parse_args(["features", "x.jpg", "-o", "f.npy"])
     assert (features.layer, features.batch_size, features.data_format) == (
         default(engine.feature_model, "layer"),

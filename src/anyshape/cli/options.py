@@ -442,10 +442,10 @@ def add_image_run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _ray_default(name: str):
-    """A default of the Ray runs (`anyshape.distributed.features`); the module imports Ray only when a run starts."""
-    from anyshape.distributed import features
+    """A default of the Ray runs (`anyshape.distributed.RayJob`); the module imports Ray only when a run starts."""
+    from anyshape.distributed import RayJob
 
-    return library_default(features, name)
+    return library_default(RayJob, name)
 
 
 def check_ray_flags(args) -> None:
