@@ -312,3 +312,14 @@ def test_export_suffix_and_content_agree(tmp_path):
     tiny = keras.Model(inputs, keras.layers.Dense(2)(inputs))
     path = engine.export_model(tiny, tmp_path / "t.keras")  # the format follows the suffix
     assert keras.saving.load_model(path).output.shape[-1] == 2
+    # an existing output, in the words of the interface called: force=True in Python, --force in the CLI
+    from anyshape.cli.options import cli_message
+    from anyshape.errors import OutputExistsError
+
+    with pytest.raises(OutputExistsError, match=r"t\.keras exists; pass force=True to overwrite it$") as e:
+        engine.export_model(tiny, path)
+    assert e.value.parameter == "force" and isinstance(e.value, FileExistsError) and "--" not in str(e.value)
+    assert cli_message(e.value).endswith("t.keras exists; pass --force to overwrite it")
+    with pytest.raises(ValueError, match=r"fmt must be one of .* got 'h5'") as e:
+        engine.export_model(tiny, tmp_path / "u.keras", "h5")
+    assert e.value.parameter == "fmt" and "--format must be one of" in cli_message(e.value)
