@@ -228,12 +228,24 @@ def test_every_flag_has_help_with_its_default_and_there_is_a_version(capsys):
 
 
 def test_messages_speak_the_cli(capsys):
-    from anyshape.cli import cli_words
+    """A library message names parameters; str() reads them in Python's words, the CLI renders
+    them as its flags through one table (cli.options.FLAGS), without rewriting any text."""
+    from anyshape.cli import cli_message
+    from anyshape.errors import Message, OutputExistsError, ParameterError
 
-    assert cli_words("pass --upscale (upscale=True) to enlarge") == "pass --upscale to enlarge"
-    assert cli_words("x exists; pass force=True (CLI: --force) to overwrite") == "x exists; pass --force to overwrite"
-    assert cli_words("or resume=True (--resume) to continue") == "or --resume to continue"
-    assert "=True" not in cli_words("pass --skip-bad-images (skip_bad_images=True) to train without them.")
+    e = OutputExistsError("{path} exists; pass {force=True} to overwrite it", path="x{y}--z.onnx")
+    assert str(e) == "x{y}--z.onnx exists; pass force=True to overwrite it" and e.parameter == "force"
+    assert cli_message(e) == "x{y}--z.onnx exists; pass --force to overwrite it"  # the value is not rewritten
+    assert isinstance(e, FileExistsError)
+    e = ParameterError("pass {upscale=True} to enlarge, or {size=@n} or more", n=75)
+    assert str(e) == "pass upscale=True to enlarge, or size=75 or more" and e.parameter == "upscale"
+    assert cli_message(e) == "pass --upscale to enlarge, or --size 75 or more"
+    e = ParameterError("{model_path=*} or {resume=True}; {learning_rate=*}", model_path="m.keras", learning_rate=0.1)
+    assert str(e) == "model_path='m.keras' or resume=True; learning_rate=0.1"
+    assert cli_message(e) == "--model m.keras or --resume; --lr 0.1"
+    m = Message("{weights=None}{python: (Python only)}{cli: (CLI only)}")
+    assert (str(m), cli_message(m)) == ("weights=None (Python only)", "--weights none (CLI only)")
+    assert cli_message(ValueError("plain text, --kept (as=is)")) == "plain text, --kept (as=is)"
 
 
 def test_backend_start_up_noise_is_hidden_unless_verbose():
@@ -357,3 +369,54 @@ def test_a_users_mistake_stays_one_line_with_exit_2(monkeypatch, capsys):
     _verb_raising(monkeypatch, KeyboardInterrupt())
     assert main(["explain"]) == 130
     assert capsys.readouterr().err.startswith("anyshape explain: interrupted;")
+
+
+def test_the_cli_states_no_default_of_its_own(monkeypatch):
+    """A flag left out gives the library's default, by construction: train's flags are TrainConfig's
+    (parsed with no flags they give TrainConfig() itself, and a changed TrainConfig default is the
+    CLI's at once), predict's --top and --batch-size predict_paths', features' --layer
+    feature_model's, quantize's --limit quantize's, --cpus-per-actor the Ray runs', --classes and
+    --dropout-rate every network's Config's, and --data-format is left to the library
+    (keras.config.image_data_format(), as create_model reads it)."""
+    import dataclasses
+    import inspect
+
+    from anyshape import distributed, engine
+    from anyshape.archs.base import ArchConfig
+    from anyshape.cli.train import train_options
+    from anyshape.training import TrainConfig
+
+    def default(function, name):
+        return inspect.signature(function).parameters[name].default
+
+    options = train_options(build_parser().parse_args(["train", "digits"]))
+    assert options.pop("resume") is False
+    assert TrainConfig(data="digits", **options) == TrainConfig(data="digits")
+    monkeypatch.setattr(TrainConfig.__dataclass_fields__["epochs"], "default", 7)
+    monkeypatch.setattr(TrainConfig.__dataclass_fields__["optimizer"], "default", "sgd")
+    changed = build_parser().parse_args(["train", "digits"])
+    assert (changed.epochs, changed.optimizer) == (7, "sgd")
+    monkeypatch.undo()
+
+    config = {f.name: f.default for f in dataclasses.fields(ArchConfig)}
+    parser = build_parser()
+    predict = parser.parse_args(["predict", "x.jpg"])
+    assert (predict.top, predict.batch_size) == (
+        default(engine.predict_paths, "top"),
+        default(engine.predict_paths, "batch_size"),
+    )
+    assert (predict.classes, predict.dropout_rate, predict.data_format) == (
+        config["classes"],
+        config["dropout_rate"],
+        None,
+    )
+    assert predict.cpus_per_actor == distributed.RayJob().cpus_per_actor
+    features = parser.parse_args(["features", "x.jpg", "-o", "f.npy"])
+    assert (features.layer, features.batch_size, features.data_format) == (
+        default(engine.feature_model, "layer"),
+        default(engine.extract_features, "batch_size"),
+        None,
+    )
+    quantize = parser.parse_args(["quantize", "m.keras", "--calibrate", "d", "-o", "q.onnx"])
+    assert quantize.limit == default(engine.quantize, "limit")
+    assert parser.parse_args(["explain"]).data_format is None

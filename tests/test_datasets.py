@@ -124,8 +124,11 @@ def test_a_class_folder_this_user_may_not_list_says_permission_denied(tmp_path, 
 
 def test_a_channel_count_images_cannot_have_is_said_once(folder):
     """--input-shape 75,75,2 on RGB images: the channel count is the problem, not every image."""
-    with pytest.raises(DataError, match=r"asks for 2 channel\(s\) \(--input-shape H,W,2\)") as e:
+    with pytest.raises(DataError, match=r"asks for 2 channel\(s\) \(input_shape=\(H, W, 2\)\)") as e:
         load_dataset(folder, (75, 75, 2))
+    from anyshape.cli.options import cli_message
+
+    assert "--input-shape asks for 2 channel(s) (--input-shape H,W,2)" in cli_message(e.value)
     assert "could not be read" not in str(e.value) and ".npy" in str(e.value)
 
 
@@ -136,7 +139,10 @@ def test_unreadable_images_are_named_or_skipped_when_asked(tmp_path):
     (root / "rocket" / "notes.txt").write_text("ignored: not an image suffix")
     with pytest.raises(DataError, match=r"2 of 8 file\(s\) .* could not be read") as e:
         load_dataset(root, (75, 75), val_split=0, test_split=0)
-    assert "broken.jpg" in str(e.value) and "empty.png" in str(e.value) and "--skip-bad-images" in str(e.value)
+    assert "broken.jpg" in str(e.value) and "empty.png" in str(e.value) and "skip_bad_images=True" in str(e.value)
+    from anyshape.cli.options import cli_message
+
+    assert "--skip-bad-images to train without them" in cli_message(e.value)
     ds = load_dataset(root, (75, 75), val_split=0, test_split=0, skip_bad_images=True)
     assert len(ds.train) == 6
     assert any("skipped 2 unreadable" in n for n in ds.notes) and any("ignored 1 file" in n for n in ds.notes)

@@ -471,8 +471,12 @@ def test_enlarging_an_image_past_max_pixels_is_refused(tmp_path):
         engine.ImageReader(upscale=True, max_pixels=1_000_000).read(tmp_path / "strip.png")
     with pytest.raises(ImageLoadError, match=r"1x2000 px upscaled .* over the limit of 1000000"):
         engine.ImageReader(size=(75, 75), upscale=True, max_pixels=1_000_000).read(tmp_path / "strip.png")
-    with pytest.raises(ImageLoadError, match=r"80x20000 px resized for --size 299,299 would be 341x85250"):
+    with pytest.raises(ImageLoadError, match=r"80x20000 px resized for size='299,299' would be 341x85250") as e:
         engine.ImageReader(size=(299, 299), max_pixels=2_000_000).read(tmp_path / "wide.png")
+    from anyshape.cli.options import cli_message
+
+    assert "resized for --size 299,299 would be" in cli_message(e.value)
+    assert "pass a larger --max-pixels if" in cli_message(e.value) and "max_pixels=N if" in str(e.value)
     assert engine.ImageReader(upscale=True, max_pixels=12_000_000).read(tmp_path / "strip.png").shape == (75, 150000, 3)
 
 
@@ -500,3 +504,21 @@ def test_non_finite_pixels_and_outputs_are_errors_not_results(tmp_path):
         )
         assert [r.output for r in results] == [None], name
         assert "ok.png: the model's output for this image holds NaN or Inf" in results[0].error
+
+
+def test_bench_is_the_library_twin_of_the_cli_verb(tmp_path):
+    """engine.bench times Keras fp32 and the fast engine at each batch and reports the fidelity of
+    an asked precision only when it differs from fp32; a sample folder it cannot use is refused
+    in Python's words before any timing."""
+    from anyshape import create_model
+
+    small = create_model(
+        "mobilenet", weights=None, include_top=False, pooling="avg", alpha=0.25, input_shape=(None, None, 3)
+    )
+    report = engine.bench(small, (40, 40), batches=(1, 2), seconds=0.05)
+    assert report.hw == (40, 40) and report.engines[0] == "keras fp32" and len(report.engines) == 2
+    assert sorted(report.rates) == [1, 2] and all(r > 0 for rates in report.rates.values() for r in rates.values())
+    assert report.fidelity is None and report.no_fast_engine is None  # auto is onnxruntime fp32: nothing to compare
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="calibrate='.*empty': no readable images"):
+        engine.bench(small, (40, 40), batches=(1,), seconds=0.05, sample=tmp_path / "empty")

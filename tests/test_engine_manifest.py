@@ -149,13 +149,16 @@ def test_a_model_file_is_known_by_its_graph(predictor):
 
 
 def test_differences_name_the_options_first_and_the_weights_when_nothing_else_differs():
+    from anyshape.cli.options import cli_message
+
     now = RunManifest({"layer": "mixed7", "weights": "none"}, "digest-1")
     # another layer has other weights too: the option is the difference worth naming, once
     assert now.differences(RunManifest({"layer": "avg_pool", "weights": "none"}, "digest-2")) == [
         "layer: mixed7 now, avg_pool in the interrupted run"
     ]
     (only,) = now.differences(RunManifest({"layer": "mixed7", "weights": "none"}, "digest-2"))
-    assert only.startswith("the model's weights differ") and "--weights none builds a new random network" in only
+    assert only.startswith("the model's weights differ") and "weights=None builds a new random network" in only
+    assert "--weights none builds a new random network" in cli_message(only)  # the CLI's words for it
     assert now.differences(RunManifest({"layer": "mixed7", "weights": "none"}, "digest-1")) == []
     now.check_resume(None, where="a new output")  # nothing recorded: nothing to refuse
 
@@ -188,8 +191,11 @@ def test_a_checkpoint_folder_without_its_record_is_not_resumed(images, predictor
         paths=np.array([str(images / "im0.png")]),
         keys=np.array([str(images / "im0.png")]),
     )
-    with pytest.raises(ResumeMismatch, match="--force"):
+    with pytest.raises(ResumeMismatch, match="start again with force=True") as e:
         engine.extract_features(predictor, [images], out, size=75, resume=True)
+    from anyshape.cli.options import cli_message
+
+    assert cli_message(e.value).endswith("start again with --force")
 
 
 def test_one_file_given_two_ways_is_one_row_also_across_a_resume(images, predictor, tmp_path, monkeypatch):
@@ -217,8 +223,9 @@ def test_npy_side_files_follow_the_rules_of_the_output(images, predictor, tmp_pa
     out = tmp_path / "h.npy"
     listing = tmp_path / "h.npy.paths.jsonl"
     listing.write_text("my own notes\n")
-    with pytest.raises(FileExistsError, match="--force"):
+    with pytest.raises(FileExistsError, match="pass force=True") as e:
         engine.extract_features(predictor, [images], out, size=75)
+    assert e.value.parameter == "force" and "--" not in str(e.value)
     assert listing.read_text() == "my own notes\n" and not out.exists()
     engine.extract_features(predictor, [images], out, size=75, force=True)
     assert len(listing.read_text().splitlines()) == 5 and read_manifest(out).options["size"] == [75, 75]
@@ -305,3 +312,14 @@ def test_export_suffix_and_content_agree(tmp_path):
     tiny = keras.Model(inputs, keras.layers.Dense(2)(inputs))
     path = engine.export_model(tiny, tmp_path / "t.keras")  # the format follows the suffix
     assert keras.saving.load_model(path).output.shape[-1] == 2
+    # an existing output, in the words of the interface called: force=True in Python, --force in the CLI
+    from anyshape.cli.options import cli_message
+    from anyshape.errors import OutputExistsError
+
+    with pytest.raises(OutputExistsError, match=r"t\.keras exists; pass force=True to overwrite it$") as e:
+        engine.export_model(tiny, path)
+    assert e.value.parameter == "force" and isinstance(e.value, FileExistsError) and "--" not in str(e.value)
+    assert cli_message(e.value).endswith("t.keras exists; pass --force to overwrite it")
+    with pytest.raises(ValueError, match=r"fmt must be one of .* got 'h5'") as e:
+        engine.export_model(tiny, tmp_path / "u.keras", "h5")
+    assert e.value.parameter == "fmt" and "--format must be one of" in cli_message(e.value)

@@ -155,8 +155,11 @@ def test_a_damaged_member_says_what_to_do(tmp_path):
         z.writestr(MEMBER, json.dumps({"anyshape_model": 99}))
     with pytest.raises(ValueError, match="save the model again"):
         read_keras_info(path)
-    with pytest.raises(ValueError, match="--model .*save the model again"):
+    with pytest.raises(ValueError, match="model_path=.*save the model again") as e:
         engine.load_or_build(path)
+    from anyshape.cli.options import cli_message
+
+    assert cli_message(e.value).startswith(f"--model {path}: ")  # the CLI's words for the same error
 
 
 def test_a_saved_network_keeps_its_architecture_and_config(tmp_path):
@@ -197,7 +200,7 @@ def test_a_crafted_preprocessing_mode_is_refused_not_read_as_tf(saved, tmp_path,
             dst.writestr(item, data)
     with pytest.raises(ValueError, match=r"crafted.keras: anyshape_model.json is not valid .*mode='Torch'"):
         read_keras_info(crafted)
-    with pytest.raises(ValueError, match="--model .*crafted.keras.*'Torch'"):
+    with pytest.raises(ValueError, match="model_path=.*crafted.keras.*'Torch'"):
         engine.load_or_build(crafted)
     image = tmp_path / "a.png"
     Image.fromarray(np.zeros((80, 80, 3), np.uint8)).save(image)

@@ -460,7 +460,7 @@ def test_a_file_this_user_may_not_read_says_permission_denied(tmp_path, astronau
 
 
 def test_hints_say_what_to_do_in_the_cli_and_in_python(tmp_path, astronaut):
-    from anyshape.cli import cli_words
+    from anyshape.cli import cli_message
 
     array = tmp_path / "scan.npy"
     np.save(array, astronaut)
@@ -472,7 +472,7 @@ def test_hints_say_what_to_do_in_the_cli_and_in_python(tmp_path, astronaut):
     big = _save(Image.fromarray(astronaut), tmp_path / "big.png")
     with pytest.raises(ImageLoadError) as info:
         load_image(big, max_pixels=1000)
-    python, cli = str(info.value), cli_words(str(info.value))
+    python, cli = str(info.value), cli_message(info.value)
     assert "max_pixels=None" in python  # Python has a spelling for no limit, the CLI has none: not offered there
     assert "max_pixels" not in cli and "raise the limit: --max-pixels of predict and features" in cli, cli
 

@@ -319,7 +319,7 @@ def test_invalid_training_options_are_refused_before_any_work(flag, option, valu
     err = capsys.readouterr().err
     assert err.startswith(f"anyshape train: {flag} must be ") and f"{option}=" not in err, err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
-    with pytest.raises(ValueError, match=rf"^{option}={value!r} \({flag}\) must be "):  # the library's own words
+    with pytest.raises(ValueError, match=rf"^{option}={value!r} must be "):  # the library's own words
         TrainConfig(**{option: value})
 
 
@@ -339,12 +339,13 @@ def test_run_eagerly_contradicts_jit_compile_in_the_words_of_each_interface(caps
     from anyshape.cli import main
     from anyshape.training import TrainConfig
 
-    with pytest.raises(ValueError, match=r"run_eagerly=True \(--run-eagerly\) and jit_compile"):
+    with pytest.raises(ValueError, match=r"^run_eagerly=True and jit_compile contradict") as e:
         TrainConfig(run_eagerly=True, jit_compile=True)
-    with pytest.raises(ValueError, match=r"run_eagerly=1 \(--run-eagerly\) must be True or False"):
+    assert e.value.parameter == "run_eagerly"
+    with pytest.raises(ValueError, match=r"^run_eagerly=1 must be True or False"):
         TrainConfig(run_eagerly=1)
     assert main(["train", "digits", "--run-eagerly", "--jit-compile", "-q"]) == 2
-    assert "--run-eagerly" in capsys.readouterr().err
+    assert "--run-eagerly and --jit-compile contradict" in capsys.readouterr().err
 
 
 def test_dropout_rate_1_is_a_usage_error_in_train(capsys):
@@ -353,7 +354,7 @@ def test_dropout_rate_1_is_a_usage_error_in_train(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "digits", "--dropout-rate", "1"])
     assert e.value.code == 2 and "--dropout-rate" in capsys.readouterr().err
-    with pytest.raises(ValueError, match=r"dropout_rate=1\.0 \(--dropout-rate\) must be"):
+    with pytest.raises(ValueError, match=r"^dropout_rate=1\.0 must be"):
         train("digits", dropout_rate=1.0)
 
 
@@ -422,7 +423,7 @@ def test_freeze_points_of_another_network_are_its_blocks(tiny):
     assert freeze_layers(tiny, "up-to-block1") == ["stem_conv", "stem_bn", "block1_conv", "block1_bn"]
     assert _trainable_names(tiny) == {"block2_conv", "block2_bn", "block3_conv", "block3_bn", "predictions"}
     assert len(freeze_layers(tiny, "backbone")) == 8 and _trainable_names(tiny) == {"predictions"}
-    with pytest.raises(ValueError, match=rf"freeze='up-to-mixed6' \(--freeze\) is not a freeze option of {TINY}"):
+    with pytest.raises(ValueError, match=rf"^freeze='up-to-mixed6' is not a freeze option of {TINY}"):
         freeze_layers(tiny, "up-to-mixed6")
     freeze_layers(tiny, "none")
     assert all(l.trainable for l in tiny.layers)
@@ -1044,11 +1045,9 @@ def test_resume_with_another_network_is_refused_naming_both(stopped_after_epoch_
     run_dir = tmp_path / "run"
     shutil.copytree(stopped_after_epoch_1, run_dir)
     before = sorted(p.name for p in run_dir.iterdir())
-    with pytest.raises(
-        ValueError, match=rf"arch='inception_v3' \(--arch\): the run in .* trains '{TINY}', not 'inception_v3'"
-    ):
+    with pytest.raises(ValueError, match=rf"^arch='inception_v3': the run in .* trains '{TINY}', not 'inception_v3'"):
         train("digits", dataset=tiny_digits, output=run_dir, resume=True, arch="inception_v3")
-    with pytest.raises(ValueError, match=r"arch_options=\{'width': 4\} \(--option\) differ"):
+    with pytest.raises(ValueError, match=r"^arch_options=\{'width': 4\} differ"):
         train("digits", dataset=tiny_digits, output=run_dir, resume=True, arch_options={"width": 4})
     assert main(["train", "digits", "-o", str(run_dir), "--resume", "--arch", "mobilenet", "-q"]) == 2
     err = capsys.readouterr().err

@@ -40,6 +40,7 @@ import numpy as np
 
 from anyshape.data_config import DataConfig
 from anyshape.engine.images import find_images
+from anyshape.errors import Message, Spelled
 from anyshape.preprocess import (
     NPY_HINT,
     ImageLoadError,
@@ -217,16 +218,25 @@ def _decide_channels(
     if channels is not None:
         if channels not in (1, 3, 4):  # said once, not as a failure of every image
             raise DataError(
-                f"input_shape asks for {channels} channel(s) (--input-shape H,W,{channels}), but image files are read "
-                "as 1 (gray), 3 (RGB) or 4 (RGBA) channels: give one of those, or leave the channel count out to "
-                f"take it from the images. {NPY_HINT}"
+                Message(
+                    "{input_shape} asks for {channels} channel(s) ({input_shape=@shape}), but image files are read "
+                    "as 1 (gray), 3 (RGB) or 4 (RGBA) channels: give one of those, or leave the channel count out to "
+                    "take it from the images. {hint}",
+                    channels=channels,
+                    shape=Spelled(f"H,W,{channels}", f"(H, W, {channels})"),
+                    hint=NPY_HINT,
+                )
             )
         other = {c: n for c, n in counts.items() if c != channels}
         if other:
             desc = ", ".join(f"{n} with {c}" for c, n in sorted(other.items()))
             notes.append(
-                f"converted to {channels} channel(s) as --input-shape asks: {desc} "
-                f"(gray->RGB replicates, RGB->gray is luminance, alpha is dropped)"
+                Message(
+                    "converted to {channels} channel(s) as {input_shape} asks: {desc} "
+                    "(gray->RGB replicates, RGB->gray is luminance, alpha is dropped)",
+                    channels=channels,
+                    desc=desc,
+                )
             )
         return channels
     if not counts:
@@ -237,7 +247,13 @@ def _decide_channels(
     if counts.get(1):
         notes.append(f"mixed channel counts: {counts[1]} grayscale image(s) converted to RGB (3 equal channels)")
     if counts.get(4):
-        notes.append(f"{counts[4]} image(s) with alpha: alpha dropped (give --input-shape H,W,4 to keep it)")
+        notes.append(
+            Message(
+                "{n} image(s) with alpha: alpha dropped (give {input_shape=@shape} to keep it)",
+                n=counts[4],
+                shape=Spelled("H,W,4", "(H, W, 4)"),
+            )
+        )
     return chosen
 
 
@@ -272,8 +288,15 @@ def load_folder(
         more = f"\n  ... and {len(bad) - 5} more" if len(bad) > 5 else ""
         if not skip_bad_images:
             raise DataError(
-                f"{len(bad)} of {len(all_files)} file(s) under {root} could not be read as images:\n  "
-                f"{listing}{more}\nFix or remove them, or pass --skip-bad-images (skip_bad_images=True) to train without them."
+                Message(
+                    "{n} of {total} file(s) under {root} could not be read as images:\n  "
+                    "{listing}{more}\nFix or remove them, or pass {skip_bad_images=True} to train without them.",
+                    n=len(bad),
+                    total=len(all_files),
+                    root=root,
+                    listing=listing,
+                    more=more,
+                )
             )
         notes.append(
             f"skipped {len(bad)} unreadable file(s): "

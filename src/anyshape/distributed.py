@@ -41,7 +41,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -57,6 +57,7 @@ from anyshape.engine.runs import (
     make_reader,
     run_manifest,
 )
+from anyshape.errors import Message, OutputExistsError, ParameterError
 
 __all__ = ["features", "predict", "DistributedSummary", "read_output"]
 
@@ -193,7 +194,9 @@ class OutputFolder:
         if info.type == pafs.FileType.NotFound:
             return []
         if info.type != pafs.FileType.Directory:
-            raise ValueError(f"--out {self.out} is a file; with --ray, --out is a folder (local or s3://)")
+            raise ParameterError(
+                "{out=*} is a file; {python:on Ray}{cli:with --ray}, {out} is a folder (local or s3://)", out=self.out
+            )
         return sorted(PurePosixPath(i.path).name for i in self.fs.get_file_info(pafs.FileSelector(self.root)))
 
     def parts(self) -> list[str]:
@@ -209,7 +212,12 @@ class OutputFolder:
                 return RunManifest.from_json(json.loads(f.read()))
             except ValueError as e:
                 raise ResumeMismatch(
-                    f"{self.out}/{MANIFEST} cannot be read ({e}); start again with another --out"
+                    Message(
+                        "{path}/{manifest} cannot be read ({error}); start again with another {out}",
+                        path=self.out,
+                        manifest=MANIFEST,
+                        error=e,
+                    )
                 ) from None
 
     def write_bytes(self, name: str, data: bytes) -> None:
@@ -229,16 +237,19 @@ class OutputFolder:
         names = self.listing()
         if names and not resume:
             what = "an anyshape run" if MANIFEST in names else f"{len(names)} file(s) that are not an anyshape run"
-            raise FileExistsError(
-                f"--out {self.out} already holds {what}; pass --resume to continue that run, "
-                "or choose another --out (nothing is overwritten)"
+            raise OutputExistsError(
+                "{out=*} already holds {what}; pass {resume=True} to continue that run, "
+                "or choose another {out} (nothing is overwritten)",
+                out=self.out,
+                what=what,
             )
         if names and resume:
             recorded = self.read_manifest()
             if recorded is None:
-                raise FileExistsError(
-                    f"--out {self.out} holds files but no {MANIFEST}: it is not an anyshape run "
-                    "to resume; choose another --out"
+                raise OutputExistsError(
+                    "{out=*} holds files but no {manifest}: it is not an anyshape run to resume; choose another {out}",
+                    out=self.out,
+                    manifest=MANIFEST,
                 )
             manifest.check_resume(recorded, where=self.out)
             return False
@@ -410,39 +421,49 @@ def _actor_count(cpus_per_actor: float, actors: int | None) -> int:
     return max(1, int(cpus // cpus_per_actor))
 
 
-def _run(
-    task: str,
-    predictor,
-    paths,
-    out,
-    *,
-    size=None,
-    upscale: bool = False,
-    max_pixels: int | None = None,
-    top: int = 5,
-    batch_size: int = 16,
-    options: dict | None = None,
-    address=None,
-    cpus_per_actor: float = 1,
-    actors: int | None = None,
-    resume: bool = False,
-    rows_per_part: int = 1024,
-    progress: bool = False,
-    on_part: Callable[[DistributedSummary, object], None] | None = None,
-) -> DistributedSummary:
-    _check_job(predictor, cpus_per_actor, top)
+@dataclass(frozen=True)
+class RayJob:
+    """How a Ray run goes: the keyword arguments `features` and `predict` share.
+
+    size, upscale, max_pixels, batch_size: as for the local run (`engine.extract_features`).
+    options: what the run computes, for the manifest (model, weights, layer, pooling, ...).
+    address: None starts a local Ray in this process (and stops it at the end); "auto" or
+        "ray://host:10001" joins an existing cluster (`RAY_ADDRESS` works too with "auto").
+    cpus_per_actor, actors: cores per actor and the number of actors (default: as many as the
+        cluster's CPUs allow).
+    resume: continue the run in `out` (its manifest must match); rows_per_part: rows per
+        Parquet part file; progress: Ray Data's progress bars; on_part(summary, table): called
+        after each part file is written.
+    """
+
+    size: object = None
+    upscale: bool = False
+    max_pixels: int | None = None
+    batch_size: int = 16
+    options: dict | None = None
+    address: str | None = None
+    cpus_per_actor: float = 1
+    actors: int | None = None
+    resume: bool = False
+    rows_per_part: int = 1024
+    progress: bool = False
+    on_part: Callable[[DistributedSummary, object], None] | None = None
+
+
+def _run(task: str, predictor, paths, out, job: RayJob, top: int = 5) -> DistributedSummary:
+    _check_job(predictor, job.cpus_per_actor, top)
     make = feature_reader if task == "features" else make_reader
-    reader = make(predictor, size, upscale=upscale, max_pixels=max_pixels)
-    manifest = run_manifest(predictor, reader, {"task": task, **(options or {})})
+    reader = make(predictor, job.size, upscale=job.upscale, max_pixels=job.max_pixels)
+    manifest = run_manifest(predictor, reader, {"task": task, **(job.options or {})})
     files, missing = list_inputs(paths)
     # every row names its file in a Parquet string column (and in its error), which is UTF-8 only
     refuse_non_utf8(
         [*files, *(p for p, _ in missing)],
-        "the Parquet rows of --ray",
-        "or run without --ray (.npz, .npy, json and csv keep any name)",
+        "the Parquet rows of a Ray run",
+        Message("or run {python:on one machine}{cli:without --ray} (.npz, .npy, json and csv keep any name)"),
     )
     folder = OutputFolder(out)
-    new = folder.prepare(manifest, resume=resume)  # refuses before any work
+    new = folder.prepare(manifest, resume=job.resume)  # refuses before any work
     done = folder.done()
     done_keys = {_key(p) for p in done}
     todo = [p for p in files if _key(p) not in done_keys]
@@ -455,12 +476,12 @@ def _run(
     )
     summary.failed.extend((p, e) for p, e in done.items() if e is not None)
     todo, refused = _check_local_files(todo)
-    parts = _PartWriter(task, folder, summary, done_keys, rows_per_part, on_part)
+    parts = _PartWriter(task, folder, summary, done_keys, job.rows_per_part, job.on_part)
     start = time.perf_counter()
     started = False
     try:
         if todo:
-            started = _start_ray(address)
+            started = _start_ray(job.address)
         if new:
             folder.record(manifest)
         for p, why in missing:
@@ -468,9 +489,7 @@ def _run(
         for p, error in refused:
             parts.add({"path": p, "error": error})
         if todo:
-            for row in _ray_rows(
-                predictor, reader, todo, task, top, batch_size, cpus_per_actor, actors, progress, summary
-            ):
+            for row in _ray_rows(predictor, reader, todo, task, top, job, summary):
                 summary.rows_per_node[row["_node"]] = summary.rows_per_node.get(row["_node"], 0) + 1
                 summary.actor_pids.add(int(row["_pid"]))
                 parts.add(_plain(row))
@@ -548,14 +567,14 @@ class _PartWriter:
             self.on_part(self.summary, table)
 
 
-def _ray_rows(predictor, reader, todo, task, top, batch_size, cpus_per_actor, actors, progress, summary):
+def _ray_rows(predictor, reader, todo, task: str, top: int, job: RayJob, summary: DistributedSummary):
     """The rows of `todo` computed by a pool of `_ImageJob` actors on Ray Data, as they come."""
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = progress
-    ctx.print_on_execution_start = progress
-    n_actors = _actor_count(cpus_per_actor, actors)
+    ctx.enable_progress_bars = ctx.print_on_execution_start = job.progress
+    batch_size, cpus_per_actor = job.batch_size, job.cpus_per_actor
+    n_actors = _actor_count(cpus_per_actor, job.actors)
     blocks = max(1, min(len(todo), 4 * n_actors, (len(todo) + batch_size - 1) // batch_size))
     n_actors = summary.actors = min(n_actors, blocks)  # an actor without a block would idle
     worker = type(predictor)(
@@ -616,92 +635,21 @@ def _plain(row: dict) -> dict:
     return out
 
 
-def features(
-    predictor,
-    paths,
-    out,
-    *,
-    size=None,
-    upscale: bool = False,
-    max_pixels: int | None = None,
-    batch_size: int = 16,
-    options: dict | None = None,
-    address=None,
-    cpus_per_actor: float = 1,
-    actors: int | None = None,
-    resume: bool = False,
-    rows_per_part: int = 1024,
-    progress: bool = False,
-    on_part=None,
-) -> DistributedSummary:
+def features(predictor, paths, out, **job) -> DistributedSummary:
     """`engine.extract_features` on a Ray cluster: one Parquet row (path, features, error) per input
     in the folder `out` (local or a URL), resumable with `resume=True`.
 
     predictor: an `engine.Predictor` on a feature model (`engine.feature_model`), built by the
         caller as for the local run; it is sent to the actors as its ONNX graph.
-    address: None starts a local Ray in this process (and stops it at the end); "auto" or
-        "ray://host:10001" joins an existing cluster (`RAY_ADDRESS` works too with "auto").
-    cpus_per_actor, actors: cores per actor and the number of actors (default: as many as the
-        cluster's CPUs allow).
-    options: what the run computes, for the manifest (model, weights, layer, pooling, ...).
+    job: the keyword arguments of `RayJob` (size, upscale, max_pixels, batch_size, options,
+        address, cpus_per_actor, actors, resume, rows_per_part, progress, on_part).
     """
-    return _run(
-        "features",
-        predictor,
-        paths,
-        out,
-        size=size,
-        upscale=upscale,
-        max_pixels=max_pixels,
-        batch_size=batch_size,
-        options=options,
-        address=address,
-        cpus_per_actor=cpus_per_actor,
-        actors=actors,
-        resume=resume,
-        rows_per_part=rows_per_part,
-        progress=progress,
-        on_part=on_part,
-    )
+    return _run("features", predictor, paths, out, RayJob(**job))
 
 
-def predict(
-    predictor,
-    paths,
-    out,
-    *,
-    top: int = 5,
-    size=None,
-    upscale: bool = False,
-    max_pixels: int | None = None,
-    batch_size: int = 16,
-    options: dict | None = None,
-    address=None,
-    cpus_per_actor: float = 1,
-    actors: int | None = None,
-    resume: bool = False,
-    rows_per_part: int = 1024,
-    progress: bool = False,
-    on_part=None,
-) -> DistributedSummary:
+def predict(predictor, paths, out, *, top: int = 5, **job) -> DistributedSummary:
     """`engine.predict_paths` on a Ray cluster: one Parquet row (path, class_ids, labels, scores,
     error) per input, the top `top` classes by score, in the folder `out`. See `features`."""
-    return _run(
-        "predict",
-        predictor,
-        paths,
-        out,
-        size=size,
-        upscale=upscale,
-        max_pixels=max_pixels,
-        top=top,
-        batch_size=batch_size,
-        options={"top": top, **(options or {})},
-        address=address,
-        cpus_per_actor=cpus_per_actor,
-        actors=actors,
-        resume=resume,
-        rows_per_part=rows_per_part,
-        progress=progress,
-        on_part=on_part,
-    )
+    ray_job = RayJob(**job)
+    ray_job = replace(ray_job, options={"top": top, **(ray_job.options or {})})
+    return _run("predict", predictor, paths, out, ray_job, top=top)

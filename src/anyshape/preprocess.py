@@ -23,6 +23,8 @@ from typing import IO, Any, Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from anyshape.errors import Message
+
 # The scaling and resize constants live here, at the bottom of the data layer, where the
 # functions that apply them are; `anyshape.data_config` (which imports this module) re-exports
 # them beside `DataConfig`, so there is one value of each.
@@ -335,12 +337,16 @@ def _check_pixel_count(path: Path, size_wh: tuple[int, int], max_pixels: int | N
 
 
 def _too_many_pixels(path: Path, what: str, max_pixels: int) -> ImageLoadError:
-    # "--flag (python=...)" reads as the flag alone in the CLI (cli.options.cli_words), where no
-    # spelling of "no limit" exists; only predict and features have --max-pixels
+    # the CLI has no spelling of "no limit", and only predict and features have --max-pixels
     return ImageLoadError(
-        f"{path}: refused as a possible decompression bomb: {what} is over the limit of {max_pixels} pixels. "
-        "If you trust this file, raise the limit: --max-pixels (max_pixels=, or max_pixels=None for no limit) "
-        "of predict and features."
+        Message(
+            "{path}: refused as a possible decompression bomb: {what} is over the limit of {limit} pixels. "
+            "If you trust this file, raise the limit: {max_pixels=}{python:, or max_pixels=None for no limit}"
+            "{cli: of predict and features}.",
+            path=path,
+            what=what,
+            limit=max_pixels,
+        )
     )
 
 

@@ -27,12 +27,12 @@ from anyshape.cli.options import (
     EXIT_OK,
     EXIT_USAGE,
     HelpFormatter,
-    cli_words,
+    cli_message,
     parse_channel_adapt,
     parse_shape,
 )
 
-__all__ = ["main", "build_parser", "cli_words", "parse_shape", "parse_channel_adapt"]
+__all__ = ["main", "build_parser", "cli_message", "parse_shape", "parse_channel_adapt"]
 __all__ += ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
 # in the order `anyshape --help` lists them
@@ -171,7 +171,7 @@ def _call(verb: str, run, args) -> int:
     except InvalidInputShape as e:
         if verbose:
             raise
-        print(f"anyshape {verb}: {cli_words(str(e))}", file=sys.stderr)
+        print(f"anyshape {verb}: {cli_message(e)}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as e:  # noqa: BLE001 -- sorted below: a user's mistake or a bug
         if not isinstance(e, _user_errors()):
@@ -186,7 +186,7 @@ def _call(verb: str, run, args) -> int:
         # the command cannot run as given (an option, a file, the weights): a usage error
         if verbose:
             raise
-        print(f"anyshape {verb}: {cli_words(str(e))}", file=sys.stderr)
+        print(f"anyshape {verb}: {cli_message(e)}", file=sys.stderr)
         return EXIT_USAGE
 
 

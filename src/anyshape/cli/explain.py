@@ -15,9 +15,10 @@ def _configuration(args) -> dict:
         include_top=args.include_top,
         pooling=args.pooling,
         classes=args.classes,
-        data_format=args.data_format,
         dropout_rate=args.dropout_rate,
     )
+    if args.data_format is not None:  # else the library's own default
+        out["data_format"] = args.data_format
     own = network_options(args, (("--aux-logits", "aux_logits"), ("--bn-scale", "bn_scale")))
     return {**out, **own}
 

@@ -17,7 +17,8 @@ from anyshape.cli.options import (
     check_model_flags,
     check_ray_flags,
     check_size_flag,
-    cli_words,
+    cli_message,
+    library_default,
     network_options,
     parse_shape,
     positive_float,
@@ -196,11 +197,13 @@ def _refuse_without_top(args, model) -> None:
 
 def _report_failures(verb: str, summary) -> None:
     for _, reason in summary.failed:
-        print(f"anyshape {verb}: FAILED {cli_words(reason)}", file=sys.stderr)
+        print(f"anyshape {verb}: FAILED {cli_message(reason)}", file=sys.stderr)
     print(f"anyshape {verb}: {summary.line()}", file=sys.stderr)
 
 
 def _add_predict(sub) -> None:
+    from anyshape.engine import runs as engine_runs
+
     p = sub.add_parser(
         "predict",
         help="classify images: class names and probabilities per image",
@@ -210,7 +213,13 @@ def _add_predict(sub) -> None:
     )
     add_image_run_arguments(p)
     add_inference_model_arguments(p, weights_default="imagenet", include_top=False)
-    p.add_argument("--top", type=positive_int, default=5, metavar="K", help="classes per image")
+    p.add_argument(
+        "--top",
+        type=positive_int,
+        default=library_default(engine_runs.predict_paths, "top"),
+        metavar="K",
+        help="classes per image",
+    )
     p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format on stdout")
     p.add_argument(
         "--out",
@@ -266,6 +275,7 @@ def _print_rows(rows, fmt: str) -> None:
     UTF-8 go out unchanged instead of failing the print (see `engine.format_predictions`)."""
     from anyshape import engine
 
+    rows = [{**r, "error": cli_message(r["error"])} if r.get("error") else r for r in rows]  # in the CLI's words
     data = os.fsencode(engine.format_predictions(rows, fmt))
     sys.stdout.flush()
     sys.stdout.buffer.write(data)
@@ -273,6 +283,8 @@ def _print_rows(rows, fmt: str) -> None:
 
 
 def _add_features(sub) -> None:
+    from anyshape.engine.predictor import feature_model
+
     p = sub.add_parser(
         "features",
         help="extract one feature row per image into .npy/.npz/.parquet",
@@ -290,7 +302,7 @@ def _add_features(sub) -> None:
     )
     p.add_argument(
         "--layer",
-        default="avg_pool",
+        default=library_default(feature_model, "layer"),
         metavar="LAYER",
         help="avg_pool (the last map, pooled), or one of the network's blocks and feature points: "
         "mixed0 .. mixed10 for InceptionV3, conv2_block1_out .. conv5_block3_out for ResNet50, ... "
@@ -490,6 +502,10 @@ def _run_bench(args) -> int:
     if args.model is not None:  # for bench, --input-shape is the size to time, also with --model
         args.given = set(args.given) - {"input_shape"}
     check_model_flags(args)
+    if args.data_format is None:  # the library's default, as create_model takes it
+        import keras
+
+        args.data_format = keras.config.image_data_format()
     model = None
     if args.model is not None:  # the model decides its layout, and a fixed size is the only size it takes
         model = _inference_model(args, include_top=args.include_top, pooling=args.pooling)
@@ -512,7 +528,6 @@ def _run_bench(args) -> int:
     shape = args.input_shape or ((3, side, side) if args.data_format == "channels_first" else (side, side, 3))
     hw = _check_timed_shape(shape, args, model)
     args.input_shape = shape
-    batches = args.batch
     if model is None:
         model = _inference_model(args, include_top=args.include_top, pooling=args.pooling)
     if (
@@ -522,36 +537,26 @@ def _run_bench(args) -> int:
         and args.model is None
     ):
         model = engine.feature_model(model, "avg_pool", "avg")
-    engines = {}
-    if not isinstance(model, engine.GraphModel):
-        engines["keras fp32"] = engine.Predictor(model, engine="keras", precision="fp32")
-        reference = engine.Predictor(model, engine=args.engine if args.engine != "keras" else "auto", precision="fp32")
-    else:
-        reference = None
-    fast = engine.Predictor(model, engine=args.engine, precision=args.precision)
-    if reference is not None and reference.engine != "keras":
-        engines[f"{reference.engine} fp32"] = reference
-    elif reference is not None:
-        print(f"anyshape bench: no fast engine: {reference.fallback_reason}", file=sys.stderr)
-    engines.setdefault(f"{fast.engine} {fast.precision}", fast)
-    sample = None
-    if args.sample is not None:
-        from anyshape.engine.quantize import calibration_batches
-
-        sample = calibration_batches(fast, args.sample, size=tuple(hw), limit=64)
-    elif reference is not None:
-        sample = engine.random_batches(fast, hw, 8, count=4)
-    first = next(iter(engines.values()))
-    print(f"input {hw[0]}x{hw[1]}, {first.threads} core(s)")
-    print(f"{'batch':>5}  " + "  ".join(f"{name:>18}" for name in engines) + "  ratio (last/first)")
-    for b in batches:
-        rates = {name: engine.benchmark(pr, hw, b, seconds=args.seconds) for name, pr in engines.items()}
+    report = engine.bench(
+        model,
+        hw,
+        batches=args.batch,
+        seconds=args.seconds,
+        engine=args.engine,
+        precision=args.precision,
+        sample=args.sample,
+    )
+    if report.no_fast_engine is not None:
+        print(f"anyshape bench: no fast engine: {report.no_fast_engine}", file=sys.stderr)
+    print(f"input {hw[0]}x{hw[1]}, {report.threads} core(s)")
+    print(f"{'batch':>5}  " + "  ".join(f"{name:>18}" for name in report.engines) + "  ratio (last/first)")
+    for b, rates in report.rates.items():
         values = list(rates.values())
         print(f"{b:>5}  " + "  ".join(f"{r:>14.1f} i/s" for r in values) + f"  {values[-1] / values[0]:.2f}x")
-    if sample is not None and reference is not None and f"{fast.engine} {fast.precision}" != f"{reference.engine} fp32":
-        f = engine.fidelity(reference, fast, sample)
+    f = report.fidelity
+    if f is not None:
         print(
-            f"fidelity of {fast.engine} {fast.precision} vs {reference.engine} fp32 on {f['rows']} "
+            f"fidelity of {report.fidelity_of} vs {report.fidelity_reference} on {f['rows']} "
             f"{'images' if args.sample else 'random inputs'}: top-1 agreement {100 * f['top1_agreement']:.1f} %, "
             f"min cosine {f['min_cosine']:.5f}"
         )
@@ -601,6 +606,8 @@ def _model_input(model) -> tuple[str, int, tuple[int, int] | None]:
 
 
 def _add_quantize(sub) -> None:
+    from anyshape.engine.quantize import quantize
+
     p = sub.add_parser(
         "quantize",
         help="int8 model calibrated on your images (an .onnx file predict/features load)",
@@ -636,7 +643,9 @@ def _add_quantize(sub) -> None:
         metavar="N|H,W",
         help="calibration image size for a free-size model (default: the network's default size, 299 for InceptionV3)",
     )
-    p.add_argument("--limit", type=int, default=300, help="calibration images used at most (default 300)")
+    p.add_argument(
+        "--limit", type=int, default=library_default(quantize, "limit"), help="calibration images used at most"
+    )
     add_arch_arguments(p)
     p.add_argument("--force", action="store_true", help="overwrite FILE.onnx if it exists")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -682,7 +691,7 @@ def _run_quantize(args) -> int:
         progress=not args.quiet and sys.stderr.isatty(),
     )
     for _, reason in report.skipped:
-        print(f"anyshape quantize: SKIPPED {cli_words(reason)}", file=sys.stderr)
+        print(f"anyshape quantize: SKIPPED {cli_message(reason)}", file=sys.stderr)
     print(f"anyshape quantize: {report.line()}", file=sys.stderr)
     return EXIT_OK
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import re
 
 # the exit codes of every verb (see `anyshape.cli._call`)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -19,6 +18,33 @@ class HelpFormatter(argparse.HelpFormatter):
         if "default" not in text and action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
             text += " (default: %(default)s)"
         return text
+
+
+def library_default(owner, name: str):
+    """The default the library gives parameter `name` of `owner` (a function, or a dataclass's
+    field): the CLI states no default of its own, so the CLI and Python agree by construction."""
+    import dataclasses
+    import inspect
+
+    if dataclasses.is_dataclass(owner):
+        return {f.name: f.default for f in dataclasses.fields(owner)}[name]
+    default = inspect.signature(owner).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise TypeError(f"{owner.__qualname__}'s {name} has no default")
+    return default
+
+
+def _network_default(name: str):
+    """A build argument's default, as every network's Config (`anyshape.archs.base.ArchConfig`) has it."""
+    from anyshape.archs.base import ArchConfig
+
+    return library_default(ArchConfig, name)
+
+
+DATA_FORMAT_HELP = (
+    "axis order of the {what} (default: the library's, keras.config.image_data_format(): channels_last "
+    "unless ~/.keras/keras.json says otherwise)"
+)
 
 
 def positive_int(text: str) -> int:
@@ -262,17 +288,21 @@ def add_model_arguments(p: argparse.ArgumentParser, *, include_top: bool = True)
         metavar="{avg,max,avgmax,catavgmax,none}",
         help=POOLING_HELP,
     )
-    p.add_argument("--classes", type=positive_int, default=1000, help="number of classes of the classifier")
+    p.add_argument(
+        "--classes", type=positive_int, default=_network_default("classes"), help="number of classes of the classifier"
+    )
     p.add_argument(
         "--aux-logits", action="store_true", help="add the auxiliary classifier on mixed7 (needs H, W >= 299)"
     )
     p.add_argument(
         "--data-format",
         choices=["channels_last", "channels_first"],
-        default="channels_last",
-        help="axis order of the input",
+        default=None,
+        help=DATA_FORMAT_HELP.format(what="input"),
     )
-    p.add_argument("--dropout-rate", type=fraction, default=0.0, help="dropout before the classifier")
+    p.add_argument(
+        "--dropout-rate", type=fraction, default=_network_default("dropout_rate"), help="dropout before the classifier"
+    )
 
 
 def add_preprocessing_argument(p: argparse.ArgumentParser) -> None:
@@ -315,8 +345,8 @@ def add_inference_model_arguments(
         p.add_argument(
             "--data-format",
             choices=["channels_last", "channels_first"],
-            default="channels_last",
-            help="axis order of the model input",
+            default=None,
+            help=DATA_FORMAT_HELP.format(what="model input"),
         )
         p.add_argument(
             "--pooling",
@@ -327,7 +357,12 @@ def add_inference_model_arguments(
             help="how the --layer feature map is reduced to one vector per image: avg, max, "
             "or none (keep the map) (default: avg)",
         )
-        p.set_defaults(include_top=False, classes=1000, aux_logits=False, dropout_rate=0.0)
+        p.set_defaults(
+            include_top=False,
+            classes=_network_default("classes"),
+            aux_logits=False,
+            dropout_rate=_network_default("dropout_rate"),
+        )
     else:
         add_model_arguments(p, include_top=include_top)
     if not any("--weights" in a.option_strings for a in p._actions):
@@ -375,7 +410,11 @@ def add_image_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--upscale", action="store_true", help="enlarge images below the network's minimum instead of refusing them"
     )
-    p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch")
+    from anyshape.engine.runs import run_images
+
+    p.add_argument(
+        "--batch-size", type=positive_int, default=library_default(run_images, "batch_size"), help="images per batch"
+    )
     p.add_argument(
         "--max-pixels", type=positive_int, default=None, help="refuse larger images (default: Pillow's limit, 89 Mpx)"
     )
@@ -391,10 +430,22 @@ def add_image_run_arguments(p: argparse.ArgumentParser) -> None:
         "--ray alone starts a local Ray; ADDRESS is auto (RAY_ADDRESS or the local cluster) or "
         "ray://host:10001 (default: no Ray)",
     )
-    ray.add_argument("--cpus-per-actor", type=positive_float, default=1.0, help="cores per Ray actor (default: 1)")
+    ray.add_argument(
+        "--cpus-per-actor",
+        type=positive_float,
+        default=_ray_default("cpus_per_actor"),
+        help="cores per Ray actor",
+    )
     ray.add_argument(
         "--actors", type=positive_int, default=None, help="Ray actors (default: the cluster's CPUs / --cpus-per-actor)"
     )
+
+
+def _ray_default(name: str):
+    """A default of the Ray runs (`anyshape.distributed.RayJob`); the module imports Ray only when a run starts."""
+    from anyshape.distributed import RayJob
+
+    return library_default(RayJob, name)
 
 
 def check_ray_flags(args) -> None:
@@ -403,7 +454,7 @@ def check_ray_flags(args) -> None:
             raise ValueError("predict --out DIR needs --ray (locally, predict prints its table, json or csv on stdout)")
         if getattr(args, "resume", False) and getattr(args, "top", None) is not None:
             raise ValueError("predict --resume needs --ray and --out DIR")
-        if args.actors is not None or args.cpus_per_actor != 1.0:
+        if args.actors is not None or args.cpus_per_actor != _ray_default("cpus_per_actor"):
             raise ValueError("--actors and --cpus-per-actor need --ray")
         return
     if getattr(args, "out", None) is None:
@@ -434,9 +485,25 @@ def check_size_flag(args, *, arch=None, **options) -> None:
         check_size(args.size, arch=arch, **options)
 
 
-def cli_words(message: str) -> str:
-    """A library message in the CLI's words: `--upscale (upscale=True)` and `force=True (CLI:
-    --force)` become `--upscale` and `--force`."""
-    message = re.sub(r"(--[\w-]+) \((?:[\w.]+=[^()]*?)\)", r"\1", message)
-    message = re.sub(r"\b[\w.]+=[\w.'\"-]+ \((?:CLI: )?(--[\w-]+)\)", r"\1", message)
-    return message
+# The one table of the library's parameter names that the CLI spells otherwise than `--name`
+# with dashes (`anyshape.errors`: a library message names parameters, the CLI renders them here).
+FLAGS = {
+    "model_path": "--model",
+    "learning_rate": "--lr",
+    "arch_options": "--option",
+    "fmt": "--format",
+    "calibrate": "--calibrate",
+}
+
+
+def flag_of(parameter: str) -> str:
+    """The flag of a library parameter: FLAGS, else `--` and the name with dashes."""
+    return FLAGS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def cli_message(error) -> str:
+    """An error (or a reason string a run returned) in the CLI's words: the parameters its
+    `anyshape.errors.Message` names, spelled as flags."""
+    from anyshape.errors import in_words
+
+    return in_words(error, flag_of)

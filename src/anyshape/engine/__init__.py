@@ -28,9 +28,11 @@ files), `predictor` (the Predictor), `runs` (runs over many images), `feature_st
 files), `manifest` (what a run computes, for safe resumes), `export` (saving and loading models),
 `precision` (which engine and precision to run, from the CPU flags), one module per backend
 (`ort_backend`, `openvino_backend`, `keras_backend`), `graph_model` (the ONNX graph with its
-metadata inside, what crosses processes and what `quantize` writes) and `quantize` (int8).
+metadata inside, what crosses processes and what `quantize` writes), `quantize` (int8) and
+`bench` (images/s of each engine and the fidelity of a precision, `anyshape bench`'s twin).
 """
 
+from anyshape.engine.bench import BenchReport, bench
 from anyshape.engine.export import check_export_path, export_model, load_or_build, model_architecture
 from anyshape.engine.feature_store import FEATURE_SUFFIXES, FeatureStore, read_features, read_manifest
 from anyshape.engine.graph_model import GraphModel
@@ -76,6 +78,8 @@ __all__ = [
     "feature_model",
     "parse_size",
     "benchmark",
+    "bench",
+    "BenchReport",
     "predict_paths",
     "format_predictions",
     "extract_features",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from anyshape.atomic_write import write_bytes_atomically
+from anyshape.errors import OutputExistsError, ParameterError, message_of
 
 
 def load_or_build(model_path=None, *, arch=None, size=None, **options):
@@ -30,15 +31,21 @@ def load_or_build(model_path=None, *, arch=None, size=None, **options):
 
     if model_path is not None:
         if options:
-            raise ValueError(
-                f"--model {model_path} is a complete model; {', '.join(sorted(options))} would not be used with it"
+            raise ParameterError(
+                "{model_path=*} is a complete model; {given} would not be used with it",
+                model_path=str(model_path),
+                given=", ".join(sorted(options)),
             )
         model = _load(model_path)
         held = model_architecture(model)
         if arch is not None and held is not None and get_arch(arch).name != held:
-            raise ValueError(
-                f"--model {model_path} holds a {held} network, but --arch {get_arch(arch).name} was given: "
-                "drop --arch (a saved model says what it is), or give the model file of that network"
+            raise ParameterError(
+                "{model_path=*} holds a {held} network, but {arch=*} was given: "
+                "drop {arch} (a saved model says what it is), or give the model file of that network",
+                model_path=str(model_path),
+                held=held,
+                arch=get_arch(arch).name,
+                parameter="arch",
             )
         return model
     from anyshape.factory import create_model
@@ -58,15 +65,17 @@ def _load(model_path):
 
     path = Path(model_path)
     if not path.is_file():
-        raise ValueError(f"--model {model_path}: no such file (expected a .keras model file)")
+        raise ParameterError("{model_path=*}: no such file (expected a .keras model file)", model_path=str(model_path))
     try:
         return load_model(path)
-    except ValueError as e:  # load_model's one line, starting with the path
-        raise ValueError(f"--model {e}") from e
     except Exception as e:
         from anyshape.model_info import load_problem
 
-        raise ValueError(f"--model {load_problem(model_path, e)}") from e
+        # model_info.load_model raises one line starting with the path; anything else gets one
+        problem = str(e) if isinstance(e, ValueError) else load_problem(model_path, e)
+        prefix = str(model_path)
+        rest = problem[len(prefix) :] if problem.startswith(prefix) else f": {problem}"
+        raise ParameterError("{model_path=*}{rest}", model_path=prefix, rest=rest) from e
 
 
 def model_architecture(model) -> str | None:
@@ -95,7 +104,7 @@ def check_export_path(path, fmt: str | None = None, *, force: bool = False) -> s
     path = Path(path)
     formats = sorted(set(EXPORT_SUFFIXES.values()))
     if fmt is not None and fmt not in formats:
-        raise ValueError(f"format must be one of {', '.join(formats)}, got {fmt!r}")
+        raise ParameterError("{fmt} must be one of {formats}, got {value!r}", formats=", ".join(formats), value=fmt)
     inferred = EXPORT_SUFFIXES.get(path.suffix.lower())
     if inferred is None:
         raise ValueError(
@@ -103,9 +112,12 @@ def check_export_path(path, fmt: str | None = None, *, force: bool = False) -> s
             "*.onnx (ONNX) or *.keras (Keras), or give a name without a suffix for a TF SavedModel folder"
         )
     if fmt is not None and fmt != inferred:
-        raise ValueError(
-            f"{str(path)!r} names a {inferred} output by its suffix but the format asked is {fmt}: "
-            f"a file's suffix and content must agree; drop --format or rename the output"
+        raise ParameterError(
+            "{path!r} names a {inferred} output by its suffix but the format asked is {value}: "
+            "a file's suffix and content must agree; drop {fmt} or rename the output",
+            path=str(path),
+            inferred=inferred,
+            value=fmt,
         )
     if not path.parent.is_dir():
         raise ValueError(f"the folder {str(path.parent)!r} does not exist")
@@ -120,7 +132,7 @@ def check_export_path(path, fmt: str | None = None, *, force: bool = False) -> s
         elif path.is_dir():
             raise FileExistsError(f"{path} is a folder; an {inferred} export is a file: choose another output name")
         if not force:
-            raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+            raise OutputExistsError("{path} exists; pass {force=True} to overwrite it", path=path)
     return inferred
 
 

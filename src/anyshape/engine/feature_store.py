@@ -15,6 +15,7 @@ import numpy as np
 from anyshape.atomic_write import write_atomically, write_bytes_atomically
 from anyshape.engine.images import path_key
 from anyshape.engine.manifest import ResumeMismatch, RunManifest
+from anyshape.errors import Message, OutputExistsError, ParameterError
 
 if TYPE_CHECKING:
     from anyshape.engine.runs import ImageResult
@@ -91,8 +92,12 @@ class FeatureStore:
             recorded = RunManifest.read(self.partial / self.MANIFEST)
             if recorded is None:
                 raise ResumeMismatch(
-                    f"{self.partial} has no record of what its rows were computed with ({self.MANIFEST}), "
-                    "so they cannot be safely continued: start again with --force"
+                    Message(
+                        "{partial} has no record of what its rows were computed with ({manifest}), "
+                        "so they cannot be safely continued: start again with {force=True}",
+                        partial=self.partial,
+                        manifest=self.MANIFEST,
+                    )
                 )
             if manifest is not None:
                 manifest.check_resume(recorded, where=str(self.partial))
@@ -136,34 +141,41 @@ class FeatureStore:
         building a model): wrong suffix, missing folder, a folder in the way, existing files."""
         out = Path(out)
         if out.suffix not in FEATURE_SUFFIXES:
-            raise ValueError(f"--out must end in {', '.join(FEATURE_SUFFIXES)}, got {str(out)!r}")
+            raise ParameterError(
+                "{out} must end in {suffixes}, got {path!r}", suffixes=", ".join(FEATURE_SUFFIXES), path=str(out)
+            )
         if out.suffix == ".parquet":
             try:
                 import pyarrow  # noqa: F401
             except ImportError:
-                raise ValueError(
+                raise ParameterError(
                     "writing .parquet needs pyarrow, which is not installed: "
-                    "pip install pyarrow, or use --out FILE.npz / FILE.npy"
+                    "pip install pyarrow, or use {out=FILE.npz} / FILE.npy"
                 ) from None
         if not out.parent.is_dir():
-            raise ValueError(f"the folder of --out, {str(out.parent)!r}, does not exist")
+            raise ParameterError("the folder of {out}, {folder!r}, does not exist", folder=str(out.parent))
         for f in [out, *cls.sidecars(out)]:
             if f.is_dir():
-                raise FileExistsError(f"{f} is a folder; --out needs a file name (a folder is never replaced)")
+                raise OutputExistsError(
+                    "{path} is a folder; {out} needs a file name (a folder is never replaced)", path=f
+                )
             if f.exists() and not force:
-                raise FileExistsError(f"{f} exists; pass --force to overwrite it")
+                raise OutputExistsError("{path} exists; pass {force=True} to overwrite it", path=f)
         partial = out.with_name(out.name + ".partial")
         if partial.exists():
             own = partial.is_dir() and all(f.is_file() and cls._owns_name(f.name) for f in partial.iterdir())
             if not own:
-                raise FileExistsError(
-                    f"{partial} is in the way and is not an interrupted run's checkpoint folder: "
-                    "move it, or choose another --out"
+                raise OutputExistsError(
+                    "{partial} is in the way and is not an interrupted run's checkpoint folder: "
+                    "move it, or choose another {out}",
+                    partial=partial,
                 )
             _check_unlocked(partial / cls.LOCK, out)
             if not (resume or force):
-                raise FileExistsError(
-                    f"{partial} holds an interrupted run's rows; pass --resume to continue it or --force to start again"
+                raise OutputExistsError(
+                    "{partial} holds an interrupted run's rows; pass {resume=True} to continue it "
+                    "or {force=True} to start again",
+                    partial=partial,
                 )
 
     @classmethod
@@ -171,7 +183,9 @@ class FeatureStore:
         """Refuse, before any work, file names `out` cannot hold: Parquet text is UTF-8 only, so a
         name whose bytes are not UTF-8 would fail the run at its end (.npz and .npy hold any name)."""
         if Path(out).suffix == ".parquet":
-            refuse_non_utf8(paths, "a .parquet output", "or write --out FILE.npz or FILE.npy, which keep any name")
+            refuse_non_utf8(
+                paths, "a .parquet output", Message("or write {out=FILE.npz} or FILE.npy, which keep any name")
+            )
 
     @classmethod
     def _owns_name(cls, name: str) -> bool:
@@ -209,9 +223,10 @@ class FeatureStore:
         paths = [self.paths[i] for i in order]
         shapes = {self.rows[i].shape for i in order}
         if len(shapes) > 1:
-            raise ValueError(
-                f"the feature maps have different shapes {sorted(shapes)[:4]}; use --pooling avg|max, "
-                "or --size N so every image has the same size"
+            raise ParameterError(
+                "the feature maps have different shapes {shapes}; use {pooling='avg'} or 'max', "
+                "or {size=N} so every image has the same size",
+                shapes=sorted(shapes)[:4],
             )
         feats = np.stack([self.rows[i] for i in order]) if order else np.zeros((0,), np.float32)
         record = json.dumps(self.manifest.to_json(), sort_keys=True) if self.manifest is not None else ""
@@ -255,7 +270,7 @@ class FeatureStore:
             self.partial.rmdir()
 
 
-def refuse_non_utf8(paths, output: str, instead: str) -> None:
+def refuse_non_utf8(paths, output: str, instead: str | Message) -> None:
     """ValueError naming the file names among `paths` whose bytes are not UTF-8 (Python holds them
     with surrogate escapes), which `output`, being UTF-8 text, cannot store."""
     bad = []
@@ -266,8 +281,13 @@ def refuse_non_utf8(paths, output: str, instead: str) -> None:
             bad.append(os.fsencode(p).decode("utf-8", "backslashreplace"))
     if bad:
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        raise ValueError(
-            f"{len(bad)} file name(s) are not valid UTF-8, which {output} cannot store: {shown}; rename them, {instead}"
+        raise ParameterError(
+            "{count} file name(s) are not valid UTF-8, which {output} cannot store: {shown}; rename them, {instead}",
+            parameter="paths",
+            count=len(bad),
+            output=output,
+            shown=shown,
+            instead=instead,
         )
 
 
@@ -303,8 +323,12 @@ def _read_chunk(path: Path) -> tuple[list[str], list[str], list[np.ndarray]] | N
 
 def _in_use(out) -> RunInUse:
     return RunInUse(
-        f"--out {out}: another run is using it (a live `anyshape features` holds {out}.partial/); "
-        "wait for it to end, or choose another --out"
+        Message(
+            "{out=*}: another run is using it (a live `anyshape features` holds {path}.partial/); "
+            "wait for it to end, or choose another {out}",
+            out=str(out),
+            path=out,
+        )
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from anyshape.engine.images import Preprocessing
+from anyshape.errors import Message, ParameterError
 from anyshape.shapes import min_input_size
 
 METADATA_KEY = "anyshape"
@@ -75,18 +76,26 @@ class GraphModel:
         return proto.SerializeToString()
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, source: str = "the model") -> GraphModel:
+    def from_bytes(cls, data: bytes, *, source: str | Message = "the model") -> GraphModel:
         import onnx
 
         try:
             proto = onnx.load_from_string(data)
         except Exception as e:
-            raise ValueError(f"{source} is not an ONNX model ({type(e).__name__}: {e})") from e
+            raise ValueError(
+                Message(
+                    "{source} is not an ONNX model ({kind}: {error})", source=source, kind=type(e).__name__, error=e
+                )
+            ) from e
         props = {p.key: p.value for p in proto.metadata_props}
         if METADATA_KEY not in props:
             raise ValueError(
-                f"{source} has no anyshape metadata (data format, preprocessing, classes): "
-                "use a file written by `anyshape quantize` or `anyshape export --format onnx`"
+                Message(
+                    "{source} has no anyshape metadata (data format, preprocessing, classes): use a file written by "
+                    "{python:anyshape.engine.quantize or anyshape.engine.export_model to .onnx}"
+                    "{cli:`anyshape quantize` or `anyshape export --format onnx`}",
+                    source=source,
+                )
             )
         try:
             meta = json.loads(props[METADATA_KEY])
@@ -105,7 +114,14 @@ class GraphModel:
                 include_top=None if meta.get("include_top") is None else bool(meta["include_top"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:  # a damaged or crafted record
-            raise ValueError(f"{source}: its anyshape metadata is not valid ({type(e).__name__}: {e})") from e
+            raise ValueError(
+                Message(
+                    "{source}: its anyshape metadata is not valid ({kind}: {error})",
+                    source=source,
+                    kind=type(e).__name__,
+                    error=e,
+                )
+            ) from e
 
     def output_shapes(self, input_shape: tuple) -> list[tuple]:
         """The graph's output shapes for an input of `input_shape` (batch axis included), by ONNX
@@ -123,8 +139,10 @@ class GraphModel:
     def load(cls, path) -> GraphModel:
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"--model {path}: no such file (expected a .keras or .onnx model file)")
-        return cls.from_bytes(path.read_bytes(), source=f"--model {path}")
+            raise ParameterError(
+                "{model_path=*}: no such file (expected a .keras or .onnx model file)", model_path=str(path)
+            )
+        return cls.from_bytes(path.read_bytes(), source=Message("{model_path=*}", model_path=str(path)))
 
 
 def describe_keras(model) -> dict:

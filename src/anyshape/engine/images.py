@@ -12,6 +12,7 @@ from typing import IO
 import numpy as np
 
 from anyshape.data_config import DataConfig
+from anyshape.errors import Message
 from anyshape.shapes import minimum_size, parse_dims
 
 Preprocessing = DataConfig
@@ -103,8 +104,15 @@ class ImageReader:
         if shorter < self.min_size:
             if not self.upscale:
                 raise ImageTooSmall(
-                    f"{path}: {h}x{w} px is below {self._whose()} minimum of {self.min_size} px per side "
-                    f"(its feature map would vanish); pass --upscale (upscale=True) to enlarge such images"
+                    Message(
+                        "{path}: {h}x{w} px is below {whose} minimum of {min_size} px per side "
+                        "(its feature map would vanish); pass {upscale=True} to enlarge such images",
+                        path=path,
+                        h=h,
+                        w=w,
+                        whose=self._whose(),
+                        min_size=self.min_size,
+                    )
                 )
             scale = self.min_size / shorter
             target = (max(self.min_size, math.ceil(h * scale)), max(self.min_size, math.ceil(w * scale)))
@@ -124,7 +132,7 @@ class ImageReader:
 
         return f"{get_arch(self.network).keras_name}'s"
 
-    def _check_pixels(self, path, hw: tuple[int, int], target: tuple[int, int], how: str) -> None:
+    def _check_pixels(self, path, hw: tuple[int, int], target: tuple[int, int], how) -> None:
         """Refuse to enlarge an image past `max_pixels`: the limit bounds what the reader holds,
         not only what the file decodes to (a 1x20000 px strip upscaled to 75 px is 75x1500000)."""
         from anyshape import preprocess
@@ -133,8 +141,18 @@ class ImageReader:
         pixels = target[0] * target[1]
         if pixels > limit:
             raise preprocess.ImageLoadError(
-                f"{path}: {hw[0]}x{hw[1]} px {how} would be {target[0]}x{target[1]} = {pixels} pixels, over the "
-                f"limit of {limit}; pass a larger --max-pixels (max_pixels=N) if you trust this image"
+                Message(
+                    "{path}: {h}x{w} px {how} would be {th}x{tw} = {pixels} pixels, over the "
+                    "limit of {limit}; pass a larger {max_pixels=}{python:N} if you trust this image",
+                    path=path,
+                    h=hw[0],
+                    w=hw[1],
+                    how=how,
+                    th=target[0],
+                    tw=target[1],
+                    pixels=pixels,
+                    limit=limit,
+                )
             )
 
     def _fixed(self, path, image: np.ndarray) -> np.ndarray:
@@ -144,7 +162,8 @@ class ImageReader:
         if isinstance(self.size, str):
             raise ValueError(f"a fixed size is needed here, not {self.size!r}")
         resized = preprocess.shorter_side_resize_size(image.shape[:2], tuple(self.size), self.preprocessing.crop_pct)
-        self._check_pixels(path, image.shape[:2], resized, f"resized for --size {self.size[0]},{self.size[1]}")
+        how = Message("resized for {size=*}", size=f"{self.size[0]},{self.size[1]}")
+        self._check_pixels(path, image.shape[:2], resized, how)
         out = preprocess.resize_shorter_and_center_crop(
             image, tuple(self.size), self.preprocessing.crop_pct, self.preprocessing.interpolation
         )

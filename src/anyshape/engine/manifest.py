@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from anyshape.atomic_write import write_bytes_atomically
+from anyshape.errors import Message
 
 __all__ = ["RunManifest", "ResumeMismatch", "weights_digest"]
 
@@ -88,11 +89,11 @@ class RunManifest:
         if not out and self.digest != recorded.digest:
             weights = self.options.get("weights")  # None (unset) for a model file: no hint then
             hint = (
-                " (--weights none builds a new random network every run, so such a run cannot be resumed)"
+                " ({weights=None} builds a new random network every run, so such a run cannot be resumed)"
                 if isinstance(weights, str) and weights.lower() == "none"
                 else ""
             )
-            out.append(f"the model's weights differ from the interrupted run's{hint}")
+            out.append(Message("the model's weights differ from the interrupted run's" + hint))
         return out
 
     def check_resume(self, recorded: RunManifest | None, *, where: str) -> None:
@@ -102,9 +103,14 @@ class RunManifest:
         diffs = self.differences(recorded)
         if diffs:
             raise ResumeMismatch(
-                f"cannot resume {where}: it was computed with other options ("
-                + "; ".join(diffs)
-                + "). Run with the interrupted run's options, or start again without --resume"
+                Message(
+                    "cannot resume {where}: it was computed with other options ({diffs}). "
+                    "Run with the interrupted run's options, or start again without {resume=True}",
+                    where=where,
+                    diffs=Message(
+                        "; ".join(f"{{d{i}}}" for i in range(len(diffs))), **{f"d{i}": d for i, d in enumerate(diffs)}
+                    ),
+                )
             )
 
 

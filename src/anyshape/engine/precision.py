@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from anyshape.errors import ParameterError
+
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -67,15 +69,20 @@ def choose(engine: str, precision: str, *, flags, available: tuple, quantized: b
         ValueError: the request cannot be met (what, why, and what to do).
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise ParameterError(
+            "{precision} must be one of {choices}, got {value!r}", choices=", ".join(PRECISIONS), value=precision
+        )
     if quantized:
         if precision not in ("auto", "int8"):
-            raise ValueError(
-                f"the model file is quantized to int8; --precision {precision} cannot run it: "
-                "pass --precision int8 (or auto), or use the float model"
+            raise ParameterError(
+                "the model file is quantized to int8; {precision=*} cannot run it: "
+                "pass {precision='int8'} (or auto), or use the float model",
+                precision=precision,
             )
         if engine == "keras":
-            raise ValueError("a quantized model file runs on onnxruntime or openvino, not keras: pass --engine auto")
+            raise ParameterError(
+                "a quantized model file runs on onnxruntime or openvino, not keras: pass {engine='auto'}"
+            )
         for e in ("openvino", "onnxruntime") if engine == "auto" else (engine,):
             if e in available:
                 return Choice(e, "int8", "the model file is quantized to int8")
@@ -84,19 +91,23 @@ def choose(engine: str, precision: str, *, flags, available: tuple, quantized: b
             "which is not installed: pip install 'anyshape[fast]'"
         )
     if precision == "int8":
-        raise ValueError(
-            "int8 needs a model calibrated on your images: run `anyshape quantize MODEL "
-            "--calibrate FOLDER -o FILE.onnx`, then pass --model FILE.onnx"
+        raise ParameterError(
+            "int8 needs a model calibrated on your images: {python:anyshape.engine.quantize(model, "
+            "calibrate=FOLDER, out=FILE.onnx)}{cli:run `anyshape quantize MODEL --calibrate FOLDER -o FILE.onnx`}, "
+            "then pass {model_path=FILE.onnx}",
+            parameter="precision",
         )
     bf16_ok = native_bf16(flags)
     if precision == "bf16":
         if not bf16_ok:
-            raise ValueError(
+            raise ParameterError(
                 "this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo), "
-                "so bf16 would be emulated and slower: use --precision fp32 or auto"
+                "so bf16 would be emulated and slower: use {precision='fp32'} or auto"
             )
         if engine not in ("auto", "openvino"):
-            raise ValueError(f"bf16 runs on the openvino engine only, not {engine}: pass --engine auto or openvino")
+            raise ParameterError(
+                "bf16 runs on the openvino engine only, not {value}: pass {engine='auto'} or openvino", value=engine
+            )
         if "openvino" not in available:
             raise ValueError("bf16 needs OpenVINO, which is not installed: pip install 'anyshape[openvino]'")
         return Choice("openvino", "bf16", "asked for bf16; the CPU runs it natively")

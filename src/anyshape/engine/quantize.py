@@ -30,6 +30,7 @@ from anyshape.engine.graph_model import GraphModel
 from anyshape.engine.images import ImageReader, find_images, parse_size
 from anyshape.engine.predictor import MissingExtra, missing_extra
 from anyshape.engine.runs import Progress
+from anyshape.errors import Message, OutputExistsError, ParameterError, message_of
 
 METHODS = ("onnxruntime", "nncf")
 DEFAULT_METHOD = "onnxruntime"
@@ -66,12 +67,15 @@ def calibration_batches(
     if size is not None:
         hw = parse_size(size)
         if hw == "native":
-            raise ValueError("calibration needs one size for all images: pass --size N or H,W, not native")
+            raise ParameterError("calibration needs one size for all images: pass {size=N} or H,W, not native")
     else:
         hw = graph.fixed_hw or graph.preprocessing.input_size or _network_size(graph)
     if graph.fixed_hw is not None and tuple(hw) != tuple(graph.fixed_hw):
-        raise ValueError(
-            f"the model takes {graph.fixed_hw[0]}x{graph.fixed_hw[1]} images only; --size {hw} cannot be used"
+        raise ParameterError(
+            "the model takes {h}x{w} images only; {size=*} cannot be used",
+            h=graph.fixed_hw[0],
+            w=graph.fixed_hw[1],
+            size=f"{hw[0]},{hw[1]}",
         )
     files, missing = find_images([folder])
     skipped = skipped if skipped is not None else []
@@ -86,13 +90,18 @@ def calibration_batches(
             rows.append(reader.read(path))
             bar.update(1)
         except Exception as e:  # unreadable, truncated, not an image: report and go on
-            skipped.append((str(path), f"{path}: {type(e).__name__}: {e}"))
+            skipped.append(
+                (str(path), Message("{path}: {kind}: {error}", path=path, kind=type(e).__name__, error=message_of(e)))
+            )
             bar.update(0, failed=1)
     bar.close()
     if not rows:
-        raise ValueError(
-            f"--calibrate {folder}: no readable images (found {len(files)} file(s), "
-            f"{len(skipped)} unreadable): give a folder of the images the model will see"
+        raise ParameterError(
+            "{calibrate=*}: no readable images (found {found} file(s), "
+            "{unreadable} unreadable): give a folder of the images the model will see",
+            calibrate=str(folder),
+            found=len(files),
+            unreadable=len(skipped),
         )
     return [np.stack(rows[i : i + batch_size]).astype(np.float32) for i in range(0, len(rows), batch_size)]
 
@@ -204,13 +213,15 @@ def quantize(
     check_method(method)
     out = Path(out)
     if out.suffix != ".onnx":
-        raise ValueError(f"-o {out}: the quantized model is an ONNX file; give a name ending in .onnx")
+        raise ValueError(f"{out}: the quantized model is an ONNX file; give a name ending in .onnx")
     if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
+        raise OutputExistsError("{path} exists; pass {force=True} to overwrite it", path=out)
     if not out.parent.is_dir():
         raise ValueError(f"the folder {str(out.parent)!r} does not exist")
     if not Path(calibrate).is_dir():
-        raise ValueError(f"--calibrate {calibrate}: not a folder (give a folder of calibration images)")
+        raise ParameterError(
+            "{calibrate=*}: not a folder (give a folder of calibration images)", calibrate=str(calibrate)
+        )
     graph = model if isinstance(model, GraphModel) else GraphModel.from_keras(model)
     if graph.precision == "int8":
         raise ValueError("the model is already quantized to int8: quantize the float model instead")

@@ -18,6 +18,7 @@ from anyshape.engine.feature_store import FeatureStore
 from anyshape.engine.images import ImageReader, ImageTooSmall, find_images, parse_size, path_key
 from anyshape.engine.manifest import RunManifest, weights_digest
 from anyshape.engine.predictor import Predictor, _cores
+from anyshape.errors import Message, ParameterError, message_of
 
 
 @dataclass
@@ -64,7 +65,7 @@ def run_images(
             with load(path) as data:
                 return path, reader.read(path, data), None
         except (ImageLoadError, ImageTooSmall) as e:
-            return path, None, str(e)
+            return path, None, message_of(e)
         except MemoryError:
             return path, None, f"{path}: out of memory while decoding"
 
@@ -182,7 +183,7 @@ def check_size(size, *, aux_logits: bool = False, arch=None, **options):
             options["aux_logits"] = True
         report = explain((size[0], size[1], 3), arch=arch or DEFAULT_ARCH, **options)
         if not report.valid:
-            raise InvalidInputShape(f"--size {size[0]},{size[1]}: {report.reason()}")
+            raise InvalidInputShape(Message("{size=*}: {reason}", size=f"{size[0]},{size[1]}", reason=report.reason()))
     return size
 
 
@@ -199,8 +200,13 @@ def check_model_size(model, size):
 
             name = get_arch(name).keras_name
         raise InvalidInputShape(
-            f"--size {size[0]},{size[1]}: {name or 'the model'} needs images of at least {model.min_size} px "
-            f"per side (below it its feature map would vanish); pass --size {model.min_size} or more"
+            Message(
+                "{size=*}: {name} needs images of at least {min_size} px "
+                "per side (below it its feature map would vanish); pass {size=@min_size} or more",
+                size=f"{size[0]},{size[1]}",
+                name=name or "the model",
+                min_size=model.min_size,
+            )
         )
     return size
 
@@ -218,14 +224,17 @@ def default_size(predictor: Predictor, size=None):
     if size is not None:
         size = check_model_size(predictor, size)
         if size != "native" and predictor.fixed_hw is not None and tuple(size) != tuple(predictor.fixed_hw):
-            raise ValueError(
-                f"the model takes {predictor.fixed_hw[0]}x{predictor.fixed_hw[1]} images only; "
-                f"--size {size[0]},{size[1]} cannot be used with it (build it with a free size)"
+            raise ParameterError(
+                "the model takes {h}x{w} images only; {size=*} cannot be used with it (build it with a free size)",
+                h=predictor.fixed_hw[0],
+                w=predictor.fixed_hw[1],
+                size=f"{size[0]},{size[1]}",
             )
         if size == "native" and predictor.fixed_hw is not None:
-            raise ValueError(
-                f"the model takes {predictor.fixed_hw[0]}x{predictor.fixed_hw[1]} images only; "
-                "--size native needs a model built with a free input size"
+            raise ParameterError(
+                "the model takes {h}x{w} images only; {size='native'} needs a model built with a free input size",
+                h=predictor.fixed_hw[0],
+                w=predictor.fixed_hw[1],
             )
         return size
     return predictor.fixed_hw if predictor.fixed_hw is not None else "native"
@@ -238,9 +247,10 @@ def feature_reader(
     maps of images at their native sizes differ in shape."""
     reader = make_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
     if predictor.output_rank > 2 and reader.size == "native":
-        raise ValueError(
-            "unpooled feature maps (--pooling none) of images at their native sizes differ in shape and "
-            "cannot share one output: pass --size N (or H,W), or pool them with --pooling avg|max"
+        raise ParameterError(
+            "unpooled feature maps ({pooling=None}) of images at their native sizes differ in shape and "
+            "cannot share one output: pass {size=N} (or H,W), or pool them with {pooling='avg'} or 'max'",
+            parameter="size",
         )
     return reader
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from anyshape.archs import DEFAULT_ARCH, Arch, get_arch
+from anyshape.errors import ParameterError, Spelled
 
 __all__ = [
     "TrainConfig",
@@ -76,22 +77,27 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         """Refuse a value no run can use before any work (before the data is read or a folder made)."""
-        for name, (flag, meaning, valid) in _OPTION_RULES.items():
+        for name, (meaning, valid) in _OPTION_RULES.items():
             value = getattr(self, name)
             if not valid(value):
-                where = f" ({flag})" if flag else ""
-                raise ValueError(f"{name}={value!r}{where} must be {meaning}")
+                raise ParameterError(
+                    "{" + name + "=@value} must be {meaning}", value=Spelled.python_only(value), meaning=meaning
+                )
         if self.arch is not None and not isinstance(self.arch, str):
-            raise ValueError(f"arch={self.arch!r} (--arch) must be a network's name, one of anyshape.list_models()")
+            raise ParameterError(
+                "{arch=*} must be a network's name, one of anyshape.list_models()",
+                arch=Spelled.python_only(self.arch),
+            )
         if self.arch_options is not None and not (
             isinstance(self.arch_options, dict) and all(isinstance(k, str) for k in self.arch_options)
         ):
-            raise ValueError(
-                f"arch_options={self.arch_options!r} (--option) must be a dict of the network's build arguments"
+            raise ParameterError(
+                "{arch_options=*} must be a dict of the network's build arguments",
+                arch_options=Spelled.python_only(self.arch_options),
             )
         if self.run_eagerly and self.jit_compile:
-            raise ValueError(
-                "run_eagerly=True (--run-eagerly) and jit_compile (--jit-compile) contradict each other: "
+            raise ParameterError(
+                "{run_eagerly=True} and {jit_compile} contradict each other: "
                 "an eager step is not compiled; give one of them"
             )
 
@@ -140,40 +146,37 @@ def _is_number(value) -> bool:
 
 
 _FRACTION = "a number >= 0 and < 1"
-# The numeric options: their flag (a message in these words reads as the flag's in the CLI, see
-# cli.options.cli_words), what they must be, and the test. Anything else is refused by TrainConfig
+# The numeric options: what they must be, and the test (a message names the parameter, which
+# the CLI renders as its flag, see anyshape.errors). Anything else is refused by TrainConfig
 # itself, so the Python API, the CLI and a resumed run's stored configuration are checked alike.
-_OPTION_RULES: dict[str, tuple[str | None, str, Callable[[Any], bool]]] = {
-    "epochs": ("--epochs", "a whole number >= 1", lambda v: _is_whole(v) and v >= 1),
-    "batch_size": ("--batch-size", "a whole number >= 1", lambda v: _is_whole(v) and v >= 1),
-    "learning_rate": ("--lr", "a number > 0", lambda v: _is_number(v) and v > 0),
-    "warmup_epochs": ("--warmup-epochs", "a number >= 0 (epochs of warm-up)", lambda v: _is_number(v) and v >= 0),
+_OPTION_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "epochs": ("a whole number >= 1", lambda v: _is_whole(v) and v >= 1),
+    "batch_size": ("a whole number >= 1", lambda v: _is_whole(v) and v >= 1),
+    "learning_rate": ("a number > 0", lambda v: _is_number(v) and v > 0),
+    "warmup_epochs": ("a number >= 0 (epochs of warm-up)", lambda v: _is_number(v) and v >= 0),
     "weight_decay": (
-        "--weight-decay",
         "a number >= 0 (0: none; None, the flag left out: the optimizer's default)",
         lambda v: v is None or (_is_number(v) and v >= 0),
     ),
     # the share of each target spread over all classes: at 1 every target is uniform, above 1 the
     # targets point away from the true class (with two classes, 2 swaps them)
-    "label_smoothing": ("--label-smoothing", f"{_FRACTION} (0: none)", lambda v: _is_number(v) and 0 <= v < 1),
-    "dropout_rate": ("--dropout-rate", _FRACTION, lambda v: _is_number(v) and 0 <= v < 1),
-    "aux_weight": ("--aux-weight", "a number >= 0", lambda v: _is_number(v) and v >= 0),
-    "val_split": ("--val-split", _FRACTION, lambda v: _is_number(v) and 0 <= v < 1),
-    "test_split": ("--test-split", _FRACTION, lambda v: _is_number(v) and 0 <= v < 1),
+    "label_smoothing": (f"{_FRACTION} (0: none)", lambda v: _is_number(v) and 0 <= v < 1),
+    "dropout_rate": (_FRACTION, lambda v: _is_number(v) and 0 <= v < 1),
+    "aux_weight": ("a number >= 0", lambda v: _is_number(v) and v >= 0),
+    "val_split": (_FRACTION, lambda v: _is_number(v) and 0 <= v < 1),
+    "test_split": (_FRACTION, lambda v: _is_number(v) and 0 <= v < 1),
     "early_stopping": (
-        "--early-stopping",
         "a whole number >= 1, the epochs without a better validation accuracy (None, the flag left out: no early stopping)",
         lambda v: v is None or (_is_whole(v) and v >= 1),
     ),
-    "recalibrate_epoch_steps": (None, "a whole number >= 0", lambda v: _is_whole(v) and v >= 0),
+    "recalibrate_epoch_steps": ("a whole number >= 0", lambda v: _is_whole(v) and v >= 0),
     "recalibrate_steps": (
-        None,
         "a whole number >= 1, or None for all training images",
         lambda v: v is None or (_is_whole(v) and v >= 1),
     ),
-    "steps_per_execution": ("--steps-per-execution", "a whole number >= 1", lambda v: _is_whole(v) and v >= 1),
-    "run_eagerly": ("--run-eagerly", "True or False", lambda v: isinstance(v, bool)),
-    "seed": ("--seed", "a whole number from 0 to 2**32 - 1", lambda v: _is_whole(v) and 0 <= v < 2**32),
+    "steps_per_execution": ("a whole number >= 1", lambda v: _is_whole(v) and v >= 1),
+    "run_eagerly": ("True or False", lambda v: isinstance(v, bool)),
+    "seed": ("a whole number from 0 to 2**32 - 1", lambda v: _is_whole(v) and 0 <= v < 2**32),
 }
 
 
@@ -214,7 +217,12 @@ def check_freeze(spec: str, arch: str | Arch = DEFAULT_ARCH) -> str:
     a = get_arch(arch)
     if spec in ("none", "backbone") or (spec.startswith("up-to-") and spec[len("up-to-") :] in a.blocks):
         return spec
-    raise ValueError(f"freeze={spec!r} (--freeze) is not a freeze option of {a.name}: use {freeze_options(a)}")
+    raise ParameterError(
+        "{freeze=*} is not a freeze option of {name}: use {options}",
+        freeze=Spelled.python_only(spec),
+        name=a.name,
+        options=freeze_options(a),
+    )
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -245,13 +253,20 @@ class TrainResult:
 def _check_same_network(run_dir: Path, given: TrainConfig, stored: TrainConfig) -> None:
     """A resume given another network (or other options of it) than its run trains is refused."""
     if given.arch is not None and get_arch(given.arch).name != stored.arch:
-        raise ValueError(
-            f"arch={given.arch!r} (--arch): the run in {run_dir} trains {stored.arch!r}, not "
-            f"{get_arch(given.arch).name!r}; a run resumes as the network it started with: resume without "
-            "arch= (--arch), or start a new run in another folder"
+        raise ParameterError(
+            "{arch=*}: the run in {run_dir} trains {stored!r}, not {name!r}; a run resumes as the network it "
+            "started with: resume without {arch=}, or start a new run in another folder",
+            arch=Spelled.python_only(given.arch),
+            run_dir=run_dir,
+            stored=stored.arch,
+            name=get_arch(given.arch).name,
         )
     if given.arch_options is not None and given.resolved().arch_options != stored.arch_options:
-        raise ValueError(
-            f"arch_options={given.arch_options!r} (--option) differ from the options the run in {run_dir} trains "
-            f"{stored.arch} with, {stored.arch_options!r}: resume without them, or start a new run in another folder"
+        raise ParameterError(
+            "{arch_options=*} differ from the options the run in {run_dir} trains "
+            "{arch} with, {stored!r}: resume without them, or start a new run in another folder",
+            arch_options=Spelled.python_only(given.arch_options),
+            run_dir=run_dir,
+            arch=stored.arch,
+            stored=stored.arch_options,
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from anyshape.errors import Message
 from anyshape.model_info import RUN_INFO_FILE
 from anyshape.training.network import NetworkBuilder
 from anyshape.training.run_folder import _write_json
@@ -46,7 +47,7 @@ class DataPipeline(NetworkBuilder):
             )
             self.log(f"data: {self.dataset.summary()} (read in {time.time() - t:.1f} s)")
         for note in self.dataset.notes:
-            self.log(f"data: {note}")
+            self.log(Message("data: {note}", note=note))
         ds = self.dataset
         self.input_shape = tuple(ds.train.images.shape[1:3]) + (ds.channels,)
         if len(ds.train) < 1:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from anyshape.errors import ParameterError, Spelled
 from anyshape.training.config import _BUILD_ARGS, check_freeze
 from anyshape.training.run_folder import TrainerState
 
@@ -43,16 +44,22 @@ class NetworkBuilder(TrainerState):
             if key in _BUILD_ARGS or key in ("dropout_rate", "aux_logits") or key not in known:
                 own = sorted(known - set(_BUILD_ARGS) - {"dropout_rate", "aux_logits"})
                 why = "training sets it" if key in _BUILD_ARGS else "use its own option" if key in known else ""
-                raise ValueError(
-                    f"arch_options key {key!r} (--option {key}=...): "
-                    + (why or f"{a.name} has no build argument {key!r}")
-                    + f"; {a.name}'s own options are {', '.join(own) or 'none'}"
+                raise ParameterError(
+                    "{arch_options=@key}: {why}; {name}'s own options are {own}",
+                    key=Spelled(f"{key}=...", f"{{{key!r}: ...}}"),
+                    why=why or f"{a.name} has no build argument {key!r}",
+                    name=a.name,
+                    own=", ".join(own) or "none",
                 )
         if c.aux_logits and "aux_logits" not in known:
-            raise ValueError(f"aux_logits=True (--aux-logits): {a.name} has no auxiliary classifier (InceptionV3 has)")
+            raise ParameterError("{aux_logits=True}: {name} has no auxiliary classifier (InceptionV3 has)", name=a.name)
         problems = a.config(**self._build_options()).problems()
         if problems:
-            raise ValueError(f"arch={a.name!r} (--arch) cannot be built so: {'; '.join(problems)}")
+            raise ParameterError(
+                "{arch=*} cannot be built so: {problems}",
+                arch=Spelled.python_only(a.name),
+                problems="; ".join(problems),
+            )
 
     def _build_options(self) -> dict:
         """The network's Config values a run sets: its own options, dropout and the aux head when asked."""

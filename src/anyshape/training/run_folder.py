@@ -13,6 +13,7 @@ import numpy as np
 
 from anyshape.archs import Arch
 from anyshape.atomic_write import write_atomically
+from anyshape.errors import Message, OutputExistsError, ParameterError
 from anyshape.model_info import RUN_INFO_FILE, read_run_info
 from anyshape.training.config import TrainConfig, _is_whole
 
@@ -130,8 +131,11 @@ class RunFolder(TrainerState):
         path = run_dir / "checkpoint.json"
         if not path.is_file():
             raise FileNotFoundError(
-                f"{run_dir} has no checkpoint.json to resume from: it is not a run folder, "
-                f"or the run stopped before its first epoch ended; start it again without --resume"
+                Message(
+                    "{run_dir} has no checkpoint.json to resume from: it is not a run folder, "
+                    "or the run stopped before its first epoch ended; start it again without {resume=True}",
+                    run_dir=run_dir,
+                )
             )
         try:
             with open(path) as f:
@@ -209,13 +213,14 @@ class RunFolder(TrainerState):
         """Refuse a run folder that is a file, holds another run, or lies inside the data."""
         run = self.run_dir
         if run.exists() and not run.is_dir():
-            raise FileExistsError(f"{run} is a file, not a run folder: give a folder as output= (--output)")
+            raise OutputExistsError("{run} is a file, not a run folder: give a folder as {output=}", run=run)
         if not self.resume and run.exists() and any(run.iterdir()):
             leftovers = _first_epoch_leftovers(run)
             if leftovers is None:
-                raise FileExistsError(
-                    f"{run} exists and is not empty: give another output folder, "
-                    f"or resume=True (--resume) to continue the run in it"
+                raise OutputExistsError(
+                    "{run} exists and is not empty: give another output folder, "
+                    "or {resume=True} to continue the run in it",
+                    run=run,
                 )
             # a run killed before its first checkpoint (SIGKILL, power loss) could not clean up, and
             # there is nothing to resume: start again in its folder instead of refusing both ways
@@ -228,9 +233,11 @@ class RunFolder(TrainerState):
         if self.config.data != "digits" and Path(self.config.data).is_dir():
             data = Path(self.config.data).resolve()
             if run.resolve() == data or data in run.resolve().parents:
-                raise ValueError(
-                    f"the run folder {run} is inside the data folder {self.config.data}, where it "
-                    "would be read as a class: give an output folder outside it (--output)"
+                raise ParameterError(
+                    "the run folder {run} is inside the data folder {data}, where it "
+                    "would be read as a class: give an output folder outside it ({output=})",
+                    run=run,
+                    data=self.config.data,
                 )
 
     def _remove_own_files(self, created: list[Path]) -> None:

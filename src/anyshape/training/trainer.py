@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from anyshape.archs import DEFAULT_ARCH, get_arch
+from anyshape.errors import Message, ParameterError, message_of
 from anyshape.training.batchnorm import recalibrate_batchnorm
 from anyshape.training.config import TrainConfig, TrainingInterrupted, TrainResult, _check_same_network
 from anyshape.training.data import DataPipeline, _Pipelines
@@ -81,7 +82,7 @@ class Trainer(DataPipeline, RunFolder):
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         if resume:
             if not config.output:
-                raise ValueError("resume=True needs output= (the run folder to resume)")
+                raise ParameterError("{resume=True} needs {output=} (the run folder to resume)")
             run_dir = Path(config.output)
             state = self._read_state(run_dir)
             given = config
@@ -90,8 +91,11 @@ class Trainer(DataPipeline, RunFolder):
                 stored = config.resolved()
             except (TypeError, ValueError) as e:
                 raise ValueError(
-                    f"{run_dir / 'checkpoint.json'}: its stored configuration cannot be used ({e}); "
-                    "the run cannot be resumed"
+                    Message(
+                        "{path}: its stored configuration cannot be used ({error}); the run cannot be resumed",
+                        path=run_dir / "checkpoint.json",
+                        error=message_of(e),
+                    )
                 ) from e
             _check_same_network(run_dir, given, stored)
             self.state: dict | None = state
