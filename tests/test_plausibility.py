@@ -127,7 +127,7 @@ def test_cli_warns_in_one_line():
     assert code == 0, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines == [next(line for line in lines if line.startswith("anyshape summary: warning: ResNet50:"))], err
-    assert "input_shape=(3, 64, 64)" in lines[0]
+    assert "pass --input-shape 3,64,64, or --data-format channels_last" in lines[0]  # the CLI's words
     code, out, _ = _cli("explain", "--arch", "resnet50_v2", "--input-shape", "1,28,28")  # no backend
     assert code == 0 and "warning: input_shape=(1, 28, 28) with data_format='channels_last'" in out, out
 
@@ -145,7 +145,10 @@ def test_classes_without_the_top_or_none_is_refused(arch):
 
 def test_cli_classes_without_include_top_is_a_usage_error():
     code, _, err = _cli("summary", "--arch", "mobilenet", "--option", "alpha=0.25", "--classes", 10)
-    assert code == 2 and "--classes sizes the classifier, which is built only with --include-top" in err, err
+    assert (
+        code == 2
+        and "--classes 10 sizes the classifier, which is built only with --include-top: add --include-top" in err
+    ), err
 
 
 @pytest.mark.parametrize("arch", ["vgg16", "vgg19"])

@@ -17,6 +17,7 @@ from types import FrameType
 
 from anyshape.archs import Arch, get_arch, list_models, model_config
 from anyshape.archs.base import DATA_FORMATS, ConfigValueError, ignored_classes_problem, input_shape_value
+from anyshape.errors import Message
 from anyshape.shapes import (
     ImplausibleModel,
     InvalidInputShape,
@@ -143,16 +144,27 @@ def create_model(
     config = arch.checked_config(input_shape=input_shape, include_top=include_top, data_format=data_format, **kwargs)
     ignored = ignored_classes_problem(config)
     if ignored:
-        raise ConfigValueError("classes", f"{arch.keras_name}: {ignored}")
+        raise ConfigValueError(
+            "classes", Message("{network}: " + ignored.template, network=arch.keras_name, **ignored.values)
+        )
     explain_config(arch, config).raise_if_invalid().raise_if_implausible(max_params)
     transposed = transposed_shape_warning(config.input_shape, data_format)
     if transposed and weight_set is not None and "channel_adapt" not in weight_options:
         raise ValueError(
-            f"{arch.keras_name}: {transposed}. With pretrained weights that would adapt the first convolution "
-            "from RGB to that many channels: refused; give channel_adapt (--channel-adapt) to build it anyway"
+            Message(
+                "{network}: "
+                + transposed.template
+                + ". With pretrained weights that would adapt the first convolution from RGB to that many "
+                "channels: refused; give {channel_adapt=} to build it anyway",
+                network=arch.keras_name,
+                **transposed.values,
+            )
         )
     if transposed:
-        _warn_caller(f"{arch.keras_name}: {transposed}", TransposedShapeWarning)
+        _warn_caller(
+            Message("{network}: " + transposed.template, network=arch.keras_name, **transposed.values),
+            TransposedShapeWarning,
+        )
 
     from anyshape.archs import keras_ops
 

@@ -20,6 +20,7 @@ from functools import lru_cache
 from anyshape.archs import DEFAULT_ARCH, Arch, get_arch
 from anyshape.archs.base import DATA_FORMATS, POOLINGS, ignored_classes_problem, input_shape_value, pooling_problem
 from anyshape.archs.ops import Collapse, ShapeOps, Stage, T, Trace
+from anyshape.errors import Message, Spelled
 
 __all__ = [
     "Stage",
@@ -96,7 +97,7 @@ def _bytes(n: float) -> str:
     return f"{n:.3g} PB"
 
 
-def transposed_shape_warning(input_shape: Sequence, data_format: str) -> str | None:
+def transposed_shape_warning(input_shape: Sequence, data_format: str) -> Message | None:
     """The warning for a shape that looks transposed for `data_format`, else None: the channel
     axis holds more than 4 while the spatial axis at the other end holds 1, 3 or 4 (a channel
     count). keras.applications warns about channel counts other than 1 and 3 the same way
@@ -108,21 +109,33 @@ def transposed_shape_warning(input_shape: Sequence, data_format: str) -> str | N
     plausible = (1, 3, 4)
     if data_format == "channels_first":
         c, h, w = shape
-        if c is not None and c > 4 and w in plausible:
-            return (
-                f"input_shape={_fmt_shape(shape)} with data_format='channels_first' builds a model of {c} "
-                f"channels on {h} x {w} images; for {c} x {h} images of {w} channels pass "
-                f"input_shape={_fmt_shape((w, c, h))}, or data_format='channels_last'"
-            )
+        if not (c is not None and c > 4 and w in plausible):
+            return None
+        meant, other = (w, c, h), "channels_last"
     else:
         h, w, c = shape
-        if c is not None and c > 4 and h in plausible:
-            return (
-                f"input_shape={_fmt_shape(shape)} with data_format='channels_last' builds a model of {c} "
-                f"channels on {h} x {w} images; for {w} x {c} images of {h} channels pass "
-                f"input_shape={_fmt_shape((w, c, h))}, or data_format='channels_first'"
-            )
-    return None
+        if not (c is not None and c > 4 and h in plausible):
+            return None
+        meant, other = (w, c, h), "channels_first"
+    inside = f"{c} x {h}" if data_format == "channels_first" else f"{w} x {c}"
+    return Message(
+        "{input_shape=@given} with {data_format=@given_format} builds a model of {c} channels on {h} x {w} "
+        "images; for {inside} images of {meant_c} channels pass {input_shape=@meant}, or {data_format=@other}",
+        given=_spelled_shape(shape),
+        given_format=data_format,
+        c=c,
+        h=h,
+        w=w,
+        inside=inside,
+        meant_c=w if data_format == "channels_first" else h,
+        meant=_spelled_shape(meant),
+        other=other,
+    )
+
+
+def _spelled_shape(shape) -> Spelled:
+    """A shape as the CLI's --input-shape takes it (64,64,3) and as Python's input_shape (64, 64, 3)."""
+    return Spelled(",".join("none" if d is None else str(d) for d in shape), _fmt_shape(tuple(shape)))
 
 
 def _trace(arch: Arch, config, h: int | None, w: int | None, c: int) -> Trace:
@@ -455,7 +468,7 @@ def explain(input_shape: Sequence | None = None, *, arch: str | Arch = DEFAULT_A
     built = a.config(input_shape=input_shape, **config)
     ignored = ignored_classes_problem(built)
     if ignored:
-        raise ValueError(f"{a.keras_name}: {ignored}")
+        raise ValueError(Message("{network}: " + ignored.template, network=a.keras_name, **ignored.values))
     return explain_config(a, built)
 
 

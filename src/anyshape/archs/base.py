@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from anyshape.errors import Message
+
 __all__ = [
     "ArchConfig",
     "Arch",
@@ -46,7 +48,7 @@ KERAS_ARGS: tuple[tuple[str, Any], ...] = (
 DATA_FORMATS = ("channels_last", "channels_first")
 
 
-def ignored_classes_problem(config) -> str | None:
+def ignored_classes_problem(config) -> Message | None:
     """`classes` given without the top, where it would be ignored (keras.applications ignores it
     without a word; a user who gives it expects a classifier of that size), else None. Checked by
     `create_model` and `explain` on what the user asked, not by `ArchConfig.problems`, which
@@ -54,9 +56,10 @@ def ignored_classes_problem(config) -> str | None:
     classes = config.classes
     if config.include_top or classes is None or classes == ArchConfig.classes:
         return None
-    return (
-        f"classes={classes} (--classes) sizes the classifier, which is built only with include_top=True "
-        "(--include-top): add include_top=True (--include-top), or drop classes"
+    return Message(
+        "{classes=*} sizes the classifier, which is built only with {include_top=True}: add "
+        "{include_top=True}, or drop {classes}",
+        classes=classes,
     )
 
 

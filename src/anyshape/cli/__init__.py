@@ -157,7 +157,7 @@ def _call(verb: str, run, args) -> int:
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, TransposedShapeWarning):  # anyshape's advice: one line, in CLI words
-            print(f"anyshape {verb}: warning: {cli_words(str(message))}", file=sys.stderr)
+            print(f"anyshape {verb}: warning: {cli_message(message)}", file=sys.stderr)
         else:
             shown(message, category, filename, lineno, file, line)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from anyshape.atomic_write import write_bytes_atomically
-from anyshape.errors import OutputExistsError, ParameterError, message_of
+from anyshape.errors import OutputExistsError, ParameterError
 
 
 def load_or_build(model_path=None, *, arch=None, size=None, **options):

@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from anyshape.errors import OutputExistsError, ParameterError
 from anyshape.weights.checkpoint import Checkpoint, WeightFileError
 from anyshape.weights.reference import import_reference_frameworks
 from anyshape.weights.registry import WeightSet, resolve
@@ -172,7 +173,7 @@ def _check_destination(dst: str, force: bool) -> str:
     if not dst.endswith((".weights.h5", ".keras")):
         raise ValueError(f"destination {dst!r} must end in .weights.h5 (weights only) or .keras (whole model)")
     if os.path.exists(dst) and not force:
-        raise FileExistsError(f"{dst} already exists; pass force=True (CLI: --force) to overwrite it")
+        raise OutputExistsError("{dst} already exists; pass {force=True} to overwrite it", dst=dst)
     parent = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"directory {parent} does not exist; create it first")
@@ -277,9 +278,11 @@ def _check_source(ws: WeightSet, source: str | None) -> str:
     elif ws.source in SOURCES and ws.source != source:
         raise ValueError(f"{ws.name} is a {ws.source} weight set, not {source}")
     if (source == "keras") != (ws.format == "keras"):
-        raise ValueError(
-            f"{ws.name} is a {'Keras file' if ws.format == 'keras' else 'PyTorch state dict'}; "
-            f"--source {source} does not fit it"
+        raise ParameterError(
+            "{name} is a {kind}; {source=*} does not fit it",
+            name=ws.name,
+            kind="Keras file" if ws.format == "keras" else "PyTorch state dict",
+            source=source,
         )
     return source
 
@@ -482,8 +485,8 @@ def _convert_family(
     from anyshape.weights.family import family_weight_file, file_classes
 
     if source not in (None, "keras"):
-        raise ValueError(
-            f"source={source!r} (CLI: --source): {arch.name} converts from Keras files only in this version"
+        raise ParameterError(
+            "{source=*}: {network} converts from Keras files only in this version", source=source, network=arch.name
         )
     from anyshape.weights.registry import TORCH_SUFFIXES
 

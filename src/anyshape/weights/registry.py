@@ -41,6 +41,7 @@ from anyshape.data_config import (
     INCEPTION_MEAN,
     INCEPTION_STD,
 )
+from anyshape.errors import Message, ParameterError
 from anyshape.weights.weight_set import WeightSet
 
 __all__ = [
@@ -506,10 +507,13 @@ def _describe_family_torch_file(path: str, arch: str, preprocessing: str | None)
         return replace(ws, path=path, description=f"PyTorch state dict, recognised as {ws.name} by {how}")
     if preprocessing is None:
         raise PreprocessingUnknown(
-            f"weights file {path!r}: a PyTorch state dict does not say how its input was scaled, and this is "
-            f"not a published file anyshape recognises (by name and hash). Say which: preprocessing='torch' "
-            f"(ImageNet mean/std: what torchvision's and most timm weights expect) or preprocessing='tf' "
-            f"(pixels to [-1, 1]). CLI: --preprocessing torch|tf."
+            Message(
+                "weights file {path!r}: a PyTorch state dict does not say how its input was scaled, and this "
+                "is not a published file anyshape recognises (by name and hash). Say which: "
+                "{preprocessing='torch'} (ImageNet mean/std: what torchvision's and most timm weights "
+                "expect) or {preprocessing='tf'} (pixels to [-1, 1]).",
+                path=path,
+            )
         )
     base = WeightSet(
         name=os.path.basename(path),
@@ -539,10 +543,13 @@ def _with_preprocessing(ws: WeightSet, preprocessing: str | None) -> WeightSet:
     if ws.format == "torch" and ws.mode == "raw" and not ws.declared:
         return ws  # a state dict for a network that normalises in its graph: applied there (see above)
     if ws.declared:
-        raise ValueError(
-            f"preprocessing={preprocessing!r} contradicts {ws.name}, which expects mode {ws.mode!r} "
-            f"({'[-1, 1]' if ws.mode == 'tf' else 'ImageNet mean/std'}); leave preprocessing out "
-            f"(CLI: drop --preprocessing) for this weight set"
+        raise ParameterError(
+            "{preprocessing=*} contradicts {name}, which expects mode {mode!r} ({scale}); leave "
+            "{preprocessing} out for this weight set",
+            preprocessing=preprocessing,
+            name=ws.name,
+            mode=ws.mode,
+            scale="[-1, 1]" if ws.mode == "tf" else "ImageNet mean/std",
         )
     return _file_set_with_mode(ws, preprocessing)
 
@@ -614,12 +621,14 @@ def _describe_torch_file(path: str, preprocessing: str | None) -> WeightSet:
         )
     if preprocessing is None:
         raise PreprocessingUnknown(
-            f"weights file {path!r}: a PyTorch state dict does not say how its input was scaled, and "
-            f"this is not a published file anyshape recognises. Say which: preprocessing='tf' "
-            f"(pixels to [-1, 1]: TF-ported weights, or a torchvision model built with "
-            f"transform_input=True, which inception_v3(weights=...) does) or preprocessing='torch' "
-            f"(ImageNet mean/std: a torchvision/timm model trained with transform_input=False). "
-            f"CLI: --preprocessing tf|torch; preprocess_input: mode=."
+            Message(
+                "weights file {path!r}: a PyTorch state dict does not say how its input was scaled, and "
+                "this is not a published file anyshape recognises. Say which: {preprocessing='tf'} "
+                "(pixels to [-1, 1]: TF-ported weights, or a torchvision model built with "
+                "transform_input=True, which inception_v3(weights=...) does) or {preprocessing='torch'} "
+                "(ImageNet mean/std: a torchvision/timm model trained with transform_input=False).",
+                path=path,
+            )
         )
     return _file_set_with_mode(base, preprocessing)
 

@@ -440,7 +440,14 @@ def load_twin_weights(
     order = {layer.name: i for i, layer in enumerate(layer for layer in model.layers if layer.weights)}
     entries = sorted(entries, key=lambda e: order.get(e[0], len(order)))
     plan = _plan(
-        model, arch, config, [(layer, arrays) for layer, _, arrays in entries], path, channel_adapt, seed, channels
+        model,
+        arch,
+        config,
+        [(model.get_layer(name), arrays) for name, _, arrays in entries],
+        path,
+        channel_adapt,
+        seed,
+        channels,
     )
     for name, values in plan.values.items():  # everything is checked: assign
         layer = model.get_layer(name)
