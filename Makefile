@@ -11,13 +11,16 @@ $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-# Stamps record which extras are installed, so a second `make test` installs nothing.
+# Stamps record which extras are installed, so a second `make test` installs nothing. pip does not
+# byte-compile what it installs (--no-compile): TensorFlow, PyTorch, JAX and the rest are tens of
+# thousands of modules, of which a run imports a few; Python compiles those on first import
+# (`pip install -e ".[test]"` into a new venv, pip's cache warm, Zen 4: 150 s of CPU -> 56 s).
 $(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/activate
-	$(PIP) install -q -e ".[fast,demo]"
+	$(PIP) install -q --no-compile -e ".[fast,demo]"
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/activate
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q --no-compile -e ".[test]"
 	touch $@
 
 venv: $(VENV)/.demo-installed
@@ -36,9 +39,13 @@ demo: $(VENV)/.demo-installed
 # OpenVINO, OpenMP) instead of one per core, keeps each file's tests on one worker (their module
 # fixtures are made once), except the per-network harness's, and starts the longest files first
 # (tests/durations.json). The JAX and PyTorch runs start at the same time as the TensorFlow run,
-# at a lower priority (nice): they take the cores the TensorFlow workers leave idle (compiling,
-# waiting on a subprocess) instead of waiting for the TensorFlow run to end; their logs are
-# printed whole after it. `make test` ends with each stage's wall time. To refresh
+# JAX at the same priority (its work is done beside TensorFlow's instead of alone on one core
+# after it: a run where it waited at a lower priority ended 184 s after TensorFlow), PyTorch at a
+# lower one (nice): it takes the cores the TensorFlow workers leave idle (compiling, waiting on a
+# subprocess); their logs are printed whole after it. XLA compiles the JAX run's programs
+# without LLVM's expensive optimisations: the tests run each shape once or twice, so compiling is
+# their cost, not running (the JAX parity test of DenseNet121: CPU time -20 %). `make test` ends
+# with each stage's wall time. To refresh
 # tests/durations.json from a run: `ANYSHAPE_WRITE_DURATIONS=1 make test`.
 BACKEND_TESTS := $(shell grep -l '@pytest.mark.every_backend\|marks=pytest.mark.every_backend\|every_backend=' tests/test_*.py)
 # The training tests marked every_backend train the tiny registered network (tests/tiny_net.py),
@@ -46,6 +53,7 @@ BACKEND_TESTS := $(shell grep -l '@pytest.mark.every_backend\|marks=pytest.mark.
 JAX_TESTS := $(BACKEND_TESTS)
 XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
 NICE := nice -n 10
+JAX_XLA_FLAGS := --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true
 
 # Lint, format and types first (seconds): ruff on everything, mypy on src/.
 check: $(VENV)/.test-installed
@@ -60,8 +68,8 @@ test:
 	@set -u; now() { date +%s; }; t0=$$(now); \
 	$(MAKE) --no-print-directory $(VENV)/.test-installed || exit $$?; t1=$$(now); \
 	$(MAKE) --no-print-directory check || exit $$?; t2=$$(now); \
-	echo "KERAS_BACKEND=tensorflow: tests ($(XDIST)); beside it at $(NICE): KERAS_BACKEND=jax: $(JAX_TESTS) -m every_backend; KERAS_BACKEND=torch: $(BACKEND_TESTS) -m every_backend"; \
-	( KERAS_BACKEND=jax $(NICE) $(PYTEST) --durations=10 $(JAX_TESTS) -m every_backend > $(VENV)/test-jax.log 2>&1; \
+	echo "KERAS_BACKEND=tensorflow: tests ($(XDIST)); beside it: KERAS_BACKEND=jax XLA_FLAGS=\"$(JAX_XLA_FLAGS)\": $(JAX_TESTS) -m every_backend; at $(NICE): KERAS_BACKEND=torch: $(BACKEND_TESTS) -m every_backend"; \
+	( KERAS_BACKEND=jax XLA_FLAGS="$(JAX_XLA_FLAGS)" $(PYTEST) --durations=10 $(JAX_TESTS) -m every_backend > $(VENV)/test-jax.log 2>&1; \
 	  echo "$$? $$(now)" > $(VENV)/test-jax.end ) & jax=$$!; \
 	( KERAS_BACKEND=torch $(NICE) $(PYTEST) --durations=10 $(BACKEND_TESTS) -m every_backend > $(VENV)/test-torch.log 2>&1; \
 	  echo "$$? $$(now)" > $(VENV)/test-torch.end ) & torch=$$!; \

@@ -2,6 +2,7 @@
 defaults, random images, and the comparisons the family tests make (weight layout and layer names
 against keras.applications, torchvision weights in Keras order, layer configs of two builds)."""
 
+import contextlib
 import re
 
 import keras
@@ -324,3 +325,78 @@ def convnext_layout(model, keras_model: bool, include_top: bool) -> tuple[list, 
     else:
         named = [n for n in named if "_stem_" not in n and "_downsampling_" not in n]
     return weight_shapes(model), named
+
+
+def _numpy_draw(initializer):
+    """`initializer`'s distribution drawn with numpy's global generator, or None where it is not
+    one of Keras' plain initializers (constants, uniform, normal, variance scaling)."""
+    from keras.src.initializers import constant_initializers as const
+    from keras.src.initializers import random_initializers as rand
+
+    def draw(sample):
+        return lambda shape, dtype=None: np.asarray(sample(tuple(shape)), keras.backend.standardize_dtype(dtype))
+
+    def truncated(shape, mean, stddev):  # Keras' truncation: redraw beyond two standard deviations
+        a = np.random.normal(0.0, 1.0, shape)
+        while (out := np.abs(a) > 2.0).any():
+            a[out] = np.random.normal(0.0, 1.0, int(out.sum()))
+        return mean + stddev * a
+
+    if isinstance(initializer, const.Zeros):
+        return draw(np.zeros)
+    if isinstance(initializer, const.Ones):
+        return draw(np.ones)
+    if isinstance(initializer, const.Constant):
+        return draw(lambda shape: np.full(shape, keras.ops.convert_to_numpy(initializer.value)))
+    if isinstance(initializer, rand.RandomUniform):
+        return draw(lambda shape: np.random.uniform(initializer.minval, initializer.maxval, shape))
+    if isinstance(initializer, rand.TruncatedNormal):
+        return draw(lambda shape: truncated(shape, initializer.mean, initializer.stddev))
+    if isinstance(initializer, rand.RandomNormal):
+        return draw(lambda shape: np.random.normal(initializer.mean, initializer.stddev, shape))
+    if isinstance(initializer, rand.VarianceScaling):
+        v = initializer
+
+        def variance_scaling(shape):
+            fan_in, fan_out = rand.compute_fans(shape, input_axes=v.input_axes, output_axes=v.output_axes)
+            fan = {"fan_in": fan_in, "fan_out": fan_out}.get(v.mode, (fan_in + fan_out) / 2.0)
+            scale = v.scale / max(1.0, fan)
+            if v.distribution == "truncated_normal":
+                return truncated(shape, 0.0, np.sqrt(scale) / 0.87962566103423978)
+            if v.distribution == "untruncated_normal":
+                return np.random.normal(0.0, np.sqrt(scale), shape)
+            limit = np.sqrt(3.0 * scale)
+            return np.random.uniform(-limit, limit, shape)
+
+        return draw(variance_scaling)
+    return None
+
+
+@contextlib.contextmanager
+def numpy_initializers():
+    """Models built inside draw their initial weights with numpy, from the distribution each
+    layer's Keras initializer names (the values differ from Keras' own draws, the distribution
+    does not; `keras.utils.set_random_seed` seeds numpy too). The parity tests copy weights from
+    model to model and never depend on Keras' draws, while Keras' draws cost: on JAX each weight
+    shape compiles a random-number program (DenseNet121 built at 224: about a third of the JAX
+    parity test), on TensorFlow an eager op per weight. An initializer numpy does not know keeps
+    Keras' own."""
+    original = keras.layers.Layer.add_weight
+
+    def add_weight(self, *args, **kwargs):
+        args = list(args)
+        given = args[1] if len(args) > 1 else kwargs.get("initializer")
+        if given is not None:
+            draw = _numpy_draw(keras.initializers.get(given))
+            if draw is not None:
+                if len(args) > 1:
+                    args[1] = draw
+                else:
+                    kwargs["initializer"] = draw
+        return original(self, *args, **kwargs)
+
+    keras.layers.Layer.add_weight = add_weight
+    try:
+        yield
+    finally:
+        keras.layers.Layer.add_weight = original
