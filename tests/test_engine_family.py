@@ -70,7 +70,7 @@ def test_every_engine_path(name):
         with pytest.raises(ValueError, match="no native bf16"):
             engine.Predictor(graph, engine="openvino", precision="bf16")
 
-    calibration = [_images(graph, 4, h, h + 2, seed=s) for s in (2, 3)]
+    calibration = [_images(graph, 4, h, h + 2, seed=2)]  # a few images: enough to run and compare
     int8 = engine.Predictor(quantize_graph(graph, calibration))  # the defaults: auto engine
     assert int8.precision == "int8"
     got = int8(x)
