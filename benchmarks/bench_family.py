@@ -127,9 +127,13 @@ def _make_engine(name: str, network: str, workdir: str):
 
 
 def worker(name: str, network: str) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"bench-family-{name}-") as workdir:  # the export goes with it
+        _serve(name, network, workdir)
+
+
+def _serve(name: str, network: str, workdir: str) -> None:
     import numpy as np
 
-    workdir = tempfile.mkdtemp(prefix=f"bench-family-{name}-")
     out = sys.stdout
     try:
         run, layout = _make_engine(name, network, workdir)
