@@ -28,7 +28,7 @@ pytest.importorskip("onnxruntime")
 
 SIZE = "40"
 SMALL_ARGS = ["--arch", "mobilenet", "--option", "alpha=0.25"]  # the small network, built from flags
-N_IMAGES = 40  # enough that a run at batch size 1 lasts a few tenths of a second to interrupt
+N_IMAGES = 160  # enough that a run at batch size 1 lasts about a second to interrupt (40 once ended first)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +187,20 @@ def test_features_interrupted_at_a_random_point_then_resumed_carelessly(
 def test_predict_and_train_interrupted_at_random_points_stop_in_one_line(photos, tmp_path):
     rng = np.random.default_rng(7)
     code, out, err = _interrupt(  # while TensorFlow loads and the model is built and translated
-        ["predict", photos, "--weights", "none", "--size", SIZE, "--batch-size", 1, "--format", "json", "-q"],
+        [
+            "predict",
+            photos,
+            *SMALL_ARGS,
+            "--weights",
+            "none",
+            "--size",
+            SIZE,
+            "--batch-size",
+            1,
+            "--format",
+            "json",
+            "-q",
+        ],
         after=float(rng.uniform(0.5, 2.0)),
     )
     assert code == 130, err

@@ -119,5 +119,5 @@ def test_files_that_do_not_fit_are_refused_whole(source):
     _, folder = source
     with pytest.raises(WeightFileError, match="does not fit this MobileNet: .* nothing was loaded"):
         _mobilenet(alpha=0.5, weights=str(folder / "mobilenet_025.h5"))
-    with pytest.raises(WeightFileError, match="channel_adapt applies to Keras' published .h5 files"):
-        _mobilenet(weights=str(folder / "mobilenet_025.weights.h5"), channel_adapt="sum")
+    with pytest.raises(WeightFileError, match="nothing was loaded"):  # a Keras 3 file of another alpha too
+        _mobilenet(alpha=0.5, weights=str(folder / "mobilenet_025.weights.h5"))

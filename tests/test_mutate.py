@@ -103,6 +103,6 @@ def test_a_hanging_mutant_is_stopped_and_ctrl_c_leaves_nothing_behind(tmp_path):
         if line.startswith("clean run"):
             break
     proc.send_signal(signal.SIGINT)  # while the first mutant (the hanging one) runs
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=180)  # seconds on an idle machine; minutes allowed under load
     assert proc.returncode == 130 and "interrupted" in err
     assert (root / "calc.py").read_text() == WAIT and not list((tmp_path / "tmp").iterdir())

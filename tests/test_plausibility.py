@@ -176,6 +176,19 @@ def test_save_model_names_the_users_file(small, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.keras"]  # no temporary file left
 
 
+def test_save_model_failing_midway_names_the_users_file_and_leaves_nothing(small, tmp_path, monkeypatch):
+    import errno
+
+    def full_disk(self, filepath, *args, **kwargs):  # what a full disk makes Keras' save raise
+        raise OSError(errno.ENOSPC, "No space left on device", str(filepath))
+
+    monkeypatch.setattr(type(small), "save", full_disk)
+    with pytest.raises(OSError, match=r"cannot save .*m\.keras: No space left on device; nothing was written") as e:
+        save_model(small, tmp_path / "m.keras")
+    assert e.value.errno == errno.ENOSPC and ".tmp" not in str(e.value) and e.value.filename is None
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_repr_of_an_onnx_model_is_short(small):
     graph = engine.GraphModel.from_keras(small)
     text = repr(graph)

@@ -266,15 +266,21 @@ def _run_tests(copy: Path, tests: list[str], timeout: float | None, pytest_args:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(src) if src.is_dir() else "", env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", f"--basetemp={copy.parent / 'pytest'}"]
     t0 = time.perf_counter()
-    with open(copy.parent / "last-run.log", "wb") as log:
-        proc = subprocess.Popen(
-            [*cmd, *pytest_args, *tests],
-            cwd=copy,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches this script, which stops the tests itself
-        )
+    # Ctrl-C is held back while the process starts: a KeyboardInterrupt inside Popen (between fork
+    # and exec) would leave a started test run with no handle to stop it
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        with open(copy.parent / "last-run.log", "wb") as log:
+            proc = subprocess.Popen(
+                [*cmd, *pytest_args, *tests],
+                cwd=copy,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches this script, which stops the tests itself
+            )
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
     try:
         code = proc.wait(timeout=timeout)
         return ("passed" if code == 0 else "failed"), time.perf_counter() - t0

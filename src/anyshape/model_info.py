@@ -177,7 +177,12 @@ def save_model(model, path, info: ModelInfo | None = None, *, overwrite: bool = 
         with zipfile.ZipFile(tmp, "a") as z:
             z.writestr(MEMBER, text)
 
-    return write_atomically(path, write, overwrite=overwrite)
+    try:
+        return write_atomically(path, write, overwrite=overwrite)
+    except FileExistsError:
+        raise
+    except OSError as e:  # disk full, permissions: said of the user's file, not of the temporary one
+        raise OSError(e.errno, f"cannot save {path}: {e.strerror or type(e).__name__}; nothing was written") from e
 
 
 def read_keras_info(path) -> ModelInfo | None:

@@ -67,8 +67,8 @@ class KerasOps(Ops):
     """Creates the Keras layer for each call and applies it."""
 
     def _make(self, op: str, inputs: list, name: str, **a):
-        if op == "layer_scale":  # EinsumDense needs the channel count to size its weight
-            a["channels"] = int(inputs[0].shape[-1])
+        if op == "layer_scale":  # EinsumDense states its output shape: the input's (a fixed size stays fixed)
+            a["shape"] = tuple(inputs[0].shape[1:])
         layer = getattr(self, f"_{op}")(name, **a)
         return layer(inputs if op in _MERGES else inputs[0])
 
@@ -129,11 +129,13 @@ class KerasOps(Ops):
         return layers.Rescaling(scale=scale, offset=offset, name=name)
 
     @staticmethod
-    def _layer_scale(name, *, init_values, channels):
-        # x * gamma as a built-in layer (a file loads without anyshape): the kernel is gamma, (C,)
+    def _layer_scale(name, *, init_values, shape):
+        # x * gamma as a built-in layer (a file loads without anyshape): the kernel is gamma, (C,);
+        # the output shape is the input's, so that a model built at a fixed size keeps its static
+        # shapes after it (with (None, None, C) every later layer of a fixed-size model was free)
         return layers.EinsumDense(
             "abcd,d->abcd",
-            output_shape=(None, None, channels),
+            output_shape=shape,
             kernel_initializer=keras.initializers.Constant(init_values),
             name=name,
         )

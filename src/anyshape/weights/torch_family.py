@@ -415,7 +415,7 @@ def load_twin_weights(
     """Load a torchvision state dict (`weight_set`, format "torch") into `model`, network `arch`
     built as `config`, all or nothing: read, convert, check every tensor, then assign."""
     from anyshape.weights import channels as channel_rules
-    from anyshape.weights.family import _plan, family_weight_file
+    from anyshape.weights.family import _pair, _plan, family_weight_file
     from anyshape.weights.torch import read_state_dict
 
     conv = model.get_layer(arch.first_conv)
@@ -443,7 +443,7 @@ def load_twin_weights(
         model,
         arch,
         config,
-        [(model.get_layer(name), arrays) for name, _, arrays in entries],
+        _pair(model, arch, config, [(name, arrays) for name, _, arrays in entries], path),
         path,
         channel_adapt,
         seed,
