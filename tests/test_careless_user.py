@@ -71,6 +71,14 @@ def _env():
     return env
 
 
+def sigint_as_at_a_terminal():
+    """In the child before it starts: Ctrl-C stops it as it does at a terminal, also when this test
+    run itself ignores SIGINT (a shell without job control starts a command run with `&` with
+    SIGINT ignored, children inherit that, and Python then installs no KeyboardInterrupt handler:
+    a clean-clone run started that way saw every interrupted run here end with exit 0)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(argv, *, after=None, when=None, timeout=300):
     """Run `anyshape argv` and send SIGINT `after` seconds, or as soon as `when()` is true.
 
@@ -82,6 +90,7 @@ def _interrupt(argv, *, after=None, when=None, timeout=300):
         stderr=subprocess.PIPE,
         text=True,
         env=_env(),
+        preexec_fn=sigint_as_at_a_terminal,
     )
     start = time.monotonic()
     try:

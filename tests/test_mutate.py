@@ -98,6 +98,9 @@ def test_a_hanging_mutant_is_stopped_and_ctrl_c_leaves_nothing_behind(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=lambda: signal.signal(
+            signal.SIGINT, signal.SIG_DFL
+        ),  # see test_careless_user's sigint_as_at_a_terminal
     )
     for line in proc.stdout:
         if line.startswith("clean run"):
