@@ -28,7 +28,7 @@ pytest.importorskip("onnxruntime")
 
 SIZE = "40"
 SMALL_ARGS = ["--arch", "mobilenet", "--option", "alpha=0.25"]  # the small network, built from flags
-N_IMAGES = 160  # enough that a run at batch size 1 lasts about a second to interrupt (40 once ended first)
+N_IMAGES = 160  # a run at batch size 1 lasts some tenths of a second: time to interrupt it under load
 
 
 @pytest.fixture(scope="module")
