@@ -461,6 +461,15 @@ def _head_values(plan: _Plan, arch, config, layer, arrays, shapes):
     return None
 
 
+def assign_plan(model, plan) -> None:
+    """Assigns a checked plan's values (every problem was found before: nothing is half loaded)."""
+    for name, values in plan.values.items():
+        layer = model.get_layer(name)
+        layer.set_weights(values)
+        if hasattr(layer, "finalize_state") and type(layer).__name__ == "Normalization":
+            layer.finalize_state()  # Normalization computes with a copy of its mean and variance
+
+
 def _plan(model, arch, config, pairs, path, channel_adapt, seed, channels) -> _Plan:
     """What to assign for `pairs` ([(model layer, the file's arrays or None)], in model order)."""
     plan = _Plan()
@@ -538,11 +547,7 @@ def load_family_weights(
     with_top = config.include_top and (weight_set.num_classes is None or config.classes == weight_set.num_classes)
     path = os.fspath(family_weight_file(weight_set, arch, config, with_top, cache_dir, progress))
     plan = _plan(model, arch, config, file_pairs(model, arch, config, path), path, channel_adapt, seed, channels)
-    for name, values in plan.values.items():  # everything is checked: assign
-        layer = model.get_layer(name)
-        layer.set_weights(values)
-        if hasattr(layer, "finalize_state") and type(layer).__name__ == "Normalization":
-            layer.finalize_state()  # Normalization computes with a copy of its mean and variance
+    assign_plan(model, plan)
     loaded = replace(weight_set, path=path, num_classes=config.classes if config.include_top else None)
     model.anyshape_weights = loaded
     log.info("loaded weights %r from %s into %d layers", weight_set.name, path, len(plan.values))

@@ -301,23 +301,12 @@ def load_weight_set(
             "cache_dir, progress and seed"
         )
     built = model_config(model)
-    if built is not None and built[0].name != "inception_v3" and weight_set.format == "torch":
-        from anyshape.weights.torch_family import load_twin_weights  # a torchvision twin's state dict
-
-        return load_twin_weights(
-            model,
-            built[0],
-            built[1],
-            weight_set,
-            channel_adapt=channel_adapt,
-            cache_dir=cache_dir,
-            progress=progress,
-            seed=seed,
-        )
     if built is not None and built[0].name != "inception_v3":
-        from anyshape.weights.family import load_family_weights
-
-        return load_family_weights(
+        if weight_set.format == "torch":
+            from anyshape.weights.torch_family import load_twin_weights as load  # a twin's state dict
+        else:
+            from anyshape.weights.family import load_family_weights as load
+        return load(
             model,
             built[0],
             built[1],

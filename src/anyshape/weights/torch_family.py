@@ -415,7 +415,7 @@ def load_twin_weights(
     """Load a torchvision state dict (`weight_set`, format "torch") into `model`, network `arch`
     built as `config`, all or nothing: read, convert, check every tensor, then assign."""
     from anyshape.weights import channels as channel_rules
-    from anyshape.weights.family import _pair, _plan, family_weight_file
+    from anyshape.weights.family import _pair, _plan, assign_plan, family_weight_file
     from anyshape.weights.torch import read_state_dict
 
     conv = model.get_layer(arch.first_conv)
@@ -449,11 +449,7 @@ def load_twin_weights(
         seed,
         channels,
     )
-    for name, values in plan.values.items():  # everything is checked: assign
-        layer = model.get_layer(name)
-        layer.set_weights(values)
-        if hasattr(layer, "finalize_state") and type(layer).__name__ == "Normalization":
-            layer.finalize_state()  # Normalization computes with a copy of its mean and variance
+    assign_plan(model, plan)  # everything is checked
     loaded = replace(weight_set, path=path, num_classes=config.classes if config.include_top else None)
     model.anyshape_weights = loaded
     log.info("loaded weights %r from %s into %d layers", weight_set.name, path, len(plan.values))
