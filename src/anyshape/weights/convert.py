@@ -375,13 +375,19 @@ def _parity_reference(source: str) -> str:
 
 def _written_weight_set(loaded: WeightSet, read: _Source, aux_logits: bool) -> WeightSet:
     """The metadata stored in the converted file: a Keras file of its own, no download or label offset."""
+    return _as_written(
+        loaded, num_classes=read.classes if read.num_classes is not None else None, has_aux=bool(aux_logits)
+    )
+
+
+def _as_written(ws: WeightSet, **changes) -> WeightSet:
+    """The weight set a converted file records: a Keras file of its own, with none of the source's
+    download facts (URLs, file names, hashes) and labels from 0."""
     return replace(
-        loaded,
+        ws,
         format="keras",
         path=None,
-        num_classes=read.classes if read.num_classes is not None else None,
         label_offset=0,
-        has_aux=bool(aux_logits),
         url=None,
         file_name=None,
         file_hash=None,
@@ -389,6 +395,7 @@ def _written_weight_set(loaded: WeightSet, read: _Source, aux_logits: bool) -> W
         url_notop=None,
         file_name_notop=None,
         file_hash_notop=None,
+        **changes,
     )
 
 
@@ -514,23 +521,7 @@ def _convert_family(
     model = create_model(arch.name, input_shape=input_shape, classifier_activation=None, **head, **overrides, **options)
     load_weight_set(model, replace(ws, path=path), channel_adapt=channel_adapt, cache_dir=cache_dir, progress=progress)
     report, note = _family_parity(model, arch, path, classes, input_shape, parity, parity_images, options, overrides)
-    written = replace(
-        model.anyshape_weights,
-        arch=arch.name,
-        source="keras",
-        format="keras",
-        path=None,
-        name=ws.name,
-        num_classes=classes,
-        label_offset=0,
-        url=None,
-        file_name=None,
-        file_hash=None,
-        hash_algorithm=None,
-        url_notop=None,
-        file_name_notop=None,
-        file_hash_notop=None,
-    )
+    written = _as_written(model.anyshape_weights, arch=arch.name, source="keras", name=ws.name, num_classes=classes)
     if classes is not None and classifier_activation:
         _set_classifier_activation(model, arch, classifier_activation)
     _save_family(model, dst, written, overwrite=force)
