@@ -29,13 +29,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_inference import machine  # noqa: E402  (the CPU line the other benchmarks print)
+from bench_inference import Worker, machine  # noqa: E402  (the CPU line, one engine per process)
 
 ANYSHAPE = ("anyshape_auto", "anyshape_int8")
 PEERS = ("keras_tf", "tv_eager_cl", "tv_bf16_cl", "ort_tv", "ov_default")
@@ -161,40 +160,8 @@ def _serve(name: str, network: str, workdir: str) -> None:
         print(json.dumps({"times": times, "features": int(y.shape[1])}), file=out, flush=True)
 
 
-class Worker:
-    def __init__(self, name: str, network: str):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
-        self.name = name
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", name, "--networks", network],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
-
-    def wait_ready(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"worker {self.name} failed to start (run it with --worker {self.name} to see why)")
-        return json.loads(line)
-
-    def ask(self, **req) -> dict:
-        self.proc.stdin.write(json.dumps(req) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"worker {self.name} died")
-        return json.loads(line)
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
-
-
 def bench_network(network: str, points, engines, rounds: int, seconds: float) -> list[dict]:
-    workers = [Worker(n, network) for n in engines]
+    workers = [Worker(n, "--networks", network, script=__file__) for n in engines]
     ready = []
     for w in workers:
         answer = w.wait_ready()

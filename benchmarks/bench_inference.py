@@ -233,11 +233,14 @@ def _timed(fn) -> float:
 
 
 class Worker:
-    def __init__(self, name: str):
+    """One engine in a process of its own: `script --worker NAME *args` (this script by default;
+    bench_family.py's workers take their network)."""
+
+    def __init__(self, name: str, *args: str, script: str = __file__):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
         self.name = name
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", name],
+            [sys.executable, script, "--worker", name, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
