@@ -55,35 +55,39 @@ XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
 NICE := nice -n 10
 JAX_XLA_FLAGS := --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true
 
-# Lint, format and types first (seconds): ruff on everything, mypy on src/.
+# Lint, format and types (seconds): ruff on everything, mypy on src/. `make test` runs them beside
+# the tests.
 check: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check src tests benchmarks tools
 	$(VENV)/bin/ruff format --check src tests benchmarks tools
 	$(VENV)/bin/mypy
 
 # One shell, so that each stage's start and end are known: install (the venv and the test extra,
-# nothing when already installed), checks, then the three backends (JAX and PyTorch beside
-# TensorFlow), and the table of wall times.
+# nothing when already installed), then the three backends (JAX and PyTorch beside TensorFlow) and
+# the checks (ruff, mypy: about 25 s on one core, which waited alone before the tests; now beside
+# them, their log printed after), and the table of wall times.
 test:
 	@set -u; now() { date +%s; }; t0=$$(now); \
-	$(MAKE) --no-print-directory $(VENV)/.test-installed || exit $$?; t1=$$(now); \
-	$(MAKE) --no-print-directory check || exit $$?; t2=$$(now); \
+	$(MAKE) --no-print-directory $(VENV)/.test-installed || exit $$?; t1=$$(now); t2=$$t1; \
+	( $(MAKE) --no-print-directory check > $(VENV)/test-check.log 2>&1; echo "$$? $$(now)" > $(VENV)/test-check.end ) & checks=$$!; \
 	echo "KERAS_BACKEND=tensorflow: tests ($(XDIST)); beside it: KERAS_BACKEND=jax XLA_FLAGS=\"$(JAX_XLA_FLAGS)\": $(JAX_TESTS) -m every_backend; at $(NICE): KERAS_BACKEND=torch: $(BACKEND_TESTS) -m every_backend"; \
 	( KERAS_BACKEND=jax XLA_FLAGS="$(JAX_XLA_FLAGS)" $(PYTEST) --durations=10 $(JAX_TESTS) -m every_backend > $(VENV)/test-jax.log 2>&1; \
 	  echo "$$? $$(now)" > $(VENV)/test-jax.end ) & jax=$$!; \
 	( KERAS_BACKEND=torch $(NICE) $(PYTEST) --durations=10 $(BACKEND_TESTS) -m every_backend > $(VENV)/test-torch.log 2>&1; \
 	  echo "$$? $$(now)" > $(VENV)/test-torch.end ) & torch=$$!; \
 	KERAS_BACKEND=tensorflow $(PYTEST) $(XDIST) --durations=25 tests; tf_rc=$$?; t3=$$(now); \
-	wait $$jax $$torch; \
+	wait $$checks $$jax $$torch; \
+	read check_rc check_end < $(VENV)/test-check.end; \
 	read jax_rc jax_end < $(VENV)/test-jax.end; read torch_rc torch_end < $(VENV)/test-torch.end; \
+	echo "== checks: ruff, mypy (exit $$check_rc)"; cat $(VENV)/test-check.log; \
 	echo "== JAX backend (exit $$jax_rc)"; cat $(VENV)/test-jax.log; \
 	echo "== PyTorch backend (exit $$torch_rc)"; cat $(VENV)/test-torch.log; \
-	t4=$$(now); rm -f $(VENV)/test-jax.end $(VENV)/test-torch.end; \
+	t4=$$(now); rm -f $(VENV)/test-check.end $(VENV)/test-jax.end $(VENV)/test-torch.end; \
 	echo "== wall time per stage, $$(nproc) cores, $$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"; \
-	printf '%-28s %6s s\n' "install" $$((t1 - t0)) "checks (ruff, mypy)" $$((t2 - t1)) \
-		"tensorflow (exit $$tf_rc)" $$((t3 - t2)) "jax (exit $$jax_rc, beside)" $$((jax_end - t2)) \
+	printf '%-30s %6s s\n' "install" $$((t1 - t0)) "tensorflow (exit $$tf_rc)" $$((t3 - t2)) \
+		"checks (exit $$check_rc, beside)" $$((check_end - t2)) "jax (exit $$jax_rc, beside)" $$((jax_end - t2)) \
 		"torch (exit $$torch_rc, beside)" $$((torch_end - t2)) "total" $$((t4 - t0)); \
-	test $$tf_rc -eq 0 && test $$jax_rc -eq 0 && test $$torch_rc -eq 0
+	test $$check_rc -eq 0 && test $$tf_rc -eq 0 && test $$jax_rc -eq 0 && test $$torch_rc -eq 0
 
 # Mutation testing of one module against the tests that cover it (tools/mutate.py; not part of
 # `make test` or CI): MAX mutants, a sample drawn with SEED (MAX=0: all of them), e.g.
