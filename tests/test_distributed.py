@@ -378,23 +378,33 @@ def test_reads_from_and_writes_to_s3(local_ray, s3, images, feature_predictor, t
         )
 
 
-def test_cli_features_and_predict_with_ray(local_ray, images, tmp_path, capsys):
+def _only_anyshapes_lines(err: str, verb: str) -> bool:
+    lines = [line for line in err.splitlines() if line.strip()]
+    return bool(lines) and all(line.startswith(f"anyshape {verb}: ") for line in lines)
+
+
+def test_cli_features_and_predict_with_ray(local_ray, images, tmp_path, capfd):
+    """The CLI's Ray runs, and the only lines they show are anyshape's: Ray Data's log lines
+    ("Progress bars disabled", "Dataset ... execution finished") and the line Ray's C++ core writes
+    to standard error for every actor pool stay off the terminal (captured at the file descriptors,
+    where the C++ core writes)."""
     from anyshape.cli import main
 
     out = tmp_path / "feats"
     args = ["features", str(images), "--ray", "--out", str(out), *SMALL_ARGS, "--weights", "none", "--size", "80", "-q"]
     assert main(args) == 1  # three bad files: rows with their errors, exit code 1 as locally
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert "13 row(s) in" in err and "FAILED" in err and "Traceback" not in err
+    assert _only_anyshapes_lines(err, "features"), err
     assert len(distributed.read_output(out)) == N_GOOD + 3
     # --weights none is a new random network every run: resuming would mix two networks
     assert main(args + ["--resume"]) == 2
-    assert "weights differ" in capsys.readouterr().err
+    assert "weights differ" in capfd.readouterr().err
     # the network is recorded: a resume with another --arch is refused naming both
     assert main([*args[:5], "--arch", "mobilenet_v3_small", *args[9:], "--resume"]) == 2
-    assert "arch: mobilenet_v3_small now, mobilenet in the interrupted run" in capsys.readouterr().err
+    assert "arch: mobilenet_v3_small now, mobilenet in the interrupted run" in capfd.readouterr().err
     assert main(["predict", str(images), "--out", str(tmp_path / "p"), "--weights", "none"]) == 2
-    assert "--ray" in capsys.readouterr().err
+    assert "--ray" in capfd.readouterr().err
     assert (
         main(
             [
@@ -417,6 +427,8 @@ def test_cli_features_and_predict_with_ray(local_ray, images, tmp_path, capsys):
         )
         == 0
     )
+    err = capfd.readouterr().err
+    assert _only_anyshapes_lines(err, "predict"), err
     table = distributed.read_output(tmp_path / "p")
     assert table.column("labels").to_pylist()[0][0].startswith("class_") and len(table.column("scores")[0]) == 2
 
@@ -435,24 +447,3 @@ def test_names_parquet_cannot_hold_are_refused_before_any_work(feature_predictor
     ):
         distributed.features(feature_predictor, [str(photos)], str(tmp_path / "out"), size=80)
     assert not (tmp_path / "out").exists()
-
-
-def test_a_ray_run_shows_only_anyshapes_lines(local_ray, images, tmp_path, capfd):
-    """Ray Data's log lines ("Progress bars disabled", "Dataset ... execution finished") and the
-    line Ray's C++ core writes to standard error for every actor pool stay off the terminal."""
-    from anyshape.cli import main
-
-    args = [
-        "features",
-        str(images / "img00.png"),
-        "--ray",
-        "--out",
-        str(tmp_path / "f"),
-        *SMALL_ARGS,
-        "--weights",
-        "none",
-    ]
-    assert main([*args, "-q", "--size", "80"]) == 0
-    err = capfd.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert lines and all(line.startswith("anyshape features: ") for line in lines), err
