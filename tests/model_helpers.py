@@ -327,6 +327,9 @@ def convnext_layout(model, keras_model: bool, include_top: bool) -> tuple[list, 
     return weight_shapes(model), named
 
 
+_zeros = False  # zero_initializers
+
+
 def _numpy_draw(initializer):
     """`initializer`'s distribution drawn with numpy's global generator, or None where it is not
     one of Keras' plain initializers (constants, uniform, normal, variance scaling)."""
@@ -335,6 +338,9 @@ def _numpy_draw(initializer):
 
     def draw(sample):
         return lambda shape, dtype=None: np.asarray(sample(tuple(shape)), keras.backend.standardize_dtype(dtype))
+
+    if _zeros:  # zero_initializers
+        return lambda shape, dtype=None: np.zeros(tuple(shape), keras.backend.standardize_dtype(dtype))
 
     def truncated(shape, mean, stddev):  # Keras' truncation: redraw beyond two standard deviations
         a = np.random.normal(0.0, 1.0, shape)
@@ -400,3 +406,17 @@ def numpy_initializers():
         yield
     finally:
         keras.layers.Layer.add_weight = original
+
+
+@contextlib.contextmanager
+def zero_initializers():
+    """Inside `numpy_initializers` (every test module but test_training's): every weight starts as
+    zeros. For the layout tests only, which read shapes, names and configs and never a value: drawing
+    the largest members' weights (EfficientNetB7, EfficientNetV2L, NASNetLarge, ConvNeXtXLarge:
+    numpy's normal costs about 15 ns a value) was most of their build."""
+    global _zeros
+    _zeros = True
+    try:
+        yield
+    finally:
+        _zeros = False

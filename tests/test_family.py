@@ -197,7 +197,9 @@ class Family:
         return self.cache.get("keras_notop_odd", build)
 
     def ours(self, include_top: bool):
-        """anyshape's Keras-named constructor's model at its default size."""
+        """anyshape's Keras-named constructor's model at its default size: without the top that is
+        free size (the constructor's input_shape=None, as Keras'), the model the odd-size test
+        without the top runs too."""
 
         def build():
             model = getattr(applications, self.keras_name)(weights=None, include_top=include_top)
@@ -218,16 +220,6 @@ class Family:
             return self._with(model, self.weights)
 
         return self.cache.get("ours_odd", build)
-
-    @property
-    def ours_free_notop(self):
-        """anyshape's model without the top at free size."""
-
-        def build():
-            model = anyshape.create_model(self.name, include_top=False, input_shape=(None, None, 3))
-            return self._with(model, self.keras_notop.get_weights())
-
-        return self.cache.get("ours_free_notop", build)
 
     def images(self, shape, n=2):
         low, high = self.facts.pixels
@@ -298,11 +290,13 @@ def test_free_size_model_with_the_top_equals_keras_at_an_odd_size(family):
 
 
 def test_free_size_model_without_the_top_equals_keras_at_an_odd_size(family):
-    """The free-size model without the top, at the odd size, against Keras' model built there: the
+    """The free-size model without the top (the Keras-named constructor's default without the top,
+    which test_layout_equals_keras[notop] checks), at the odd size, against Keras' model built there: the
     model with the top viewed at the same layer (its last), or where that layer is not in the
     model with the top (ConvNeXt's final LayerNormalization; a layer Keras names itself), Keras'
     model without the top built at that size."""
-    ours = family.ours_free_notop
+    ours = family.ours(False)
+    assert tuple(ours.input.shape) == (None, None, None, 3)
     last = ours.layers[-1].name
     x = family.images(family.facts.odd)
     if last in {layer.name for layer in family.keras_odd.layers}:

@@ -30,6 +30,7 @@ from model_helpers import (
     run,
     unknown_record_layers,
     weight_shapes,
+    zero_initializers,
 )
 
 import anyshape
@@ -47,15 +48,6 @@ def pixels(shape):
     return images(shape, low=0.0, high=255.0)
 
 
-@pytest.fixture
-def zero_init(monkeypatch):
-    """Kernels initialised to zeros instead of random values, for the layout tests only: random
-    initialisation is most of the time of building ConvNeXtXLarge, and a layout has no values."""
-    from keras.src.initializers.random_initializers import VarianceScaling
-
-    monkeypatch.setattr(VarianceScaling, "__call__", lambda self, shape, dtype=None: keras.ops.zeros(shape, dtype))
-
-
 def test_the_family_is_all_five():
     assert NAMES == ["convnext_base", "convnext_large", "convnext_small", "convnext_tiny", "convnext_xlarge"]
 
@@ -69,16 +61,19 @@ def test_signature_is_keras(name):
 
 
 @pytest.mark.parametrize("name, include_top", layout_cases("convnext", "convnext_tiny", with_representative=False))
-def test_weight_layout_equals_keras(zero_init, name, include_top):
-    """One model alive at a time (ConvNeXtXLarge is 1.4 GB). ConvNeXtTiny, with and without the
+def test_weight_layout_equals_keras(name, include_top):
+    """One model alive at a time (ConvNeXtXLarge is 1.4 GB), its weights zeros (a layout has no
+    values; drawing them was most of building ConvNeXtXLarge). ConvNeXtTiny, with and without the
     top: tests/test_family.py."""
     arch = get_arch(name)
-    ref = getattr(keras.applications, arch.keras_name)(weights=None, include_top=include_top)
+    with zero_initializers():
+        ref = getattr(keras.applications, arch.keras_name)(weights=None, include_top=include_top)
     layout = convnext_layout(ref, True, include_top)
     ref_params = ref.count_params()
     del ref
     gc.collect()
-    ours = anyshape.create_model(name, include_top=include_top)
+    with zero_initializers():
+        ours = anyshape.create_model(name, include_top=include_top)
     assert convnext_layout(ours, False, include_top) == layout
     assert ours.count_params() == ref_params == explain((224, 224, 3), arch=name, include_top=include_top).params
     if include_top:

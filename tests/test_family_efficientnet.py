@@ -23,6 +23,7 @@ from model_helpers import (
     relative_error,
     run,
     set_weights,
+    zero_initializers,
 )
 
 import anyshape
@@ -64,8 +65,9 @@ def test_blocks_table_is_keras():
 )
 def test_layout_equals_keras(name, include_top):
     """Keras' default size with the top (EfficientNetB0, with and without it: tests/test_family.py)."""
-    theirs = _keras(name, include_top=include_top)
-    ours = getattr(applications, get_arch(name).keras_name)(weights=None, include_top=include_top)
+    with zero_initializers():  # a layout has no values
+        theirs = _keras(name, include_top=include_top)
+        ours = getattr(applications, get_arch(name).keras_name)(weights=None, include_top=include_top)
     assert_keras_drop_in(ours, theirs, dropped=("ZeroPadding2D",))  # correct_pad's paddings: "same" here
     assert ours.name == theirs.name
     assert_efficientnet_layout(ours, theirs, name)  # every Dropout's rate, the record's blocks

@@ -49,7 +49,9 @@ def test_same_weights_layout_as_keras(keras_top, ours_top):
 
 @pytest.mark.every_backend
 def test_parity_299_with_top(keras_top, ours_top):
-    x = images((299, 299, 3))
+    """One image (the arithmetic is per image): the shape tests/test_weights_keras_h5.py and
+    tests/test_weights_torch.py run at 299 too, which JAX then compiles once in `make test`."""
+    x = images((299, 299, 3), n=1)
     diff = np.abs(run(keras_top, x) - run(ours_top, x)).max()
     assert diff <= 1e-5, diff
 
@@ -68,8 +70,8 @@ def notop_pair(keras_top):
     return ref, ours
 
 
-@pytest.mark.every_backend
-@pytest.mark.parametrize("shape", [(150, 150, 3), (120, 200, 3)])
+# on JAX and PyTorch the non-square size only: each new shape compiles every op again on JAX
+@pytest.mark.parametrize("shape", [(150, 150, 3), pytest.param((120, 200, 3), marks=pytest.mark.every_backend)])
 def test_parity_without_top(notop_pair, shape):
     ref, ours = notop_pair
     x = images(shape)
@@ -142,25 +144,27 @@ def test_non_square_and_any_channel_count(shape):
     assert model.get_layer("stem_1a_3x3_conv").kernel.shape == (3, 3, shape[-1], 32)
 
 
-def test_default_input_shapes_match_keras():
-    assert tuple(anyshape.InceptionV3(weights=None).input.shape) == (None, 299, 299, 3)
-    assert tuple(anyshape.InceptionV3(weights=None, include_top=False).input.shape) == (None, None, None, 3)
+def test_default_input_shapes_match_keras(keras_top, ours_top, notop_pair):
+    """ours_top and notop_pair's models are built with the constructor's defaults."""
+    assert tuple(ours_top.input.shape) == tuple(keras_top.input.shape) == (None, 299, 299, 3)
+    ref, ours = notop_pair
+    assert tuple(ours.input.shape) == tuple(ref.input.shape) == (None, None, None, 3)
 
 
 @pytest.mark.every_backend
-def test_channels_first_equals_channels_last_on_transposed_input():
-    shape = (90, 110, 3)
-    last = anyshape.InceptionV3(weights=None, include_top=False, input_shape=shape)
+def test_channels_first_equals_channels_last_on_transposed_input(notop_pair):
+    """channels_last: notop_pair's free-size model (random weights, BatchNorm moved), at the size and
+    on the images of test_parity_without_top's non-square case (which JAX has compiled then)."""
+    shape = (120, 200, 3)
+    last = notop_pair[1]
     first = anyshape.InceptionV3(
-        weights=None, include_top=False, input_shape=(3, 90, 110), data_format="channels_first"
+        weights=None, include_top=False, input_shape=(3, 120, 200), data_format="channels_first"
     )
-    weights = randomised_weights(last)
-    last.set_weights(weights)
-    first.set_weights(weights)
+    first.set_weights(last.get_weights())
     x = images(shape)
     a = run(last, x)
     b = run(first, x.transpose(0, 3, 1, 2))
-    assert b.shape == (2, 2048, 1, 2)
+    assert b.shape == (2, 2048, *explain(shape).stage("mixed10").shape[:2])
     assert np.abs(a.transpose(0, 3, 1, 2) - b).max() <= 1e-5
 
 
@@ -170,8 +174,11 @@ def test_channels_first_with_top_predicts_and_fits():
         weights=None, include_top=True, input_shape=(3, 80, 80), data_format="channels_first", classes=4
     )
     x = images((3, 80, 80), n=4)
-    # one step: run eagerly (tracing a channels_first step costs a minute on TensorFlow's CPU kernels)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", run_eagerly=True)
+    # one step: run eagerly on TensorFlow (tracing a channels_first step costs a minute on its CPU
+    # kernels) and PyTorch; compiled on JAX, as Keras does by default (eager, each forward and
+    # gradient op compiled on its own, had not ended after 62 s of CPU; compiled: 20 s, Zen 4, contended)
+    eager = keras.backend.backend() != "jax"
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", run_eagerly=eager)
     history = model.fit(x, np.array([0, 1, 2, 3]), epochs=1, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     assert model.predict(x, verbose=0).shape == (4, 4)
@@ -196,11 +203,11 @@ def test_input_tensor_without_top_and_conflict_error():
         anyshape.InceptionV3(input_tensor=keras.Input(shape=(70, 90, 2)), weights=None, include_top=False)
 
 
-def test_poolings():
+def test_poolings(notop_pair):
+    """The feature maps: notop_pair's free-size model (random weights, BatchNorm moved)."""
     shape = (80, 100, 3)
-    maps = anyshape.InceptionV3(weights=None, include_top=False, input_shape=shape)
-    weights = randomised_weights(maps)
-    maps.set_weights(weights)
+    maps = notop_pair[1]
+    weights = maps.get_weights()
     x = images(shape)
     m = run(maps, x)
     expected = {
@@ -259,10 +266,12 @@ def test_layer_names(ours_top):
 
 @pytest.mark.every_backend
 @pytest.mark.parametrize("count_include_pad,edge,corner", [(False, 1.0, 1.0), (True, 6 / 9, 4 / 9)])
-def test_average_pool_semantics(count_include_pad, edge, corner):
-    model = anyshape.InceptionV3(
-        weights=None, include_top=False, input_shape=(75, 75, 3), count_include_pad=count_include_pad
-    )
+def test_average_pool_semantics(notop_pair, count_include_pad, edge, corner):
+    """False is the default (Keras' semantics): notop_pair's model, built with the defaults."""
+    if count_include_pad:
+        model = anyshape.InceptionV3(weights=None, include_top=False, input_shape=(75, 75, 3), count_include_pad=True)
+    else:
+        model = notop_pair[1]
     # run the block's own pool layers (padding, if any, then the average) on a constant map
     names = [layer.name for layer in model.layers]
     pool_layers = [model.get_layer(n) for n in ("mixed0_branch_pool_pad", "mixed0_branch_pool_avg") if n in names]
