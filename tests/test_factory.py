@@ -107,3 +107,38 @@ def test_weight_options_without_weights_are_refused_by_name(recorder):
         anyshape.create_model("mobilenet", seed=1, preprocessing="tf")
     with pytest.raises(ValueError, match=r"\['channel_adapt'\] only apply with pretrained weights"):
         anyshape.create_model("mobilenet", channel_adapt="mean")
+
+
+def test_a_transposed_shape_warning_names_the_callers_line(recorder):
+    """The TransposedShapeWarning is attributed to the first caller outside anyshape: this file,
+    whether it called create_model or a constructor (one more anyshape frame between)."""
+    from anyshape.applications import ResNet50
+    from anyshape.shapes import TransposedShapeWarning
+
+    options = {"input_shape": (64, 64, 3), "include_top": False, "data_format": "channels_first"}
+    with pytest.warns(TransposedShapeWarning) as direct:
+        anyshape.create_model("resnet50", **options)
+    with pytest.warns(TransposedShapeWarning) as through:
+        ResNet50(weights=None, **options)
+    assert [w.filename for w in (*direct, *through)] == [__file__, __file__]
+
+
+def test_an_explicit_none_keeps_its_meaning(recorder):
+    """None for the options where Keras gives it a meaning is kept, not taken for "the default":
+    classifier_activation=None is the logits (the default is softmax)."""
+    assert anyshape.create_model("mobilenet").anyshape_config.classifier_activation == "softmax"
+    logits = anyshape.create_model("mobilenet", classifier_activation=None)
+    assert logits.anyshape_config.classifier_activation is None
+
+
+def test_refusals_name_the_network(recorder):
+    """classes without the top, and a transposed shape with pretrained weights (without
+    channel_adapt): refused before anything is built or loaded, the message naming the network."""
+    from anyshape.archs.base import ConfigValueError
+
+    with pytest.raises(ConfigValueError, match=r"^MobileNet: classes=10 sizes the classifier, which is built only"):
+        anyshape.create_model("mobilenet", include_top=False, classes=10)
+    transposed = {"input_shape": (64, 64, 3), "include_top": False, "data_format": "channels_first"}
+    with pytest.raises(ValueError, match=r"^ResNet50: .*\. With pretrained weights that would adapt the first conv"):
+        anyshape.create_model("resnet50", weights="imagenet", **transposed)
+    assert recorder.built == [] and recorder.loaded == []

@@ -91,6 +91,31 @@ def test_a_state_dict_takes_the_preprocessing_it_is_given(tmp_path):
     assert (torch.mode, torch.mean, torch.std) == ("torch", IMAGENET_MEAN, IMAGENET_STD)
     tf = resolve(pth, preprocessing="tf")
     assert (tf.mode, tf.mean, tf.std) == ("tf", None, None)
+    assert not torch.declared and not tf.declared  # the caller's word, not the file's
+
+
+def test_a_state_dict_for_efficientnet_keeps_pixels_and_normalises_in_its_graph(tmp_path):
+    """EfficientNet normalises in its graph: a state dict for it keeps taking 0..255 pixels (mode
+    "raw") and its Normalization takes the mean / std the weights expect: ImageNet's for "torch",
+    0.5 / 0.5 (pixels to [-1, 1]) for "tf"."""
+    pth = tmp_path / "finetuned.pth"
+    pth.write_bytes(b"x")
+    torch = resolve(pth, arch="efficientnet_b0", preprocessing="torch")
+    assert (torch.mode, torch.mean, torch.std, torch.declared) == ("raw", IMAGENET_MEAN, IMAGENET_STD, False)
+    tf = resolve(pth, arch="efficientnet_b0", preprocessing="tf")
+    assert (tf.mode, tf.mean, tf.std) == ("raw", (0.5,) * 3, (0.5,) * 3)
+
+
+def test_a_keras_file_for_a_family_network_takes_the_preprocessing_given(tmp_path):
+    """A Keras file without metadata only assumes its network's preprocessing (ResNet50: caffe);
+    preprocessing= given replaces the assumption."""
+    plain = tmp_path / "plain.h5"
+    with h5py.File(plain, "w") as f:
+        f.attrs["backend"] = b"tensorflow"
+    torch = resolve(str(plain), arch="resnet50", preprocessing="torch")
+    assert (torch.mode, torch.mean, torch.std) == ("torch", IMAGENET_MEAN, IMAGENET_STD)
+    tf = resolve(str(plain), arch="resnet50", preprocessing="tf")
+    assert (tf.mode, tf.mean, tf.std) == ("tf", None, None)
 
 
 def test_a_published_file_takes_its_sets_preprocessing(tmp_path):
@@ -103,3 +128,45 @@ def test_a_published_file_takes_its_sets_preprocessing(tmp_path):
     assert (ws.mode, ws.mean, ws.std) == ("torch", gluon.mean, gluon.std) == ("torch", IMAGENET_MEAN, IMAGENET_STD)
     assert (ws.input_size, ws.crop_pct, ws.interpolation) == (gluon.input_size, gluon.crop_pct, gluon.interpolation)
     assert ws.declared and "recognised as inception_v3.gluon_in1k by its published name" in ws.description
+
+
+def test_keras_sets_override_only_efficientnets_stddev_rescaling():
+    """keras/src/applications/efficientnet.py adds Rescaling(1 / sqrt(stddev)) with weights="imagenet"
+    (tensorflow#49930): every EfficientNet B0-B7 Keras set asks for it, no other family Keras set overrides."""
+    from anyshape.archs.efficientnet import IMAGENET_STDDEV_RGB
+
+    keras_sets = [ws for ws in weight_sets() if ws.name.endswith(".keras_in1k")]
+    overriding = {ws.name: dict(ws.build_overrides) for ws in keras_sets if ws.build_overrides}
+    assert overriding == {f"efficientnet_b{i}.keras_in1k": {"stddev_rescaling": IMAGENET_STDDEV_RGB} for i in range(8)}
+    assert REGISTRY["efficientnet_b0.keras_in1k"].build_overrides_for("efficientnet_b0") == {
+        "stddev_rescaling": IMAGENET_STDDEV_RGB
+    }
+
+
+def test_inception_v3s_published_accuracies():
+    """The top-1 accuracies `anyshape weights list` prints: keras.io/api/applications' table for
+    Keras' InceptionV3 (77.9 %), torchvision's Inception_V3_Weights.IMAGENET1K_V1 meta (77.294 %)."""
+    assert REGISTRY["imagenet"].top1 == 77.9
+    assert REGISTRY["torchvision.IMAGENET1K_V1"].top1 == 77.294
+
+
+def test_torchvision_sets_crop_as_their_transforms():
+    """torchvision's IMAGENET1K_V1 transforms are ImageClassification(crop_size=224) with its default
+    resize_size=256, the V2 ones resize_size=232 (torchvision/models/resnet.py, mobilenetv2.py)."""
+    tv = [ws for ws in weight_sets() if ws.source == "torchvision" and ws.name.endswith("_in1k")]
+    assert len(tv) == 13
+    for ws in tv:
+        resize = 256 if ws.name.endswith(".tv_in1k") else 232
+        assert (ws.input_size, ws.crop_pct) == ((224, 224), 224 / resize), ws.name
+
+
+def test_every_set_can_be_fetched_and_crops_a_fraction():
+    """Every registered set has a file to fetch (a URL and a cache name) or a path; timm's sets are
+    the hub's model.safetensors of the timm name the cache name carries; crop_pct, where given, is
+    the fraction of the resized image the centre crop keeps (timm's data config: 0 < crop_pct <= 1)."""
+    for ws in weight_sets():
+        assert ws.path or (ws.url and ws.file_name), ws.name
+        assert ws.crop_pct is None or 0 < ws.crop_pct <= 1, ws.name
+        if ws.source == "timm":
+            timm_name = ws.file_name.removeprefix("timm_").removesuffix(".safetensors")
+            assert ws.url == f"https://huggingface.co/timm/{timm_name}/resolve/main/model.safetensors", ws.name
