@@ -22,15 +22,17 @@ def randomised_weights(model, seed=0):
     """The model's weights with BatchNorm statistics and offsets moved off their defaults, so
     that parity tests exercise every array (fresh BN has mean 0, variance 1, beta 0)."""
     rng = np.random.default_rng(seed)
-    out = []
-    for w in model.weights:
-        a = keras.ops.convert_to_numpy(w.value)
-        if "moving_variance" in w.path:
-            a = rng.uniform(0.5, 1.5, a.shape)
-        elif "moving_mean" in w.path or "beta" in w.path or "gamma" in w.path:
-            a = a + rng.normal(0, 0.1, a.shape)
-        out.append(a.astype(a.dtype if a.dtype.kind in "iu" else "float32"))
-    return out
+    return [randomised(w, keras.ops.convert_to_numpy(w.value), rng) for w in model.weights]
+
+
+def randomised(weight, a, rng):
+    """One weight's array `a` as `randomised_weights` gives it: a BatchNorm statistic, scale or
+    offset moved with `rng`; any other float array as float32, not copied when it already is."""
+    if "moving_variance" in weight.path:
+        a = rng.uniform(0.5, 1.5, a.shape)
+    elif "moving_mean" in weight.path or "beta" in weight.path or "gamma" in weight.path:
+        a = a + rng.normal(0, 0.1, a.shape)
+    return a.astype(a.dtype if a.dtype.kind in "iu" else "float32", copy=False)
 
 
 def move_batch_norm_statistics(model, seed: int = 0):
@@ -327,26 +329,36 @@ def convnext_layout(model, keras_model: bool, include_top: bool) -> tuple[list, 
     return weight_shapes(model), named
 
 
-_zeros = False  # zero_initializers
-
-
 def _numpy_draw(initializer):
-    """`initializer`'s distribution drawn with numpy's global generator, or None where it is not
-    one of Keras' plain initializers (constants, uniform, normal, variance scaling)."""
+    """`initializer`'s distribution drawn in float32 with a numpy Generator seeded from numpy's
+    global generator (so `keras.utils.set_random_seed` makes builds repeatable), or None where it is
+    not one of Keras' plain initializers (constants, uniform, normal, variance scaling). The
+    Generator's float32 draws cost a quarter (normal) to a seventh (uniform) of the legacy float64
+    ones: ConvNeXtXLarge draws 350 M numbers per build."""
     from keras.src.initializers import constant_initializers as const
     from keras.src.initializers import random_initializers as rand
 
     def draw(sample):
         return lambda shape, dtype=None: np.asarray(sample(tuple(shape)), keras.backend.standardize_dtype(dtype))
 
-    if _zeros:  # zero_initializers
-        return lambda shape, dtype=None: np.zeros(tuple(shape), keras.backend.standardize_dtype(dtype))
+    def generator():
+        return np.random.default_rng(np.random.randint(0, 2**63 - 1, dtype=np.int64))
 
-    def truncated(shape, mean, stddev):  # Keras' truncation: redraw beyond two standard deviations
-        a = np.random.normal(0.0, 1.0, shape)
-        while (out := np.abs(a) > 2.0).any():
-            a[out] = np.random.normal(0.0, 1.0, int(out.sum()))
-        return mean + stddev * a
+    def uniform(shape, low, high):
+        a = generator().random(shape, dtype=np.float32)
+        a *= np.float32(high - low)
+        a += np.float32(low)
+        return a
+
+    def normal(shape, mean, stddev, truncate=False):
+        g = generator()
+        a = g.standard_normal(shape, dtype=np.float32)
+        # Keras' truncated normal (keras.src.random.truncated_normal): redraw beyond two stddevs
+        while truncate and (out := np.abs(a) > 2.0).any():
+            a[out] = g.standard_normal(int(out.sum()), dtype=np.float32)
+        a *= np.float32(stddev)
+        a += np.float32(mean)
+        return a
 
     if isinstance(initializer, const.Zeros):
         return draw(np.zeros)
@@ -355,11 +367,11 @@ def _numpy_draw(initializer):
     if isinstance(initializer, const.Constant):
         return draw(lambda shape: np.full(shape, keras.ops.convert_to_numpy(initializer.value)))
     if isinstance(initializer, rand.RandomUniform):
-        return draw(lambda shape: np.random.uniform(initializer.minval, initializer.maxval, shape))
+        return draw(lambda shape: uniform(shape, initializer.minval, initializer.maxval))
     if isinstance(initializer, rand.TruncatedNormal):
-        return draw(lambda shape: truncated(shape, initializer.mean, initializer.stddev))
+        return draw(lambda shape: normal(shape, initializer.mean, initializer.stddev, truncate=True))
     if isinstance(initializer, rand.RandomNormal):
-        return draw(lambda shape: np.random.normal(initializer.mean, initializer.stddev, shape))
+        return draw(lambda shape: normal(shape, initializer.mean, initializer.stddev))
     if isinstance(initializer, rand.VarianceScaling):
         v = initializer
 
@@ -368,11 +380,11 @@ def _numpy_draw(initializer):
             fan = {"fan_in": fan_in, "fan_out": fan_out}.get(v.mode, (fan_in + fan_out) / 2.0)
             scale = v.scale / max(1.0, fan)
             if v.distribution == "truncated_normal":
-                return truncated(shape, 0.0, np.sqrt(scale) / 0.87962566103423978)
+                return normal(shape, 0.0, np.sqrt(scale) / 0.87962566103423978, truncate=True)
             if v.distribution == "untruncated_normal":
-                return np.random.normal(0.0, np.sqrt(scale), shape)
+                return normal(shape, 0.0, np.sqrt(scale))
             limit = np.sqrt(3.0 * scale)
-            return np.random.uniform(-limit, limit, shape)
+            return uniform(shape, -limit, limit)
 
         return draw(variance_scaling)
     return None
@@ -409,14 +421,27 @@ def numpy_initializers():
 
 
 @contextlib.contextmanager
-def zero_initializers():
-    """Inside `numpy_initializers` (every test module but test_training's): every weight starts as
-    zeros. For the layout tests only, which read shapes, names and configs and never a value: drawing
-    the largest members' weights (EfficientNetB7, EfficientNetV2L, NASNetLarge, ConvNeXtXLarge:
-    numpy's normal costs about 15 ns a value) was most of their build."""
-    global _zeros
-    _zeros = True
+def zero_initial_weights():
+    """Models built inside start with zeros where their Keras initializer is random (constants
+    keep theirs): for models whose every weight is then loaded or set, or whose numbers are not
+    read (shapes only). A weight a loader missed stays zero, which a parity check sees. Outside
+    `numpy_initializers` too (it patches the same method, on top of whatever is there)."""
+    from keras.src.initializers.random_initializers import RandomInitializer
+
+    inner = keras.layers.Layer.add_weight
+
+    def add_weight(self, *args, **kwargs):
+        args = list(args)
+        given = args[1] if len(args) > 1 else kwargs.get("initializer")
+        if given is not None and isinstance(keras.initializers.get(given), RandomInitializer):
+            if len(args) > 1:
+                args[1] = "zeros"
+            else:
+                kwargs["initializer"] = "zeros"
+        return inner(self, *args, **kwargs)
+
+    keras.layers.Layer.add_weight = add_weight
     try:
         yield
     finally:
-        _zeros = False
+        keras.layers.Layer.add_weight = inner

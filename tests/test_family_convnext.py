@@ -30,7 +30,7 @@ from model_helpers import (
     run,
     unknown_record_layers,
     weight_shapes,
-    zero_initializers,
+    zero_initial_weights,
 )
 
 import anyshape
@@ -66,13 +66,13 @@ def test_weight_layout_equals_keras(name, include_top):
     values; drawing them was most of building ConvNeXtXLarge). ConvNeXtTiny, with and without the
     top: tests/test_family.py."""
     arch = get_arch(name)
-    with zero_initializers():
+    with zero_initial_weights():
         ref = getattr(keras.applications, arch.keras_name)(weights=None, include_top=include_top)
     layout = convnext_layout(ref, True, include_top)
     ref_params = ref.count_params()
     del ref
     gc.collect()
-    with zero_initializers():
+    with zero_initial_weights():
         ours = anyshape.create_model(name, include_top=include_top)
     assert convnext_layout(ours, False, include_top) == layout
     assert ours.count_params() == ref_params == explain((224, 224, 3), arch=name, include_top=include_top).params

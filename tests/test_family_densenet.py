@@ -25,7 +25,7 @@ from model_helpers import (
     randomised_weights,
     relative_error,
     run,
-    zero_initializers,
+    zero_initial_weights,
 )
 
 import anyshape
@@ -40,7 +40,7 @@ BLOCKS = (6, 12, 24, 16)  # DenseNet121
 @pytest.mark.parametrize("name, top", layout_cases("densenet", "densenet121", with_representative=False))
 def test_weight_layout_and_names_equal_keras(name, top):
     keras_name = get_arch(name).keras_name
-    with zero_initializers():  # a layout has no values
+    with zero_initial_weights():  # a layout has no values
         ref = getattr(keras.applications, keras_name)(weights=None, include_top=top)
         ours = getattr(applications, keras_name)(weights=None, include_top=top)
     assert_keras_drop_in(ours, ref)

@@ -23,7 +23,7 @@ from model_helpers import (
     relative_error,
     run,
     set_weights,
-    zero_initializers,
+    zero_initial_weights,
 )
 
 import anyshape
@@ -65,7 +65,7 @@ def test_blocks_table_is_keras():
 )
 def test_layout_equals_keras(name, include_top):
     """Keras' default size with the top (EfficientNetB0, with and without it: tests/test_family.py)."""
-    with zero_initializers():  # a layout has no values
+    with zero_initial_weights():  # a layout has no values
         theirs = _keras(name, include_top=include_top)
         ours = getattr(applications, get_arch(name).keras_name)(weights=None, include_top=include_top)
     assert_keras_drop_in(ours, theirs, dropped=("ZeroPadding2D",))  # correct_pad's paddings: "same" here

@@ -21,7 +21,7 @@ from model_helpers import (
     randomised_weights,
     relative_error,
     run,
-    zero_initializers,
+    zero_initial_weights,
 )
 
 import anyshape
@@ -72,7 +72,7 @@ def applications_name(arch) -> str:
 )
 def test_layout_equals_keras(name, include_top):
     """Keras' default size with the top (EfficientNetV2B0, with and without it: tests/test_family.py)."""
-    with zero_initializers():  # a layout has no values
+    with zero_initial_weights():  # a layout has no values
         theirs = _keras(name, include_top=include_top)
         ours = getattr(applications, get_arch(name).keras_name)(weights=None, include_top=include_top)
     assert_keras_drop_in(ours, theirs)

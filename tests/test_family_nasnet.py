@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 from keras.src.applications import nasnet as keras_nasnet
-from model_helpers import images, randomised_weights, relative_error, run, weight_shapes, zero_initializers
+from model_helpers import images, randomised_weights, relative_error, run, weight_shapes, zero_initial_weights
 
 import anyshape
 from anyshape.applications import NASNetLarge, NASNetMobile
@@ -39,7 +39,7 @@ def test_large_weight_layout_equals_keras():
     for include_top, params in ((True, 88_949_818), (False, 84_916_818)):
         # at its default size: without the top Keras would build it at free size, with the layout
         # its width comparisons give there (projections where the cells need reductions)
-        with zero_initializers():  # a layout has no values
+        with zero_initial_weights():  # a layout has no values
             ref = keras.applications.NASNetLarge(weights=None, include_top=include_top, input_shape=(331, 331, 3))
             ours = NASNetLarge(weights=None, include_top=include_top)
         assert weight_shapes(ours) == weight_shapes(ref)

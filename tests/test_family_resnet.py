@@ -23,7 +23,7 @@ from model_helpers import (
     randomise_torch_batchnorm,
     relative_error,
     run,
-    zero_initializers,
+    zero_initial_weights,
 )
 
 import anyshape
@@ -38,7 +38,7 @@ TORCH_OPTIONS = {"stride_in_3x3": True, "conv_bias": False, "bn_epsilon": 1e-5}
 @pytest.mark.parametrize("name, top", layout_cases("resnet", "resnet50", with_representative=False))
 def test_weight_layout_and_names_equal_keras(name, top):
     keras_name = get_arch(name).keras_name
-    with zero_initializers():  # a layout has no values
+    with zero_initial_weights():  # a layout has no values
         ref = getattr(keras.applications, keras_name)(weights=None, include_top=top)
         ours = getattr(applications, keras_name)(weights=None, include_top=top)
     assert_keras_drop_in(ours, ref)

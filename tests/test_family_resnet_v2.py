@@ -12,7 +12,7 @@ import pytest
 from model_helpers import (
     assert_keras_drop_in,
     layout_cases,
-    zero_initializers,
+    zero_initial_weights,
 )
 
 from anyshape import applications
@@ -25,7 +25,7 @@ ODD = (65, 97, 3)  # odd and non-square, above keras.applications' minimum of 32
 @pytest.mark.parametrize("name, top", layout_cases("resnet_v2", "resnet50_v2", with_representative=False))
 def test_weight_layout_and_names_equal_keras(name, top):
     keras_name = get_arch(name).keras_name
-    with zero_initializers():  # a layout has no values
+    with zero_initial_weights():  # a layout has no values
         ref = getattr(keras.applications, keras_name)(weights=None, include_top=top)
         ours = getattr(applications, keras_name)(weights=None, include_top=top)
     assert_keras_drop_in(ours, ref)

@@ -21,7 +21,7 @@ from model_helpers import (
     relative_error,
     run,
     vgg_weights,
-    zero_initializers,
+    zero_initial_weights,
 )
 
 import anyshape
@@ -36,7 +36,7 @@ ODD = (65, 97, 3)  # odd and non-square, above keras.applications' minimum of 32
 @pytest.mark.parametrize("name, top", layout_cases("vgg", "vgg16", with_representative=False))
 def test_weight_layout_and_names_equal_keras(name, top):
     keras_name = get_arch(name).keras_name
-    with zero_initializers():  # a layout has no values
+    with zero_initial_weights():  # a layout has no values
         ref = getattr(keras.applications, keras_name)(weights=None, include_top=top)
         ours = getattr(applications, keras_name)(weights=None, include_top=top)
     assert_keras_drop_in(ours, ref)
