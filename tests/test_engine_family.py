@@ -39,9 +39,18 @@ class Family:
     name: str
     top: object  # logits (classifier_activation=None), 10 classes, free size
     backbone: object  # include_top=False, pooling="avg": the top model's weights without its head
-    graphs: dict = field(default_factory=dict)  # "top" / "backbone" -> its GraphModel, made on first use
+    graphs: dict = field(default_factory=dict)
+
+    @property
+    def engine_model(self) -> str:
+        """The model test_every_engine_path runs: the top, VGG's backbone (see there)."""
+        return "backbone" if self.name == "vgg16" else "top"
 
     def graph(self, which: str) -> GraphModel:
+        """The model's GraphModel (what Predictor(model) makes); the one both tests run is made
+        once, the other is not kept (VGG's top graph alone is 0.5 GB)."""
+        if which != self.engine_model:
+            return GraphModel.from_keras(getattr(self, which))
         if which not in self.graphs:
             self.graphs[which] = GraphModel.from_keras(getattr(self, which))
         return self.graphs[which]
@@ -49,6 +58,9 @@ class Family:
 
 @pytest.fixture(scope="module", params=representatives())
 def family(request):
+    import gc
+
+    gc.collect()  # the previous family's models (Keras models hold reference cycles)
     name = request.param
     top = anyshape.create_model(name, input_shape=(None, None, 3), classes=10, classifier_activation=None)
     top.set_weights(randomised_weights(top))
@@ -87,10 +99,10 @@ def test_every_engine_path(family):
     name = family.name
     # VGG's top is a 25088-wide flatten at 224 px only (its free-size top, the 7x7 conv head, needs
     # 224 px): its pooled backbone instead
-    top = name != "vgg16"
-    model = family.top if top else family.backbone
+    top = family.engine_model == "top"
+    model = getattr(family, family.engine_model)
     h = max(minimum_size(name, include_top=top)[0], 33) | 1
-    graph = family.graph("top" if top else "backbone")
+    graph = family.graph(family.engine_model)
 
     import onnx
 

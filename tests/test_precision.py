@@ -109,7 +109,8 @@ def test_trained_model_is_a_real_model(trained_digits, fp32_scores):
     assert _accuracy(fp32_scores, trained_digits.y_test) >= 0.8
     keras_scores = trained_digits.keras_scores
     sample = fp32_scores[: len(keras_scores)]
-    assert np.abs(sample - keras_scores).max() <= 1e-4
+    # probabilities: a translation error moves them by far more (a half-trained stand-in gave 8e-5)
+    assert np.abs(sample - keras_scores).max() <= 2e-4
     assert (sample.argmax(-1) == keras_scores.argmax(-1)).all()
 
 
