@@ -29,6 +29,13 @@ def features_last():
 
 
 @pytest.fixture(scope="module")
+def base():
+    """channels_last, include_top=False, no pooling, free size: for the feature models of blocks
+    (read only: engine.feature_model makes new models on its layers)."""
+    return InceptionV3(weights=None, include_top=False)
+
+
+@pytest.fixture(scope="module")
 def predictor_last(features_last):
     p = engine.Predictor(features_last)
     yield p
@@ -180,8 +187,7 @@ def test_graph_rewrites_change_nothing_but_speed(features_last):
     assert [d.dim_param or d.dim_value for d in dims] == ["batch", "height", "width", 3]
 
 
-def test_feature_model_layers_and_pooling(features_last):
-    base = InceptionV3(weights=None, include_top=False)
+def test_feature_model_layers_and_pooling(base):
     mixed5 = engine.feature_model(base, "mixed5", "max")
     p = engine.Predictor(mixed5)
     x = _input((2, 75, 75, 3))
@@ -341,11 +347,11 @@ def test_load_or_build_size_gives_a_free_size_classifier():
     assert tuple(given.input_shape[1:]) == (160, 160, 1)
 
 
-def test_unpooled_maps_at_native_sizes_are_refused_locally_and_on_ray(tmp_path):
+def test_unpooled_maps_at_native_sizes_are_refused_locally_and_on_ray(tmp_path, base):
     """Maps of images at their own sizes differ in shape: both runs refuse before any work."""
     from anyshape import distributed
 
-    base = InceptionV3(weights=None, include_top=False)  # free size
+    # base: free size
     p = engine.Predictor(engine.feature_model(base, "mixed2", None))
     for run in (engine.extract_features, distributed.features):
         with pytest.raises(ValueError, match="native sizes differ in shape and cannot share one output"):
@@ -419,10 +425,10 @@ def test_an_empty_batch_gives_empty_outputs_without_the_backend(predictors_on_ev
         assert backend.sizes == [1, 1], name  # the batches of 0 never reached it
 
 
-def test_an_earlier_block_takes_smaller_images_and_gives_empty_maps_of_the_right_size():
+def test_an_earlier_block_takes_smaller_images_and_gives_empty_maps_of_the_right_size(base):
     """A feature model ending at mixed5 needs 43 px, not 75; a batch of 0 gives maps of the size a
     real batch of that image size gives, on the ONNX graph and on Keras alike."""
-    base = InceptionV3(weights=None, include_top=False, input_shape=(None, None, 3))
+    assert tuple(base.input_shape[1:]) == (None, None, 3)
     model = engine.feature_model(base, "mixed5", None)
     for name in ("onnxruntime", "keras"):
         p = engine.Predictor(model, engine=name)

@@ -1,13 +1,22 @@
-"""Every engine path on one member of each family (issue 26, item 3), beyond what
-tests/test_onnx_family.py covers (ONNX Runtime fp32 against Keras): the exported graph takes any
-batch, height and width; OpenVINO fp32 equals Keras; OpenVINO bf16 keeps the fp32 scores (cosine
->= 0.99) where the CPU computes bf16 (else it is refused); int8 (`quantize_graph`, calibrated on a
-few images) runs on the engine auto picks for it, and its top-1 agreement and cosine against fp32
-are printed (random weights: a measure, not a claim about trained networks).
+"""Every engine path on one member of each family (issue 26, item 3): the ONNX emitter
+(anyshape.onnx_graph) translates the layers the family adds to InceptionV3's (depthwise and
+separable convolutions, ReLU6, Rescaling, Normalization, LayerNormalization, the layer scale (an
+EinsumDense), Dense on a feature map, swish / hard swish / GELU, cropping, reshape, global pooling
+with keepdims) and ONNX Runtime fp32 equals Keras at an odd, non-square size on the free-size
+model, with the top (logits) and as a pooled backbone (`test_onnxruntime_equals_keras`, formerly
+tests/test_onnx_family.py); the exported graph takes any batch, height and width; OpenVINO fp32
+equals Keras; OpenVINO bf16 keeps the fp32 scores (cosine >= 0.99) where the CPU computes bf16
+(else it is refused); int8 (`quantize_graph`, calibrated on a few images) runs on the engine auto
+picks for it, and its top-1 agreement and cosine against fp32 are printed (random weights: a
+measure, not a claim about trained networks) (`test_every_engine_path`).
 
 Cheap by construction: the smallest member of each family, random weights with BatchNorm moved
-off its defaults, 10 classes, the smallest odd non-square input each network computes (at least
-33 px, so stride-32 networks end on a 2x2 map), each model built once (one test per family)."""
+off its defaults, 10 classes, each model built and translated to ONNX once for both tests (the
+module-scoped `family` fixture: pytest runs both tests of one family, then frees its models);
+the engine paths at the smallest odd non-square input each network computes (at least 33 px, so
+stride-32 networks end on a 2x2 map), the ONNX Runtime parity a little above (at least 75 px)."""
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -23,18 +32,47 @@ from anyshape.shapes import minimum_size
 NATIVE_BF16 = native_bf16(cpu_flags())  # as tests/test_precision.py decides it
 
 
+@dataclass
+class Family:
+    """A family's representative, built once for this module's tests (which never change it)."""
+
+    name: str
+    top: object  # logits (classifier_activation=None), 10 classes, free size
+    backbone: object  # include_top=False, pooling="avg": the top model's weights without its head
+    graphs: dict = field(default_factory=dict)
+
+    @property
+    def engine_model(self) -> str:
+        """The model test_every_engine_path runs: the top, VGG's backbone (see there)."""
+        return "backbone" if self.name == "vgg16" else "top"
+
+    def graph(self, which: str) -> GraphModel:
+        """The model's GraphModel (what Predictor(model) makes); the one both tests run is made
+        once, the other is not kept (VGG's top graph alone is 0.5 GB)."""
+        if which != self.engine_model:
+            return GraphModel.from_keras(getattr(self, which))
+        if which not in self.graphs:
+            self.graphs[which] = GraphModel.from_keras(getattr(self, which))
+        return self.graphs[which]
+
+
+@pytest.fixture(scope="module", params=representatives())
+def family(request):
+    import gc
+
+    gc.collect()  # the previous family's models (Keras models hold reference cycles)
+    name = request.param
+    top = anyshape.create_model(name, input_shape=(None, None, 3), classes=10, classifier_activation=None)
+    top.set_weights(randomised_weights(top))
+    move_batch_norm_statistics(top)
+    backbone = anyshape.create_model(name, input_shape=(None, None, 3), include_top=False, pooling="avg")
+    backbone.set_weights(top.get_weights()[: len(backbone.weights)])
+    return Family(name, top, backbone)
+
+
 def _cosine(a, b) -> np.ndarray:
     a, b = np.asarray(a, "float64"), np.asarray(b, "float64")
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
-
-
-def _model(name):
-    # VGG's top is a 25088-wide flatten at 224 px only: its pooled backbone instead
-    top = name != "vgg16"
-    kwargs = {"classes": 10, "classifier_activation": None} if top else {"include_top": False, "pooling": "avg"}
-    model = anyshape.create_model(name, input_shape=(None, None, 3), **kwargs)
-    model.set_weights(randomised_weights(model))
-    return move_batch_norm_statistics(model), top
 
 
 def _images(graph, n, h, w, seed):
@@ -43,11 +81,28 @@ def _images(graph, n, h, w, seed):
     return np.stack([graph.preprocessing.apply(image) for image in raw]).astype(np.float32)
 
 
-@pytest.mark.parametrize("name", representatives())
-def test_every_engine_path(name):
-    model, top = _model(name)
+def test_onnxruntime_equals_keras(family):
+    name = family.name
+    h = max(minimum_size(name, include_top=True)[0], 75) | 1  # odd, a little above the minimum
+    x = np.random.default_rng(0).uniform(0, 255, (2, h, h + 8, 3)).astype(np.float32)
+    for which in ("top", "backbone"):
+        keras_model = getattr(family, which)
+        # the graph Predictor(keras_model) makes (GraphModel.from_keras), made once for both tests
+        predictor = engine.Predictor(family.graph(which), engine="onnxruntime", precision="fp32")
+        assert predictor.engine == "onnxruntime", predictor.fallback_reason
+        got = predictor(x)
+        got = got[0] if isinstance(got, list) else got
+        assert relative_error(got, run(keras_model, x)) <= 1e-4, which  # a direct call: no predict function traced
+
+
+def test_every_engine_path(family):
+    name = family.name
+    # VGG's top is a 25088-wide flatten at 224 px only (its free-size top, the 7x7 conv head, needs
+    # 224 px): its pooled backbone instead
+    top = family.engine_model == "top"
+    model = getattr(family, family.engine_model)
     h = max(minimum_size(name, include_top=top)[0], 33) | 1
-    graph = GraphModel.from_keras(model)
+    graph = family.graph(family.engine_model)
 
     import onnx
 
