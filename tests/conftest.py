@@ -152,7 +152,11 @@ def pytest_sessionfinish(session, exitstatus):
 # share nothing and go one by one to whichever worker is free. Files start longest first (seconds
 # on TensorFlow, measured on 2 cores with `--durations`), and the harness's short tests fill the
 # end, so that both workers finish together (longest processing time first).
-SPLIT_FILES = {"test_archs.py", "test_weights_family.py"}  # independent tests, one model each
+SPLIT_FILES = {"test_archs.py", "test_weights_family.py"}  # independent tests, one network each
+# their tests of one network stay together, whatever the parameter's spelling ("ResNet50V2",
+# "resnet50_v2"), so that a network's cached model (test_archs) or made weights file
+# (test_weights_family) is made once, on one worker
+SPLIT_PARAMS = ("name", "keras_name")
 # files whose tests share a module fixture per parameter: grouped by that parameter, so the groups
 # spread over both workers and each keeps its models (test_family.py: one representative per family)
 GROUP_BY_PARAM = {"test_family.py": "family"}
@@ -179,6 +183,10 @@ DEFAULT_SECONDS = statistics.median(FILE_SECONDS.values()) if FILE_SECONDS else 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in SPLIT_FILES:
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            network = next((params[p] for p in SPLIT_PARAMS if isinstance(params.get(p), str)), None)
+            if network is not None:
+                item.add_marker(pytest.mark.xdist_group(f"{item.path.name}::{network.lower().replace('_', '')}"))
             continue
         group = item.path.name
         param = GROUP_BY_PARAM.get(group)

@@ -144,7 +144,7 @@ def test_quantize_bench_convert_and_train_on_each_family(built, photos, classes,
 
     int8 = tmp_path / "int8.onnx"
     code, out, err = _run(
-        capsys, "quantize", path, "--calibrate", photos, "--size", size, "--limit", 2, "-o", int8, "-q"
+        capsys, "quantize", path, "--calibrate", photos, "--size", size, "--limit", 1, "-o", int8, "-q"
     )
     assert code == 0, err
     graph = engine.GraphModel.load(int8)
@@ -183,7 +183,7 @@ def test_quantize_bench_convert_and_train_on_each_family(built, photos, classes,
     option = ["--option", "head=flatten"] if name == "vgg16" else []
     code, out, err = _run(
         capsys, "train", classes, "--arch", name, *option, "--weights", "none", "--input-shape", f"{size},{size}",
-        "--epochs", 1, "--batch-size", 2, "--val-split", 0, "--test-split", 0, "--run-eagerly", "-o", run_dir, "-q",
+        "--epochs", 1, "--batch-size", 6, "--val-split", 0, "--test-split", 0, "--run-eagerly", "-o", run_dir, "-q",
     )  # fmt: skip
     assert code == 0, err
     info = read_keras_info(run_dir / "model.keras")
