@@ -352,3 +352,37 @@ def test_report_header_names_the_options_that_differ_from_the_defaults():
     assert str(explain(arch="resnet50")).splitlines()[0] == (
         "ResNet50 at input (None, None, 3) (channels_last), include_top=False, pooling=None"
     )
+
+
+def test_the_parameter_limit_is_inclusive():
+    """A network with exactly `max_params` parameters builds; one parameter more than the limit is
+    refused (shapes.py's `params <= limit`)."""
+    report = explain((64, 64, 3), arch="mobilenet", alpha=0.25, include_top=False)
+    assert report.size_problem(max_params=report.params) is None
+    assert "more than the limit" in report.size_problem(max_params=report.params - 1)
+
+
+def test_shape_helpers_at_their_edges(monkeypatch):
+    """The default parameter limit lets a normal network through; a free channel axis never looks
+    transposed; only InceptionV3's Config has an aux head; sizes typed as text are read."""
+    from anyshape.shapes import MAX_PARAMS_ENV, parse_dims, transposed_shape_warning
+
+    monkeypatch.delenv(MAX_PARAMS_ENV, raising=False)
+    assert explain((224, 224, 3), arch="resnet50", include_top=True).size_problem() is None
+    assert transposed_shape_warning((None, 64, 3), "channels_first") is None
+    assert transposed_shape_warning((3, 64, None), "channels_last") is None
+    assert explain((224, 224, 3), arch="resnet50").aux_logits is False
+    assert parse_dims("150x200") == (150, 200)
+    assert parse_dims("none, ?, 3", unknown=True) == (None, None, 3)
+
+
+def test_min_input_size_of_a_fixed_size_model_is_its_networks():
+    """The Config's own size is cleared before the search (one minimum for every size): VGG16 built
+    with its top at 224 keeps the minimum of its network with the top, 224, not the 32 px its
+    fixed-size Flatten head would give if the Config's size were kept."""
+    from anyshape.archs import get_arch
+    from anyshape.shapes import min_input_size
+
+    config = get_arch("vgg16").config(include_top=True, input_shape=(224, 224, 3))
+    layers = ["block1_conv1", "block5_pool", "flatten", "fc1", "fc2", "predictions"]
+    assert min_input_size(layers, "vgg16", config=config) == 224
