@@ -115,29 +115,14 @@ def test_export_predict_features_on_each_family(built, photos, capsys, tmp_path)
     assert code == 2 and f"not a feature layer of {name}" in err and layer in err
 
 
-@pytest.fixture(scope="module")
-def classes(tmp_path_factory):
-    """A three-class image folder (scikit-image's photos, two crops each) for `train`."""
-    from image_folder import make_image_folder
-
-    return make_image_folder(tmp_path_factory.mktemp("verbs_classes") / "data", per_class=2)
-
-
-def test_quantize_bench_convert_and_train_on_each_family(built, photos, classes, capsys, tmp_path):
-    """The other verbs, with `--arch NAME`, on each family's smallest member:
-    - `quantize` the family's export (which records its network: no --arch needed) with the photos
-      as calibration: the int8 file records the same network and preprocessing, and
+def test_quantize_and_bench_on_each_family(built, photos, capsys, tmp_path):
+    """`quantize` and `bench` on each family's smallest member:
+    - `quantize` the family's export (which records its network: no --arch needed) with a photo as
+      calibration: the int8 file records the same network and preprocessing, and
       `predict --model` scores every photo with it;
-    - `bench --arch NAME --weights none` builds the network and times it;
-    - `convert FILE --arch NAME`: keras.applications' model written in Keras' published layout
-      (with its top; VGG16's backbone) converts, with the parity report against keras.applications
-      on the same file (match);
-    - `train --arch NAME --weights none`, one epoch on a three-class folder: model.keras records the
-      network, its preprocessing and the classes, so `predict --model` needs no --arch."""
-    from made_files import write_legacy_h5
-
-    from anyshape.model_info import read_keras_info
-
+    - `bench --arch NAME --weights none` builds the network and times it.
+    (`convert --arch` and `train --arch` run on MobileNet and Xception: tests/test_weights_convert.py,
+    tests/test_training.py.)"""
     name, model, path = built
     arch = get_arch(name)
     size = _size(name)
@@ -160,36 +145,3 @@ def test_quantize_bench_convert_and_train_on_each_family(built, photos, classes,
         "--engine", "onnxruntime", "--batch", 1, "--seconds", 0.05,
     )  # fmt: skip
     assert code == 0 and out.startswith(f"input {size}x{size},"), err
-
-    legacy = tmp_path / f"{name}.h5"  # keras.applications' own model, in Keras' published layout
-    keras.utils.set_random_seed(1)
-    head = {"include_top": False} if name in NO_TOP else {"classes": CLASSES}
-    ref = getattr(keras.applications, arch.keras_name)(weights=None, input_shape=(size, size, 3), **head)
-    write_legacy_h5(ref, legacy)
-    del ref
-    converted = tmp_path / f"{name}.weights.h5"
-    code, out, err = _run(
-        capsys, "convert", legacy, "-o", converted, "--arch", name, "--input-shape", f"{size},{size},3"
-    )
-    assert code == 0, err
-    assert f"wrote {converted}: {name}" in out, out
-    if name in NO_TOP:  # VGG16's classifier needs 224 px: a backbone file, nothing to compare scores of
-        assert "the file has no classifier" in out, out
-    else:
-        assert f"parity vs keras.applications.{arch.keras_name}" in out and "result: match" in out, out
-
-    run_dir = tmp_path / "run"
-    # VGG16's default head needs 224 px; keras.applications' Flatten head builds at any fixed size
-    option = ["--option", "head=flatten"] if name == "vgg16" else []
-    code, out, err = _run(
-        capsys, "train", classes, "--arch", name, *option, "--weights", "none", "--input-shape", f"{size},{size}",
-        "--epochs", 1, "--batch-size", 6, "--val-split", 0, "--test-split", 0, "--run-eagerly", "-o", run_dir, "-q",
-    )  # fmt: skip
-    assert code == 0, err
-    info = read_keras_info(run_dir / "model.keras")
-    assert info.architecture == name and info.data_config.mode == arch.preprocessing
-    assert info.class_names == ("chelsea", "coffee", "rocket")
-    code, out, err = _run(
-        capsys, "predict", classes / "coffee", "--model", run_dir / "model.keras", "--format", "json", "-q"
-    )
-    assert code == 0 and len(json.loads(out)) == 2, err
