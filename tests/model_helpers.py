@@ -391,6 +391,30 @@ def _numpy_draw(initializer):
 
 
 @contextlib.contextmanager
+def _initializers_replaced(replace):
+    """Layer.add_weight patched while inside: a weight's initializer `init` becomes `replace(init)`,
+    or stays as it is where that is None. Nests: it patches whatever add_weight is there."""
+    inner = keras.layers.Layer.add_weight
+
+    def add_weight(self, *args, **kwargs):
+        args = list(args)
+        given = args[1] if len(args) > 1 else kwargs.get("initializer")
+        other = None if given is None else replace(keras.initializers.get(given))
+        if other is not None:
+            if len(args) > 1:
+                args[1] = other
+            else:
+                kwargs["initializer"] = other
+        return inner(self, *args, **kwargs)
+
+    keras.layers.Layer.add_weight = add_weight
+    try:
+        yield
+    finally:
+        keras.layers.Layer.add_weight = inner
+
+
+@contextlib.contextmanager
 def numpy_initializers():
     """Models built inside draw their initial weights with numpy, from the distribution each
     layer's Keras initializer names (the values differ from Keras' own draws, the distribution
@@ -399,25 +423,8 @@ def numpy_initializers():
     shape compiles a random-number program (DenseNet121 built at 224: about a third of the JAX
     parity test), on TensorFlow an eager op per weight. An initializer numpy does not know keeps
     Keras' own."""
-    original = keras.layers.Layer.add_weight
-
-    def add_weight(self, *args, **kwargs):
-        args = list(args)
-        given = args[1] if len(args) > 1 else kwargs.get("initializer")
-        if given is not None:
-            draw = _numpy_draw(keras.initializers.get(given))
-            if draw is not None:
-                if len(args) > 1:
-                    args[1] = draw
-                else:
-                    kwargs["initializer"] = draw
-        return original(self, *args, **kwargs)
-
-    keras.layers.Layer.add_weight = add_weight
-    try:
+    with _initializers_replaced(_numpy_draw):
         yield
-    finally:
-        keras.layers.Layer.add_weight = original
 
 
 @contextlib.contextmanager
@@ -428,20 +435,5 @@ def zero_initial_weights():
     `numpy_initializers` too (it patches the same method, on top of whatever is there)."""
     from keras.src.initializers.random_initializers import RandomInitializer
 
-    inner = keras.layers.Layer.add_weight
-
-    def add_weight(self, *args, **kwargs):
-        args = list(args)
-        given = args[1] if len(args) > 1 else kwargs.get("initializer")
-        if given is not None and isinstance(keras.initializers.get(given), RandomInitializer):
-            if len(args) > 1:
-                args[1] = "zeros"
-            else:
-                kwargs["initializer"] = "zeros"
-        return inner(self, *args, **kwargs)
-
-    keras.layers.Layer.add_weight = add_weight
-    try:
+    with _initializers_replaced(lambda init: "zeros" if isinstance(init, RandomInitializer) else None):
         yield
-    finally:
-        keras.layers.Layer.add_weight = inner
