@@ -160,6 +160,11 @@ SPLIT_PARAMS = ("name", "keras_name")
 # files whose tests share a module fixture per parameter: grouped by that parameter, so the groups
 # spread over both workers and each keeps its models (test_family.py: one representative per family)
 GROUP_BY_PARAM = {"test_family.py": "family"}
+# files that mostly wait on processes of their own (a local Ray: its raylet, GCS and actors), which
+# a loaded machine slows several times over: they start after the other files, once the JAX and
+# PyTorch runs beside (about 5 and 10 minutes) have ended, and before the harness's short tests
+# (test_distributed.py on a clean clone: 338 s started first, 89 s alone)
+AFTER_THE_BACKENDS = {"test_distributed.py", "test_distributed_cluster.py"}
 # Seconds per file on TensorFlow (setup, call and teardown of its tests, summed over the file):
 # tests/durations.json, written by the suite itself when asked (see pytest_sessionfinish below),
 # so the order follows the suite as it is, not a table kept by hand. A file not in it yet (a new
@@ -194,7 +199,13 @@ def pytest_collection_modifyitems(config, items):
         if param and callspec is not None and param in callspec.params:
             group = f"{group}::{callspec.params[param]}"  # one representative's tests, its models built once
         item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: (item.path.name in SPLIT_FILES, -FILE_SECONDS.get(item.path.name, DEFAULT_SECONDS)))
+    items.sort(
+        key=lambda item: (
+            item.path.name in SPLIT_FILES,
+            item.path.name in AFTER_THE_BACKENDS,
+            -FILE_SECONDS.get(item.path.name, DEFAULT_SECONDS),
+        )
+    )
 
 
 _measured: dict[str, float] = defaultdict(float)
