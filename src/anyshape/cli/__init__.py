@@ -21,16 +21,8 @@ import traceback
 from collections.abc import Sequence
 
 from anyshape.cli import convert, explain, inference, train
-from anyshape.cli.options import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    HelpFormatter,
-    cli_message,
-    parse_channel_adapt,
-    parse_shape,
-)
+from anyshape.cli.arg_types import parse_channel_adapt, parse_shape
+from anyshape.cli.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HelpFormatter, cli_message
 
 __all__ = ["main", "build_parser", "cli_message", "parse_shape", "parse_channel_adapt"]
 __all__ += ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]

@@ -9,6 +9,7 @@ import re
 import sys
 import threading
 
+from anyshape.cli.arg_types import parse_shape, positive_float, positive_int, positive_int_list
 from anyshape.cli.options import (
     EXIT_OK,
     add_arch_arguments,
@@ -20,10 +21,6 @@ from anyshape.cli.options import (
     cli_message,
     library_default,
     network_options,
-    parse_shape,
-    positive_float,
-    positive_int,
-    positive_int_list,
 )
 
 # the prefix of a line Ray's C++ core logs: [2026-11-28 19:57:47,058 E 7261 7261] core_worker.cc:2465:

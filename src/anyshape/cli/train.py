@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import sys
 
+from anyshape.cli.arg_types import fraction, parse_channel_adapt, parse_shape, positive_float, positive_int
 from anyshape.cli.options import (
     add_arch_arguments,
     add_preprocessing_argument,
     cli_message,
-    fraction,
     library_default,
-    parse_channel_adapt,
-    parse_shape,
-    positive_float,
-    positive_int,
     typed_options,
 )
 
