@@ -23,6 +23,7 @@ _RESAMPLING: dict[str, Image.Resampling] = {
     "hamming": Image.Resampling.HAMMING,
 }
 
+
 def _resampling(interpolation: str) -> Image.Resampling:
     try:
         return _RESAMPLING[interpolation]

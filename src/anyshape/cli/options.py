@@ -401,6 +401,32 @@ def check_model_flags(args) -> None:
         )
 
 
+def inference_model(args, *, include_top: bool, pooling: str | None = None):
+    """The model the flags describe: --model FILE as saved (its network says what it is; an --arch
+    given must name that network), else --arch built by `anyshape.create_model` with the flags'
+    arguments and each --option."""
+    from anyshape import engine
+
+    check_model_flags(args)
+    if args.model is not None:
+        return engine.load_or_build(args.model, arch=args.arch if "arch" in getattr(args, "given", ()) else None)
+    weights = None if str(args.weights).lower() == "none" else args.weights
+    kwargs = dict(
+        weights=weights,
+        include_top=include_top,
+        input_shape=args.input_shape,
+        data_format=args.data_format,
+        dropout_rate=args.dropout_rate,
+        pooling=pooling,
+    )
+    if include_top:
+        kwargs.update(classes=args.classes)
+    if args.preprocessing is not None:
+        kwargs.update(preprocessing=args.preprocessing)
+    kwargs.update(network_options(args))
+    return engine.load_or_build(None, arch=args.arch, size=getattr(args, "size", None), **kwargs)
+
+
 def check_size_flag(args, *, arch=None, **options) -> None:
     """--size is checked before the model is built: below the minimum of the network (`arch`,
     default InceptionV3's 75 px, with its `options`) no engine can run it."""
