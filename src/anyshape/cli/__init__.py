@@ -3,7 +3,8 @@
 Each verb is a pair of functions: `_add_<verb>(subparsers)` declares its arguments and
 `_run_<verb>(args) -> int` calls the library and returns the exit code. They live by topic:
 `explain` (explain, summary), `train`, `inference` (predict, features), `deploy` (export, bench, quantize)
-and `convert` (convert, weights); `options` holds the argument types and flag groups they share.
+and `convert` (convert, weights); `options` holds the flag groups they share, `arg_types` the
+argument types.
 Keras is imported only by verbs that build a model, so `anyshape explain` answers at once.
 
 What every verb shares lives in one place, `_call`: the exit codes (0 ok, 1 some inputs failed,
