@@ -94,24 +94,7 @@ def _run_bench(args) -> int:
         import keras
 
         args.data_format = keras.config.image_data_format()
-    model = None
-    if args.model is not None:  # the model decides its layout, and a fixed size is the only size it takes
-        model = inference_model(args, include_top=args.include_top, pooling=args.pooling)
-        args.data_format, channels, fixed = _model_input(model)
-        first = args.data_format == "channels_first"
-        if args.input_shape is not None:  # a size below the model's own minimum: as without --model
-            _check_timed_shape(args.input_shape, args, model)
-        if fixed is not None:
-            given = args.input_shape
-            if given is not None and tuple(given[1:] if first else given[:2]) != fixed:
-                raise ValueError(
-                    f"--model {args.model} takes {fixed[0]}x{fixed[1]} images only: drop --input-shape to time it "
-                    "at its own size"
-                )
-            args.input_shape = (channels, *fixed) if first else (*fixed, channels)
-        elif args.input_shape is None:
-            side = get_arch(engine.model_architecture(model) or args.arch).default_size
-            args.input_shape = (channels, side, side) if first else (side, side, channels)
+    model = _bench_model(args) if args.model is not None else None
     side = get_arch(args.arch).default_size  # the network's own default size (299 for InceptionV3)
     shape = args.input_shape or ((3, side, side) if args.data_format == "channels_first" else (side, side, 3))
     hw = _check_timed_shape(shape, args, model)
@@ -134,6 +117,37 @@ def _run_bench(args) -> int:
         precision=args.precision,
         sample=args.sample,
     )
+    _print_bench(report, hw, sample=args.sample)
+    return 0
+
+
+def _bench_model(args):
+    """--model FILE for bench: the model decides its layout, and a fixed size is the only size it
+    takes (args.data_format and args.input_shape are set from it)."""
+    from anyshape import engine
+    from anyshape.archs import get_arch
+
+    model = inference_model(args, include_top=args.include_top, pooling=args.pooling)
+    args.data_format, channels, fixed = _model_input(model)
+    first = args.data_format == "channels_first"
+    if args.input_shape is not None:  # a size below the model's own minimum: as without --model
+        _check_timed_shape(args.input_shape, args, model)
+    if fixed is not None:
+        given = args.input_shape
+        if given is not None and tuple(given[1:] if first else given[:2]) != fixed:
+            raise ValueError(
+                f"--model {args.model} takes {fixed[0]}x{fixed[1]} images only: drop --input-shape to time it "
+                "at its own size"
+            )
+        args.input_shape = (channels, *fixed) if first else (*fixed, channels)
+    elif args.input_shape is None:
+        side = get_arch(engine.model_architecture(model) or args.arch).default_size
+        args.input_shape = (channels, side, side) if first else (side, side, channels)
+    return model
+
+
+def _print_bench(report, hw, *, sample) -> None:
+    """The table of images/s per batch size and engine, and the fidelity line."""
     if report.no_fast_engine is not None:
         print(f"anyshape bench: no fast engine: {report.no_fast_engine}", file=sys.stderr)
     print(f"input {hw[0]}x{hw[1]}, {report.threads} core(s)")
@@ -145,10 +159,9 @@ def _run_bench(args) -> int:
     if f is not None:
         print(
             f"fidelity of {report.fidelity_of} vs {report.fidelity_reference} on {f['rows']} "
-            f"{'images' if args.sample else 'random inputs'}: top-1 agreement {100 * f['top1_agreement']:.1f} %, "
+            f"{'images' if sample else 'random inputs'}: top-1 agreement {100 * f['top1_agreement']:.1f} %, "
             f"min cosine {f['min_cosine']:.5f}"
         )
-    return 0
 
 
 def _check_timed_shape(shape, args, model=None) -> tuple:

@@ -256,38 +256,43 @@ MODEL_FLAGS = {
 }
 
 
+def _add_feature_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The backbone only: --pooling is the feature pooling, the top is never built."""
+    p.add_argument(
+        "--input-shape",
+        type=parse_shape,
+        default=None,
+        metavar="H,W,C",
+        help="model input shape (default: free height and width, 3 channels)",
+    )
+    p.add_argument(
+        "--data-format",
+        choices=["channels_last", "channels_first"],
+        default=None,
+        help=DATA_FORMAT_HELP.format(what="model input"),
+    )
+    p.add_argument(
+        "--pooling",
+        type=_pooling,
+        choices=["avg", "max", None],
+        default="avg",
+        metavar="{avg,max,none}",
+        help="how the --layer feature map is reduced to one vector per image: avg, max, "
+        "or none (keep the map) (default: avg)",
+    )
+    p.set_defaults(
+        include_top=False,
+        classes=_network_default("classes"),
+        aux_logits=False,
+        dropout_rate=_network_default("dropout_rate"),
+    )
+
+
 def add_inference_model_arguments(
     p: argparse.ArgumentParser, *, weights_default: str, features: bool = False, include_top: bool = True
 ) -> None:
-    if features:  # the backbone only: --pooling is the feature pooling, the top is never built
-        p.add_argument(
-            "--input-shape",
-            type=parse_shape,
-            default=None,
-            metavar="H,W,C",
-            help="model input shape (default: free height and width, 3 channels)",
-        )
-        p.add_argument(
-            "--data-format",
-            choices=["channels_last", "channels_first"],
-            default=None,
-            help=DATA_FORMAT_HELP.format(what="model input"),
-        )
-        p.add_argument(
-            "--pooling",
-            type=_pooling,
-            choices=["avg", "max", None],
-            default="avg",
-            metavar="{avg,max,none}",
-            help="how the --layer feature map is reduced to one vector per image: avg, max, "
-            "or none (keep the map) (default: avg)",
-        )
-        p.set_defaults(
-            include_top=False,
-            classes=_network_default("classes"),
-            aux_logits=False,
-            dropout_rate=_network_default("dropout_rate"),
-        )
+    if features:
+        _add_feature_model_arguments(p)
     else:
         add_model_arguments(p, include_top=include_top)
     if not any("--weights" in a.option_strings for a in p._actions):
@@ -298,6 +303,11 @@ def add_inference_model_arguments(
         )
     add_preprocessing_argument(p)
     add_arch_arguments(p)
+    _add_engine_arguments(p)
+
+
+def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """--model FILE (a saved model instead of a built one), --engine and --precision."""
     p.add_argument(
         "--model",
         default=None,
