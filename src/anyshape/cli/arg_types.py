@@ -18,35 +18,28 @@ __all__ = [
 ]
 
 
-def positive_int(text: str) -> int:
+def _number(text: str, convert, valid, expected: str):
+    """`text` as `convert` reads it, when `valid`; else argparse's error saying what was `expected`."""
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not valid(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 1, "a whole number >= 1")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
+    return _number(text, float, lambda v: v > 0, "a number > 0")
 
 
 def fraction(text: str) -> float:
     """A share such as a dropout rate: >= 0 and < 1 (at 1 nothing would be left)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0 and < 1, got {text!r}")
-    return value
+    return _number(text, float, lambda v: 0.0 <= v < 1.0, "a number >= 0 and < 1")
 
 
 def positive_int_list(text: str) -> list[int]:

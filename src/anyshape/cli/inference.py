@@ -22,6 +22,12 @@ from anyshape.cli.options import (
 from anyshape.cli.ray_stderr import without_ray_core_lines
 
 
+def _image_run_options(args) -> dict:
+    """The flags `options.add_image_run_arguments` declares, as the keyword arguments of every image
+    run (`engine.predict_paths`, `engine.extract_features`, the Ray jobs)."""
+    return dict(size=args.size, upscale=args.upscale, max_pixels=args.max_pixels, batch_size=args.batch_size)
+
+
 def _run_on_ray(verb: str, args, predictor, options: dict) -> int:
     """predict/features --ray: the same job on Ray, rows into the folder --out (anyshape.distributed)."""
     from anyshape import distributed
@@ -41,10 +47,7 @@ def _run_on_ray(verb: str, args, predictor, options: dict) -> int:
                 predictor,
                 args.paths,
                 args.out,
-                size=args.size,
-                upscale=args.upscale,
-                max_pixels=args.max_pixels,
-                batch_size=args.batch_size,
+                **_image_run_options(args),
                 options=options,
                 address=None if args.ray == "local" else args.ray,
                 cpus_per_actor=args.cpus_per_actor,
@@ -164,11 +167,8 @@ def _run_predict(args) -> int:
         rows, summary = engine.predict_paths(
             predictor,
             args.paths,
-            size=args.size,
             top=args.top,
-            upscale=args.upscale,
-            batch_size=args.batch_size,
-            max_pixels=args.max_pixels,
+            **_image_run_options(args),
             progress=not args.quiet and sys.stderr.isatty(),
         )
     except engine.RunInterrupted as e:  # the rows classified so far are not lost
@@ -321,12 +321,9 @@ def _run_features(args) -> int:
             predictor,
             args.paths,
             args.out,
-            size=args.size,
-            upscale=args.upscale,
             resume=args.resume,
             force=args.force,
-            batch_size=args.batch_size,
-            max_pixels=args.max_pixels,
+            **_image_run_options(args),
             progress=not args.quiet and sys.stderr.isatty(),
             options=options,
         )
