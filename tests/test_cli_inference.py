@@ -233,6 +233,35 @@ def test_predict_reports_every_bad_file_and_goes_on(capsys, bad_folder, small_to
     assert f"{len(rows)} file(s): {len(ok)} ok, {len(bad)} failed" in err  # ... and counted
 
 
+def test_predict_reads_npy_arrays_as_training_does(capsys, small_top, tmp_path):
+    """A model trained on .npy arrays predicts on them: inference reads a file with training's
+    reader (`preprocess.load_pixels`). An array of a photo's pixels scores as the photo does
+    (native size); at a fixed size the reader gives what training's `datasets.read_image` gives
+    (float32, not rounded), prepared the same way; the wrong channel count fails with both."""
+    from anyshape.data_config import DataConfig
+    from anyshape.datasets import read_image
+
+    pixels = skimage_data.coffee()[100:180, 150:250]  # (80, 100, 3) uint8
+    Image.fromarray(pixels).save(tmp_path / "coffee.png")
+    np.save(tmp_path / "coffee.npy", pixels.astype(np.float32))
+    np.save(tmp_path / "five.npy", np.zeros((60, 60, 5), np.float32))
+    args = ["--model", small_top[0], "--size", "native", "--top", 3, "--format", "json", "-q"]
+    code, out, err = _run(capsys, "predict", *(tmp_path / n for n in ("coffee.png", "coffee.npy", "five.npy")), *args)
+    assert code == 1, err  # five.npy failed, the others ran
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in json.loads(out)}
+    assert rows["coffee.npy"]["error"] is None and len(rows["coffee.npy"]["predictions"]) == 3
+    assert rows["coffee.npy"]["predictions"] == rows["coffee.png"]["predictions"]
+    assert "the array has 5 channels, the model takes 3" in rows["five.npy"]["error"]
+    # a fixed size: arrays keep their float values (rounded to 8 bits, these would be the PNG's pixels)
+    fractional = tmp_path / "fractional.npy"
+    np.save(fractional, pixels.astype(np.float32) + 0.4)
+    training = DataConfig().for_training()
+    reader = engine.ImageReader(size=(40, 48), preprocessing=training)
+    expected = training.apply(read_image(fractional, (40, 48), 3))
+    np.testing.assert_array_equal(reader.read(fractional), expected)
+    assert not np.array_equal(reader.read(fractional), reader.read(tmp_path / "coffee.png"))
+
+
 def test_odd_modes_are_converted_by_the_stated_rule(bad_folder):
     root, _ = bad_folder
     reader = engine.ImageReader(size="native")
@@ -655,7 +684,8 @@ def test_failures_say_what_failed_and_what_to_do_in_cli_words(capsys, tmp_path, 
     assert sorted(failed) == ["big.png", "locked.jpg", "scan.npy"], err
     assert "permission denied" in failed["locked.jpg"] and "corrupt" not in failed["locked.jpg"]
     assert "raise the limit: --max-pixels" in failed["big.png"] and "max_pixels" not in failed["big.png"]
-    assert "a .npy array, not an image file" in failed["scan.npy"] and "anyshape train" in failed["scan.npy"]
+    # a .npy array is read (as training reads it): a 5-channel one fails for a 3-channel model, saying both
+    assert "the array has 5 channels, the model takes 3" in failed["scan.npy"]
 
 
 # --- reliability: Ctrl-C keeps work, offline weights and resumes answer in one line -------------

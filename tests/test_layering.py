@@ -24,16 +24,16 @@ PACKAGE = ROOT / "src" / "anyshape"
 # no more specific entry claims. Bottom first.
 LAYERS: list[tuple[str, list[str]]] = [
     ("base", ["atomic_write.py", "errors.py"]),
-    ("data", ["preprocess.py", "data_config.py", "labels.py"]),
+    ("data", ["preprocess.py", "pixel_scaling.py", "image_files.py", "resizing.py", "data_config.py", "labels.py"]),
     ("networks", ["archs/"]),
     ("model", ["archs/keras_ops.py"]),
-    ("shapes", ["shapes.py"]),
+    ("shapes", ["shapes.py", "input_shapes.py"]),
     ("weights", ["weights/"]),
     ("model info", ["model_info.py"]),
     ("factory", ["factory.py", "inception_v3.py", "applications.py"]),
     ("conversion", ["weights/convert.py"]),
-    ("engine", ["onnx_graph.py", "engine/"]),
-    ("jobs", ["datasets.py", "distributed.py", "training/"]),
+    ("engine", ["onnx_graph.py", "onnx_emitter.py", "onnx_rewrites.py", "engine/"]),
+    ("jobs", ["datasets.py", "distributed.py", "ray_inputs.py", "ray_output.py", "training/"]),
     ("api", ["__init__.py"]),
     ("interface", ["cli/", "demo.py"]),
 ]

@@ -17,6 +17,7 @@ from anyshape.preprocess import (
     file_channels,
     load_array,
     load_image,
+    load_pixels,
     preprocess_input,
     resize,
     resize_shorter_and_center_crop,
@@ -519,6 +520,22 @@ def test_load_array_any_channel_count(tmp_path, astronaut, camera):
     np.testing.assert_array_equal(loaded, stack)
     np.save(tmp_path / "gray.npy", camera)
     np.testing.assert_array_equal(load_array(tmp_path / "gray.npy")[:, :, 0], camera)
+
+
+def test_load_pixels_reads_arrays_and_images_from_a_path_or_their_bytes(tmp_path, astronaut):
+    """The one reader of training and inference: a .npy by load_array (also from its bytes, as a
+    Ray actor reads object storage), any other file by load_image; an array of another channel
+    count than asked fails with both counts."""
+    five = np.random.default_rng(0).uniform(0, 255, (30, 40, 5)).astype(np.float32)
+    np.save(tmp_path / "five.npy", five)
+    np.testing.assert_array_equal(load_pixels(tmp_path / "five.npy", 5), five)
+    np.testing.assert_array_equal(load_pixels("five.npy", 5, data=(tmp_path / "five.npy").read_bytes()), five)
+    with pytest.raises(ImageLoadError, match=r"five\.npy: the array has 5 channels, the model takes 3"):
+        load_pixels(tmp_path / "five.npy")
+    Image.fromarray(astronaut).save(tmp_path / "astronaut.png")
+    np.testing.assert_array_equal(load_pixels(tmp_path / "astronaut.png"), load_image(tmp_path / "astronaut.png"))
+    with pytest.raises(ImageLoadError, match="not a readable .npy array"):
+        load_pixels("broken.npy", 3, data=b"not numpy")
 
 
 def test_load_array_errors_name_the_file(tmp_path):

@@ -12,7 +12,7 @@ A folder is either
 
 Files are found as `anyshape predict` finds them (`engine.find_images`: recursive, sorted,
 hidden files and folders skipped) and decoded by the same `anyshape.preprocess.load_image`
-(or `load_array` for `.npy` files),
+(or `load_array` for `.npy` files; `preprocess.load_pixels` picks, for inference too),
 then brought to the training size by `fit_image` (resize the shorter side, centre-crop the
 rest: no distortion of the aspect ratio) and kept in memory as uint8 (float32 for `.npy`
 data), which is what a few thousand images at InceptionV3 sizes allow
@@ -45,8 +45,7 @@ from anyshape.preprocess import (
     NPY_HINT,
     ImageLoadError,
     file_channels,
-    load_array,
-    load_image,
+    load_pixels,
     resize_shorter_and_center_crop,
     to_uint8,
 )
@@ -131,13 +130,10 @@ def fit_image(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
 
 def read_image(path, size_hw: tuple[int, int], channels: int) -> np.ndarray:
     """Read an image file (or .npy array) and fit it to `size_hw`: uint8 for images, float32 for .npy."""
-    path = Path(path)
-    if path.suffix.lower() == ".npy":
-        array = load_array(path)
-        if array.shape[2] != channels:
-            raise ImageLoadError(f"{path}: the array has {array.shape[2]} channels, the model takes {channels}.")
-        return fit_image(array.astype(np.float32), size_hw)
-    return fit_image(to_uint8(load_image(path, channels)), size_hw)  # the decoder inference uses too
+    pixels = load_pixels(path, channels)  # the reader inference uses too
+    if Path(path).suffix.lower() == ".npy":
+        return fit_image(pixels, size_hw)  # arrays keep their values: float32
+    return fit_image(to_uint8(pixels), size_hw)
 
 
 def _list_classes(root: Path) -> tuple[list[str], list[list[Path]], int]:

@@ -30,25 +30,23 @@ Paths are local files and folders or URLs that pyarrow opens (`s3://bucket/prefi
 S3 credentials come from the usual AWS environment variables and files, and `AWS_ENDPOINT_URL`
 points at another S3 server. On a multi-node cluster, local paths must exist on every node (a
 shared file system); object storage needs nothing more.
+
+Here: the actor and the driver. The inputs (listing, checking, opening) are
+`anyshape.ray_inputs`'; the output folder (manifest, part files) is `anyshape.ray_output`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import time
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import PurePosixPath
 
 import numpy as np
 
 from anyshape.engine.feature_store import refuse_non_utf8
-from anyshape.engine.images import find_images, path_key
-from anyshape.engine.manifest import ResumeMismatch, RunManifest
 from anyshape.engine.runs import (
     RunInterrupted,
     RunSummary,
@@ -57,244 +55,14 @@ from anyshape.engine.runs import (
     make_reader,
     run_manifest,
 )
-from anyshape.errors import Message, OutputExistsError, ParameterError
+from anyshape.errors import Message
+from anyshape.ray_inputs import FileLoader, check_local_files, list_inputs, path_id
+from anyshape.ray_output import OutputFolder, PartWriter, part_schema, read_output
+
+# the names the tests reach (a retried task's second row is dropped by the part writer)
+_PartWriter, _key = PartWriter, path_id
 
 __all__ = ["features", "predict", "DistributedSummary", "read_output"]
-
-MANIFEST = "manifest.json"
-PART_PREFIX = "part-"
-
-
-# ---------------------------------------------------------------------------------------------
-# File systems: local paths and URLs, one way for inputs and outputs
-# ---------------------------------------------------------------------------------------------
-
-
-def _is_url(path) -> bool:
-    return "://" in str(path)
-
-
-def _filesystem(path):
-    """(pyarrow FileSystem, path inside it) for a local path or a URL such as s3://bucket/key."""
-    import pyarrow.fs as pafs
-
-    if not _is_url(path):
-        return pafs.LocalFileSystem(), os.path.abspath(str(path))
-    try:
-        return pafs.FileSystem.from_uri(str(path))
-    except Exception as e:  # pyarrow raises ArrowInvalid/OSError with the reason
-        raise ValueError(f"{path}: cannot be opened as a file system URL ({e})") from None
-
-
-def _url(fs_root: str, inner: str) -> str:
-    """The user-facing spelling of `inner` (a path inside the file system of URL `fs_root`)."""
-    scheme = str(fs_root).split("://", 1)[0]
-    return f"{scheme}://{inner}"
-
-
-def list_inputs(paths: Iterable) -> tuple[list[str], list[tuple[str, str]]]:
-    """(files, missing) like `engine.find_images`, for local paths and URLs alike."""
-    import pyarrow.fs as pafs
-
-    files: list[str] = []
-    missing: list[tuple[str, str]] = []
-    local = [p for p in paths if not _is_url(p)]
-    found, gone = find_images(local)
-    files.extend(str(p) for p in found)
-    missing.extend((str(p), why) for p, why in gone)
-    seen = set(files)
-    for url in (p for p in paths if _is_url(p)):
-        fs, inner = _filesystem(url)
-        info = fs.get_file_info(inner)
-        if info.type == pafs.FileType.File:
-            keys = [inner]
-        elif info.type == pafs.FileType.Directory:
-            selected = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
-            base = PurePosixPath(inner)
-            keys = sorted(
-                i.path
-                for i in selected
-                if i.type == pafs.FileType.File
-                and not any(part.startswith(".") for part in PurePosixPath(i.path).relative_to(base).parts)
-            )
-        else:
-            missing.append((str(url), "no such file or folder"))
-            continue
-        for key in keys:
-            name = _url(url, key)
-            if name not in seen:
-                seen.add(name)
-                files.append(name)
-    return files, missing
-
-
-READ_BUFFER = 4 * 1024 * 1024  # one request reads a whole photo of object storage, not a whole large file
-
-
-class _FileLoader:
-    """Opens a file (local or URL) for `run_images`; one file system per URL root.
-
-    The file is opened for random access behind a read buffer, so the decoder reads only what it
-    needs: a header for a file that is not an image, however large. Files are checked on the
-    driver before they are sent (`_check_local_files`): opening a FIFO would block for ever."""
-
-    def __init__(self):
-        self._fs: dict = {}
-
-    def __call__(self, path) -> io.BufferedReader:
-        from anyshape.preprocess import ImageLoadError
-
-        path = str(path)
-        root = path.split("/", 3)[:3] if _is_url(path) else ["local"]
-        key = "/".join(root)
-        if key not in self._fs:
-            self._fs[key] = _filesystem(path)[0]
-        inner = path.split("://", 1)[1] if _is_url(path) else os.path.abspath(path)
-        try:
-            return io.BufferedReader(self._fs[key].open_input_file(inner), buffer_size=READ_BUFFER)
-        except (OSError, FileNotFoundError) as e:
-            raise ImageLoadError(f"{path}: cannot be read ({e})") from None
-
-
-def _check_local_files(paths: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """(usable, refused) by the local reader's own checks (`preprocess.check_image_file`: a
-    regular file, not empty), made on the driver so that no actor opens a FIFO or a device."""
-    from anyshape.preprocess import ImageLoadError, check_image_file
-
-    usable, refused = [], []
-    for p in paths:
-        try:
-            if not _is_url(p):
-                check_image_file(p)
-            usable.append(p)
-        except ImageLoadError as e:
-            refused.append((p, str(e)))
-    return usable, refused
-
-
-# ---------------------------------------------------------------------------------------------
-# The output folder: manifest, part files, what is done
-# ---------------------------------------------------------------------------------------------
-
-
-class OutputFolder:
-    """The Parquet part files and manifest of one distributed run, in a local folder or a URL."""
-
-    def __init__(self, out):
-        self.out = str(out)
-        self.fs, self.root = _filesystem(out)
-
-    def _join(self, name: str) -> str:
-        return f"{self.root.rstrip('/')}/{name}"
-
-    def listing(self) -> list[str]:
-        import pyarrow.fs as pafs
-
-        info = self.fs.get_file_info(self.root)
-        if info.type == pafs.FileType.NotFound:
-            return []
-        if info.type != pafs.FileType.Directory:
-            raise ParameterError(
-                "{out=*} is a file; {python:on Ray}{cli:with --ray}, {out} is a folder (local or s3://)", out=self.out
-            )
-        return sorted(PurePosixPath(i.path).name for i in self.fs.get_file_info(pafs.FileSelector(self.root)))
-
-    def parts(self) -> list[str]:
-        return [n for n in self.listing() if n.startswith(PART_PREFIX) and n.endswith(".parquet")]
-
-    def read_manifest(self) -> RunManifest | None:
-        import json
-
-        if MANIFEST not in self.listing():
-            return None
-        with self.fs.open_input_stream(self._join(MANIFEST)) as f:
-            try:
-                return RunManifest.from_json(json.loads(f.read()))
-            except ValueError as e:
-                raise ResumeMismatch(
-                    Message(
-                        "{path}/{manifest} cannot be read ({error}); start again with another {out}",
-                        path=self.out,
-                        manifest=MANIFEST,
-                        error=e,
-                    )
-                ) from None
-
-    def write_bytes(self, name: str, data: bytes) -> None:
-        """Write a whole file: a local file appears by an atomic rename, an S3 object on upload."""
-        if _is_url(self.out):
-            with self.fs.open_output_stream(self._join(name)) as f:
-                f.write(data)
-            return
-        from anyshape.atomic_write import write_bytes_atomically
-
-        write_bytes_atomically(os.path.join(self.root, name), data)
-
-    def prepare(self, manifest: RunManifest, *, resume: bool) -> bool:
-        """Check the folder before any work: a new run needs an empty or absent folder; a resume
-        needs the same manifest. Returns whether the run is new (its manifest is then written by
-        `record`, once the run has started: a run that could not start leaves nothing behind)."""
-        names = self.listing()
-        if names and not resume:
-            what = "an anyshape run" if MANIFEST in names else f"{len(names)} file(s) that are not an anyshape run"
-            raise OutputExistsError(
-                "{out=*} already holds {what}; pass {resume=True} to continue that run, "
-                "or choose another {out} (nothing is overwritten)",
-                out=self.out,
-                what=what,
-            )
-        if names and resume:
-            recorded = self.read_manifest()
-            if recorded is None:
-                raise OutputExistsError(
-                    "{out=*} holds files but no {manifest}: it is not an anyshape run to resume; choose another {out}",
-                    out=self.out,
-                    manifest=MANIFEST,
-                )
-            manifest.check_resume(recorded, where=self.out)
-            return False
-        return True
-
-    def record(self, manifest: RunManifest) -> None:
-        """Write the manifest of a new run (making the folder)."""
-        if not _is_url(self.out):
-            os.makedirs(self.root, exist_ok=True)
-        self.write_bytes(MANIFEST, manifest.to_bytes())
-
-    def done(self) -> dict[str, str | None]:
-        """{path: error or None} of every row already written."""
-        import pyarrow.parquet as pq
-
-        rows: dict[str, str | None] = {}
-        for name in self.parts():
-            table = pq.read_table(self._join(name), columns=["path", "error"], filesystem=self.fs)
-            for p, e in zip(table.column("path").to_pylist(), table.column("error").to_pylist()):
-                rows[p] = e
-        return rows
-
-    def write_part(self, table) -> str:
-        import io
-
-        import pyarrow.parquet as pq
-
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        name = f"{PART_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:12]}.parquet"
-        self.write_bytes(name, buf.getvalue())
-        return name
-
-
-def read_output(out, columns: list[str] | None = None):
-    """All rows of a distributed run's output folder as one pyarrow Table, sorted by path."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    folder = OutputFolder(out)
-    tables = [pq.read_table(folder._join(n), columns=columns, filesystem=folder.fs) for n in folder.parts()]
-    if not tables:
-        return None
-    table = pa.concat_tables(tables)
-    return table.sort_by("path")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,7 +76,7 @@ class _ImageJob:
     def __init__(self, predictor, reader, task: str, top: int, decode_threads: int):
         self.predictor, self.reader, self.task, self.top = predictor, reader, task, top
         self.decode_threads = decode_threads
-        self.load = _FileLoader()
+        self.load = FileLoader()
         self.node = _node_id()
         self.pid = os.getpid()
 
@@ -350,7 +118,7 @@ class _ImageJob:
         # image's row holds nulls.
         import pyarrow as pa
 
-        schema = _schema(self.task).append(pa.field("_node", pa.string())).append(pa.field("_pid", pa.int64()))
+        schema = part_schema(self.task).append(pa.field("_node", pa.string())).append(pa.field("_pid", pa.int64()))
         return pa.table({name: out[name] for name in schema.names}, schema=schema)
 
 
@@ -378,22 +146,6 @@ class DistributedSummary(RunSummary):
     def line(self) -> str:
         nodes = f"; {len(self.rows_per_node)} node(s), {self.actors} actor(s)" if self.rows_per_node else ""
         return super().line() + nodes
-
-
-def _schema(task: str):
-    import pyarrow as pa
-
-    if task == "features":
-        return pa.schema([("path", pa.string()), ("features", pa.list_(pa.float32())), ("error", pa.string())])
-    return pa.schema(
-        [
-            ("path", pa.string()),
-            ("class_ids", pa.list_(pa.int32())),
-            ("labels", pa.list_(pa.string())),
-            ("scores", pa.list_(pa.float32())),
-            ("error", pa.string()),
-        ]
-    )
 
 
 def _start_ray(address):
@@ -465,8 +217,8 @@ def _run(task: str, predictor, paths, out, job: RayJob, top: int = 5) -> Distrib
     folder = OutputFolder(out)
     new = folder.prepare(manifest, resume=job.resume)  # refuses before any work
     done = folder.done()
-    done_keys = {_key(p) for p in done}
-    todo = [p for p in files if _key(p) not in done_keys]
+    done_keys = {path_id(p) for p in done}
+    todo = [p for p in files if path_id(p) not in done_keys]
     summary = DistributedSummary(
         total=len(files) + len(missing),
         skipped=len(files) - len(todo),
@@ -475,8 +227,8 @@ def _run(task: str, predictor, paths, out, job: RayJob, top: int = 5) -> Distrib
         precision=predictor.precision,
     )
     summary.failed.extend((p, e) for p, e in done.items() if e is not None)
-    todo, refused = _check_local_files(todo)
-    parts = _PartWriter(task, folder, summary, done_keys, job.rows_per_part, job.on_part)
+    todo, refused = check_local_files(todo)
+    parts = PartWriter(task, folder, summary, done_keys, job.rows_per_part, job.on_part)
     start = time.perf_counter()
     started = False
     try:
@@ -529,44 +281,6 @@ def _check_job(predictor, cpus_per_actor: float, top: int) -> None:
         )
 
 
-class _PartWriter:
-    """Rows into whole Parquet part files, each path once: a retried task's second answer, or a
-    path a part file already holds, is dropped (the first one stands)."""
-
-    def __init__(
-        self, task: str, folder: OutputFolder, summary: DistributedSummary, written: set, rows_per_part, on_part
-    ):
-        self.task, self.folder, self.summary = task, folder, summary
-        self.written = set(written)
-        self.rows_per_part, self.on_part = rows_per_part, on_part
-        self.pending: list[dict] = []
-
-    def add(self, row: dict) -> None:
-        key = _key(row["path"])
-        if key in self.written:
-            return
-        self.written.add(key)
-        self.pending.append({k: v for k, v in row.items() if not k.startswith("_")})
-        if row["error"] is not None:
-            self.summary.failed.append((row["path"], row["error"]))
-        else:
-            self.summary.ok += 1
-        if len(self.pending) >= self.rows_per_part:
-            self.flush()
-
-    def flush(self) -> None:
-        import pyarrow as pa
-
-        if not self.pending:
-            return
-        table = pa.Table.from_pylist(self.pending, schema=_schema(self.task))
-        self.folder.write_part(table)
-        self.summary.parts += 1
-        self.pending.clear()
-        if self.on_part is not None:
-            self.on_part(self.summary, table)
-
-
 def _ray_rows(predictor, reader, todo, task: str, top: int, job: RayJob, summary: DistributedSummary):
     """The rows of `todo` computed by a pool of `_ImageJob` actors on Ray Data, as they come."""
     import ray.data
@@ -617,10 +331,6 @@ def _quiet_ray_data():
     finally:
         for h, level in zip(handlers, levels):
             h.setLevel(level)
-
-
-def _key(path: str) -> str:
-    return str(path) if _is_url(path) else path_key(path)
 
 
 def _plain(row: dict) -> dict:

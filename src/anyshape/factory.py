@@ -118,53 +118,14 @@ def create_model(
     arch = get_arch(arch_name)
     weight_options = {k: kwargs.pop(k) for k in WEIGHT_OPTIONS if k in kwargs}
     data_format = kwargs.pop("data_format", None) or keras.config.image_data_format()
-    if data_format not in DATA_FORMATS:
-        raise ValueError(f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}")
-    if weights is not None and not isinstance(weights, str) and not hasattr(weights, "__fspath__"):
-        raise ValueError(f"weights must be None, a weight set name or a file path, got {weights!r}")
-    if "classes" in kwargs and kwargs["classes"] is None:  # None would otherwise mean the default, 1000
-        raise ConfigValueError(
-            "classes",
-            f"{arch.keras_name}: classes must be the number of classes of the classifier (a positive integer), "
-            "got None: give it, or leave classes out for ImageNet's 1000",
-        )
-    weight_set = None
-    if weights is not None:
-        from anyshape.weights import resolve
-
-        # raises for unknown names, missing files and sets made for another network
-        weight_set = resolve(weights, preprocessing, arch=arch.name)
-        for key, value in weight_set.build_overrides_for(arch.name).items():
-            if kwargs.get(key) is None:  # None: "what the weights need"; a value given wins
-                kwargs[key] = value
+    _check_arguments(arch, data_format, weights, kwargs)
+    weight_set = None if weights is None else _weight_set(arch, weights, preprocessing, kwargs)
     kwargs = {k: v for k, v in kwargs.items() if v is not None or k in ("pooling", "classifier_activation", "name")}
-
     input_shape = _resolve_input_shape(arch, input_shape, input_tensor, include_top, data_format)
-    # arguments that are wrong whatever the shape (classes=0, head="banana") are a ValueError, not InvalidInputShape
-    config = arch.checked_config(input_shape=input_shape, include_top=include_top, data_format=data_format, **kwargs)
-    ignored = ignored_classes_problem(config)
-    if ignored:
-        raise ConfigValueError(
-            "classes", Message("{network}: " + ignored.template, network=arch.keras_name, **ignored.values)
-        )
-    explain_config(arch, config).raise_if_invalid().raise_if_implausible(max_params)
-    transposed = transposed_shape_warning(config.input_shape, data_format)
-    if transposed and weight_set is not None and "channel_adapt" not in weight_options:
-        raise ValueError(
-            Message(
-                "{network}: "
-                + transposed.template
-                + ". With pretrained weights that would adapt the first convolution from RGB to that many "
-                "channels: refused; give {channel_adapt=} to build it anyway",
-                network=arch.keras_name,
-                **transposed.values,
-            )
-        )
-    if transposed:
-        _warn_caller(
-            Message("{network}: " + transposed.template, network=arch.keras_name, **transposed.values),
-            TransposedShapeWarning,
-        )
+    config = _checked_config(
+        arch, max_params, input_shape=input_shape, include_top=include_top, data_format=data_format, **kwargs
+    )
+    _check_transposed(arch, config, pretrained=weight_set is not None, adapt_given="channel_adapt" in weight_options)
 
     from anyshape.archs import keras_ops
 
@@ -179,3 +140,66 @@ def create_model(
         given = sorted(weight_options) + (["preprocessing"] if preprocessing is not None else [])
         raise ValueError(f"{given} only apply with pretrained weights (weights=None given)")
     return model
+
+
+def _check_arguments(arch, data_format, weights, kwargs: dict) -> None:
+    """The arguments wrong whatever the network computes: data_format, weights' type, classes=None."""
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be 'channels_last' or 'channels_first', got {data_format!r}")
+    if weights is not None and not isinstance(weights, str) and not hasattr(weights, "__fspath__"):
+        raise ValueError(f"weights must be None, a weight set name or a file path, got {weights!r}")
+    if "classes" in kwargs and kwargs["classes"] is None:  # None would otherwise mean the default, 1000
+        raise ConfigValueError(
+            "classes",
+            f"{arch.keras_name}: classes must be the number of classes of the classifier (a positive integer), "
+            "got None: give it, or leave classes out for ImageNet's 1000",
+        )
+
+
+def _weight_set(arch, weights, preprocessing, kwargs: dict):
+    """The weight set `weights` names, its build overrides applied to `kwargs` (a value given wins)."""
+    from anyshape.weights import resolve
+
+    # raises for unknown names, missing files and sets made for another network
+    weight_set = resolve(weights, preprocessing, arch=arch.name)
+    for key, value in weight_set.build_overrides_for(arch.name).items():
+        if kwargs.get(key) is None:  # None: "what the weights need"; a value given wins
+            kwargs[key] = value
+    return weight_set
+
+
+def _checked_config(arch, max_params, **arguments):
+    """The network's Config, refused before any layer is built when the shape cannot work or the
+    network is implausibly large."""
+    # arguments that are wrong whatever the shape (classes=0, head="banana") are a ValueError, not InvalidInputShape
+    config = arch.checked_config(**arguments)
+    ignored = ignored_classes_problem(config)
+    if ignored:
+        raise ConfigValueError(
+            "classes", Message("{network}: " + ignored.template, network=arch.keras_name, **ignored.values)
+        )
+    explain_config(arch, config).raise_if_invalid().raise_if_implausible(max_params)
+    return config
+
+
+def _check_transposed(arch, config, *, pretrained: bool, adapt_given: bool) -> None:
+    """Warn for an input shape that looks transposed; refuse it with pretrained weights unless
+    channel_adapt says how to adapt the first convolution."""
+    transposed = transposed_shape_warning(config.input_shape, config.data_format)
+    if not transposed:
+        return
+    if pretrained and not adapt_given:
+        raise ValueError(
+            Message(
+                "{network}: "
+                + transposed.template
+                + ". With pretrained weights that would adapt the first convolution from RGB to that many "
+                "channels: refused; give {channel_adapt=} to build it anyway",
+                network=arch.keras_name,
+                **transposed.values,
+            )
+        )
+    _warn_caller(
+        Message("{network}: " + transposed.template, network=arch.keras_name, **transposed.values),
+        TransposedShapeWarning,
+    )

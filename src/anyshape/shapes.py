@@ -20,7 +20,15 @@ from functools import lru_cache
 from anyshape.archs import DEFAULT_ARCH, Arch, get_arch
 from anyshape.archs.base import DATA_FORMATS, POOLINGS, ignored_classes_problem, input_shape_value, pooling_problem
 from anyshape.archs.ops import Collapse, ShapeOps, Stage, T, Trace
-from anyshape.errors import Message, Spelled
+from anyshape.errors import Message
+from anyshape.input_shapes import (
+    TransposedShapeWarning,
+    format_shape,
+    layout_hint,
+    parse_dims,
+    parse_input_shape,
+    transposed_shape_warning,
+)
 
 __all__ = [
     "Stage",
@@ -66,11 +74,6 @@ class ImplausibleModel(ValueError):
     (or the environment variable ANYSHAPE_MAX_PARAMS, which the CLI reads too)."""
 
 
-class TransposedShapeWarning(UserWarning):
-    """An input shape whose channel axis looks swapped with a spatial one for its data format
-    ((64, 64, 3) with channels_first reads as 64 channels of 64 x 3 images)."""
-
-
 def max_params_limit(max_params=None) -> int:
     """The parameter limit: `max_params` when given, else ANYSHAPE_MAX_PARAMS, else the default."""
     source = "max_params"
@@ -95,47 +98,6 @@ def _bytes(n: float) -> str:
             return f"{n:.3g} {unit}"
         n /= 1000
     return f"{n:.3g} PB"
-
-
-def transposed_shape_warning(input_shape: Sequence, data_format: str) -> Message | None:
-    """The warning for a shape that looks transposed for `data_format`, else None: the channel
-    axis holds more than 4 while the spatial axis at the other end holds 1, 3 or 4 (a channel
-    count). keras.applications warns about channel counts other than 1 and 3 the same way
-    (`obtain_input_shape` in keras/src/applications/imagenet_utils.py: "This model usually expects
-    1 or 3 input channels"); here the hint also names the shape the user probably meant."""
-    shape = tuple(input_shape)
-    if len(shape) != 3:
-        return None
-    plausible = (1, 3, 4)
-    if data_format == "channels_first":
-        c, h, w = shape
-        if not (c is not None and c > 4 and w in plausible):
-            return None
-        meant, other = (w, c, h), "channels_last"
-    else:
-        h, w, c = shape
-        if not (c is not None and c > 4 and h in plausible):
-            return None
-        meant, other = (w, c, h), "channels_first"
-    inside = f"{c} x {h}" if data_format == "channels_first" else f"{w} x {c}"
-    return Message(
-        "{input_shape=@given} with {data_format=@given_format} builds a model of {c} channels on {h} x {w} "
-        "images; for {inside} images of {meant_c} channels pass {input_shape=@meant}, or {data_format=@other}",
-        given=_spelled_shape(shape),
-        given_format=data_format,
-        c=c,
-        h=h,
-        w=w,
-        inside=inside,
-        meant_c=w if data_format == "channels_first" else h,
-        meant=_spelled_shape(meant),
-        other=other,
-    )
-
-
-def _spelled_shape(shape) -> Spelled:
-    """A shape as the CLI's --input-shape takes it (64,64,3) and as Python's input_shape (64, 64, 3)."""
-    return Spelled(",".join("none" if d is None else str(d) for d in shape), _fmt_shape(tuple(shape)))
 
 
 def _trace(arch: Arch, config, h: int | None, w: int | None, c: int) -> Trace:
@@ -334,7 +296,7 @@ class ShapeReport:
         lines = list(self.problems)
         if self.collapse:
             c = self.collapse[0]
-            shown = _fmt_shape(self.input_shape)
+            shown = format_shape(self.input_shape)
             lines.append(f"Input shape {shown} ({self.data_format}) does not fit {self.arch.keras_name}: {c}.")
             if len(self.collapse) > 1:
                 lines.append(f"(The {self.collapse[1].axis} collapses too, at {self.collapse[1].stage}.)")
@@ -350,8 +312,8 @@ class ShapeReport:
                     "all layers before the global pooling slide over their input."
                 )
             h, w = self.nearest_valid()
-            lines.append(f"Nearest valid shape: {_fmt_shape(self._in_format(h, w))}.")
-            hint = _layout_hint(self.input_shape, self.data_format, self.min_size)
+            lines.append(f"Nearest valid shape: {format_shape(self._in_format(h, w))}.")
+            hint = layout_hint(self.input_shape, self.data_format, self.min_size)
             if hint:
                 lines.append(hint)
         return "\n".join(lines)
@@ -374,7 +336,7 @@ class ShapeReport:
             return None
         biggest = max(self.stages, key=lambda s: s.params)
         return (
-            f"{self.arch.keras_name} at input {_fmt_shape(self.input_shape)} with {self._options()} would "
+            f"{self.arch.keras_name} at input {format_shape(self.input_shape)} with {self._options()} would "
             f"have {params:.3g} parameters ({_bytes(4.0 * params)} of float32 weights; "
             f"{100 * biggest.params // params}% of them in {biggest.name}), more than the limit of "
             f"{limit:.3g}: check the options and the "
@@ -390,7 +352,7 @@ class ShapeReport:
         return self
 
     def _header(self) -> str:
-        shape = _fmt_shape(self.input_shape)
+        shape = format_shape(self.input_shape)
         return f"{self.arch.keras_name} at input {shape} ({self.data_format}), {self._options()}"
 
     def _options(self) -> str:
@@ -422,7 +384,7 @@ class ShapeReport:
         total += "" if total_macs is None else f", {total_macs / 1e9:.2f} G multiply-accumulates per image"
         lines = [self._header(), "", *table, "", total]
         if self.valid:
-            outs = ", ".join(_fmt_shape(s) for s in self.output_shapes)
+            outs = ", ".join(format_shape(s) for s in self.output_shapes)
             too_big = self.size_problem()
             lines.append(f"valid: output {outs}" if not too_big else f"TOO LARGE to build: {too_big}")
             transposed = transposed_shape_warning(self.input_shape, self.data_format)
@@ -480,66 +442,6 @@ def explain_config(arch: Arch, config) -> ShapeReport:
     # a width of 0): those are reported in their own words, without a trace
     trace = Trace() if problems else _trace(arch, config, h, w, c)
     return ShapeReport(arch, config, h, w, c, trace, problems + trace.problems)
-
-
-def _fmt_shape(shape: Iterable) -> str:
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
-
-
-def parse_dims(text: str, *, unknown: bool = False) -> tuple[int | None, ...]:
-    """The one reader of sizes and shapes typed as text: "150,200", "150x200", "150, 200, 3".
-
-    With `unknown`, "none" or "?" is an unknown dimension (None). Raises ValueError for anything
-    else that is not an integer; the callers check how many values and which ranges they take
-    (`--input-shape` in the CLI, `--size` in `engine.parse_size`) and say so in their words.
-    """
-    parts = [p.strip() for p in str(text).replace("x", ",").split(",") if p.strip()]
-    return tuple(None if unknown and p.lower() in ("none", "?") else int(p) for p in parts)
-
-
-def parse_input_shape(input_shape: Sequence, data_format: str) -> tuple[int | None, int | None, int]:
-    """Split an input shape in `data_format` into (H, W, C); raises ValueError for malformed ones."""
-    if data_format not in DATA_FORMATS:
-        raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {data_format!r}")
-    shape = tuple(input_shape)
-    if len(shape) == 4:
-        raise ValueError(
-            f"input_shape {_fmt_shape(shape)} has 4 entries; give it without the batch axis, "
-            f"e.g. {_fmt_shape(shape[1:])}"
-        )
-    if len(shape) != 3:
-        raise ValueError(
-            f"input_shape must have 3 entries (height, width, channels for channels_last; "
-            f"channels, height, width for channels_first), got {_fmt_shape(shape)}"
-        )
-    for d in shape:
-        if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 1):
-            raise ValueError(f"input_shape entries must be positive integers or None, got {_fmt_shape(shape)}")
-    h, w, c = (shape[1], shape[2], shape[0]) if data_format == "channels_first" else shape
-    if c is None:
-        raise ValueError(
-            f"input_shape {_fmt_shape(shape)}: the channel count must be known (it sizes the "
-            "first convolution's kernel); only height and width may be None"
-        )
-    return h, w, c
-
-
-def _layout_hint(shape: tuple, data_format: str, min_size: int) -> str | None:
-    """A shape that would be valid in the other data format gets a 'did you mean' hint."""
-    a, b, c = shape
-    small = lambda n: n is not None and n <= 4  # noqa: E731
-    big = lambda n: n is None or n >= min_size  # noqa: E731
-    if data_format == "channels_last" and small(a) and big(b) and big(c):
-        return (
-            f"Hint: {_fmt_shape(shape)} looks like channels_first ({a} channels of {b} x {c}); "
-            f"pass data_format='channels_first', or input_shape={_fmt_shape((b, c, a))}."
-        )
-    if data_format == "channels_first" and big(a) and big(b) and small(c):
-        return (
-            f"Hint: {_fmt_shape(shape)} looks like channels_last ({c} channels of {a} x {b}); "
-            f"pass data_format='channels_last', or input_shape={_fmt_shape((c, a, b))}."
-        )
-    return None
 
 
 def min_input_size(layers: Iterable[str], arch: str | Arch = DEFAULT_ARCH, config=None) -> int:

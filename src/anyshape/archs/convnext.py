@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from anyshape.archs.base import Arch, ArchConfig, global_pool
+from anyshape.archs.base import KERAS_ARGS, Arch, ArchConfig, global_pool
 
 __all__ = ["ConvNeXtConfig", "VARIANTS", "ARCHS", "IMAGENET_MEAN", "IMAGENET_VARIANCE"]
 
@@ -167,17 +167,8 @@ def _arch(variant: str) -> Arch:
         blocks=tuple(block_names),
         feature_points=stage_ends,
         preprocessing="raw",
-        keras_args=(
-            ("include_top", True),
-            ("include_preprocessing", True),
-            ("weights", "imagenet"),
-            ("input_tensor", None),
-            ("input_shape", None),
-            ("pooling", None),
-            ("classes", 1000),
-            ("classifier_activation", "softmax"),
-            ("name", name),
-        ),
+        # keras.applications.ConvNeXt*'s order: include_preprocessing second
+        keras_args=(KERAS_ARGS[0], ("include_preprocessing", True), *KERAS_ARGS[1:], ("name", name)),
         description=f"{keras_name} (Liu et al. 2022): a ConvNet modernised, {params} parameters",
     )
 

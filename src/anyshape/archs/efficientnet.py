@@ -169,9 +169,16 @@ def round_repeats(repeats: int, depth_coefficient: float) -> int:
 def plan(cfg: EfficientNetConfig) -> list[Block]:
     """The blocks Keras' EfficientNet() builds with this Config, in order."""
     total = float(sum(round_repeats(a.repeats, cfg.depth_coefficient) for a in BLOCKS_ARGS))
+    return expand_blocks(BLOCKS_ARGS, cfg, total, round_filters)
+
+
+def expand_blocks(table, cfg, total: float, widths) -> list[Block]:
+    """Keras' block loop, EfficientNet's and EfficientNetV2's alike: each row of `table` repeated
+    `round_repeats` times; a stage's first block takes its strides and input width (`widths`: the
+    network's round_filters); the drop rate grows with the block's index over `total`."""
     out: list[Block] = []
-    for i, a in enumerate(BLOCKS_ARGS):
-        filters_in, filters_out = round_filters(a.filters_in, cfg), round_filters(a.filters_out, cfg)
+    for i, a in enumerate(table):
+        filters_in, filters_out = widths(a.filters_in, cfg), widths(a.filters_out, cfg)
         for j in range(round_repeats(a.repeats, cfg.depth_coefficient)):
             out.append(
                 Block(
@@ -183,6 +190,7 @@ def plan(cfg: EfficientNetConfig) -> list[Block]:
                     a.expand_ratio,
                     a.se_ratio,
                     cfg.drop_connect_rate * len(out) / total,
+                    fused=a.conv_type == 1,
                 )
             )
     return out

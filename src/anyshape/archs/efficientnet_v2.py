@@ -31,10 +31,10 @@ from anyshape.archs.efficientnet import (
     Block,
     BlockArgs,
     conv_bn_act,
+    expand_blocks,
     feature_points,
     mbconv,
     residual,
-    round_repeats,
     scaling_problems,
     squeeze_excite,
     top,
@@ -134,24 +134,7 @@ def plan(cfg: EfficientNetV2Config) -> list[Block]:
     """The blocks Keras' EfficientNetV2() builds with this Config, in order."""
     table = BLOCKS_ARGS[cfg.blocks_args]
     total = float(sum(a.repeats for a in table))  # Keras divides by the unscaled count
-    out: list[Block] = []
-    for i, a in enumerate(table):
-        filters_in, filters_out = round_filters(a.filters_in, cfg), round_filters(a.filters_out, cfg)
-        for j in range(round_repeats(a.repeats, cfg.depth_coefficient)):
-            out.append(
-                Block(
-                    f"block{i + 1}{chr(j + 97)}",
-                    a.kernel,
-                    a.strides if j == 0 else 1,
-                    filters_in if j == 0 else filters_out,
-                    filters_out,
-                    a.expand_ratio,
-                    a.se_ratio,
-                    cfg.drop_connect_rate * len(out) / total,
-                    fused=a.conv_type == 1,
-                )
-            )
-    return out
+    return expand_blocks(table, cfg, total, round_filters)
 
 
 def fused_mbconv(net, inputs, block: Block, momentum: float):

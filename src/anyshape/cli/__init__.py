@@ -2,8 +2,9 @@
 
 Each verb is a pair of functions: `_add_<verb>(subparsers)` declares its arguments and
 `_run_<verb>(args) -> int` calls the library and returns the exit code. They live by topic:
-`explain` (explain, summary), `train`, `inference` (predict, features, export, bench, quantize)
-and `convert` (convert, weights); `options` holds the argument types and flag groups they share.
+`explain` (explain, summary), `train`, `inference` (predict, features), `deploy` (export, bench, quantize)
+and `convert` (convert, weights); `options` holds the flag groups they share, `arg_types` the
+argument types.
 Keras is imported only by verbs that build a model, so `anyshape explain` answers at once.
 
 What every verb shares lives in one place, `_call`: the exit codes (0 ok, 1 some inputs failed,
@@ -20,23 +21,15 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from anyshape.cli import convert, explain, inference, train
-from anyshape.cli.options import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    HelpFormatter,
-    cli_message,
-    parse_channel_adapt,
-    parse_shape,
-)
+from anyshape.cli import convert, deploy, explain, inference, train
+from anyshape.cli.arg_types import parse_channel_adapt, parse_shape
+from anyshape.cli.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HelpFormatter, cli_message
 
 __all__ = ["main", "build_parser", "cli_message", "parse_shape", "parse_channel_adapt"]
 __all__ += ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
 
 # in the order `anyshape --help` lists them
-VERBS = {**explain.VERBS, **train.VERBS, **inference.VERBS, **convert.VERBS}
+VERBS = {**explain.VERBS, **train.VERBS, **inference.VERBS, **deploy.VERBS, **convert.VERBS}
 
 
 # verbs that load a deep-learning backend (its start-up messages are hidden unless --verbose)

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from anyshape.cli.options import (
-    add_arch_arguments,
-    add_preprocessing_argument,
-    network_options,
-    parse_channel_adapt,
-    parse_shape,
-)
+from anyshape.cli.arg_types import parse_channel_adapt, parse_shape
+from anyshape.cli.options import add_arch_arguments, add_preprocessing_argument, network_options
 
 
 def _add_convert(sub) -> None:

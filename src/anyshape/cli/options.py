@@ -1,10 +1,21 @@
-"""What the verbs share on the command line: exit codes, argument types, flag groups and the
-checks of flag combinations argparse cannot express."""
+"""What the verbs share on the command line: exit codes, flag groups, the checks of flag
+combinations argparse cannot express, and the table that spells library parameters as flags.
+The argument types are `anyshape.cli.arg_types`' (re-exported here)."""
 
 from __future__ import annotations
 
 import argparse
-import ast
+
+from anyshape.cli.arg_types import (
+    RepeatedOptions,
+    fraction,
+    option_pair,
+    parse_shape,
+    positive_float,
+    positive_int,
+)
+
+_option = option_pair  # the name tests/test_options.py imports
 
 # the exit codes of every verb (see `anyshape.cli._call`)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -47,92 +58,6 @@ DATA_FORMAT_HELP = (
 )
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """A share such as a dropout rate: >= 0 and < 1 (at 1 nothing would be left)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0 and < 1, got {text!r}")
-    return value
-
-
-def positive_int_list(text: str) -> list[int]:
-    """'1,16' -> [1, 16]."""
-    try:
-        values = [int(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected whole numbers >= 1 separated by commas (e.g. 1,16), got {text!r}")
-    return values
-
-
-def parse_shape(text: str) -> tuple:
-    """'150,150,3' -> (150, 150, 3); 'none' or '?' for an unknown height or width."""
-    from anyshape.shapes import parse_dims
-
-    try:
-        return parse_dims(text, unknown=True)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected H,W,C (e.g. 150,150,3), got {text!r}") from None
-
-
-def parse_channel_adapt(text: str):
-    """A --channel-adapt value: a rule name ('sum', 'mean', ...) or a mapping like '2,1,0' or
-    '0,1,2,none' (for each input channel, the RGB channel whose kernel it takes, or none)."""
-    if "," not in text:
-        return text
-    try:
-        return tuple(None if p.strip().lower() == "none" else int(p) for p in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a rule name or channel indices like 2,1,0 or 0,1,2,none, got {text!r}"
-        ) from None
-
-
-def _option(text: str) -> tuple:
-    """--option KEY=VALUE: VALUE read as a Python literal (0.5, True, (3, 4, 6, 3)), else as text;
-    `typed_options` then reads it as the type of the network's Config field."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip().isidentifier():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. alpha=0.5), got {text!r}")
-    try:
-        parsed = ast.literal_eval(value.strip())
-    except (ValueError, SyntaxError):
-        parsed = value.strip()
-    return key.strip(), parsed
-
-
-class _Options(argparse.Action):
-    """Collects repeated --option flags in a list (whatever the default was replaced by)."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        current = getattr(namespace, self.dest, None)
-        setattr(namespace, self.dest, [*(current if isinstance(current, list) else []), values])
-
-
 def _arch_name(text: str) -> str:
     """--arch: a registered name, or keras.applications' constructor name (ResNet50), as Python takes it."""
     from anyshape.archs import UnknownArchitecture, get_arch
@@ -160,8 +85,8 @@ def add_arch_arguments(p: argparse.ArgumentParser, *, default: str | None = None
     )
     p.add_argument(
         "--option",
-        type=_option,
-        action=_Options,
+        type=option_pair,
+        action=RepeatedOptions,
         default=None,
         metavar="KEY=VALUE",
         help="a build argument of the network's own (repeatable), e.g. --option alpha=0.5 for MobileNet, "
@@ -331,38 +256,43 @@ MODEL_FLAGS = {
 }
 
 
+def _add_feature_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The backbone only: --pooling is the feature pooling, the top is never built."""
+    p.add_argument(
+        "--input-shape",
+        type=parse_shape,
+        default=None,
+        metavar="H,W,C",
+        help="model input shape (default: free height and width, 3 channels)",
+    )
+    p.add_argument(
+        "--data-format",
+        choices=["channels_last", "channels_first"],
+        default=None,
+        help=DATA_FORMAT_HELP.format(what="model input"),
+    )
+    p.add_argument(
+        "--pooling",
+        type=_pooling,
+        choices=["avg", "max", None],
+        default="avg",
+        metavar="{avg,max,none}",
+        help="how the --layer feature map is reduced to one vector per image: avg, max, "
+        "or none (keep the map) (default: avg)",
+    )
+    p.set_defaults(
+        include_top=False,
+        classes=_network_default("classes"),
+        aux_logits=False,
+        dropout_rate=_network_default("dropout_rate"),
+    )
+
+
 def add_inference_model_arguments(
     p: argparse.ArgumentParser, *, weights_default: str, features: bool = False, include_top: bool = True
 ) -> None:
-    if features:  # the backbone only: --pooling is the feature pooling, the top is never built
-        p.add_argument(
-            "--input-shape",
-            type=parse_shape,
-            default=None,
-            metavar="H,W,C",
-            help="model input shape (default: free height and width, 3 channels)",
-        )
-        p.add_argument(
-            "--data-format",
-            choices=["channels_last", "channels_first"],
-            default=None,
-            help=DATA_FORMAT_HELP.format(what="model input"),
-        )
-        p.add_argument(
-            "--pooling",
-            type=_pooling,
-            choices=["avg", "max", None],
-            default="avg",
-            metavar="{avg,max,none}",
-            help="how the --layer feature map is reduced to one vector per image: avg, max, "
-            "or none (keep the map) (default: avg)",
-        )
-        p.set_defaults(
-            include_top=False,
-            classes=_network_default("classes"),
-            aux_logits=False,
-            dropout_rate=_network_default("dropout_rate"),
-        )
+    if features:
+        _add_feature_model_arguments(p)
     else:
         add_model_arguments(p, include_top=include_top)
     if not any("--weights" in a.option_strings for a in p._actions):
@@ -373,6 +303,11 @@ def add_inference_model_arguments(
         )
     add_preprocessing_argument(p)
     add_arch_arguments(p)
+    _add_engine_arguments(p)
+
+
+def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """--model FILE (a saved model instead of a built one), --engine and --precision."""
     p.add_argument(
         "--model",
         default=None,
@@ -474,6 +409,32 @@ def check_model_flags(args) -> None:
             f"--model {args.model} is a complete model; {', '.join(given)} would not be used with it: "
             "drop them, or drop --model to build a model from them"
         )
+
+
+def inference_model(args, *, include_top: bool, pooling: str | None = None):
+    """The model the flags describe: --model FILE as saved (its network says what it is; an --arch
+    given must name that network), else --arch built by `anyshape.create_model` with the flags'
+    arguments and each --option."""
+    from anyshape import engine
+
+    check_model_flags(args)
+    if args.model is not None:
+        return engine.load_or_build(args.model, arch=args.arch if "arch" in getattr(args, "given", ()) else None)
+    weights = None if str(args.weights).lower() == "none" else args.weights
+    kwargs = dict(
+        weights=weights,
+        include_top=include_top,
+        input_shape=args.input_shape,
+        data_format=args.data_format,
+        dropout_rate=args.dropout_rate,
+        pooling=pooling,
+    )
+    if include_top:
+        kwargs.update(classes=args.classes)
+    if args.preprocessing is not None:
+        kwargs.update(preprocessing=args.preprocessing)
+    kwargs.update(network_options(args))
+    return engine.load_or_build(None, arch=args.arch, size=getattr(args, "size", None), **kwargs)
 
 
 def check_size_flag(args, *, arch=None, **options) -> None:

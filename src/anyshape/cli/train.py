@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import sys
 
+from anyshape.cli.arg_types import fraction, parse_channel_adapt, parse_shape, positive_float, positive_int
 from anyshape.cli.options import (
     add_arch_arguments,
     add_preprocessing_argument,
     cli_message,
-    fraction,
     library_default,
-    parse_channel_adapt,
-    parse_shape,
-    positive_float,
-    positive_int,
     typed_options,
 )
 
@@ -77,6 +73,13 @@ def _add_train(sub) -> None:
         "(another is refused with the list; InceptionV3: up-to-mixedN, stem and mixed0..mixedN frozen) "
         "(default: none)",
     )
+    _add_schedule_arguments(p)
+    _add_data_arguments(p)
+    _add_run_arguments(p)
+
+
+def _add_schedule_arguments(p) -> None:
+    """What the optimisation does: stages, epochs, batch size, optimizer and its schedule, loss."""
     p.add_argument(
         "--stages",
         default=None,
@@ -106,6 +109,10 @@ def _add_train(sub) -> None:
     )
     p.add_argument("--aux-logits", action="store_true", help="train the auxiliary classifier too (needs H, W >= 299)")
     p.add_argument("--aux-weight", type=float, default=_default("aux_weight"), help="weight of the auxiliary loss")
+
+
+def _add_data_arguments(p) -> None:
+    """How the images are augmented and split."""
     p.add_argument(
         "--augment",
         default=_default("augment"),
@@ -120,6 +127,10 @@ def _add_train(sub) -> None:
         default=_default("test_split"),
         help="fraction held out for the test accuracy (when the folder has no test/ subfolder)",
     )
+
+
+def _add_run_arguments(p) -> None:
+    """How the run goes: early stopping, BatchNorm recalibration, bad images, compilation, seed."""
     p.add_argument(
         "--early-stopping",
         type=int,

@@ -57,7 +57,10 @@ class ImageReader:
     default, where InceptionV3's feature map would collapse; see `for_model`) are refused unless `upscale`, which enlarges them first so the
     shorter side is `min_size`.
 
-    Channel rule (`preprocess.load_image`): 3 channels: gray is replicated, alpha dropped,
+    A `.npy` array (one (H, W, C) image, C the model's channels) is read as training reads it:
+    values as they are, float32 through a fixed-size resize.
+
+    Channel rule for image files (`preprocess.load_image`): 3 channels: gray is replicated, alpha dropped,
     palette/CMYK converted, 16-bit scaled to 0..255; 1 channel: luminance; 4: RGBA. EXIF
     orientation is applied. Images over `max_pixels` are refused (decompression bomb), as
     decoded and as they would be once enlarged (by `upscale`, or resized for a fixed size); so
@@ -89,12 +92,13 @@ class ImageReader:
         )
 
     def read(self, path, data: bytes | IO[bytes] | None = None) -> np.ndarray:
-        """The model input for the image file `path` (or for `data`: its bytes, or the file
-        opened as a seekable binary file, see `preprocess.load_image`)."""
+        """The model input for the image file or `.npy` array `path` (or for `data`: its bytes, or
+        the file opened as a seekable binary file), read as training reads it
+        (`preprocess.load_pixels`)."""
         from anyshape import preprocess
 
         kwargs: dict = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}
-        image = preprocess.load_image(path, self.channels, data=data, **kwargs)
+        image = preprocess.load_pixels(path, self.channels, data=data, **kwargs)
         if image.dtype.kind == "f" and not np.isfinite(image).all():  # a float TIFF (mode F) can hold them
             raise preprocess.ImageLoadError(
                 f"{path}: holds NaN or Inf pixel values, which the network cannot compute with"
@@ -158,7 +162,8 @@ class ImageReader:
     def _fixed(self, path, image: np.ndarray) -> np.ndarray:
         from anyshape import preprocess
 
-        image = preprocess.to_uint8(image)  # resized on Pillow's 8-bit path, as training does
+        if Path(path).suffix.lower() != ".npy":  # arrays keep their values, as training keeps them
+            image = preprocess.to_uint8(image)  # resized on Pillow's 8-bit path, as training does
         if isinstance(self.size, str):
             raise ValueError(f"a fixed size is needed here, not {self.size!r}")
         resized = preprocess.shorter_side_resize_size(image.shape[:2], tuple(self.size), self.preprocessing.crop_pct)

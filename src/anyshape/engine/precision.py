@@ -73,23 +73,7 @@ def choose(engine: str, precision: str, *, flags, available: tuple, quantized: b
             "{precision} must be one of {choices}, got {value!r}", choices=", ".join(PRECISIONS), value=precision
         )
     if quantized:
-        if precision not in ("auto", "int8"):
-            raise ParameterError(
-                "the model file is quantized to int8; {precision=*} cannot run it: "
-                "pass {precision='int8'} (or auto), or use the float model",
-                precision=precision,
-            )
-        if engine == "keras":
-            raise ParameterError(
-                "a quantized model file runs on onnxruntime or openvino, not keras: pass {engine='auto'}"
-            )
-        for e in ("openvino", "onnxruntime") if engine == "auto" else (engine,):
-            if e in available:
-                return Choice(e, "int8", "the model file is quantized to int8")
-        raise ValueError(
-            f"a quantized model needs {'openvino or onnxruntime' if engine == 'auto' else engine}, "
-            "which is not installed: pip install 'anyshape[fast]'"
-        )
+        return _choose_quantized(engine, precision, available)
     if precision == "int8":
         raise ParameterError(
             "int8 needs a model calibrated on your images: {python:anyshape.engine.quantize(model, "
@@ -99,18 +83,7 @@ def choose(engine: str, precision: str, *, flags, available: tuple, quantized: b
         )
     bf16_ok = native_bf16(flags)
     if precision == "bf16":
-        if not bf16_ok:
-            raise ParameterError(
-                "this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo), "
-                "so bf16 would be emulated and slower: use {precision='fp32'} or auto"
-            )
-        if engine not in ("auto", "openvino"):
-            raise ParameterError(
-                "bf16 runs on the openvino engine only, not {value}: pass {engine='auto'} or openvino", value=engine
-            )
-        if "openvino" not in available:
-            raise ValueError("bf16 needs OpenVINO, which is not installed: pip install 'anyshape[openvino]'")
-        return Choice("openvino", "bf16", "asked for bf16; the CPU runs it natively")
+        return _choose_bf16(engine, available, bf16_ok)
     if precision == "fp32":
         if engine == "auto":
             return Choice(available[0], "fp32", "asked for fp32")
@@ -130,3 +103,38 @@ def choose(engine: str, precision: str, *, flags, available: tuple, quantized: b
     if engine not in available:
         raise ValueError(f"engine {engine!r} cannot run this model here")
     return Choice(engine, "fp32", "auto: fp32 on the engine asked for")
+
+
+def _choose_quantized(engine: str, precision: str, available: tuple) -> Choice:
+    """An int8 file from `anyshape quantize`: int8 on OpenVINO or ONNX Runtime, nothing else."""
+    if precision not in ("auto", "int8"):
+        raise ParameterError(
+            "the model file is quantized to int8; {precision=*} cannot run it: "
+            "pass {precision='int8'} (or auto), or use the float model",
+            precision=precision,
+        )
+    if engine == "keras":
+        raise ParameterError("a quantized model file runs on onnxruntime or openvino, not keras: pass {engine='auto'}")
+    for e in ("openvino", "onnxruntime") if engine == "auto" else (engine,):
+        if e in available:
+            return Choice(e, "int8", "the model file is quantized to int8")
+    raise ValueError(
+        f"a quantized model needs {'openvino or onnxruntime' if engine == 'auto' else engine}, "
+        "which is not installed: pip install 'anyshape[fast]'"
+    )
+
+
+def _choose_bf16(engine: str, available: tuple, bf16_ok: bool) -> Choice:
+    """precision="bf16" asked: OpenVINO on a CPU that runs bf16 natively, else refused."""
+    if not bf16_ok:
+        raise ParameterError(
+            "this CPU has no native bf16 (neither avx512_bf16 nor amx_bf16 in /proc/cpuinfo), "
+            "so bf16 would be emulated and slower: use {precision='fp32'} or auto"
+        )
+    if engine not in ("auto", "openvino"):
+        raise ParameterError(
+            "bf16 runs on the openvino engine only, not {value}: pass {engine='auto'} or openvino", value=engine
+        )
+    if "openvino" not in available:
+        raise ValueError("bf16 needs OpenVINO, which is not installed: pip install 'anyshape[openvino]'")
+    return Choice("openvino", "bf16", "asked for bf16; the CPU runs it natively")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -53,36 +54,8 @@ def run_images(
     lookahead = max(2 * batch_size, 2 * workers)
     pending: dict[tuple, list[tuple[Path, np.ndarray]]] = {}
 
-    from anyshape.preprocess import ImageLoadError
-
-    def read(path):
-        # Only what is wrong with the file becomes its result (load_image turns every decoder
-        # error into ImageLoadError); any other exception is a bug and stops the run, instead
-        # of being reported as N unreadable files.
-        try:
-            if load is None:
-                return path, reader.read(path), None
-            with load(path) as data:
-                return path, reader.read(path, data), None
-        except (ImageLoadError, ImageTooSmall) as e:
-            return path, None, message_of(e)
-        except MemoryError:
-            return path, None, f"{path}: out of memory while decoding"
-
-    def run(*groups):
-        outs = predictor.run_many([np.stack([x for _, x in group]) for group in groups])
-        results = []
-        for group, out in zip(groups, outs):
-            for i, (p, _) in enumerate(group):
-                o = [a[i] for a in out] if isinstance(out, list) else out[i]
-                if all(np.isfinite(a).all() for a in (o if isinstance(o, list) else [o])):
-                    results.append(ImageResult(p, o))
-                else:  # not a result: NaN scores would rank as anything, and NaN is not JSON
-                    why = "the model's output for this image holds NaN or Inf (its weights hold them, or it overflowed)"
-                    results.append(ImageResult(p, None, f"{p}: {why}; the result is not usable"))
-        if on_batch is not None and results:
-            on_batch(results)
-        return results
+    read = functools.partial(_read_one, reader, load)
+    run = functools.partial(_run_groups, predictor, on_batch)
 
     with ThreadPoolExecutor(workers, thread_name_prefix="anyshape-decode") as pool:
         queue: deque = deque()
@@ -112,6 +85,41 @@ def run_images(
                 yield from run(*(pending.pop(shape) for shape in list(pending)))
                 since_flush = 0
         yield from run(*(pending.pop(shape) for shape in list(pending)))
+
+
+def _read_one(reader: ImageReader, load, path) -> tuple:
+    """(path, model input or None, error or None) for one file of `run_images`."""
+    from anyshape.preprocess import ImageLoadError
+
+    # Only what is wrong with the file becomes its result (load_image turns every decoder
+    # error into ImageLoadError); any other exception is a bug and stops the run, instead
+    # of being reported as N unreadable files.
+    try:
+        if load is None:
+            return path, reader.read(path), None
+        with load(path) as data:
+            return path, reader.read(path, data), None
+    except (ImageLoadError, ImageTooSmall) as e:
+        return path, None, message_of(e)
+    except MemoryError:
+        return path, None, f"{path}: out of memory while decoding"
+
+
+def _run_groups(predictor: Predictor, on_batch, *groups) -> list[ImageResult]:
+    """Run batches of same-shape inputs ([(path, input)] each) at once; one result per image."""
+    outs = predictor.run_many([np.stack([x for _, x in group]) for group in groups])
+    results = []
+    for group, out in zip(groups, outs):
+        for i, (p, _) in enumerate(group):
+            o = [a[i] for a in out] if isinstance(out, list) else out[i]
+            if all(np.isfinite(a).all() for a in (o if isinstance(o, list) else [o])):
+                results.append(ImageResult(p, o))
+            else:  # not a result: NaN scores would rank as anything, and NaN is not JSON
+                why = "the model's output for this image holds NaN or Inf (its weights hold them, or it overflowed)"
+                results.append(ImageResult(p, None, f"{p}: {why}; the result is not usable"))
+    if on_batch is not None and results:
+        on_batch(results)
+    return results
 
 
 class Progress:
