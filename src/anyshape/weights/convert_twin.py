@@ -141,7 +141,8 @@ def _twin_parity(model, arch, ws: WeightSet, state, reference, classes, input_sh
         return None, "the file has no classifier"
     if input_shape[2] != 3:
         return None, f"the model has {input_shape[2]} input channels; {framework}'s {name} is RGB"
-    hw = tuple(d or (224 if arch.family == "vgg" else arch.default_size) for d in input_shape[:2])
+    default = 224 if arch.family == "vgg" else arch.default_size
+    hw = (int(input_shape[0] or default), int(input_shape[1] or default))
     why = twin_difference(arch, hw, True)
     if why:
         return None, why
