@@ -404,7 +404,7 @@ def _convert(unit: Unit, tensors: list[np.ndarray], source: str) -> list[np.ndar
             f"{source}: tensor {unit.module}.weight has shape {tuple(w.shape)} with bias "
             f"{tuple(tensors[1].shape)}, not a Linear layer's (out, in) and (out,)"
         )
-    if unit.kind == "dense_chw":  # (out, c * h * w) -> (out, h * w * c): Keras' channels_last Flatten
+    if unit.kind == "dense_chw":  # (out, c * h * w) -> kernel (h * w * c, out): Keras' channels_last Flatten
         side = 7  # torchvision's AdaptiveAvgPool2d((7, 7))
         if w.shape[1] % (side * side):
             raise WeightFileError(
@@ -412,7 +412,8 @@ def _convert(unit: Unit, tensors: list[np.ndarray], source: str) -> list[np.ndar
                 "(torchvision VGG's classifier after its 7 x 7 adaptive pool)"
             )
         c = w.shape[1] // (side * side)
-        w = w.reshape(w.shape[0], c, side, side).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+        # one copy (fc1 is 411 MB): the reshape of the transposed view is a new C-ordered array
+        return [w.reshape(w.shape[0], c, side, side).transpose(2, 3, 1, 0).reshape(-1, w.shape[0]), tensors[1]]
     if unit.kind == "dense_conv":  # Keras' 1x1 Conv2D classifier (MobileNetV3's logits)
         return [np.ascontiguousarray(w.T)[None, None], tensors[1]]
     return [np.ascontiguousarray(w.T), tensors[1]]
