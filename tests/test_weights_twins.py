@@ -1,22 +1,31 @@
-"""The family's PyTorch twins (anyshape.weights.torch_family) against torchvision's and timm's own
-models: torchvision's ResNet50, DenseNet121, VGG16 and MobileNetV2 (the smallest member of each
-family) and timm's InceptionResNetV2, each torch model built once (random weights, BatchNorm moved
-off its defaults) and saved as the .pth (.safetensors for timm's) file the tests load with `weights=`.
+"""The family's PyTorch twins (anyshape.weights.torch_family, torch_sets, convert_twin) against
+torchvision's and timm's own models: torchvision's ResNet50, DenseNet121, VGG16 and MobileNetV2 (the
+smallest member of each family) and timm's InceptionResNetV2, tf_efficientnet_b0,
+tf_mobilenetv3_small_100 and a small ConvNeXt, each torch model built once (random weights,
+BatchNorm, LayerNorm and layer scales moved off their defaults) and saved as the .pth (.safetensors
+for timm's) file the tests load with `weights=`.
 
-- each loads through `create_model(name, weights=FILE.pth, preprocessing="torch")` and equals
-  torchvision at relative 1e-4 or better: a free-size model at an odd non-square size and at the
+- each loads through `create_model(name, weights=FILE, preprocessing=...)` and equals the torch
+  model at relative 1e-4 or better: a free-size model at an odd non-square size and at the
   default size (ResNet50; VGG16: with the top at 224, the one size where torchvision's adaptive pool is the
   identity; without it at an odd size); MobileNetV2 at an even size too, where its symmetric
-  padding and Keras' differ; timm's InceptionResNetV2 from a .safetensors at an odd size, and timm's
-  tf_efficientnet_b0 at an odd and an even size, on 0..255 pixels (its normalisation in the graph);
+  padding and Keras' differ; timm's InceptionResNetV2 from a .safetensors at an odd size, timm's
+  tf_efficientnet_b0 at an odd and an even size and tf_mobilenetv3_small_100 at an odd size, on
+  0..255 pixels (their scaling in the graph); ConvNeXt at an odd size with its top and, without
+  it, as timm's pooled features;
 - 1 and 4 input channels through the first-conv rules equal torchvision with timm's
   `adapt_input_conv` (the reference rule: sum for 1 channel, RGB tiled and scaled by 3 / C);
 - the build overrides land in the model's Config and survive saving and reloading (MobileNetV2);
 - a state dict that is not the layout is refused, naming the first tensor missing, left over or
   misshapen; DenseNet's published files' older keys are read;
-- the registered sets carry torchvision's published names, hashes, preprocessing and overrides,
-  and the download path (hash check, cache, recognised by published name and hash) works on a
-  file made here, served from file://.
+- `convert FILE --arch` (CLI and Python): refusals in the interface's words, the parity report
+  against torchvision's MobileNetV2 and timm's EfficientNet-B0, the written file rebuilding the twin,
+  a registered set converted by name into a .keras that records the overrides;
+- the registered sets carry torchvision's and timm's published names, hashes, preprocessing and
+  overrides; timm's EfficientNet B1-B7, MobileNetV3 and ConvNeXt state dicts (built on torch's meta
+  device) hold exactly the tensors the loader reads, and as many numbers as the network has
+  parameters; the download path (hash check, cache, recognised by published name and hash) works
+  on a file made here, served from file://.
 """
 
 import copy
@@ -290,6 +299,8 @@ def test_a_file_that_is_not_published_needs_its_preprocessing(twins):
 
 
 def test_download_from_the_registry_and_recognised_by_name_and_hash(twins, tmp_path, monkeypatch, caplog):
+    """A registered set served from file://: downloaded into the cache with its hash checked, recognised
+    there by name and hash, converted by name; a wrong hash is refused."""
     ref, path = twins("mobilenet_v2")
     digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
     ws = REGISTRY["mobilenet_v2.tv_in1k"]
@@ -310,6 +321,22 @@ def test_download_from_the_registry_and_recognised_by_name_and_hash(twins, tmp_p
     _assert_twin(ours, ref, images((*ODD, 3), n=1))
     recognised = resolve(str(cached), arch="mobilenet_v2")  # no preprocessing needed: its published name and hash
     assert recognised.name == ws.name and recognised.declared and "sha256" in recognised.description
+    # `convert NAME --arch`: the registered set, from the cache, into a one-channel .keras model that
+    # records its network, the twin's overrides and the set's preprocessing (no parity: the twin is RGB)
+    from anyshape.model_info import read_keras_info
+
+    gray = tmp_path / "gray.keras"
+    result = convert(
+        ws.name, gray, arch="mobilenet_v2", input_shape=(None, None, 1), cache_dir=str(cache), progress=False
+    )
+    assert result.parity is None and "1 input channels" in result.note
+    info = read_keras_info(gray)
+    assert (info.architecture, info.config.padding, info.config.bn_epsilon, info.data_config.mode) == (
+        "mobilenet_v2",
+        "symmetric",
+        1e-5,
+        "torch",
+    )
     monkeypatch.setitem(REGISTRY, ws.name, replace(served, file_hash="00000000"))
     with pytest.raises(anyshape.weights.WeightDownloadError):
         anyshape.create_model(

@@ -22,7 +22,7 @@ def _add_convert(sub) -> None:
         "a Keras file of that network (Keras' published .h5 with or without the top, a .weights.h5 "
         "or .keras) at any --input-shape and channel count, compared with keras.applications' "
         "model on the same file; or a state dict of its torchvision/timm twin (ResNet, DenseNet, VGG, "
-        "MobileNetV2, InceptionResNetV2, EfficientNet B0-B7), compared with the twin's torch model.",
+        "MobileNetV2, InceptionResNetV2, EfficientNet B0-B7, MobileNetV3, ConvNeXt), compared with the twin's torch model.",
     )
     p.add_argument("src", metavar="SRC", help="a registry name (see `anyshape weights`) or a weights file")
     p.add_argument("-o", "--output", required=True, metavar="DST", help="output file: *.weights.h5 or *.keras")
