@@ -49,7 +49,7 @@ from anyshape.weights.convert_twin import twin_difference
 from anyshape.weights.registry import WeightsForAnotherNetwork
 from anyshape.weights.torch import read_state_dict
 from anyshape.weights.torch_family import TWIN_OVERRIDES, state_dict_to_entries, twin_layout
-from anyshape.weights.torch_sets import HF_URL, reference_model
+from anyshape.weights.torch_sets import HF_URL, pixel_scaling, reference_model
 
 TOL = 1e-4
 ODD = (65, 97)  # odd and non-square
@@ -296,6 +296,25 @@ def test_a_file_that_is_not_published_needs_its_preprocessing(twins):
     assert ws.arch == "mobilenet_v2" and ws.build_overrides == {"padding": "symmetric", "bn_epsilon": 1e-5}
     with pytest.raises(anyshape.weights.UnknownWeights, match="no PyTorch twin"):
         resolve(path, "torch", arch="xception")
+    # networks that scale in their graph: the preprocessing named is theirs (0..255 pixels in), or
+    # they are built without that scaling and take the input so prepared
+    assert (resolve(path, "tf", arch="mobilenet_v3_small").mode, resolve(path, "torch", arch="convnext_tiny").mode) == (
+        "raw",
+        "raw",
+    )
+    for arch, other in (("mobilenet_v3_small", "torch"), ("convnext_tiny", "tf")):
+        ws = resolve(path, other, arch=arch)
+        assert ws.mode == other and ws.build_overrides == {"include_preprocessing": False}
+    mean_std = {
+        name: pixel_scaling(get_arch(name), REGISTRY[f"{name}.{tag}"])
+        for name, tag in (
+            ("convnext_tiny", "fb_in1k"),
+            ("mobilenet_v3_large", "tf_in1k"),
+            ("efficientnet_b2", "tf_ap_in1k"),
+        )
+    }
+    assert mean_std["convnext_tiny"] == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert mean_std["mobilenet_v3_large"] == mean_std["efficientnet_b2"] == ((0.5,) * 3, (0.5,) * 3)
 
 
 def test_download_from_the_registry_and_recognised_by_name_and_hash(twins, tmp_path, monkeypatch, caplog):
