@@ -549,6 +549,17 @@ def test_timms_convnext_at_an_odd_size_with_and_without_its_top(tmp_path):
         x = torch.from_numpy(np.ascontiguousarray(normalised.transpose(0, 3, 1, 2)))
         features = ref.forward_head(ref.forward_features(x), pre_logits=True).numpy()
     assert relative_error(run(backbone, pixels), features) <= TOL
+    # convert: the report against timm's ConvNeXt of the same depths and widths, on pixels it normalises
+    result = convert(
+        str(path),
+        tmp_path / "c.weights.h5",
+        arch="convnext_tiny",
+        input_shape=(*ODD, 3),
+        preprocessing="torch",
+        depths=depths,
+        projection_dims=dims,
+    )
+    assert result.parity is not None and result.parity.ok and result.parity.reference == "timm convnext_tiny", result
 
 
 def test_timms_convnext_sets_and_their_layouts():

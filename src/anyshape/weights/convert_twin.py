@@ -100,9 +100,8 @@ def convert_twin(
     )
     report, note = None, "disabled"
     if parity:
-        report, note = _twin_parity(
-            model, arch, loaded, state, (framework, model_name), classes, input_shape, parity_images
-        )
+        reference = (framework, model_name)
+        report, note = _twin_parity(model, arch, loaded, state, reference, classes, input_shape, parity_images, options)
     del state
     written = as_written(loaded, arch=arch.name, name=ws.name, num_classes=classes)
     if classes is not None and classifier_activation:
@@ -111,8 +110,13 @@ def convert_twin(
     return FamilyConversionResult(os.path.abspath(dst), written, arch.name, input_shape, report, note)
 
 
-def _reference(framework: str, name: str, state: dict, family: str, classes: int):
-    """The twin in eval mode with the file's tensors (DenseNet's older keys renamed as torchvision does)."""
+# anyshape build options that timm's model takes under another name (timm/models/convnext.py ConvNeXt)
+_TIMM_OPTIONS = {"convnext": {"depths": "depths", "projection_dims": "dims"}}
+
+
+def _reference(framework: str, name: str, state: dict, family: str, classes: int, options: dict):
+    """The twin in eval mode with the file's tensors (DenseNet's older keys renamed as torchvision
+    does); a ConvNeXt of other depths or widths as timm builds it with those."""
     import torch
 
     from anyshape.weights.torch_family import normalised_keys
@@ -120,7 +124,9 @@ def _reference(framework: str, name: str, state: dict, family: str, classes: int
     if framework == "timm":
         import timm
 
-        model = timm.create_model(name, pretrained=False, num_classes=classes)
+        renamed = _TIMM_OPTIONS.get(family, {})
+        kwargs = {renamed[k]: tuple(v) for k, v in options.items() if k in renamed}
+        model = timm.create_model(name, pretrained=False, num_classes=classes, **kwargs)
     else:
         import torchvision
 
@@ -130,7 +136,7 @@ def _reference(framework: str, name: str, state: dict, family: str, classes: int
     return model.eval()
 
 
-def _twin_parity(model, arch, ws: WeightSet, state, reference, classes, input_shape, images: int):
+def _twin_parity(model, arch, ws: WeightSet, state, reference, classes, input_shape, images: int, options: dict):
     """(FamilyParityReport, "") against the twin on the same state dict, else (None, why not); raises
     on a mismatch."""
     import keras
@@ -150,7 +156,7 @@ def _twin_parity(model, arch, ws: WeightSet, state, reference, classes, input_sh
     if note:
         return None, note
     try:
-        ref = _reference(framework, name, state, arch.family, classes)
+        ref = _reference(framework, name, state, arch.family, classes, options)
     except (RuntimeError, ValueError, KeyError) as e:
         return None, f"{framework}'s {name} could not load the file ({str(e).splitlines()[0]})"
     rng = np.random.default_rng(0)
