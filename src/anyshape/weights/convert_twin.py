@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -125,7 +126,7 @@ def _reference(framework: str, name: str, state: dict, family: str, classes: int
         import timm
 
         renamed = _TIMM_OPTIONS.get(family, {})
-        kwargs = {renamed[k]: tuple(v) for k, v in options.items() if k in renamed}
+        kwargs: dict[str, Any] = {renamed[k]: tuple(v) for k, v in options.items() if k in renamed}
         model = timm.create_model(name, pretrained=False, num_classes=classes, **kwargs)
     else:
         import torchvision
