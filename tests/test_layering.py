@@ -31,7 +31,10 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("weights", ["weights/"]),
     ("model info", ["model_info.py"]),
     ("factory", ["factory.py", "inception_v3.py", "applications.py"]),
-    ("conversion", ["weights/convert.py"]),
+    (
+        "conversion",
+        ["weights/convert.py", "weights/convert_common.py", "weights/convert_family.py", "weights/convert_twin.py"],
+    ),
     ("engine", ["onnx_graph.py", "onnx_emitter.py", "onnx_rewrites.py", "engine/"]),
     ("jobs", ["datasets.py", "distributed.py", "ray_inputs.py", "ray_output.py", "training/"]),
     ("api", ["__init__.py"]),

@@ -270,13 +270,15 @@ def test_convert_arch_without_the_top_and_from_keras3_files(mobilenet_files, tmp
 
 
 def test_convert_arch_refuses_what_it_cannot_do(mobilenet_files, tmp_path, capsys):
-    """A PyTorch file with another network is refused as not supported yet (PyTorch twins: their own
-    issue); a registry set of another network and --aux-logits are refused naming them."""
+    """A PyTorch file for a network without a PyTorch twin is refused naming the networks that have
+    one (the twins convert in tests/test_weights_twins.py); a registry set of another network and
+    --aux-logits are refused naming them."""
     pth = tmp_path / "weights.pth"
     torch.save({"conv.weight": torch.zeros(1)}, pth)
     assert main(["convert", str(pth), "-o", str(tmp_path / "x.weights.h5"), *SMALL_ARCH]) == 2
     err = capsys.readouterr().err
-    assert "weights.pth is a PyTorch state dict" in err and "into mobilenet is not supported yet" in err, err
+    assert "weights.pth is a PyTorch state dict: MobileNet has no PyTorch twin" in err, err
+    assert "state dicts convert into inception_v3, " in err and "mobilenet_v2" in err and "resnet50" in err, err
     assert (
         main(["convert", "torchvision.IMAGENET1K_V1", "-o", str(tmp_path / "y.weights.h5"), "--arch", "resnet50"]) == 2
     )

@@ -299,6 +299,7 @@ def test_an_explicit_build_option_wins_over_the_weight_set(arch_name, key, value
 def test_every_overridable_option_is_tested():
     keys = {key for _, key, _ in OVERRIDES}
     twins = {"stride_in_3x3", "conv_bias", "bn_epsilon", "padding"}  # torchvision's twins (issue 27)
+    twins |= {"alpha", "minimalistic"}  # timm's tf_mobilenetv3 075 and minimal sets (issue 27)
     assert keys == {"bn_scale", "count_include_pad", "stddev_rescaling"} | twins
 
 

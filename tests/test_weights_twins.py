@@ -1,22 +1,31 @@
-"""The family's PyTorch twins (anyshape.weights.torch_family) against torchvision's and timm's own
-models: torchvision's ResNet50, DenseNet121, VGG16 and MobileNetV2 (the smallest member of each
-family) and timm's InceptionResNetV2, each torch model built once (random weights, BatchNorm moved
-off its defaults) and saved as the .pth (.safetensors for timm's) file the tests load with `weights=`.
+"""The family's PyTorch twins (anyshape.weights.torch_family, torch_sets, convert_twin) against
+torchvision's and timm's own models: torchvision's ResNet50, DenseNet121, VGG16 and MobileNetV2 (the
+smallest member of each family) and timm's InceptionResNetV2, tf_efficientnet_b0,
+tf_mobilenetv3_small_100 and a small ConvNeXt, each torch model built once (random weights,
+BatchNorm, LayerNorm and layer scales moved off their defaults) and saved as the .pth (.safetensors
+for timm's) file the tests load with `weights=`.
 
-- each loads through `create_model(name, weights=FILE.pth, preprocessing="torch")` and equals
-  torchvision at relative 1e-4 or better: a free-size model at an odd non-square size and at the
+- each loads through `create_model(name, weights=FILE, preprocessing=...)` and equals the torch
+  model at relative 1e-4 or better: a free-size model at an odd non-square size and at the
   default size (ResNet50; VGG16: with the top at 224, the one size where torchvision's adaptive pool is the
   identity; without it at an odd size); MobileNetV2 at an even size too, where its symmetric
-  padding and Keras' differ; timm's InceptionResNetV2 from a .safetensors at an odd size, and timm's
-  tf_efficientnet_b0 at an odd and an even size, on 0..255 pixels (its normalisation in the graph);
+  padding and Keras' differ; timm's InceptionResNetV2 from a .safetensors at an odd size, timm's
+  tf_efficientnet_b0 at an odd and an even size and tf_mobilenetv3_small_100 at an odd size, on
+  0..255 pixels (their scaling in the graph); ConvNeXt at an odd size with its top and, without
+  it, as timm's pooled features;
 - 1 and 4 input channels through the first-conv rules equal torchvision with timm's
   `adapt_input_conv` (the reference rule: sum for 1 channel, RGB tiled and scaled by 3 / C);
 - the build overrides land in the model's Config and survive saving and reloading (MobileNetV2);
 - a state dict that is not the layout is refused, naming the first tensor missing, left over or
   misshapen; DenseNet's published files' older keys are read;
-- the registered sets carry torchvision's published names, hashes, preprocessing and overrides,
-  and the download path (hash check, cache, recognised by published name and hash) works on a
-  file made here, served from file://.
+- `convert FILE --arch` (CLI and Python): refusals in the interface's words, the parity report
+  against torchvision's MobileNetV2 and timm's EfficientNet-B0, the written file rebuilding the twin,
+  a registered set converted by name into a .keras that records the overrides;
+- the registered sets carry torchvision's and timm's published names, hashes, preprocessing and
+  overrides; timm's EfficientNet B1-B7, MobileNetV3 and ConvNeXt state dicts (built on torch's meta
+  device) hold exactly the tensors the loader reads, and as many numbers as the network has
+  parameters; the download path (hash check, cache, recognised by published name and hash) works
+  on a file made here, served from file://.
 """
 
 import copy
@@ -28,15 +37,19 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from model_helpers import images, randomise_torch_batchnorm, relative_error, run
+from model_helpers import images, randomise_torch_batchnorm, relative_error, run, zero_initial_weights
 from timm.models import adapt_input_conv
 
 import anyshape
 from anyshape.archs import get_arch, model_config
+from anyshape.cli import main
 from anyshape.weights import REGISTRY, PreprocessingUnknown, WeightFileError, resolve, weight_sets
+from anyshape.weights.convert import convert
+from anyshape.weights.convert_twin import twin_difference
 from anyshape.weights.registry import WeightsForAnotherNetwork
 from anyshape.weights.torch import read_state_dict
-from anyshape.weights.torch_family import TWIN_OVERRIDES, state_dict_to_entries
+from anyshape.weights.torch_family import TWIN_OVERRIDES, state_dict_to_entries, twin_layout
+from anyshape.weights.torch_sets import HF_URL, pixel_scaling, reference_model
 
 TOL = 1e-4
 ODD = (65, 97)  # odd and non-square
@@ -96,12 +109,15 @@ def test_free_size_model_equals_torchvision_at_odd_and_default_size(twins, name)
 
 def test_vgg16_with_its_top_at_224_and_features_at_an_odd_size(twins):
     ref, path = twins("vgg16")
-    ours = anyshape.create_model("vgg16", weights=path, preprocessing="torch", classifier_activation=None)
+    with zero_initial_weights():  # every weight is loaded (one the loader missed stays zero: parity sees it)
+        ours = anyshape.create_model("vgg16", weights=path, preprocessing="torch", classifier_activation=None)
     assert ours.get_layer("fc1").kernel.shape == (25088, 4096)  # Keras' Flatten head at 224
     _assert_twin(ours, ref, images((224, 224, 3), n=1))
-    features = anyshape.create_model(
-        "vgg16", weights=path, preprocessing="torch", include_top=False, input_shape=(*ODD, 3)
-    )
+    del ours
+    with zero_initial_weights():
+        features = anyshape.create_model(
+            "vgg16", weights=path, preprocessing="torch", include_top=False, input_shape=(*ODD, 3)
+        )
     x = images((*ODD, 3))
     with torch.no_grad():
         expected = ref.features(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).numpy()
@@ -155,10 +171,18 @@ def test_timms_tf_efficientnet_b0_keeps_taking_pixels_at_odd_and_even_sizes(tmp_
         pixels = images((*hw, 3), low=0.0, high=255.0)
         expected = _torch(ref, (pixels / 255.0 - mean) / std)
         assert relative_error(run(ours, pixels), expected) <= TOL
-    registered = resolve("timm/tf_efficientnet_b0", arch="efficientnet_b0")
-    assert registered.name == "efficientnet_b0.tf_in1k" and registered.data_config.mode == "raw"
-    assert registered.url == "https://huggingface.co/timm/tf_efficientnet_b0.in1k/resolve/main/model.safetensors"
-    assert resolve("efficientnet_b0.tf_ap_in1k").mean == (0.5, 0.5, 0.5)
+    # `convert FILE --arch`: the report compares with timm's model, which takes the pixels normalised
+    result = convert(
+        str(path),
+        tmp_path / "b0.weights.h5",
+        arch="efficientnet_b0",
+        preprocessing="torch",
+        input_shape=(*ODD, 3),
+        parity_images=1,
+    )
+    assert result.parity is not None and result.parity.ok, result
+    assert (result.parity.reference, result.parity.input_hw) == ("timm tf_efficientnet_b0", ODD)
+    assert result.weight_set.mode == "raw" and result.weight_set.mean == ws.mean
 
 
 def _adapted(ref, first_conv: str, channels: int):
@@ -272,9 +296,30 @@ def test_a_file_that_is_not_published_needs_its_preprocessing(twins):
     assert ws.arch == "mobilenet_v2" and ws.build_overrides == {"padding": "symmetric", "bn_epsilon": 1e-5}
     with pytest.raises(anyshape.weights.UnknownWeights, match="no PyTorch twin"):
         resolve(path, "torch", arch="xception")
+    # networks that scale in their graph: the preprocessing named is theirs (0..255 pixels in), or
+    # they are built without that scaling and take the input so prepared
+    assert (resolve(path, "tf", arch="mobilenet_v3_small").mode, resolve(path, "torch", arch="convnext_tiny").mode) == (
+        "raw",
+        "raw",
+    )
+    for arch, other in (("mobilenet_v3_small", "torch"), ("convnext_tiny", "tf")):
+        ws = resolve(path, other, arch=arch)
+        assert ws.mode == other and ws.build_overrides == {"include_preprocessing": False}
+    mean_std = {
+        name: pixel_scaling(get_arch(name), REGISTRY[f"{name}.{tag}"])
+        for name, tag in (
+            ("convnext_tiny", "fb_in1k"),
+            ("mobilenet_v3_large", "tf_in1k"),
+            ("efficientnet_b2", "tf_ap_in1k"),
+        )
+    }
+    assert mean_std["convnext_tiny"] == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert mean_std["mobilenet_v3_large"] == mean_std["efficientnet_b2"] == ((0.5,) * 3, (0.5,) * 3)
 
 
 def test_download_from_the_registry_and_recognised_by_name_and_hash(twins, tmp_path, monkeypatch, caplog):
+    """A registered set served from file://: downloaded into the cache with its hash checked, recognised
+    there by name and hash, converted by name; a wrong hash is refused."""
     ref, path = twins("mobilenet_v2")
     digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
     ws = REGISTRY["mobilenet_v2.tv_in1k"]
@@ -295,8 +340,254 @@ def test_download_from_the_registry_and_recognised_by_name_and_hash(twins, tmp_p
     _assert_twin(ours, ref, images((*ODD, 3), n=1))
     recognised = resolve(str(cached), arch="mobilenet_v2")  # no preprocessing needed: its published name and hash
     assert recognised.name == ws.name and recognised.declared and "sha256" in recognised.description
+    # `convert NAME --arch`: the registered set, from the cache, into a one-channel .keras model that
+    # records its network, the twin's overrides and the set's preprocessing (no parity: the twin is RGB)
+    from anyshape.model_info import read_keras_info
+
+    gray = tmp_path / "gray.keras"
+    result = convert(
+        ws.name, gray, arch="mobilenet_v2", input_shape=(None, None, 1), cache_dir=str(cache), progress=False
+    )
+    assert result.parity is None and "1 input channels" in result.note
+    info = read_keras_info(gray)
+    assert (info.architecture, info.config.padding, info.config.bn_epsilon, info.data_config.mode) == (
+        "mobilenet_v2",
+        "symmetric",
+        1e-5,
+        "torch",
+    )
     monkeypatch.setitem(REGISTRY, ws.name, replace(served, file_hash="00000000"))
     with pytest.raises(anyshape.weights.WeightDownloadError):
         anyshape.create_model(
             "mobilenet_v2", weights=ws.name, input_shape=(32, 32, 3), cache_dir=str(tmp_path / "c2"), progress=False
         )
+
+
+def test_convert_arch_a_torchvision_state_dict_with_its_parity_report(twins, tmp_path, capsys):
+    """`convert FILE.pth --arch mobilenet_v2`: refused without --preprocessing (a state dict cannot
+    say) and with another --source, in the CLI's words; then written with the parity report against
+    torchvision's model, and the file records the twin's overrides, so `weights=OUT` builds the twin
+    at another size."""
+    ref, path = twins("mobilenet_v2")
+    out = tmp_path / "mobilenet_v2.weights.h5"
+    argv = ["convert", path, "-o", str(out), "--arch", "mobilenet_v2", "--input-shape", "65,97,3"]
+    assert main(argv) == 2
+    assert "--preprocessing torch" in capsys.readouterr().err
+    assert main([*argv, "--preprocessing", "torch", "--source", "timm"]) == 2
+    err = capsys.readouterr().err
+    assert "--source timm" in err and "torchvision's mobilenet_v2 layout" in err, err
+    assert not out.exists()
+    assert main([*argv, "--preprocessing", "torch"]) == 0
+    text = capsys.readouterr().out
+    assert "parity vs torchvision.models.mobilenet_v2 (2 random images at 65x97, eval mode, same state dict)" in text
+    assert "result: match" in text and "built with padding='symmetric', bn_epsilon=1e-05" in text, text
+    ours = anyshape.create_model("mobilenet_v2", weights=str(out), input_shape=(64, 72, 3), classifier_activation=None)
+    assert (model_config(ours)[1].padding, ours.anyshape_weights.mode) == ("symmetric", "torch")
+    _assert_twin(ours, ref, images((64, 72, 3), n=1))  # even: where symmetric padding matters
+
+
+def test_twins_reference_models_and_where_a_twin_differs():
+    assert reference_model(get_arch("resnet50")) == ("torchvision", "resnet50")
+    assert reference_model(get_arch("inception_resnet_v2"), REGISTRY["inception_resnet_v2.tf_ens_adv_in1k"]) == (
+        "timm",
+        "inception_resnet_v2",
+    )
+    assert reference_model(get_arch("efficientnet_b3"), REGISTRY["efficientnet_b3.tf_ap_in1k"]) == (
+        "timm",
+        "tf_efficientnet_b3",
+    )
+    assert reference_model(get_arch("efficientnet_b3")) == ("timm", "tf_efficientnet_b3")  # a file that does not say
+    vgg = get_arch("vgg16")
+    assert twin_difference(vgg, (224, 224), True) is None and twin_difference(vgg, (256, 320), False) is None
+    assert "adaptive average pool" in twin_difference(vgg, (256, 320), True)
+    assert twin_difference(get_arch("resnet50"), (65, 97), True) is None
+
+
+def test_timms_efficientnet_sets_follow_timms_configs():
+    """timm's tf_efficientnet_b<N> ports (timm/models/efficientnet.py default_cfgs): the tags each
+    member has, hub addresses, timm's default tag (the first listed, ns_jft_in1k), and data configs:
+    Keras' input size, crop growing with the size, bicubic, ap_in1k's [-1, 1] mean and std."""
+    sets = [ws for ws in weight_sets() if ws.source == "timm" and (ws.arch or "").startswith("efficientnet_b")]
+    tags = {f"efficientnet_b{n}": set() for n in range(8)}
+    for ws in sets:
+        tags[ws.arch].add(ws.name.split(".", 1)[1])
+        timm_name = f"tf_{ws.arch}.{ws.name.split('.', 1)[1][3:]}"
+        assert ws.url == HF_URL.format(timm_name) and ws.file_name == f"timm_{timm_name}.safetensors"
+        assert ws.file_hash is None and ws.format == "torch" and ws.overrides == ()  # the hub publishes no hash
+        config = ws.data_config
+        assert config.mode == "raw" and config.input_size == (get_arch(ws.arch).default_size,) * 2
+        assert config.interpolation == "bicubic" and 0.875 <= config.crop_pct < 0.95
+        assert (ws.mean, ws.std) == (
+            ((0.5,) * 3,) * 2 if "_ap_" in ws.name else ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        )
+    every = {"tf_ns_jft_in1k", "tf_ap_in1k", "tf_aa_in1k"}
+    assert all(tags[f"efficientnet_b{n}"] == every | {"tf_in1k"} for n in range(5))
+    assert tags["efficientnet_b5"] == every | {"tf_in1k", "tf_ra_in1k"}
+    assert tags["efficientnet_b6"] == every and tags["efficientnet_b7"] == every | {"tf_ra_in1k"}
+    crops = [REGISTRY[f"efficientnet_b{n}.tf_aa_in1k"].crop_pct for n in range(8)]
+    assert crops == sorted(crops) and len(set(crops)) == 8
+    for n in range(8):
+        assert (
+            resolve(f"timm/tf_efficientnet_b{n}", arch=f"efficientnet_b{n}").name == f"efficientnet_b{n}.tf_ns_jft_in1k"
+        )
+        assert resolve(f"timm/tf_efficientnet_b{n}.ap_in1k").name == f"efficientnet_b{n}.tf_ap_in1k"
+
+
+def test_timms_efficientnet_b1_to_b7_have_the_layout_the_loader_reads():
+    """The state dicts of timm's tf_efficientnet_b1 ... b7 (built on torch's meta device: shapes, no
+    arrays) hold exactly the tensors the loader reads for anyshape's network of the same name (B0's
+    are converted above), and as many numbers as the network has parameters beyond its
+    Normalization's (the same count for every member)."""
+    import timm
+
+    extra = set()
+    for n in range(1, 8):
+        arch = get_arch(f"efficientnet_b{n}")
+        with torch.device("meta"):
+            ref = timm.create_model(f"tf_efficientnet_b{n}")
+        state = {k: v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}
+        keys = [k for unit in twin_layout(arch, arch.checked_config()) for k in unit.keys()]
+        assert sorted(keys) == sorted(state) and len(keys) == len(set(keys))
+        report = anyshape.explain((arch.default_size, arch.default_size, 3), arch=arch.name, include_top=True)
+        extra.add(report.params - sum(v.numel() for v in state.values()))
+    assert len(extra) == 1 and 0 <= extra.pop() <= 7  # the Normalization's mean, variance and count
+
+
+def test_timms_tf_mobilenetv3_small_at_an_odd_size_with_its_top(tmp_path):
+    """timm's TF port of MobileNetV3-Small (TF "same" padding, hard swish, SE with a hard sigmoid gate,
+    the 1x1 conv head with a bias and a Linear classifier, which is Keras' 1x1 logits conv) from a
+    .safetensors: 0..255 pixels in, Keras' in-graph Rescaling giving the [-1, 1] timm's weights expect."""
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    ref = randomise_torch_batchnorm(timm.create_model("tf_mobilenetv3_small_100")).eval()
+    path = tmp_path / "tf_mobilenetv3_small_100.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    ours = anyshape.create_model(
+        "mobilenet_v3_small",
+        weights=str(path),
+        preprocessing="tf",
+        input_shape=(None, None, 3),
+        classifier_activation=None,
+    )
+    assert ours.anyshape_weights.data_config.mode == "raw"
+    pixels = images((*ODD, 3), low=0.0, high=255.0)
+    assert relative_error(run(ours, pixels), _torch(ref, pixels / 127.5 - 1.0)) <= TOL
+
+
+def test_timms_mobilenetv3_sets_and_the_layouts_of_the_other_five():
+    """The six tf_mobilenetv3 sets (timm/models/mobilenetv3.py default_cfgs: 224, crop 0.875,
+    bilinear, [-1, 1]) with the width and minimalistic overrides they need; the state dicts of the
+    five other than small_100 (checked above), built on torch's meta device, hold exactly the tensors
+    the loader reads for the network their set builds, and as many numbers as it has parameters."""
+    import timm
+
+    for model_type in ("large", "small"):
+        arch = get_arch(f"mobilenet_v3_{model_type}")
+        assert resolve(f"timm/tf_mobilenetv3_{model_type}_100", arch=arch.name).name == f"{arch.name}.tf_in1k"
+        for tag in ("tf_in1k", "tf_075_in1k", "tf_minimal_in1k"):
+            ws = REGISTRY[f"{arch.name}.{tag}"]
+            config = ws.data_config
+            assert (config.mode, config.input_size, config.crop_pct, config.interpolation) == (
+                "raw",
+                (224, 224),
+                0.875,
+                "bilinear",
+            )
+            framework, name = reference_model(arch, ws)
+            assert ws.url == HF_URL.format(f"{name}.in1k") and framework == "timm"
+            if (model_type, tag) == ("small", "tf_in1k"):
+                continue
+            with torch.device("meta"):
+                ref = timm.create_model(name)
+            state = {k: v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}
+            built = arch.checked_config(**ws.build_overrides)
+            keys = [k for unit in twin_layout(arch, built) for k in unit.keys()]
+            assert sorted(keys) == sorted(state), name
+            report = anyshape.explain((224, 224, 3), arch=arch.name, include_top=True, **ws.build_overrides)
+            assert report.params == sum(v.numel() for v in state.values()), name
+    assert REGISTRY["mobilenet_v3_large.tf_075_in1k"].build_overrides == {"alpha": 0.75}
+    assert REGISTRY["mobilenet_v3_small.tf_minimal_in1k"].build_overrides == {"minimalistic": True}
+
+
+def test_timms_convnext_at_an_odd_size_with_and_without_its_top(tmp_path):
+    """timm's ConvNeXt (conv_mlp=False, the official files' layout) on a small configuration both
+    sides build (depths and widths are Config options), layer scales and LayerNorms moved off their
+    initial values: 0..255 pixels in, Keras' in-graph ImageNet normalisation being timm's mean/std;
+    without the top the features are timm's pooled features normalised by head.norm."""
+    from safetensors.torch import save_file
+    from timm.models.convnext import ConvNeXt
+
+    torch.manual_seed(0)
+    depths, dims = (1, 1, 2, 1), (16, 24, 32, 40)
+    ref = ConvNeXt(depths=depths, dims=dims, num_classes=10).eval()
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            if (
+                name.endswith("gamma")
+                or ".norm." in name
+                or "downsample.0" in name
+                or name.startswith(("stem.1", "head.norm"))
+            ):
+                p.copy_(torch.empty_like(p).uniform_(0.5, 1.5) if "bias" not in name else 0.1 * torch.randn_like(p))
+    path = tmp_path / "convnext.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    options = dict(weights=str(path), preprocessing="torch", depths=depths, projection_dims=dims)
+    ours = anyshape.create_model(
+        "convnext_tiny", classes=10, input_shape=(None, None, 3), classifier_activation=None, **options
+    )
+    assert ours.anyshape_weights.data_config.mode == "raw"
+    pixels = images((*ODD, 3), low=0.0, high=255.0)
+    mean, std = np.asarray((0.485, 0.456, 0.406), "float32"), np.asarray((0.229, 0.224, 0.225), "float32")
+    normalised = (pixels / 255.0 - mean) / std
+    assert relative_error(run(ours, pixels), _torch(ref, normalised)) <= TOL
+    backbone = anyshape.create_model(
+        "convnext_tiny", include_top=False, pooling="avg", input_shape=(*ODD, 3), **options
+    )
+    with torch.no_grad():
+        x = torch.from_numpy(np.ascontiguousarray(normalised.transpose(0, 3, 1, 2)))
+        features = ref.forward_head(ref.forward_features(x), pre_logits=True).numpy()
+    assert relative_error(run(backbone, pixels), features) <= TOL
+    # convert: the report against timm's ConvNeXt of the same depths and widths, on pixels it normalises
+    result = convert(
+        str(path),
+        tmp_path / "c.weights.h5",
+        arch="convnext_tiny",
+        input_shape=(*ODD, 3),
+        preprocessing="torch",
+        depths=depths,
+        projection_dims=dims,
+    )
+    assert result.parity is not None and result.parity.ok and result.parity.reference == "timm convnext_tiny", result
+
+
+def test_timms_convnext_sets_and_their_layouts():
+    """The official ConvNeXt files as timm publishes them (timm/models/convnext.py default_cfgs
+    `convnext_<size>.fb_in1k` and `.fb_in22k_ft_in1k`: 224, crop 0.875, bicubic, ImageNet mean/std in
+    Keras' graph); each size's state dict, built on torch's meta device, holds exactly the tensors the
+    loader reads for anyshape's network of that name, and as many numbers as it has parameters."""
+    import timm
+
+    sets = [ws for ws in weight_sets() if ws.source == "timm" and (ws.arch or "").startswith("convnext_")]
+    assert {ws.name for ws in sets} == {
+        f"convnext_{s}.fb_in22k_ft_in1k" for s in ("tiny", "small", "base", "large", "xlarge")
+    } | {f"convnext_{s}.fb_in1k" for s in ("tiny", "small", "base", "large")}
+    for ws in sets:
+        config = ws.data_config
+        assert (config.mode, config.input_size, config.crop_pct, config.interpolation) == (
+            "raw",
+            (224, 224),
+            0.875,
+            "bicubic",
+        )
+        assert ws.url == HF_URL.format(ws.name) and reference_model(get_arch(ws.arch), ws) == ("timm", ws.arch)
+    for size in ("tiny", "small", "base", "large", "xlarge"):
+        arch = get_arch(f"convnext_{size}")
+        with torch.device("meta"):
+            ref = timm.create_model(arch.name)
+        state = ref.state_dict()
+        keys = [k for unit in twin_layout(arch, arch.checked_config()) for k in unit.keys()]
+        assert sorted(keys) == sorted(state), arch.name
+        report = anyshape.explain((224, 224, 3), arch=arch.name, include_top=True)
+        assert report.params == sum(v.numel() for v in state.values()), arch.name

@@ -9,14 +9,15 @@ from anyshape.cli.options import add_arch_arguments, add_preprocessing_argument,
 def _add_convert(sub) -> None:
     p = sub.add_parser(
         "convert",
-        help="convert InceptionV3's torchvision/timm/Keras weights, or a Keras file of any network (--arch), to a Keras file",
+        help="convert InceptionV3's torchvision/timm/Keras weights, or a Keras file or PyTorch twin's state dict of any network (--arch), to a Keras file",
         description="Convert a weight set (registry name or file: .pth, .pt, .safetensors, Keras .h5) "
         "into a Keras .weights.h5 or .keras file, written atomically, with the weight "
         "set's preprocessing metadata; prints a parity report (max abs logit difference, "
         "top-5 agreement) against the source framework when it is installed. With --arch NAME, "
         "a Keras file of that network (Keras' published .h5 with or without the top, a .weights.h5 "
         "or .keras) at any --input-shape and channel count, compared with keras.applications' "
-        "model on the same file; PyTorch weights convert into inception_v3 only.",
+        "model on the same file; or a state dict of its torchvision/timm twin (ResNet, DenseNet, VGG, "
+        "MobileNetV2, InceptionResNetV2, EfficientNet B0-B7, MobileNetV3, ConvNeXt), compared with the twin's torch model.",
     )
     p.add_argument("src", metavar="SRC", help="a registry name (see `anyshape weights`) or a weights file")
     p.add_argument("-o", "--output", required=True, metavar="DST", help="output file: *.weights.h5 or *.keras")

@@ -9,13 +9,15 @@ Modules:
     download    cache (keras_home()/models), progress, hash check, atomic write
     torch       torchvision/timm state dicts -> Keras layout (never runs pickled code)
     torch_family  the family's PyTorch twins: torchvision's ResNet, DenseNet, VGG, MobileNetV2 and
-                timm's InceptionResNetV2 state dicts -> Keras layout, with their build overrides
+                timm's InceptionResNetV2, EfficientNet, MobileNetV3, ConvNeXt state dicts -> Keras layout
+    torch_sets  the twins' weight sets, build overrides and reference models, as data
     keras_h5    Keras files: the published legacy .h5, .weights.h5, .keras
     channels    first-conv adaptation to any channel count
     checkpoint  the numpy form every file is read into before anything is assigned
     loader      load_weight_set: read, check all, then assign
     preprocessing  data_config_for / preprocessing_for / preprocess_input(weights=...): a set's scaling
-    convert     convert(): a torch/Keras weight set -> a Keras file, with a parity report
+    convert     convert(): a torch/Keras weight set -> a Keras file, with a parity report (the
+                family's Keras files: convert_family; the twins' state dicts: convert_twin)
 """
 
 from anyshape.weights.checkpoint import Checkpoint, WeightFileError

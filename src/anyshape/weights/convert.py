@@ -1,12 +1,10 @@
 """convert(): a weight set (torchvision/timm state dict, or a Keras file) -> a Keras file.
 
-With `arch=` naming another network of the family (`anyshape.list_models()`), the source is a Keras
-file of that network: Keras' published legacy .h5 (with or without the top), a registry set
-(`resnet50.keras_in1k`) or a Keras 3 `.weights.h5`/`.keras`; it is converted into anyshape's
-network of that name at the shape and channel count asked (the first-convolution rules of
-`anyshape.weights.family`), through `anyshape.create_model`. The parity report then compares with
-keras.applications' own model loaded from the same file (RGB; Keras' published .h5 only, which is
-the file Keras' constructor reads). PyTorch weights convert into InceptionV3 only in this version.
+InceptionV3's sets convert here. With `arch=` naming another network of the family
+(`anyshape.list_models()`), a Keras file of it converts in `anyshape.weights.convert_family`
+(parity against keras.applications' model on the same file), and a PyTorch state dict of its
+torchvision or timm twin (`anyshape.weights.torch_family`) in `anyshape.weights.convert_twin`
+(parity against the twin's torch model); shared parts live in `anyshape.weights.convert_common`.
 
 The result is a Keras 3 `.weights.h5` (for `anyshape.InceptionV3(weights=path)` or
 `model.load_weights`) or a complete `.keras` model, written atomically, never over an existing
@@ -27,16 +25,22 @@ note rather than risking the crash.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
-import sys
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from anyshape.errors import OutputExistsError, ParameterError
+from anyshape.errors import ParameterError
 from anyshape.weights.checkpoint import Checkpoint, WeightFileError
+from anyshape.weights.convert_common import (
+    PARITY_TOLERANCE,
+    FamilyConversionResult,
+    FamilyParityReport,
+    as_written,
+    check_destination,
+    reference_available,
+)
 from anyshape.weights.reference import import_reference_frameworks
 from anyshape.weights.registry import WeightSet, resolve
 
@@ -50,7 +54,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("anyshape.weights")
-PARITY_TOLERANCE = 1e-4
 SOURCES = ("torchvision", "timm", "keras")
 
 
@@ -107,19 +110,6 @@ class ConversionResult:
         return head + "\n" + (str(self.parity) if self.parity else f"parity: not computed ({self.note})")
 
 
-def _reference_available(module: str) -> str | None:
-    """None when `module` can be used for parity here, else why not."""
-    if importlib.util.find_spec(module) is None or importlib.util.find_spec("torch") is None:
-        return f"{module} is not installed (pip install {module})"
-    needs = ["torchvision"] if module == "torchvision" else ["torchvision", "timm"]
-    if "tensorflow" in sys.modules and any(m not in sys.modules for m in needs):
-        return (
-            f"{module} was not imported before TensorFlow, and importing it afterwards crashes; "
-            f"call convert before anything loads Keras, import torch and {module} first, or use the anyshape CLI"
-        )
-    return None
-
-
 def _reference_model(reference: str, state: dict, num_classes: int, has_aux: bool):
     import torch
 
@@ -168,18 +158,6 @@ def _parity(model, reference: str, state, hw: tuple, images: int, offset: int) -
     return ParityReport(reference, hw, images, float(np.abs(ours - ref).max()), agree, aux_diff, scale)
 
 
-def _check_destination(dst: str, force: bool) -> str:
-    dst = os.fspath(dst)
-    if not dst.endswith((".weights.h5", ".keras")):
-        raise ValueError(f"destination {dst!r} must end in .weights.h5 (weights only) or .keras (whole model)")
-    if os.path.exists(dst) and not force:
-        raise OutputExistsError("{dst} already exists; pass {force=True} to overwrite it", dst=dst)
-    parent = os.path.dirname(os.path.abspath(dst))
-    if not os.path.isdir(parent):
-        raise FileNotFoundError(f"directory {parent} does not exist; create it first")
-    return dst
-
-
 def convert(
     src,
     dst,
@@ -217,13 +195,13 @@ def convert(
         preprocessing: "tf" ([-1, 1]) or "torch" (ImageNet mean/std) for a state dict that is not
             a published file (it cannot say; see anyshape.weights.resolve). Stored in `dst`.
         arch: the network the weights are for (default InceptionV3); another network of the family
-            takes Keras files only (see the module doc).
+            takes its Keras files and its PyTorch twin's state dicts (see the module doc).
         **options: that network's own build arguments (its Config: alpha for MobileNet, ...).
     Returns:
         ConversionResult (path, the weight set's metadata as written, the parity report); for
         another network than InceptionV3, a FamilyConversionResult (the same, and the network).
     """
-    dst = _check_destination(dst, force)
+    dst = check_destination(dst, force)
     if arch is not None or options:
         from anyshape.archs import get_arch
 
@@ -231,8 +209,13 @@ def convert(
         if network.name != "inception_v3":
             if aux_logits is not None:
                 raise ValueError(f"aux_logits is an option of inception_v3, not of {network.name}")
-            return _convert_family(
-                src,
+            ws = _family_weight_set(src, preprocessing, network)
+            if ws.format == "torch":
+                from anyshape.weights.convert_twin import convert_twin as convert_network
+            else:
+                from anyshape.weights.convert_family import convert_family as convert_network
+            return convert_network(
+                ws,
                 dst,
                 network,
                 source=source,
@@ -244,7 +227,6 @@ def convert(
                 channel_adapt=channel_adapt,
                 cache_dir=cache_dir,
                 progress=progress,
-                preprocessing=preprocessing,
                 options=options,
             )
         if options:
@@ -267,6 +249,24 @@ def convert(
     written = _written_weight_set(loaded, read, aux_logits)
     _save(model, dst, written, classifier_activation, overwrite=force)
     return ConversionResult(os.path.abspath(dst), written, report, note)
+
+
+def _family_weight_set(src, preprocessing: str | None, network) -> WeightSet:
+    """`src` resolved for `network` (not InceptionV3); a PyTorch file of a network without a twin is
+    refused in convert's words."""
+    from anyshape.archs import get_arch, list_models
+    from anyshape.weights.registry import TORCH_SUFFIXES
+    from anyshape.weights.torch_sets import TWIN_OVERRIDES
+
+    if isinstance(src, (str, os.PathLike)) and os.fspath(src).lower().endswith(TORCH_SUFFIXES):
+        if network.family not in TWIN_OVERRIDES:
+            twins = sorted(n for n in list_models() if get_arch(n).family in TWIN_OVERRIDES)
+            raise ValueError(
+                f"{os.path.basename(os.fspath(src))} is a PyTorch state dict: {network.keras_name} has no PyTorch "
+                f"twin anyshape converts; state dicts convert into inception_v3, {', '.join(twins)}; give a "
+                "Keras file of it (.h5, .weights.h5, .keras)"
+            )
+    return resolve(src, preprocessing, arch=network.name)
 
 
 def _check_source(ws: WeightSet, source: str | None) -> str:
@@ -354,7 +354,7 @@ def _check_parity(model, ws: WeightSet, source: str, read: _Source, input_shape:
     if read.num_classes is None:
         return None, "the source has no classifier"
     reference = _parity_reference(source)
-    note = _reference_available(reference) or ""
+    note = reference_available(reference) or ""
     if note:
         return None, note
     hw = tuple(d or 299 for d in input_shape[:2])
@@ -367,7 +367,7 @@ def _check_parity(model, ws: WeightSet, source: str, read: _Source, input_shape:
 def _parity_reference(source: str) -> str:
     """The framework to compare with: timm's own weights compare with torchvision when timm is missing."""
     reference = "timm" if source == "timm" else "torchvision"
-    if reference == "timm" and _reference_available("timm") and not _reference_available("torchvision"):
+    if reference == "timm" and reference_available("timm") and not reference_available("torchvision"):
         # timm's InceptionV3 has torchvision's layers, keys and semantics: same reference
         reference = "torchvision"
     return reference
@@ -375,27 +375,8 @@ def _parity_reference(source: str) -> str:
 
 def _written_weight_set(loaded: WeightSet, read: _Source, aux_logits: bool) -> WeightSet:
     """The metadata stored in the converted file: a Keras file of its own, no download or label offset."""
-    return _as_written(
+    return as_written(
         loaded, num_classes=read.classes if read.num_classes is not None else None, has_aux=bool(aux_logits)
-    )
-
-
-def _as_written(ws: WeightSet, **changes) -> WeightSet:
-    """The weight set a converted file records: a Keras file of its own, with none of the source's
-    download facts (URLs, file names, hashes) and labels from 0."""
-    return replace(
-        ws,
-        format="keras",
-        path=None,
-        label_offset=0,
-        url=None,
-        file_name=None,
-        file_hash=None,
-        hash_algorithm=None,
-        url_notop=None,
-        file_name_notop=None,
-        file_hash_notop=None,
-        **changes,
     )
 
 
@@ -416,205 +397,3 @@ def _save(model, dst: str, weight_set: WeightSet, classifier_activation, *, over
         write_metadata(tmp, weight_set)
 
     write_atomically(dst, write, overwrite=overwrite)  # without force, not a file that appeared meanwhile either
-
-
-# --- the family's other networks: Keras files ------------------------------------------------------
-
-
-@dataclass
-class FamilyParityReport:
-    """Our converted network against keras.applications' model loaded from the same file."""
-
-    reference: str  # e.g. "keras.applications.ResNet50"
-    input_hw: tuple[int, int]
-    images: int
-    max_rel_diff: float  # max |ours - keras| / max |keras| over the logits
-    top5_agreement: float
-
-    @property
-    def ok(self) -> bool:
-        return self.max_rel_diff <= PARITY_TOLERANCE and self.top5_agreement == 1.0
-
-    def __str__(self) -> str:
-        h, w = self.input_hw
-        return "\n".join(
-            [
-                f"parity vs {self.reference} ({self.images} random images at {h}x{w}, inference mode, same file):",
-                f"  max relative logit difference: {self.max_rel_diff:.2e} (tolerance {PARITY_TOLERANCE:.0e})",
-                f"  top-5 agreement: {self.top5_agreement:.0%}",
-                "  result: " + ("match (within float32 rounding)" if self.ok else "MISMATCH"),
-            ]
-        )
-
-
-@dataclass
-class FamilyConversionResult:
-    path: str
-    weight_set: WeightSet
-    architecture: str
-    input_shape: tuple
-    parity: FamilyParityReport | None
-    note: str = ""
-
-    def __str__(self) -> str:
-        ws = self.weight_set
-        prep = {"tf": "[-1, 1]", "torch": "ImageNet mean/std", "caffe": "caffe (BGR - mean)"}.get(
-            ws.mode, "raw 0..255 (normalised in the graph)"
-        )
-        classes = f"{ws.num_classes} classes" if ws.num_classes else "no top"
-        head = (
-            f"wrote {self.path}: {self.architecture} from {ws.name} ({classes}; input {self.input_shape}; "
-            f"preprocessing {prep})"
-        )
-        return head + "\n" + (str(self.parity) if self.parity else f"parity: not computed ({self.note})")
-
-
-def _convert_family(
-    src,
-    dst: str,
-    arch,
-    *,
-    source,
-    input_shape,
-    force: bool,
-    parity: bool,
-    parity_images: int,
-    classifier_activation,
-    channel_adapt,
-    cache_dir,
-    progress: bool,
-    preprocessing,
-    options: dict,
-) -> FamilyConversionResult:
-    """A Keras file (or registry set) of network `arch` into anyshape's network, written to `dst`."""
-    from anyshape.archs import model_config
-    from anyshape.factory import create_model
-    from anyshape.weights.family import family_weight_file, file_classes
-
-    if source not in (None, "keras"):
-        raise ParameterError(
-            "{source=*}: {network} converts from Keras files only in this version", source=source, network=arch.name
-        )
-    from anyshape.weights.registry import TORCH_SUFFIXES
-
-    torch_file = isinstance(src, (str, os.PathLike)) and os.fspath(src).lower().endswith(TORCH_SUFFIXES)
-    ws = None if torch_file else resolve(src, preprocessing, arch=arch.name)
-    if ws is None or ws.format == "torch":
-        name = os.path.basename(os.fspath(src)) if ws is None else ws.name
-        raise ValueError(
-            f"{name} is a PyTorch state dict: converting PyTorch weights into {arch.name} is not "
-            "supported yet (only into inception_v3); give a Keras file of it (.h5, .weights.h5, .keras)"
-        )
-    input_shape = tuple(input_shape) if input_shape is not None else (None, None, 3)
-    overrides = {k: v for k, v in ws.build_overrides_for(arch.name).items() if k not in options}
-    # the network without its top says what the file holds beyond it: the classifier, or nothing
-    backbone = create_model(arch.name, input_shape=input_shape, include_top=False, **overrides, **options)
-    built = model_config(backbone)
-    assert built is not None  # create_model records the network it built
-    path = family_weight_file(ws, arch, built[1], True, cache_dir, progress)
-    classes = file_classes(path, backbone, arch)
-    del backbone
-    head = {"include_top": True, "classes": classes} if classes is not None else {"include_top": False}
-    # create_model(weights=...) as it does it, with the weight set already resolved and fetched
-    from anyshape.weights.loader import load_weight_set
-
-    model = create_model(arch.name, input_shape=input_shape, classifier_activation=None, **head, **overrides, **options)
-    load_weight_set(model, replace(ws, path=path), channel_adapt=channel_adapt, cache_dir=cache_dir, progress=progress)
-    report, note = _family_parity(model, arch, path, classes, input_shape, parity, parity_images, options, overrides)
-    written = _as_written(model.anyshape_weights, arch=arch.name, source="keras", name=ws.name, num_classes=classes)
-    if classes is not None and classifier_activation:
-        _set_classifier_activation(model, arch, classifier_activation)
-    _save_family(model, dst, written, overwrite=force)
-    return FamilyConversionResult(os.path.abspath(dst), written, arch.name, input_shape, report, note)
-
-
-def _set_classifier_activation(model, arch, activation: str) -> None:
-    """The activation on the classifier's last weighted layer (built without one, for logits),
-    and in the Config the model records."""
-    import keras
-
-    model.get_layer(arch.classifier[0]).activation = keras.activations.get(activation)
-    config = getattr(model, "anyshape_config", None)
-    if config is not None:
-        model.anyshape_config = replace(config, classifier_activation=activation)
-
-
-def _family_parity(
-    model, arch, path: str, classes, input_shape: tuple, parity: bool, images: int, options: dict, overrides: dict
-):
-    """(FamilyParityReport, "") against keras.applications on the same file, else (None, why not)."""
-    import inspect
-
-    if not parity:
-        return None, "disabled"
-    if overrides:
-        # e.g. EfficientNet's stddev rescaling, which Keras' constructor adds for weights="imagenet" only
-        return None, (
-            f"these weights need {', '.join(sorted(overrides))}, which keras.applications.{arch.keras_name} "
-            "builds only when it downloads them itself (weights='imagenet')"
-        )
-    if classes is None:
-        return None, "the file has no classifier"
-    if not path.lower().endswith((".h5", ".hdf5")) or path.lower().endswith(".weights.h5"):
-        return None, "a Keras 3 file: keras.applications' constructors read Keras' published .h5 files"
-    if input_shape[2] != 3:
-        return None, f"the model has {input_shape[2]} input channels; keras.applications' model is RGB"
-    import keras
-
-    constructor = getattr(keras.applications, arch.keras_name, None)
-    if constructor is None:
-        return None, f"keras.applications has no {arch.keras_name}"
-    params = inspect.signature(constructor).parameters
-    if any(k not in params for k in options):
-        return None, f"keras.applications.{arch.keras_name} takes no {', '.join(k for k in options if k not in params)}"
-    hw = tuple(d or arch.default_size for d in input_shape[:2])
-    if arch.family == "vgg":
-        hw = (arch.default_size, arch.default_size)  # Keras' VGG top is Dense: its own size only
-    try:
-        ref = constructor(weights=path, input_shape=(*hw, 3), classes=classes, classifier_activation=None, **options)
-    except (ValueError, TypeError, OSError) as e:
-        return None, f"keras.applications.{arch.keras_name} could not load the file ({e})"
-    low, high = (0.0, 255.0) if arch.preprocessing in ("raw", "caffe") else (-1.0, 1.0)
-    x = np.random.default_rng(0).uniform(low, high, (images, *hw, 3)).astype(np.float32)
-    theirs = keras.ops.convert_to_numpy(ref(x, training=False)).reshape(images, -1).astype(np.float64)
-    ours = keras.ops.convert_to_numpy(model(x, training=False)).reshape(images, -1).astype(np.float64)
-    del ref
-    top = lambda a: np.argsort(-a, axis=1)[:, :5]  # noqa: E731
-    rel = float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-12))
-    report = FamilyParityReport(
-        f"keras.applications.{arch.keras_name}",
-        hw,
-        images,
-        rel,
-        float(np.mean(np.all(top(ours) == top(theirs), axis=1))),
-    )
-    if not report.ok:
-        raise WeightFileError(
-            f"conversion of {path} into {arch.name} does not match keras.applications, nothing written:\n{report}"
-        )
-    return report, ""
-
-
-def _save_family(model, dst: str, weight_set: WeightSet, *, overwrite: bool) -> None:
-    """`dst` atomically: a .weights.h5 with the weight set's metadata, or a .keras model with it and
-    the model's info (network, Config, preprocessing), so `--model FILE.keras` needs no --arch."""
-    from anyshape.atomic_write import write_atomically
-    from anyshape.weights.keras_h5 import write_metadata
-
-    model.anyshape_weights = weight_set
-
-    def write(tmp: str) -> None:
-        if dst.endswith(".keras"):
-            import json
-            import zipfile
-
-            from anyshape.model_info import MEMBER, model_info
-
-            model.save(tmp)
-            with zipfile.ZipFile(tmp, "a") as z:
-                z.writestr(MEMBER, json.dumps(model_info(model).to_dict(), indent=2))
-        else:
-            model.save_weights(tmp)
-        write_metadata(tmp, weight_set)
-
-    write_atomically(dst, write, overwrite=overwrite)

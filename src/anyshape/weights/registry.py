@@ -32,6 +32,7 @@ Where the figures come from:
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from anyshape.data_config import (
     CAFFE_MEAN,
@@ -42,6 +43,7 @@ from anyshape.data_config import (
     INCEPTION_STD,
 )
 from anyshape.errors import Message, ParameterError
+from anyshape.weights.torch_sets import HF_URL, TWIN_OVERRIDES, file_set_with_mode, twin_sets, unpublished_twin_set
 from anyshape.weights.weight_set import WeightSet
 
 __all__ = [
@@ -75,7 +77,6 @@ class PreprocessingUnknown(ValueError):
 
 
 _KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
-_HF = "https://huggingface.co/timm/{}/resolve/main/model.safetensors"
 
 
 def _timm(tag: str, **kw) -> WeightSet:
@@ -84,7 +85,7 @@ def _timm(tag: str, **kw) -> WeightSet:
         name=name,
         source="timm",
         format="torch",
-        url=_HF.format(name),
+        url=HF_URL.format(name),
         file_name=f"timm_{name}.safetensors",
         count_include_pad=True,
         bn_scale=True,
@@ -221,127 +222,8 @@ def _keras_family_sets() -> list[WeightSet]:
 
 REGISTRY.update({ws.name: ws for ws in _keras_family_sets()})
 
-# torchvision's ImageNet files of the family's PyTorch twins (anyshape.weights.torch_family), from
-# torchvision 0.29's torchvision/models/{resnet,densenet,vgg,mobilenetv2}.py `<Net>_Weights`: url,
-# acc@1, and transforms ImageClassification(crop_size=224[, resize_size=232]) (resize 256 by default,
-# bilinear, ImageNet mean/std). The 8 hex digits before ".pth" are the start of the file's sha256
-# (torch.hub's check_hash rule, torchvision loads them with check_hash=True). "tv_in1k" is
-# IMAGENET1K_V1 and "tv2_in1k" IMAGENET1K_V2, as timm tags the same files; `torchvision/<network>`
-# names torchvision's DEFAULT.
-_TORCHVISION = "https://download.pytorch.org/models/"
-_TV_SETS: tuple[tuple[str, str, str, float, int], ...] = (
-    # (network, tag, file, acc@1, resize_size)
-    ("resnet50", "tv_in1k", "resnet50-0676ba61.pth", 76.130, 256),
-    ("resnet50", "tv2_in1k", "resnet50-11ad3fa6.pth", 80.858, 232),
-    ("resnet101", "tv_in1k", "resnet101-63fe2227.pth", 77.374, 256),
-    ("resnet101", "tv2_in1k", "resnet101-cd907fc2.pth", 81.886, 232),
-    ("resnet152", "tv_in1k", "resnet152-394f9c45.pth", 78.312, 256),
-    ("resnet152", "tv2_in1k", "resnet152-f82ba261.pth", 82.284, 232),
-    ("densenet121", "tv_in1k", "densenet121-a639ec97.pth", 74.434, 256),
-    ("densenet169", "tv_in1k", "densenet169-b2777c0a.pth", 75.600, 256),
-    ("densenet201", "tv_in1k", "densenet201-c1103571.pth", 76.896, 256),
-    ("vgg16", "tv_in1k", "vgg16-397923af.pth", 71.592, 256),
-    ("vgg19", "tv_in1k", "vgg19-dcbb9e9d.pth", 72.376, 256),
-    ("mobilenet_v2", "tv_in1k", "mobilenet_v2-b0353104.pth", 71.878, 256),
-    ("mobilenet_v2", "tv2_in1k", "mobilenet_v2-7ebf99e0.pth", 72.154, 232),
-)
-_TV_DEFAULT = {"resnet50": "tv2_in1k", "resnet101": "tv2_in1k", "resnet152": "tv2_in1k", "mobilenet_v2": "tv2_in1k"}
-
-
-def _torchvision_family_sets() -> list[WeightSet]:
-    from anyshape.archs import get_arch
-    from anyshape.weights.torch_family import TWIN_OVERRIDES
-
-    out = []
-    for net, tag, file_name, top1, resize in _TV_SETS:
-        arch = get_arch(net)
-        version = "IMAGENET1K_V1" if tag == "tv_in1k" else "IMAGENET1K_V2"
-        aliases = [f"torchvision/{net}.{version}", f"torchvision:{arch.keras_name}_Weights.{version}"]
-        if _TV_DEFAULT.get(net, "tv_in1k") == tag:
-            aliases.append(f"torchvision/{net}")
-        out.append(
-            WeightSet(
-                name=f"{net}.{tag}",
-                arch=net,
-                source="torchvision",
-                format="torch",
-                description=f"torchvision {arch.keras_name}_Weights.{version}",
-                url=_TORCHVISION + file_name,
-                file_name=file_name,
-                file_hash=file_name.rsplit("-", 1)[1].split(".")[0],
-                hash_algorithm="sha256",
-                mode="torch",
-                mean=IMAGENET_MEAN,
-                std=IMAGENET_STD,
-                input_size=(224, 224),
-                crop_pct=224 / resize,
-                interpolation="bilinear",
-                top1=top1,
-                license="bsd-3-clause",
-                overrides=TWIN_OVERRIDES[arch.family],
-                aliases=tuple(aliases),
-            )
-        )
-    return out
-
-
-REGISTRY.update({ws.name: ws for ws in _torchvision_family_sets()})
-
-# timm's EfficientNet-B0 ports of TF's checkpoints (timm/models/efficientnet.py default_cfgs
-# `tf_efficientnet_b0.<tag>`: hf_hub_id timm/, 224, crop_pct 0.875, bicubic, IMAGENET_DEFAULT_MEAN/STD
-# but ap_in1k's IMAGENET_INCEPTION_MEAN/STD; no hash on the hub, no top-1 in the config). anyshape's
-# EfficientNet normalises in its graph: these sets keep taking 0..255 pixels (mode "raw"), and their
-# mean / std (on [0, 1] pixels) go into the Normalization layer.
-for _tag, _what, _mean, _std in (
-    ("in1k", "TF's EfficientNet-B0", IMAGENET_MEAN, IMAGENET_STD),
-    ("aa_in1k", "TF's EfficientNet-B0 trained with AutoAugment", IMAGENET_MEAN, IMAGENET_STD),
-    ("ap_in1k", "TF's EfficientNet-B0 trained with AdvProp", INCEPTION_MEAN, INCEPTION_STD),
-    ("ns_jft_in1k", "TF's Noisy Student EfficientNet-B0 (JFT-300M)", IMAGENET_MEAN, IMAGENET_STD),
-):
-    _timm_name = f"tf_efficientnet_b0.{_tag}"
-    _name = f"efficientnet_b0.tf_{_tag}"
-    REGISTRY[_name] = WeightSet(
-        name=_name,
-        arch="efficientnet_b0",
-        source="timm",
-        format="torch",
-        description=f"timm {_timm_name}: port of {_what}",
-        url=_HF.format(_timm_name),
-        file_name=f"timm_{_timm_name}.safetensors",
-        mode="raw",
-        mean=_mean,
-        std=_std,
-        input_size=(224, 224),
-        crop_pct=0.875,
-        interpolation="bicubic",
-        license="apache-2.0",
-        aliases=(f"timm/{_timm_name}", f"timm:{_timm_name}") + (("timm/tf_efficientnet_b0",) if _tag == "in1k" else ()),
-    )
-
-# timm's InceptionResNetV2 ports of TF-slim's checkpoints (timm/models/inception_resnet_v2.py
-# default_cfgs: hf_hub_id timm/, input 299, crop_pct 0.8975, bicubic, IMAGENET_INCEPTION_MEAN/STD,
-# i.e. [-1, 1], num_classes 1000; the hub publishes no hash and timm's config no top-1).
-for _tag, _what in (
-    ("tf_in1k", "inception_resnet_v2_2016_08_30"),
-    ("tf_ens_adv_in1k", "ens_adv_inception_resnet_v2_2017_08_18 (ensemble adversarial training)"),
-):
-    _name = f"inception_resnet_v2.{_tag}"
-    REGISTRY[_name] = WeightSet(
-        name=_name,
-        arch="inception_resnet_v2",
-        source="timm",
-        format="torch",
-        description=f"timm: port of TF-slim {_what}",
-        url=_HF.format(_name),
-        file_name=f"timm_{_name}.safetensors",
-        mode="tf",
-        input_size=(299, 299),
-        crop_pct=0.8975,
-        interpolation="bicubic",
-        license="apache-2.0",
-        overrides=(("bn_scale", True),),
-        aliases=(f"timm/{_name}", f"timm:{_name}") + (("timm/inception_resnet_v2",) if _tag == "tf_in1k" else ()),
-    )
+# the family's PyTorch twins: torchvision's and timm's sets (anyshape.weights.torch_sets)
+REGISTRY.update({ws.name: ws for ws in twin_sets()})
 
 _ALIASES = {alias.lower(): ws.name for ws in REGISTRY.values() for alias in (ws.name, *ws.aliases)}
 
@@ -470,8 +352,6 @@ def _resolve(weights, preprocessing: str | None, arch: str | None = None) -> Wei
 def _describe_family_file(path: str, arch: str) -> WeightSet:
     """A Keras weights file given for network `arch` (not InceptionV3): its own metadata when
     anyshape wrote it, else keras.applications' preprocessing of that network (declared=False)."""
-    from dataclasses import replace
-
     from anyshape.weights.keras_h5 import read_metadata
 
     meta = read_metadata(path)
@@ -488,10 +368,7 @@ def _describe_family_torch_file(path: str, arch: str, preprocessing: str | None)
     """A PyTorch state dict given for network `arch` (not InceptionV3): torchvision's twin layout
     (`anyshape.weights.torch_family`), built with the twin's overrides; recognised as a published
     set by its name and hash, else its preprocessing must be given (a state dict cannot say)."""
-    from dataclasses import replace
-
     from anyshape.archs import get_arch
-    from anyshape.weights.torch_family import TWIN_OVERRIDES
 
     family = get_arch(arch).family
     if family not in TWIN_OVERRIDES:
@@ -515,25 +392,7 @@ def _describe_family_torch_file(path: str, arch: str, preprocessing: str | None)
                 path=path,
             )
         )
-    base = WeightSet(
-        name=os.path.basename(path),
-        arch=arch,
-        source="file",
-        format="torch",
-        path=path,
-        num_classes=None,
-        input_size=(get_arch(arch).default_size,) * 2,
-        overrides=TWIN_OVERRIDES[family],
-        declared=False,
-        description=f"PyTorch state dict (torchvision layout of {arch})",
-    )
-    ws = _file_set_with_mode(base, preprocessing)
-    if "normalization" in get_arch(arch).input_layers:
-        # the network normalises in its graph (EfficientNet): it keeps taking 0..255 pixels, and
-        # its Normalization takes the mean and std the weights expect
-        mean, std = (ws.mean, ws.std) if ws.mode == "torch" else ((0.5,) * 3, (0.5,) * 3)
-        ws = replace(ws, mode="raw", mean=mean, std=std)
-    return ws
+    return unpublished_twin_set(path, get_arch(arch), preprocessing)
 
 
 def _with_preprocessing(ws: WeightSet, preprocessing: str | None) -> WeightSet:
@@ -551,15 +410,7 @@ def _with_preprocessing(ws: WeightSet, preprocessing: str | None) -> WeightSet:
             mode=ws.mode,
             scale="[-1, 1]" if ws.mode == "tf" else "ImageNet mean/std",
         )
-    return _file_set_with_mode(ws, preprocessing)
-
-
-def _file_set_with_mode(ws: WeightSet, mode: str) -> WeightSet:
-    from dataclasses import replace
-
-    if mode == "torch":
-        return replace(ws, mode="torch", mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    return replace(ws, mode="tf", mean=None, std=None)
+    return file_set_with_mode(ws, preprocessing)
 
 
 def _published_set(path: str, arch: str = "inception_v3") -> tuple[WeightSet, str] | None:
@@ -604,8 +455,6 @@ def _describe_torch_file(path: str, preprocessing: str | None) -> WeightSet:
     )
     published = _published_set(path)
     if published is not None:
-        from dataclasses import replace
-
         ws, how = published
         return replace(
             base,
@@ -630,7 +479,7 @@ def _describe_torch_file(path: str, preprocessing: str | None) -> WeightSet:
                 path=path,
             )
         )
-    return _file_set_with_mode(base, preprocessing)
+    return file_set_with_mode(base, preprocessing)
 
 
 def _describe_file(path: str, preprocessing: str | None) -> WeightSet:

@@ -1,5 +1,5 @@
 """PyTorch twins of the family: torchvision state dicts into ResNet, DenseNet, VGG and MobileNetV2,
-timm's into InceptionResNetV2.
+timm's into InceptionResNetV2 and EfficientNet B0-B7 (the weight sets: `anyshape.weights.torch_sets`).
 
 A twin is a torchvision network that computes what a keras.applications network computes once the
 network is built with a few options (its weight set's `overrides`, which go into the model's Config,
@@ -19,6 +19,10 @@ so a saved model reloads as what it is):
     inception_resnet_v2 (timm)  conv2d_1a.conv / .bn ..., mixed_5b.branchB[.J], repeat.K...,
                   repeat_1.K..., repeat_2.K..., block8, conv2d_7b, classif
                                                   bn_scale=True
+    efficientnet_b0..b7 (timm tf_efficientnet_b<N>)  conv_stem, bn1, blocks.S.J.conv_dw / bn1 / se.* /
+                  conv_pw / bn2 (first stage) or conv_pw / bn1 / conv_dw / bn2 / se.* / conv_pwl / bn3,
+                  conv_head, bn2, classifier         none (the in-graph Normalization takes the
+                                                  weights' mean and std)
 
 Sources (torchvision 0.29, read for this module): torchvision/models/resnet.py (Bottleneck puts the
 stride in conv2, "ResNet V1.5"; every conv has bias=False; nn.BatchNorm2d's eps 1e-5),
@@ -65,6 +69,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from anyshape.weights.checkpoint import WeightFileError
+from anyshape.weights.torch_sets import TWIN_OVERRIDES, TWIN_SOURCE
 from anyshape.weights.weight_set import WeightSet
 
 __all__ = [
@@ -74,28 +79,14 @@ __all__ = [
     "state_dict_to_entries",
     "load_twin_weights",
     "entries_to_state_dict",
+    "head_classes",
+    "normalised_keys",
 ]
 
 log = logging.getLogger("anyshape.weights")
 
-TWIN_OVERRIDES: dict[str, tuple[tuple[str, object], ...]] = {
-    "resnet": (("stride_in_3x3", True), ("conv_bias", False), ("bn_epsilon", 1e-5)),
-    "densenet": (("bn_epsilon", 1e-5),),
-    "vgg": (),
-    "mobilenet_v2": (("padding", "symmetric"), ("bn_epsilon", 1e-5)),
-    # timm's ConvNormAct has a BatchNorm gamma (eps 1e-3 as Keras'); its mixed_5b pool excludes the
-    # padding, as Keras' does
-    "inception_resnet_v2": (("bn_scale", True),),
-    # timm's tf_efficientnet_*: TF "same" padding (Conv2dSame), BatchNorm eps 1e-3, as Keras'; the
-    # input normalisation stays in the graph (its Normalization takes the weights' mean and std)
-    "efficientnet": (),
-}
-"""The build options that make each family's network its PyTorch twin's function (see the module doc)."""
 TWIN_FAMILIES = tuple(TWIN_OVERRIDES)
-_SOURCE = {family: "torchvision's" for family in TWIN_FAMILIES} | {
-    "inception_resnet_v2": "timm's",
-    "efficientnet": "timm's",
-}
+_SOURCE = {family: f"{source}'s" for family, source in TWIN_SOURCE.items()}
 
 BN_KEYS = ("weight", "bias", "running_mean", "running_var")
 
@@ -106,7 +97,9 @@ class Unit:
 
     layer: str  # the Keras layer name
     module: str  # the torch module's name (key prefix)
-    kind: str  # "conv", "conv_bias", "depthwise", "bn", "dense", "dense_chw"
+    # "conv", "conv_bias", "depthwise", "bn", "ln" (LayerNorm), "param", "dense", "dense_chw",
+    # "dense_conv" (a Linear as Keras' 1x1 Conv2D)
+    kind: str
 
     def keys(self) -> tuple[str, ...]:
         m = self.module
@@ -114,6 +107,8 @@ class Unit:
             return tuple(f"{m}.{k}" for k in BN_KEYS)
         if self.kind in ("conv", "depthwise"):
             return (f"{m}.weight",)
+        if self.kind == "param":  # a bare parameter (ConvNeXt's layer scale gamma)
+            return (m,)
         return (f"{m}.weight", f"{m}.bias")
 
 
@@ -268,7 +263,75 @@ def _efficientnet(config) -> list[Unit]:
     return units + [Unit("predictions", "classifier", "dense")]
 
 
+def _mobilenet_v3(config) -> list[Unit]:
+    """timm's tf_mobilenetv3_{large,small}[_minimal]_<width> (timm/models/mobilenetv3.py
+    `_gen_mobilenet_v3`: its arch_def stages hold 1, 2, 3, 4, 2, 3 blocks (large) or 1, 2, 3, 2, 3
+    (small), the first a DepthwiseSeparableConv, then a ConvBnAct `cn` stage (conv, bn1); the head is
+    conv_head (with a bias) and the Linear classifier), in Keras' blocks and top (conv_2, logits)."""
+    from anyshape.archs.mobilenet_v3 import STACKS
+
+    stages = {"large": (1, 2, 3, 4, 2, 3), "small": (1, 2, 3, 2, 3)}[config.model_type]
+    units = [Unit("conv", "conv_stem", "conv"), Unit("conv_bn", "bn1", "bn")]
+    block = 0
+    for stage, count in enumerate(stages):
+        for j in range(count):
+            ours, theirs = (f"expanded_conv_{block}_" if block else "expanded_conv_"), f"blocks.{stage}.{j}"
+            se = []
+            if STACKS[config.model_type][block][4] and not config.minimalistic:
+                se = [
+                    Unit(f"{ours}squeeze_excite_conv", f"{theirs}.se.conv_reduce", "conv_bias"),
+                    Unit(f"{ours}squeeze_excite_conv_1", f"{theirs}.se.conv_expand", "conv_bias"),
+                ]
+            if block == 0:  # DepthwiseSeparableConv: conv_dw, bn1, se, conv_pw, bn2
+                dw, project = [(f"{theirs}.conv_dw", f"{theirs}.bn1")], (f"{theirs}.conv_pw", f"{theirs}.bn2")
+            else:  # InvertedResidual: conv_pw, bn1, conv_dw, bn2, se, conv_pwl, bn3
+                units += [Unit(f"{ours}expand", f"{theirs}.conv_pw", "conv")]
+                units += [Unit(f"{ours}expand_bn", f"{theirs}.bn1", "bn")]
+                dw, project = [(f"{theirs}.conv_dw", f"{theirs}.bn2")], (f"{theirs}.conv_pwl", f"{theirs}.bn3")
+            units += [Unit(f"{ours}depthwise", dw[0][0], "depthwise"), Unit(f"{ours}depthwise_bn", dw[0][1], "bn")]
+            units += se + [Unit(f"{ours}project", project[0], "conv"), Unit(f"{ours}project_bn", project[1], "bn")]
+            block += 1
+    last = f"blocks.{len(stages)}.0"
+    units += [Unit("conv_1", f"{last}.conv", "conv"), Unit("conv_1_bn", f"{last}.bn1", "bn")]
+    return units + [Unit("conv_2", "conv_head", "conv_bias"), Unit("logits", "classifier", "dense_conv")]
+
+
+def _convnext(config, p: str = "convnext_tiny") -> list[Unit]:
+    """timm's convnext_* (timm/models/convnext.py, conv_mlp=False: stem.0 conv / stem.1 LayerNorm2d,
+    stages.I.downsample.0 LayerNorm2d / .1 conv for I >= 1, stages.I.blocks.J.conv_dw (depthwise
+    7x7, a bias; Keras' grouped Conv2D kernel (7, 7, 1, C)) / norm / mlp.fc1 / mlp.fc2 / gamma,
+    head.norm and head.fc; every LayerNorm eps 1e-6 as Keras'), in Keras' names. Without the top,
+    Keras' network ends in a LayerNormalization: it takes head.norm (timm's features with
+    num_classes=0 are pooled and normalised by it). `p`: the layers' prefix, the network's name."""
+    units = [Unit(f"{p}_stem_conv", "stem.0", "conv_bias"), Unit(f"{p}_stem_layernorm", "stem.1", "ln")]
+    for i, depth in enumerate(config.depths):
+        if i:
+            units += [Unit(f"{p}_downsampling_layernorm_{i - 1}", f"stages.{i}.downsample.0", "ln")]
+            units += [Unit(f"{p}_downsampling_conv_{i - 1}", f"stages.{i}.downsample.1", "conv_bias")]
+        for j in range(depth):
+            ours, theirs = f"{p}_stage_{i}_block_{j}", f"stages.{i}.blocks.{j}"
+            units += [
+                Unit(f"{ours}_depthwise_conv", f"{theirs}.conv_dw", "conv_bias"),
+                Unit(f"{ours}_layernorm", f"{theirs}.norm", "ln"),
+                Unit(f"{ours}_pointwise_conv_1", f"{theirs}.mlp.fc1", "dense"),
+                Unit(f"{ours}_pointwise_conv_2", f"{theirs}.mlp.fc2", "dense"),
+                Unit(f"{ours}_layer_scale", f"{theirs}.gamma", "param"),
+            ]
+    norm = f"{p}_head_layernorm" if config.include_top else "layer_normalization"
+    return units + [Unit(norm, "head.norm", "ln"), Unit(f"{p}_head_dense", "head.fc", "dense")]
+
+
+# how many of a family's last units are its top (the rest load into a model without it)
+_TOP_UNITS = {"vgg": 3, "mobilenet_v3": 2}
+
+
+def _top(arch, units: list[Unit]) -> list[Unit]:
+    return units[-_TOP_UNITS.get(arch.family, 1) :]
+
+
 _LAYOUTS = {
+    "convnext": _convnext,
+    "mobilenet_v3": _mobilenet_v3,
     "efficientnet": _efficientnet,
     "resnet": _resnet,
     "densenet": _densenet,
@@ -286,6 +349,8 @@ def twin_layout(arch, config) -> list[Unit]:
             f"{arch.keras_name} has no PyTorch twin anyshape converts (PyTorch state dicts load into "
             f"InceptionV3, {', '.join(sorted(_LAYOUTS))}); use its Keras weights (weights='imagenet')"
         )
+    if arch.family == "convnext":
+        return _convnext(config, arch.name)
     return _LAYOUTS[arch.family](config)
 
 
@@ -296,7 +361,8 @@ _OLD_DENSENET_KEY = re.compile(
 )
 
 
-def _normalised_keys(state: dict, family: str) -> dict:
+def normalised_keys(state: dict, family: str) -> dict:
+    """`state` with torchvision's published DenseNet files' older keys renamed (others as they are)."""
     if family != "densenet":
         return state
     out = {}
@@ -304,6 +370,12 @@ def _normalised_keys(state: dict, family: str) -> dict:
         m = _OLD_DENSENET_KEY.match(key)
         out[m.group(1) + m.group(2) if m else key] = value
     return out
+
+
+def head_classes(state: dict, arch, config) -> int | None:
+    """The class count of the classifier in state dict `state` of network `arch`, None without one."""
+    bias = state.get(f"{twin_layout(arch, config)[-1].module}.bias")
+    return None if bias is None else int(bias.shape[0])
 
 
 def _convert(unit: Unit, tensors: list[np.ndarray], source: str) -> list[np.ndarray]:
@@ -315,6 +387,11 @@ def _convert(unit: Unit, tensors: list[np.ndarray], source: str) -> list[np.ndar
             raise WeightFileError(f"{source}: tensor {unit.module}.weight has shape {tuple(w.shape)}, not {want}")
         kernel = w.transpose(2, 3, 0, 1) if unit.kind == "depthwise" else w.transpose(2, 3, 1, 0)
         return [np.ascontiguousarray(kernel), *tensors[1:]]
+    if unit.kind in ("ln", "param"):
+        if any(t.ndim != 1 or t.shape != w.shape for t in tensors):
+            shapes = ", ".join(f"{k} {tuple(t.shape)}" for k, t in zip(unit.keys(), tensors))
+            raise WeightFileError(f"{source}: {unit.module} has tensors of unequal or wrong shapes ({shapes})")
+        return list(tensors)
     if unit.kind == "bn":
         if any(t.ndim != 1 or t.shape != w.shape for t in tensors):
             shapes = ", ".join(f"{k} {tuple(t.shape)}" for k, t in zip(unit.keys(), tensors))
@@ -327,7 +404,7 @@ def _convert(unit: Unit, tensors: list[np.ndarray], source: str) -> list[np.ndar
             f"{source}: tensor {unit.module}.weight has shape {tuple(w.shape)} with bias "
             f"{tuple(tensors[1].shape)}, not a Linear layer's (out, in) and (out,)"
         )
-    if unit.kind == "dense_chw":  # (out, c * h * w) -> (out, h * w * c): Keras' channels_last Flatten
+    if unit.kind == "dense_chw":  # (out, c * h * w) -> kernel (h * w * c, out): Keras' channels_last Flatten
         side = 7  # torchvision's AdaptiveAvgPool2d((7, 7))
         if w.shape[1] % (side * side):
             raise WeightFileError(
@@ -335,7 +412,10 @@ def _convert(unit: Unit, tensors: list[np.ndarray], source: str) -> list[np.ndar
                 "(torchvision VGG's classifier after its 7 x 7 adaptive pool)"
             )
         c = w.shape[1] // (side * side)
-        w = w.reshape(w.shape[0], c, side, side).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+        # one copy (fc1 is 411 MB): the reshape of the transposed view is a new C-ordered array
+        return [w.reshape(w.shape[0], c, side, side).transpose(2, 3, 1, 0).reshape(-1, w.shape[0]), tensors[1]]
+    if unit.kind == "dense_conv":  # Keras' 1x1 Conv2D classifier (MobileNetV3's logits)
+        return [np.ascontiguousarray(w.T)[None, None], tensors[1]]
     return [np.ascontiguousarray(w.T), tensors[1]]
 
 
@@ -344,12 +424,12 @@ def state_dict_to_entries(
 ) -> list[tuple[str, str, list]]:
     """[(Keras layer, torch module, arrays in the layer's weight order)] in Keras' order, from a
     torchvision state dict of network `arch` (as `config` builds it; the head is read when the file
-    has one). Refuses a state dict that does not fit, naming the first tensor missing or left over.
+    has one and `config` has a top). Refuses a state dict that does not fit, naming the first tensor missing or left over.
     `normalization`: (mean, std) on [0, 1] pixels the weights expect, for a network that normalises
     in its graph (EfficientNet's Normalization layer gets mean and std ** 2)."""
-    state = _normalised_keys(state, arch.family)
+    state = normalised_keys(state, arch.family)
     units = twin_layout(arch, config)
-    head = units[-3:] if arch.family == "vgg" else units[-1:]
+    head = _top(arch, units)
     has_head = all(k in state for k in head[0].keys())
     out: list[tuple[str, str, list]] = []
     used: set[str] = set()
@@ -370,6 +450,8 @@ def state_dict_to_entries(
                 "or configuration; nothing was loaded."
             )
         used.update(unit.keys())
+        if unit in head and not config.include_top:
+            continue  # the file's top, not converted for a model without it (VGG's fc1 is 411 MB)
         out.append(
             (unit.layer, unit.module, _convert(unit, [np.asarray(state[k], np.float32) for k in unit.keys()], source))
         )
@@ -387,7 +469,8 @@ def _check_shapes(model, arch, config, entries, source: str) -> None:
     """Every tensor against the built layer's weights, naming the first torch tensor that differs;
     the first convolution's input channels and the head are left to the family plan (channel rules,
     another class count, VGG's head forms)."""
-    head = {"fc1", "fc2", "predictions"} if arch.family == "vgg" else {"predictions"}
+    units = twin_layout(arch, config)
+    head, keys = {unit.layer for unit in _top(arch, units)}, {unit.layer: unit.keys() for unit in units}
     for layer_name, module, arrays in entries:
         if layer_name in head or module == "(in-graph)":
             continue
@@ -401,7 +484,7 @@ def _check_shapes(model, arch, config, entries, source: str) -> None:
             got = [(*got[0][:2], shapes[0][2], got[0][3]), *got[1:]]
         if got != shapes:
             i = next(i for i, (a, b) in enumerate(zip(got, shapes)) if a != b) if len(got) == len(shapes) else 0
-            key = Unit(layer_name, module, "bn" if len(arrays) == 4 else "conv").keys()[min(i, 3)]
+            key = keys[layer_name][min(i, len(keys[layer_name]) - 1)]
             raise WeightFileError(
                 f"{source} does not fit this {arch.keras_name}: tensor {key!r} gives {got[i]} for layer "
                 f"{layer_name}, which has {shapes[i] if i < len(shapes) else 'no such weight'}. It is probably "
@@ -469,12 +552,14 @@ def entries_to_state_dict(model, arch, config) -> dict[str, np.ndarray]:
         except ValueError:
             continue  # no top
         arrays = [np.asarray(w.numpy() if hasattr(w, "numpy") else w) for w in layer.get_weights()]
-        if unit.kind == "bn":
+        if unit.kind in ("bn", "param"):
             out.update(zip(unit.keys(), arrays))
             continue
         w = arrays[0]
         if unit.kind == "depthwise":
             w = w.transpose(2, 3, 0, 1)
+        elif w.ndim == 4 and unit.kind == "dense_conv":
+            w = w[0, 0].T
         elif w.ndim == 4:
             w = w.transpose(3, 2, 0, 1)
         else:

@@ -1,0 +1,132 @@
+"""`convert(src, dst, arch=NAME)` for a Keras file of the family's other networks: Keras' published
+legacy .h5 (with or without the top), a registry set (`resnet50.keras_in1k`) or a Keras 3
+`.weights.h5`/`.keras`, converted into anyshape's network of that name at the shape and channel
+count asked (the first-convolution rules of `anyshape.weights.family`), through
+`anyshape.create_model`. The parity report compares with keras.applications' own model loaded from
+the same file (RGB; Keras' published .h5 only, which is the file Keras' constructor reads).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import numpy as np
+
+from anyshape.errors import ParameterError
+from anyshape.weights.checkpoint import WeightFileError
+from anyshape.weights.convert_common import (
+    FamilyConversionResult,
+    FamilyParityReport,
+    as_written,
+    save_family,
+    set_classifier_activation,
+)
+from anyshape.weights.weight_set import WeightSet
+
+__all__ = ["convert_family"]
+
+
+def convert_family(
+    ws: WeightSet,
+    dst: str,
+    arch,
+    *,
+    source,
+    input_shape,
+    force: bool,
+    parity: bool,
+    parity_images: int,
+    classifier_activation,
+    channel_adapt,
+    cache_dir,
+    progress: bool,
+    options: dict,
+) -> FamilyConversionResult:
+    """A Keras file or registry set of network `arch` (`ws`, resolved) into anyshape's network, written
+    to `dst`."""
+    from anyshape.archs import model_config
+    from anyshape.factory import create_model
+    from anyshape.weights.family import family_weight_file, file_classes
+
+    if source not in (None, "keras"):
+        raise ParameterError(
+            "{source=*}: {network} converts from Keras files only in this version", source=source, network=arch.name
+        )
+    input_shape = tuple(input_shape) if input_shape is not None else (None, None, 3)
+    overrides = {k: v for k, v in ws.build_overrides_for(arch.name).items() if k not in options}
+    # the network without its top says what the file holds beyond it: the classifier, or nothing
+    backbone = create_model(arch.name, input_shape=input_shape, include_top=False, **overrides, **options)
+    built = model_config(backbone)
+    assert built is not None  # create_model records the network it built
+    path = family_weight_file(ws, arch, built[1], True, cache_dir, progress)
+    classes = file_classes(path, backbone, arch)
+    del backbone
+    head = {"include_top": True, "classes": classes} if classes is not None else {"include_top": False}
+    # create_model(weights=...) as it does it, with the weight set already resolved and fetched
+    from anyshape.weights.loader import load_weight_set
+
+    model = create_model(arch.name, input_shape=input_shape, classifier_activation=None, **head, **overrides, **options)
+    load_weight_set(model, replace(ws, path=path), channel_adapt=channel_adapt, cache_dir=cache_dir, progress=progress)
+    report, note = _family_parity(model, arch, path, classes, input_shape, parity, parity_images, options, overrides)
+    written = as_written(model.anyshape_weights, arch=arch.name, source="keras", name=ws.name, num_classes=classes)
+    if classes is not None and classifier_activation:
+        set_classifier_activation(model, arch, classifier_activation)
+    save_family(model, dst, written, overwrite=force)
+    return FamilyConversionResult(os.path.abspath(dst), written, arch.name, input_shape, report, note)
+
+
+def _family_parity(
+    model, arch, path: str, classes, input_shape: tuple, parity: bool, images: int, options: dict, overrides: dict
+):
+    """(FamilyParityReport, "") against keras.applications on the same file, else (None, why not)."""
+    import inspect
+
+    if not parity:
+        return None, "disabled"
+    if overrides:
+        # e.g. EfficientNet's stddev rescaling, which Keras' constructor adds for weights="imagenet" only
+        return None, (
+            f"these weights need {', '.join(sorted(overrides))}, which keras.applications.{arch.keras_name} "
+            "builds only when it downloads them itself (weights='imagenet')"
+        )
+    if classes is None:
+        return None, "the file has no classifier"
+    if not path.lower().endswith((".h5", ".hdf5")) or path.lower().endswith(".weights.h5"):
+        return None, "a Keras 3 file: keras.applications' constructors read Keras' published .h5 files"
+    if input_shape[2] != 3:
+        return None, f"the model has {input_shape[2]} input channels; keras.applications' model is RGB"
+    import keras
+
+    constructor = getattr(keras.applications, arch.keras_name, None)
+    if constructor is None:
+        return None, f"keras.applications has no {arch.keras_name}"
+    params = inspect.signature(constructor).parameters
+    if any(k not in params for k in options):
+        return None, f"keras.applications.{arch.keras_name} takes no {', '.join(k for k in options if k not in params)}"
+    hw = tuple(d or arch.default_size for d in input_shape[:2])
+    if arch.family == "vgg":
+        hw = (arch.default_size, arch.default_size)  # Keras' VGG top is Dense: its own size only
+    try:
+        ref = constructor(weights=path, input_shape=(*hw, 3), classes=classes, classifier_activation=None, **options)
+    except (ValueError, TypeError, OSError) as e:
+        return None, f"keras.applications.{arch.keras_name} could not load the file ({e})"
+    low, high = (0.0, 255.0) if arch.preprocessing in ("raw", "caffe") else (-1.0, 1.0)
+    x = np.random.default_rng(0).uniform(low, high, (images, *hw, 3)).astype(np.float32)
+    theirs = keras.ops.convert_to_numpy(ref(x, training=False)).reshape(images, -1).astype(np.float64)
+    ours = keras.ops.convert_to_numpy(model(x, training=False)).reshape(images, -1).astype(np.float64)
+    del ref
+    top = lambda a: np.argsort(-a, axis=1)[:, :5]  # noqa: E731
+    rel = float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-12))
+    report = FamilyParityReport(
+        f"keras.applications.{arch.keras_name}",
+        hw,
+        images,
+        rel,
+        float(np.mean(np.all(top(ours) == top(theirs), axis=1))),
+    )
+    if not report.ok:
+        raise WeightFileError(
+            f"conversion of {path} into {arch.name} does not match keras.applications, nothing written:\n{report}"
+        )
+    return report, ""
