@@ -321,10 +321,11 @@ def _read_source(ws: WeightSet, path: str) -> _Source:
 
 def _build_model(ws: WeightSet, read: _Source, input_shape: tuple, aux_logits: bool, channel_adapt):
     """The anyshape model the weights are converted into (logits out), loaded: (model, loaded WeightSet)."""
-    from anyshape.inception_v3 import InceptionV3
+    from anyshape.factory import create_model
     from anyshape.weights.loader import load_checkpoint
 
-    model = InceptionV3(
+    model = create_model(
+        "inception_v3",
         weights=None,
         include_top=read.num_classes is not None,
         classes=read.classes,
