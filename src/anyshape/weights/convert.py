@@ -35,6 +35,7 @@ from anyshape.errors import ParameterError
 from anyshape.weights.checkpoint import Checkpoint, WeightFileError
 from anyshape.weights.convert_common import (
     PARITY_TOLERANCE,
+    FamilyArguments,
     FamilyConversionResult,
     FamilyParityReport,
     as_written,
@@ -209,15 +210,7 @@ def convert(
         if network.name != "inception_v3":
             if aux_logits is not None:
                 raise ValueError(f"aux_logits is an option of inception_v3, not of {network.name}")
-            ws = _family_weight_set(src, preprocessing, network)
-            if ws.format == "torch":
-                from anyshape.weights.convert_twin import convert_twin as convert_network
-            else:
-                from anyshape.weights.convert_family import convert_family as convert_network
-            return convert_network(
-                ws,
-                dst,
-                network,
+            arguments = FamilyArguments(
                 source=source,
                 input_shape=input_shape,
                 force=force,
@@ -229,6 +222,7 @@ def convert(
                 progress=progress,
                 options=options,
             )
+            return _convert_network(_family_weight_set(src, preprocessing, network), dst, network, arguments)
         if options:
             raise ValueError(f"convert takes no network options for inception_v3, got {sorted(options)}")
     ws = resolve(src, preprocessing)
@@ -249,6 +243,16 @@ def convert(
     written = _written_weight_set(loaded, read, aux_logits)
     _save(model, dst, written, classifier_activation, overwrite=force)
     return ConversionResult(os.path.abspath(dst), written, report, note)
+
+
+def _convert_network(ws: WeightSet, dst: str, network, arguments: FamilyArguments) -> FamilyConversionResult:
+    """`ws`, resolved for `network` (not InceptionV3), converted by its converter: a state dict of its
+    PyTorch twin by `convert_twin`, a Keras file by `convert_family`."""
+    if ws.format == "torch":
+        from anyshape.weights.convert_twin import convert_twin as convert_network
+    else:
+        from anyshape.weights.convert_family import convert_family as convert_network
+    return convert_network(ws, dst, network, arguments)
 
 
 def _family_weight_set(src, preprocessing: str | None, network) -> WeightSet:

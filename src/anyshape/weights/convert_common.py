@@ -16,6 +16,9 @@ __all__ = [
     "PARITY_TOLERANCE",
     "FamilyParityReport",
     "FamilyConversionResult",
+    "FamilyArguments",
+    "load_family_model",
+    "finish_family",
     "check_destination",
     "reference_available",
     "as_written",
@@ -24,6 +27,60 @@ __all__ = [
 ]
 
 PARITY_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class FamilyArguments:
+    """What `convert` passes on to a family network's conversion (`convert_family`, `convert_twin`):
+    its own arguments of the same names (`options`: the network's build arguments)."""
+
+    source: str | None
+    input_shape: tuple | None
+    force: bool
+    parity: bool
+    parity_images: int
+    classifier_activation: str | None
+    channel_adapt: object
+    cache_dir: str | None
+    progress: bool
+    options: dict
+
+    def shape(self) -> tuple:
+        """The model's input shape: `input_shape`, by default (None, None, 3)."""
+        return tuple(self.input_shape) if self.input_shape is not None else (None, None, 3)
+
+    def overrides(self, ws: WeightSet, arch) -> dict:
+        """`ws`'s build overrides for network `arch`, but for those the caller's options set."""
+        return {k: v for k, v in ws.build_overrides_for(arch.name).items() if k not in self.options}
+
+
+def load_family_model(ws: WeightSet, path: str, arch, args: FamilyArguments, classes, overrides: dict):
+    """(model, the loaded WeightSet): network `arch` built for logits with the file's head (`classes`
+    classes; None: no top), `ws`'s file at `path` loaded into it (as create_model(weights=...) does,
+    with the weight set already resolved and fetched)."""
+    from anyshape.factory import create_model
+    from anyshape.weights.loader import load_weight_set
+
+    head = {"include_top": True, "classes": classes} if classes is not None else {"include_top": False}
+    model = create_model(
+        arch.name, input_shape=args.shape(), classifier_activation=None, **head, **overrides, **args.options
+    )
+    loaded = load_weight_set(
+        model,
+        replace(ws, path=path),
+        channel_adapt=args.channel_adapt,
+        cache_dir=args.cache_dir,
+        progress=args.progress,
+    )
+    return model, loaded
+
+
+def finish_family(model, arch, dst: str, written: WeightSet, classes, args: FamilyArguments, report, note: str):
+    """The classifier's activation set (when the file has a classifier), `dst` written, the result."""
+    if classes is not None and args.classifier_activation:
+        set_classifier_activation(model, arch, args.classifier_activation)
+    save_family(model, dst, written, overwrite=args.force)
+    return FamilyConversionResult(os.path.abspath(dst), written, arch.name, args.shape(), report, note)
 
 
 def check_destination(dst, force: bool) -> str:

@@ -8,19 +8,17 @@ the same file (RGB; Keras' published .h5 only, which is the file Keras' construc
 
 from __future__ import annotations
 
-import os
-from dataclasses import replace
-
 import numpy as np
 
 from anyshape.errors import ParameterError
 from anyshape.weights.checkpoint import WeightFileError
 from anyshape.weights.convert_common import (
+    FamilyArguments,
     FamilyConversionResult,
     FamilyParityReport,
     as_written,
-    save_family,
-    set_classifier_activation,
+    finish_family,
+    load_family_model,
 )
 from anyshape.weights.weight_set import WeightSet
 
@@ -31,17 +29,7 @@ def convert_family(
     ws: WeightSet,
     dst: str,
     arch,
-    *,
-    source,
-    input_shape,
-    force: bool,
-    parity: bool,
-    parity_images: int,
-    classifier_activation,
-    channel_adapt,
-    cache_dir,
-    progress: bool,
-    options: dict,
+    args: FamilyArguments,
 ) -> FamilyConversionResult:
     """A Keras file or registry set of network `arch` (`ws`, resolved) into anyshape's network, written
     to `dst`."""
@@ -49,31 +37,26 @@ def convert_family(
     from anyshape.factory import create_model
     from anyshape.weights.family import family_weight_file, file_classes
 
-    if source not in (None, "keras"):
+    if args.source not in (None, "keras"):
         raise ParameterError(
-            "{source=*}: {network} converts from Keras files only in this version", source=source, network=arch.name
+            "{source=*}: {network} converts from Keras files only in this version",
+            source=args.source,
+            network=arch.name,
         )
-    input_shape = tuple(input_shape) if input_shape is not None else (None, None, 3)
-    overrides = {k: v for k, v in ws.build_overrides_for(arch.name).items() if k not in options}
+    input_shape, overrides, options = args.shape(), args.overrides(ws, arch), args.options
     # the network without its top says what the file holds beyond it: the classifier, or nothing
     backbone = create_model(arch.name, input_shape=input_shape, include_top=False, **overrides, **options)
     built = model_config(backbone)
     assert built is not None  # create_model records the network it built
-    path = family_weight_file(ws, arch, built[1], True, cache_dir, progress)
+    path = family_weight_file(ws, arch, built[1], True, args.cache_dir, args.progress)
     classes = file_classes(path, backbone, arch)
     del backbone
-    head = {"include_top": True, "classes": classes} if classes is not None else {"include_top": False}
-    # create_model(weights=...) as it does it, with the weight set already resolved and fetched
-    from anyshape.weights.loader import load_weight_set
-
-    model = create_model(arch.name, input_shape=input_shape, classifier_activation=None, **head, **overrides, **options)
-    load_weight_set(model, replace(ws, path=path), channel_adapt=channel_adapt, cache_dir=cache_dir, progress=progress)
-    report, note = _family_parity(model, arch, path, classes, input_shape, parity, parity_images, options, overrides)
+    model, _ = load_family_model(ws, path, arch, args, classes, overrides)
+    report, note = _family_parity(
+        model, arch, path, classes, input_shape, args.parity, args.parity_images, options, overrides
+    )
     written = as_written(model.anyshape_weights, arch=arch.name, source="keras", name=ws.name, num_classes=classes)
-    if classes is not None and classifier_activation:
-        set_classifier_activation(model, arch, classifier_activation)
-    save_family(model, dst, written, overwrite=force)
-    return FamilyConversionResult(os.path.abspath(dst), written, arch.name, input_shape, report, note)
+    return finish_family(model, arch, dst, written, classes, args, report, note)
 
 
 def _family_parity(

@@ -19,7 +19,6 @@ only at 224).
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -27,12 +26,13 @@ import numpy as np
 from anyshape.errors import ParameterError
 from anyshape.weights.checkpoint import WeightFileError
 from anyshape.weights.convert_common import (
+    FamilyArguments,
     FamilyConversionResult,
     FamilyParityReport,
     as_written,
+    finish_family,
+    load_family_model,
     reference_available,
-    save_family,
-    set_classifier_activation,
 )
 from anyshape.weights.reference import import_reference_frameworks
 from anyshape.weights.torch_sets import pixel_scaling, reference_model
@@ -57,58 +57,38 @@ def convert_twin(
     ws: WeightSet,
     dst: str,
     arch,
-    *,
-    source,
-    input_shape,
-    force: bool,
-    parity: bool,
-    parity_images: int,
-    classifier_activation,
-    channel_adapt,
-    cache_dir,
-    progress: bool,
-    options: dict,
+    args: FamilyArguments,
 ) -> FamilyConversionResult:
     """A state dict of network `arch`'s twin (`ws`, resolved for `arch`) into anyshape's network,
     written to `dst`."""
-    framework, model_name = reference_model(arch, ws, options)
-    if source not in (None, framework):
+    framework, model_name = reference_model(arch, ws, args.options)
+    if args.source not in (None, framework):
         raise ParameterError(
             "{source=*}: a state dict of {network} is {framework}'s {model} layout; give {source=@framework} "
             "or leave it out",
-            source=source,
+            source=args.source,
             network=arch.name,
             framework=framework,
             model=model_name,
         )
-    if parity:  # before anything loads TensorFlow (see anyshape.weights.reference)
+    if args.parity:  # before anything loads TensorFlow (see anyshape.weights.reference)
         import_reference_frameworks(framework)
-    from anyshape.factory import create_model
     from anyshape.weights.family import family_weight_file
-    from anyshape.weights.loader import load_weight_set
     from anyshape.weights.torch import read_state_dict
     from anyshape.weights.torch_family import head_classes
 
-    input_shape = tuple(input_shape) if input_shape is not None else (None, None, 3)
-    overrides = {k: v for k, v in ws.build_overrides_for(arch.name).items() if k not in options}
-    path = os.fspath(family_weight_file(ws, arch, None, True, cache_dir, progress))
+    overrides = args.overrides(ws, arch)
+    path = os.fspath(family_weight_file(ws, arch, None, True, args.cache_dir, args.progress))
     state = read_state_dict(path)
-    classes = head_classes(state, arch, arch.checked_config(**overrides, **options))
-    head = {"include_top": True, "classes": classes} if classes is not None else {"include_top": False}
-    model = create_model(arch.name, input_shape=input_shape, classifier_activation=None, **head, **overrides, **options)
-    loaded = load_weight_set(
-        model, replace(ws, path=path), channel_adapt=channel_adapt, cache_dir=cache_dir, progress=progress
-    )
+    classes = head_classes(state, arch, arch.checked_config(**overrides, **args.options))
+    model, loaded = load_family_model(ws, path, arch, args, classes, overrides)
     report, note = None, "disabled"
-    if parity:
-        reference = (framework, model_name)
-        report, note = _twin_parity(model, arch, loaded, state, reference, classes, input_shape, parity_images, options)
+    if args.parity:
+        reference, images = (framework, model_name), args.parity_images
+        report, note = _twin_parity(model, arch, loaded, state, reference, classes, args.shape(), images, args.options)
     del state
     written = as_written(loaded, arch=arch.name, name=ws.name, num_classes=classes)
-    if classes is not None and classifier_activation:
-        set_classifier_activation(model, arch, classifier_activation)
-    save_family(model, dst, written, overwrite=force)
-    return FamilyConversionResult(os.path.abspath(dst), written, arch.name, input_shape, report, note)
+    return finish_family(model, arch, dst, written, classes, args, report, note)
 
 
 # anyshape build options that timm's model takes under another name (timm/models/convnext.py ConvNeXt)
