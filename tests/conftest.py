@@ -159,7 +159,11 @@ SPLIT_FILES = {"test_archs.py", "test_weights_family.py"}  # independent tests, 
 SPLIT_PARAMS = ("name", "keras_name")
 # files whose tests share a module fixture per parameter: grouped by that parameter, so the groups
 # spread over both workers and each keeps its models (test_family.py: one representative per family)
-GROUP_BY_PARAM = {"test_family.py": "family"}
+GROUP_BY_PARAM = {
+    "test_family.py": "family",
+    # each family's chain (train -> convert -> export -> predict, quantize, bench) is made once
+    "test_verbs_family.py": "built",
+}
 # files that mostly wait on processes of their own (a local Ray: its raylet, GCS and actors), which
 # a loaded machine slows several times over: they start after the other files, once the JAX and
 # PyTorch runs beside (about 5 and 10 minutes) have ended, and before the harness's short tests
