@@ -49,7 +49,7 @@ from anyshape.weights.convert_twin import twin_difference
 from anyshape.weights.registry import WeightsForAnotherNetwork
 from anyshape.weights.torch import read_state_dict
 from anyshape.weights.torch_family import TWIN_OVERRIDES, state_dict_to_entries, twin_layout
-from anyshape.weights.torch_sets import HF_URL, pixel_scaling, reference_model
+from anyshape.weights.torch_sets import HF_URL, pixel_scaling, reference_model, twin_note
 
 TOL = 1e-4
 ODD = (65, 97)  # odd and non-square
@@ -401,6 +401,38 @@ def test_twins_reference_models_and_where_a_twin_differs():
     assert twin_difference(vgg, (224, 224), True) is None and twin_difference(vgg, (256, 320), False) is None
     assert "adaptive average pool" in twin_difference(vgg, (256, 320), True)
     assert twin_difference(get_arch("resnet50"), (65, 97), True) is None
+
+
+def test_explain_with_a_twins_weights_says_where_it_differs_and_builds_as_they_need(capsys):
+    """`anyshape explain --weights NAME` (no model built, no weights read): the twin's build
+    overrides in the report as create_model applies them (a flag given wins), and a note where the
+    network is not the twin's function; `twin_note` (weights layer) gives the same note."""
+    base = ["explain", "--arch", "vgg16", "--include-top", "--weights", "vgg16.tv_in1k"]
+    assert main([*base, "--input-shape", "256,320,3"]) == 0
+    assert "note: with weights vgg16.tv_in1k: VGG16's top differs" in capsys.readouterr().out
+    assert main([*base, "--input-shape", "224,224,3"]) == 0 and "note:" not in capsys.readouterr().out
+    assert main([*base[:-2], "--input-shape", "256,320,3", "--weights", "vgg16.keras_in1k"]) == 0
+    assert "note:" not in capsys.readouterr().out  # Keras' own weights: no twin
+    assert "adaptive average pool" in twin_note(
+        "vgg19.tv_in1k", (3, 225, 224), arch="vgg19", data_format="channels_first"
+    )
+    assert "adaptive average pool" in twin_note("vgg16.tv_in1k", None, arch="vgg16")  # a free size
+    assert twin_note("vgg16.tv_in1k", (3, 224, 224), arch="vgg16", data_format="channels_first") is None
+    assert twin_note("vgg16.tv_in1k", (256, 320, 3), arch="vgg16", include_top=False) is None
+
+    resnet = ["explain", "--arch", "resnet50", "--input-shape", "65,97,3", "--weights", "resnet50.tv2_in1k"]
+    twin = anyshape.explain(
+        (65, 97, 3), arch="resnet50", include_top=False, **REGISTRY["resnet50.tv2_in1k"].build_overrides
+    )
+    assert twin.params != anyshape.explain((65, 97, 3), arch="resnet50", include_top=False).params
+    assert main(resnet) == 0
+    text = capsys.readouterr().out
+    assert f"total: {twin.params:,} parameters" in text and "stride_in_3x3=True, conv_bias=False" in text, text
+    assert main([*resnet, "--option", "conv_bias=true"]) == 0  # a value given wins
+    text = capsys.readouterr().out
+    assert "stride_in_3x3=True" in text and "conv_bias" not in text, text  # Keras' default, not shown
+    assert main(["explain", "--arch", "resnet50", "--weights", "vgg16.tv_in1k"]) == 2  # another network's set
+    assert "not ResNet50's" in capsys.readouterr().err
 
 
 def test_timms_efficientnet_sets_follow_timms_configs():

@@ -37,6 +37,8 @@ __all__ = [
     "reference_model",
     "unpublished_twin_set",
     "file_set_with_mode",
+    "twin_difference",
+    "twin_note",
 ]
 
 HF_URL = "https://huggingface.co/timm/{}/resolve/main/model.safetensors"
@@ -350,3 +352,41 @@ def unpublished_twin_set(path: str, arch, mode: str) -> WeightSet:
         mean, std = (ws.mean, ws.std) if ws.mode == "torch" else ((0.5,) * 3, (0.5,) * 3)
         ws = replace(ws, mode="raw", mean=mean, std=std)
     return ws
+
+
+def twin_difference(arch, hw, include_top: bool) -> str | None:
+    """Why network `arch` with input (H, W) (None for a free side) is not its PyTorch twin's function,
+    or None when it is."""
+    if arch.family == "vgg" and include_top and tuple(hw) != (224, 224):
+        return (
+            f"{arch.keras_name}'s top differs from torchvision's away from 224 x 224: torchvision resamples "
+            "block5_pool to 7 x 7 with an adaptive average pool at every size, anyshape applies fc1 to each "
+            "7 x 7 window of it and averages the scores (the same function at 224 x 224 only; without the "
+            "top, the features are the same at every size)"
+        )
+    return None
+
+
+def twin_note(
+    weights,
+    input_shape=None,
+    *,
+    arch,
+    include_top: bool = True,
+    data_format: str = "channels_last",
+    preprocessing: str | None = None,
+) -> str | None:
+    """Where network `arch` (a name), built with PyTorch weights `weights` (a weight set's name, a
+    file or a WeightSet, as `resolve` takes it) for `input_shape` (H, W, C in `data_format`
+    order; None or None sides for a free size), is not the function of the twin the weights were
+    trained in; None when it is, or when the weights are not a twin's. Reads no weights."""
+    from anyshape.archs import get_arch
+    from anyshape.weights.registry import resolve
+
+    ws = resolve(weights, preprocessing, arch=arch)
+    if ws.format != "torch":
+        return None
+    shape = tuple(input_shape) if input_shape is not None else (None, None, 3)
+    hw = shape[1:] if data_format == "channels_first" else shape[:2]
+    why = twin_difference(get_arch(arch), hw, include_top)
+    return None if why is None else f"with weights {ws.name}: {why}"
