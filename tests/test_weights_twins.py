@@ -147,6 +147,49 @@ def test_timms_inception_resnet_v2_from_safetensors_at_an_odd_size(tmp_path):
     assert (ws.mode, ws.crop_pct, ws.interpolation, ws.input_size) == ("tf", 0.8975, "bicubic", (299, 299))
 
 
+def _legacy_xception_block3(ref, x):
+    """timm legacy_xception's block3 output (Keras' block4_add) for NHWC images `x`, as NHWC."""
+    with torch.no_grad():
+        t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        for name in ("conv1", "bn1", "act1", "conv2", "bn2", "act2", "block1", "block2", "block3"):
+            t = getattr(ref, name)(t)
+    return t.numpy().transpose(0, 2, 3, 1)
+
+
+def test_timms_legacy_xception_at_an_odd_size_where_its_pools_see_even_sizes(tmp_path):
+    """timm's legacy_xception (symmetric reduction pools, BatchNorm eps 1e-5): at 35 x 39 the pools
+    of blocks 3, 4 and 13 see even heights, where Keras' "same" pads (0, 1) and timm (1, 1). The
+    overrides make the two equal there; with Keras' pools (padding="tf", a value given wins) block4's
+    output is not (compared there: a random network's logits barely depend on its input)."""
+    import keras
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    ref = randomise_torch_batchnorm(timm.create_model("legacy_xception")).eval()
+    path = tmp_path / "legacy_xception.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    ours = anyshape.create_model(
+        "xception", weights=str(path), preprocessing="tf", input_shape=(None, None, 3), classifier_activation=None
+    )
+    assert (model_config(ours)[1].padding, model_config(ours)[1].bn_epsilon) == ("symmetric", 1e-5)
+    x = images((35, 39, 3))
+    _assert_twin(ours, ref, x)
+    expected = _legacy_xception_block3(ref, x)
+    assert relative_error(run(keras.Model(ours.input, ours.get_layer("block4_add").output), x), expected) <= TOL
+    del ours
+    keras_pools = anyshape.create_model(
+        "xception", weights=str(path), preprocessing="tf", include_top=False, input_shape=(35, 39, 3), padding="tf"
+    )
+    got = run(keras.Model(keras_pools.input, keras_pools.get_layer("block4_add").output), x)
+    assert relative_error(got, expected) > 10 * TOL
+    ws = resolve("timm/legacy_xception", arch="xception")
+    assert ws.name == "xception.tf_in1k" and ws.build_overrides == {"padding": "symmetric", "bn_epsilon": 1e-5}
+    assert ws.url.endswith("/v0.1-cadene/xception-43020ad28.pth")
+    assert reference_model(get_arch("xception"), ws) == ("timm", "legacy_xception")
+    assert (ws.mode, ws.crop_pct, ws.interpolation, ws.input_size) == ("tf", 0.8975, "bicubic", (299, 299))
+
+
 def test_timms_tf_efficientnet_b0_keeps_taking_pixels_at_odd_and_even_sizes(tmp_path):
     """timm's TF port pads as TF does ("same", as Keras); the network keeps its in-graph
     normalisation, which takes the mean and std the weights expect: 0..255 pixels in."""

@@ -19,6 +19,10 @@ Where the figures come from:
     for every tf_efficientnet_b<N>, which `timm/tf_efficientnet_b<N>` names here too.
   - timm/models/inception_resnet_v2.py default_cfgs: hf_hub_id timm/, input 299, crop_pct 0.8975,
     bicubic, IMAGENET_INCEPTION_MEAN/STD, i.e. [-1, 1], 1000 classes; tf_in1k listed first.
+  - timm/models/xception.py default_cfgs `legacy_xception.tf_in1k` (Cadene's port of Keras' Xception
+    weights): url .../releases/download/v0.1-cadene/xception-43020ad28.pth (no hf_hub_id: the file is
+    a GitHub release; "43020ad28" is its torch.hub hash prefix), input 299, crop_pct 0.8975, bicubic,
+    mean = std = 0.5 ([-1, 1]), 1000 classes; top-1 78.892 as the module doc reports it.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ TWIN_OVERRIDES: dict[str, tuple[tuple[str, object], ...]] = {
     # timm's convnext_* (conv_mlp=False): LayerNorm eps 1e-6, exact GELU, a 4x4 / 2x2 "valid" stem and
     # downsampling, 7x7 depthwise convs padded 3 ("same"), ImageNet mean/std in Keras' graph
     "convnext": (),
+    # timm's legacy_xception: torch's MaxPool2d(3, 2, 1) in the reduction blocks, BatchNorm eps 1e-5
+    "xception": (("padding", "symmetric"), ("bn_epsilon", 1e-5)),
 }
 """The build options that make each family's network its PyTorch twin's function
 (`anyshape.weights.torch_family`'s module doc says why)."""
@@ -70,6 +76,7 @@ TWIN_SOURCE = {family: "torchvision" for family in TWIN_OVERRIDES} | {
     "efficientnet": "timm",
     "mobilenet_v3": "timm",
     "convnext": "timm",
+    "xception": "timm",
 }
 
 _TORCHVISION = "https://download.pytorch.org/models/"
@@ -273,6 +280,31 @@ def _inception_resnet_v2_sets() -> list[WeightSet]:
     ]
 
 
+def _xception_sets() -> list[WeightSet]:
+    file_name = "xception-43020ad28.pth"
+    return [
+        WeightSet(
+            name="xception.tf_in1k",
+            arch="xception",
+            source="timm",
+            format="torch",
+            description="timm legacy_xception.tf_in1k: Cadene's PyTorch port of Keras' Xception weights",
+            url="https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-cadene/" + file_name,
+            file_name=file_name,
+            file_hash="43020ad28",
+            hash_algorithm="sha256",
+            mode="tf",
+            input_size=(299, 299),
+            crop_pct=0.8975,
+            interpolation="bicubic",
+            top1=78.892,
+            license="apache-2.0",
+            overrides=TWIN_OVERRIDES["xception"],
+            aliases=("timm/legacy_xception.tf_in1k", "timm:legacy_xception.tf_in1k", "timm/legacy_xception"),
+        )
+    ]
+
+
 def twin_sets() -> list[WeightSet]:
     """Every registered set of the family's PyTorch twins (InceptionV3's are the registry's own)."""
     return (
@@ -281,6 +313,7 @@ def twin_sets() -> list[WeightSet]:
         + _inception_resnet_v2_sets()
         + _mobilenet_v3_sets()
         + _convnext_sets()
+        + _xception_sets()
     )
 
 
@@ -298,6 +331,8 @@ def reference_model(arch, weight_set: WeightSet | None = None, options: dict | N
         return "timm", f"tf_{arch.name}"
     if arch.family == "convnext":
         return "timm", arch.name
+    if arch.family == "xception":
+        return "timm", "legacy_xception"
     if arch.family == "mobilenet_v3":
         options = {**dict(weight_set.overrides if weight_set is not None else ()), **(options or {})}
         alpha = options.get("alpha", 1.0)
