@@ -338,7 +338,7 @@ def test_a_file_that_is_not_published_needs_its_preprocessing(twins):
     ws = resolve(path, "torch", arch="mobilenet_v2")
     assert ws.arch == "mobilenet_v2" and ws.build_overrides == {"padding": "symmetric", "bn_epsilon": 1e-5}
     with pytest.raises(anyshape.weights.UnknownWeights, match="no PyTorch twin"):
-        resolve(path, "torch", arch="xception")
+        resolve(path, "torch", arch="mobilenet")  # MobileNet (v1): no twin
     # networks that scale in their graph: the preprocessing named is theirs (0..255 pixels in), or
     # they are built without that scaling and take the input so prepared
     assert (resolve(path, "tf", arch="mobilenet_v3_small").mode, resolve(path, "torch", arch="convnext_tiny").mode) == (

@@ -1,6 +1,6 @@
 """The layouts of the family's PyTorch twins: which torch module each weighted Keras layer of a
 network takes its tensors from (`twin_layout`), torchvision's for ResNet, DenseNet, VGG and
-MobileNetV2, timm's for InceptionResNetV2, EfficientNet B0-B7, MobileNetV3 and ConvNeXt. The
+MobileNetV2, timm's for InceptionResNetV2, EfficientNet B0-B7, MobileNetV3, ConvNeXt and Xception. The
 tensors themselves are converted and loaded by `anyshape.weights.torch_family`; the weight sets
 are `anyshape.weights.torch_sets`.
 
@@ -26,6 +26,9 @@ so a saved model reloads as what it is):
                   conv_pw / bn2 (first stage) or conv_pw / bn1 / conv_dw / bn2 / se.* / conv_pwl / bn3,
                   conv_head, bn2, classifier         none (the in-graph Normalization takes the
                                                   weights' mean and std)
+    xception (timm legacy_xception)  conv1 / bn1, conv2 / bn2, blockK.skip / skipbn, blockK.rep.I (a
+                  SeparableConv2d: conv1 depthwise + pointwise) / rep.I+1, conv3 / bn3, conv4 / bn4, fc
+                                                  padding="symmetric", bn_epsilon=1e-5
 
 Sources (torchvision 0.29, read for this module): torchvision/models/resnet.py (Bottleneck puts the
 stride in conv2, "ResNet V1.5"; every conv has bias=False; nn.BatchNorm2d's eps 1e-5),
