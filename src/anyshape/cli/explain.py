@@ -67,7 +67,7 @@ def _explain_with_weights(args, configuration: dict) -> int:
     from anyshape.archs import get_arch
     from anyshape.shapes import explain
     from anyshape.weights import resolve
-    from anyshape.weights.torch_sets import twin_note
+    from anyshape.weights.twin_note import twin_note
 
     arch = get_arch(args.arch).name
     ws = resolve(args.weights, args.preprocessing, arch=arch)

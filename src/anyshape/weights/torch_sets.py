@@ -42,7 +42,6 @@ __all__ = [
     "unpublished_twin_set",
     "file_set_with_mode",
     "twin_difference",
-    "twin_note",
 ]
 
 HF_URL = "https://huggingface.co/timm/{}/resolve/main/model.safetensors"
@@ -401,28 +400,3 @@ def twin_difference(arch, hw, include_top: bool) -> str | None:
             "top, the features are the same at every size)"
         )
     return None
-
-
-def twin_note(
-    weights,
-    input_shape=None,
-    *,
-    arch,
-    include_top: bool = True,
-    data_format: str = "channels_last",
-    preprocessing: str | None = None,
-) -> str | None:
-    """Where network `arch` (a name), built with PyTorch weights `weights` (a weight set's name, a
-    file or a WeightSet, as `resolve` takes it) for `input_shape` (H, W, C in `data_format`
-    order; None or None sides for a free size), is not the function of the twin the weights were
-    trained in; None when it is, or when the weights are not a twin's. Reads no weights."""
-    from anyshape.archs import get_arch
-    from anyshape.weights.registry import resolve
-
-    ws = resolve(weights, preprocessing, arch=arch)
-    if ws.format != "torch":
-        return None
-    shape = tuple(input_shape) if input_shape is not None else (None, None, 3)
-    hw = shape[1:] if data_format == "channels_first" else shape[:2]
-    why = twin_difference(get_arch(arch), hw, include_top)
-    return None if why is None else f"with weights {ws.name}: {why}"
