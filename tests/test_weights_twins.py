@@ -50,6 +50,7 @@ from anyshape.weights.registry import WeightsForAnotherNetwork
 from anyshape.weights.torch import read_state_dict
 from anyshape.weights.torch_family import TWIN_OVERRIDES, state_dict_to_entries, twin_layout
 from anyshape.weights.torch_sets import HF_URL, pixel_scaling, reference_model
+from anyshape.weights.twin_note import twin_note
 
 TOL = 1e-4
 ODD = (65, 97)  # odd and non-square
@@ -144,6 +145,49 @@ def test_timms_inception_resnet_v2_from_safetensors_at_an_odd_size(tmp_path):
     ws = resolve("timm/inception_resnet_v2", arch="inception_resnet_v2")
     assert ws.name == "inception_resnet_v2.tf_in1k" and ws.build_overrides == {"bn_scale": True}
     assert ws.url == "https://huggingface.co/timm/inception_resnet_v2.tf_in1k/resolve/main/model.safetensors"
+    assert (ws.mode, ws.crop_pct, ws.interpolation, ws.input_size) == ("tf", 0.8975, "bicubic", (299, 299))
+
+
+def _legacy_xception_block3(ref, x):
+    """timm legacy_xception's block3 output (Keras' block4_add) for NHWC images `x`, as NHWC."""
+    with torch.no_grad():
+        t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        for name in ("conv1", "bn1", "act1", "conv2", "bn2", "act2", "block1", "block2", "block3"):
+            t = getattr(ref, name)(t)
+    return t.numpy().transpose(0, 2, 3, 1)
+
+
+def test_timms_legacy_xception_at_an_odd_size_where_its_pools_see_even_sizes(tmp_path):
+    """timm's legacy_xception (symmetric reduction pools, BatchNorm eps 1e-5): at 35 x 39 the pools
+    of blocks 3, 4 and 13 see even heights, where Keras' "same" pads (0, 1) and timm (1, 1). The
+    overrides make the two equal there; with Keras' pools (padding="tf", a value given wins) block4's
+    output is not (compared there: a random network's logits barely depend on its input)."""
+    import keras
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    ref = randomise_torch_batchnorm(timm.create_model("legacy_xception")).eval()
+    path = tmp_path / "legacy_xception.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    ours = anyshape.create_model(
+        "xception", weights=str(path), preprocessing="tf", input_shape=(None, None, 3), classifier_activation=None
+    )
+    assert (model_config(ours)[1].padding, model_config(ours)[1].bn_epsilon) == ("symmetric", 1e-5)
+    x = images((35, 39, 3))
+    _assert_twin(ours, ref, x)
+    expected = _legacy_xception_block3(ref, x)
+    assert relative_error(run(keras.Model(ours.input, ours.get_layer("block4_add").output), x), expected) <= TOL
+    del ours
+    keras_pools = anyshape.create_model(
+        "xception", weights=str(path), preprocessing="tf", include_top=False, input_shape=(35, 39, 3), padding="tf"
+    )
+    got = run(keras.Model(keras_pools.input, keras_pools.get_layer("block4_add").output), x)
+    assert relative_error(got, expected) > 10 * TOL
+    ws = resolve("timm/legacy_xception", arch="xception")
+    assert ws.name == "xception.tf_in1k" and ws.build_overrides == {"padding": "symmetric", "bn_epsilon": 1e-5}
+    assert ws.url.endswith("/v0.1-cadene/xception-43020ad28.pth")
+    assert reference_model(get_arch("xception"), ws) == ("timm", "legacy_xception")
     assert (ws.mode, ws.crop_pct, ws.interpolation, ws.input_size) == ("tf", 0.8975, "bicubic", (299, 299))
 
 
@@ -295,7 +339,7 @@ def test_a_file_that_is_not_published_needs_its_preprocessing(twins):
     ws = resolve(path, "torch", arch="mobilenet_v2")
     assert ws.arch == "mobilenet_v2" and ws.build_overrides == {"padding": "symmetric", "bn_epsilon": 1e-5}
     with pytest.raises(anyshape.weights.UnknownWeights, match="no PyTorch twin"):
-        resolve(path, "torch", arch="xception")
+        resolve(path, "torch", arch="mobilenet")  # MobileNet (v1): no twin
     # networks that scale in their graph: the preprocessing named is theirs (0..255 pixels in), or
     # they are built without that scaling and take the input so prepared
     assert (resolve(path, "tf", arch="mobilenet_v3_small").mode, resolve(path, "torch", arch="convnext_tiny").mode) == (
@@ -401,6 +445,38 @@ def test_twins_reference_models_and_where_a_twin_differs():
     assert twin_difference(vgg, (224, 224), True) is None and twin_difference(vgg, (256, 320), False) is None
     assert "adaptive average pool" in twin_difference(vgg, (256, 320), True)
     assert twin_difference(get_arch("resnet50"), (65, 97), True) is None
+
+
+def test_explain_with_a_twins_weights_says_where_it_differs_and_builds_as_they_need(capsys):
+    """`anyshape explain --weights NAME` (no model built, no weights read): the twin's build
+    overrides in the report as create_model applies them (a flag given wins), and a note where the
+    network is not the twin's function; `twin_note` (weights layer) gives the same note."""
+    base = ["explain", "--arch", "vgg16", "--include-top", "--weights", "vgg16.tv_in1k"]
+    assert main([*base, "--input-shape", "256,320,3"]) == 0
+    assert "note: with weights vgg16.tv_in1k: VGG16's top differs" in capsys.readouterr().out
+    assert main([*base, "--input-shape", "224,224,3"]) == 0 and "note:" not in capsys.readouterr().out
+    assert main([*base[:-2], "--input-shape", "256,320,3", "--weights", "vgg16.keras_in1k"]) == 0
+    assert "note:" not in capsys.readouterr().out  # Keras' own weights: no twin
+    assert "adaptive average pool" in twin_note(
+        "vgg19.tv_in1k", (3, 225, 224), arch="vgg19", data_format="channels_first"
+    )
+    assert "adaptive average pool" in twin_note("vgg16.tv_in1k", None, arch="vgg16")  # a free size
+    assert twin_note("vgg16.tv_in1k", (3, 224, 224), arch="vgg16", data_format="channels_first") is None
+    assert twin_note("vgg16.tv_in1k", (256, 320, 3), arch="vgg16", include_top=False) is None
+
+    resnet = ["explain", "--arch", "resnet50", "--input-shape", "65,97,3", "--weights", "resnet50.tv2_in1k"]
+    twin = anyshape.explain(
+        (65, 97, 3), arch="resnet50", include_top=False, **REGISTRY["resnet50.tv2_in1k"].build_overrides
+    )
+    assert twin.params != anyshape.explain((65, 97, 3), arch="resnet50", include_top=False).params
+    assert main(resnet) == 0
+    text = capsys.readouterr().out
+    assert f"total: {twin.params:,} parameters" in text and "stride_in_3x3=True, conv_bias=False" in text, text
+    assert main([*resnet, "--option", "conv_bias=true"]) == 0  # a value given wins
+    text = capsys.readouterr().out
+    assert "stride_in_3x3=True" in text and "conv_bias" not in text, text  # Keras' default, not shown
+    assert main(["explain", "--arch", "resnet50", "--weights", "vgg16.tv_in1k"]) == 2  # another network's set
+    assert "not ResNet50's" in capsys.readouterr().err
 
 
 def test_timms_efficientnet_sets_follow_timms_configs():

@@ -4,7 +4,14 @@
 
 from __future__ import annotations
 
-from anyshape.cli.options import EXIT_FAILED, EXIT_OK, add_arch_arguments, add_model_arguments, network_options
+from anyshape.cli.options import (
+    EXIT_FAILED,
+    EXIT_OK,
+    add_arch_arguments,
+    add_model_arguments,
+    add_preprocessing_argument,
+    network_options,
+)
 
 
 def _configuration(args) -> dict:
@@ -32,14 +39,52 @@ def _add_explain(sub) -> None:
     )
     add_model_arguments(p)
     p.add_argument("--bn-scale", action="store_true", help="count BatchNorm gammas (torchvision/timm layout)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="a weight set name or a weights file: explain the network built as those weights need "
+        "(their build overrides), and say where it is not the function of the PyTorch twin they "
+        "come from (no weights are read) (default: none)",
+    )
+    add_preprocessing_argument(p)
     add_arch_arguments(p)
 
 
 def _run_explain(args) -> int:
     from anyshape.shapes import explain
 
-    report = explain(arch=args.arch, **_configuration(args))
+    configuration = _configuration(args)
+    if args.weights is not None and str(args.weights).lower() != "none":
+        return _explain_with_weights(args, configuration)
+    report = explain(arch=args.arch, **configuration)
     print(report)
+    return EXIT_OK if report.valid else EXIT_FAILED
+
+
+def _explain_with_weights(args, configuration: dict) -> int:
+    """explain --weights: the network with the weight set's build overrides (a flag given wins),
+    as `anyshape.create_model` builds it, then where it differs from the weights' PyTorch twin."""
+    from anyshape.archs import get_arch
+    from anyshape.shapes import explain
+    from anyshape.weights import resolve
+    from anyshape.weights.twin_note import twin_note
+
+    arch = get_arch(args.arch).name
+    ws = resolve(args.weights, args.preprocessing, arch=arch)
+    for key, value in ws.build_overrides_for(arch).items():
+        if configuration.get(key) is None:  # None: "what the weights need"; a value given wins
+            configuration[key] = value
+    report = explain(arch=args.arch, **configuration)
+    print(report)
+    note = twin_note(
+        ws,
+        args.input_shape,
+        arch=arch,
+        include_top=args.include_top,
+        data_format=configuration.get("data_format", "channels_last"),
+    )
+    if note is not None:
+        print(f"note: {note}")
     return EXIT_OK if report.valid else EXIT_FAILED
 
 

@@ -9,9 +9,10 @@ Modules:
     download    cache (keras_home()/models), progress, hash check, atomic write
     torch       torchvision/timm state dicts -> Keras layout (never runs pickled code)
     torch_family  the family's PyTorch twins: torchvision's ResNet, DenseNet, VGG, MobileNetV2 and
-                timm's InceptionResNetV2, EfficientNet, MobileNetV3, ConvNeXt state dicts -> Keras layout
+                timm's InceptionResNetV2, EfficientNet, MobileNetV3, ConvNeXt, Xception state dicts -> Keras layout
     torch_layouts  the twins' layouts: which torch module each Keras layer takes its tensors from
     torch_sets  the twins' weight sets, build overrides and reference models, as data
+    twin_note   where a network built for a twin's weights is not the twin's function (explain --weights)
     keras_h5    Keras files: the published legacy .h5, .weights.h5, .keras
     channels    first-conv adaptation to any channel count
     checkpoint  the numpy form every file is read into before anything is assigned

@@ -35,22 +35,10 @@ from anyshape.weights.convert_common import (
     reference_available,
 )
 from anyshape.weights.reference import import_reference_frameworks
-from anyshape.weights.torch_sets import pixel_scaling, reference_model
+from anyshape.weights.torch_sets import pixel_scaling, reference_model, twin_difference
 from anyshape.weights.weight_set import WeightSet
 
 __all__ = ["convert_twin", "twin_difference"]
-
-
-def twin_difference(arch, hw, include_top: bool) -> str | None:
-    """Why network `arch` with input (H, W) is not its PyTorch twin's function, or None when it is."""
-    if arch.family == "vgg" and include_top and tuple(hw) != (224, 224):
-        return (
-            f"{arch.keras_name}'s top differs from torchvision's away from 224 x 224: torchvision resamples "
-            "block5_pool to 7 x 7 with an adaptive average pool at every size, anyshape applies fc1 to each "
-            "7 x 7 window of it and averages the scores (the same function at 224 x 224 only; without the "
-            "top, the features are the same at every size)"
-        )
-    return None
 
 
 def convert_twin(

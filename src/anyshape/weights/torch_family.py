@@ -1,6 +1,6 @@
 """PyTorch twins of the family: a torchvision or timm state dict converted into the Keras layers of
-ResNet, DenseNet, VGG, MobileNetV2, InceptionResNetV2, EfficientNet B0-B7, MobileNetV3 or ConvNeXt
-and loaded all or nothing (the layouts, which torch module feeds which Keras layer, and the twins'
+ResNet, DenseNet, VGG, MobileNetV2, InceptionResNetV2, EfficientNet B0-B7, MobileNetV3, ConvNeXt or
+Xception and loaded all or nothing (the layouts, which torch module feeds which Keras layer, and the twins'
 build overrides: `anyshape.weights.torch_layouts`; the weight sets: `anyshape.weights.torch_sets`).
 
 What differs in layout and how it is converted (tensors become Keras' arrays, in Keras' order):
@@ -58,6 +58,16 @@ _SOURCE = {family: f"{source}'s" for family, source in TWIN_SOURCE.items()}
 def _convert(unit: Unit, tensors: list[np.ndarray], source: str) -> list[np.ndarray]:
     """The torch tensors of `unit` as the Keras layer's arrays; raises naming a tensor of the wrong rank."""
     w = tensors[0]
+    if (
+        unit.kind == "separable"
+    ):  # depthwise (C, 1, kh, kw) -> (kh, kw, C, 1); pointwise (out, C, 1, 1) -> (1, 1, C, out)
+        p = tensors[1]
+        if w.ndim != 4 or w.shape[1] != 1 or p.ndim != 4 or p.shape[1:] != (w.shape[0], 1, 1):
+            raise WeightFileError(
+                f"{source}: separable conv {unit.module} has tensors of shapes {tuple(w.shape)} and "
+                f"{tuple(p.shape)}, not (channels, 1, kh, kw) and (out, channels, 1, 1)"
+            )
+        return [np.ascontiguousarray(w.transpose(2, 3, 0, 1)), np.ascontiguousarray(p.transpose(2, 3, 1, 0))]
     if unit.kind in ("conv", "conv_bias", "depthwise"):
         if w.ndim != 4 or (unit.kind == "depthwise" and w.shape[1] != 1):
             want = "(channels, 1, kh, kw)" if unit.kind == "depthwise" else "(out, in, kh, kw)"
@@ -231,6 +241,11 @@ def entries_to_state_dict(model, arch, config) -> dict[str, np.ndarray]:
         arrays = [np.asarray(w.numpy() if hasattr(w, "numpy") else w) for w in layer.get_weights()]
         if unit.kind in ("bn", "param"):
             out.update(zip(unit.keys(), arrays))
+            continue
+        if unit.kind == "separable":
+            depthwise, pointwise = unit.keys()
+            out[depthwise] = np.ascontiguousarray(arrays[0].transpose(2, 3, 0, 1))
+            out[pointwise] = np.ascontiguousarray(arrays[1].transpose(3, 2, 0, 1))
             continue
         w = arrays[0]
         if unit.kind == "depthwise":

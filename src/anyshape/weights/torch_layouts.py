@@ -1,6 +1,6 @@
 """The layouts of the family's PyTorch twins: which torch module each weighted Keras layer of a
 network takes its tensors from (`twin_layout`), torchvision's for ResNet, DenseNet, VGG and
-MobileNetV2, timm's for InceptionResNetV2, EfficientNet B0-B7, MobileNetV3 and ConvNeXt. The
+MobileNetV2, timm's for InceptionResNetV2, EfficientNet B0-B7, MobileNetV3, ConvNeXt and Xception. The
 tensors themselves are converted and loaded by `anyshape.weights.torch_family`; the weight sets
 are `anyshape.weights.torch_sets`.
 
@@ -26,6 +26,9 @@ so a saved model reloads as what it is):
                   conv_pw / bn2 (first stage) or conv_pw / bn1 / conv_dw / bn2 / se.* / conv_pwl / bn3,
                   conv_head, bn2, classifier         none (the in-graph Normalization takes the
                                                   weights' mean and std)
+    xception (timm legacy_xception)  conv1 / bn1, conv2 / bn2, blockK.skip / skipbn, blockK.rep.I (a
+                  SeparableConv2d: conv1 depthwise + pointwise) / rep.I+1, conv3 / bn3, conv4 / bn4, fc
+                                                  padding="symmetric", bn_epsilon=1e-5
 
 Sources (torchvision 0.29, read for this module): torchvision/models/resnet.py (Bottleneck puts the
 stride in conv2, "ResNet V1.5"; every conv has bias=False; nn.BatchNorm2d's eps 1e-5),
@@ -59,7 +62,7 @@ class Unit:
 
     layer: str  # the Keras layer name
     module: str  # the torch module's name (key prefix)
-    # "conv", "conv_bias", "depthwise", "bn", "ln" (LayerNorm), "param", "dense", "dense_chw",
+    # "conv", "conv_bias", "depthwise", "separable", "bn", "ln" (LayerNorm), "param", "dense", "dense_chw",
     # "dense_conv" (a Linear as Keras' 1x1 Conv2D)
     kind: str
 
@@ -71,6 +74,8 @@ class Unit:
             return (f"{m}.weight",)
         if self.kind == "param":  # a bare parameter (ConvNeXt's layer scale gamma)
             return (m,)
+        if self.kind == "separable":  # timm's SeparableConv2d: depthwise conv1, then pointwise
+            return (f"{m}.conv1.weight", f"{m}.pointwise.weight")
         return (f"{m}.weight", f"{m}.bias")
 
 
@@ -283,6 +288,33 @@ def _convnext(config, p: str = "convnext_tiny") -> list[Unit]:
     return units + [Unit(norm, "head.norm", "ln"), Unit(f"{p}_head_dense", "head.fc", "dense")]
 
 
+def _xception(config) -> list[Unit]:
+    """timm's legacy_xception (timm/models/xception.py): conv1 / bn1, conv2 / bn2, then Keras' block
+    k (2 ... 13) is timm's block{k - 1}: skip / skipbn (the 1x1 shortcut of a reduction block) and
+    `rep`, a Sequential of [ReLU,] SeparableConv2d, BatchNorm per separable conv (block1 starts
+    without the ReLU); conv3 / bn3 and conv4 / bn4 are block14's; fc the classifier."""
+    from anyshape.archs.xception import MIDDLE_BLOCKS
+
+    units = [*_pair("block1_conv1", "conv1", "bn1"), *_pair("block1_conv2", "conv2", "bn2")]
+    for k in range(2, 14):
+        ours, theirs = f"block{k}", f"block{k - 1}"
+        if k not in MIDDLE_BLOCKS:
+            units += [Unit(f"{ours}_residual_conv", f"{theirs}.skip", "conv")]
+            units += [Unit(f"{ours}_residual_bn", f"{theirs}.skipbn", "bn")]
+        first = 0 if k == 2 else 1  # the index of the first separable conv in `rep`
+        for i in range(3 if k in MIDDLE_BLOCKS else 2):
+            at = first + 3 * i
+            units += [Unit(f"{ours}_sepconv{i + 1}", f"{theirs}.rep.{at}", "separable")]
+            units += [Unit(f"{ours}_sepconv{i + 1}_bn", f"{theirs}.rep.{at + 1}", "bn")]
+    for i, n in ((1, 3), (2, 4)):
+        units += [Unit(f"block14_sepconv{i}", f"conv{n}", "separable"), Unit(f"block14_sepconv{i}_bn", f"bn{n}", "bn")]
+    return units + [Unit("predictions", "fc", "dense")]
+
+
+def _pair(layer: str, conv: str, bn: str) -> list[Unit]:
+    return [Unit(layer, conv, "conv"), Unit(f"{layer}_bn", bn, "bn")]
+
+
 # how many of a family's last units are its top (the rest load into a model without it)
 _TOP_UNITS = {"vgg": 3, "mobilenet_v3": 2}
 
@@ -301,6 +333,7 @@ _LAYOUTS = {
     "vgg": _vgg,
     "mobilenet_v2": _mobilenet_v2,
     "inception_resnet_v2": _inception_resnet_v2,
+    "xception": _xception,
 }
 
 

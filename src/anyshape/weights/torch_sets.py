@@ -19,6 +19,10 @@ Where the figures come from:
     for every tf_efficientnet_b<N>, which `timm/tf_efficientnet_b<N>` names here too.
   - timm/models/inception_resnet_v2.py default_cfgs: hf_hub_id timm/, input 299, crop_pct 0.8975,
     bicubic, IMAGENET_INCEPTION_MEAN/STD, i.e. [-1, 1], 1000 classes; tf_in1k listed first.
+  - timm/models/xception.py default_cfgs `legacy_xception.tf_in1k` (Cadene's port of Keras' Xception
+    weights): url .../releases/download/v0.1-cadene/xception-43020ad28.pth (no hf_hub_id: the file is
+    a GitHub release, with no published hash), input 299, crop_pct 0.8975, bicubic,
+    mean = std = 0.5 ([-1, 1]), 1000 classes; top-1 78.892 as the module doc reports it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ __all__ = [
     "reference_model",
     "unpublished_twin_set",
     "file_set_with_mode",
+    "twin_difference",
 ]
 
 HF_URL = "https://huggingface.co/timm/{}/resolve/main/model.safetensors"
@@ -58,6 +63,8 @@ TWIN_OVERRIDES: dict[str, tuple[tuple[str, object], ...]] = {
     # timm's convnext_* (conv_mlp=False): LayerNorm eps 1e-6, exact GELU, a 4x4 / 2x2 "valid" stem and
     # downsampling, 7x7 depthwise convs padded 3 ("same"), ImageNet mean/std in Keras' graph
     "convnext": (),
+    # timm's legacy_xception: torch's MaxPool2d(3, 2, 1) in the reduction blocks, BatchNorm eps 1e-5
+    "xception": (("padding", "symmetric"), ("bn_epsilon", 1e-5)),
 }
 """The build options that make each family's network its PyTorch twin's function
 (`anyshape.weights.torch_family`'s module doc says why)."""
@@ -68,6 +75,7 @@ TWIN_SOURCE = {family: "torchvision" for family in TWIN_OVERRIDES} | {
     "efficientnet": "timm",
     "mobilenet_v3": "timm",
     "convnext": "timm",
+    "xception": "timm",
 }
 
 _TORCHVISION = "https://download.pytorch.org/models/"
@@ -271,6 +279,32 @@ def _inception_resnet_v2_sets() -> list[WeightSet]:
     ]
 
 
+def _xception_sets() -> list[WeightSet]:
+    file_name = "xception-43020ad28.pth"
+    return [
+        WeightSet(
+            name="xception.tf_in1k",
+            arch="xception",
+            source="timm",
+            format="torch",
+            description="timm legacy_xception.tf_in1k: Cadene's PyTorch port of Keras' Xception weights",
+            url="https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-cadene/" + file_name,
+            file_name=file_name,
+            # not checked: timm loads it with check_hash off (timm/models/_builder.py _CHECK_HASH) and
+            # no source says which digest the 9 hex digits in its name begin
+            file_hash=None,
+            mode="tf",
+            input_size=(299, 299),
+            crop_pct=0.8975,
+            interpolation="bicubic",
+            top1=78.892,
+            license="apache-2.0",
+            overrides=TWIN_OVERRIDES["xception"],
+            aliases=("timm/legacy_xception.tf_in1k", "timm:legacy_xception.tf_in1k", "timm/legacy_xception"),
+        )
+    ]
+
+
 def twin_sets() -> list[WeightSet]:
     """Every registered set of the family's PyTorch twins (InceptionV3's are the registry's own)."""
     return (
@@ -279,6 +313,7 @@ def twin_sets() -> list[WeightSet]:
         + _inception_resnet_v2_sets()
         + _mobilenet_v3_sets()
         + _convnext_sets()
+        + _xception_sets()
     )
 
 
@@ -296,6 +331,8 @@ def reference_model(arch, weight_set: WeightSet | None = None, options: dict | N
         return "timm", f"tf_{arch.name}"
     if arch.family == "convnext":
         return "timm", arch.name
+    if arch.family == "xception":
+        return "timm", "legacy_xception"
     if arch.family == "mobilenet_v3":
         options = {**dict(weight_set.overrides if weight_set is not None else ()), **(options or {})}
         alpha = options.get("alpha", 1.0)
@@ -350,3 +387,16 @@ def unpublished_twin_set(path: str, arch, mode: str) -> WeightSet:
         mean, std = (ws.mean, ws.std) if ws.mode == "torch" else ((0.5,) * 3, (0.5,) * 3)
         ws = replace(ws, mode="raw", mean=mean, std=std)
     return ws
+
+
+def twin_difference(arch, hw, include_top: bool) -> str | None:
+    """Why network `arch` with input (H, W) (None for a free side) is not its PyTorch twin's function,
+    or None when it is."""
+    if arch.family == "vgg" and include_top and tuple(hw) != (224, 224):
+        return (
+            f"{arch.keras_name}'s top differs from torchvision's away from 224 x 224: torchvision resamples "
+            "block5_pool to 7 x 7 with an adaptive average pool at every size, anyshape applies fc1 to each "
+            "7 x 7 window of it and averages the scores (the same function at 224 x 224 only; without the "
+            "top, the features are the same at every size)"
+        )
+    return None
