@@ -40,7 +40,7 @@ def test_a_network_without_registered_keras_weights_says_so(monkeypatch):
 def test_a_set_for_another_network_is_refused_naming_both():
     with pytest.raises(
         WeightsForAnotherNetwork,
-        match=r"weights=resnet50.keras_in1k are ResNet50's weights \(resnet50\), not MobileNet's",
+        match=r"weights='resnet50.keras_in1k' are ResNet50's weights \(resnet50\), not MobileNet's",
     ):
         resolve("resnet50.keras_in1k", arch="mobilenet")
     with pytest.raises(
@@ -162,11 +162,17 @@ def test_torchvision_sets_crop_as_their_transforms():
 
 def test_every_set_can_be_fetched_and_crops_a_fraction():
     """Every registered set has a file to fetch (a URL and a cache name) or a path; timm's sets are
-    the hub's model.safetensors of the timm name the cache name carries; crop_pct, where given, is
+    the hub's model.safetensors of the timm name the cache name carries (legacy_xception's, which
+    timm's default_cfgs give no hf_hub_id, its GitHub release file); crop_pct, where given, is
     the fraction of the resized image the centre crop keeps (timm's data config: 0 < crop_pct <= 1)."""
     for ws in weight_sets():
         assert ws.path or (ws.url and ws.file_name), ws.name
         assert ws.crop_pct is None or 0 < ws.crop_pct <= 1, ws.name
-        if ws.source == "timm":
+        if ws.source == "timm" and ws.file_name.endswith(".safetensors"):
             timm_name = ws.file_name.removeprefix("timm_").removesuffix(".safetensors")
             assert ws.url == f"https://huggingface.co/timm/{timm_name}/resolve/main/model.safetensors", ws.name
+        elif ws.source == "timm":  # a set timm still fetches from its GitHub releases (legacy_xception: no hf_hub_id)
+            assert (
+                ws.url
+                == f"https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-cadene/{ws.file_name}"
+            )

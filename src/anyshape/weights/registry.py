@@ -10,23 +10,7 @@ No Keras, torch or network here: resolving a name or a path only decides how the
 built (BatchNorm gamma, average-pool semantics) and how its input must be preprocessed. Reading
 and checking the file happens in `anyshape.weights.loader` after the model is built.
 
-Where the figures come from:
-  - Keras: keras/src/applications/inception_v3.py (WEIGHTS_PATH, WEIGHTS_PATH_NO_TOP and their
-    md5 file_hash; cached by keras.utils.get_file in `keras.config.keras_home()/models`).
-  - torchvision: torchvision/models/inception.py, Inception_V3_Weights.IMAGENET1K_V1 (url,
-    ImageClassification(crop_size=299, resize_size=342), bilinear, acc@1 77.294). The file name's
-    suffix 0cc3c7bd is the first 8 hex digits of its sha256 (torch.hub's check_hash rule).
-    torchvision builds this model with transform_input=True, which maps ImageNet mean/std
-    normalised input back to x * 2 - 1 (the [-1, 1] scaling of the TF weights it was ported
-    from): (p - m) / s * (s / 0.5) + (m - 0.5) / 0.5 == (p - 0.5) / 0.5 for every channel. Our
-    model has no such layer; its metadata says mode "tf" instead, and preprocess_input with
-    mode "tf" on the same pixels gives exactly what torchvision's first conv sees.
-  - timm: timm/models/inception_v3.py default_cfgs (hf_hub_id timm/<name>, num_classes 1000 for
-    all four (timm's ports already dropped TF-slim's background class), crop_pct 0.875,
-    bicubic, IMAGENET_INCEPTION_MEAN/STD (0.5, 0.5, 0.5) = [-1, 1] except gluon_in1k which uses
-    IMAGENET_DEFAULT_MEAN/STD; only tv_in1k carries AuxLogits weights (`has_aux_logits =
-    pretrained_cfg.tag == 'tv_in1k'`). timm's layers are ConvNormAct modules named conv/bn, so
-    its state-dict keys equal torchvision's.
+Where InceptionV3's figures come from: `anyshape.weights.inception_v3_sets`.
 """
 
 from __future__ import annotations
@@ -36,14 +20,14 @@ from dataclasses import replace
 
 from anyshape.data_config import (
     CAFFE_MEAN,
-    DEFAULT_CROP_PCT,
     IMAGENET_MEAN,
     IMAGENET_STD,
     INCEPTION_MEAN,
     INCEPTION_STD,
 )
 from anyshape.errors import Message, ParameterError
-from anyshape.weights.torch_sets import HF_URL, TWIN_OVERRIDES, file_set_with_mode, twin_sets, unpublished_twin_set
+from anyshape.weights.inception_v3_sets import INCEPTION_V3_SETS
+from anyshape.weights.torch_sets import TWIN_OVERRIDES, file_set_with_mode, twin_sets, unpublished_twin_set
 from anyshape.weights.weight_set import WeightSet
 
 __all__ = [
@@ -76,90 +60,7 @@ class PreprocessingUnknown(ValueError):
     """A PyTorch weights file whose input preprocessing cannot be told from the file."""
 
 
-_KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
-
-
-def _timm(tag: str, **kw) -> WeightSet:
-    name = f"inception_v3.{tag}"
-    return WeightSet(
-        name=name,
-        source="timm",
-        format="torch",
-        url=HF_URL.format(name),
-        file_name=f"timm_{name}.safetensors",
-        count_include_pad=True,
-        bn_scale=True,
-        crop_pct=DEFAULT_CROP_PCT,
-        interpolation="bicubic",
-        license="apache-2.0",
-        aliases=(f"timm/{name}", f"timm:{name}"),
-        **kw,
-    )
-
-
-REGISTRY: dict[str, WeightSet] = {
-    ws.name: ws
-    for ws in (
-        WeightSet(
-            name="imagenet",
-            source="keras",
-            format="keras",
-            description="Keras' InceptionV3 (keras.applications), ported from TF-slim",
-            url=_KERAS_BASE + "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
-            file_name="inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
-            file_hash="9a0d58056eeedaa3f26cb7ebd46da564",
-            hash_algorithm="md5",
-            url_notop=_KERAS_BASE + "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            file_name_notop="inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            file_hash_notop="bcbd6486424b2319ff4ef7d526e38f63",
-            count_include_pad=False,
-            bn_scale=False,
-            mode="tf",
-            interpolation="bilinear",
-            top1=77.9,  # keras.io/api/applications table (Top-1 Accuracy 77.9 %)
-            aliases=("keras", "keras.imagenet", "inception_v3.keras_in1k"),
-        ),
-        WeightSet(
-            name="torchvision.IMAGENET1K_V1",
-            source="torchvision",
-            format="torch",
-            description="torchvision Inception_V3_Weights.IMAGENET1K_V1, ported from TF",
-            url="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
-            file_name="inception_v3_google-0cc3c7bd.pth",
-            file_hash="0cc3c7bd",
-            hash_algorithm="sha256",
-            count_include_pad=True,
-            bn_scale=True,
-            # transform_input=True in torchvision == mode "tf" here (see the module docstring)
-            mode="tf",
-            crop_pct=299 / 342,
-            interpolation="bilinear",
-            has_aux=True,
-            top1=77.294,
-            license="bsd-3-clause",
-            aliases=("IMAGENET1K_V1", "torchvision", "torchvision:IMAGENET1K_V1"),
-        ),
-        _timm(
-            "tv_in1k",
-            description="timm: torchvision's original port (inception_v3_google-1a9a5a14.pth)",
-            mode="tf",
-            has_aux=True,
-        ),
-        _timm("tf_in1k", description="timm: port of TF-slim inception_v3_2016_08_28", mode="tf"),
-        _timm(
-            "tf_adv_in1k",
-            description="timm: port of TF adversarially trained adv_inception_v3_2017_08_18",
-            mode="tf",
-        ),
-        _timm(
-            "gluon_in1k",
-            description="timm: port of GluonCV's InceptionV3",
-            mode="torch",
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-        ),
-    )
-}
+REGISTRY: dict[str, WeightSet] = {ws.name: ws for ws in INCEPTION_V3_SETS}
 
 # keras.applications' preprocess_input of each family (keras/src/applications/<family>.py): caffe
 # for ResNet (v1) and VGG, torch mean/std for DenseNet, [-1, 1] for InceptionResNetV2, Xception,
@@ -292,16 +193,23 @@ def resolve(weights, preprocessing: str | None = None, *, arch: str | None = Non
     return _with_preprocessing(ws, preprocessing)
 
 
-def _another_network(weights, ws: WeightSet, arch_name: str) -> str:
+def _another_network(weights, ws: WeightSet, arch_name: str) -> Message:
     from anyshape.archs import get_arch
 
     ours, theirs = get_arch(arch_name), get_arch(ws.arch or "inception_v3")
     names = ", ".join(repr(s.name) for s in weight_sets(arch_name)) or "none registered"
-    what = ws.name if not isinstance(weights, str) or weights.lower() == ws.name.lower() else f"{weights!r} ({ws.name})"
-    return (
-        f"weights={what} are {theirs.keras_name}'s weights ({theirs.name}), not {ours.keras_name}'s: "
-        f"{ours.keras_name} takes weights='imagenet' (Keras' ImageNet weights), its weight sets "
-        f"({names}), a weights file, or None for random initialisation"
+    given = weights if isinstance(weights, str) else ws.name
+    also = "" if given.lower() == ws.name.lower() else f" ({ws.name})"
+    return Message(
+        "{weights=*}{also} are {theirs}'s weights ({family}), not {ours}'s: {ours} takes {weights='imagenet'}"
+        " (Keras' ImageNet weights), its weight sets ({names}), a weights file, or {weights=None} for random"
+        " initialisation",
+        weights=given,
+        also=also,
+        theirs=theirs.keras_name,
+        family=theirs.name,
+        ours=ours.keras_name,
+        names=names,
     )
 
 
@@ -317,7 +225,9 @@ def _resolve(weights, preprocessing: str | None, arch: str | None = None) -> Wei
     if arch is not None and arch != "inception_v3" and weights.lower() in KERAS_NAMES:
         own = REGISTRY.get(f"{arch}.keras_in1k")
         if own is None:
-            raise UnknownWeights(f"weights={weights!r}: no Keras ImageNet weights are registered for {arch}")
+            raise UnknownWeights(
+                Message("{weights=*}: no Keras ImageNet weights are registered for {arch}", weights=weights, arch=arch)
+            )
         return own
     key = _ALIASES.get(weights.lower())
     if key is not None:  # registered names win over a same-named file, as in keras.applications
@@ -330,22 +240,35 @@ def _resolve(weights, preprocessing: str | None, arch: str | None = None) -> Wei
             return _describe_family_torch_file(path, arch, preprocessing)
         return _describe_file(path, preprocessing)
     if os.path.isdir(path):
-        raise UnknownWeights(f"weights={weights!r} is a directory; give the weights file inside it")
+        raise UnknownWeights(Message("{weights=*} is a directory; give the weights file inside it", weights=weights))
     names = ", ".join(s.name for s in weight_sets(arch)) if arch is not None else ", ".join(sorted(REGISTRY))
     if _looks_like_path(weights):
         raise UnknownWeights(
-            f"weights file {weights!r} does not exist (resolved to {os.path.abspath(path)!r}). "
-            f"Give an existing file, a registered name ({names}), or None for random weights."
+            Message(
+                "weights file {file!r} does not exist (resolved to {path!r}). Give an existing file, a registered"
+                " name ({names}), or {weights=None} for random weights.",
+                file=weights,
+                path=os.path.abspath(path),
+                names=names,
+            )
         )
     if arch is not None:
         raise UnknownWeights(
-            f"weights={weights!r} is neither a weight set of {arch} nor an existing file. Its sets: "
-            f"'imagenet' (Keras' ImageNet weights), {names}. Use weights=None for random initialisation."
+            Message(
+                "{weights=*} is neither a weight set of {arch} nor an existing file. Its sets: 'imagenet'"
+                " (Keras' ImageNet weights), {names}. Use {weights=None} for random initialisation.",
+                weights=weights,
+                arch=arch,
+                names=names,
+            )
         )
     raise UnknownWeights(
-        f"weights={weights!r} is neither a registered weight set nor an existing file. "
-        f"Registered: {names} (aliases: IMAGENET1K_V1, timm/inception_v3.<tag>). "
-        "Use weights=None for random initialisation."
+        Message(
+            "{weights=*} is neither a registered weight set nor an existing file. Registered: {names} (aliases:"
+            " IMAGENET1K_V1, timm/inception_v3.<tag>). Use {weights=None} for random initialisation.",
+            weights=weights,
+            names=names,
+        )
     )
 
 
