@@ -2,8 +2,7 @@
 
 `parse_dims` is the one reader of sizes typed as text (`--input-shape`, `--size`);
 `parse_input_shape` splits a shape into (H, W, C) and says what is malformed; the warning and
-hints for a shape whose channel axis looks swapped; `below_minimum`, the one wording of an image
-below a network's minimum. `anyshape.shapes` re-exports these names.
+hints for a shape whose channel axis looks swapped. `anyshape.shapes` re-exports these names.
 """
 
 from __future__ import annotations
@@ -118,12 +117,3 @@ def layout_hint(shape: tuple, data_format: str, min_size: int) -> str | None:
             f"pass data_format='channels_last', or input_shape={format_shape((c, a, b))}."
         )
     return None
-
-
-def below_minimum(h, w, minimum, who: str = "the model") -> str:
-    """The message for an image of h x w px below a minimum side (an int, or (H, W)): the one
-    wording of the Predictor and of a free-size model called through Keras."""
-    mh, mw = (minimum, minimum) if isinstance(minimum, int) else minimum
-    least = f"{mh} px per side" if mh == mw else f"{mh} px high and {mw} px wide"
-    size = "x".join("?" if n is None else str(n) for n in (h, w))
-    return f"{size} px is below {who}'s minimum of {least} (its feature map would vanish)"

@@ -23,7 +23,6 @@ from anyshape.archs.ops import Collapse, ShapeOps, Stage, T, Trace
 from anyshape.errors import Message
 from anyshape.input_shapes import (
     TransposedShapeWarning,
-    below_minimum,
     format_shape,
     layout_hint,
     parse_dims,
@@ -165,6 +164,15 @@ def minimum_size(arch: str | Arch = DEFAULT_ARCH, channels: int = 3, **config) -
     a = get_arch(arch)
     config.setdefault("include_top", False)
     return _minimum(a, _free(a.config(**config)), channels)
+
+
+def below_minimum(h, w, minimum, who: str = "the model") -> str:
+    """The message for an image of h x w px below a minimum side (an int, or (H, W)): the one
+    wording of the Predictor and of a free-size model called through Keras."""
+    mh, mw = (minimum, minimum) if isinstance(minimum, int) else minimum
+    least = f"{mh} px per side" if mh == mw else f"{mh} px high and {mw} px wide"
+    size = "x".join("?" if n is None else str(n) for n in (h, w))
+    return f"{size} px is below {who}'s minimum of {least} (its feature map would vanish)"
 
 
 @dataclass(frozen=True)
