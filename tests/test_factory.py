@@ -24,17 +24,16 @@ def recorder(monkeypatch):
     import anyshape.archs.keras_ops as keras_ops
     import anyshape.weights as weights
 
-    built, checks = [], []
+    built = []
 
-    def build(arch, config, tensor, size_check=None):
+    def build(arch, config, tensor):
         built.append(tensor)
-        checks.append(size_check)
         return SimpleNamespace()
 
     monkeypatch.setattr(keras_ops, "build", build)
     loaded = []
     monkeypatch.setattr(weights, "load_weight_set", lambda model, ws, **kw: loaded.append((ws, kw)))
-    return SimpleNamespace(built=built, checks=checks, loaded=loaded)
+    return SimpleNamespace(built=built, loaded=loaded)
 
 
 def test_keras_defaults_give_the_top_at_the_default_size(recorder):
@@ -143,19 +142,3 @@ def test_refusals_name_the_network(recorder):
     with pytest.raises(ValueError, match=r"^ResNet50: .*\. With pretrained weights that would adapt the first conv"):
         anyshape.create_model("resnet50", weights="imagenet", **transposed)
     assert recorder.built == [] and recorder.loaded == []
-
-
-def test_a_free_size_model_gets_its_networks_minimum_as_a_size_check(recorder):
-    """Computed once at build time from the shape engine; the Keras model runs it on every call
-    (tests/test_saving.py, tests/test_inception_v3.py). A fixed size was checked already: no check."""
-    from anyshape.shapes import InvalidInputShape, MinimumSizeCheck, minimum_size
-
-    anyshape.create_model("mobilenet", include_top=False, alpha=0.25)
-    anyshape.create_model("inception_v3", include_top=False, input_shape=(None, 120, 3))
-    anyshape.create_model("mobilenet", include_top=False, input_shape=(64, 64, 3))
-    small, tall, fixed = recorder.checks
-    assert small == MinimumSizeCheck("MobileNet", minimum_size("mobilenet", alpha=0.25))
-    assert tall == MinimumSizeCheck("InceptionV3", minimum_size("inception_v3")) and fixed is None
-    small(None, small.minimum[1])  # a side unknown while tracing is not checked
-    with pytest.raises(InvalidInputShape, match=r"^\?x16 px is below MobileNet's minimum of \d+ px per side"):
-        small(None, 16)

@@ -70,20 +70,6 @@ def notop_pair(keras_top):
     return ref, ours
 
 
-@pytest.mark.every_backend
-def test_a_free_size_model_below_its_minimum_refuses_in_python_words(notop_pair):
-    """Issue 28: called through Keras (model(x), predict; fit and evaluate reach the same call()
-    on every backend), a size below the minimum is anyshape's one-line InvalidInputShape, not the
-    backend's "Negative dimension size"; the model still reports itself a plain Functional (a
-    valid size runs: test_parity_without_top, on this model)."""
-    ours = notop_pair[1]
-    assert isinstance(ours, keras.Model) and ours.__class__.__name__ == "Functional"
-    x = images((60, 60, 3), n=1)
-    for call in (ours, lambda x: ours.predict(x, verbose=0)):
-        with pytest.raises(InvalidInputShape, match="^60x60 px is below InceptionV3's minimum of 75 px per side"):
-            call(x)
-
-
 # on JAX and PyTorch the non-square size only: each new shape compiles every op again on JAX
 @pytest.mark.parametrize("shape", [(150, 150, 3), pytest.param((120, 200, 3), marks=pytest.mark.every_backend)])
 def test_parity_without_top(notop_pair, shape):

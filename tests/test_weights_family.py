@@ -264,7 +264,7 @@ def recorder(monkeypatch):
     import anyshape.archs.keras_ops as keras_ops
     import anyshape.weights as weights
 
-    monkeypatch.setattr(keras_ops, "build", lambda arch, config, tensor, **k: SimpleNamespace())
+    monkeypatch.setattr(keras_ops, "build", lambda arch, config, tensor: SimpleNamespace())
     loaded = []
     monkeypatch.setattr(weights, "load_weight_set", lambda model, ws, **kw: loaded.append(ws))
     return loaded

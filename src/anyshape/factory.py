@@ -23,7 +23,6 @@ from anyshape.shapes import (
     InvalidInputShape,
     TransposedShapeWarning,
     explain_config,
-    minimum_size_check,
     transposed_shape_warning,
 )
 
@@ -130,7 +129,7 @@ def create_model(
 
     from anyshape.archs import keras_ops
 
-    model = keras_ops.build(arch, config, input_tensor, size_check=minimum_size_check(arch, config))
+    model = keras_ops.build(arch, config, input_tensor)
     model.anyshape_config = config
     model.anyshape_arch = arch.name
     if weight_set is not None:

@@ -166,40 +166,6 @@ def minimum_size(arch: str | Arch = DEFAULT_ARCH, channels: int = 3, **config) -
     return _minimum(a, _free(a.config(**config)), channels)
 
 
-def below_minimum(h, w, minimum, who: str = "the model") -> str:
-    """The message for an image of h x w px below a minimum side (an int, or (H, W)): the one
-    wording of the Predictor and of a free-size model called through Keras."""
-    mh, mw = (minimum, minimum) if isinstance(minimum, int) else minimum
-    least = f"{mh} px per side" if mh == mw else f"{mh} px high and {mw} px wide"
-    size = "x".join("?" if n is None else str(n) for n in (h, w))
-    return f"{size} px is below {who}'s minimum of {least} (its feature map would vanish)"
-
-
-@dataclass(frozen=True)
-class MinimumSizeCheck:
-    """`(h, w) -> None`, raising InvalidInputShape for a side below the network's minimum (None:
-    unknown, not checked): what a free-size model from `create_model` checks on every Keras call."""
-
-    network: str
-    minimum: tuple[int, int]
-
-    def __call__(self, h: int | None, w: int | None) -> None:
-        if (h is not None and h < self.minimum[0]) or (w is not None and w < self.minimum[1]):
-            raise InvalidInputShape(below_minimum(h, w, self.minimum, self.network))
-
-
-def minimum_size_check(arch: Arch, config) -> MinimumSizeCheck | None:
-    """The check for a model of `config` whose height or width is free, computed once at build time;
-    None when both are fixed (`create_model` checked them) or any size works."""
-    h, w, c = parse_input_shape(config.input_shape, config.data_format)
-    if h is not None and w is not None:
-        return None
-    mh, mw = _minimum(arch, _free(config), c)
-    if mh is None or mw is None or (mh <= 1 and mw <= 1):
-        return None
-    return MinimumSizeCheck(arch.keras_name, (mh, mw))
-
-
 @dataclass
 class ShapeReport:
     """What a network does with one input shape, stage by stage. `str()` gives a table."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import keras
 from keras import layers
-from keras.src.models.functional import Functional
 
 from anyshape.archs.ops import Ops
 
@@ -217,40 +216,9 @@ def _inputs(input_tensor, input_shape):
     return x, x
 
 
-class SizeCheckedModel(Functional):
-    """A Functional model that checks its input's height and width before running: `size_check(h, w)`
-    raises for a size the network cannot take (a free-size network below its minimum would
-    otherwise fail deep in the backend: TensorFlow's "Negative dimension size"). `call` is the one
-    method that `__call__`, predict, fit and evaluate reach on every backend. It reports its class as
-    Functional, so that saving, get_config, clone_model and pickling see a plain Functional of
-    built-in layers (serialize_keras_object reads `obj.__class__`: keras/src/saving/
-    serialization_lib.py); a reloaded model has no check."""
-
-    __class__ = property(lambda self: Functional)
-
-    def __init__(self, inputs, outputs, size_check, axes, **kwargs):
-        super().__init__(inputs, outputs, **kwargs)
-        self._size_check, self._size_axes = size_check, axes
-
-    def _check_size(self, inputs) -> None:
-        shape = getattr(inputs, "shape", None)
-        if shape is not None and len(shape) == 4:
-            self._size_check(*(shape[axis] for axis in self._size_axes))  # None while tracing: not checked
-
-    def __call__(self, *args, **kwargs):  # before Keras wraps the message in its call information
-        if args:
-            self._check_size(args[0])
-        return super().__call__(*args, **kwargs)
-
-    def call(self, inputs, training=None, mask=None):  # JAX's predict and fit reach call() directly
-        self._check_size(inputs)
-        return super().call(inputs, training=training, mask=mask)
-
-
-def build(arch, config, input_tensor=None, size_check=None) -> keras.Model:
+def build(arch, config, input_tensor=None) -> keras.Model:
     """The Keras model of `arch` built with `config` (whose input_shape is resolved). No checks and
-    no weights: `anyshape.create_model` explains the shape first and loads weights after. With
-    `size_check` (`(h, w) -> None`, raising), the model checks its input's size on every call."""
+    no weights: `anyshape.create_model` explains the shape first and loads weights after."""
     inputs, x = _inputs(input_tensor, config.input_shape)
     channels_first = config.data_format == "channels_first"
     if channels_first:
@@ -258,7 +226,4 @@ def build(arch, config, input_tensor=None, size_check=None) -> keras.Model:
     outputs = arch.network(KerasOps(), config, x)
     if channels_first and not isinstance(outputs, (list, tuple)) and len(outputs.shape) == 4:
         outputs = layers.Permute((3, 1, 2), name="to_channels_first")(outputs)
-    name = config.name or arch.name
-    if size_check is None:
-        return keras.Model(inputs, outputs, name=name)
-    return SizeCheckedModel(inputs, outputs, size_check, (2, 3) if channels_first else (1, 2), name=name)
+    return keras.Model(inputs, outputs, name=config.name or arch.name)

@@ -13,7 +13,6 @@ import numpy as np
 from anyshape.engine.graph_model import GraphModel, describe_keras
 from anyshape.engine.images import Preprocessing
 from anyshape.engine.precision import PRECISIONS, choose, cpu_flags
-from anyshape.shapes import below_minimum
 
 FEATURE_LAYERS = ("avg_pool",) + tuple(f"mixed{i}" for i in range(11))
 ENGINES = ("auto", "onnxruntime", "openvino", "keras")
@@ -219,7 +218,9 @@ class Predictor:
         if self.fixed_hw is not None and (h, w) != tuple(self.fixed_hw):
             raise ValueError(f"the model takes {self.fixed_hw[0]}x{self.fixed_hw[1]} images only; got {h}x{w}")
         if min(h, w) < self.min_size:
-            raise ValueError(below_minimum(h, w, self.min_size))
+            raise ValueError(
+                f"{h}x{w} px is below the model's minimum of {self.min_size} px per side (its feature map would vanish)"
+            )
         if not np.isfinite(x).all():
             raise ValueError("the batch holds NaN or Inf values; the model computes only with finite numbers")
         return x
