@@ -125,21 +125,25 @@ def test_vgg16_with_its_top_at_224_and_features_at_an_odd_size(twins):
     assert relative_error(run(features, x), expected.transpose(0, 2, 3, 1)) <= TOL
 
 
-def test_timms_inception_resnet_v2_from_safetensors_at_an_odd_size(tmp_path):
+def _timm_twin(tmp_path, timm_name: str, arch: str, preprocessing: str):
+    """(timm's random model with BatchNorm moved, anyshape's free-size `arch` built from its state
+    dict saved as .safetensors, the file's path)."""
     import timm
     from safetensors.torch import save_file
 
     torch.manual_seed(0)
-    ref = randomise_torch_batchnorm(timm.create_model("inception_resnet_v2")).eval()
-    path = tmp_path / "inception_resnet_v2.safetensors"
+    ref = randomise_torch_batchnorm(timm.create_model(timm_name)).eval()
+    path = tmp_path / f"{timm_name}.safetensors"
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
     ours = anyshape.create_model(
-        "inception_resnet_v2",
-        weights=str(path),
-        preprocessing="tf",
-        input_shape=(None, None, 3),
-        classifier_activation=None,
+        arch, weights=str(path), preprocessing=preprocessing, input_shape=(None, None, 3), classifier_activation=None
     )
+    return ref, ours, path
+
+
+def test_timms_inception_resnet_v2_from_safetensors_at_an_odd_size(tmp_path):
+
+    ref, ours, path = _timm_twin(tmp_path, "inception_resnet_v2", "inception_resnet_v2", "tf")
     assert model_config(ours)[1].bn_scale is True and model_config(ours)[1].count_include_pad is False
     _assert_twin(ours, ref, images((75, 89, 3)))  # odd, non-square, the network's minimum height
     ws = resolve("timm/inception_resnet_v2", arch="inception_resnet_v2")
@@ -163,16 +167,8 @@ def test_timms_legacy_xception_at_an_odd_size_where_its_pools_see_even_sizes(tmp
     overrides make the two equal there; with Keras' pools (padding="tf", a value given wins) block4's
     output is not (compared there: a random network's logits barely depend on its input)."""
     import keras
-    import timm
-    from safetensors.torch import save_file
 
-    torch.manual_seed(0)
-    ref = randomise_torch_batchnorm(timm.create_model("legacy_xception")).eval()
-    path = tmp_path / "legacy_xception.safetensors"
-    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
-    ours = anyshape.create_model(
-        "xception", weights=str(path), preprocessing="tf", input_shape=(None, None, 3), classifier_activation=None
-    )
+    ref, ours, path = _timm_twin(tmp_path, "legacy_xception", "xception", "tf")
     assert (model_config(ours)[1].padding, model_config(ours)[1].bn_epsilon) == ("symmetric", 1e-5)
     x = images((35, 39, 3))
     _assert_twin(ours, ref, x)
@@ -194,20 +190,8 @@ def test_timms_legacy_xception_at_an_odd_size_where_its_pools_see_even_sizes(tmp
 def test_timms_tf_efficientnet_b0_keeps_taking_pixels_at_odd_and_even_sizes(tmp_path):
     """timm's TF port pads as TF does ("same", as Keras); the network keeps its in-graph
     normalisation, which takes the mean and std the weights expect: 0..255 pixels in."""
-    import timm
-    from safetensors.torch import save_file
 
-    torch.manual_seed(0)
-    ref = randomise_torch_batchnorm(timm.create_model("tf_efficientnet_b0")).eval()
-    path = tmp_path / "tf_efficientnet_b0.safetensors"
-    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
-    ours = anyshape.create_model(
-        "efficientnet_b0",
-        weights=str(path),
-        preprocessing="torch",
-        input_shape=(None, None, 3),
-        classifier_activation=None,
-    )
+    ref, ours, path = _timm_twin(tmp_path, "tf_efficientnet_b0", "efficientnet_b0", "torch")
     ws = ours.anyshape_weights
     assert ws.data_config.mode == "raw" and (ws.mean, ws.std) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     mean, std = np.asarray(ws.mean, "float32"), np.asarray(ws.std, "float32")
@@ -533,20 +517,8 @@ def test_timms_tf_mobilenetv3_small_at_an_odd_size_with_its_top(tmp_path):
     """timm's TF port of MobileNetV3-Small (TF "same" padding, hard swish, SE with a hard sigmoid gate,
     the 1x1 conv head with a bias and a Linear classifier, which is Keras' 1x1 logits conv) from a
     .safetensors: 0..255 pixels in, Keras' in-graph Rescaling giving the [-1, 1] timm's weights expect."""
-    import timm
-    from safetensors.torch import save_file
 
-    torch.manual_seed(0)
-    ref = randomise_torch_batchnorm(timm.create_model("tf_mobilenetv3_small_100")).eval()
-    path = tmp_path / "tf_mobilenetv3_small_100.safetensors"
-    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
-    ours = anyshape.create_model(
-        "mobilenet_v3_small",
-        weights=str(path),
-        preprocessing="tf",
-        input_shape=(None, None, 3),
-        classifier_activation=None,
-    )
+    ref, ours, path = _timm_twin(tmp_path, "tf_mobilenetv3_small_100", "mobilenet_v3_small", "tf")
     assert ours.anyshape_weights.data_config.mode == "raw"
     pixels = images((*ODD, 3), low=0.0, high=255.0)
     assert relative_error(run(ours, pixels), _torch(ref, pixels / 127.5 - 1.0)) <= TOL
