@@ -132,6 +132,7 @@ def pytest_sessionfinish(session, exitstatus):
     Set ANYSHAPE_ALLOW_SKIPS=1 to run a partial install on purpose.
     """
     _write_durations(session.config)
+    _write_cpu_profile(session.config)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter is not None else []
     if skipped and os.environ.get("ANYSHAPE_ALLOW_SKIPS") != "1" and exitstatus == 0:
@@ -219,6 +220,42 @@ def pytest_runtest_logreport(report):
     """Each test's setup, call and teardown, added to its file (under xdist the controller gets
     every worker's reports, so the sums cover the whole run)."""
     _measured[report.nodeid.split("::")[0].rsplit("/", 1)[-1]] += report.duration
+
+
+# ANYSHAPE_CPU_PROFILE=DIR: each pytest process (a worker, or a run without xdist) writes the CPU
+# seconds of each test (its own threads plus the subprocesses it waited for: getrusage) to
+# DIR/<backend>-<worker>.json. Unlike wall time, CPU seconds hardly change when the three
+# backends' runs share the cores, so one `make test` says where the suite's CPU goes.
+CPU_PROFILE = "ANYSHAPE_CPU_PROFILE"
+_cpu: dict[str, float] = {}
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not os.environ.get(CPU_PROFILE):
+        return (yield)
+    start = _cpu_seconds()
+    try:
+        return (yield)
+    finally:
+        _cpu[item.nodeid] = round(_cpu_seconds() - start, 2)
+
+
+def _write_cpu_profile(config) -> None:
+    folder = os.environ.get(CPU_PROFILE)
+    if not folder:
+        return
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    path = Path(folder) / f"{os.environ.get('KERAS_BACKEND', 'tensorflow')}-{worker}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_cpu, indent=1) + "\n")
 
 
 def _write_durations(config) -> None:
