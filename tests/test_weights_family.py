@@ -283,13 +283,15 @@ def recorder(monkeypatch):
 OVERRIDES = {(ws.arch, key, value) for ws in weight_sets() for key, value in ws.build_overrides.items()}
 
 
-def _other_value(value):
+def _other_value(key, value):
     if isinstance(value, bool):
         return not value
-    if isinstance(value, float):  # a BatchNorm epsilon (the torchvision twins, twins' issue 27)
+    if isinstance(value, float):  # a BatchNorm epsilon (the torchvision twins, twins' issue 27), a divisor
         return 2 * value
     if value == "symmetric":  # MobileNetV2's padding (torchvision's twin)
         return "tf"
+    if key.startswith("normalization_"):  # EfficientNetV2's mean and variance: one value per channel each
+        return tuple(2 * v for v in value)
     return ()
 
 
@@ -300,7 +302,7 @@ def test_an_explicit_build_option_wins_over_the_weight_set(arch_name, key, value
     ws = next(s for s in weight_sets(arch_name) if s.build_overrides.get(key) == value)
     default = anyshape.create_model(arch_name, weights=ws.name, include_top=False)
     assert getattr(default.anyshape_config, key) == value
-    other = _other_value(value)
+    other = _other_value(key, value)
     given = anyshape.create_model(arch_name, weights=ws.name, include_top=False, **{key: other})
     assert getattr(given.anyshape_config, key) == other
     assert recorder[-1].name == ws.name
@@ -310,6 +312,7 @@ def test_every_overridable_option_is_tested():
     keys = {key for _, key, _ in OVERRIDES}
     twins = {"stride_in_3x3", "conv_bias", "bn_epsilon", "padding"}  # torchvision's twins (issue 27)
     twins |= {"alpha", "minimalistic"}  # timm's tf_mobilenetv3 075 and minimal sets (issue 27)
+    twins |= {"rescaling_divisor", "normalization_mean", "normalization_variance"}  # timm's tf_efficientnetv2
     assert keys == {"bn_scale", "count_include_pad", "stddev_rescaling"} | twins
 
 

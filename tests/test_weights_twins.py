@@ -10,9 +10,10 @@ for timm's) file the tests load with `weights=`.
   default size (ResNet50; VGG16: with the top at 224, the one size where torchvision's adaptive pool is the
   identity; without it at an odd size); MobileNetV2 at an even size too, where its symmetric
   padding and Keras' differ; timm's InceptionResNetV2 from a .safetensors at an odd size, timm's
-  tf_efficientnet_b0 at an odd and an even size and tf_mobilenetv3_small_100 at an odd size, on
-  0..255 pixels (their scaling in the graph); ConvNeXt at an odd size with its top and, without
-  it, as timm's pooled features;
+  tf_efficientnet_b0 at an odd and an even size, tf_efficientnetv2_b0 on ImageNet-scaled and
+  [-1, 1] weights (x / 127.5 - 1, where Keras' EfficientNetV2 divides by 128) and
+  tf_mobilenetv3_small_100 at an odd size, on 0..255 pixels (their scaling in the graph);
+  ConvNeXt at an odd size with its top and, without it, as timm's pooled features;
 - 1 and 4 input channels through the first-conv rules equal torchvision with timm's
   `adapt_input_conv` (the reference rule: sum for 1 channel, RGB tiled and scaled by 3 / C);
 - the build overrides land in the model's Config and survive saving and reloading (MobileNetV2);
@@ -22,8 +23,8 @@ for timm's) file the tests load with `weights=`.
   against torchvision's MobileNetV2 and timm's EfficientNet-B0, the written file rebuilding the twin,
   a registered set converted by name into a .keras that records the overrides;
 - the registered sets carry torchvision's and timm's published names, hashes, preprocessing and
-  overrides; timm's EfficientNet B1-B7, MobileNetV3 and ConvNeXt state dicts (built on torch's meta
-  device) hold exactly the tensors the loader reads, and as many numbers as the network has
+  overrides; timm's EfficientNet B1-B7, EfficientNetV2 (every member), MobileNetV3 and ConvNeXt
+  state dicts (built on torch's meta device) hold exactly the tensors the loader reads, and as many numbers as the network has
   parameters; the download path (hash check, cache, recognised by published name and hash) works
   on a file made here, served from file://.
 """
@@ -211,6 +212,90 @@ def test_timms_tf_efficientnet_b0_keeps_taking_pixels_at_odd_and_even_sizes(tmp_
     assert result.parity is not None and result.parity.ok, result
     assert (result.parity.reference, result.parity.input_hw) == ("timm tf_efficientnet_b0", ODD)
     assert result.weight_set.mode == "raw" and result.weight_set.mean == ws.mean
+
+
+def test_timms_tf_efficientnetv2_b0_on_imagenet_and_on_half_scaled_weights(tmp_path):
+    """timm's TF port of EfficientNetV2-B0 (TF "same" padding, BatchNorm eps 1e-3, as Keras') from a
+    .safetensors, 0..255 pixels in: with "tf" (mean = std = 0.5, as timm's S, M, L and B3-21k
+    configs) the Normalization takes 0.5 and 0.25, at an odd size (Keras' 1 / 128 would be off),
+    and one channel gets Rescaling(1 / 127.5, offset -1) (`rescaling_divisor`, S, M and L's
+    scaling) and equals timm's adapt_input_conv; with "torch" Keras' own Normalization (ImageNet's)
+    at an even size. `convert` reports parity against timm's model on the pixels it normalises."""
+    ref, ours, path = _timm_twin(tmp_path, "tf_efficientnetv2_b0", "efficientnet_v2_b0", "tf")
+    config = model_config(ours)[1]
+    assert (config.normalization_mean, config.normalization_variance) == ((0.5,) * 3, (0.25,) * 3)
+    assert config.rescaling_divisor == 127.5 and ours.anyshape_weights.mode == "raw"
+    pixels = images((*ODD, 3), low=0.0, high=255.0)
+    expected = _torch(ref, pixels / 127.5 - 1.0)
+    assert relative_error(run(ours, pixels), expected) <= TOL
+    assert relative_error(run(ours, pixels * (127.5 / 128.0)), expected) > 5 * TOL  # what 1 / 128 computes
+    del ours
+    gray = anyshape.create_model(
+        "efficientnet_v2_b0", weights=str(path), preprocessing="tf", input_shape=(*ODD, 1), classifier_activation=None
+    )
+    assert gray.get_layer("rescaling").scale == 1 / 127.5 and "normalization" not in [x.name for x in gray.layers]
+    one = copy.deepcopy(ref)  # timm's Conv2dSame keeps its TF padding: only its weight is adapted
+    with torch.no_grad():
+        one.conv_stem.weight = torch.nn.Parameter(adapt_input_conv(1, ref.conv_stem.weight))
+    pixels = images((*ODD, 1), low=0.0, high=255.0)
+    assert relative_error(run(gray, pixels), _torch(one.eval(), pixels / 127.5 - 1.0)) <= TOL
+    del gray
+    imagenet = anyshape.create_model(
+        "efficientnet_v2_b0",
+        weights=str(path),
+        preprocessing="torch",
+        input_shape=(64, 72, 3),
+        classifier_activation=None,
+    )
+    ws = imagenet.anyshape_weights
+    assert ws.mode == "raw" and (ws.mean, ws.std) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)) and not ws.overrides
+    pixels = images((64, 72, 3), low=0.0, high=255.0)
+    mean, std = np.asarray(ws.mean, "float32"), np.asarray(ws.std, "float32")
+    assert relative_error(run(imagenet, pixels), _torch(ref, (pixels / 255.0 - mean) / std)) <= TOL
+    del imagenet
+    result = convert(
+        str(path), tmp_path / "v2.weights.h5", arch="efficientnet_v2_b0", preprocessing="tf", input_shape=(*ODD, 3)
+    )
+    assert result.parity is not None and result.parity.ok, result
+    assert result.parity.reference == "timm tf_efficientnetv2_b0"
+    assert dict(result.weight_set.overrides)["rescaling_divisor"] == 127.5
+
+
+def test_timms_tf_efficientnetv2_sets_and_the_layouts_of_every_member():
+    """timm's tf_efficientnetv2 sets (timm/models/efficientnet.py default_cfgs): [-1, 1] for S, M, L
+    and B3's 21k set, built with rescaling_divisor=127.5; ImageNet's mean/std, Keras' own graph, for
+    B0-B2 and B3's in1k; timm's test size (Keras' default) and crop; `timm/tf_efficientnetv2_<m>`
+    names timm's default tag. Each member's state dict (torch's meta device) holds exactly the tensors
+    the loader reads, as many numbers as the network has parameters."""
+    import timm
+
+    sets = {
+        ws.name: ws for ws in weight_sets() if ws.source == "timm" and (ws.arch or "").startswith("efficientnet_v2")
+    }
+    assert len(sets) == 11
+    for ws in sets.values():
+        member = ws.arch.rsplit("_", 1)[1]
+        timm_name = f"tf_efficientnetv2_{member}.{ws.name.split('.', 1)[1][3:]}"
+        assert ws.url == HF_URL.format(timm_name) and ws.data_config.mode == "raw"
+        assert ws.input_size == (get_arch(ws.arch).default_size,) * 2 and ws.interpolation == "bicubic"
+        half = member in ("s", "m", "l") or "21k" in ws.name
+        assert (ws.mean == (0.5,) * 3) is half and (ws.build_overrides.get("rescaling_divisor") == 127.5) is half
+        assert reference_model(get_arch(ws.arch), ws) == ("timm", f"tf_efficientnetv2_{member}")
+    b3 = sets["efficientnet_v2_b3.tf_in21k_ft_in1k"].build_overrides  # its Normalization: 0.5, 0.25
+    assert (b3["normalization_mean"], b3["normalization_variance"]) == ((0.5,) * 3, (0.25,) * 3)
+    assert (sets["efficientnet_v2_s.tf_in1k"].crop_pct, sets["efficientnet_v2_b1.tf_in1k"].crop_pct) == (1.0, 0.882)
+    assert resolve("timm/tf_efficientnetv2_s").name == "efficientnet_v2_s.tf_in21k_ft_in1k"
+    assert resolve("timm/tf_efficientnetv2_b3").name == "efficientnet_v2_b3.tf_in21k_ft_in1k"
+    assert resolve("timm/tf_efficientnetv2_l.in1k").name == "efficientnet_v2_l.tf_in1k"
+    for member in ("b0", "b1", "b2", "b3", "s", "m", "l"):
+        arch = get_arch(f"efficientnet_v2_{member}")
+        with torch.device("meta"):
+            ref = timm.create_model(f"tf_efficientnetv2_{member}")
+        state = {k: v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}
+        keys = [k for unit in twin_layout(arch, arch.checked_config()) for k in unit.keys()]
+        assert sorted(keys) == sorted(state) and len(keys) == len(set(keys)), member
+        report = anyshape.explain((arch.default_size,) * 2 + (3,), arch=arch.name, include_top=True)
+        assert report.params == sum(v.numel() for v in state.values()), member
 
 
 def _adapted(ref, first_conv: str, channels: int):

@@ -16,7 +16,9 @@ mean and variance as constants, when the input has as many channels as those con
 "b" variants with 3 channels); otherwise, and for S, M and L, Rescaling(1/128, offset -1). The
 constants are Config fields (`normalization_mean`, `normalization_variance`; () for none), so a
 weight set adapted to other channels can keep the normalisation it was trained with by giving one
-value per channel. keras.applications' `preprocess_input` is a pass-through ("raw").
+value per channel. The 128 is one too (`rescaling_divisor`): timm's TF ports of these networks
+(tf_efficientnetv2_*) take mean = std = 0.5 on [0, 1] pixels, i.e. x / 127.5 - 1, so their weight
+sets build with `rescaling_divisor=127.5` (anyshape.weights.torch_sets). keras.applications' `preprocess_input` is a pass-through ("raw").
 
 Keras' stochastic depth here passes its `survival_probability` (drop_connect_rate * block index /
 the unscaled block count) as the Dropout *rate*; it is kept as Keras builds it (training only).
@@ -103,6 +105,8 @@ class EfficientNetV2Config(ArchConfig):
     # count (or none given) the input is scaled to [-1, 1] instead, as Keras does
     normalization_mean: tuple[float, ...] = IMAGENET_MEAN
     normalization_variance: tuple[float, ...] = IMAGENET_VARIANCE
+    # the [-1, 1] path's Rescaling(1 / rescaling_divisor, offset -1): Keras' 128, timm's ports 127.5
+    rescaling_divisor: float = 128.0
 
     def problems(self) -> list[str]:
         out = super().problems() + scaling_problems(self)
@@ -117,6 +121,9 @@ class EfficientNetV2Config(ArchConfig):
                 "normalization_mean and normalization_variance must have one value per channel each, got "
                 f"{len(self.normalization_mean)} and {len(self.normalization_variance)}"
             )
+        divisor = self.rescaling_divisor
+        if isinstance(divisor, bool) or not isinstance(divisor, (int, float)) or divisor <= 0:
+            out.append(f"rescaling_divisor must be a positive number, got {divisor!r}")
         if any(not isinstance(v, (int, float)) or v <= 0 for v in self.normalization_variance):
             out.append(f"normalization_variance must hold positive numbers, got {self.normalization_variance!r}")
         return out
@@ -164,7 +171,7 @@ def network(net, cfg: EfficientNetV2Config, x):
                 x = net.rescaling(x, 1.0 / 255, name="rescaling")
                 x = net.normalization(x, mean=list(mean), variance=list(variance), name="normalization")
             else:
-                x = net.rescaling(x, 1.0 / 128.0, -1, name="rescaling")
+                x = net.rescaling(x, 1.0 / cfg.rescaling_divisor, -1, name="rescaling")
     blocks = plan(cfg)
     stem = round_filters(BLOCKS_ARGS[cfg.blocks_args][0].filters_in, cfg)
     with net.stage("stem", f"3x3 conv {stem}, stride 2"):

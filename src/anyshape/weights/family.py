@@ -106,7 +106,7 @@ def input_affine(arch, config, channels: int, normalization=None) -> tuple[np.nd
             sd = np.sqrt(np.asarray(var, np.float64))
             a, b = 1.0 / (255.0 * sd), -np.asarray(mean, np.float64) / sd
         else:
-            a, b = np.full(channels, 1.0 / 128.0), np.full(channels, -1.0)
+            a, b = np.full(channels, 1.0 / config.rescaling_divisor), np.full(channels, -1.0)
     elif family == "convnext" and config.include_preprocessing:
         from anyshape.archs.convnext import normalization_constants
 

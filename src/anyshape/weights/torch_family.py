@@ -1,6 +1,6 @@
 """PyTorch twins of the family: a torchvision or timm state dict converted into the Keras layers of
-ResNet, DenseNet, VGG, MobileNetV2, InceptionResNetV2, EfficientNet B0-B7, MobileNetV3, ConvNeXt or
-Xception and loaded all or nothing (the layouts, which torch module feeds which Keras layer, and the twins'
+ResNet, DenseNet, VGG, MobileNetV2, InceptionResNetV2, EfficientNet B0-B7, EfficientNetV2, MobileNetV3,
+ConvNeXt or Xception and loaded all or nothing (the layouts, which torch module feeds which Keras layer, and the twins'
 build overrides: `anyshape.weights.torch_layouts`; the weight sets: `anyshape.weights.torch_sets`).
 
 What differs in layout and how it is converted (tensors become Keras' arrays, in Keras' order):
@@ -120,7 +120,7 @@ def state_dict_to_entries(
     has_head = all(k in state for k in head[0].keys())
     out: list[tuple[str, str, list]] = []
     used: set[str] = set()
-    if "normalization" in arch.input_layers:
+    if arch.family == "efficientnet":  # its Normalization's statistics are weights (EfficientNetV2's are Config)
         mean, std = normalization if normalization is not None else ((0.5,) * 3, (0.5,) * 3)
         variance = np.square(np.asarray(std, np.float32))
         out.append(("normalization", "(in-graph)", [np.asarray(mean, np.float32), variance, np.array(0, np.int64)]))

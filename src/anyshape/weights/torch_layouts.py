@@ -1,6 +1,6 @@
 """The layouts of the family's PyTorch twins: which torch module each weighted Keras layer of a
 network takes its tensors from (`twin_layout`), torchvision's for ResNet, DenseNet, VGG and
-MobileNetV2, timm's for InceptionResNetV2, EfficientNet B0-B7, MobileNetV3, ConvNeXt and Xception. The
+MobileNetV2, timm's for InceptionResNetV2, EfficientNet B0-B7, EfficientNetV2, MobileNetV3, ConvNeXt and Xception. The
 tensors themselves are converted and loaded by `anyshape.weights.torch_family`; the weight sets
 are `anyshape.weights.torch_sets`.
 
@@ -26,6 +26,11 @@ so a saved model reloads as what it is):
                   conv_pw / bn2 (first stage) or conv_pw / bn1 / conv_dw / bn2 / se.* / conv_pwl / bn3,
                   conv_head, bn2, classifier         none (the in-graph Normalization takes the
                                                   weights' mean and std)
+    efficientnet_v2_b0..b3, _s, _m, _l (timm tf_efficientnetv2_*)  conv_stem, bn1, blocks.0.J.conv /
+                  bn1, blocks.S.J.conv_exp / bn1 / conv_pwl / bn2 (fused), the MBConv blocks as
+                  EfficientNet's, conv_head, bn2, classifier
+                                                  rescaling_divisor=127.5 where the weights take
+                                                  [-1, 1] (the set's overrides; see torch_sets)
     xception (timm legacy_xception)  conv1 / bn1, conv2 / bn2, blockK.skip / skipbn, blockK.rep.I (a
                   SeparableConv2d: conv1 depthwise + pointwise) / rep.I+1, conv3 / bn3, conv4 / bn4, fc
                                                   padding="symmetric", bn_epsilon=1e-5
@@ -230,6 +235,41 @@ def _efficientnet(config) -> list[Unit]:
     return units + [Unit("predictions", "classifier", "dense")]
 
 
+def _efficientnet_v2(config) -> list[Unit]:
+    """timm's tf_efficientnetv2_* (timm/models/efficientnet.py `_gen_efficientnetv2_base` / `_s` /
+    `_m` / `_l`: arch_def stages "cn" (ConvBnAct: conv / bn1), "er" (EdgeResidual: conv_exp / bn1 /
+    conv_pwl / bn2) and "ir" (InvertedResidual as EfficientNet's, SE reduced from the block's input
+    width as Keras'), the same stage table as Keras' DEFAULT_BLOCKS_ARGS), in Keras' blocks: the
+    FusedMBConv with expand ratio 1 is one k x k `project_conv`, with another ratio a k x k
+    `expand_conv` and a 1x1 `project_conv`; MBConv's depthwise conv is `dwconv2`."""
+    from anyshape.archs.efficientnet_v2 import plan
+
+    units = [Unit("stem_conv", "conv_stem", "conv"), Unit("stem_bn", "bn1", "bn")]
+    for block in plan(config):
+        stage, j = int(block.name[5:-1]) - 1, ord(block.name[-1]) - 97
+        ours, theirs = block.name, f"blocks.{stage}.{j}"
+        if block.fused and block.expand_ratio == 1:
+            units += [Unit(f"{ours}_project_conv", f"{theirs}.conv", "conv")]
+            units += [Unit(f"{ours}_project_bn", f"{theirs}.bn1", "bn")]
+            continue
+        if block.fused:
+            units += [Unit(f"{ours}_expand_conv", f"{theirs}.conv_exp", "conv")]
+            units += [Unit(f"{ours}_expand_bn", f"{theirs}.bn1", "bn")]
+            units += [Unit(f"{ours}_project_conv", f"{theirs}.conv_pwl", "conv")]
+            units += [Unit(f"{ours}_project_bn", f"{theirs}.bn2", "bn")]
+            continue
+        units += [Unit(f"{ours}_expand_conv", f"{theirs}.conv_pw", "conv")]
+        units += [Unit(f"{ours}_expand_bn", f"{theirs}.bn1", "bn")]
+        units += [Unit(f"{ours}_dwconv2", f"{theirs}.conv_dw", "depthwise"), Unit(f"{ours}_bn", f"{theirs}.bn2", "bn")]
+        if 0 < block.se_ratio <= 1:
+            units += [Unit(f"{ours}_se_reduce", f"{theirs}.se.conv_reduce", "conv_bias")]
+            units += [Unit(f"{ours}_se_expand", f"{theirs}.se.conv_expand", "conv_bias")]
+        units += [Unit(f"{ours}_project_conv", f"{theirs}.conv_pwl", "conv")]
+        units += [Unit(f"{ours}_project_bn", f"{theirs}.bn3", "bn")]
+    units += [Unit("top_conv", "conv_head", "conv"), Unit("top_bn", "bn2", "bn")]
+    return units + [Unit("predictions", "classifier", "dense")]
+
+
 def _mobilenet_v3(config) -> list[Unit]:
     """timm's tf_mobilenetv3_{large,small}[_minimal]_<width> (timm/models/mobilenetv3.py
     `_gen_mobilenet_v3`: its arch_def stages hold 1, 2, 3, 4, 2, 3 blocks (large) or 1, 2, 3, 2, 3
@@ -328,6 +368,7 @@ _LAYOUTS = {
     "convnext": _convnext,
     "mobilenet_v3": _mobilenet_v3,
     "efficientnet": _efficientnet,
+    "efficientnet_v2": _efficientnet_v2,
     "resnet": _resnet,
     "densenet": _densenet,
     "vgg": _vgg,

@@ -17,6 +17,16 @@ Where the figures come from:
     hf_hub_id timm/, no hash on the hub, no top-1 in the config). timm's default tag of a model is
     the first one its table lists (timm/models/_registry.py `generate_default_cfgs`): ns_jft_in1k
     for every tf_efficientnet_b<N>, which `timm/tf_efficientnet_b<N>` names here too.
+  - timm/models/efficientnet.py default_cfgs `tf_efficientnetv2_<member>.<tag>` (the TF ports of
+    the official EfficientNetV2 checkpoints; `tf_efficientnetv2_<member>()` sets bn_eps
+    BN_EPS_TF_DEFAULT and pad_type "same", as Keras' network): hf_hub_id timm/, 1000 classes,
+    bicubic; s, m, l and b3.in21k_ft_in1k take mean = std = (0.5, 0.5, 0.5), i.e. x / 127.5 - 1
+    (Keras' EfficientNetV2 scales by 1 / 128: these sets build with rescaling_divisor=127.5), b0,
+    b1, b2 and b3.in1k the `_cfg` default IMAGENET_DEFAULT_MEAN/STD (Keras' own normalisation).
+    The input size here is timm's test_input_size, which is Keras' default size of the member
+    (timm's input_size is the smaller training size); crop_pct as listed (m, l and b3.in21k_ft_in1k
+    with crop_mode "squash", which anyshape's DataConfig does not have: the center crop is used).
+    The in21k sets (21,843 classes) and xl (no Keras member) are not registered.
   - timm/models/inception_resnet_v2.py default_cfgs: hf_hub_id timm/, input 299, crop_pct 0.8975,
     bicubic, IMAGENET_INCEPTION_MEAN/STD, i.e. [-1, 1], 1000 classes; tf_in1k listed first.
   - timm/models/xception.py default_cfgs `legacy_xception.tf_in1k` (Cadene's port of Keras' Xception
@@ -42,6 +52,7 @@ __all__ = [
     "unpublished_twin_set",
     "file_set_with_mode",
     "twin_difference",
+    "efficientnet_v2_overrides",
 ]
 
 HF_URL = "https://huggingface.co/timm/{}/resolve/main/model.safetensors"
@@ -57,6 +68,9 @@ TWIN_OVERRIDES: dict[str, tuple[tuple[str, object], ...]] = {
     # timm's tf_efficientnet_*: TF "same" padding (Conv2dSame), BatchNorm eps 1e-3, as Keras'; the
     # input normalisation stays in the graph (its Normalization takes the weights' mean and std)
     "efficientnet": (),
+    # timm's tf_efficientnetv2_*: TF "same" padding, BatchNorm eps 1e-3, as Keras'; the input scaling
+    # stays in the graph, built as the weights need (`efficientnet_v2_overrides`)
+    "efficientnet_v2": (),
     # timm's tf_mobilenetv3_*: TF "same" padding, BatchNorm eps 1e-3, [-1, 1] input (the in-graph
     # Rescaling); the 0.75 width and minimal sets add alpha / minimalistic (see _MOBILENET_V3)
     "mobilenet_v3": (),
@@ -73,6 +87,7 @@ TWIN_OVERRIDES: dict[str, tuple[tuple[str, object], ...]] = {
 TWIN_SOURCE = {family: "torchvision" for family in TWIN_OVERRIDES} | {
     "inception_resnet_v2": "timm",
     "efficientnet": "timm",
+    "efficientnet_v2": "timm",
     "mobilenet_v3": "timm",
     "convnext": "timm",
     "xception": "timm",
@@ -116,6 +131,72 @@ EFFICIENTNET_TAGS: tuple[tuple[str, str, tuple[int, ...], tuple, tuple], ...] = 
     ("aa_in1k", "trained with AutoAugment", tuple(range(8)), IMAGENET_MEAN, IMAGENET_STD),
     ("in1k", "", tuple(range(6)), IMAGENET_MEAN, IMAGENET_STD),
 )
+
+
+# timm's tf_efficientnetv2_<member>: (member, tag, input size (timm's test_input_size), crop_pct,
+# [-1, 1] (mean = std = 0.5) rather than ImageNet's mean/std), in timm's order (the first listed
+# tag of a member is timm's default)
+EFFICIENTNET_V2_SETS: tuple[tuple[str, str, int, float, bool], ...] = (
+    ("s", "in21k_ft_in1k", 384, 1.0, True),
+    ("m", "in21k_ft_in1k", 480, 1.0, True),
+    ("l", "in21k_ft_in1k", 480, 1.0, True),
+    ("s", "in1k", 384, 1.0, True),
+    ("m", "in1k", 480, 1.0, True),
+    ("l", "in1k", 480, 1.0, True),
+    ("b0", "in1k", 224, 0.875, False),
+    ("b1", "in1k", 240, 0.882, False),
+    ("b2", "in1k", 260, 0.890, False),
+    ("b3", "in21k_ft_in1k", 300, 0.9, True),
+    ("b3", "in1k", 300, 0.904, False),
+)
+
+
+def efficientnet_v2_overrides(arch, mean, std) -> tuple[tuple[str, object], ...]:
+    """The build options that make EfficientNetV2 `arch`'s in-graph scaling what weights trained on
+    (x / 255 - mean) / std expect, in Keras' structure: the B members' Normalization (3 channels)
+    takes mean and std ** 2, unless they are its own (ImageNet's); S, M and L, which have none, get
+    one for other statistics than [-1, 1]. [-1, 1] (mean = std = 0.5) is also the Rescaling(1 /
+    127.5, offset -1) every member applies at other channel counts, S, M and L at 3 too."""
+    from anyshape.archs.efficientnet_v2 import EfficientNetV2Config
+
+    defaults = EfficientNetV2Config(**arch.defaults)
+    half = tuple(mean) == (0.5,) * 3 and tuple(std) == (0.5,) * 3
+    out: tuple[tuple[str, object], ...] = ()
+    variance = tuple(float(s) ** 2 for s in std)
+    own = tuple(mean) == defaults.normalization_mean and variance == defaults.normalization_variance
+    if not own and not (half and not defaults.normalization_mean):
+        out = (("normalization_mean", tuple(mean)), ("normalization_variance", variance))
+    return out + ((("rescaling_divisor", 127.5),) if half else ())
+
+
+def _efficientnet_v2_sets() -> list[WeightSet]:
+    """anyshape's EfficientNetV2 scales its input in its graph: these sets keep taking 0..255 pixels
+    (mode "raw"); their mean / std (on [0, 1] pixels) are what the graph is built to apply."""
+    from anyshape.archs import get_arch
+
+    out, seen = [], set()
+    for member, tag, size, crop, half in EFFICIENTNET_V2_SETS:
+        arch = get_arch(f"efficientnet_v2_{member}")
+        mean, std = ((0.5,) * 3, (0.5,) * 3) if half else (IMAGENET_MEAN, IMAGENET_STD)
+        timm_name = f"tf_efficientnetv2_{member}.{tag}"
+        trained = " (ImageNet-21k, fine-tuned on 1k)" if "21k" in tag else ""
+        out.append(
+            _timm_set(
+                timm_name,
+                f"{arch.name}.tf_{tag}",
+                arch.name,
+                f"timm {timm_name}: port of TF's EfficientNetV2-{member.upper()}{trained}",
+                member not in seen,
+                mode="raw",
+                mean=mean,
+                std=std,
+                input_size=(size, size),
+                crop_pct=crop,
+                overrides=efficientnet_v2_overrides(arch, mean, std),
+            )
+        )
+        seen.add(member)
+    return out
 
 
 # timm/models/mobilenetv3.py default_cfgs `tf_mobilenetv3_<type>_<width>.in1k` (`_cfg`: 224, crop_pct
@@ -310,6 +391,7 @@ def twin_sets() -> list[WeightSet]:
     return (
         _torchvision_sets()
         + _efficientnet_sets()
+        + _efficientnet_v2_sets()
         + _inception_resnet_v2_sets()
         + _mobilenet_v3_sets()
         + _convnext_sets()
@@ -329,6 +411,8 @@ def reference_model(arch, weight_set: WeightSet | None = None, options: dict | N
         return "timm", url[len(hub) :].split("/")[0].split(".")[0]
     if arch.family == "efficientnet":
         return "timm", f"tf_{arch.name}"
+    if arch.family == "efficientnet_v2":
+        return "timm", f"tf_efficientnetv2_{arch.name.rsplit('_', 1)[1]}"
     if arch.family == "convnext":
         return "timm", arch.name
     if arch.family == "xception":
@@ -379,6 +463,10 @@ def unpublished_twin_set(path: str, arch, mode: str) -> WeightSet:
         description=f"PyTorch state dict ({TWIN_SOURCE[arch.family]} layout of {arch.name})",
     )
     ws = file_set_with_mode(base, mode)
+    if arch.family == "efficientnet_v2":  # built to scale as the weights need, whatever the member
+        mean, std = (ws.mean, ws.std) if ws.mode == "torch" else ((0.5,) * 3, (0.5,) * 3)
+        overrides = ws.overrides + efficientnet_v2_overrides(arch, mean, std)
+        return replace(ws, mode="raw", mean=mean, std=std, overrides=overrides)
     if arch.family in _IN_GRAPH and mode == _IN_GRAPH[arch.family]:
         return replace(ws, mode="raw", mean=None, std=None)
     if arch.family in _IN_GRAPH:  # built without its in-graph scaling, the model takes the scaled input
