@@ -698,24 +698,33 @@ def test_timms_convnext_at_an_odd_size_with_and_without_its_top(tmp_path):
 def test_timms_convnext_sets_and_their_layouts():
     """The official ConvNeXt files as timm publishes them (timm/models/convnext.py default_cfgs
     `convnext_<size>.fb_in1k` and `.fb_in22k_ft_in1k`: 224, crop 0.875, bicubic, ImageNet mean/std in
-    Keras' graph); each size's state dict, built on torch's meta device, holds exactly the tensors the
-    loader reads for anyshape's network of that name, and as many numbers as it has parameters."""
+    Keras' graph) and timm's own tiny and small `.in12k_ft_in1k` (crop 0.95); `timm/convnext_<size>`
+    names timm's default tag (timm.models.get_pretrained_cfg). Each size's state dict, built on
+    torch's meta device, holds exactly the tensors the loader reads for anyshape's network of that
+    name, and as many numbers as it has parameters."""
     import timm
+    from timm.models import get_pretrained_cfg
 
+    sizes = ("tiny", "small", "base", "large", "xlarge")
     sets = [ws for ws in weight_sets() if ws.source == "timm" and (ws.arch or "").startswith("convnext_")]
-    assert {ws.name for ws in sets} == {
-        f"convnext_{s}.fb_in22k_ft_in1k" for s in ("tiny", "small", "base", "large", "xlarge")
-    } | {f"convnext_{s}.fb_in1k" for s in ("tiny", "small", "base", "large")}
+    assert {ws.name for ws in sets} == {f"convnext_{s}.fb_in22k_ft_in1k" for s in sizes} | {
+        f"convnext_{s}.fb_in1k" for s in sizes[:4]
+    } | {f"convnext_{s}.in12k_ft_in1k" for s in sizes[:2]}
     for ws in sets:
         config = ws.data_config
         assert (config.mode, config.input_size, config.crop_pct, config.interpolation) == (
             "raw",
             (224, 224),
-            0.875,
+            0.95 if "in12k" in ws.name else 0.875,
             "bicubic",
         )
         assert ws.url == HF_URL.format(ws.name) and reference_model(get_arch(ws.arch), ws) == ("timm", ws.arch)
-    for size in ("tiny", "small", "base", "large", "xlarge"):
+    for size in sizes:  # a timm-style name without a tag: timm's default for that model
+        default = get_pretrained_cfg(f"convnext_{size}")
+        ws = resolve(f"timm/convnext_{size}")
+        assert ws.name == f"convnext_{size}.{default.tag}" and ws.crop_pct == default.crop_pct
+        assert resolve(f"timm:convnext_{size}.{default.tag}").name == ws.name
+    for size in sizes:
         arch = get_arch(f"convnext_{size}")
         with torch.device("meta"):
             ref = timm.create_model(arch.name)

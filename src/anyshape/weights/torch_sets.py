@@ -232,29 +232,39 @@ def _mobilenet_v3_sets() -> list[WeightSet]:
 
 
 # timm/models/convnext.py default_cfgs `convnext_<size>.fb_in1k` and `.fb_in22k_ft_in1k` (`_cfg`: 224,
-# crop_pct 0.875, bicubic, IMAGENET_DEFAULT_MEAN/STD: Keras' in-graph Normalization); the official
-# ConvNeXt files. timm's default tag for a size is another (its first listed, e.g. in12k_ft_in1k),
-# not registered here, so `timm/convnext_<size>` names none of these.
-_CONVNEXT = {
-    "fb_in1k": ("tiny", "small", "base", "large"),
-    "fb_in22k_ft_in1k": ("tiny", "small", "base", "large", "xlarge"),
-}
+# crop_pct 0.875, bicubic, IMAGENET_DEFAULT_MEAN/STD: Keras' in-graph Normalization), the official
+# ConvNeXt files, and timm's own `convnext_{tiny,small}.in12k_ft_in1k` (crop_pct 0.95, the rest
+# `_cfg`'s; the same model, trained by timm on ImageNet-12k and fine-tuned on 1k): (tag, sizes, crop).
+_CONVNEXT = (
+    ("in12k_ft_in1k", ("tiny", "small"), 0.95),
+    ("fb_in22k_ft_in1k", ("tiny", "small", "base", "large", "xlarge"), 0.875),
+    ("fb_in1k", ("tiny", "small", "base", "large"), 0.875),
+)
+# timm's default tag per size (the first its default_cfgs lists; `timm.models.get_pretrained_cfg(
+# "convnext_<size>").tag`), which `timm/convnext_<size>` names: in12k_ft_in1k for tiny and small,
+# fb_in22k_ft_in1k for base, large and xlarge
+_CONVNEXT_DEFAULT = {"tiny": "in12k_ft_in1k", "small": "in12k_ft_in1k"}
 
 
 def _convnext_sets() -> list[WeightSet]:
+    trained = {
+        "in12k_ft_in1k": " (timm, ImageNet-12k, fine-tuned on 1k)",
+        "fb_in22k_ft_in1k": " (ImageNet-22k, fine-tuned on 1k)",
+    }
     return [
         _timm_set(
             f"convnext_{size}.{tag}",
             f"convnext_{size}.{tag}",
             f"convnext_{size}",
-            f"timm convnext_{size}.{tag}: Facebook's ConvNeXt-{size.capitalize()}"
-            + (" (ImageNet-22k, fine-tuned on 1k)" if "22k" in tag else ""),
-            False,
+            f"timm convnext_{size}.{tag}: "
+            + ("" if tag.startswith("in12k") else "Facebook's ")
+            + f"ConvNeXt-{size.capitalize()}{trained.get(tag, '')}",
+            _CONVNEXT_DEFAULT.get(size, "fb_in22k_ft_in1k") == tag,
             mode="raw",
             input_size=(224, 224),
-            crop_pct=0.875,
+            crop_pct=crop,
         )
-        for tag, sizes in _CONVNEXT.items()
+        for tag, sizes, crop in _CONVNEXT
         for size in sizes
     ]
 
