@@ -168,6 +168,13 @@ def test_cli_lists_the_weight_sets(capsys):
     for ws in weight_sets():
         assert ws.name in out
     assert "ImageNet mean/std" in out and "[-1, 1]" in out
+    # one table: the source column starts at one offset in every row, the longest name's included
+    lines = out.splitlines()
+    longest = max(weight_sets(), key=lambda ws: len(ws.name))
+    assert len(longest.name) > 28  # wider than the column was (efficientnet_v2_b3.tf_in21k_ft_in1k)
+    header = lines[0].index("source")
+    for line, ws in zip(lines[1:], weight_sets()):
+        assert line.startswith(ws.name + " ") and line[header:].startswith(ws.source + " "), line
 
 
 # --------------------------------------------------------------------------------------------

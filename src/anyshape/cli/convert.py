@@ -84,20 +84,22 @@ def _add_weights(sub) -> None:
     sub.add_parser(
         "weights",
         help="list the registered weight sets",
-        description="List the weight sets anyshape knows (InceptionV3's, and Keras' for every network): name, source, preprocessing, "
-        "crop, classes, aux head, published top-1.",
+        description="List the weight sets anyshape knows (InceptionV3's, Keras' for every network, and the torchvision "
+        "and timm twins'): name, source, preprocessing, crop, interpolation, aux head, published top-1.",
     )
 
 
 def _run_weights(args) -> int:
     from anyshape.weights import weight_sets
 
-    print(f"{'name':<28} {'source':<12} {'preprocessing':<22} {'crop':>6} {'interp':<9} {'aux':<4} {'top-1':>6}")
-    for ws in weight_sets():
+    sets = weight_sets()
+    width = max(len("name"), *(len(ws.name) for ws in sets))  # the longest name sets the column
+    print(f"{'name':<{width}} {'source':<12} {'preprocessing':<22} {'crop':>6} {'interp':<9} {'aux':<4} {'top-1':>6}")
+    for ws in sets:
         prep = {"tf": "[-1, 1]", "torch": "ImageNet mean/std", "caffe": "caffe (BGR - mean)"}.get(ws.mode, "raw 0..255")
         top1 = f"{ws.top1:.1f}" if ws.top1 else "-"
         print(
-            f"{ws.name:<28} {ws.source:<12} {prep:<22} {ws.crop_pct:>6.3f} {ws.interpolation:<9} "
+            f"{ws.name:<{width}} {ws.source:<12} {prep:<22} {ws.crop_pct:>6.3f} {ws.interpolation:<9} "
             f"{'yes' if ws.has_aux else 'no':<4} {top1:>6}"
         )
     return 0
