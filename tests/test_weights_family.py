@@ -290,6 +290,8 @@ def _other_value(key, value):
         return 2 * value
     if value == "symmetric":  # MobileNetV2's padding (torchvision's twin)
         return "tf"
+    if value == "same":  # NASNet's max_pool_padding (timm's nasnetalarge)
+        return "zeros"
     if key.startswith("normalization_"):  # EfficientNetV2's mean and variance: one value per channel each
         return tuple(2 * v for v in value)
     return ()
@@ -313,6 +315,7 @@ def test_every_overridable_option_is_tested():
     twins = {"stride_in_3x3", "conv_bias", "bn_epsilon", "padding"}  # torchvision's twins (issue 27)
     twins |= {"alpha", "minimalistic"}  # timm's tf_mobilenetv3 075 and minimal sets (issue 27)
     twins |= {"rescaling_divisor", "normalization_mean", "normalization_variance"}  # timm's tf_efficientnetv2
+    twins |= {"max_pool_padding"}  # timm's nasnetalarge
     assert keys == {"bn_scale", "count_include_pad", "stddev_rescaling"} | twins
 
 

@@ -11,7 +11,7 @@ from anyshape.weights.registry import IMAGENET_MEAN, IMAGENET_STD
 
 def test_every_public_set_is_registered():
     # InceptionV3's sets; every other network has its Keras set (tests/test_weights_family.py), and
-    # 13 of torchvision's files and 63 of timm's are twins of family networks (tests/test_weights_twins.py)
+    # 13 of torchvision's files and 64 of timm's are twins of family networks (tests/test_weights_twins.py)
     others = {ws.name for ws in weight_sets()} - {ws.name for ws in weight_sets("inception_v3")}
     assert len({name for name in others if name.endswith(".keras_in1k")}) == 39
     assert len({name for name in others if name.endswith((".tv_in1k", ".tv2_in1k"))}) == 13
@@ -31,7 +31,10 @@ def test_every_public_set_is_registered():
         "xception.tf_in1k"
     }
     assert len({name for name in others if name.startswith("efficientnet_v2_") and ".tf_" in name}) == 11
-    assert len(others) == 39 + 13 + 2 + 32 + 11 + 6 + 9 + 2 + 1
+    assert {name for name in others if name.startswith("nasnet_") and not name.endswith(".keras_in1k")} == {
+        "nasnet_large.tf_in1k"
+    }
+    assert len(others) == 39 + 13 + 2 + 32 + 11 + 6 + 9 + 2 + 1 + 1
     names = {ws.name for ws in weight_sets("inception_v3")}
     assert names == {
         "imagenet",

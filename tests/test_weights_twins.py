@@ -1,7 +1,7 @@
 """The family's PyTorch twins (anyshape.weights.torch_family, torch_sets, convert_twin) against
 torchvision's and timm's own models: torchvision's ResNet50, DenseNet121, VGG16 and MobileNetV2 (the
 smallest member of each family) and timm's InceptionResNetV2, tf_efficientnet_b0,
-tf_mobilenetv3_small_100 and a small ConvNeXt, each torch model built once (random weights,
+tf_efficientnetv2_b0, tf_mobilenetv3_small_100, a small ConvNeXt and a small NASNetALarge, each torch model built once (random weights,
 BatchNorm, LayerNorm and layer scales moved off their defaults) and saved as the .pth (.safetensors
 for timm's) file the tests load with `weights=`.
 
@@ -13,7 +13,8 @@ for timm's) file the tests load with `weights=`.
   tf_efficientnet_b0 at an odd and an even size, tf_efficientnetv2_b0 on ImageNet-scaled and
   [-1, 1] weights (x / 127.5 - 1, where Keras' EfficientNetV2 divides by 128) and
   tf_mobilenetv3_small_100 at an odd size, on 0..255 pixels (their scaling in the graph);
-  ConvNeXt at an odd size with its top and, without it, as timm's pooled features;
+  ConvNeXt at an odd size with its top and, without it, as timm's pooled features; timm's
+  nasnetalarge on a small configuration at an odd size, where its SAME max pools differ from Keras';
 - 1 and 4 input channels through the first-conv rules equal torchvision with timm's
   `adapt_input_conv` (the reference rule: sum for 1 channel, RGB tiled and scaled by 3 / C);
 - the build overrides land in the model's Config and survive saving and reloading (MobileNetV2);
@@ -23,8 +24,8 @@ for timm's) file the tests load with `weights=`.
   against torchvision's MobileNetV2 and timm's EfficientNet-B0, the written file rebuilding the twin,
   a registered set converted by name into a .keras that records the overrides;
 - the registered sets carry torchvision's and timm's published names, hashes, preprocessing and
-  overrides; timm's EfficientNet B1-B7, EfficientNetV2 (every member), MobileNetV3 and ConvNeXt
-  state dicts (built on torch's meta device) hold exactly the tensors the loader reads, and as many numbers as the network has
+  overrides; timm's EfficientNet B1-B7, EfficientNetV2 (every member), MobileNetV3, ConvNeXt and
+  NASNetLarge state dicts (built on torch's meta device) hold exactly the tensors the loader reads, and as many numbers as the network has
   parameters; the download path (hash check, cache, recognised by published name and hash) works
   on a file made here, served from file://.
 """
@@ -296,6 +297,73 @@ def test_timms_tf_efficientnetv2_sets_and_the_layouts_of_every_member():
         assert sorted(keys) == sorted(state) and len(keys) == len(set(keys)), member
         report = anyshape.explain((arch.default_size,) * 2 + (3,), arch=arch.name, include_top=True)
         assert report.params == sum(v.numel() for v in state.values()), member
+
+
+class _ZeroPaddedMaxPool(torch.nn.Module):
+    """timm's MaxPool2dSame over a zero-padded map (Keras' NASNet reduction pools) instead of -inf."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x):
+        from timm.layers.padding import pad_same
+
+        return torch.nn.functional.max_pool2d(pad_same(x, self.pool.kernel_size, self.pool.stride), 3, 2)
+
+
+def test_timms_nasnetalarge_on_a_small_configuration_at_an_odd_size(tmp_path):
+    """timm's nasnetalarge (Cadene's port of TF-slim's NASNet-A Large) on a small configuration both
+    sides build (timm's num_features and stem_size are penultimate_filters and stem_block_filters),
+    from a .safetensors, at 65 x 97, where the stem cells' stride-2 max pools see even sizes: equal
+    with the set's max_pool_padding="same" (TF's SAME pool), where Keras pools a zero-padded map
+    (timm's model with such pools is another function). The full-size state dict (torch's meta
+    device) holds exactly the tensors the loader reads, as many numbers as NASNetLarge has
+    parameters; the registered set is timm's default_cfgs'."""
+    import timm
+    from safetensors.torch import save_file
+    from timm.layers.pool2d_same import MaxPool2dSame
+    from timm.models.nasnet import NASNetALarge
+
+    torch.manual_seed(0)
+    ref = randomise_torch_batchnorm(NASNetALarge(num_classes=10, stem_size=8, num_features=192)).eval()
+    path = tmp_path / "nasnet.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    ours = anyshape.create_model(
+        "nasnet_large",
+        weights=str(path),
+        preprocessing="tf",
+        penultimate_filters=192,
+        stem_block_filters=8,
+        classes=10,
+        input_shape=(None, None, 3),
+        classifier_activation=None,
+    )
+    assert model_config(ours)[1].max_pool_padding == "same"
+    x = images((*ODD, 3))
+    _assert_twin(ours, ref, x)
+    zero_padded = copy.deepcopy(ref)
+    for name, module in list(zero_padded.named_modules()):
+        if isinstance(module, MaxPool2dSame):
+            parent, _, attr = name.rpartition(".")
+            setattr(zero_padded.get_submodule(parent), attr, _ZeroPaddedMaxPool(module))
+    assert relative_error(run(ours, x), _torch(zero_padded, x)) > 10 * TOL
+    del ours
+    arch = get_arch("nasnet_large")
+    with torch.device("meta"):
+        full = timm.create_model("nasnetalarge")
+    state = {k: v for k, v in full.state_dict().items() if not k.endswith("num_batches_tracked")}
+    keys = [k for unit in twin_layout(arch, arch.checked_config()) for k in unit.keys()]
+    assert sorted(keys) == sorted(state) and len(keys) == len(set(keys))
+    assert anyshape.explain((331, 331, 3), arch="nasnet_large", include_top=True).params == sum(
+        v.numel() for v in state.values()
+    )
+    ws = resolve("timm/nasnetalarge", arch="nasnet_large")
+    assert ws.name == "nasnet_large.tf_in1k" and ws.build_overrides == {"max_pool_padding": "same"}
+    assert ws.url == HF_URL.format("nasnetalarge.tf_in1k") and reference_model(arch, ws) == ("timm", "nasnetalarge")
+    assert (ws.mode, ws.crop_pct, ws.interpolation, ws.input_size) == ("tf", 0.911, "bicubic", (331, 331))
+    with pytest.raises(WeightFileError, match="no PyTorch twin"):  # timm has no NASNet-A Mobile
+        twin_layout(get_arch("nasnet_mobile"), get_arch("nasnet_mobile").checked_config())
 
 
 def _adapted(ref, first_conv: str, channels: int):

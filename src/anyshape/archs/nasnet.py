@@ -29,6 +29,11 @@ at those sizes and is correct at every size, also on the free-size path:
    are exactly correct_pad's (same start, which "same" pooling decides from the parity) and read
    only real pixels and explicit zeros.
 
+`max_pool_padding="same"` replaces 3.'s max pools by TF's SAME ones, which ignore the padding:
+TF-slim's NASNet and timm's `nasnetalarge` (Cadene's port of TF-slim's checkpoint, timm/models/
+nasnet.py: MaxPool2dSame pads with -inf; its stride-2 AvgPool2dSame pads zeros and counts them, as
+Keras does), which is otherwise Keras' network layer for layer (anyshape.weights.torch_layouts).
+
 Keras refuses channels_first for NASNet; here it works like every network (a transpose in, one out).
 The fixed-padding shift of the adjust block's second path (ZeroPadding2D((0, 1)) + Cropping2D((1, 0))
 + a 1x1 stride-2 average pool) is kept as Keras has it: it is the same arithmetic at every size.
@@ -62,9 +67,17 @@ class NASNetConfig(ArchConfig):
     stem_block_filters: int = 96  # the stem convolution's filters
     skip_reduction: bool = True  # the cell after a reduction reads the cell before it, not its input
     filter_multiplier: int = 2  # how much wider each reduction makes the cells
+    # the reduction cells' 3x3 stride-2 max pools: "zeros" pools Keras' zero-padded map (correct_pad,
+    # see the module doc), "same" TF's SAME window, which ignores the padding (TF-slim's NASNet, and
+    # timm's nasnetalarge port of it: MaxPool2dSame pads with -inf); the two differ at the border
+    # where a window's real values are all negative. The average pools count the zeros either way.
+    max_pool_padding: str = "zeros"
 
     def problems(self) -> list[str]:
-        return super().problems() + _structure_problems(self)
+        out = super().problems() + _structure_problems(self)
+        if self.max_pool_padding not in ("zeros", "same"):
+            out.append(f"max_pool_padding must be 'zeros' or 'same', got {self.max_pool_padding!r}")
+        return out
 
 
 def _structure_problems(cfg: NASNetConfig) -> list[str]:
@@ -172,16 +185,22 @@ def _normal_cell(net, ip: Map, p: Map | None, filters: int, block_id: str) -> tu
     return Map(x, ip.level), ip
 
 
-def _padded_pool(net, h3, kind: str, name: str):
+def _padded_pool(net, h, h3, kind: str, name: str, max_pool_padding: str = "zeros"):
     """A 3x3 stride-2 pool over correct_pad(h)'s zero-padded map at any size: `h3` is `h` padded
     by 2 on every side, the "same" pool places the windows where correct_pad does (by the parity),
-    and cropping the first and last output keeps the windows that read only h and its zeros."""
+    and cropping the first and last output keeps the windows that read only h and its zeros. With
+    max_pool_padding="same" a max pool is TF's SAME pool of `h` itself (the same windows, without
+    the zeros)."""
+    if kind == "max" and max_pool_padding == "same":
+        return net.max_pool(h, 3, 2, "same", name=name)
     pool = net.max_pool if kind == "max" else net.avg_pool
     x = pool(h3, 3, 2, "same", name=name)
     return net.crop(x, 1, name=f"{name}_crop")
 
 
-def _reduction_cell(net, ip: Map, p: Map | None, filters: int, block_id: str) -> tuple[Map, Map]:
+def _reduction_cell(
+    net, ip: Map, p: Map | None, filters: int, block_id: str, max_pool_padding: str = "zeros"
+) -> tuple[Map, Map]:
     """Keras' `_reduction_a_cell`: stride-2 separable convs and pools, halving H and W."""
     with net.stage(block_id, f"reduction cell, {filters} filters, stride 2"):
         pa = _adjust(net, p, ip, filters, block_id)
@@ -196,14 +215,14 @@ def _reduction_cell(net, ip: Map, p: Map | None, filters: int, block_id: str) ->
         )
         x2 = net.add(
             [
-                _padded_pool(net, h3, "max", f"reduction_left2_{block_id}"),
+                _padded_pool(net, h, h3, "max", f"reduction_left2_{block_id}", max_pool_padding),
                 _separable_block(net, pa, filters, 7, 2, f"reduction_right2_{block_id}"),
             ],
             name=f"reduction_add_2_{block_id}",
         )
         x3 = net.add(
             [
-                _padded_pool(net, h3, "avg", f"reduction_left3_{block_id}"),
+                _padded_pool(net, h, h3, "avg", f"reduction_left3_{block_id}"),
                 _separable_block(net, pa, filters, 5, 2, f"reduction_right3_{block_id}"),
             ],
             name=f"reduction_add3_{block_id}",
@@ -213,7 +232,7 @@ def _reduction_cell(net, ip: Map, p: Map | None, filters: int, block_id: str) ->
         x5 = net.add(
             [
                 _separable_block(net, x1, filters, 3, 1, f"reduction_left4_{block_id}"),
-                _padded_pool(net, h3, "max", f"reduction_right5_{block_id}"),
+                _padded_pool(net, h, h3, "max", f"reduction_right5_{block_id}", max_pool_padding),
             ],
             name=f"reduction_add4_{block_id}",
         )
@@ -251,7 +270,7 @@ def network(net, cfg: NASNetConfig, x):
             ip, p = _normal_cell(net, ip, p, filters, block_id)
         else:
             before = p
-            ip, p = _reduction_cell(net, ip, p, filters, block_id)
+            ip, p = _reduction_cell(net, ip, p, filters, block_id, cfg.max_pool_padding)
             if cfg.skip_reduction and not block_id.startswith("stem"):
                 p = before  # the next cell reads the reduction's `p`, not its input (Keras' skip_reduction)
     with net.stage("final_relu", "relu"):

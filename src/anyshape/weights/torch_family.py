@@ -1,6 +1,6 @@
 """PyTorch twins of the family: a torchvision or timm state dict converted into the Keras layers of
 ResNet, DenseNet, VGG, MobileNetV2, InceptionResNetV2, EfficientNet B0-B7, EfficientNetV2, MobileNetV3,
-ConvNeXt or Xception and loaded all or nothing (the layouts, which torch module feeds which Keras layer, and the twins'
+ConvNeXt, Xception or NASNetLarge and loaded all or nothing (the layouts, which torch module feeds which Keras layer, and the twins'
 build overrides: `anyshape.weights.torch_layouts`; the weight sets: `anyshape.weights.torch_sets`).
 
 What differs in layout and how it is converted (tensors become Keras' arrays, in Keras' order):
@@ -58,8 +58,9 @@ _SOURCE = {family: f"{source}'s" for family, source in TWIN_SOURCE.items()}
 def _convert(unit: Unit, tensors: list[np.ndarray], source: str) -> list[np.ndarray]:
     """The torch tensors of `unit` as the Keras layer's arrays; raises naming a tensor of the wrong rank."""
     w = tensors[0]
-    if (
-        unit.kind == "separable"
+    if unit.kind in (
+        "separable",
+        "sep_conv2d",
     ):  # depthwise (C, 1, kh, kw) -> (kh, kw, C, 1); pointwise (out, C, 1, 1) -> (1, 1, C, out)
         p = tensors[1]
         if w.ndim != 4 or w.shape[1] != 1 or p.ndim != 4 or p.shape[1:] != (w.shape[0], 1, 1):
@@ -242,7 +243,7 @@ def entries_to_state_dict(model, arch, config) -> dict[str, np.ndarray]:
         if unit.kind in ("bn", "param"):
             out.update(zip(unit.keys(), arrays))
             continue
-        if unit.kind == "separable":
+        if unit.kind in ("separable", "sep_conv2d"):
             depthwise, pointwise = unit.keys()
             out[depthwise] = np.ascontiguousarray(arrays[0].transpose(2, 3, 0, 1))
             out[pointwise] = np.ascontiguousarray(arrays[1].transpose(3, 2, 0, 1))

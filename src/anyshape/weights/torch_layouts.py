@@ -1,8 +1,8 @@
 """The layouts of the family's PyTorch twins: which torch module each weighted Keras layer of a
 network takes its tensors from (`twin_layout`), torchvision's for ResNet, DenseNet, VGG and
-MobileNetV2, timm's for InceptionResNetV2, EfficientNet B0-B7, EfficientNetV2, MobileNetV3, ConvNeXt and Xception. The
-tensors themselves are converted and loaded by `anyshape.weights.torch_family`; the weight sets
-are `anyshape.weights.torch_sets`.
+MobileNetV2, timm's for InceptionResNetV2, EfficientNet B0-B7, EfficientNetV2, MobileNetV3, ConvNeXt,
+Xception and NASNetLarge. The tensors themselves are converted and loaded by
+`anyshape.weights.torch_family`; the weight sets are `anyshape.weights.torch_sets`.
 
 A twin is a torchvision network that computes what a keras.applications network computes once the
 network is built with a few options (its weight set's `overrides`, which go into the model's Config,
@@ -34,6 +34,11 @@ so a saved model reloads as what it is):
     xception (timm legacy_xception)  conv1 / bn1, conv2 / bn2, blockK.skip / skipbn, blockK.rep.I (a
                   SeparableConv2d: conv1 depthwise + pointwise) / rep.I+1, conv3 / bn3, conv4 / bn4, fc
                                                   padding="symmetric", bn_epsilon=1e-5
+    nasnet_large (timm nasnetalarge)  conv0.conv / bn, cell_stem_0/1, cell_0 ... cell_17,
+                  reduction_cell_0/1: conv_1x1, conv_prev_1x1 or path_1 / path_2 / final_path_bn,
+                  comb_iter_I_{left,right}.separable_1/2 (depthwise_conv2d + pointwise_conv2d) /
+                  bn_sep_1/2; last_linear
+                                                  max_pool_padding="same"
 
 Sources (torchvision 0.29, read for this module): torchvision/models/resnet.py (Bottleneck puts the
 stride in conv2, "ResNet V1.5"; every conv has bias=False; nn.BatchNorm2d's eps 1e-5),
@@ -67,7 +72,7 @@ class Unit:
 
     layer: str  # the Keras layer name
     module: str  # the torch module's name (key prefix)
-    # "conv", "conv_bias", "depthwise", "separable", "bn", "ln" (LayerNorm), "param", "dense", "dense_chw",
+    # "conv", "conv_bias", "depthwise", "separable" (and "sep_conv2d", its other key names), "bn", "ln" (LayerNorm), "param", "dense", "dense_chw",
     # "dense_conv" (a Linear as Keras' 1x1 Conv2D)
     kind: str
 
@@ -81,6 +86,8 @@ class Unit:
             return (m,)
         if self.kind == "separable":  # timm's SeparableConv2d: depthwise conv1, then pointwise
             return (f"{m}.conv1.weight", f"{m}.pointwise.weight")
+        if self.kind == "sep_conv2d":  # timm nasnet's SeparableConv2d
+            return (f"{m}.depthwise_conv2d.weight", f"{m}.pointwise_conv2d.weight")
         return (f"{m}.weight", f"{m}.bias")
 
 
@@ -351,6 +358,79 @@ def _xception(config) -> list[Unit]:
     return units + [Unit("predictions", "fc", "dense")]
 
 
+# Keras' NASNet separable blocks per cell kind -> timm's BranchSeparables (comb_iter_<i>_<side>)
+_NASNET_BRANCHES = {
+    "normal": (
+        ("left1", "0_left"),
+        ("right1", "0_right"),
+        ("left2", "1_left"),
+        ("right2", "1_right"),
+        ("left5", "4_left"),
+    ),
+    "reduction": (
+        ("left1", "0_left"),
+        ("right1", "0_right"),
+        ("right2", "1_right"),
+        ("right3", "2_right"),
+        ("left4", "4_left"),
+    ),
+}
+
+
+def _nasnet(config) -> list[Unit]:
+    """timm's nasnetalarge (timm/models/nasnet.py NASNetALarge, Cadene's port of TF-slim's NASNet-A
+    Large): conv0.conv / .bn; cell_stem_0, cell_stem_1, cell_0 ... cell_5, reduction_cell_0, cell_6
+    ... cell_11, reduction_cell_1, cell_12 ... cell_17 in Keras' cell order; per cell `conv_1x1` (an
+    ActConvBn: Keras' `<kind>_conv_1` / `_bn_1`), the adjust block as `path_1.conv` / `path_2.conv`
+    / `final_path_bn` where Keras halves `p` and `conv_prev_1x1` where it projects it, and each
+    BranchSeparables (separable_1 / bn_sep_1 / separable_2 / bn_sep_2: Keras' `separable_conv_1_<id>`
+    ...); last_linear. timm builds 6 normal cells per stage, two reductions wider by 2, and the cell
+    after a reduction reads the cell before it: Keras' NASNetLarge structure (any widths)."""
+    from anyshape.archs.nasnet import cells
+
+    if (config.num_blocks, config.filter_multiplier, config.skip_reduction) != (6, 2, True):
+        raise WeightFileError(
+            "timm's nasnetalarge is NASNet-A Large's structure (num_blocks=6, filter_multiplier=2, "
+            f"skip_reduction=True); this NASNet has num_blocks={config.num_blocks}, filter_multiplier="
+            f"{config.filter_multiplier}, skip_reduction={config.skip_reduction} and no PyTorch twin"
+        )
+    units = [Unit("stem_conv1", "conv0.conv", "conv"), Unit("stem_bn1", "conv0.bn", "bn")]
+    # (level, channels) of the cell input `ip` and of `p`, as the network's adjust block decides
+    ip, p = (1, config.stem_block_filters), None
+    normal = 0
+    for kind, block_id, filters in cells(config):
+        if block_id.startswith("stem"):
+            module = f"cell_stem_{int(block_id[-1]) - 1}"
+        elif kind == "reduction":
+            module = f"reduction_cell_{0 if block_id == f'reduce_{config.num_blocks}' else 1}"
+        else:
+            module, normal = f"cell_{normal}", normal + 1
+        if p is not None and p[0] < ip[0]:  # halved: the factorised reduction
+            units += [Unit(f"adjust_conv_1_{block_id}", f"{module}.path_1.conv", "conv")]
+            units += [Unit(f"adjust_conv_2_{block_id}", f"{module}.path_2.conv", "conv")]
+            units += [Unit(f"adjust_bn_{block_id}", f"{module}.final_path_bn", "bn")]
+        elif p is not None and p[1] != filters:  # projected
+            units += _conv_bn_act(
+                f"adjust_conv_projection_{block_id}", f"adjust_bn_{block_id}", f"{module}.conv_prev_1x1"
+            )
+        units += _conv_bn_act(f"{kind}_conv_1_{block_id}", f"{kind}_bn_1_{block_id}", f"{module}.conv_1x1")
+        for ours, theirs in _NASNET_BRANCHES[kind]:
+            b, t = f"{kind}_{ours}_{block_id}", f"{module}.comb_iter_{theirs}"
+            units += [Unit(f"separable_conv_1_{b}", f"{t}.separable_1", "sep_conv2d")]
+            units += [Unit(f"separable_conv_1_bn_{b}", f"{t}.bn_sep_1", "bn")]
+            units += [Unit(f"separable_conv_2_{b}", f"{t}.separable_2", "sep_conv2d")]
+            units += [Unit(f"separable_conv_2_bn_{b}", f"{t}.bn_sep_2", "bn")]
+        out = (ip[0] + (kind == "reduction"), filters * (6 if kind == "normal" else 4))
+        skip = kind == "reduction" and not block_id.startswith("stem")  # skip_reduction
+        ip, p = out, (p if skip else ip)  # the next cell reads this one's input (or, skipped, its `p`)
+    return units + [Unit("predictions", "last_linear", "dense")]
+
+
+def _conv_bn_act(conv: str, bn: str, module: str) -> list[Unit]:
+    """timm's ActConvBn (ReLU, `conv`, `bn`) as Keras' conv and BatchNorm layers."""
+    return [Unit(conv, f"{module}.conv", "conv"), Unit(bn, f"{module}.bn", "bn")]
+
+
 def _pair(layer: str, conv: str, bn: str) -> list[Unit]:
     return [Unit(layer, conv, "conv"), Unit(f"{layer}_bn", bn, "bn")]
 
@@ -375,6 +455,7 @@ _LAYOUTS = {
     "mobilenet_v2": _mobilenet_v2,
     "inception_resnet_v2": _inception_resnet_v2,
     "xception": _xception,
+    "nasnet": _nasnet,
 }
 
 

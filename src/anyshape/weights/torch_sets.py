@@ -79,6 +79,9 @@ TWIN_OVERRIDES: dict[str, tuple[tuple[str, object], ...]] = {
     "convnext": (),
     # timm's legacy_xception: torch's MaxPool2d(3, 2, 1) in the reduction blocks, BatchNorm eps 1e-5
     "xception": (("padding", "symmetric"), ("bn_epsilon", 1e-5)),
+    # timm's nasnetalarge (TF-slim's NASNet-A Large): the reduction cells' stride-2 max pools are TF's
+    # SAME (MaxPool2dSame pads -inf) where Keras pools a zero-padded map; BatchNorm eps 1e-3 as Keras'
+    "nasnet": (("max_pool_padding", "same"),),
 }
 """The build options that make each family's network its PyTorch twin's function
 (`anyshape.weights.torch_family`'s module doc says why)."""
@@ -91,6 +94,7 @@ TWIN_SOURCE = {family: "torchvision" for family in TWIN_OVERRIDES} | {
     "mobilenet_v3": "timm",
     "convnext": "timm",
     "xception": "timm",
+    "nasnet": "timm",
 }
 
 _TORCHVISION = "https://download.pytorch.org/models/"
@@ -396,6 +400,25 @@ def _xception_sets() -> list[WeightSet]:
     ]
 
 
+def _nasnet_sets() -> list[WeightSet]:
+    """timm/models/nasnet.py default_cfgs `nasnetalarge.tf_in1k` (Cadene's port of TF-slim's
+    NASNet-A Large checkpoint): hf_hub_id timm/, input 331, crop_pct 0.911, bicubic, mean = std =
+    0.5 ([-1, 1]), 1000 classes (no background class); no top-1 in the config."""
+    return [
+        _timm_set(
+            "nasnetalarge.tf_in1k",
+            "nasnet_large.tf_in1k",
+            "nasnet_large",
+            "timm nasnetalarge.tf_in1k: port of TF-slim's NASNet-A Large",
+            True,
+            mode="tf",
+            input_size=(331, 331),
+            crop_pct=0.911,
+            overrides=TWIN_OVERRIDES["nasnet"],
+        )
+    ]
+
+
 def twin_sets() -> list[WeightSet]:
     """Every registered set of the family's PyTorch twins (InceptionV3's are the registry's own)."""
     return (
@@ -406,6 +429,7 @@ def twin_sets() -> list[WeightSet]:
         + _mobilenet_v3_sets()
         + _convnext_sets()
         + _xception_sets()
+        + _nasnet_sets()
     )
 
 
@@ -427,6 +451,8 @@ def reference_model(arch, weight_set: WeightSet | None = None, options: dict | N
         return "timm", arch.name
     if arch.family == "xception":
         return "timm", "legacy_xception"
+    if arch.family == "nasnet":
+        return "timm", "nasnetalarge"
     if arch.family == "mobilenet_v3":
         options = {**dict(weight_set.overrides if weight_set is not None else ()), **(options or {})}
         alpha = options.get("alpha", 1.0)
