@@ -349,6 +349,18 @@ def test_timms_nasnetalarge_on_a_small_configuration_at_an_odd_size(tmp_path):
             setattr(zero_padded.get_submodule(parent), attr, _ZeroPaddedMaxPool(module))
     assert relative_error(run(ours, x), _torch(zero_padded, x)) > 10 * TOL
     del ours
+    # convert: the report against timm's NASNetALarge of the same widths, on [-1, 1] input
+    result = convert(
+        str(path),
+        tmp_path / "n.weights.h5",
+        arch="nasnet_large",
+        preprocessing="tf",
+        input_shape=(*ODD, 3),
+        parity_images=1,
+        penultimate_filters=192,
+        stem_block_filters=8,
+    )
+    assert result.parity is not None and result.parity.ok and result.parity.reference == "timm nasnetalarge", result
     arch = get_arch("nasnet_large")
     with torch.device("meta"):
         full = timm.create_model("nasnetalarge")

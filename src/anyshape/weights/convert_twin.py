@@ -79,13 +79,17 @@ def convert_twin(
     return finish_family(model, arch, dst, written, classes, args, report, note)
 
 
-# anyshape build options that timm's model takes under another name (timm/models/convnext.py ConvNeXt)
-_TIMM_OPTIONS = {"convnext": {"depths": "depths", "projection_dims": "dims"}}
+# anyshape build options that timm's model takes under another name (timm/models/convnext.py ConvNeXt,
+# timm/models/nasnet.py NASNetALarge)
+_TIMM_OPTIONS = {
+    "convnext": {"depths": "depths", "projection_dims": "dims"},
+    "nasnet": {"penultimate_filters": "num_features", "stem_block_filters": "stem_size"},
+}
 
 
 def _reference(framework: str, name: str, state: dict, family: str, classes: int, options: dict):
     """The twin in eval mode with the file's tensors (DenseNet's older keys renamed as torchvision
-    does); a ConvNeXt of other depths or widths as timm builds it with those."""
+    does); a ConvNeXt of other depths or widths, a NASNet of other widths, as timm builds it with those."""
     import torch
 
     from anyshape.weights.torch_family import normalised_keys
@@ -94,7 +98,9 @@ def _reference(framework: str, name: str, state: dict, family: str, classes: int
         import timm
 
         renamed = _TIMM_OPTIONS.get(family, {})
-        kwargs: dict[str, Any] = {renamed[k]: tuple(v) for k, v in options.items() if k in renamed}
+        kwargs: dict[str, Any] = {
+            renamed[k]: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in options.items() if k in renamed
+        }
         model = timm.create_model(name, pretrained=False, num_classes=classes, **kwargs)
     else:
         import torchvision
