@@ -156,11 +156,11 @@ EFFICIENTNET_V2_SETS: tuple[tuple[str, str, int, float, bool], ...] = (
 
 
 def efficientnet_v2_overrides(arch, mean, std) -> tuple[tuple[str, object], ...]:
-    """The build options that make EfficientNetV2 `arch`'s in-graph scaling what weights trained on
-    (x / 255 - mean) / std expect, in Keras' structure: the B members' Normalization (3 channels)
-    takes mean and std ** 2, unless they are its own (ImageNet's); S, M and L, which have none, get
-    one for other statistics than [-1, 1]. [-1, 1] (mean = std = 0.5) is also the Rescaling(1 /
-    127.5, offset -1) every member applies at other channel counts, S, M and L at 3 too."""
+    """The build options that make EfficientNetV2 `arch` scale its input as weights trained on
+    (x / 255 - mean) / std expect: the Normalization (the B members': Keras' own, at 3 channels)
+    takes mean and std ** 2 unless they are the member's own; [-1, 1] (mean = std = 0.5) is also
+    Rescaling(1 / 127.5, offset -1), which S, M and L apply at 3 channels (they have no
+    Normalization, and get none for [-1, 1]) and every member at other channel counts."""
     from anyshape.archs.efficientnet_v2 import EfficientNetV2Config
 
     defaults = EfficientNetV2Config(**arch.defaults)
