@@ -77,6 +77,9 @@ def saved(tmp_path_factory):
         model = create_model(name, include_top=False, input_shape=(None, None, 3), **options)
         set_weights(model, randomised_weights(model))  # fresh BatchNorm statistics would hide the scaling
         save_model(model, root / f"{name}.keras")
+        if name == "mobilenet":  # a free-size model that checks its input size (tests/test_size_check.py)
+            assert model.anyshape_size_check is not None
+            model.save(root / "keras_saved.keras")  # Keras' own save of it
         features = keras.Model(model.inputs, keras.layers.GlobalAveragePooling2D()(model.outputs[0]))
         expected[name] = {
             "outputs": model.predict_on_batch(probe).tolist(),
@@ -103,9 +106,11 @@ import keras
 root = sys.argv[1]
 names = json.loads(sys.argv[2])
 probe = np.load(f"{root}/probe.npy")
-result = {"plain": {}}
-for name in names:  # plain Keras, anyshape not imported
-    result["plain"][name] = keras.saving.load_model(f"{root}/{name}.keras").predict_on_batch(probe).tolist()
+result = {"plain": {}, "classes": {}}
+for name in names + ["keras_saved"]:  # plain Keras, anyshape not imported
+    model = keras.saving.load_model(f"{root}/{name}.keras")
+    result["plain"][name] = model.predict_on_batch(probe).tolist()
+    result["classes"][name] = type(model).__name__
 result["anyshape_imported"] = any(m == "anyshape" or m.startswith("anyshape.") for m in sys.modules)
 
 from anyshape import cli
@@ -164,6 +169,9 @@ def test_every_file_loads_with_plain_keras_in_a_fresh_process(fresh):
     assert not result["anyshape_imported"]
     for name in NETWORKS:
         assert _relative(result["plain"][name], expected[name]["outputs"]) == 0.0, name
+    # every model here is free-size (a size-checking subclass in this process); each file holds a plain Functional
+    assert set(result["classes"].values()) == {"Functional"}
+    assert _relative(result["plain"]["keras_saved"], expected["mobilenet"]["outputs"]) == 0.0
 
 
 def test_model_flag_feeds_each_network_its_own_preprocessing(fresh):
