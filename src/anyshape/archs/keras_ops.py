@@ -342,9 +342,10 @@ class SizeCheckedModel(Functional):
 
         if tf.executing_eagerly() or not tf.is_tensor(inputs):
             return inputs
-        sides = tf.shape(inputs)
+        sides, (mh, mw) = tf.shape(inputs), check.minimum
+        message = f"{_GRAPH_REFUSAL} ({check.network} takes at least {mh}x{mw} px)"  # also in an exported graph
         asserts = [
-            tf.debugging.assert_greater_equal(sides[axis], least, message=_GRAPH_REFUSAL)
+            tf.debugging.assert_greater_equal(sides[axis], least, message=message)
             for axis, least in zip(check.axes, check.minimum)
         ]
         with tf.control_dependencies(asserts):
