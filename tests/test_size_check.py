@@ -150,9 +150,11 @@ def test_the_check_is_the_networks_minimum_computed_at_build_time(monkeypatch):
         return anyshape.create_model(name, weights=None, **options).anyshape_size_check
 
     assert check("inception_v3", include_top=False) == MinimumSizeCheck("InceptionV3", (75, 75), (1, 2))
-    assert check("vgg16", include_top=False, data_format="channels_first") == MinimumSizeCheck(
-        "VGG16", minimum_size("vgg16"), (2, 3)
-    )
+    first = check("vgg16", include_top=False, data_format="channels_first")
+    assert first == MinimumSizeCheck("VGG16", minimum_size("vgg16"), (2, 3)) and first.minimum == (32, 32)
+    first((1, 3, 32, 32))
+    with pytest.raises(InvalidInputShape, match=r"^VGG16: an input of shape \(1, 3, 31, 64\) has images of 31x64 px"):
+        first((1, 3, 31, 64))
     assert check("inception_v3", input_shape=(None, 120, 3), include_top=False).minimum == (75, 75)
     assert check("inception_v3", input_shape=(75, 75, 3), include_top=False) is None
     assert check("inception_v3") is None  # with the top: 299 x 299, fixed
