@@ -2,7 +2,8 @@
 
 Issue 28 item 1. Each network's model is saved by `anyshape.model_info.save_model`, then ONE new
 interpreter (the expensive part, done once for every case):
-- loads every file with plain `keras.saving.load_model` before anything imports anyshape (every
+- loads every file with plain `keras.saving.load_model` before anything imports anyshape, as a plain
+  Functional (a free-size model is a size-checking subclass in the process that built it; every
   layer anyshape builds is a built-in Keras layer; ConvNeXt's layer scale included) and gets the
   saved model's outputs exactly;
 - runs `anyshape features --model FILE` on an image at the model's native size and gets the
@@ -28,7 +29,7 @@ from model_helpers import randomised_weights, set_weights
 from PIL import Image
 
 from anyshape import create_model
-from anyshape.archs.keras_ops import LayerScale
+from anyshape.archs.keras_ops import LayerScale, SizeCheckedModel
 from anyshape.data_config import CAFFE_MEAN, IMAGENET_MEAN, IMAGENET_STD
 from anyshape.model_info import save_model
 
@@ -77,6 +78,9 @@ def saved(tmp_path_factory):
         model = create_model(name, include_top=False, input_shape=(None, None, 3), **options)
         set_weights(model, randomised_weights(model))  # fresh BatchNorm statistics would hide the scaling
         save_model(model, root / f"{name}.keras")
+        assert type(model) is SizeCheckedModel  # free size (tests/test_size_check.py); MobileNet's has a check
+        if name == "mobilenet":  # minimum 31 px
+            assert model.anyshape_size_check is not None
         features = keras.Model(model.inputs, keras.layers.GlobalAveragePooling2D()(model.outputs[0]))
         expected[name] = {
             "outputs": model.predict_on_batch(probe).tolist(),
@@ -103,9 +107,11 @@ import keras
 root = sys.argv[1]
 names = json.loads(sys.argv[2])
 probe = np.load(f"{root}/probe.npy")
-result = {"plain": {}}
+result = {"plain": {}, "classes": {}}
 for name in names:  # plain Keras, anyshape not imported
-    result["plain"][name] = keras.saving.load_model(f"{root}/{name}.keras").predict_on_batch(probe).tolist()
+    model = keras.saving.load_model(f"{root}/{name}.keras")
+    result["plain"][name] = model.predict_on_batch(probe).tolist()
+    result["classes"][name] = type(model).__name__
 result["anyshape_imported"] = any(m == "anyshape" or m.startswith("anyshape.") for m in sys.modules)
 
 from anyshape import cli
@@ -164,6 +170,9 @@ def test_every_file_loads_with_plain_keras_in_a_fresh_process(fresh):
     assert not result["anyshape_imported"]
     for name in NETWORKS:
         assert _relative(result["plain"][name], expected[name]["outputs"]) == 0.0, name
+    # every model here is free-size (a size-checking subclass in this process, saved by model.save
+    # in save_model): each file holds a plain Functional
+    assert result["classes"] == dict.fromkeys(NETWORKS, "Functional")
 
 
 def test_model_flag_feeds_each_network_its_own_preprocessing(fresh):

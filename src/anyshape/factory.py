@@ -13,6 +13,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import FrameType
 
 from anyshape.archs import Arch, get_arch, list_models, model_config
@@ -21,6 +22,7 @@ from anyshape.errors import Message
 from anyshape.shapes import (
     ImplausibleModel,
     InvalidInputShape,
+    ShapeReport,
     TransposedShapeWarning,
     explain_config,
     transposed_shape_warning,
@@ -122,9 +124,10 @@ def create_model(
     weight_set = None if weights is None else _weight_set(arch, weights, preprocessing, kwargs)
     kwargs = {k: v for k, v in kwargs.items() if v is not None or k in ("pooling", "classifier_activation", "name")}
     input_shape = _resolve_input_shape(arch, input_shape, input_tensor, include_top, data_format)
-    config = _checked_config(
+    report = _checked_config(
         arch, max_params, input_shape=input_shape, include_top=include_top, data_format=data_format, **kwargs
     )
+    config = report.config
     _check_transposed(arch, config, pretrained=weight_set is not None, adapt_given="channel_adapt" in weight_options)
 
     from anyshape.archs import keras_ops
@@ -132,6 +135,7 @@ def create_model(
     model = keras_ops.build(arch, config, input_tensor)
     model.anyshape_config = config
     model.anyshape_arch = arch.name
+    model.anyshape_size_check = MinimumSizeCheck.of(report)
     if weight_set is not None:
         from anyshape.weights import load_weight_set
 
@@ -168,9 +172,9 @@ def _weight_set(arch, weights, preprocessing, kwargs: dict):
     return weight_set
 
 
-def _checked_config(arch, max_params, **arguments):
-    """The network's Config, refused before any layer is built when the shape cannot work or the
-    network is implausibly large."""
+def _checked_config(arch, max_params, **arguments) -> ShapeReport:
+    """The report of the network's Config (`.config`), refused before any layer is built when the
+    shape cannot work or the network is implausibly large."""
     # arguments that are wrong whatever the shape (classes=0, head="banana") are a ValueError, not InvalidInputShape
     config = arch.checked_config(**arguments)
     ignored = ignored_classes_problem(config)
@@ -178,8 +182,52 @@ def _checked_config(arch, max_params, **arguments):
         raise ConfigValueError(
             "classes", Message("{network}: " + ignored.template, network=arch.keras_name, **ignored.values)
         )
-    explain_config(arch, config).raise_if_invalid().raise_if_implausible(max_params)
-    return config
+    return explain_config(arch, config).raise_if_invalid().raise_if_implausible(max_params)
+
+
+@dataclass(frozen=True)
+class MinimumSizeCheck:
+    """What a free-size model from `create_model` checks before Keras runs it (issue 28): called
+    with an input's shape (batch axis first), it raises InvalidInputShape for a height or width
+    below the network's minimum (None, unknown while Keras traces, is not checked), in the words of
+    the call, instead of the backend's "Negative dimension size" deep inside the network."""
+
+    network: str  # keras.applications' name
+    minimum: tuple[int, int]  # (H, W)
+    axes: tuple[int, int]  # where H and W are in a batch's shape
+
+    @classmethod
+    def of(cls, report: ShapeReport) -> MinimumSizeCheck | None:
+        """The check for the model `report` describes; None when its size is fixed (create_model
+        checked it) or every size works."""
+        mh, mw = report.min_hw
+        if (report.height is not None and report.width is not None) or mh is None or mw is None or max(mh, mw) <= 1:
+            return None
+        axes = (2, 3) if report.data_format == "channels_first" else (1, 2)
+        return cls(report.arch.keras_name, (mh, mw), axes)
+
+    def __call__(self, shape: tuple | None) -> None:
+        """Raise for `shape` below the minimum; None: a batch found below it while the model ran
+        (TensorFlow's check in the graph, `SizeCheckedModel`), whose size the message cannot say."""
+        if shape is not None:
+            h, w = (shape[a] for a in self.axes)
+            if (h is None or h >= self.minimum[0]) and (w is None or w >= self.minimum[1]):
+                return
+        raise self.error(shape)
+
+    def error(self, shape: tuple | None) -> InvalidInputShape:
+        """The refusal of `shape` (None: a batch of unknown size)."""
+        mh, mw = self.minimum
+        least = f"{mh} px per side" if mh == mw else f"{mh} px high and {mw} px wide"
+        if shape is None:
+            what = "a batch of the input has images"
+        else:
+            size = "x".join("?" if shape[a] is None else str(shape[a]) for a in self.axes)
+            what = f"an input of shape {tuple(shape)} has images of {size} px,"
+        return InvalidInputShape(
+            f"{self.network}: {what} below the network's minimum of {least} (its feature map would "
+            f"vanish): resize or pad the images to at least {mh}x{mw} px"
+        )
 
 
 def _check_transposed(arch, config, *, pretrained: bool, adapt_given: bool) -> None:

@@ -22,12 +22,15 @@ backend runs every network in either format, with equal outputs.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 from keras import layers
+from keras.src.models.functional import Functional
 
 from anyshape.archs.ops import Ops
 
-__all__ = ["KerasOps", "LayerScale", "build"]
+__all__ = ["KerasOps", "LayerScale", "SizeCheckedModel", "build"]
 
 _CL = "channels_last"
 
@@ -216,9 +219,171 @@ def _inputs(input_tensor, input_shape):
     return x, x
 
 
+def _image_shape(data) -> tuple | None:
+    """The shape of the image batches `data` holds where it is known without reading a batch: an
+    array or tensor; the first item of a tuple or list ((x, y), a one-input list) or of a one-key
+    dict; a tf.data.Dataset's `element_spec`. None otherwise (a generator, a PyDataset, a loader)."""
+    for _ in range(4):
+        spec = getattr(data, "element_spec", None)
+        if spec is not None:
+            data = spec
+        elif isinstance(data, (tuple, list)) and data:
+            data = data[0]
+        elif isinstance(data, dict) and len(data) == 1:
+            data = next(iter(data.values()))
+        else:
+            break
+    shape = getattr(data, "shape", None)
+    try:
+        dims = tuple(shape) if shape is not None else ()  # a TensorShape of unknown rank raises ValueError
+    except (TypeError, ValueError):
+        return None
+    return dims if len(dims) == 4 else None
+
+
+def _trainer_variables(model) -> list:
+    """Every variable Keras' JAX trainer detaches: the model's, its metrics' and its optimizer's."""
+    optimizer = getattr(model, "optimizer", None)
+    extra = list(optimizer.variables) if optimizer is not None else []
+    return [*model.trainable_variables, *model.non_trainable_variables, *model.metrics_variables, *extra]
+
+
+@contextlib.contextmanager
+def _guarded(model):
+    """A trainer loop (fit, evaluate, predict) of a size-checked model:
+    - on TensorFlow, the graph's refusal (`SizeCheckedModel._graph_check`) raised again in Python's
+      words (InvalidInputShape, not the InvalidArgumentError TensorFlow raises it as);
+    - on JAX, the model kept usable when the loop raises. Keras' JAX trainer detaches the variables'
+      values at the start of those loops (`_get_jax_state(purge_model_variables=True)`) and
+      reattaches them at the end (`jax_state_sync`; keras/src/backend/jax/trainer.py), so an
+      exception in between (a size refused while the first batch is traced) left every later call
+      failing ('NoneType' object is not callable). On an exception: the last state a finished step
+      kept, else the values before the call (no step ran: nothing was donated)."""
+    backend, check = keras.backend.backend(), getattr(model, "anyshape_size_check", None)
+    if check is None:  # a model that takes every size: Keras' loops as they are
+        yield
+        return
+    if backend != "jax":
+        try:
+            yield
+        except Exception as error:
+            if backend == "tensorflow" and _GRAPH_REFUSAL in str(error):
+                raise check.error(None) from None  # InvalidInputShape
+            raise
+        return
+    model.jax_state_sync()  # a no-op unless some state was left unsynced
+    model._jax_state = None  # a stale state (predict_on_batch keeps its last) must not be restored below
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:  # built here, not inside the loop: its values are kept too
+        optimizer.build(model.trainable_variables)
+    before = [(v, v.value) for v in _trainer_variables(model)]
+    try:
+        yield
+    except BaseException:
+        if getattr(model, "_jax_state", None) is not None:
+            model.jax_state_sync()
+            model._jax_state = None
+        for variable, value in before:
+            if variable._value is None:  # detached by the trainer
+                variable.assign(value)
+        raise
+
+
+_GRAPH_REFUSAL = "anyshape: images below the minimum size"  # no quote: TensorFlow escapes them
+
+
+class SizeCheckedModel(Functional):
+    """A Functional model that checks its images' height and width before Keras runs them. A
+    free-size network below its minimum would otherwise fail deep in the backend (TensorFlow's
+    "Negative dimension size"); `anyshape.create_model` sets `anyshape_size_check`, a callable that
+    takes an input's shape and raises `InvalidInputShape` (without it, the model is a plain Functional).
+
+    Where the check runs: predict, fit (and its validation_data), evaluate and the *_on_batch methods
+    check their input before Keras' trainer starts, when its shape is known (`_image_shape`);
+    `__call__` checks a direct `model(x)` (and is what the TensorFlow and PyTorch trainers call);
+    `call` checks what the JAX trainer traces (it calls `stateless_call`, hence `call`, not
+    `__call__`), a generator's batches, with `_guarded` making sure the model still runs
+    after such a refusal. TensorFlow's trainer may trace a generator's batches with the height and
+    width unknown (tf.function relaxes a shape that changed between calls to None), where MobileNet
+    would return uninitialised memory below its minimum: there the check is an assertion in the
+    graph (`_graph_check`; XLA compiles assertions to nothing, and Keras compiles TensorFlow with
+    XLA only where there is an accelerator).
+
+    It reports its class as Functional, so saving, get_config, clone_model and pickling see a
+    plain Functional of built-in layers (serialize_keras_object reads `obj.__class__`:
+    keras/src/saving/serialization_lib.py): a reloaded or cloned model has no check."""
+
+    __class__ = property(lambda self: Functional)
+
+    def _check_size(self, data) -> None:
+        check = getattr(self, "anyshape_size_check", None)
+        shape = None if check is None else _image_shape(data)
+        if check is not None and shape is not None:
+            check(shape)
+
+    def __call__(self, *args, **kwargs):  # before Keras adds its call information to the message
+        self._check_size(args[0] if args else kwargs.get("inputs"))
+        return super().__call__(*args, **kwargs)
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        self._check_size(inputs)
+        return super().call(self._graph_check(inputs), training=training, mask=mask, **kwargs)
+
+    def _graph_check(self, inputs):
+        """`inputs` after a TensorFlow assertion that its height and width are at least the
+        network's minimum, where a traced graph does not know them; else `inputs` as they are."""
+        check = getattr(self, "anyshape_size_check", None)
+        shape = getattr(inputs, "shape", None)
+        if check is None or keras.backend.backend() != "tensorflow" or shape is None or len(shape) != 4:
+            return inputs
+        if all(shape[axis] is not None for axis in check.axes):
+            return inputs  # checked while tracing
+        import tensorflow as tf
+
+        if tf.executing_eagerly() or not tf.is_tensor(inputs):
+            return inputs
+        sides, (mh, mw) = tf.shape(inputs), check.minimum
+        message = f"{_GRAPH_REFUSAL} ({check.network} takes at least {mh}x{mw} px)"  # also in an exported graph
+        asserts = [
+            tf.debugging.assert_greater_equal(sides[axis], least, message=message)
+            for axis, least in zip(check.axes, check.minimum)
+        ]
+        with tf.control_dependencies(asserts):
+            return tf.identity(inputs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_size(x)
+        with _guarded(self):
+            return super().predict(x, *args, **kwargs)
+
+    def fit(self, x=None, *args, **kwargs):
+        self._check_size(x)
+        self._check_size(kwargs.get("validation_data"))
+        with _guarded(self):
+            return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._check_size(x)
+        with _guarded(self):
+            return super().evaluate(x, *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        self._check_size(x)
+        return super().predict_on_batch(x)
+
+    def train_on_batch(self, x, *args, **kwargs):
+        self._check_size(x)
+        return super().train_on_batch(x, *args, **kwargs)
+
+    def test_on_batch(self, x, *args, **kwargs):
+        self._check_size(x)
+        return super().test_on_batch(x, *args, **kwargs)
+
+
 def build(arch, config, input_tensor=None) -> keras.Model:
     """The Keras model of `arch` built with `config` (whose input_shape is resolved). No checks and
-    no weights: `anyshape.create_model` explains the shape first and loads weights after."""
+    no weights: `anyshape.create_model` explains the shape first and loads weights after, and gives
+    a free-size model (a `SizeCheckedModel`) its size check."""
     inputs, x = _inputs(input_tensor, config.input_shape)
     channels_first = config.data_format == "channels_first"
     if channels_first:
@@ -226,4 +391,5 @@ def build(arch, config, input_tensor=None) -> keras.Model:
     outputs = arch.network(KerasOps(), config, x)
     if channels_first and not isinstance(outputs, (list, tuple)) and len(outputs.shape) == 4:
         outputs = layers.Permute((3, 1, 2), name="to_channels_first")(outputs)
-    return keras.Model(inputs, outputs, name=config.name or arch.name)
+    free = None in tuple(x.shape)[1:3]
+    return (SizeCheckedModel if free else keras.Model)(inputs, outputs, name=config.name or arch.name)
