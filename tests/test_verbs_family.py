@@ -30,7 +30,7 @@ again, not loaded again), and quantize and bench take the ONNX file `export` wro
 5. `quantize` of the export (no --arch: the file records its network), `predict --model` of the
    int8 file, and `bench --model` of the export (the network `--arch` builds is what step 3
    exported, through the same `inference_model` that bench --arch calls; `bench --arch` itself:
-   tests/test_cli_inference.py).
+   tests/test_cli_inference.py, on MobileNet and MobileNetV3).
 All at the network's smallest valid size (at least 32 px).
 """
 
