@@ -203,15 +203,32 @@ def _relative_error(a, b) -> float:
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-def test_cli_convert_arch_keras_file_at_any_shape_and_channels(mobilenet_files, tmp_path, capsys):
+def _builds(monkeypatch) -> list:
+    """The include_top of every network `convert` builds from now on (anyshape.create_model's calls)."""
+    import anyshape.factory
+
+    calls, real = [], anyshape.factory.create_model
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("include_top"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(anyshape.factory, "create_model", counted)
+    return calls
+
+
+def test_cli_convert_arch_keras_file_at_any_shape_and_channels(mobilenet_files, tmp_path, capsys, monkeypatch):
     """`convert FILE --arch mobilenet`: at RGB the parity report against keras.applications on the
-    same file; at one channel ("sum") a .keras model that records its network and equals the RGB
-    conversion on the gray image copied to R, G and B; the converted .weights.h5 loads as
+    same file, building the network once (Keras' file names its classifier: the head is known
+    before any build); at one channel ("sum") a .keras model that records its network and equals
+    the RGB conversion on the gray image copied to R, G and B; the converted .weights.h5 loads as
     `weights=FILE` at another size and channel count (a Keras 3 file, first-conv rules applied)."""
     from anyshape.model_info import load_model, read_keras_info
 
     rgb = tmp_path / "rgb.weights.h5"
+    builds = _builds(monkeypatch)
     assert main(["convert", mobilenet_files["top"], "-o", str(rgb), *SMALL_ARCH, "--input-shape", "96,96,3"]) == 0
+    assert builds == [True]
     out = capsys.readouterr().out
     assert "parity vs keras.applications.MobileNet" in out and "result: match" in out, out
     assert "top-5 agreement: 100%" in out and f"wrote {rgb}: mobilenet" in out
@@ -240,11 +257,15 @@ def test_cli_convert_arch_keras_file_at_any_shape_and_channels(mobilenet_files, 
     assert "already exists" in capsys.readouterr().err
 
 
-def test_convert_arch_without_the_top_and_from_keras3_files(mobilenet_files, tmp_path):
-    """Keras' file without the top converts to a backbone; keras.applications' own Keras 3
-    .weights.h5 (its layers paired by class and rank) converts at one channel and equals the
-    conversion of the legacy file, and its .keras file loads as weights=FILE the same."""
+def test_convert_arch_without_the_top_and_from_keras3_files(mobilenet_files, tmp_path, monkeypatch):
+    """Keras' file without the top converts to a backbone, built once (the backbone that finds no
+    classifier in the file is the model); keras.applications' own Keras 3 .weights.h5 (its layers
+    paired by class and rank; its classifier found against the backbone, then built with it)
+    converts at one channel and equals the conversion of the legacy file, and its .keras file
+    loads as weights=FILE the same."""
+    builds = _builds(monkeypatch)
     notop = convert(mobilenet_files["notop"], tmp_path / "notop.weights.h5", arch="mobilenet", alpha=0.25)
+    assert builds == [False]
     assert notop.weight_set.num_classes is None and notop.parity is None
     assert notop.note == "the file has no classifier"
     backbone = anyshape.create_model(
@@ -256,10 +277,11 @@ def test_convert_arch_without_the_top_and_from_keras3_files(mobilenet_files, tmp
     x = np.random.default_rng(4).uniform(-1, 1, (1, 48, 64, 1)).astype(np.float32)
     np.testing.assert_allclose(backbone.predict_on_batch(x), from_legacy.predict_on_batch(x), rtol=0, atol=1e-5)
 
+    builds.clear()
     k3 = convert(
         mobilenet_files["keras3"], tmp_path / "k3.weights.h5", arch="mobilenet", alpha=0.25, input_shape=(None, None, 1)
     )
-    assert k3.weight_set.num_classes == 1000
+    assert k3.weight_set.num_classes == 1000 and builds == [False, True]
     assert "Keras 3 file" in k3.note  # keras.applications' constructors read the published .h5 only
     ours = anyshape.create_model("mobilenet", alpha=0.25, include_top=False, weights=k3.path, input_shape=(48, 64, 1))
     np.testing.assert_allclose(ours.predict_on_batch(x), from_legacy.predict_on_batch(x), rtol=0, atol=1e-5)

@@ -17,6 +17,7 @@ __all__ = [
     "FamilyParityReport",
     "FamilyConversionResult",
     "FamilyArguments",
+    "build_family_model",
     "load_family_model",
     "finish_family",
     "check_destination",
@@ -54,17 +55,26 @@ class FamilyArguments:
         return {k: v for k, v in ws.build_overrides_for(arch.name).items() if k not in self.options}
 
 
-def load_family_model(ws: WeightSet, path: str, arch, args: FamilyArguments, classes, overrides: dict):
-    """(model, the loaded WeightSet): network `arch` built for logits with the file's head (`classes`
-    classes; None: no top), `ws`'s file at `path` loaded into it (as create_model(weights=...) does,
-    with the weight set already resolved and fetched)."""
+def build_family_model(arch, args: FamilyArguments, classes, overrides: dict):
+    """Network `arch` as a conversion builds it: for logits, with a head of `classes` classes (None:
+    no top), at the shape and with the options asked, without weights."""
     from anyshape.factory import create_model
-    from anyshape.weights.loader import load_weight_set
 
     head = {"include_top": True, "classes": classes} if classes is not None else {"include_top": False}
-    model = create_model(
+    return create_model(
         arch.name, input_shape=args.shape(), classifier_activation=None, **head, **overrides, **args.options
     )
+
+
+def load_family_model(ws: WeightSet, path: str, arch, args: FamilyArguments, classes, overrides: dict, model=None):
+    """(model, the loaded WeightSet): network `arch` built for logits with the file's head (`classes`
+    classes; None: no top; `model`: that network, already built by `build_family_model`), `ws`'s
+    file at `path` loaded into it (as create_model(weights=...) does, with the weight set already
+    resolved and fetched)."""
+    from anyshape.weights.loader import load_weight_set
+
+    if model is None:
+        model = build_family_model(arch, args, classes, overrides)
     loaded = load_weight_set(
         model,
         replace(ws, path=path),

@@ -17,6 +17,7 @@ from anyshape.weights.convert_common import (
     FamilyConversionResult,
     FamilyParityReport,
     as_written,
+    build_family_model,
     finish_family,
     load_family_model,
 )
@@ -33,9 +34,8 @@ def convert_family(
 ) -> FamilyConversionResult:
     """A Keras file or registry set of network `arch` (`ws`, resolved) into anyshape's network, written
     to `dst`."""
-    from anyshape.archs import model_config
-    from anyshape.factory import create_model
     from anyshape.weights.family import family_weight_file, file_classes
+    from anyshape.weights.family_files import classifier_hint
 
     if args.source not in (None, "keras"):
         raise ParameterError(
@@ -44,19 +44,38 @@ def convert_family(
             network=arch.name,
         )
     input_shape, overrides, options = args.shape(), args.overrides(ws, arch), args.options
-    # the network without its top says what the file holds beyond it: the classifier, or nothing
-    backbone = create_model(arch.name, input_shape=input_shape, include_top=False, **overrides, **options)
-    built = model_config(backbone)
-    assert built is not None  # create_model records the network it built
-    path = family_weight_file(ws, arch, built[1], True, args.cache_dir, args.progress)
-    classes = file_classes(path, backbone, arch)
-    del backbone
-    model, _ = load_family_model(ws, path, arch, args, classes, overrides)
+    # Building the network is what a conversion costs: built once when the file says its head up
+    # front (Keras' published .h5 names its classifier; a registry set records its classes), else
+    # the network without its top first, which says what the file holds beyond it (the classifier,
+    # or nothing: then it is the model the file loads into)
+    model = first = None
+    hint = classifier_hint(ws.path, arch) if ws.path else ws.num_classes
+    if hint is not None:
+        first = build_family_model(arch, args, hint, overrides)
+        path = family_weight_file(ws, arch, _config(first), True, args.cache_dir, args.progress)
+        model, classes = (first, hint) if classifier_hint(path, arch) == hint else (None, None)
+    if model is None:
+        backbone = build_family_model(arch, args, None, overrides)
+        path = family_weight_file(ws, arch, _config(backbone), True, args.cache_dir, args.progress)
+        classes = file_classes(path, backbone, arch)
+        model = backbone if classes is None else (first if classes == hint else None)
+        del backbone
+    del first
+    model, _ = load_family_model(ws, path, arch, args, classes, overrides, model=model)
     report, note = _family_parity(
         model, arch, path, classes, input_shape, args.parity, args.parity_images, options, overrides
     )
     written = as_written(model.anyshape_weights, arch=arch.name, source="keras", name=ws.name, num_classes=classes)
     return finish_family(model, arch, dst, written, classes, args, report, note)
+
+
+def _config(model):
+    """The Config `model` was built with (by `create_model`, which records it)."""
+    from anyshape.archs import model_config
+
+    built = model_config(model)
+    assert built is not None  # create_model records the network it built
+    return built[1]
 
 
 def _family_parity(

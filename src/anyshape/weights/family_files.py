@@ -16,6 +16,7 @@ from anyshape.weights.checkpoint import WeightFileError
 from anyshape.weights.weight_set import WeightSet
 
 __all__ = [
+    "classifier_hint",
     "family_weight_file",
     "file_classes",
     "file_pairs",
@@ -231,6 +232,31 @@ def file_classes(path: str, backbone, arch) -> int | None:
         if ranked:
             return int(groups[ranked[-1]][-1].shape[-1])
     return int(groups[sorted(rest, key=_rank)[-1]][-1].shape[-1])
+
+
+def classifier_hint(path: str, arch) -> int | None:
+    """The class count of a Keras 2 HDF5 file (Keras' published layout) whose last weighted layer
+    has the name of network `arch`'s classifier, in any case (as Keras' own files of it do), read from that
+    layer's last array (its bias) without reading the others; None for any other file, which
+    `file_classes` answers against a built backbone."""
+    import h5py
+
+    def text(raw) -> str:
+        return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+
+    try:
+        with h5py.File(path, "r") as f:
+            g = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
+            for name in reversed([text(n) for n in g.attrs.get("layer_names", [])]):
+                weights = g[name].attrs.get("weight_names", [])
+                if len(weights):
+                    if name.lower() != arch.classifier[0].lower():  # MobileNetV3's: Keras' "Logits"
+                        return None
+                    shape = g[name][text(weights[-1])].shape
+                    return int(shape[-1]) if shape else None
+    except (OSError, KeyError, ValueError):  # not an HDF5 file (.keras), or not this layout
+        return None
+    return None
 
 
 def head_layers(arch, config) -> tuple[str, ...]:
