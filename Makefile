@@ -53,6 +53,10 @@ BACKEND_TESTS := $(shell grep -l '@pytest.mark.every_backend\|marks=pytest.mark.
 JAX_TESTS := $(BACKEND_TESTS)
 XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
 NICE := nice -n 10
+# The PyTorch run's OpenMP pool: one thread. Two (one per core) only spun beside the two TensorFlow
+# workers: three of its every_backend tests took 21.3 s of CPU with two threads, 16.2 s with one,
+# and less wall time too, on an otherwise idle Zen 4 (JAX: no difference, XLA compiles on one thread).
+TORCH_THREADS := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 JAX_XLA_FLAGS := --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true
 
 # Lint, format and types (seconds): ruff on everything, mypy on src/. `make test` runs them beside
@@ -70,10 +74,10 @@ test:
 	@set -u; now() { date +%s; }; t0=$$(now); \
 	$(MAKE) --no-print-directory $(VENV)/.test-installed || exit $$?; t1=$$(now); t2=$$t1; \
 	( $(MAKE) --no-print-directory check > $(VENV)/test-check.log 2>&1; echo "$$? $$(now)" > $(VENV)/test-check.end ) & checks=$$!; \
-	echo "KERAS_BACKEND=tensorflow: tests ($(XDIST)); beside it: KERAS_BACKEND=jax XLA_FLAGS=\"$(JAX_XLA_FLAGS)\": $(JAX_TESTS) -m every_backend; at $(NICE): KERAS_BACKEND=torch: $(BACKEND_TESTS) -m every_backend"; \
+	echo "KERAS_BACKEND=tensorflow: tests ($(XDIST)); beside it: KERAS_BACKEND=jax XLA_FLAGS=\"$(JAX_XLA_FLAGS)\": $(JAX_TESTS) -m every_backend; at $(NICE): KERAS_BACKEND=torch $(TORCH_THREADS): $(BACKEND_TESTS) -m every_backend"; \
 	( KERAS_BACKEND=jax XLA_FLAGS="$(JAX_XLA_FLAGS)" $(PYTEST) --durations=10 $(JAX_TESTS) -m every_backend > $(VENV)/test-jax.log 2>&1; \
 	  echo "$$? $$(now)" > $(VENV)/test-jax.end ) & jax=$$!; \
-	( KERAS_BACKEND=torch $(NICE) $(PYTEST) --durations=10 $(BACKEND_TESTS) -m every_backend > $(VENV)/test-torch.log 2>&1; \
+	( KERAS_BACKEND=torch $(TORCH_THREADS) $(NICE) $(PYTEST) --durations=10 $(BACKEND_TESTS) -m every_backend > $(VENV)/test-torch.log 2>&1; \
 	  echo "$$? $$(now)" > $(VENV)/test-torch.end ) & torch=$$!; \
 	KERAS_BACKEND=tensorflow $(PYTEST) $(XDIST) --durations=25 tests; tf_rc=$$?; t3=$$(now); \
 	wait $$checks $$jax $$torch; \
