@@ -51,8 +51,9 @@ from anyshape.weights.convert_twin import twin_difference
 from anyshape.weights.registry import WeightsForAnotherNetwork
 from anyshape.weights.torch import read_state_dict
 from anyshape.weights.torch_family import TWIN_OVERRIDES, state_dict_to_entries, twin_layout
-from anyshape.weights.torch_sets import HF_URL, pixel_scaling, reference_model
+from anyshape.weights.torch_sets import HF_URL, pixel_scaling
 from anyshape.weights.twin_note import twin_note
+from anyshape.weights.twin_reference import reference_model
 
 TOL = 1e-4
 ODD = (65, 97)  # odd and non-square

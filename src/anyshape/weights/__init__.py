@@ -11,7 +11,8 @@ Modules:
     torch_family  the family's PyTorch twins: torchvision's ResNet, DenseNet, VGG, MobileNetV2 and
                 timm's InceptionResNetV2, EfficientNet, MobileNetV3, ConvNeXt, Xception state dicts -> Keras layout
     torch_layouts  the twins' layouts: which torch module each Keras layer takes its tensors from
-    torch_sets  the twins' weight sets, build overrides and reference models, as data
+    torch_sets  the twins' weight sets and build overrides, as data
+    twin_reference  which torch model a twin's state dict is the parity reference of; where a twin-built network differs
     twin_note   where a network built for a twin's weights is not the twin's function (explain --weights)
     keras_h5    Keras files: the published legacy .h5, .weights.h5, .keras
     channels    first-conv adaptation to any channel count

@@ -35,7 +35,8 @@ from anyshape.weights.convert_common import (
     reference_available,
 )
 from anyshape.weights.reference import import_reference_frameworks
-from anyshape.weights.torch_sets import pixel_scaling, reference_model, twin_difference
+from anyshape.weights.torch_sets import pixel_scaling
+from anyshape.weights.twin_reference import reference_model, twin_difference
 from anyshape.weights.weight_set import WeightSet
 
 __all__ = ["convert_twin", "twin_difference"]

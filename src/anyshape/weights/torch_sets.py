@@ -48,10 +48,8 @@ __all__ = [
     "TWIN_SOURCE",
     "HF_URL",
     "twin_sets",
-    "reference_model",
     "unpublished_twin_set",
     "file_set_with_mode",
-    "twin_difference",
     "efficientnet_v2_overrides",
 ]
 
@@ -433,34 +431,6 @@ def twin_sets() -> list[WeightSet]:
     )
 
 
-def reference_model(arch, weight_set: WeightSet | None = None, options: dict | None = None) -> tuple[str, str]:
-    """(framework, model name) of the torch model a state dict of network `arch` belongs to: timm's
-    model named in the set's hub address, torchvision's function of the network's name, or for a
-    file that does not say the family's twin (timm's `tf_efficientnet_b<N>`, `inception_resnet_v2`,
-    `tf_mobilenetv3_<type>_<width>` by the build `options` alpha and minimalistic)."""
-    framework = TWIN_SOURCE.get(arch.family, "torchvision")
-    url = weight_set.url if weight_set is not None else None
-    hub = HF_URL.split("{")[0]
-    if framework == "timm" and url and url.startswith(hub):
-        return "timm", url[len(hub) :].split("/")[0].split(".")[0]
-    if arch.family == "efficientnet":
-        return "timm", f"tf_{arch.name}"
-    if arch.family == "efficientnet_v2":
-        return "timm", f"tf_efficientnetv2_{arch.name.rsplit('_', 1)[1]}"
-    if arch.family == "convnext":
-        return "timm", arch.name
-    if arch.family == "xception":
-        return "timm", "legacy_xception"
-    if arch.family == "nasnet":
-        return "timm", "nasnetalarge"
-    if arch.family == "mobilenet_v3":
-        options = {**dict(weight_set.overrides if weight_set is not None else ()), **(options or {})}
-        alpha = options.get("alpha", 1.0)
-        width = "minimal_100" if options.get("minimalistic") else f"{round(100 * alpha):03d}"
-        return "timm", f"tf_mobilenetv3_{arch.name.rsplit('_', 1)[1]}_{width}"
-    return framework, arch.name
-
-
 # the scaling a family's graph applies to 0..255 pixels with include_preprocessing (fixed, not weights):
 # MobileNetV3's Rescaling to [-1, 1], ConvNeXt's Normalization by ImageNet's mean and std
 _IN_GRAPH = {"mobilenet_v3": "tf", "convnext": "torch"}
@@ -511,16 +481,3 @@ def unpublished_twin_set(path: str, arch, mode: str) -> WeightSet:
         mean, std = (ws.mean, ws.std) if ws.mode == "torch" else ((0.5,) * 3, (0.5,) * 3)
         ws = replace(ws, mode="raw", mean=mean, std=std)
     return ws
-
-
-def twin_difference(arch, hw, include_top: bool) -> str | None:
-    """Why network `arch` with input (H, W) (None for a free side) is not its PyTorch twin's function,
-    or None when it is."""
-    if arch.family == "vgg" and include_top and tuple(hw) != (224, 224):
-        return (
-            f"{arch.keras_name}'s top differs from torchvision's away from 224 x 224: torchvision resamples "
-            "block5_pool to 7 x 7 with an adaptive average pool at every size, anyshape applies fc1 to each "
-            "7 x 7 window of it and averages the scores (the same function at 224 x 224 only; without the "
-            "top, the features are the same at every size)"
-        )
-    return None

@@ -1,11 +1,11 @@
 """`twin_note`: where a network built for a PyTorch twin's weights is not the twin's function at an
-input shape (`anyshape explain --weights NAME` prints it; `anyshape.weights.torch_sets.twin_difference`
+input shape (`anyshape explain --weights NAME` prints it; `anyshape.weights.twin_reference.twin_difference`
 says why). Reads no weights and imports no backend."""
 
 from __future__ import annotations
 
 from anyshape.weights.registry import resolve
-from anyshape.weights.torch_sets import twin_difference
+from anyshape.weights.twin_reference import twin_difference
 
 __all__ = ["twin_note"]
 
