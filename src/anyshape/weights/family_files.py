@@ -42,16 +42,7 @@ def read_legacy_h5(path: str) -> list[tuple[str, list[np.ndarray]]]:
                     "with a 'layer_names' attribute); load a Keras 3 .weights.h5 or .keras file with "
                     "model.load_weights"
                 )
-            out = []
-            for raw in g.attrs["layer_names"]:
-                name = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-                group = g[name]
-                names = [
-                    n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])
-                ]
-                if names:
-                    out.append((name, [np.asarray(group[n]) for n in names]))
-            return out
+            return [(name, [np.asarray(group[n]) for n in names]) for name, group, names in _weighted_layers(g)]
     except WeightFileError:
         raise
     except (OSError, KeyError, ValueError) as e:
@@ -241,22 +232,31 @@ def classifier_hint(path: str, arch) -> int | None:
     `file_classes` answers against a built backbone."""
     import h5py
 
-    def text(raw) -> str:
-        return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-
     try:
         with h5py.File(path, "r") as f:
             g = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
-            for name in reversed([text(n) for n in g.attrs.get("layer_names", [])]):
-                weights = g[name].attrs.get("weight_names", [])
-                if len(weights):
-                    if name.lower() != arch.classifier[0].lower():  # MobileNetV3's: Keras' "Logits"
-                        return None
-                    shape = g[name][text(weights[-1])].shape
-                    return int(shape[-1]) if shape else None
+            for name, group, weights in reversed(list(_weighted_layers(g))):
+                if name.lower() != arch.classifier[0].lower():  # MobileNetV3's: Keras' "Logits"
+                    return None
+                shape = group[weights[-1]].shape
+                return int(shape[-1]) if shape else None
     except (OSError, KeyError, ValueError):  # not an HDF5 file (.keras), or not this layout
         return None
     return None
+
+
+def _weighted_layers(g):
+    """(layer name, its group, its weight names) of each layer of a Keras 2 HDF5 weights group
+    (`layer_names`, in order) that has weights."""
+
+    def text(raw) -> str:
+        return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+
+    for name in (text(n) for n in g.attrs.get("layer_names", [])):
+        group = g[name]
+        names = [text(n) for n in group.attrs.get("weight_names", [])]
+        if names:
+            yield name, group, names
 
 
 def head_layers(arch, config) -> tuple[str, ...]:
