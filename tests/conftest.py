@@ -15,6 +15,7 @@ same weights. On 2 cores the intra-op threads keep both busy.
 import json
 import os
 import statistics
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -224,10 +225,11 @@ def pytest_runtest_logreport(report):
 
 # ANYSHAPE_CPU_PROFILE=DIR: each pytest process (a worker, or a run without xdist) writes the CPU
 # seconds of each test (its own threads plus the subprocesses it waited for: getrusage) to
-# DIR/<backend>-<worker>.json. Unlike wall time, CPU seconds hardly change when the three
-# backends' runs share the cores, so one `make test` says where the suite's CPU goes.
+# DIR/<backend>-<worker>.json, with its start and end (Unix time): [cpu, start, end]. Unlike wall
+# time, CPU seconds hardly change when the three backends' runs share the cores, so one `make test`
+# says where the suite's CPU goes; the start and end say when a worker waited or sat idle.
 CPU_PROFILE = "ANYSHAPE_CPU_PROFILE"
-_cpu: dict[str, float] = {}
+_cpu: dict[str, list[float]] = {}
 
 
 def _cpu_seconds() -> float:
@@ -241,11 +243,11 @@ def _cpu_seconds() -> float:
 def pytest_runtest_protocol(item, nextitem):
     if not os.environ.get(CPU_PROFILE):
         return (yield)
-    start = _cpu_seconds()
+    start, wall = _cpu_seconds(), time.time()
     try:
         return (yield)
     finally:
-        _cpu[item.nodeid] = round(_cpu_seconds() - start, 2)
+        _cpu[item.nodeid] = [round(_cpu_seconds() - start, 2), round(wall, 1), round(time.time(), 1)]
 
 
 def _write_cpu_profile(config) -> None:

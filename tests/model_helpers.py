@@ -129,18 +129,6 @@ def representatives() -> list[str]:
     return sorted(min(names, key=lambda n: explain(arch=n).params) for names in by_family.values())
 
 
-def layout_cases(family: str, representative: str, with_representative: bool = True) -> list:
-    """(name, include_top) to parametrize a layout check over: the representative with and without
-    the top, every other member with the top only (the layout without it is the same list less the
-    classifier). A weight layout does not depend on the backend: these run on TensorFlow only.
-    `with_representative=False`: the other members only (the family harness, tests/test_family.py,
-    checks the representative's layout with and without the top on the models it builds anyway)."""
-    from anyshape.archs import list_models
-
-    own = [(representative, True), (representative, False)] if with_representative else []
-    return own + [(n, True) for n in list_models(family) if n != representative]
-
-
 def weight_shapes(model) -> list[tuple]:
     """The shapes of `model.get_weights()`, in order, without copying the weights (ConvNeXtXLarge
     has 1.4 GB of them)."""

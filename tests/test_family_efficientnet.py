@@ -15,19 +15,15 @@ import keras
 import numpy as np
 import pytest
 from model_helpers import (
-    assert_efficientnet_layout,
     assert_keras_drop_in,
     efficientnet_weights,
     images,
-    layout_cases,
     relative_error,
     run,
     set_weights,
-    zero_initial_weights,
 )
 
 import anyshape
-from anyshape import applications
 from anyshape.archs import efficientnet, get_arch, list_models
 from anyshape.shapes import explain
 
@@ -58,19 +54,6 @@ def test_blocks_table_is_keras():
         for a in efficientnet.BLOCKS_ARGS
     ]
     assert all(row["id_skip"] for row in DEFAULT_BLOCKS_ARGS)
-
-
-@pytest.mark.parametrize(
-    "name, include_top", layout_cases("efficientnet", "efficientnet_b0", with_representative=False)
-)
-def test_layout_equals_keras(name, include_top):
-    """Keras' default size with the top (EfficientNetB0, with and without it: tests/test_family.py)."""
-    with zero_initial_weights():  # a layout has no values
-        theirs = _keras(name, include_top=include_top)
-        ours = getattr(applications, get_arch(name).keras_name)(weights=None, include_top=include_top)
-    assert_keras_drop_in(ours, theirs, dropped=("ZeroPadding2D",))  # correct_pad's paddings: "same" here
-    assert ours.name == theirs.name
-    assert_efficientnet_layout(ours, theirs, name)  # every Dropout's rate, the record's blocks
 
 
 def test_stddev_rescaling_builds_keras_imagenet_structure(monkeypatch):

@@ -13,19 +13,14 @@ import inspect
 import keras
 import pytest
 from model_helpers import (
-    assert_efficientnet_layout,
-    assert_keras_drop_in,
     images,
-    layout_cases,
     preprocessing_constants,
     randomised_weights,
     relative_error,
     run,
-    zero_initial_weights,
 )
 
 import anyshape
-from anyshape import applications
 from anyshape.archs import efficientnet_v2, get_arch, list_models
 from anyshape.shapes import explain
 
@@ -65,20 +60,6 @@ def test_blocks_tables_are_keras():
 def applications_name(arch) -> str:
     """Keras' model name, which keys its blocks tables ("efficientnetv2-b0")."""
     return dict(arch.keras_args)["name"]
-
-
-@pytest.mark.parametrize(
-    "name, include_top", layout_cases("efficientnet_v2", "efficientnet_v2_b0", with_representative=False)
-)
-def test_layout_equals_keras(name, include_top):
-    """Keras' default size with the top (EfficientNetV2B0, with and without it: tests/test_family.py)."""
-    with zero_initial_weights():  # a layout has no values
-        theirs = _keras(name, include_top=include_top)
-        ours = getattr(applications, get_arch(name).keras_name)(weights=None, include_top=include_top)
-    assert_keras_drop_in(ours, theirs)
-    assert ours.name == theirs.name
-    # the in-graph preprocessing's constants, every Dropout's rate, the record's blocks
-    assert_efficientnet_layout(ours, theirs, name, preprocessing=True)
 
 
 def _pair(input_shape, **kwargs):

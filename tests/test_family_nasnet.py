@@ -36,17 +36,17 @@ def ours_free():
 
 
 def test_large_weight_layout_equals_keras():
-    for include_top, params in ((True, 88_949_818), (False, 84_916_818)):
-        # at its default size: without the top Keras would build it at free size, with the layout
-        # its width comparisons give there (projections where the cells need reductions)
-        with zero_initial_weights():  # a layout has no values
-            ref = keras.applications.NASNetLarge(weights=None, include_top=include_top, input_shape=(331, 331, 3))
-            ours = NASNetLarge(weights=None, include_top=include_top)
-        assert weight_shapes(ours) == weight_shapes(ref)
-        assert [layer.name for layer in ours.layers if layer.weights] == [
-            layer.name for layer in ref.layers if layer.weights
-        ]
-        assert ours.count_params() == ref.count_params() == params
+    """Without the top (with it: tests/test_weights_family.py, on the models Keras' defaults build),
+    at its default size: without the top Keras would build it at free size, with the layout its
+    width comparisons give there (projections where the cells need reductions)."""
+    with zero_initial_weights():  # a layout has no values
+        ref = keras.applications.NASNetLarge(weights=None, include_top=False, input_shape=(331, 331, 3))
+        ours = NASNetLarge(weights=None, include_top=False)
+    assert weight_shapes(ours) == weight_shapes(ref)
+    assert [layer.name for layer in ours.layers if layer.weights] == [
+        layer.name for layer in ref.layers if layer.weights
+    ]
+    assert ours.count_params() == ref.count_params() == 84_916_818
 
 
 def test_keras_private_parameters_are_config_fields():
