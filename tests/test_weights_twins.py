@@ -16,7 +16,9 @@ for timm's) file the tests load with `weights=`.
   ConvNeXt at an odd size with its top and, without it, as timm's pooled features; timm's
   nasnetalarge on a small configuration at an odd size, where its SAME max pools differ from Keras';
 - 1 and 4 input channels through the first-conv rules equal torchvision with timm's
-  `adapt_input_conv` (the reference rule: sum for 1 channel, RGB tiled and scaled by 3 / C);
+  `adapt_input_conv` (the reference rule: sum for 1 channel, RGB tiled and scaled by 3 / C), and
+  timm's tf_efficientnetv2_b0 and small nasnetalarge created with in_chans 1 and 4 (as timm's
+  pretrained loader adapts them);
 - the build overrides land in the model's Config and survive saving and reloading (MobileNetV2);
 - a state dict that is not the layout is refused, naming the first tensor missing, left over or
   misshapen; DenseNet's published files' older keys are read;
@@ -144,6 +146,21 @@ def _timm_twin(tmp_path, timm_name: str, arch: str, preprocessing: str):
     return ref, ours, path
 
 
+def _timm_in_chans(ref, make, timm_name: str, channels: int):
+    """timm's model `make(in_chans=channels)` holding `ref`'s weights, its first conv (the pretrained
+    cfg's `first_conv`) adapted by adapt_input_conv, as timm's pretrained loader does
+    (timm/models/_builder.py load_pretrained; timm/models/_manipulate.py adapt_input_conv: the sum
+    for 1 channel, the RGB kernels tiled and scaled by 3 / C for C > 3)."""
+    from timm.models import get_pretrained_cfg
+
+    state = ref.state_dict()
+    key = f"{get_pretrained_cfg(timm_name).first_conv}.weight"
+    state[key] = adapt_input_conv(channels, state[key])
+    model = make(in_chans=channels)
+    model.load_state_dict(state)
+    return model.eval()
+
+
 def test_timms_inception_resnet_v2_from_safetensors_at_an_odd_size(tmp_path):
 
     ref, ours, path = _timm_twin(tmp_path, "inception_resnet_v2", "inception_resnet_v2", "tf")
@@ -221,8 +238,11 @@ def test_timms_tf_efficientnetv2_b0_on_imagenet_and_on_half_scaled_weights(tmp_p
     .safetensors, 0..255 pixels in: with "tf" (mean = std = 0.5, as timm's S, M, L and B3-21k
     configs) the Normalization takes 0.5 and 0.25, at an odd size (Keras' 1 / 128 would be off),
     and one channel gets Rescaling(1 / 127.5, offset -1) (`rescaling_divisor`, S, M and L's
-    scaling) and equals timm's adapt_input_conv; with "torch" Keras' own Normalization (ImageNet's)
+    scaling), as 4 channels do, and each equals timm's model created with that in_chans (its stem
+    adapted by adapt_input_conv, which another rule's kernel would not); with "torch" Keras' own Normalization (ImageNet's)
     at an even size. `convert` reports parity against timm's model on the pixels it normalises."""
+    import timm
+
     ref, ours, path = _timm_twin(tmp_path, "tf_efficientnetv2_b0", "efficientnet_v2_b0", "tf")
     config = model_config(ours)[1]
     assert (config.normalization_mean, config.normalization_variance) == ((0.5,) * 3, (0.25,) * 3)
@@ -232,16 +252,26 @@ def test_timms_tf_efficientnetv2_b0_on_imagenet_and_on_half_scaled_weights(tmp_p
     assert relative_error(run(ours, pixels), expected) <= TOL
     assert relative_error(run(ours, pixels * (127.5 / 128.0)), expected) > 5 * TOL  # what 1 / 128 computes
     del ours
-    gray = anyshape.create_model(
-        "efficientnet_v2_b0", weights=str(path), preprocessing="tf", input_shape=(*ODD, 1), classifier_activation=None
-    )
-    assert gray.get_layer("rescaling").scale == 1 / 127.5 and "normalization" not in [x.name for x in gray.layers]
-    one = copy.deepcopy(ref)  # timm's Conv2dSame keeps its TF padding: only its weight is adapted
-    with torch.no_grad():
-        one.conv_stem.weight = torch.nn.Parameter(adapt_input_conv(1, ref.conv_stem.weight))
-    pixels = images((*ODD, 1), low=0.0, high=255.0)
-    assert relative_error(run(gray, pixels), _torch(one.eval(), pixels / 127.5 - 1.0)) <= TOL
-    del gray
+    for channels in (1, 4):  # timm's model made for that in_chans, its stem adapted by adapt_input_conv
+        other = anyshape.create_model(
+            "efficientnet_v2_b0",
+            weights=str(path),
+            preprocessing="tf",
+            input_shape=(*ODD, channels),
+            classifier_activation=None,
+        )
+        assert other.get_layer("rescaling").scale == 1 / 127.5 and "normalization" not in [x.name for x in other.layers]
+        twin = _timm_in_chans(
+            ref, lambda **kw: timm.create_model("tf_efficientnetv2_b0", **kw), "tf_efficientnetv2_b0", channels
+        )
+        pixels = images((*ODD, channels), low=0.0, high=255.0)
+        expected = _torch(twin, pixels / 127.5 - 1.0)
+        got = run(other, pixels)
+        assert relative_error(got, expected) <= TOL
+        with torch.no_grad():  # another rule's kernel (the mean; tiled without 3 / C): off by more than 1e-3
+            twin.conv_stem.weight.mul_(1 / 3 if channels == 1 else 4 / 3)
+        assert relative_error(got, _torch(twin, pixels / 127.5 - 1.0)) > 10 * TOL
+        del other
     imagenet = anyshape.create_model(
         "efficientnet_v2_b0",
         weights=str(path),
@@ -313,7 +343,26 @@ class _ZeroPaddedMaxPool(torch.nn.Module):
         return torch.nn.functional.max_pool2d(pad_same(x, self.pool.kernel_size, self.pool.stride), 3, 2)
 
 
-def test_timms_nasnetalarge_on_a_small_configuration_at_an_odd_size(tmp_path):
+# timm's NASNetALarge on a small configuration anyshape's NASNetLarge also builds (timm's
+# num_features and stem_size are penultimate_filters and stem_block_filters)
+_NASNET_SMALL = {"num_classes": 10, "stem_size": 8, "num_features": 192}
+_NASNET_SMALL_OURS = {"penultimate_filters": 192, "stem_block_filters": 8, "classes": 10}
+
+
+@pytest.fixture(scope="module")
+def nasnet(tmp_path_factory):
+    """(timm's small NASNetALarge, random, BatchNorm moved; its state dict saved as .safetensors)."""
+    from safetensors.torch import save_file
+    from timm.models.nasnet import NASNetALarge
+
+    torch.manual_seed(0)
+    ref = randomise_torch_batchnorm(NASNetALarge(**_NASNET_SMALL)).eval()
+    path = tmp_path_factory.mktemp("nasnet") / "nasnet.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    return ref, path
+
+
+def test_timms_nasnetalarge_on_a_small_configuration_at_an_odd_size(nasnet, tmp_path):
     """timm's nasnetalarge (Cadene's port of TF-slim's NASNet-A Large) on a small configuration both
     sides build (timm's num_features and stem_size are penultimate_filters and stem_block_filters),
     from a .safetensors, at 65 x 97, where the stem cells' stride-2 max pools see even sizes: equal
@@ -322,21 +371,14 @@ def test_timms_nasnetalarge_on_a_small_configuration_at_an_odd_size(tmp_path):
     device) holds exactly the tensors the loader reads, as many numbers as NASNetLarge has
     parameters; the registered set is timm's default_cfgs'."""
     import timm
-    from safetensors.torch import save_file
     from timm.layers.pool2d_same import MaxPool2dSame
-    from timm.models.nasnet import NASNetALarge
 
-    torch.manual_seed(0)
-    ref = randomise_torch_batchnorm(NASNetALarge(num_classes=10, stem_size=8, num_features=192)).eval()
-    path = tmp_path / "nasnet.safetensors"
-    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    ref, path = nasnet
     ours = anyshape.create_model(
         "nasnet_large",
         weights=str(path),
         preprocessing="tf",
-        penultimate_filters=192,
-        stem_block_filters=8,
-        classes=10,
+        **_NASNET_SMALL_OURS,
         input_shape=(None, None, 3),
         classifier_activation=None,
     )
@@ -377,6 +419,37 @@ def test_timms_nasnetalarge_on_a_small_configuration_at_an_odd_size(tmp_path):
     assert (ws.mode, ws.crop_pct, ws.interpolation, ws.input_size) == ("tf", 0.911, "bicubic", (331, 331))
     with pytest.raises(WeightFileError, match="no PyTorch twin"):  # timm has no NASNet-A Mobile
         twin_layout(get_arch("nasnet_mobile"), get_arch("nasnet_mobile").checked_config())
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_timms_nasnetalarge_on_one_and_four_channels_as_timm_adapts_them(nasnet, channels):
+    """The small NASNetALarge built for 1 and 4 channels from the 3-channel file equals timm's model
+    created with that in_chans, its first conv adapted by adapt_input_conv (anyshape's default rules
+    "sum" and "repeat"), at an odd size on [-1, 1] input. A random NASNet's logits barely depend on
+    the input (a kernel scaled by 4 / 3 moves them by less than 1e-4), so the stem's output, where
+    the adapted kernel acts, is compared too, and the wrong scale is seen there."""
+    import keras
+    from timm.models.nasnet import NASNetALarge
+
+    ref, path = nasnet
+    ours = anyshape.create_model(
+        "nasnet_large",
+        weights=str(path),
+        preprocessing="tf",
+        **_NASNET_SMALL_OURS,
+        input_shape=(*ODD, channels),
+        classifier_activation=None,
+    )
+    twin = _timm_in_chans(ref, lambda **kw: NASNetALarge(**_NASNET_SMALL, **kw), "nasnetalarge", channels)
+    x = images((*ODD, channels))
+    _assert_twin(ours, twin, x)
+    stem = run(keras.Model(ours.input, ours.get_layer("stem_bn1").output), x)
+    with torch.no_grad():
+        expected = twin.conv0(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).numpy()
+        assert relative_error(stem, expected.transpose(0, 2, 3, 1)) <= TOL
+        twin.conv0.conv.weight.mul_(4 / 3)  # another rule's kernel: the stem sees it
+        wrong = twin.conv0(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).numpy()
+    assert relative_error(stem, wrong.transpose(0, 2, 3, 1)) > 10 * TOL
 
 
 def _adapted(ref, first_conv: str, channels: int):
