@@ -2,6 +2,7 @@
 
 import json
 import re
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -124,7 +125,6 @@ def test_random_weights_can_ask_for_mean_std():
 
 def test_an_unknown_mode_is_refused_on_every_way_in(monkeypatch):
     """A mode anyshape does not know (a typo, another case, a crafted file) must not quietly mean "tf"."""
-    from dataclasses import replace
 
     import onnx
 
@@ -162,3 +162,88 @@ def test_an_unknown_mode_is_refused_on_every_way_in(monkeypatch):
     assert DataConfig(mode="raw").mode == "raw"
     for mode in data_config.PREPROCESS_MODES:
         DataConfig(mode=mode)
+
+
+def _timm_eval(timm_name: str, image):
+    """timm's own evaluation transform for `timm_name`'s pretrained cfg at its test size
+    (timm.data.resolve_data_config, create_transform) applied to the PIL image: (C, H, W) numpy."""
+    from timm.data import create_transform
+    from timm.data import resolve_data_config as timm_data_config
+    from timm.models import get_pretrained_cfg
+
+    config = timm_data_config({}, pretrained_cfg=get_pretrained_cfg(timm_name).to_dict(), use_test_size=True)
+    return config, create_transform(**config)(image).numpy()
+
+
+@pytest.mark.parametrize(
+    "name, timm_name",
+    [
+        ("efficientnet_v2_m.tf_in1k", "tf_efficientnetv2_m.in1k"),  # squash, crop 1.0
+        ("efficientnet_v2_b3.tf_in21k_ft_in1k", "tf_efficientnetv2_b3.in21k_ft_in1k"),  # squash, crop 0.9
+        ("efficientnet_v2_b0.tf_in1k", "tf_efficientnetv2_b0.in1k"),  # center, crop 0.875
+    ],
+)
+def test_a_non_square_image_is_cropped_as_timm_evaluates_the_weights(name, timm_name, tmp_path):
+    """A 91 x 211 image file read at the set's size by the engine's reader, with the set's
+    DataConfig: equal to timm's eval transform of that pretrained cfg (its crop_mode, crop_pct,
+    interpolation, test size) on the PIL image, to float rounding; the set's crop_mode is timm's.
+    Squash keeps the whole image (the other mode's crop differs); center is as it was."""
+    import numpy as np
+    from PIL import Image
+
+    from anyshape.engine.images import ImageReader
+
+    pixels = np.random.default_rng(3).integers(0, 256, (91, 211, 3), dtype=np.uint8)
+    pixels[:, :20] = 255  # a bright band at the left edge: squash keeps it, the centre crop cuts it
+    path = tmp_path / "wide.png"
+    Image.fromarray(pixels).save(path)
+    timm_config, expected = _timm_eval(timm_name, Image.open(path).convert("RGB"))
+    config = data_config_for(name)
+    assert config.crop_mode == timm_config["crop_mode"] and config.crop_pct == timm_config["crop_pct"]
+    assert config.input_size == timm_config["input_size"][1:] and config.mode == "raw"
+    got = ImageReader(size=config.input_size, preprocessing=config).read(path)  # 0..255: the graph scales
+    mean, std = (np.asarray(timm_config[k], np.float32) for k in ("mean", "std"))
+    ours = ((got / 255.0 - mean) / std).transpose(2, 0, 1)
+    assert ours.shape == expected.shape
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+    other = replace(config, crop_mode="center" if config.crop_mode == "squash" else "squash")
+    assert np.abs(other.resize(pixels, config.input_size).astype(np.float32) - got).max() > 50
+    if config.crop_mode == "center":  # as before the mode existed
+        same = preprocess.resize_shorter_and_center_crop(pixels, config.input_size, config.crop_pct, "bicubic")
+        np.testing.assert_array_equal(got, same.astype(np.float32))
+
+
+def test_the_crop_mode_is_recorded_wherever_the_config_is(tmp_path):
+    """crop_mode round-trips through DataConfig's dict (model files' anyshape_model.json, .onnx
+    metadata), a converted file's weight set JSON, a run's classes.json (the resize method) and a
+    published state dict recognised by its name; records written before it existed read as
+    "center"; a mode anyshape does not apply is refused, naming the ones it does."""
+    from anyshape.model_info import ModelInfo
+    from anyshape.weights import resolve
+
+    squash = data_config_for("efficientnet_v2_l.tf_in1k")
+    assert squash.crop_mode == "squash" and DataConfig().crop_mode == "center"
+    assert DataConfig.from_dict(squash.to_dict()) == squash
+    old = {k: v for k, v in squash.to_dict().items() if k != "crop_mode"}
+    assert DataConfig.from_dict(old).crop_mode == "center"
+    info = ModelInfo(squash, None, "efficientnet_v2_l.tf_in1k")
+    assert ModelInfo.from_dict(json.loads(json.dumps(info.to_dict()))).data_config == squash
+    ws = REGISTRY["efficientnet_v2_l.tf_in1k"]
+    assert WeightSet.from_json(ws.to_json()).data_config == squash
+    before = {k: v for k, v in json.loads(ws.to_json()).items() if k != "crop_mode"}
+    assert WeightSet.from_json(json.dumps(before)).data_config.crop_mode == "center"
+    # a run: its resize method names the mode; training itself always centre-crops
+    policy = squash.resize_policy()
+    assert policy["method"] == "squash_and_center_crop" and squash.for_training().crop_mode == "center"
+    run = {"preprocess": squash.preprocess_kwargs(), "resize": policy}
+    assert resolve_data_config(run).crop_mode == "squash"
+    assert resolve_data_config({"preprocess": {"mode": "tf"}, "resize": {"crop_pct": 1.0}}).crop_mode == "center"
+    with pytest.raises(ValueError, match="resize method 'letterbox' is not one anyshape applies"):
+        resolve_data_config({"preprocess": {"mode": "tf"}, "resize": {"method": "letterbox"}})
+    # timm's file under its published name is recognised as the set, its crop mode with it
+    published = tmp_path / ws.file_name
+    published.write_bytes(b"not read here")
+    assert resolve(published, arch="efficientnet_v2_l").data_config.crop_mode == "squash"
+    for mode in ("border", "Squash", None):
+        with pytest.raises(ValueError, match=r"crop_mode=.* is not a crop mode: use one of 'center', 'squash'"):
+            DataConfig(crop_mode=mode)

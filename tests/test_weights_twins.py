@@ -297,9 +297,10 @@ def test_timms_tf_efficientnetv2_sets_and_the_layouts_of_every_member():
     """timm's tf_efficientnetv2 sets (timm/models/efficientnet.py default_cfgs): [-1, 1] for S, M, L
     and B3's 21k set, built with rescaling_divisor=127.5; ImageNet's mean/std, Keras' own graph, for
     B0-B2 and B3's in1k; timm's test size (Keras' default) and crop; `timm/tf_efficientnetv2_<m>`
-    names timm's default tag. Each member's state dict (torch's meta device) holds exactly the tensors
+    names timm's default tag; each set's crop_pct and crop_mode are its pretrained cfg's. Each member's state dict (torch's meta device) holds exactly the tensors
     the loader reads, as many numbers as the network has parameters."""
     import timm
+    from timm.models import get_pretrained_cfg
 
     sets = {
         ws.name: ws for ws in weight_sets() if ws.source == "timm" and (ws.arch or "").startswith("efficientnet_v2")
@@ -309,6 +310,8 @@ def test_timms_tf_efficientnetv2_sets_and_the_layouts_of_every_member():
         member = ws.arch.rsplit("_", 1)[1]
         timm_name = f"tf_efficientnetv2_{member}.{ws.name.split('.', 1)[1][3:]}"
         assert ws.url == HF_URL.format(timm_name) and ws.data_config.mode == "raw"
+        cfg = get_pretrained_cfg(timm_name)  # timm's eval crop, "squash" for M, L and B3's 21k set
+        assert (ws.crop_pct, ws.data_config.crop_mode) == (cfg.crop_pct, cfg.crop_mode), ws.name
         assert ws.input_size == (get_arch(ws.arch).default_size,) * 2 and ws.interpolation == "bicubic"
         half = member in ("s", "m", "l") or "21k" in ws.name
         assert (ws.mean == (0.5,) * 3) is half and (ws.build_overrides.get("rescaling_divisor") == 127.5) is half

@@ -18,15 +18,26 @@ that best keeps detail when shrinking, and what the inference engine and
 `preprocess.resize` already used; a weight set that was evaluated otherwise says so in the
 registry (Keras' "imagenet" and torchvision's IMAGENET1K_V1: bilinear) and that wins.
 
+The evaluation resize has timm's two crop modes (`crop_mode`, timm/data/transforms_factory.py
+`transforms_imagenet_eval`): "center" (the default, and what a file without the field means)
+keeps the aspect ratio, resizing the shorter side to size / crop_pct and cutting the centre;
+"squash" resizes each side to size / crop_pct on its own, ignoring the aspect ratio, then cuts the
+centre (with crop_pct 1.0: the whole image, squashed to the input size). timm's EfficientNetV2-M
+and -L sets and B3's 21k set are evaluated with "squash". timm's third mode, "border" (fit the
+longer side, pad with the mean), is not offered.
+
 Training resizes once, to the input size, keeping the whole shorter side (crop 1.0,
-bilinear, see `anyshape.datasets`); a trained run records that, so inference on its model
+bilinear, centre, see `anyshape.datasets`); a trained run records that, so inference on its model
 prepares images the same way.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+import numpy as np
 
 # the constants `preprocess` applies, defined there (this module sits above it) and kept here too
 from anyshape.preprocess import (
@@ -36,8 +47,11 @@ from anyshape.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     PREPROCESS_MODES,
+    center_crop,
     preprocess_input,
+    shorter_side_resize_size,
 )
+from anyshape.preprocess import resize as resize_image
 
 __all__ = [
     "DataConfig",
@@ -53,11 +67,17 @@ __all__ = [
     "TRAIN_CROP_PCT",
     "TRAIN_INTERPOLATION",
     "RESIZE_METHOD",
+    "CROP_MODES",
+    "DEFAULT_CROP_MODE",
 ]
 
 INCEPTION_MEAN = (0.5, 0.5, 0.5)  # mean/std 0.5 is the same map as mode "tf": x / 127.5 - 1
 INCEPTION_STD = (0.5, 0.5, 0.5)
 RESIZE_METHOD = "resize_shorter_and_center_crop"
+CROP_MODES = ("center", "squash")  # timm's crop_mode values anyshape applies
+DEFAULT_CROP_MODE = "center"
+# a run's classes.json names the resize by its method; one per crop mode
+_RESIZE_METHODS = {"center": RESIZE_METHOD, "squash": "squash_and_center_crop"}
 TRAIN_CROP_PCT = 1.0  # training keeps the whole shorter side (no information cut away)
 TRAIN_INTERPOLATION = "bilinear"
 
@@ -69,9 +89,11 @@ class DataConfig:
     mode "tf": ``x / 127.5 - 1`` ([-1, 1]); "torch": ``(x / 255 - mean) / std``; "caffe": RGB
     to BGR, minus a BGR mean in 0..255 (Keras' ResNet and VGG); "raw": the pixels as they are,
     0..255 (the network scales them itself: EfficientNet, ConvNeXt, MobileNetV3).
-    input_size: the (H, W) the weights were evaluated at, if known. crop_pct and interpolation:
-    the evaluation resize (`preprocess.resize_shorter_and_center_crop`). label_offset: 1 when
-    output 0 is a background class, 0 when not, "auto" when unknown (decided by the output width).
+    input_size: the (H, W) the weights were evaluated at, if known. crop_pct, interpolation and
+    crop_mode: the evaluation resize (`resize`; "center": `preprocess.resize_shorter_and_center_crop`,
+    "squash": each side to size / crop_pct, then the centre crop, as timm's crop_mode="squash").
+    label_offset: 1 when output 0 is a background class, 0 when not, "auto" when unknown (decided by
+    the output width).
     """
 
     mode: str = "tf"
@@ -81,6 +103,7 @@ class DataConfig:
     crop_pct: float = DEFAULT_CROP_PCT
     interpolation: str = DEFAULT_INTERPOLATION
     label_offset: int | str = "auto"
+    crop_mode: str = DEFAULT_CROP_MODE  # last: older code builds DataConfig by position
 
     def __post_init__(self) -> None:
         # every way in (the Python API, a model file's anyshape_model.json, a run's classes.json,
@@ -90,6 +113,11 @@ class DataConfig:
             raise ValueError(
                 f"DataConfig mode={self.mode!r} is not a preprocessing mode: use one of "
                 f"{', '.join(repr(m) for m in PREPROCESS_MODES)}"
+            )
+        if self.crop_mode not in CROP_MODES:
+            raise ValueError(
+                f"DataConfig crop_mode={self.crop_mode!r} is not a crop mode: use one of "
+                f'{", ".join(repr(m) for m in CROP_MODES)} (timm\'s "border" is not offered)'
             )
 
     @classmethod
@@ -135,12 +163,41 @@ class DataConfig:
         return replace(self, **changes) if changes else self
 
     def for_training(self) -> DataConfig:
-        """The same scaling with the resize training uses (whole shorter side, bilinear)."""
-        return replace(self, crop_pct=TRAIN_CROP_PCT, interpolation=TRAIN_INTERPOLATION, label_offset=0)
+        """The same scaling with the resize training uses (whole shorter side, bilinear, centre)."""
+        return replace(
+            self,
+            crop_pct=TRAIN_CROP_PCT,
+            interpolation=TRAIN_INTERPOLATION,
+            label_offset=0,
+            crop_mode=DEFAULT_CROP_MODE,
+        )
 
     def resize_policy(self) -> dict:
-        """The resize as recorded in a run's classes.json."""
-        return {"method": RESIZE_METHOD, "crop_pct": self.crop_pct, "interpolation": self.interpolation}
+        """The resize as recorded in a run's classes.json (its method names the crop mode)."""
+        return {
+            "method": _RESIZE_METHODS[self.crop_mode],
+            "crop_pct": self.crop_pct,
+            "interpolation": self.interpolation,
+        }
+
+    def resize_size(self, image_hw: tuple[int, int], size_hw: tuple[int, int] | int) -> tuple[int, int]:
+        """The (H, W) an image of `image_hw` is resized to before the centre crop to `size_hw`:
+        "center" keeps the aspect ratio (`preprocess.shorter_side_resize_size`); "squash" takes
+        floor(side / crop_pct) for each side, as timm's squash mode (a tuple size for
+        torchvision's Resize)."""
+        if self.crop_mode == "squash":
+            if isinstance(size_hw, int):
+                size_hw = (size_hw, size_hw)
+            shorter_side_resize_size(image_hw, size_hw, self.crop_pct)  # the same checks of size and crop_pct
+            return math.floor(size_hw[0] / self.crop_pct), math.floor(size_hw[1] / self.crop_pct)
+        return shorter_side_resize_size(image_hw, size_hw, self.crop_pct)
+
+    def resize(self, image_hwc, size_hw: tuple[int, int] | int):
+        """One (H, W, C) image brought to `size_hw` as the weights were evaluated: resized to
+        `resize_size` with `interpolation` (Pillow, `preprocess.resize`), then its centre cut."""
+        image_hwc = np.asarray(image_hwc)
+        resized = resize_image(image_hwc, self.resize_size(image_hwc.shape[:2], size_hw), self.interpolation)
+        return center_crop(resized, size_hw)
 
     def apply(self, image_hwc):
         """Scale one (H, W, C) image of 0..255 pixels (numpy) as the weights expect."""
@@ -156,14 +213,21 @@ def _tuple(value) -> tuple | float | None:
 
 def _from_run_info(run: dict) -> DataConfig:
     """A trained run's classes.json: its "preprocess" and "resize" sections."""
-    prep, resize = dict(run.get("preprocess") or {}), dict(run.get("resize") or {})
+    prep, how = dict(run.get("preprocess") or {}), dict(run.get("resize") or {})
+    method = how.get("method", RESIZE_METHOD)  # older runs: the centre crop
+    modes = {m: mode for mode, m in _RESIZE_METHODS.items()}
+    if method not in modes:
+        raise ValueError(
+            f"the run's resize method {method!r} is not one anyshape applies: {', '.join(repr(m) for m in modes)}"
+        )
     return DataConfig(
         mode=prep.get("mode", "tf"),
         mean=_tuple(prep.get("mean")),
         std=_tuple(prep.get("std")),
-        crop_pct=float(resize.get("crop_pct", DEFAULT_CROP_PCT)),
-        interpolation=resize.get("interpolation", DEFAULT_INTERPOLATION),
+        crop_pct=float(how.get("crop_pct", DEFAULT_CROP_PCT)),
+        interpolation=how.get("interpolation", DEFAULT_INTERPOLATION),
         label_offset=0,
+        crop_mode=modes[method],
     )
 
 

@@ -339,7 +339,8 @@ def add_image_run_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="native|N|H,W",
         help="native: each image at its own size; N or H,W (at least the network's minimum, 75 for "
-        "InceptionV3): shorter side resized, centre crop (crop_pct and interpolation of the weights). "
+        "InceptionV3): shorter side resized (both sides for weights timm evaluates squashed), centre crop "
+        "(crop_pct, interpolation and crop mode of the weights). "
         "Default: the model's size if fixed, else native",
     )
     p.add_argument(

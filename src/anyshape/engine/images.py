@@ -53,7 +53,8 @@ class ImageReader:
     size: "native" keeps each image's own size (any H, W >= min_size); (H, W) resizes the
     shorter side to H/crop_pct (W/crop_pct) and takes the centre crop (timm's evaluation
     transform, `preprocess.resize_shorter_and_center_crop`), with the weights' crop_pct and
-    interpolation. Images whose shorter side is below `min_size` (the network's minimum, 75 px by
+    interpolation; for weights evaluated with crop_mode "squash" each side is resized to
+    H/crop_pct and W/crop_pct, ignoring the aspect ratio, before the crop (`DataConfig.resize`). Images whose shorter side is below `min_size` (the network's minimum, 75 px by
     default, where InceptionV3's feature map would collapse; see `for_model`) are refused unless `upscale`, which enlarges them first so the
     shorter side is `min_size`.
 
@@ -166,13 +167,12 @@ class ImageReader:
             image = preprocess.to_uint8(image)  # resized on Pillow's 8-bit path, as training does
         if isinstance(self.size, str):
             raise ValueError(f"a fixed size is needed here, not {self.size!r}")
-        resized = preprocess.shorter_side_resize_size(image.shape[:2], tuple(self.size), self.preprocessing.crop_pct)
+        resized = self.preprocessing.resize_size(image.shape[:2], tuple(self.size))
         how = Message("resized for {size=*}", size=f"{self.size[0]},{self.size[1]}")
         self._check_pixels(path, image.shape[:2], resized, how)
-        out = preprocess.resize_shorter_and_center_crop(
-            image, tuple(self.size), self.preprocessing.crop_pct, self.preprocessing.interpolation
-        )
-        return out.astype(np.float32)
+        # the weights' crop_pct, interpolation and crop_mode ("center" keeps the aspect ratio,
+        # "squash" does not: timm's eval transform, see anyshape.data_config)
+        return self.preprocessing.resize(image, tuple(self.size)).astype(np.float32)
 
 
 def path_key(path) -> str:

@@ -387,6 +387,7 @@ def _describe_torch_file(path: str, preprocessing: str | None) -> WeightSet:
             input_size=ws.input_size,
             crop_pct=ws.crop_pct,
             interpolation=ws.interpolation,
+            crop_mode=ws.crop_mode,
             label_offset=ws.label_offset,
             declared=True,
             description=f"PyTorch state dict, recognised as {ws.name} by {how}",

@@ -24,8 +24,8 @@ Where the figures come from:
     (Keras' EfficientNetV2 scales by 1 / 128: these sets build with rescaling_divisor=127.5), b0,
     b1, b2 and b3.in1k the `_cfg` default IMAGENET_DEFAULT_MEAN/STD (Keras' own normalisation).
     The input size here is timm's test_input_size, which is Keras' default size of the member
-    (timm's input_size is the smaller training size); crop_pct as listed (m, l and b3.in21k_ft_in1k
-    with crop_mode "squash", which anyshape's DataConfig does not have: the center crop is used).
+    (timm's input_size is the smaller training size); crop_pct and crop_mode as listed ("squash"
+    for m, l and b3.in21k_ft_in1k: each side resized to size / crop_pct, the aspect ratio not kept).
     The in21k sets (21,843 classes) and xl (no Keras member) are not registered.
   - timm/models/inception_resnet_v2.py default_cfgs: hf_hub_id timm/, input 299, crop_pct 0.8975,
     bicubic, IMAGENET_INCEPTION_MEAN/STD, i.e. [-1, 1], 1000 classes; tf_in1k listed first.
@@ -136,20 +136,20 @@ EFFICIENTNET_TAGS: tuple[tuple[str, str, tuple[int, ...], tuple, tuple], ...] = 
 
 
 # timm's tf_efficientnetv2_<member>: (member, tag, input size (timm's test_input_size), crop_pct,
-# [-1, 1] (mean = std = 0.5) rather than ImageNet's mean/std), in timm's order (the first listed
-# tag of a member is timm's default)
-EFFICIENTNET_V2_SETS: tuple[tuple[str, str, int, float, bool], ...] = (
-    ("s", "in21k_ft_in1k", 384, 1.0, True),
-    ("m", "in21k_ft_in1k", 480, 1.0, True),
-    ("l", "in21k_ft_in1k", 480, 1.0, True),
-    ("s", "in1k", 384, 1.0, True),
-    ("m", "in1k", 480, 1.0, True),
-    ("l", "in1k", 480, 1.0, True),
-    ("b0", "in1k", 224, 0.875, False),
-    ("b1", "in1k", 240, 0.882, False),
-    ("b2", "in1k", 260, 0.890, False),
-    ("b3", "in21k_ft_in1k", 300, 0.9, True),
-    ("b3", "in1k", 300, 0.904, False),
+# crop_mode, [-1, 1] (mean = std = 0.5) rather than ImageNet's mean/std), in timm's order (the first
+# listed tag of a member is timm's default)
+EFFICIENTNET_V2_SETS: tuple[tuple[str, str, int, float, str, bool], ...] = (
+    ("s", "in21k_ft_in1k", 384, 1.0, "center", True),
+    ("m", "in21k_ft_in1k", 480, 1.0, "squash", True),
+    ("l", "in21k_ft_in1k", 480, 1.0, "squash", True),
+    ("s", "in1k", 384, 1.0, "center", True),
+    ("m", "in1k", 480, 1.0, "squash", True),
+    ("l", "in1k", 480, 1.0, "squash", True),
+    ("b0", "in1k", 224, 0.875, "center", False),
+    ("b1", "in1k", 240, 0.882, "center", False),
+    ("b2", "in1k", 260, 0.890, "center", False),
+    ("b3", "in21k_ft_in1k", 300, 0.9, "squash", True),
+    ("b3", "in1k", 300, 0.904, "center", False),
 )
 
 
@@ -177,7 +177,7 @@ def _efficientnet_v2_sets() -> list[WeightSet]:
     from anyshape.archs import get_arch
 
     out, seen = [], set()
-    for member, tag, size, crop, half in EFFICIENTNET_V2_SETS:
+    for member, tag, size, crop, crop_mode, half in EFFICIENTNET_V2_SETS:
         arch = get_arch(f"efficientnet_v2_{member}")
         mean, std = ((0.5,) * 3, (0.5,) * 3) if half else (IMAGENET_MEAN, IMAGENET_STD)
         timm_name = f"tf_efficientnetv2_{member}.{tag}"
@@ -194,6 +194,7 @@ def _efficientnet_v2_sets() -> list[WeightSet]:
                 std=std,
                 input_size=(size, size),
                 crop_pct=crop,
+                crop_mode=crop_mode,
                 overrides=efficientnet_v2_overrides(arch, mean, std),
             )
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from anyshape.data_config import DEFAULT_CROP_PCT, DEFAULT_INTERPOLATION, DataConfig
+from anyshape.data_config import DEFAULT_CROP_MODE, DEFAULT_CROP_PCT, DEFAULT_INTERPOLATION, DataConfig
 
 __all__ = ["WeightSet"]
 
@@ -51,6 +51,7 @@ class WeightSet:
     input_size: tuple[int, int] = (299, 299)  # (H, W) it was evaluated at
     crop_pct: float = DEFAULT_CROP_PCT  # center crop fraction of the resized shorter side
     interpolation: str = DEFAULT_INTERPOLATION
+    crop_mode: str = DEFAULT_CROP_MODE  # timm's: "center" keeps the aspect ratio, "squash" does not
     # classifier
     num_classes: int | None = 1000  # None: not known until the file is read
     label_offset: int = 0  # 1: class 0 is a "background" class (TF-slim 1001-class heads)
@@ -97,6 +98,7 @@ class WeightSet:
             crop_pct=float(self.crop_pct or DEFAULT_CROP_PCT),
             interpolation=self.interpolation or DEFAULT_INTERPOLATION,
             label_offset=self.label_offset if self.label_offset is not None else "auto",
+            crop_mode=self.crop_mode or DEFAULT_CROP_MODE,
         )
 
     @property
