@@ -215,9 +215,10 @@ def test_a_non_square_image_is_cropped_as_timm_evaluates_the_weights(name, timm_
 
 def test_the_crop_mode_is_recorded_wherever_the_config_is(tmp_path):
     """crop_mode round-trips through DataConfig's dict (model files' anyshape_model.json, .onnx
-    metadata), a converted file's weight set JSON, a run's classes.json (the resize method) and a
-    published state dict recognised by its name; records written before it existed read as
-    "center"; a mode anyshape does not apply is refused, naming the ones it does."""
+    metadata), a converted file's weight set JSON, a run's classes.json (the resize method), a run
+    manifest and a published state dict recognised by its name; records written before it existed
+    read as "center" (an old manifest still resumes); a mode anyshape does not apply is refused,
+    naming the ones it does."""
     from anyshape.model_info import ModelInfo
     from anyshape.weights import resolve
 
@@ -240,6 +241,14 @@ def test_the_crop_mode_is_recorded_wherever_the_config_is(tmp_path):
     assert resolve_data_config({"preprocess": {"mode": "tf"}, "resize": {"crop_pct": 1.0}}).crop_mode == "center"
     with pytest.raises(ValueError, match="resize method 'letterbox' is not one anyshape applies"):
         resolve_data_config({"preprocess": {"mode": "tf"}, "resize": {"method": "letterbox"}})
+    # a run manifest written before: its recorded preprocessing is the centre crop, and resumes
+    from anyshape.engine.manifest import RunManifest
+
+    now = RunManifest({"preprocessing": json.loads(json.dumps(DataConfig().to_dict()))}, "d")
+    recorded = {k: v for k, v in now.options["preprocessing"].items() if k != "crop_mode"}
+    assert now.differences(RunManifest.from_json({"options": {"preprocessing": recorded}, "weights_digest": "d"})) == []
+    squashed = RunManifest({"preprocessing": json.loads(json.dumps(squash.to_dict()))}, "d")
+    assert "crop_mode" in squashed.differences(now)[0]
     # timm's file under its published name is recognised as the set, its crop mode with it
     published = tmp_path / ws.file_name
     published.write_bytes(b"not read here")

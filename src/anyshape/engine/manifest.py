@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from anyshape.atomic_write import write_bytes_atomically
+from anyshape.data_config import DEFAULT_CROP_MODE
 from anyshape.errors import Message
 
 __all__ = ["RunManifest", "ResumeMismatch", "weights_digest"]
@@ -58,7 +59,11 @@ class RunManifest:
     def from_json(cls, obj: dict) -> RunManifest:
         if not isinstance(obj, dict) or not isinstance(obj.get("options"), dict):
             raise ValueError("not an anyshape run manifest")
-        return cls(dict(obj["options"]), obj.get("weights_digest"))
+        options = dict(obj["options"])
+        prep = options.get("preprocessing")
+        if isinstance(prep, dict) and "crop_mode" not in prep:  # recorded before DataConfig had it
+            options["preprocessing"] = {**prep, "crop_mode": DEFAULT_CROP_MODE}
+        return cls(options, obj.get("weights_digest"))
 
     def to_bytes(self) -> bytes:
         """The manifest file's content (indented JSON)."""
