@@ -305,7 +305,7 @@ def test_timms_tf_efficientnetv2_sets_and_the_layouts_of_every_member():
     sets = {
         ws.name: ws for ws in weight_sets() if ws.source == "timm" and (ws.arch or "").startswith("efficientnet_v2")
     }
-    assert len(sets) == 11
+    assert len(sets) == 15  # 11 fine-tuned on ImageNet-1k, 4 with the 21k head (B3, S, M, L)
     for ws in sets.values():
         member = ws.arch.rsplit("_", 1)[1]
         timm_name = f"tf_efficientnetv2_{member}.{ws.name.split('.', 1)[1][3:]}"
@@ -322,6 +322,7 @@ def test_timms_tf_efficientnetv2_sets_and_the_layouts_of_every_member():
     assert resolve("timm/tf_efficientnetv2_s").name == "efficientnet_v2_s.tf_in21k_ft_in1k"
     assert resolve("timm/tf_efficientnetv2_b3").name == "efficientnet_v2_b3.tf_in21k_ft_in1k"
     assert resolve("timm/tf_efficientnetv2_l.in1k").name == "efficientnet_v2_l.tf_in1k"
+    assert resolve("timm/tf_efficientnetv2_m.in21k").num_classes == 21843
     for member in ("b0", "b1", "b2", "b3", "s", "m", "l"):
         arch = get_arch(f"efficientnet_v2_{member}")
         with torch.device("meta"):
@@ -854,26 +855,24 @@ def test_timms_convnext_at_an_odd_size_with_and_without_its_top(tmp_path):
 
 def test_timms_convnext_sets_and_their_layouts():
     """The official ConvNeXt files as timm publishes them (timm/models/convnext.py default_cfgs
-    `convnext_<size>.fb_in1k` and `.fb_in22k_ft_in1k`: 224, crop 0.875, bicubic, ImageNet mean/std in
-    Keras' graph) and timm's own tiny and small `.in12k_ft_in1k` (crop 0.95); `timm/convnext_<size>`
-    names timm's default tag (timm.models.get_pretrained_cfg). Each size's state dict, built on
-    torch's meta device, holds exactly the tensors the loader reads for anyshape's network of that
-    name, and as many numbers as it has parameters."""
+    `convnext_<size>.fb_in1k`, `.fb_in22k_ft_in1k`, `.fb_in22k_ft_in1k_384` and the 21,841-class
+    `.fb_in22k`) and timm's own tiny and small `.in12k_ft_in1k`, `.in12k_ft_in1k_384` and the
+    11,821-class `.in12k` (each set's data config and class count: the cfg test below);
+    `timm/convnext_<size>` names timm's default tag (timm.models.get_pretrained_cfg). Each size's
+    state dict, built on torch's meta device, holds exactly the tensors the loader reads for
+    anyshape's network of that name, and as many numbers as it has parameters."""
     import timm
     from timm.models import get_pretrained_cfg
 
     sizes = ("tiny", "small", "base", "large", "xlarge")
     sets = [ws for ws in weight_sets() if ws.source == "timm" and (ws.arch or "").startswith("convnext_")]
-    assert {ws.name for ws in sets} == {f"convnext_{s}.fb_in22k_ft_in1k" for s in sizes} | {
+    fb = ("fb_in22k_ft_in1k", "fb_in22k_ft_in1k_384", "fb_in22k")
+    assert {ws.name for ws in sets} == {f"convnext_{s}.{tag}" for s in sizes for tag in fb} | {
         f"convnext_{s}.fb_in1k" for s in sizes[:4]
-    } | {f"convnext_{s}.in12k_ft_in1k" for s in sizes[:2]}
+    } | {f"convnext_{s}.{tag}" for s in sizes[:2] for tag in ("in12k_ft_in1k", "in12k_ft_in1k_384", "in12k")}
     for ws in sets:
-        config = ws.data_config
-        assert (config.mode, config.input_size, config.crop_pct, config.interpolation) == (
-            "raw",
-            (224, 224),
-            0.95 if "in12k" in ws.name else 0.875,
-            "bicubic",
+        assert ws.data_config.mode == "raw" and ws.data_config.input_size == (
+            (384,) * 2 if "384" in ws.name else (224,) * 2
         )
         assert ws.url == HF_URL.format(ws.name) and reference_model(get_arch(ws.arch), ws) == ("timm", ws.arch)
     for size in sizes:  # a timm-style name without a tag: timm's default for that model
@@ -890,3 +889,118 @@ def test_timms_convnext_sets_and_their_layouts():
         assert sorted(keys) == sorted(state), arch.name
         report = anyshape.explain((224, 224, 3), arch=arch.name, include_top=True)
         assert report.params == sum(v.numel() for v in state.values()), arch.name
+
+
+def _timm_name(ws) -> str | None:
+    """The timm `<model>.<tag>` a set is (its `timm:` alias), or None."""
+    return next((alias[5:] for alias in ws.aliases if alias.startswith("timm:")), None)
+
+
+# timm tags of the registered models that are no set (torch_sets says why): a backbone without a
+# classifier and licence, torchvision's DenseNet file under timm's bicubic crop, ConvNeXt-Base's CLIP
+# weights (CLIP's mean/std), the DINOv3 and EUPE backbones
+_NOT_REGISTERED = ("resnet50.bamboo", "densenet121.tv_in1k")
+_NOT_REGISTERED_KINDS = ("clip_", "dinov3_", "eupe_")
+
+
+def test_every_twin_set_with_a_timm_name_is_timms_pretrained_cfg():
+    """Every family set that is a timm pretrained tag (its `timm:<model>.<tag>` alias) carries that
+    tag's cfg (timm.models.get_pretrained_cfg): the file (the hub's `timm/<model>.<tag>`, or the
+    cfg's url: torchvision's file for resnet<N>.tv_in1k / tv2_in1k, a GitHub release for
+    legacy_xception), the class count, the licence, and timm's data config at Keras' size
+    (timm/data/config.py resolve_data_config: input_size and crop_pct, or test_input_size and
+    test_crop_pct where timm trained below Keras' size): size, crop, crop mode, interpolation and
+    the mean/std applied before the model or in its graph. `timm/<model>` names timm's default tag.
+    Every tag timm lists for those models is registered but the few _NOT_REGISTERED names."""
+    import timm
+    from timm.data import resolve_data_config
+    from timm.models import get_pretrained_cfg
+
+    named = {}
+    for ws in weight_sets():
+        timm_name = _timm_name(ws)
+        if timm_name is None or ws.arch in (None, "inception_v3"):  # InceptionV3's: test_weights_registry
+            continue
+        named[timm_name] = ws
+        cfg, arch = get_pretrained_cfg(timm_name), get_arch(ws.arch)
+        if cfg.hf_hub_id is not None and ws.source == "timm":
+            assert cfg.hf_hub_id == f"timm/{timm_name}" and ws.url == HF_URL.format(timm_name), timm_name
+        else:
+            assert ws.url == cfg.url, timm_name
+        assert (ws.num_classes, ws.license) == (cfg.num_classes, cfg.license), timm_name
+        data = resolve_data_config(
+            {}, pretrained_cfg=cfg.to_dict(), use_test_size=cfg.input_size[-1] < arch.default_size
+        )
+        config = ws.data_config
+        assert config.input_size == tuple(data["input_size"][1:]), timm_name
+        # torchvision's tv2 crop 224 / 232 = 0.9655, timm's 0.965
+        assert config.crop_pct == pytest.approx(data["crop_pct"], abs=1e-3 if ws.source == "torchvision" else 1e-9)
+        assert (config.crop_mode, config.interpolation) == (data["crop_mode"], data["interpolation"]), timm_name
+        if config.mode == "raw":
+            mean, std = pixel_scaling(arch, ws)
+        else:
+            mean, std = (ws.mean, ws.std) if config.mode == "torch" else ((0.5,) * 3, (0.5,) * 3)
+        assert (mean, std) == (pytest.approx(data["mean"]), pytest.approx(data["std"])), timm_name
+    assert len(named) == 115
+    models = {name.split(".")[0] for name in named}
+    for model in models:  # timm's default tag; every tag of the model
+        assert resolve(f"timm/{model}").name == named[f"{model}.{get_pretrained_cfg(model).tag}"].name, model
+        listed = {
+            name
+            for name in timm.list_pretrained(f"{model}.*")
+            if name not in _NOT_REGISTERED and not name.split(".")[1].startswith(_NOT_REGISTERED_KINDS)
+        }
+        assert listed == {name for name in named if name.startswith(f"{model}.")}, model
+    assert resolve("torchvision/resnet50").name == "resnet50.tv2_in1k"  # torchvision's DEFAULT, not timm's
+    assert resolve("timm/resnet50.tv_in1k").name == "resnet50.tv_in1k"
+    # one alias, one set
+    aliases = [(alias.lower(), ws.name) for ws in weight_sets() for alias in ws.aliases]
+    assert len(dict(aliases)) == len(set(aliases))
+
+
+def test_timm_sets_with_the_21k_and_12k_heads_build_timms_head():
+    """The sets whose class count is not 1000 (ConvNeXt's fb_in22k, 21,841 classes, and in12k,
+    11,821; EfficientNetV2's in21k, 21,843): timm's model with that class count (torch's meta
+    device) holds exactly the tensors the loader reads for the network built with classes=<the
+    set's>, its classifier has that many classes, and anyshape's network so built has as many
+    parameters (`explain`, no build). A model built with Keras' default 1000 refuses the file and
+    says which classes to give (anyshape.weights.family)."""
+    import timm
+
+    from anyshape.weights.torch_family import head_classes
+
+    sets = [ws for ws in weight_sets() if ws.format == "torch" and ws.num_classes not in (None, 1000)]
+    assert len(sets) == 11 and {ws.num_classes for ws in sets} == {21841, 11821, 21843}
+    for ws in sets:
+        arch = get_arch(ws.arch)
+        _, name = reference_model(arch, ws)
+        with torch.device("meta"):
+            ref = timm.create_model(name, num_classes=ws.num_classes)
+        state = {k: v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}
+        config = arch.checked_config(classes=ws.num_classes, **ws.build_overrides)
+        keys = [k for unit in twin_layout(arch, config) for k in unit.keys()]
+        assert sorted(keys) == sorted(state) and head_classes(state, arch, config) == ws.num_classes, ws.name
+        size = ws.input_size + (3,)
+        report = anyshape.explain(size, arch=arch.name, include_top=True, classes=ws.num_classes, **ws.build_overrides)
+        assert report.params == sum(v.numel() for v in state.values()), ws.name
+
+
+@pytest.mark.parametrize("name", ["resnet50", "densenet121"])
+def test_timms_resnet_and_densenet_are_torchvisions_function(twins, name):
+    """timm's resnet50 and densenet121 (the networks of the timm sets resnet<N>.<tag> and
+    densenet121.ra_in1k) take torchvision's random state dict (BatchNorm moved) strictly and compute
+    torchvision's function at an odd size, so these sets load through torchvision's layout and
+    overrides, tested above against anyshape's network. timm's resnet101 and resnet152 (the same
+    Bottleneck code, more blocks) have torchvision's keys and shapes (torch's meta device)."""
+    import timm
+
+    ref, _ = twins(name)
+    ours = timm.create_model(name)
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    x = images((*ODD, 3))
+    assert relative_error(_torch(ours.eval(), x), _torch(ref, x)) <= 1e-6
+    if name == "resnet50":
+        for deeper in ("resnet101", "resnet152"):
+            with torch.device("meta"):
+                a, b = timm.create_model(deeper), getattr(torchvision.models, deeper)()
+            assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}

@@ -26,7 +26,14 @@ Where the figures come from:
     The input size here is timm's test_input_size, which is Keras' default size of the member
     (timm's input_size is the smaller training size); crop_pct and crop_mode as listed ("squash"
     for m, l and b3.in21k_ft_in1k: each side resized to size / crop_pct, the aspect ratio not kept).
-    The in21k sets (21,843 classes) and xl (no Keras member) are not registered.
+    The in21k sets of B3, S, M and L (ImageNet-21k, not fine-tuned: 21,843 classes, mean = std =
+    0.5, the in21k_ft_in1k set's size and crop) are registered; xl (no Keras member) is not.
+  - timm/models/resnet.py and densenet.py default_cfgs `resnet{50,101,152}.<tag>`, `densenet121.ra_in1k`
+    (`_TIMM_TORCHVISION_LAYOUT` below).
+  - Each timm set's size is Keras' default size of the network: timm's input_size with its crop_pct,
+    or, where timm trained below Keras' size, its test_input_size with test_crop_pct when it gives
+    one (timm/data/config.py `resolve_data_config(use_test_size=True)`): EfficientNetV2's sets,
+    resnet50.a1h_in1k (trained at 176) and a3_in1k (160). ConvNeXt's `_384` sets are at 384.
   - timm/models/inception_resnet_v2.py default_cfgs: hf_hub_id timm/, input 299, crop_pct 0.8975,
     bicubic, IMAGENET_INCEPTION_MEAN/STD, i.e. [-1, 1], 1000 classes; tf_in1k listed first.
   - timm/models/xception.py default_cfgs `legacy_xception.tf_in1k` (Cadene's port of Keras' Xception
@@ -150,6 +157,11 @@ EFFICIENTNET_V2_SETS: tuple[tuple[str, str, int, float, str, bool], ...] = (
     ("b2", "in1k", 260, 0.890, "center", False),
     ("b3", "in21k_ft_in1k", 300, 0.9, "squash", True),
     ("b3", "in1k", 300, 0.904, "center", False),
+    # ImageNet-21k, not fine-tuned: 21,843 classes (timm's in21k cfgs)
+    ("s", "in21k", 384, 1.0, "center", True),
+    ("m", "in21k", 480, 1.0, "squash", True),
+    ("l", "in21k", 480, 1.0, "squash", True),
+    ("b3", "in21k", 300, 0.904, "center", True),
 )
 
 
@@ -181,14 +193,15 @@ def _efficientnet_v2_sets() -> list[WeightSet]:
         arch = get_arch(f"efficientnet_v2_{member}")
         mean, std = ((0.5,) * 3, (0.5,) * 3) if half else (IMAGENET_MEAN, IMAGENET_STD)
         timm_name = f"tf_efficientnetv2_{member}.{tag}"
-        trained = " (ImageNet-21k, fine-tuned on 1k)" if "21k" in tag else ""
+        trained = {"in21k_ft_in1k": " (ImageNet-21k, fine-tuned on 1k)", "in21k": " (ImageNet-21k, 21,843 classes)"}
         out.append(
             _timm_set(
                 timm_name,
                 f"{arch.name}.tf_{tag}",
                 arch.name,
-                f"timm {timm_name}: port of TF's EfficientNetV2-{member.upper()}{trained}",
+                f"timm {timm_name}: port of TF's EfficientNetV2-{member.upper()}{trained.get(tag, '')}",
                 member not in seen,
+                num_classes=21843 if tag == "in21k" else 1000,
                 mode="raw",
                 mean=mean,
                 std=std,
@@ -223,7 +236,7 @@ def _mobilenet_v3_sets() -> list[WeightSet]:
                     f"mobilenet_v3_{model_type}.{tag}",
                     f"mobilenet_v3_{model_type}",
                     f"timm {timm_name}: port of TF's MobileNetV3-{model_type.capitalize()}",
-                    width == "100",
+                    True,  # its only tag: timm's default for that model
                     mode="raw",
                     input_size=(224, 224),
                     crop_pct=0.875,
@@ -234,14 +247,23 @@ def _mobilenet_v3_sets() -> list[WeightSet]:
     return out
 
 
-# timm/models/convnext.py default_cfgs `convnext_<size>.fb_in1k` and `.fb_in22k_ft_in1k` (`_cfg`: 224,
-# crop_pct 0.875, bicubic, IMAGENET_DEFAULT_MEAN/STD: Keras' in-graph Normalization), the official
-# ConvNeXt files, and timm's own `convnext_{tiny,small}.in12k_ft_in1k` (crop_pct 0.95, the rest
-# `_cfg`'s; the same model, trained by timm on ImageNet-12k and fine-tuned on 1k): (tag, sizes, crop).
+# timm/models/convnext.py default_cfgs `convnext_<size>.<tag>` (`_cfg`: 224, crop_pct 0.875, bicubic,
+# IMAGENET_DEFAULT_MEAN/STD: Keras' in-graph Normalization): the official ConvNeXt files (fb_in1k,
+# fb_in22k_ft_in1k, and fb_in22k: the ImageNet-22k head, 21,841 classes) and timm's own tiny and
+# small ones (in12k_ft_in1k, crop_pct 0.95; in12k: the ImageNet-12k head, 11,821 classes); the `_384`
+# fine-tunes take 384, crop_pct 1.0, crop_mode "squash". All are the same model (timm's
+# `convnext_<size>()`), only the head's width differs: (tag, sizes, crop_pct, classes). Not
+# registered: the clip_* files (OpenAI CLIP mean/std, which Keras' graph does not apply; some
+# with a 640-wide projection head), dinov3_* and eupe_* (no classifier; other licences).
+_ALL = ("tiny", "small", "base", "large", "xlarge")
 _CONVNEXT = (
-    ("in12k_ft_in1k", ("tiny", "small"), 0.95),
-    ("fb_in22k_ft_in1k", ("tiny", "small", "base", "large", "xlarge"), 0.875),
-    ("fb_in1k", ("tiny", "small", "base", "large"), 0.875),
+    ("in12k_ft_in1k", _ALL[:2], 0.95, 1000),
+    ("fb_in22k_ft_in1k", _ALL, 0.875, 1000),
+    ("fb_in1k", _ALL[:4], 0.875, 1000),
+    ("in12k_ft_in1k_384", _ALL[:2], 1.0, 1000),
+    ("fb_in22k_ft_in1k_384", _ALL, 1.0, 1000),
+    ("in12k", _ALL[:2], 0.95, 11821),
+    ("fb_in22k", _ALL, 0.875, 21841),
 )
 # timm's default tag per size (the first its default_cfgs lists; `timm.models.get_pretrained_cfg(
 # "convnext_<size>").tag`), which `timm/convnext_<size>` names: in12k_ft_in1k for tiny and small,
@@ -251,25 +273,34 @@ _CONVNEXT_DEFAULT = {"tiny": "in12k_ft_in1k", "small": "in12k_ft_in1k"}
 
 def _convnext_sets() -> list[WeightSet]:
     trained = {
+        "in12k": " (timm, ImageNet-12k)",
+        "fb_in22k": " (ImageNet-22k)",
         "in12k_ft_in1k": " (timm, ImageNet-12k, fine-tuned on 1k)",
         "fb_in22k_ft_in1k": " (ImageNet-22k, fine-tuned on 1k)",
     }
-    return [
-        _timm_set(
-            f"convnext_{size}.{tag}",
-            f"convnext_{size}.{tag}",
-            f"convnext_{size}",
-            f"timm convnext_{size}.{tag}: "
-            + ("" if tag.startswith("in12k") else "Facebook's ")
-            + f"ConvNeXt-{size.capitalize()}{trained.get(tag, '')}",
-            _CONVNEXT_DEFAULT.get(size, "fb_in22k_ft_in1k") == tag,
-            mode="raw",
-            input_size=(224, 224),
-            crop_pct=crop,
-        )
-        for tag, sizes, crop in _CONVNEXT
-        for size in sizes
-    ]
+    out = []
+    for tag, sizes, crop, classes in _CONVNEXT:
+        side = 384 if tag.endswith("_384") else 224
+        for size in sizes:
+            out.append(
+                _timm_set(
+                    f"convnext_{size}.{tag}",
+                    f"convnext_{size}.{tag}",
+                    f"convnext_{size}",
+                    f"timm convnext_{size}.{tag}: "
+                    + ("" if tag.startswith("in12k") else "Facebook's ")
+                    + f"ConvNeXt-{size.capitalize()}{trained.get(tag.removesuffix('_384'), '')}"
+                    + (f", {classes:,} classes" if classes != 1000 else "")
+                    + (" at 384 x 384" if side == 384 else ""),
+                    _CONVNEXT_DEFAULT.get(size, "fb_in22k_ft_in1k") == tag,
+                    mode="raw",
+                    input_size=(side, side),
+                    crop_pct=crop,
+                    crop_mode="squash" if side == 384 else "center",
+                    num_classes=classes,
+                )
+            )
+    return out
 
 
 def _torchvision_sets() -> list[WeightSet]:
@@ -282,6 +313,8 @@ def _torchvision_sets() -> list[WeightSet]:
         aliases = [f"torchvision/{net}.{version}", f"torchvision:{arch.keras_name}_Weights.{version}"]
         if _TV_DEFAULT.get(net, "tv_in1k") == tag:
             aliases.append(f"torchvision/{net}")
+        if arch.family == "resnet":  # timm's resnet<N>.tv_in1k / tv2_in1k: these files (their cfg's url)
+            aliases += [f"timm/{net}.{tag}", f"timm:{net}.{tag}"]
         out.append(
             WeightSet(
                 name=f"{net}.{tag}",
@@ -311,6 +344,7 @@ def _torchvision_sets() -> list[WeightSet]:
 def _timm_set(timm_name: str, name: str, arch: str, description: str, default: bool, **kw) -> WeightSet:
     model = timm_name.split(".")[0]
     kw.setdefault("interpolation", "bicubic")
+    kw.setdefault("license", "apache-2.0")
     return WeightSet(
         name=name,
         arch=arch,
@@ -319,10 +353,94 @@ def _timm_set(timm_name: str, name: str, arch: str, description: str, default: b
         description=description,
         url=HF_URL.format(timm_name),
         file_name=f"timm_{timm_name}.safetensors",
-        license="apache-2.0",
         aliases=(f"timm/{timm_name}", f"timm:{timm_name}") + ((f"timm/{model}",) if default else ()),
         **kw,
     )
+
+
+# timm/models/resnet.py default_cfgs `resnet{50,101,152}.<tag>` and densenet.py's `densenet121.ra_in1k`
+# (hf_hub_id timm/, 1000 classes, IMAGENET_DEFAULT_MEAN/STD). timm's `resnet50()` / `resnet101()` /
+# `resnet152()` build ResNet(Bottleneck, layers) with the defaults, torchvision's v1.5 network (the
+# stride in conv2, no conv bias, BatchNorm eps 1e-5, MaxPool2d(3, 2, 1)) with torchvision's state-dict
+# keys; `densenet121()` is torchvision's DenseNet-121 (growth 32, blocks 6-12-24-16, BatchNormAct2d
+# eps 1e-5, the same keys): torchvision's layout and overrides load every tag (tests compare timm's
+# models with torchvision's on one state dict). timm's tv_in1k and tv2_in1k of the three ResNets are
+# torchvision's files (their cfg's url): the torchvision sets above carry those timm names. Not
+# registered: resnet50.bamboo (no classifier, no licence in its cfg), densenet121.tv_in1k
+# (torchvision's file; timm's cfg says bicubic where torchvision's transforms say bilinear).
+# (network, tag, crop_pct, interpolation), all at Keras' 224 x 224: timm's input_size, or for
+# resnet50.a1h_in1k (trained at 176) and a3_in1k (160) its test_input_size and test_crop_pct
+_TIMM_TORCHVISION_LAYOUT: tuple[tuple[str, str, float, str], ...] = (
+    ("resnet50", "a1_in1k", 0.95, "bicubic"),
+    ("resnet50", "a1h_in1k", 1.0, "bicubic"),
+    ("resnet50", "a2_in1k", 0.95, "bicubic"),
+    ("resnet50", "a3_in1k", 0.95, "bicubic"),
+    ("resnet50", "am_in1k", 0.875, "bicubic"),
+    ("resnet50", "b1k_in1k", 0.95, "bicubic"),
+    ("resnet50", "b2k_in1k", 0.95, "bicubic"),
+    ("resnet50", "bt_in1k", 0.875, "bicubic"),
+    ("resnet50", "c1_in1k", 0.95, "bicubic"),
+    ("resnet50", "c2_in1k", 0.95, "bicubic"),
+    ("resnet50", "d_in1k", 0.95, "bicubic"),
+    ("resnet50", "fb_ssl_yfcc100m_ft_in1k", 0.875, "bilinear"),
+    ("resnet50", "fb_swsl_ig1b_ft_in1k", 0.875, "bilinear"),
+    ("resnet50", "gluon_in1k", 0.875, "bicubic"),
+    ("resnet50", "ra_in1k", 0.875, "bicubic"),
+    ("resnet50", "ram_in1k", 0.875, "bicubic"),
+    ("resnet101", "a1_in1k", 0.95, "bicubic"),
+    ("resnet101", "a1h_in1k", 0.95, "bicubic"),
+    ("resnet101", "a2_in1k", 0.95, "bicubic"),
+    ("resnet101", "a3_in1k", 0.95, "bicubic"),
+    ("resnet101", "gluon_in1k", 0.875, "bicubic"),
+    ("resnet152", "a1_in1k", 0.95, "bicubic"),
+    ("resnet152", "a1h_in1k", 0.95, "bicubic"),
+    ("resnet152", "a2_in1k", 0.95, "bicubic"),
+    ("resnet152", "a3_in1k", 0.95, "bicubic"),
+    ("resnet152", "gluon_in1k", 0.875, "bicubic"),
+    ("densenet121", "ra_in1k", 0.875, "bicubic"),
+)
+# timm's default tag (`timm.models.get_pretrained_cfg("<network>").tag`), which `timm/<network>` names
+# (`torchvision/<network>` stays torchvision's DEFAULT)
+_TIMM_TORCHVISION_DEFAULT = {
+    "resnet50": "a1_in1k",
+    "resnet101": "a1h_in1k",
+    "resnet152": "a1h_in1k",
+    "densenet121": "ra_in1k",
+}
+_TIMM_TEST_SIZE = {("resnet50", "a1h_in1k"): 176, ("resnet50", "a3_in1k"): 160}  # timm's training size
+# Facebook's semi- and semi-weakly supervised ResNet-50s (timm's cfg: cc-by-nc-4.0, non-commercial)
+_NON_COMMERCIAL = ("fb_ssl_yfcc100m_ft_in1k", "fb_swsl_ig1b_ft_in1k")
+
+
+def _timm_torchvision_layout_sets() -> list[WeightSet]:
+    """timm's weights for networks in torchvision's layout: torchvision's preprocessing mode (ImageNet
+    mean/std, before the model) and the twin's overrides, timm's crop and interpolation."""
+    from anyshape.archs import get_arch
+
+    out = []
+    for net, tag, crop, interpolation in _TIMM_TORCHVISION_LAYOUT:
+        arch = get_arch(net)
+        name = f"{net}.{tag}"
+        trained = _TIMM_TEST_SIZE.get((net, tag))
+        out.append(
+            _timm_set(
+                name,
+                name,
+                net,
+                f"timm {name}: {arch.keras_name} in torchvision's layout"
+                + (f" (at 224, timm's test size; trained at {trained})" if trained else ""),
+                _TIMM_TORCHVISION_DEFAULT[net] == tag,
+                mode="torch",
+                mean=IMAGENET_MEAN,
+                std=IMAGENET_STD,
+                input_size=(224, 224),
+                crop_pct=crop,
+                interpolation=interpolation,
+                overrides=TWIN_OVERRIDES[arch.family],
+                license="cc-by-nc-4.0" if tag in _NON_COMMERCIAL else "apache-2.0",
+            )
+        )
+    return out
 
 
 def _efficientnet_sets() -> list[WeightSet]:
@@ -422,6 +540,7 @@ def twin_sets() -> list[WeightSet]:
     """Every registered set of the family's PyTorch twins (InceptionV3's are the registry's own)."""
     return (
         _torchvision_sets()
+        + _timm_torchvision_layout_sets()
         + _efficientnet_sets()
         + _efficientnet_v2_sets()
         + _inception_resnet_v2_sets()
