@@ -11,7 +11,7 @@ from anyshape.weights.registry import IMAGENET_MEAN, IMAGENET_STD
 
 def test_every_public_set_is_registered():
     # InceptionV3's sets; every other network has its Keras set (tests/test_weights_family.py), and
-    # 13 of torchvision's files and 64 of timm's are twins of family networks (tests/test_weights_twins.py)
+    # 13 of torchvision's files and 109 of timm's are twins of family networks (tests/test_weights_twins.py)
     others = {ws.name for ws in weight_sets()} - {ws.name for ws in weight_sets("inception_v3")}
     assert len({name for name in others if name.endswith(".keras_in1k")}) == 39
     assert len({name for name in others if name.endswith((".tv_in1k", ".tv2_in1k"))}) == 13
@@ -22,19 +22,29 @@ def test_every_public_set_is_registered():
     assert len({name for name in others if name.startswith("efficientnet_b0.tf_")}) == 4
     assert len({name for name in others if name.startswith("efficientnet_b") and ".tf_" in name}) == 32
     assert len({name for name in others if name.startswith("mobilenet_v3_") and ".tf_" in name}) == 6
-    assert len({name for name in others if name.startswith("convnext_") and ".fb_" in name}) == 9
+    # ConvNeXt: Facebook's fb_in1k, fb_in22k (21,841 classes), fb_in22k_ft_in1k and its 384 px sets
+    assert len({name for name in others if name.startswith("convnext_") and ".fb_" in name}) == 19
     assert {name for name in others if name.startswith("convnext_") and ".in12k" in name} == {
-        "convnext_tiny.in12k_ft_in1k",
-        "convnext_small.in12k_ft_in1k",
+        f"convnext_{size}.{tag}"
+        for size in ("tiny", "small")
+        for tag in ("in12k", "in12k_ft_in1k", "in12k_ft_in1k_384")
     }
+    # timm's own ResNet50/101/152 and DenseNet121 tags (torchvision's layout: tests/test_weights_twins.py)
+    timm_resnets = {
+        name
+        for name in others
+        if name.startswith(("resnet50.", "resnet101.", "resnet152.", "densenet121."))
+        and not name.endswith((".keras_in1k", ".tv_in1k", ".tv2_in1k"))
+    }
+    assert len(timm_resnets) == 27 and "resnet50.a1_in1k" in timm_resnets and "densenet121.ra_in1k" in timm_resnets
     assert {name for name in others if name.startswith("xception.") and not name.endswith(".keras_in1k")} == {
         "xception.tf_in1k"
     }
-    assert len({name for name in others if name.startswith("efficientnet_v2_") and ".tf_" in name}) == 11
+    assert len({name for name in others if name.startswith("efficientnet_v2_") and ".tf_" in name}) == 15
     assert {name for name in others if name.startswith("nasnet_") and not name.endswith(".keras_in1k")} == {
         "nasnet_large.tf_in1k"
     }
-    assert len(others) == 39 + 13 + 2 + 32 + 11 + 6 + 9 + 2 + 1 + 1
+    assert len(others) == 39 + 13 + 2 + 32 + 15 + 6 + 19 + 6 + 1 + 1 + 27
     names = {ws.name for ws in weight_sets("inception_v3")}
     assert names == {
         "imagenet",
