@@ -11,7 +11,7 @@ from anyshape.weights.registry import IMAGENET_MEAN, IMAGENET_STD
 
 def test_every_public_set_is_registered():
     # InceptionV3's sets; every other network has its Keras set (tests/test_weights_family.py), and
-    # 13 of torchvision's files and 109 of timm's are twins of family networks (tests/test_weights_twins.py)
+    # 13 of torchvision's files and 110 of timm's are twins of family networks (tests/test_weights_twins.py)
     others = {ws.name for ws in weight_sets()} - {ws.name for ws in weight_sets("inception_v3")}
     assert len({name for name in others if name.endswith(".keras_in1k")}) == 39
     assert len({name for name in others if name.endswith((".tv_in1k", ".tv2_in1k"))}) == 13
@@ -44,7 +44,11 @@ def test_every_public_set_is_registered():
     assert {name for name in others if name.startswith("nasnet_") and not name.endswith(".keras_in1k")} == {
         "nasnet_large.tf_in1k"
     }
-    assert len(others) == 39 + 13 + 2 + 32 + 15 + 6 + 19 + 6 + 1 + 1 + 27
+    assert {name for name in others if name.startswith("mobilenet_v2.") and ".tv" not in name} == {
+        "mobilenet_v2.keras_in1k",
+        "mobilenet_v2.ra_in1k",  # timm's mobilenetv2_100
+    }
+    assert len(others) == 39 + 13 + 2 + 32 + 15 + 6 + 19 + 6 + 1 + 1 + 27 + 1
     names = {ws.name for ws in weight_sets("inception_v3")}
     assert names == {
         "imagenet",

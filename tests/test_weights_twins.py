@@ -941,7 +941,7 @@ def test_every_twin_set_with_a_timm_name_is_timms_pretrained_cfg():
         else:
             mean, std = (ws.mean, ws.std) if config.mode == "torch" else ((0.5,) * 3, (0.5,) * 3)
         assert (mean, std) == (pytest.approx(data["mean"]), pytest.approx(data["std"])), timm_name
-    assert len(named) == 115
+    assert len(named) == 116
     models = {name.split(".")[0] for name in named}
     for model in models:  # timm's default tag; every tag of the model
         assert resolve(f"timm/{model}").name == named[f"{model}.{get_pretrained_cfg(model).tag}"].name, model
@@ -1004,3 +1004,30 @@ def test_timms_resnet_and_densenet_are_torchvisions_function(twins, name):
             with torch.device("meta"):
                 a, b = timm.create_model(deeper), getattr(torchvision.models, deeper)()
             assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+
+
+def test_timms_mobilenetv2_100_under_its_own_names_equals_timm(tmp_path):
+    """timm's mobilenetv2_100 (the set mobilenet_v2.ra_in1k) names its modules as timm's EfficientNet
+    builder does (conv_stem, blocks.S.J.conv_pw ...): a random one (BatchNorm moved), saved as timm
+    publishes it (.safetensors), loads into anyshape's MobileNetV2 (its keys renamed to
+    torchvision's, the twin's overrides from the set) and equals timm's model at an odd and an even
+    size (where symmetric padding differs from Keras' "same"); the set's hub name resolves to it."""
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    ref = randomise_torch_batchnorm(timm.create_model("mobilenetv2_100")).eval()
+    path = tmp_path / "mobilenetv2_100.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, path)
+    ws = resolve("timm/mobilenetv2_100")
+    assert ws.name == "mobilenet_v2.ra_in1k" and ws.build_overrides == {"padding": "symmetric", "bn_epsilon": 1e-5}
+    ours = anyshape.create_model(
+        "mobilenet_v2",
+        weights=str(path),
+        preprocessing="torch",
+        input_shape=(None, None, 3),
+        classifier_activation=None,
+        **ws.build_overrides,
+    )
+    _assert_twin(ours, ref, images((*ODD, 3)))
+    _assert_twin(ours, ref, images((64, 72, 3), n=1))

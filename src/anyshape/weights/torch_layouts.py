@@ -479,8 +479,52 @@ _OLD_DENSENET_KEY = re.compile(
 )
 
 
+# timm's mobilenetv2_100 (timm/models/efficientnet.py `_gen_mobilenet_v2`: the EfficientNet builder's
+# conv_stem / bn1, blocks.S.J, conv_head / bn2, classifier) is torchvision's MobileNetV2 function
+# (ReLU6, symmetric padding, BatchNorm eps 1e-5) under other names: its DepthwiseSeparableConv
+# (conv_dw / bn1, conv_pw / bn2) and InvertedResidual (conv_pw / bn1, conv_dw / bn2, conv_pwl / bn3)
+# modules, in order, are torchvision's features.1 ... features.17
+_TIMM_MOBILENET_V2_BLOCK = re.compile(r"^blocks\.(\d+)\.(\d+)\.(conv_dw|conv_pw|conv_pwl|bn1|bn2|bn3)\.(.+)$")
+_TIMM_MOBILENET_V2_DS = {"conv_dw": "conv.0.0", "bn1": "conv.0.1", "conv_pw": "conv.1", "bn2": "conv.2"}
+_TIMM_MOBILENET_V2_IR = {
+    "conv_pw": "conv.0.0",
+    "bn1": "conv.0.1",
+    "conv_dw": "conv.1.0",
+    "bn2": "conv.1.1",
+    "conv_pwl": "conv.2",
+    "bn3": "conv.3",
+}
+_TIMM_MOBILENET_V2_TOP = {"conv_stem": "features.0.0", "bn1": "features.0.1", "conv_head": "features.18.0"}
+
+
+def _timm_mobilenet_v2_keys(state: dict) -> dict:
+    """timm's mobilenetv2_100 state dict under torchvision's MobileNetV2 keys."""
+    blocks = sorted({(int(m.group(1)), int(m.group(2))) for k in state if (m := _TIMM_MOBILENET_V2_BLOCK.match(k))})
+    index = {block: i + 1 for i, block in enumerate(blocks)}  # features.1 ... in the builder's order
+    out = {}
+    for key, value in state.items():
+        m = _TIMM_MOBILENET_V2_BLOCK.match(key)
+        if m:
+            stage, block, module, rest = int(m.group(1)), int(m.group(2)), m.group(3), m.group(4)
+            names = _TIMM_MOBILENET_V2_DS if index[(stage, block)] == 1 else _TIMM_MOBILENET_V2_IR
+            key = f"features.{index[(stage, block)]}.{names[module]}.{rest}"
+        else:
+            module, _, rest = key.partition(".")
+            if module == "bn2":  # the head's BatchNorm (blocks' are matched above)
+                key = f"features.18.1.{rest}"
+            elif module == "classifier":
+                key = f"classifier.1.{rest}"
+            elif module in _TIMM_MOBILENET_V2_TOP:
+                key = f"{_TIMM_MOBILENET_V2_TOP[module]}.{rest}"
+        out[key] = value
+    return out
+
+
 def normalised_keys(state: dict, family: str) -> dict:
-    """`state` with torchvision's published DenseNet files' older keys renamed (others as they are)."""
+    """`state` with torchvision's published DenseNet files' older keys renamed, and timm's
+    mobilenetv2_100 keys renamed to torchvision's MobileNetV2 ones (others as they are)."""
+    if family == "mobilenet_v2" and "conv_stem.weight" in state:
+        return _timm_mobilenet_v2_keys(state)
     if family != "densenet":
         return state
     out = {}

@@ -440,6 +440,24 @@ def _timm_torchvision_layout_sets() -> list[WeightSet]:
                 license="cc-by-nc-4.0" if tag in _NON_COMMERCIAL else "apache-2.0",
             )
         )
+    # timm's mobilenetv2_100.ra_in1k: torchvision's MobileNetV2 under timm's EfficientNet-builder
+    # names (renamed on load: torch_layouts.normalised_keys); the cfg: 224, crop 0.875, bicubic
+    out.append(
+        _timm_set(
+            "mobilenetv2_100.ra_in1k",
+            "mobilenet_v2.ra_in1k",
+            "mobilenet_v2",
+            "timm mobilenetv2_100.ra_in1k: MobileNetV2 trained by timm (RandAugment recipe)",
+            True,
+            mode="torch",
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            input_size=(224, 224),
+            crop_pct=0.875,
+            interpolation="bicubic",
+            overrides=TWIN_OVERRIDES["mobilenet_v2"],
+        )
+    )
     return out
 
 
