@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from anyshape.atomic_write import write_bytes_atomically
-from anyshape.data_config import DEFAULT_CROP_MODE
+from anyshape.data_config import DataConfig
 from anyshape.errors import Message
 
 __all__ = ["RunManifest", "ResumeMismatch", "weights_digest"]
@@ -61,8 +61,8 @@ class RunManifest:
             raise ValueError("not an anyshape run manifest")
         options = dict(obj["options"])
         prep = options.get("preprocessing")
-        if isinstance(prep, dict) and "crop_mode" not in prep:  # recorded before DataConfig had it
-            options["preprocessing"] = {**prep, "crop_mode": DEFAULT_CROP_MODE}
+        if isinstance(prep, dict):  # a field recorded before DataConfig had it takes its default
+            options["preprocessing"] = DataConfig.from_dict(prep).to_dict()
         return cls(options, obj.get("weights_digest"))
 
     def to_bytes(self) -> bytes:
