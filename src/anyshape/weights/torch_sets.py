@@ -398,7 +398,11 @@ _TIMM_TORCHVISION_LAYOUT: tuple[tuple[str, str, float, str], ...] = (
     ("resnet152", "a3_in1k", 0.95, "bicubic"),
     ("resnet152", "gluon_in1k", 0.875, "bicubic"),
     ("densenet121", "ra_in1k", 0.875, "bicubic"),
+    ("mobilenet_v2", "ra_in1k", 0.875, "bicubic"),
 )
+# timm's model name where it is not the network's: mobilenetv2_100 is torchvision's MobileNetV2 under
+# timm's EfficientNet-builder module names, renamed on load (torch_layouts.normalised_keys)
+_TIMM_MODEL = {"mobilenet_v2": "mobilenetv2_100"}
 # timm's default tag (`timm.models.get_pretrained_cfg("<network>").tag`), which `timm/<network>` names
 # (`torchvision/<network>` stays torchvision's DEFAULT)
 _TIMM_TORCHVISION_DEFAULT = {
@@ -406,6 +410,7 @@ _TIMM_TORCHVISION_DEFAULT = {
     "resnet101": "a1h_in1k",
     "resnet152": "a1h_in1k",
     "densenet121": "ra_in1k",
+    "mobilenet_v2": "ra_in1k",
 }
 _TIMM_TEST_SIZE = {("resnet50", "a1h_in1k"): 176, ("resnet50", "a3_in1k"): 160}  # timm's training size
 # Facebook's semi- and semi-weakly supervised ResNet-50s (timm's cfg: cc-by-nc-4.0, non-commercial)
@@ -420,14 +425,15 @@ def _timm_torchvision_layout_sets() -> list[WeightSet]:
     out = []
     for net, tag, crop, interpolation in _TIMM_TORCHVISION_LAYOUT:
         arch = get_arch(net)
-        name = f"{net}.{tag}"
+        name, timm_name = f"{net}.{tag}", f"{_TIMM_MODEL.get(net, net)}.{tag}"
         trained = _TIMM_TEST_SIZE.get((net, tag))
         out.append(
             _timm_set(
-                name,
+                timm_name,
                 name,
                 net,
-                f"timm {name}: {arch.keras_name} in torchvision's layout"
+                f"timm {timm_name}: {arch.keras_name} in torchvision's layout"
+                + (" under timm's module names" if net in _TIMM_MODEL else "")
                 + (f" (at 224, timm's test size; trained at {trained})" if trained else ""),
                 _TIMM_TORCHVISION_DEFAULT[net] == tag,
                 mode="torch",
@@ -440,24 +446,6 @@ def _timm_torchvision_layout_sets() -> list[WeightSet]:
                 license="cc-by-nc-4.0" if tag in _NON_COMMERCIAL else "apache-2.0",
             )
         )
-    # timm's mobilenetv2_100.ra_in1k: torchvision's MobileNetV2 under timm's EfficientNet-builder
-    # names (renamed on load: torch_layouts.normalised_keys); the cfg: 224, crop 0.875, bicubic
-    out.append(
-        _timm_set(
-            "mobilenetv2_100.ra_in1k",
-            "mobilenet_v2.ra_in1k",
-            "mobilenet_v2",
-            "timm mobilenetv2_100.ra_in1k: MobileNetV2 trained by timm (RandAugment recipe)",
-            True,
-            mode="torch",
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-            input_size=(224, 224),
-            crop_pct=0.875,
-            interpolation="bicubic",
-            overrides=TWIN_OVERRIDES["mobilenet_v2"],
-        )
-    )
     return out
 
 
