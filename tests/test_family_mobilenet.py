@@ -6,8 +6,8 @@ Runs on whichever backend KERAS_BACKEND names; it passes on TensorFlow, JAX and 
 exact minimum; the family harness (tests/test_family.py) checks MobileNet (alpha 1) against
 keras.applications: its layout with and without the top, equal outputs with Keras' weights at
 224 and at 67 x 93 with and without the top (on JAX and PyTorch too for 67 x 93 with the top).
-This file covers what is MobileNet's own: Keras' weight layout at other widths, Keras' top, and
-the collapse Keras' free-size model runs into.
+This file covers what is MobileNet's own: Keras' weight layout at other widths, Keras' top, the
+collapse Keras' free-size model runs into, and padding="symmetric" (timm's twin).
 """
 
 import keras
@@ -91,3 +91,23 @@ def test_keras_refuses_31_which_works_and_equals_keras_free_size_model(keras_fre
     x = images((31, 31, 3))
     assert keras_parity(keras_free, ours, x) <= 1e-6
     assert run(ours, x).shape == (2, 1, 1, 1024)
+
+
+def test_symmetric_padding_for_timms_twin_builds_as_it_explains_from_one_pixel():
+    """padding="symmetric" and bn_epsilon (timm's mobilenetv1_100, tested against timm in
+    tests/test_weights_twins.py): conv1 and the strided depthwise convs pad one pixel on every side,
+    the BatchNorms take the epsilon, the model is what `explain` traces, and every size from 1 pixel
+    works (Keras' padding: 31). Keras' defaults build Keras' network (tests/test_family.py)."""
+    kwargs = {"alpha": 0.25, "include_top": False, "padding": "symmetric", "bn_epsilon": 1e-5}
+    ours = MobileNet(weights=None, input_shape=(5, 7, 3), **kwargs)
+    report = explain((5, 7, 3), arch="mobilenet", **kwargs)
+    assert report.valid and ours.count_params() == report.params
+    for stage in report.stages:
+        assert tuple(ours.get_layer(stage.layer).output.shape[1:]) == stage.shape
+    assert report.stages[-1].shape == (1, 1, 256)  # ceil(n / 2) per stride 2, where Keras' keeps floor(n / 2)
+    assert ours.get_layer("conv1_pad").padding == ours.get_layer("conv_pad_12").padding == ((1, 1), (1, 1))
+    assert ours.get_layer("conv1").padding == "valid" and ours.get_layer("conv_pw_13_bn").epsilon == 1e-5
+    assert minimum_size("mobilenet", padding="symmetric") == (1, 1)
+    assert MobileNet(weights=None, alpha=0.25, include_top=False).get_layer("conv_pad_2").padding == ((0, 1), (0, 1))
+    with pytest.raises(ValueError, match=r"padding must be one of \('keras', 'symmetric'\), got 'tf'"):
+        MobileNet(weights=None, padding="tf")

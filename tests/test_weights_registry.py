@@ -11,7 +11,7 @@ from anyshape.weights.registry import IMAGENET_MEAN, IMAGENET_STD
 
 def test_every_public_set_is_registered():
     # InceptionV3's sets; every other network has its Keras set (tests/test_weights_family.py), and
-    # 13 of torchvision's files and 110 of timm's are twins of family networks (tests/test_weights_twins.py)
+    # 13 of torchvision's files and 112 of timm's are twins of family networks (tests/test_weights_twins.py)
     others = {ws.name for ws in weight_sets()} - {ws.name for ws in weight_sets("inception_v3")}
     assert len({name for name in others if name.endswith(".keras_in1k")}) == 39
     assert len({name for name in others if name.endswith((".tv_in1k", ".tv2_in1k"))}) == 13
@@ -48,7 +48,11 @@ def test_every_public_set_is_registered():
         "mobilenet_v2.keras_in1k",
         "mobilenet_v2.ra_in1k",  # timm's mobilenetv2_100
     }
-    assert len(others) == 39 + 13 + 2 + 32 + 15 + 6 + 19 + 6 + 1 + 1 + 27 + 1
+    assert {name for name in others if name.startswith("mobilenet.") and not name.endswith(".keras_in1k")} == {
+        "mobilenet.ra4_e3600_r224_in1k",  # timm's mobilenetv1_100
+        "mobilenet.ra4_e3600_r224_125_in1k",  # timm's mobilenetv1_125 (alpha 1.25)
+    }
+    assert len(others) == 39 + 13 + 2 + 32 + 15 + 6 + 19 + 6 + 1 + 1 + 27 + 1 + 2
     names = {ws.name for ws in weight_sets("inception_v3")}
     assert names == {
         "imagenet",

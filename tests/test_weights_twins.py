@@ -15,6 +15,7 @@ for timm's) file the tests load with `weights=`.
   tf_mobilenetv3_small_100 at an odd size, on 0..255 pixels (their scaling in the graph);
   ConvNeXt at an odd size with its top and, without it, as timm's pooled features; timm's
   nasnetalarge on a small configuration at an odd size, where its SAME max pools differ from Keras';
+  timm's mobilenetv1_100 (Keras' MobileNet with symmetric padding) at odd, even and 1 x 3 sizes;
 - 1 and 4 input channels through the first-conv rules equal torchvision with timm's
   `adapt_input_conv` (the reference rule: sum for 1 channel, RGB tiled and scaled by 3 / C), and
   timm's tf_efficientnetv2_b0 and small nasnetalarge created with in_chans 1 and 4 (as timm's
@@ -26,8 +27,8 @@ for timm's) file the tests load with `weights=`.
   against torchvision's MobileNetV2 and timm's EfficientNet-B0, the written file rebuilding the twin,
   a registered set converted by name into a .keras that records the overrides;
 - the registered sets carry torchvision's and timm's published names, hashes, preprocessing and
-  overrides; timm's EfficientNet B1-B7, EfficientNetV2 (every member), MobileNetV3, ConvNeXt and
-  NASNetLarge state dicts (built on torch's meta device) hold exactly the tensors the loader reads, and as many numbers as the network has
+  overrides; timm's EfficientNet B1-B7, EfficientNetV2 (every member), MobileNetV3, MobileNet (alpha
+  1.25), ConvNeXt and NASNetLarge state dicts (built on torch's meta device) hold exactly the tensors the loader reads, and as many numbers as the network has
   parameters; the download path (hash check, cache, recognised by published name and hash) works
   on a file made here, served from file://.
 """
@@ -566,7 +567,7 @@ def test_a_file_that_is_not_published_needs_its_preprocessing(twins):
     ws = resolve(path, "torch", arch="mobilenet_v2")
     assert ws.arch == "mobilenet_v2" and ws.build_overrides == {"padding": "symmetric", "bn_epsilon": 1e-5}
     with pytest.raises(anyshape.weights.UnknownWeights, match="no PyTorch twin"):
-        resolve(path, "torch", arch="mobilenet")  # MobileNet (v1): no twin
+        resolve(path, "torch", arch="resnet50_v2")  # ResNetV2: no twin
     # networks that scale in their graph: the preprocessing named is theirs (0..255 pixels in), or
     # they are built without that scaling and take the input so prepared
     assert (resolve(path, "tf", arch="mobilenet_v3_small").mode, resolve(path, "torch", arch="convnext_tiny").mode) == (
@@ -941,7 +942,7 @@ def test_every_twin_set_with_a_timm_name_is_timms_pretrained_cfg():
         else:
             mean, std = (ws.mean, ws.std) if config.mode == "torch" else ((0.5,) * 3, (0.5,) * 3)
         assert (mean, std) == (pytest.approx(data["mean"]), pytest.approx(data["std"])), timm_name
-    assert len(named) == 116
+    assert len(named) == 118
     models = {name.split(".")[0] for name in named}
     for model in models:  # timm's default tag; every tag of the model
         assert resolve(f"timm/{model}").name == named[f"{model}.{get_pretrained_cfg(model).tag}"].name, model
@@ -1031,3 +1032,82 @@ def test_timms_mobilenetv2_100_under_its_own_names_equals_timm(tmp_path):
     )
     _assert_twin(ours, ref, images((*ODD, 3)))
     _assert_twin(ours, ref, images((64, 72, 3), n=1))
+
+
+def test_timms_mobilenetv1_100_equals_timm_and_converts_with_its_parity_report(tmp_path):
+    """timm's mobilenetv1_100 (the set mobilenet.ra4_e3600_r224_in1k: Keras' MobileNet with torch's
+    padding=1 on its stride-2 convs, BatchNorm eps 1e-5 and a Linear classifier): a random one
+    (BatchNorm moved), saved as timm publishes it (.safetensors), loads into anyshape's free-size
+    MobileNet under timm's own names with the twin's overrides and equals timm's model at an odd
+    non-square size, at an even size and at 1 x 3 (its minimum is 1 pixel, Keras' network's 31);
+    with Keras' padding (a value given wins) it does not. `convert FILE --arch mobilenet` compares
+    with timm's mobilenetv1_100 on the same file."""
+    ref, ours, path = _timm_twin(tmp_path, "mobilenetv1_100", "mobilenet", "tf")
+    assert (model_config(ours)[1].padding, model_config(ours)[1].bn_epsilon) == ("symmetric", 1e-5)
+    _assert_twin(ours, ref, images((*ODD, 3)))
+    _assert_twin(ours, ref, images((64, 72, 3), n=1))
+    x = images((1, 3, 3), n=1)
+    assert relative_error(run(ours, x), _torch(ref, x)) <= TOL
+    del ours
+    keras_padding = anyshape.create_model(
+        "mobilenet",
+        weights=str(path),
+        preprocessing="tf",
+        input_shape=(*ODD, 3),
+        classifier_activation=None,
+        padding="keras",
+    )
+    x = images((*ODD, 3))
+    assert relative_error(run(keras_padding, x), _torch(ref, x)) > 10 * TOL  # another function
+    del keras_padding
+    ws = resolve("timm/mobilenetv1_100")
+    assert ws.name == "mobilenet.ra4_e3600_r224_in1k" and ws.arch == "mobilenet"
+    assert ws.build_overrides == {"padding": "symmetric", "bn_epsilon": 1e-5}
+    assert (ws.mode, ws.input_size, ws.crop_pct, ws.interpolation) == ("tf", (224, 224), 0.875, "bicubic")
+    assert (
+        reference_model(get_arch("mobilenet"), ws)
+        == reference_model(get_arch("mobilenet"))
+        == (
+            "timm",
+            "mobilenetv1_100",
+        )
+    )
+    result = convert(
+        str(path),
+        tmp_path / "m.weights.h5",
+        arch="mobilenet",
+        preprocessing="tf",
+        input_shape=(*ODD, 3),
+        parity_images=1,
+    )
+    assert result.parity is not None and result.parity.ok, result
+    assert (result.parity.reference, result.parity.input_hw) == ("timm mobilenetv1_100", ODD)
+
+
+def test_timms_mobilenetv1_125_has_the_layout_the_loader_reads_and_depth_multiplier_has_no_twin():
+    """timm's mobilenetv1_125 (the set mobilenet.ra4_e3600_r224_125_in1k, alpha=1.25: timm's
+    round_channels gives Keras' int(filters * alpha)), built on torch's meta device, holds exactly
+    the tensors the loader reads for anyshape's MobileNet built with the set's overrides, and as
+    many numbers as that network has parameters (`explain`, no build); so does mobilenetv1_100.
+    Keras' depth_multiplier (two filters per channel) has no timm twin: the layout refuses it."""
+    import timm
+
+    arch = get_arch("mobilenet")
+    for name, alpha in (("mobilenetv1_100", 1.0), ("mobilenetv1_125", 1.25)):
+        ws = resolve(f"timm/{name}")
+        assert ws.build_overrides == {
+            "padding": "symmetric",
+            "bn_epsilon": 1e-5,
+            **({"alpha": alpha} if alpha != 1 else {}),
+        }
+        assert reference_model(arch, ws) == reference_model(arch, None, {"alpha": alpha}) == ("timm", name)
+        with torch.device("meta"):
+            ref = timm.create_model(name)
+        state = {k: v for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}
+        keys = [k for unit in twin_layout(arch, arch.checked_config(**ws.build_overrides)) for k in unit.keys()]
+        assert sorted(keys) == sorted(state), name
+        report = anyshape.explain((224, 224, 3), arch="mobilenet", include_top=True, **ws.build_overrides)
+        assert report.params == sum(v.numel() for v in state.values()), name
+    assert REGISTRY["mobilenet.ra4_e3600_r224_125_in1k"].crop_pct == 0.9
+    with pytest.raises(WeightFileError, match="depth_multiplier=2 and no PyTorch twin"):
+        twin_layout(arch, arch.checked_config(depth_multiplier=2))

@@ -24,6 +24,18 @@ map of uninitialised memory (a traced `predict` raises "Negative dimension size"
 an empty map, torch raises). The shape tracer sees the collapse, so `explain` and
 `create_model` refuse every size below 31 naming block_12's conv_dw_12.
 
+`padding="symmetric"` builds the same weights with timm's arithmetic instead (timm/models/efficientnet.py
+`_gen_mobilenet_v1`, `mobilenetv1_100`: its conv_stem and strided depthwise convs are torch convs
+with padding=1): conv1 and every strided depthwise conv pad one pixel on every side and run
+"valid". Keras' strided depthwise windows start on the first row and column (padding at the bottom
+and right only), timm's one pixel before it, so the two differ at every size; at an odd size timm's
+keep ceil(n / 2) rows where Keras' keep floor(n / 2). Every window then fits a padded 1 x 1 map:
+any size from 1 pixel works. That is the form timm's weights need, with `bn_epsilon=1e-5` (torch's
+BatchNorm epsilon, where Keras' is 1e-3); ReLU6, the blocks and their widths are Keras' (timm's
+round_channels equals Keras' int(filters * alpha) at its widths 1.0 and 1.25), and timm's Linear
+classifier after the average pool is Keras' 1x1 conv_preds on the pooled map (timm's dropout rate
+is 0; Keras' 1e-3 is the identity at inference).
+
 The top is Keras': a keepdims global average pool, dropout, the 1x1 conv "conv_preds", a Reshape
 to one vector and the Activation "predictions" (`pooling` chooses the top's pool, as for every
 anyshape network).
@@ -35,16 +47,23 @@ from dataclasses import dataclass
 
 from anyshape.archs.base import KERAS_ARGS, Arch, ArchConfig, classifier_head, global_pool
 
-__all__ = ["MobileNetConfig", "BLOCKS", "ARCHS", "keepdims_pool"]
+__all__ = ["MobileNetConfig", "BLOCKS", "ARCHS", "PADDINGS", "keepdims_pool"]
+
+# "keras": Keras' arithmetic (conv1 "same"; the strided depthwise convs pad (0, 1) and run "valid");
+# "symmetric": pad 1 on every side then "valid", as timm's mobilenetv1_100
+PADDINGS = ("keras", "symmetric")
 
 
 @dataclass(frozen=True)
 class MobileNetConfig(ArchConfig):
-    """MobileNet's build arguments: keras.applications.MobileNet's, with its names."""
+    """MobileNet's build arguments: keras.applications.MobileNet's, with its names, plus `padding`
+    and `bn_epsilon` (timm's twin)."""
 
     alpha: float = 1.0  # width multiplier: every conv has int(filters * alpha) filters
     depth_multiplier: int = 1  # the depthwise convolutions' channel multiplier
     dropout: float = 1e-3  # the head's dropout rate (Keras' name; dropout_rate is not used)
+    padding: str = "keras"  # the stride-2 convs' padding: one of PADDINGS
+    bn_epsilon: float = 1e-3  # Keras' 1e-3; timm's mobilenetv1_100: 1e-5
 
     def problems(self) -> list[str]:
         out = super().problems()
@@ -57,6 +76,10 @@ class MobileNetConfig(ArchConfig):
             out.append(f"depth_multiplier must be a positive integer, got {dm!r}")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             out.append(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.padding not in PADDINGS:
+            out.append(f"padding must be one of {PADDINGS}, got {self.padding!r}")
+        if not isinstance(self.bn_epsilon, (int, float)) or isinstance(self.bn_epsilon, bool) or self.bn_epsilon <= 0:
+            out.append(f"bn_epsilon must be a positive number, got {self.bn_epsilon!r}")
         if self.dropout_rate:
             out.append(
                 f"MobileNet's head dropout is `dropout` (keras.applications' name), not dropout_rate "
@@ -95,9 +118,12 @@ def keepdims_pool(net, x, pooling: str, channels: int):
 def network(net, cfg: MobileNetConfig, x):
     """MobileNet on `x` (NHWC): conv1, blocks 1-13, the top."""
     filters = int(32 * cfg.alpha)
+    symmetric = cfg.padding == "symmetric"
     with net.stage("conv1", f"3x3 conv {filters}, stride 2"):
-        x = net.conv(x, filters, 3, 2, "same", use_bias=False, name="conv1")
-        x = net.bn(x, name="conv1_bn")
+        if symmetric:  # torch's padding=1
+            x = net.pad(x, 1, name="conv1_pad")
+        x = net.conv(x, filters, 3, 2, "valid" if symmetric else "same", use_bias=False, name="conv1")
+        x = net.bn(x, epsilon=cfg.bn_epsilon, name="conv1_bn")
         x = net.relu(x, 6.0, name="conv1_relu")
     channels = filters
     for k, (pointwise, stride) in enumerate(BLOCKS, start=1):
@@ -105,15 +131,15 @@ def network(net, cfg: MobileNetConfig, x):
         what = f"3x3 depthwise{', stride 2' if stride == 2 else ''} + 1x1 conv {filters}"
         with net.stage(f"block_{k}", what):
             if stride == 2:  # Keras' fixed padding: one row and column at the bottom and right
-                x = net.pad(x, ((0, 1), (0, 1)), name=f"conv_pad_{k}")
+                x = net.pad(x, 1 if symmetric else ((0, 1), (0, 1)), name=f"conv_pad_{k}")
             padding = "valid" if stride == 2 else "same"
             x = net.depthwise(
                 x, 3, stride, padding, use_bias=False, depth_multiplier=cfg.depth_multiplier, name=f"conv_dw_{k}"
             )
-            x = net.bn(x, name=f"conv_dw_{k}_bn")
+            x = net.bn(x, epsilon=cfg.bn_epsilon, name=f"conv_dw_{k}_bn")
             x = net.relu(x, 6.0, name=f"conv_dw_{k}_relu")
             x = net.conv(x, filters, 1, 1, "same", use_bias=False, name=f"conv_pw_{k}")
-            x = net.bn(x, name=f"conv_pw_{k}_bn")
+            x = net.bn(x, epsilon=cfg.bn_epsilon, name=f"conv_pw_{k}_bn")
             x = net.relu(x, 6.0, name=f"conv_pw_{k}_relu")
         channels = filters
     if not cfg.include_top:

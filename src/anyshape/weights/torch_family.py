@@ -1,5 +1,5 @@
 """PyTorch twins of the family: a torchvision or timm state dict converted into the Keras layers of
-ResNet, DenseNet, VGG, MobileNetV2, InceptionResNetV2, EfficientNet B0-B7, EfficientNetV2, MobileNetV3,
+ResNet, DenseNet, VGG, MobileNet, MobileNetV2, InceptionResNetV2, EfficientNet B0-B7, EfficientNetV2, MobileNetV3,
 ConvNeXt, Xception or NASNetLarge and loaded all or nothing (the layouts, which torch module feeds which Keras layer, and the twins'
 build overrides: `anyshape.weights.torch_layouts`; the weight sets: `anyshape.weights.torch_sets`).
 
@@ -102,7 +102,7 @@ def _convert(unit: Unit, tensors: list[np.ndarray], source: str) -> list[np.ndar
         c = w.shape[1] // (side * side)
         # one copy (fc1 is 411 MB): the reshape of the transposed view is a new C-ordered array
         return [w.reshape(w.shape[0], c, side, side).transpose(2, 3, 1, 0).reshape(-1, w.shape[0]), tensors[1]]
-    if unit.kind == "dense_conv":  # Keras' 1x1 Conv2D classifier (MobileNetV3's logits)
+    if unit.kind == "dense_conv":  # Keras' 1x1 Conv2D classifier (MobileNet's conv_preds, MobileNetV3's logits)
         return [np.ascontiguousarray(w.T)[None, None], tensors[1]]
     return [np.ascontiguousarray(w.T), tensors[1]]
 

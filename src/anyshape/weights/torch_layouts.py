@@ -1,7 +1,7 @@
 """The layouts of the family's PyTorch twins: which torch module each weighted Keras layer of a
 network takes its tensors from (`twin_layout`), torchvision's for ResNet, DenseNet, VGG and
-MobileNetV2, timm's for InceptionResNetV2, EfficientNet B0-B7, EfficientNetV2, MobileNetV3, ConvNeXt,
-Xception and NASNetLarge. The tensors themselves are converted and loaded by
+MobileNetV2, timm's for MobileNet, InceptionResNetV2, EfficientNet B0-B7, EfficientNetV2, MobileNetV3,
+ConvNeXt, Xception and NASNetLarge. The tensors themselves are converted and loaded by
 `anyshape.weights.torch_family`; the weight sets are `anyshape.weights.torch_sets`.
 
 A twin is a torchvision network that computes what a keras.applications network computes once the
@@ -18,6 +18,9 @@ so a saved model reloads as what it is):
     vgg16/19      features.I (conv), classifier.0 / 3 / 6
                                                   none (fc1's columns are reordered, below)
     mobilenet_v2  features.0.0 / 0.1, features.N.conv..., features.18.0 / 18.1, classifier.1
+                                                  padding="symmetric", bn_epsilon=1e-5
+    mobilenet (timm mobilenetv1_100)  conv_stem, bn1, blocks.S.J.conv_dw / bn1 / conv_pw / bn2,
+                  classifier (Keras' 1x1 conv_preds)
                                                   padding="symmetric", bn_epsilon=1e-5
     inception_resnet_v2 (timm)  conv2d_1a.conv / .bn ..., mixed_5b.branchB[.J], repeat.K...,
                   repeat_1.K..., repeat_2.K..., block8, conv2d_7b, classif
@@ -156,6 +159,36 @@ def _mobilenet_v2(config) -> list[Unit]:
     last = f"features.{block + 1}"
     units += [Unit("Conv_1", f"{last}.0", "conv"), Unit("Conv_1_bn", f"{last}.1", "bn")]
     return units + [Unit("predictions", "classifier.1", "dense")]
+
+
+# timm/models/efficientnet.py `_gen_mobilenet_v1`: arch_def stages of 1, 2, 2, 6 and 2 "dsa" blocks
+# (Keras' blocks 1-13, the first of stages 1-4 strided)
+_TIMM_MOBILENET_V1_STAGES = (1, 2, 2, 6, 2)
+
+
+def _mobilenet(config) -> list[Unit]:
+    """timm's mobilenetv1_100 / _125 (timm/models/efficientnet.py `_gen_mobilenet_v1`, the EfficientNet
+    builder: conv_stem / bn1, blocks.S.J a DepthwiseSeparableConv "dsa" (conv_dw / bn1, conv_pw / bn2,
+    each BatchNorm followed by ReLU6, no skip), no conv_head (`head_conv=False`), the Linear
+    classifier), in Keras' names (conv1, conv_dw_<k>, conv_pw_<k>, the 1x1 conv_preds)."""
+    if config.depth_multiplier != 1:
+        raise WeightFileError(
+            "timm's mobilenetv1 has one filter per channel in its depthwise convolutions (Keras' "
+            f"depth_multiplier=1); this MobileNet has depth_multiplier={config.depth_multiplier} and no "
+            "PyTorch twin"
+        )
+    units = [Unit("conv1", "conv_stem", "conv"), Unit("conv1_bn", "bn1", "bn")]
+    k = 1
+    for stage, count in enumerate(_TIMM_MOBILENET_V1_STAGES):
+        for j in range(count):
+            theirs = f"blocks.{stage}.{j}"
+            units += [
+                Unit(f"conv_dw_{k}", f"{theirs}.conv_dw", "depthwise"),
+                Unit(f"conv_dw_{k}_bn", f"{theirs}.bn1", "bn"),
+            ]
+            units += [Unit(f"conv_pw_{k}", f"{theirs}.conv_pw", "conv"), Unit(f"conv_pw_{k}_bn", f"{theirs}.bn2", "bn")]
+            k += 1
+    return units + [Unit("conv_preds", "classifier", "dense_conv")]
 
 
 def _conv_bn(layer: str, module: str) -> list[Unit]:
@@ -447,6 +480,7 @@ def head_units(arch, units: list[Unit]) -> list[Unit]:
 _LAYOUTS = {
     "convnext": _convnext,
     "mobilenet_v3": _mobilenet_v3,
+    "mobilenet": _mobilenet,
     "efficientnet": _efficientnet,
     "efficientnet_v2": _efficientnet_v2,
     "resnet": _resnet,

@@ -30,6 +30,8 @@ Where the figures come from:
     0.5, the in21k_ft_in1k set's size and crop) are registered; xl (no Keras member) is not.
   - timm/models/resnet.py and densenet.py default_cfgs `resnet{50,101,152}.<tag>`, `densenet121.ra_in1k`
     (`_TIMM_TORCHVISION_LAYOUT` below).
+  - timm/models/efficientnet.py default_cfgs `mobilenetv1_{100,125}.ra4_e3600_r224_in1k` (`_MOBILENET_V1`
+    below).
   - Each timm set's size is Keras' default size of the network: timm's input_size with its crop_pct,
     or, where timm trained below Keras' size, its test_input_size with test_crop_pct when it gives
     one (timm/data/config.py `resolve_data_config(use_test_size=True)`): EfficientNetV2's sets,
@@ -67,6 +69,9 @@ TWIN_OVERRIDES: dict[str, tuple[tuple[str, object], ...]] = {
     "densenet": (("bn_epsilon", 1e-5),),
     "vgg": (),
     "mobilenet_v2": (("padding", "symmetric"), ("bn_epsilon", 1e-5)),
+    # timm's mobilenetv1_100: torch's padding=1 on the stride-2 convs (conv_stem, the strided conv_dw),
+    # BatchNorm eps 1e-5; ReLU6 and the Linear classifier (Keras' 1x1 conv_preds) as Keras'
+    "mobilenet": (("padding", "symmetric"), ("bn_epsilon", 1e-5)),
     # timm's ConvNormAct has a BatchNorm gamma (eps 1e-3 as Keras'); its mixed_5b pool excludes the
     # padding, as Keras' does
     "inception_resnet_v2": (("bn_scale", True),),
@@ -93,6 +98,7 @@ TWIN_OVERRIDES: dict[str, tuple[tuple[str, object], ...]] = {
 
 # the twin's framework, per family; timm's model name for a network when no weight set says it
 TWIN_SOURCE = {family: "torchvision" for family in TWIN_OVERRIDES} | {
+    "mobilenet": "timm",
     "inception_resnet_v2": "timm",
     "efficientnet": "timm",
     "efficientnet_v2": "timm",
@@ -223,6 +229,37 @@ _MOBILENET_V3 = (
     ("075", "tf_075_in1k", (("alpha", 0.75),)),
     ("minimal_100", "tf_minimal_in1k", (("minimalistic", True),)),
 )
+
+
+# timm/models/efficientnet.py default_cfgs `mobilenetv1_<width>.ra4_e3600_r224_in1k` (`_cfg`: 224, bicubic;
+# IMAGENET_INCEPTION_MEAN/STD, i.e. [-1, 1], Keras' "tf" preprocessing of MobileNet; crop_pct 0.875 for
+# 100, 0.9 for 125; their test_input_size 256 is above Keras' 224, so the sets keep timm's training
+# input_size and crop_pct): (timm width, anyshape tag, crop_pct, build overrides beyond the twin's).
+# Not registered: mobilenetv1_100h (a 1x1 conv_head of 1024 + BatchNorm + ReLU6 before the
+# classifier, which Keras' MobileNet does not have).
+_MOBILENET_V1 = (
+    ("100", "ra4_e3600_r224_in1k", 0.875, ()),
+    ("125", "ra4_e3600_r224_125_in1k", 0.9, (("alpha", 1.25),)),
+)
+
+
+def _mobilenet_sets() -> list[WeightSet]:
+    return [
+        _timm_set(
+            f"mobilenetv1_{width}.ra4_e3600_r224_in1k",
+            f"mobilenet.{tag}",
+            "mobilenet",
+            f"timm mobilenetv1_{width}.ra4_e3600_r224_in1k: MobileNet"
+            + (f" (alpha {int(width) / 100})" if width != "100" else "")
+            + " trained by timm (its ra4 recipe, 3600 epochs at 224 px)",
+            True,  # its only tag: timm's default for that model
+            mode="tf",
+            input_size=(224, 224),
+            crop_pct=crop,
+            overrides=TWIN_OVERRIDES["mobilenet"] + overrides,
+        )
+        for width, tag, crop, overrides in _MOBILENET_V1
+    ]
 
 
 def _mobilenet_v3_sets() -> list[WeightSet]:
@@ -550,6 +587,7 @@ def twin_sets() -> list[WeightSet]:
         + _efficientnet_sets()
         + _efficientnet_v2_sets()
         + _inception_resnet_v2_sets()
+        + _mobilenet_sets()
         + _mobilenet_v3_sets()
         + _convnext_sets()
         + _xception_sets()

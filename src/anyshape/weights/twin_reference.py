@@ -14,7 +14,8 @@ def reference_model(arch, weight_set: WeightSet | None = None, options: dict | N
     """(framework, model name) of the torch model a state dict of network `arch` belongs to: timm's
     model named in the set's hub address, torchvision's function of the network's name, or for a
     file that does not say the family's twin (timm's `tf_efficientnet_b<N>`, `inception_resnet_v2`,
-    `tf_mobilenetv3_<type>_<width>` by the build `options` alpha and minimalistic)."""
+    `tf_mobilenetv3_<type>_<width>` by the build `options` alpha and minimalistic, `mobilenetv1_<width>`
+    by alpha)."""
     framework = TWIN_SOURCE.get(arch.family, "torchvision")
     url = weight_set.url if weight_set is not None else None
     hub = HF_URL.split("{")[0]
@@ -30,6 +31,9 @@ def reference_model(arch, weight_set: WeightSet | None = None, options: dict | N
         return "timm", "legacy_xception"
     if arch.family == "nasnet":
         return "timm", "nasnetalarge"
+    if arch.family == "mobilenet":  # timm registers mobilenetv1_100 and _125
+        options = {**dict(weight_set.overrides if weight_set is not None else ()), **(options or {})}
+        return "timm", f"mobilenetv1_{round(100 * options.get('alpha', 1.0)):03d}"
     if arch.family == "mobilenet_v3":
         options = {**dict(weight_set.overrides if weight_set is not None else ()), **(options or {})}
         alpha = options.get("alpha", 1.0)
