@@ -14,7 +14,14 @@ $(VENV)/bin/activate:
 # Stamps record which extras are installed, so a second `make test` installs nothing. pip does not
 # byte-compile what it installs (--no-compile): TensorFlow, PyTorch, JAX and the rest are tens of
 # thousands of modules, of which a run imports a few; Python compiles those on first import
-# (`pip install -e ".[test]"` into a new venv, pip's cache warm, Zen 4: 150 s of CPU -> 56 s).
+# (`pip install -e ".[test]"` into a new venv, pip's cache warm, Zen 4: 150 s of CPU -> 56 s), and
+# writes their bytecode to __pycache__ for the next process. So make's commands run without
+# PYTHONDONTWRITEBYTECODE: where the environment sets it (this project's machines do), nothing is
+# ever written and every process compiles TensorFlow's, Keras' and PyTorch's modules again: the two
+# xdist workers, the JAX and PyTorch runs, each CLI subprocess a test starts, each Ray worker
+# (`import keras, anyshape.cli`: 14.5 s of CPU with it set, 5.7 s once the bytecode is written;
+# `pytest --collect-only tests`: 33 s -> 11 s).
+unexport PYTHONDONTWRITEBYTECODE
 $(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/activate
 	$(PIP) install -q --no-compile -e ".[fast,demo]"
 	touch $@
