@@ -13,6 +13,7 @@ the test also checks that Keras asks for the file name, URL and hash anyshape's 
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import re
@@ -361,13 +362,13 @@ def recorder(monkeypatch):
 OVERRIDES = {(ws.arch, key, value) for ws in weight_sets() for key, value in ws.build_overrides.items()}
 
 
-def _other_value(key, value):
+def _other_value(arch_name, key, value):
     if isinstance(value, bool):
         return not value
     if isinstance(value, float):  # a BatchNorm epsilon (the torchvision twins, twins' issue 27), a divisor
         return 2 * value
-    if value == "symmetric":  # MobileNetV2's padding (torchvision's twin)
-        return "tf"
+    if value == "symmetric":  # the twins' padding: the network's own default ("tf", MobileNet's "keras")
+        return next(f.default for f in dataclasses.fields(get_arch(arch_name).config_class) if f.name == key)
     if value == "same":  # NASNet's max_pool_padding (timm's nasnetalarge)
         return "zeros"
     if key.startswith("normalization_"):  # EfficientNetV2's mean and variance: one value per channel each
@@ -382,7 +383,7 @@ def test_an_explicit_build_option_wins_over_the_weight_set(arch_name, key, value
     ws = next(s for s in weight_sets(arch_name) if s.build_overrides.get(key) == value)
     default = anyshape.create_model(arch_name, weights=ws.name, include_top=False)
     assert getattr(default.anyshape_config, key) == value
-    other = _other_value(key, value)
+    other = _other_value(arch_name, key, value)
     given = anyshape.create_model(arch_name, weights=ws.name, include_top=False, **{key: other})
     assert getattr(given.anyshape_config, key) == other
     assert recorder[-1].name == ws.name
