@@ -2,8 +2,8 @@
 
 tests/test_cli_inference.py::test_every_verb_runs_the_network_arch_names runs every verb (export,
 predict, features, bench, quantize) through the CLI on MobileNet, MobileNetV3 and ResNet50;
-tests/test_training.py runs `train --arch xception`; tests/test_weights_convert.py runs
-`convert --arch` on MobileNet. This file covers the model-dependent verbs on each of the other
+tests/test_training.py runs `train --arch` on MobileNet and Xception; tests/test_weights_convert.py
+runs `convert --arch` on MobileNet. This file covers the model-dependent verbs on each of the other
 families' smallest member (`model_helpers.representatives()`; InceptionV3 keeps its own runs),
 with one Keras build per family, since building is what costs: the network is built as
 `--arch NAME` builds it (`engine.load_or_build(arch=...)`, what export, predict and features
@@ -11,7 +11,9 @@ call) and exported to ONNX as `export` does (`engine.export_model`); `anyshape p
 file with no --arch and must give the Keras model's scores with the network's own preprocessing;
 `features` runs as the verb does (`engine.feature_model` on one of the network's feature points,
 `engine.extract_features`) and must give the Keras model's features; `features --arch NAME
---layer` with a layer the network lacks is refused through the CLI with the network's list.
+--layer` with a layer the network lacks is refused through the CLI with the network's list;
+`convert FILE --arch NAME` and `train --arch NAME` run on the same models (their tests say what
+they check on which family: `train` steps on EfficientNet only).
 All at the network's smallest valid size (at least 32 px). VGG16 is built without its top: its
 classifier needs 224 px and holds 120 M parameters; predict refuses that backbone, pointing to
 features, which is what the test checks for it.
@@ -121,8 +123,7 @@ def test_quantize_and_bench_on_each_family(built, photos, capsys, tmp_path):
       calibration: the int8 file records the same network and preprocessing, and
       `predict --model` scores every photo with it;
     - `bench --arch NAME --weights none` builds the network and times it.
-    (`convert --arch` and `train --arch` run on MobileNet and Xception: tests/test_weights_convert.py,
-    tests/test_training.py.)"""
+    (`convert --arch` and `train --arch`: the tests below.)"""
     name, model, path = built
     arch = get_arch(name)
     size = _size(name)
@@ -145,3 +146,200 @@ def test_quantize_and_bench_on_each_family(built, photos, capsys, tmp_path):
         "--engine", "onnxruntime", "--batch", 1, "--seconds", 0.05,
     )  # fmt: skip
     assert code == 0 and out.startswith(f"input {size}x{size},"), err
+
+
+# --- convert --arch and train --arch on the same models ---------------------------------------------
+
+KERAS_MIN = {"xception": 71}  # keras.applications.Xception refuses less (ours takes 7 px)
+TRAINED = {"efficientnet_b0"}  # a real `train --arch` step: see its test
+
+
+def _weights(model) -> dict:
+    return {layer.name: [np.array(w) for w in layer.weights] for layer in model.layers if layer.weights}
+
+
+@pytest.fixture
+def kept(built):
+    """The module's model given back its weights, trainable flags and records after the test."""
+    _, model, _ = built
+    weights = [np.array(w) for w in model.weights]
+    attrs = {k: getattr(model, k, None) for k in ("anyshape_config", "anyshape_weights")}
+    activations = {layer.name: layer.activation for layer in model.layers if hasattr(layer, "activation")}
+    trainable = {layer.name: layer.trainable for layer in model.layers}
+    yield model
+    for w, a in zip(model.weights, weights):
+        w.assign(a)
+    for layer in model.layers:
+        layer.trainable = trainable[layer.name]
+        if layer.name in activations:
+            layer.activation = activations[layer.name]
+    for k, v in attrs.items():
+        setattr(model, k, v)
+
+
+def _answer_builds(monkeypatch, model, logits: bool = False) -> list:
+    """anyshape.create_model answered by `model` (the call's arguments recorded): what the verbs
+    build is the network the module built by --arch, with the same head; building is what costs."""
+    import anyshape.factory
+    from anyshape.weights.convert_common import set_classifier_activation
+
+    calls: list = []
+
+    def build(arch_name, **kwargs):
+        calls.append((arch_name, kwargs))
+        if logits:  # as the call asks (classifier_activation=None)
+            set_classifier_activation(model, get_arch(arch_name), None)
+        return model
+
+    monkeypatch.setattr(anyshape.factory, "create_model", build)
+    return calls
+
+
+def test_convert_arch_on_each_family(built, kept, tmp_path, capsys, monkeypatch):
+    """`convert FILE --arch NAME --input-shape S,S,3` on each family's smallest member, FILE in
+    Keras' published layout (Keras 2 HDF5, as keras.applications' files) made from the module's
+    model; the network convert builds (asked once, with the head the file names, for logits, at S)
+    is the module's model, a free-size build of that network and head (see `_answer_builds`):
+    - with the top (3 classes; BatchNorm statistics, scales and offsets moved off their defaults,
+      so every array counts; ConvNeXt's file from keras.applications' model, as Keras nests its
+      stem and downsampling layers and its file does): the verb finds the classifier in the file
+      by the network's record, loads the file and reports parity against keras.applications.X
+      loaded from the same file, at the network's smallest size (Xception: Keras' own minimum, 71
+      px): a match (else it writes nothing and fails); the .weights.h5 it writes records the
+      network, the file's 3 classes and the network's preprocessing;
+    - VGG16 without the top (see the module doc; no parity: "the file has no classifier"): the
+      backbone is built, and loading the file (made from the model's own arrays) changes none of
+      them; the file records the network, no classes and caffe preprocessing."""
+    from made_files import write_legacy_h5
+    from model_helpers import randomised
+
+    from anyshape.weights import resolve
+
+    name, model, _ = built
+    arch = get_arch(name)
+    size = max(_size(name), KERAS_MIN.get(name, 0))
+    src, dst = tmp_path / f"{name}_keras.h5", tmp_path / f"{name}.weights.h5"
+    if name in NO_TOP:
+        write_legacy_h5(model, src)
+        before = _weights(model)
+    else:
+        rng = np.random.default_rng(0)
+        source = model
+        if arch.family == "convnext":
+            source = getattr(keras.applications, arch.keras_name)(weights=None, input_shape=(size, size, 3), classes=3)
+        write_legacy_h5(source, src, value=lambda w, a: randomised(w, a, rng))
+        del source
+    calls = _answer_builds(monkeypatch, model, logits=name not in NO_TOP)
+    code, out, err = _run(capsys, "convert", src, "--arch", name, "--input-shape", f"{size},{size},3", "-o", dst)
+    assert code == 0, err
+    head = {"include_top": False} if name in NO_TOP else {"include_top": True, "classes": CLASSES}
+    assert calls == [(name, dict(input_shape=(size, size, 3), classifier_activation=None, **head))]
+    assert f"wrote {dst}: {name}" in out, out
+    ws = resolve(str(dst))
+    assert (ws.arch, ws.mode) == (name, arch.preprocessing)
+    if name in NO_TOP:
+        assert "parity: not computed (the file has no classifier)" in out and ws.num_classes is None, out
+        after = _weights(model)
+        assert all(np.array_equal(a, b) for n in before for a, b in zip(before[n], after[n]))
+    else:
+        assert f"parity vs keras.applications.{arch.keras_name} (2 random images at {size}x{size}" in out, out
+        assert "top-5 agreement: 100%" in out and "result: match" in out, out
+        assert ws.num_classes == CLASSES
+
+
+@pytest.fixture(scope="module")
+def classes_folder(tmp_path_factory):
+    """One photo per class, 3 classes (the module's models have 3): one training step of 3 images."""
+    from image_folder import make_image_folder
+
+    return make_image_folder(tmp_path_factory.mktemp("verbs_train") / "data", per_class=1)
+
+
+def test_train_arch_on_each_family(built, kept, classes_folder, tmp_path, capsys, monkeypatch):
+    """`train --arch NAME` on each family's smallest member, with one of the network's own freeze
+    points: up to the second-to-last block of its record (S: its smallest size, at least 32).
+
+    On every family, without a training step (what is the network's own in a run):
+    - `Trainer` accepts that freeze point (its record's blocks) and asks `anyshape.create_model`
+      for NAME with a 3-class softmax head at S, no weights; the run records the network
+      (`_network_record`);
+    - `freeze_layers` with it freezes exactly the weighted layers the block's output depends on;
+      with `backbone`, the classifier's weights are the only trainable ones.
+    VGG16 (built here without its top, whose Dense head needs 224 px and 120 M parameters): the
+    freeze point freezes blocks 1-4; nothing else (no step, no head).
+
+    On EfficientNet, the whole run through the CLI: one eager step of 3 images at S, then
+    BatchNorm recalibration (the build answered by the module's model, arguments checked:
+    `_answer_builds`). EfficientNet because its training graph is not the one other runs train:
+    it normalises raw pixels in the graph, and runs drop-connect, squeeze-excitation and BatchNorm
+    in training mode. BatchNorm networks with [-1, 1] input train end to end on MobileNet (its
+    blocks' BatchNorm trained) and Xception (tests/test_training.py). Not run here: a step of the
+    other families (2-7 CPU s each; ConvNeXt's, the one without BatchNorm, 7 s), over the suite's
+    budget. Checked: the layers the freeze point depends on keep every array (BatchNorm statistics
+    included); only layers after it changed, the classifier and BatchNorm statistics among them,
+    the statistics re-estimated on 1 batch; report.json and checkpoint.json record the network;
+    model.keras records it with its 3 classes, the trained size and the network's preprocessing
+    (raw pixels)."""
+    import types
+
+    from anyshape.model_info import read_keras_info
+    from anyshape.training import TrainConfig, Trainer, freeze_layers
+    from anyshape.training.network import _network_record
+
+    name, model, _ = built
+    arch = get_arch(name)
+    block = arch.blocks[-2]
+    weighted = {layer.name for layer in model.layers if layer.weights}
+    frozen = weighted & {layer.name for layer in keras.Model(model.input, model.get_layer(block).output).layers}
+    size = _size(name)
+    trainer = Trainer(TrainConfig(str(classes_folder), arch=name, freeze=f"up-to-{block}", input_shape=(size, size)))
+    assert set(freeze_layers(model, f"up-to-{block}", name)) == frozen
+    assert {layer.name for layer in model.layers if layer.weights and not layer.trainable} == frozen
+    if name in NO_TOP:
+        vgg = {f"block{b}_conv{i}" for b, n in ((1, 2), (2, 2), (3, 3), (4, 3)) for i in range(1, n + 1)}
+        assert frozen == vgg
+        return
+    freeze_layers(model, "backbone", name)
+    assert {id(w) for w in model.trainable_weights} == {
+        id(w) for w in model.get_layer(arch.classifier[0]).trainable_weights
+    }
+    calls = _answer_builds(monkeypatch, model)
+    trainer.input_shape, trainer.dataset = (size, size, 3), types.SimpleNamespace(num_classes=CLASSES)
+    assert trainer._build_model(None) is model and _network_record(model)["name"] == name
+    expected = dict(
+        weights=None,
+        preprocessing=None,
+        input_shape=(size, size, 3),
+        include_top=True,
+        classes=CLASSES,
+        classifier_activation="softmax",
+        data_format="channels_last",
+    )
+    assert calls == [(name, expected)]
+    if name not in TRAINED:
+        return
+
+    calls.clear()
+    before, out = _weights(model), tmp_path / "run"
+    code, _, err = _run(
+        capsys, "train", classes_folder, "--arch", name, "--input-shape", f"{size},{size}",
+        "--freeze", f"up-to-{block}", "--epochs", 1, "--batch-size", 3, "--val-split", 0, "--test-split", 0,
+        "--augment", "none", "--run-eagerly", "-o", out, "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    assert calls == [(name, expected)]
+    after = _weights(model)
+    changed = {n for n in weighted if not all(np.array_equal(a, b) for a, b in zip(before[n], after[n]))}
+    assert changed <= weighted - frozen and arch.classifier[0] in changed, changed
+    bn = {n for n in weighted - frozen if isinstance(model.get_layer(n), keras.layers.BatchNormalization)}
+    assert bn & changed, bn
+    report = json.loads((out / "report.json").read_text())
+    assert report["batchnorm_recalibration"]["batches"] == 1, report
+    assert report["config"]["arch"] == name and report["architecture"]["name"] == name
+    assert report["epochs"][0]["freeze"] == f"up-to-{block}"
+    state = json.loads((out / "checkpoint.json").read_text())
+    assert state["config"]["arch"] == name and state["architecture"]["name"] == name
+    info = read_keras_info(out / "model.keras")
+    assert (info.architecture, info.config.classes) == (name, CLASSES)
+    assert info.class_names == ("chelsea", "coffee", "rocket")
+    assert info.data_config.mode == arch.preprocessing and info.data_config.input_size == (size, size)
