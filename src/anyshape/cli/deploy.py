@@ -156,6 +156,10 @@ def _print_bench(report, hw, *, sample) -> None:
         values = list(rates.values())
         print(f"{b:>5}  " + "  ".join(f"{r:>14.1f} i/s" for r in values) + f"  {values[-1] / values[0]:.2f}x")
     f = report.fidelity
+    if report.recorded_fidelity is not None:  # an int8 file timed alone: what quantize measured
+        from anyshape.engine.quantize import fidelity_line
+
+        print(f"recorded by quantize: {fidelity_line(report.recorded_fidelity)}")
     if f is not None:
         print(
             f"fidelity of {report.fidelity_of} vs {report.fidelity_reference} on {f['rows']} "
@@ -247,6 +251,13 @@ def _add_quantize(sub) -> None:
     p.add_argument(
         "--limit", type=int, default=library_default(quantize, "limit"), help="calibration images used at most"
     )
+    p.add_argument(
+        "--engine",
+        choices=["auto", "onnxruntime", "openvino"],
+        default="auto",
+        help="engine the int8 file's fidelity to the float model is measured on "
+        "(default auto: the one it runs on here, OpenVINO when installed)",
+    )
     add_arch_arguments(p)
     p.add_argument("--force", action="store_true", help="overwrite FILE.onnx if it exists")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -258,7 +269,7 @@ def _run_quantize(args) -> int:
     from anyshape import engine
     from anyshape.engine.quantize import DEFAULT_METHOD, check_method
 
-    check_method(args.method or DEFAULT_METHOD)  # before the model is built
+    check_method(args.method or DEFAULT_METHOD, args.engine)  # before the model is built
     src = Path(args.src)
     given: set = getattr(args, "given", set())
     if src.suffix in (".keras", ".onnx"):
@@ -290,10 +301,12 @@ def _run_quantize(args) -> int:
         limit=args.limit,
         force=args.force,
         progress=not args.quiet and sys.stderr.isatty(),
+        engine=args.engine,
     )
     for _, reason in report.skipped:
         print(f"anyshape quantize: SKIPPED {cli_message(reason)}", file=sys.stderr)
-    print(f"anyshape quantize: {report.line()}", file=sys.stderr)
+    for line in report.line().splitlines():  # what it wrote, then the int8 model's fidelity
+        print(f"anyshape quantize: {line}", file=sys.stderr)
     return EXIT_OK
 
 

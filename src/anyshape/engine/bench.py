@@ -24,6 +24,9 @@ class BenchReport:
     fidelity_of: str | None = None  # "openvino bf16" against
     fidelity_reference: str | None = None  # "onnxruntime fp32"
     no_fast_engine: str | None = None
+    # an int8 file timed alone (no float model to compare with): the fidelity `quantize` measured
+    # on its calibration images and stored in the file (GraphModel.fidelity), else None
+    recorded_fidelity: dict | None = None
 
 
 def bench(
@@ -39,7 +42,8 @@ def bench(
     """Time `model` (a Keras model or a `GraphModel`) on random (H, W) = `hw` inputs at each of
     `batches`, `seconds` per engine and batch: Keras fp32, the fastest engine at fp32, and
     `engine` at `precision` (see `Predictor`). The fidelity of that precision against fp32 is
-    measured on the images of the folder `sample` (up to 64), else on 32 random inputs."""
+    measured on the images of the folder `sample` (up to 64), else on 32 random inputs; an int8
+    file (a GraphModel) has no float model here, and reports the fidelity `quantize` recorded in it."""
     engines: dict[str, Predictor] = {}
     reference = None
     if not isinstance(model, GraphModel):
@@ -58,6 +62,7 @@ def bench(
         threads=next(iter(engines.values())).threads,
         engines=list(engines),
         no_fast_engine=no_fast,
+        recorded_fidelity=model.fidelity if isinstance(model, GraphModel) else None,
     )
     images = None  # read before any timing: a folder that cannot be used is refused at once
     if sample is not None:

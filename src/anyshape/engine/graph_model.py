@@ -34,6 +34,9 @@ class GraphModel:
     # classifier: None where unknown (a model anyshape did not build, a file written before)
     architecture: str | None = None
     include_top: bool | None = None
+    # an int8 graph's measured fidelity to the float graph it came from (`quantize.measure_fidelity`):
+    # top1_agreement (None without a classifier), mean_cosine, min_cosine, images, engine
+    fidelity: dict | None = None
 
     def __repr__(self) -> str:  # not the graph's bytes (hundreds of MB for a large network)
         classes = None if self.class_names is None else len(self.class_names)
@@ -53,7 +56,7 @@ class GraphModel:
         return cls(graph=proto.SerializeToString(), **describe_keras(model))
 
     def metadata(self) -> dict:
-        return {
+        meta = {
             "data_format": self.data_format,
             "channels": self.channels,
             "fixed_hw": list(self.fixed_hw) if self.fixed_hw else None,
@@ -65,6 +68,9 @@ class GraphModel:
             "architecture": self.architecture,
             "include_top": self.include_top,
         }
+        if self.fidelity is not None:  # only an int8 file has it: float exports stay as they were
+            meta["fidelity"] = self.fidelity
+        return meta
 
     def to_bytes(self) -> bytes:
         """The graph with this metadata inside (metadata_props["anyshape"], JSON)."""
@@ -112,6 +118,7 @@ class GraphModel:
                 precision=meta.get("precision", "fp32"),
                 architecture=_architecture(meta.get("architecture")),
                 include_top=None if meta.get("include_top") is None else bool(meta["include_top"]),
+                fidelity=_fidelity(meta.get("fidelity")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:  # a damaged or crafted record
             raise ValueError(
@@ -178,6 +185,23 @@ def _architecture(name):
     from anyshape.archs import get_arch
 
     return get_arch(str(name)).name
+
+
+def _fidelity(record):
+    """A recorded fidelity, with the keys and types `quantize.measure_fidelity` writes (a crafted
+    record raises TypeError / ValueError / KeyError: invalid metadata)."""
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        raise TypeError(f"fidelity is a {type(record).__name__}, not a record")
+    top1 = record["top1_agreement"]
+    return {
+        "top1_agreement": None if top1 is None else float(top1),
+        "mean_cosine": float(record["mean_cosine"]),
+        "min_cosine": float(record["min_cosine"]),
+        "images": int(record["images"]),
+        "engine": str(record["engine"]),
+    }
 
 
 def _layer_names(model) -> list[str]:

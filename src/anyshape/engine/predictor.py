@@ -7,6 +7,7 @@ import importlib
 import math
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -396,8 +397,9 @@ def benchmark(predictor: Predictor, shape_hw: tuple[int, int], batch: int, *, se
     return batch / best
 
 
-def fidelity(reference: Predictor, candidate: Predictor, batches: list) -> dict:
-    """How closely `candidate` (e.g. bf16 or int8) follows `reference` (fp32) on `batches`:
+def fidelity(reference: Callable, candidate: Callable, batches: list) -> dict:
+    """How closely `candidate` (e.g. bf16 or int8) follows `reference` (fp32) on `batches` (two
+    Predictors, or callables of a batch):
     top-1 agreement (share of rows whose argmax is the same) and the minimum and mean cosine
     similarity between their output rows (features or scores)."""
     agree = total = 0
