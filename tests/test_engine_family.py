@@ -6,9 +6,8 @@ with keepdims) and ONNX Runtime fp32 equals Keras at an odd, non-square size on 
 model, with the top (logits) and as a pooled backbone (`test_onnxruntime_equals_keras`, formerly
 tests/test_onnx_family.py); the exported graph takes any batch, height and width; OpenVINO fp32
 equals Keras; OpenVINO bf16 keeps the fp32 scores (cosine >= 0.99) where the CPU computes bf16
-(else it is refused); int8 (`quantize_graph`, calibrated on a few images) runs on the engine auto
-picks for it, and its top-1 agreement and cosine against fp32 are printed (random weights: a
-measure, not a claim about trained networks) (`test_every_engine_path`).
+(else it is refused) (`test_every_engine_path`). int8 on each family: tests/test_verbs_family.py's
+`quantize` test (the fidelity to fp32 asserted, the int8 file run on the engine auto picks).
 
 Cheap by construction: the smallest member of each family, random weights with BatchNorm moved
 off its defaults, 10 classes, each model built and translated to ONNX once for both tests (the
@@ -26,7 +25,6 @@ import anyshape
 from anyshape import engine
 from anyshape.engine.graph_model import GraphModel
 from anyshape.engine.precision import cpu_flags, native_bf16
-from anyshape.engine.quantize import quantize_graph
 from anyshape.shapes import minimum_size
 
 NATIVE_BF16 = native_bf16(cpu_flags())  # as tests/test_precision.py decides it
@@ -124,14 +122,3 @@ def test_every_engine_path(family):
     else:
         with pytest.raises(ValueError, match="no native bf16"):
             engine.Predictor(graph, engine="openvino", precision="bf16")
-
-    calibration = [_images(graph, 4, h, h + 2, seed=2)]  # a few images: enough to run and compare
-    int8 = engine.Predictor(quantize_graph(graph, calibration))  # the defaults: auto engine
-    assert int8.precision == "int8"
-    got = int8(x)
-    assert got.shape == reference.shape and np.isfinite(got).all()
-    agreement = float(np.mean(got.argmax(-1) == reference.argmax(-1)))
-    print(
-        f"\n{name} {h}x{h + 2}: int8 on {int8.engine}: cosine min {_cosine(got, reference).min():.4f}"
-        + (f", top-1 agreement {agreement:.2f}" if top else " (pooled features)")
-    )

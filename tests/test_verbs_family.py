@@ -122,12 +122,14 @@ def test_export_predict_features_on_each_family(built, photos, capsys, tmp_path)
     assert code == 2 and f"not a feature layer of {name}" in err and layer in err
 
 
-def test_quantize_and_bench_on_each_family(built, photos, capsys, tmp_path):
+def test_quantize_and_bench_on_each_family(built, photos, capsys, tmp_path, monkeypatch):
     """`quantize` and `bench` on each family's smallest member:
     - `quantize` the family's export (which records its network: no --arch needed) with a photo as
       calibration: the int8 file records the same network and preprocessing, and
       `predict --model` scores every photo with it;
-    - `bench --arch NAME --weights none` builds the network and times it.
+    - `bench --arch NAME --weights none` asks for the network with its head at the size given (the
+      build answered by the module's model, a free-size build of the same network and head, since
+      building is what costs: `_answer_builds`), exports it and times it.
     (`convert --arch` and `train --arch`: the tests below.)"""
     name, model, path = built
     arch = get_arch(name)
@@ -154,17 +156,25 @@ def test_quantize_and_bench_on_each_family(built, photos, capsys, tmp_path):
             "--batch", 1, "--seconds", 0.01,
         )  # fmt: skip
         assert code == 0 and f"recorded by quantize: fidelity of int8 vs fp32 on {fid['engine']}" in out, (out, err)
-    if name not in NO_TOP:
+    if name in NO_TOP:  # no classifier: its int8 file runs on the engine auto picks (Predictor's defaults)
+        int8_run = engine.Predictor(graph)
+        x = engine.ImageReader(size=(size, size), preprocessing=graph.preprocessing).read(photos / "a.png")[None]
+        assert int8_run.precision == "int8" and np.isfinite(int8_run(x)).all()
+    else:
         code, out, err = _run(capsys, "predict", photos, "--model", int8, "--size", size, "--format", "json", "-q")
         assert code == 0, err
         assert sorted(r["path"].rsplit("/", 1)[-1] for r in json.loads(out)) == ["a.png", "b.jpg"]
 
     top = ["--include-top", "--classes", CLASSES] if name not in NO_TOP else []
+    calls = _answer_builds(monkeypatch, model)  # the build bench asks for, answered by the module's model
     code, out, err = _run(
         capsys, "bench", "--arch", name, "--weights", "none", *top, "--input-shape", f"{size},{size},3",
         "--engine", "onnxruntime", "--batch", 1, "--seconds", 0.05,
     )  # fmt: skip
     assert code == 0 and out.startswith(f"input {size}x{size},"), err
+    head = {"include_top": False} if name in NO_TOP else {"include_top": True, "classes": CLASSES}
+    wanted = dict(weights=None, input_shape=(size, size, 3), data_format="channels_last", pooling=None, **head)
+    assert [(n, {k: kw.get(k) for k in wanted}) for n, kw in calls] == [(name, wanted)], calls
 
 
 # --- convert --arch and train --arch on the same models ---------------------------------------------
