@@ -13,7 +13,7 @@ file with no --arch and must give the Keras model's scores with the network's ow
 `engine.extract_features`) and must give the Keras model's features; `features --arch NAME
 --layer` with a layer the network lacks is refused through the CLI with the network's list;
 `convert FILE --arch NAME` and `train --arch NAME` run on the same models (their tests say what
-they check on which family: `train` steps on EfficientNet and ConvNeXt).
+they check on which family: `train` steps on every family but VGG16's).
 All at the network's smallest valid size (at least 32 px). VGG16 is built without its top: its
 classifier needs 224 px and holds 120 M parameters; predict refuses that backbone, pointing to
 features, which is what the test checks for it.
@@ -180,7 +180,8 @@ def test_quantize_and_bench_on_each_family(built, photos, capsys, tmp_path, monk
 # --- convert --arch and train --arch on the same models ---------------------------------------------
 
 KERAS_MIN = {"xception": 71}  # keras.applications.Xception refuses less (ours takes 7 px)
-TRAINED = {"efficientnet_b0", "convnext_tiny"}  # a real `train --arch` step: see its test
+TRAINED = set(FAMILIES) - NO_TOP  # a real `train --arch` step: see its test
+FREEZE_AT = {"nasnet_mobile": -3}  # its second-to-last block (normal_concat_12) leaves only the classifier
 
 
 def _weights(model) -> dict:
@@ -286,7 +287,8 @@ def classes_folder(tmp_path_factory):
 
 def test_train_arch_on_each_family(built, kept, classes_folder, tmp_path, capsys, monkeypatch):
     """`train --arch NAME` on each family's smallest member, with one of the network's own freeze
-    points: up to the second-to-last block of its record (S: its smallest size, at least 32).
+    points: up to the second-to-last block of its record (NASNet: the third-to-last, so that
+    BatchNorm layers train) (S: its smallest size, at least 32).
 
     On every family, without a training step (what is the network's own in a run):
     - `Trainer` accepts that freeze point (its record's blocks) and asks `anyshape.create_model`
@@ -297,15 +299,14 @@ def test_train_arch_on_each_family(built, kept, classes_folder, tmp_path, capsys
     VGG16 (built here without its top, whose Dense head needs 224 px and 120 M parameters): the
     freeze point freezes blocks 1-4; nothing else (no step, no head).
 
-    On EfficientNet and ConvNeXt, the whole run through the CLI: one eager step of 3 images at S,
+    On every family but VGG16, the whole run through the CLI: one eager step of 3 images at S,
     then BatchNorm recalibration (the build answered by the module's model, arguments checked:
-    `_answer_builds`). EfficientNet because its training graph is not the one other runs train:
-    it normalises raw pixels in the graph, and runs drop-connect, squeeze-excitation and BatchNorm
-    in training mode; ConvNeXt because it is the family without BatchNorm (LayerNorm and layer
-    scale train; recalibration finds nothing to do and the report says 0 batches). BatchNorm
-    networks with [-1, 1] input train end to end on MobileNet (its blocks' BatchNorm trained) and
-    Xception (tests/test_training.py). Not run here: a step of the other families (2-7 CPU s
-    each), over the suite's budget. Checked (on ConvNeXt, LayerNorm in place of BatchNorm): the layers the freeze point depends on keep every array (BatchNorm statistics
+    `_answer_builds`): each family's training graph (EfficientNet's in-graph normalisation of raw
+    pixels, drop-connect and squeeze-excitation; ConvNeXt, the family without BatchNorm: LayerNorm
+    and layer scale train, recalibration finds nothing to do and the report says 0 batches;
+    the others' BatchNorm in training mode). ResNet and MobileNetV3 (whose other verbs run in
+    tests/test_cli_inference.py): `test_train_arch_steps_resnet_and_mobilenet_v3` below; MobileNet
+    and Xception train in tests/test_training.py. Checked (on ConvNeXt, LayerNorm in place of BatchNorm): the layers the freeze point depends on keep every array (BatchNorm statistics
     included); only layers after it changed, the classifier and BatchNorm statistics among them,
     the statistics re-estimated on 1 batch; report.json and checkpoint.json record the network;
     model.keras records it with its 3 classes, the trained size and the network's preprocessing
@@ -318,7 +319,7 @@ def test_train_arch_on_each_family(built, kept, classes_folder, tmp_path, capsys
 
     name, model, _ = built
     arch = get_arch(name)
-    block = arch.blocks[-2]
+    block = arch.blocks[FREEZE_AT.get(name, -2)]
     weighted = {layer.name for layer in model.layers if layer.weights}
     frozen = weighted & {layer.name for layer in keras.Model(model.input, model.get_layer(block).output).layers}
     size = _size(name)
@@ -377,3 +378,31 @@ def test_train_arch_on_each_family(built, kept, classes_folder, tmp_path, capsys
     assert (info.architecture, info.config.classes) == (name, CLASSES)
     assert info.class_names == ("chelsea", "coffee", "rocket")
     assert info.data_config.mode == arch.preprocessing and info.data_config.input_size == (size, size)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "mobilenet_v3_small"])
+def test_train_arch_steps_resnet_and_mobilenet_v3(name, classes_folder, tmp_path, capsys):
+    """`train --arch NAME` on the two families whose other verbs run in
+    tests/test_cli_inference.py, end to end through the CLI with a real build (no weights, 3
+    classes, the smallest size): one eager step of 3 images with the backbone frozen up to the
+    second-to-last block, BatchNorm recalibration on 1 batch; the run records the network and
+    model.keras loads back as it with its 3 classes and the trained size."""
+    from anyshape.model_info import load_model
+
+    arch = get_arch(name)
+    size, block = _size(name), arch.blocks[-2]
+    out = tmp_path / "run"
+    code, _, err = _run(
+        capsys, "train", classes_folder, "--arch", name, "--input-shape", f"{size},{size}",
+        "--freeze", f"up-to-{block}", "--epochs", 1, "--batch-size", 3, "--val-split", 0, "--test-split", 0,
+        "--augment", "none", "--run-eagerly", "-o", out, "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["arch"] == name and report["architecture"]["name"] == name
+    assert report["batchnorm_recalibration"]["batches"] == 1 and report["epochs"][0]["freeze"] == f"up-to-{block}"
+    trained = load_model(out / "model.keras")
+    assert trained.anyshape_info.architecture == name and trained.anyshape_config.classes == CLASSES
+    assert trained.anyshape_info.data_config.input_size == (size, size)
+    frozen = {layer.name for layer in keras.Model(trained.input, trained.get_layer(block).output).layers}
+    assert not any(trained.get_layer(n).trainable for n in frozen if trained.get_layer(n).weights)
