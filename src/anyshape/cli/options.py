@@ -5,6 +5,7 @@ The argument types are `anyshape.cli.arg_types`' (re-exported here)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from anyshape.cli.arg_types import (
     RepeatedOptions,
@@ -412,10 +413,42 @@ def check_model_flags(args) -> None:
         )
 
 
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Ctrl-C held back until the block ends, then raised (KeyboardInterrupt) as usual.
+
+    TensorFlow can crash (SIGSEGV) when a KeyboardInterrupt is raised inside its eager tensor
+    conversion, which creating a model's variables calls for every initializer: seen as exit -11
+    instead of 130 when a `features --model` run was interrupted while loading its model
+    (tests/test_careless_user.py, about 1 in 40 interrupts at that moment). Building or loading a
+    model takes seconds, so the interrupt waits for it. Outside the main thread, or when SIGINT is
+    not Python's to handle, nothing changes."""
+    import signal
+    import threading
+
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    pending: list = []
+    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
+
+
 def inference_model(args, *, include_top: bool, pooling: str | None = None):
     """The model the flags describe: --model FILE as saved (its network says what it is; an --arch
     given must name that network), else --arch built by `anyshape.create_model` with the flags'
-    arguments and each --option."""
+    arguments and each --option. Built or loaded with Ctrl-C held back (`interrupts_deferred`)."""
+    with interrupts_deferred():
+        return _inference_model(args, include_top=include_top, pooling=pooling)
+
+
+def _inference_model(args, *, include_top: bool, pooling: str | None = None):
     from anyshape import engine
 
     check_model_flags(args)
