@@ -13,7 +13,7 @@ file with no --arch and must give the Keras model's scores with the network's ow
 `engine.extract_features`) and must give the Keras model's features; `features --arch NAME
 --layer` with a layer the network lacks is refused through the CLI with the network's list;
 `convert FILE --arch NAME` and `train --arch NAME` run on the same models (their tests say what
-they check on which family: `train` steps on every family but VGG16's).
+they check on which family: `train` steps on every family).
 All at the network's smallest valid size (at least 32 px). VGG16 is built without its top: its
 classifier needs 224 px and holds 120 M parameters; predict refuses that backbone, pointing to
 features, which is what the test checks for it.
@@ -297,7 +297,8 @@ def test_train_arch_on_each_family(built, kept, classes_folder, tmp_path, capsys
     - `freeze_layers` with it freezes exactly the weighted layers the block's output depends on;
       with `backbone`, the classifier's weights are the only trainable ones.
     VGG16 (built here without its top, whose Dense head needs 224 px and 120 M parameters): the
-    freeze point freezes blocks 1-4; nothing else (no step, no head).
+    freeze point freezes blocks 1-4; its step, with the top at 224 px, is
+    `test_train_arch_steps_the_other_families`.
 
     On every family but VGG16, the whole run through the CLI: one eager step of 3 images at S,
     then BatchNorm recalibration (the build answered by the module's model, arguments checked:
@@ -305,8 +306,8 @@ def test_train_arch_on_each_family(built, kept, classes_folder, tmp_path, capsys
     pixels, drop-connect and squeeze-excitation; ConvNeXt, the family without BatchNorm: LayerNorm
     and layer scale train, recalibration finds nothing to do and the report says 0 batches;
     the others' BatchNorm in training mode). ResNet and MobileNetV3 (whose other verbs run in
-    tests/test_cli_inference.py): `test_train_arch_steps_resnet_and_mobilenet_v3` below; MobileNet
-    and Xception train in tests/test_training.py. Checked (on ConvNeXt, LayerNorm in place of BatchNorm): the layers the freeze point depends on keep every array (BatchNorm statistics
+    tests/test_cli_inference.py) and VGG16 with its 224 px top: `test_train_arch_steps_the_other_families`
+    below; MobileNet and Xception train in tests/test_training.py. Checked (on ConvNeXt, LayerNorm in place of BatchNorm): the layers the freeze point depends on keep every array (BatchNorm statistics
     included); only layers after it changed, the classifier and BatchNorm statistics among them,
     the statistics re-estimated on 1 batch; report.json and checkpoint.json record the network;
     model.keras records it with its 3 classes, the trained size and the network's preprocessing
@@ -380,17 +381,19 @@ def test_train_arch_on_each_family(built, kept, classes_folder, tmp_path, capsys
     assert info.data_config.mode == arch.preprocessing and info.data_config.input_size == (size, size)
 
 
-@pytest.mark.parametrize("name", ["resnet50", "mobilenet_v3_small"])
-def test_train_arch_steps_resnet_and_mobilenet_v3(name, classes_folder, tmp_path, capsys):
+@pytest.mark.parametrize("name", ["resnet50", "mobilenet_v3_small", "vgg16"])
+def test_train_arch_steps_the_other_families(name, classes_folder, tmp_path, capsys):
     """`train --arch NAME` on the two families whose other verbs run in
-    tests/test_cli_inference.py, end to end through the CLI with a real build (no weights, 3
-    classes, the smallest size): one eager step of 3 images with the backbone frozen up to the
-    second-to-last block, BatchNorm recalibration on 1 batch; the run records the network and
-    model.keras loads back as it with its 3 classes and the trained size."""
+    tests/test_cli_inference.py, and on VGG16 with its top (224 px: its Dense head's size; the
+    module's VGG16 is a backbone), end to end through the CLI with a real build (no weights, 3
+    classes, the smallest size the head takes): one eager step of 3 images with the backbone
+    frozen up to the second-to-last block, BatchNorm recalibration on 1 batch (VGG16 has none: 0);
+    the run records the network and model.keras loads back as it with its 3 classes and the
+    trained size."""
     from anyshape.model_info import load_model
 
     arch = get_arch(name)
-    size, block = _size(name), arch.blocks[-2]
+    size, block = (224 if name in NO_TOP else _size(name)), arch.blocks[-2]
     out = tmp_path / "run"
     code, _, err = _run(
         capsys, "train", classes_folder, "--arch", name, "--input-shape", f"{size},{size}",
@@ -400,7 +403,8 @@ def test_train_arch_steps_resnet_and_mobilenet_v3(name, classes_folder, tmp_path
     assert code == 0, err
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["arch"] == name and report["architecture"]["name"] == name
-    assert report["batchnorm_recalibration"]["batches"] == 1 and report["epochs"][0]["freeze"] == f"up-to-{block}"
+    batches = 0 if name in NO_TOP else 1  # VGG16 has no BatchNorm
+    assert report["batchnorm_recalibration"]["batches"] == batches and report["epochs"][0]["freeze"] == f"up-to-{block}"
     trained = load_model(out / "model.keras")
     assert trained.anyshape_info.architecture == name and trained.anyshape_config.classes == CLASSES
     assert trained.anyshape_info.data_config.input_size == (size, size)
