@@ -285,6 +285,16 @@ def classes_folder(tmp_path_factory):
     return make_image_folder(tmp_path_factory.mktemp("verbs_train") / "data", per_class=1)
 
 
+def _train_one_step(capsys, folder, name: str, size: int, block: str, out) -> None:
+    """`anyshape train --arch NAME` for one eager step of 3 images at SIZE, frozen up to BLOCK."""
+    code, _, err = _run(
+        capsys, "train", folder, "--arch", name, "--input-shape", f"{size},{size}",
+        "--freeze", f"up-to-{block}", "--epochs", 1, "--batch-size", 3, "--val-split", 0, "--test-split", 0,
+        "--augment", "none", "--run-eagerly", "-o", out, "-q",
+    )  # fmt: skip
+    assert code == 0, err
+
+
 def test_train_arch_on_each_family(built, kept, classes_folder, tmp_path, capsys, monkeypatch):
     """`train --arch NAME` on each family's smallest member, with one of the network's own freeze
     points: up to the second-to-last block of its record (NASNet: the third-to-last, so that
@@ -353,12 +363,7 @@ def test_train_arch_on_each_family(built, kept, classes_folder, tmp_path, capsys
 
     calls.clear()
     before, out = _weights(model), tmp_path / "run"
-    code, _, err = _run(
-        capsys, "train", classes_folder, "--arch", name, "--input-shape", f"{size},{size}",
-        "--freeze", f"up-to-{block}", "--epochs", 1, "--batch-size", 3, "--val-split", 0, "--test-split", 0,
-        "--augment", "none", "--run-eagerly", "-o", out, "-q",
-    )  # fmt: skip
-    assert code == 0, err
+    _train_one_step(capsys, classes_folder, name, size, block, out)
     assert calls == [(name, expected)]
     after = _weights(model)
     changed = {n for n in weighted if not all(np.array_equal(a, b) for a, b in zip(before[n], after[n]))}
@@ -395,12 +400,7 @@ def test_train_arch_steps_the_other_families(name, classes_folder, tmp_path, cap
     arch = get_arch(name)
     size, block = (224 if name in NO_TOP else _size(name)), arch.blocks[-2]
     out = tmp_path / "run"
-    code, _, err = _run(
-        capsys, "train", classes_folder, "--arch", name, "--input-shape", f"{size},{size}",
-        "--freeze", f"up-to-{block}", "--epochs", 1, "--batch-size", 3, "--val-split", 0, "--test-split", 0,
-        "--augment", "none", "--run-eagerly", "-o", out, "-q",
-    )  # fmt: skip
-    assert code == 0, err
+    _train_one_step(capsys, classes_folder, name, size, block, out)
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["arch"] == name and report["architecture"]["name"] == name
     batches = 0 if name in NO_TOP else 1  # VGG16 has no BatchNorm
