@@ -23,6 +23,9 @@ the plain graph):
   one AveragePool with pads and `count_include_pad=1`; Keras' 'same' average pool becomes
   AveragePool with pads and `count_include_pad=0` (Keras excludes padded cells from the divisor).
 * Nested concatenations on one axis are flattened into one (one copy of the maps fewer).
+* The input's Rescaling / Normalization (a per-channel x * s + o) folded into the first
+  convolution: s into its kernel, o / s as one per-channel Add on the NCHW input, or into its bias
+  when nothing pads that convolution (`fold_input_affine` says why and when it applies).
 
 With these the graph ONNX Runtime runs is the same as the one it makes of torchvision's export
 (94 NCHWc convolutions, 11 concatenations), and runs as fast per image. Measured and left out
@@ -34,10 +37,13 @@ Split copies cost more than the larger GEMMs gain.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from anyshape.onnx_emitter import Emitter, Tensor, UnsupportedLayer, walk
 from anyshape.onnx_rewrites import (
     flatten_concats,
     fold_batch_norm,
+    fold_input_affine,
     merge_pad_into_avg_pool,
     remove_identities,
     sort_topologically,
@@ -46,15 +52,24 @@ from anyshape.onnx_rewrites import (
 __all__ = ["keras_to_onnx", "UnsupportedLayer", "OPSET"]
 
 OPSET = 17
+# The rewrites `keras_to_onnx(optimize=True)` applies, in this order (each exact up to float32 rounding).
+REWRITES = {
+    "fold_batch_norm": fold_batch_norm,
+    "merge_pad_into_avg_pool": merge_pad_into_avg_pool,
+    "remove_identities": remove_identities,
+    "flatten_concats": flatten_concats,
+    "fold_input_affine": fold_input_affine,
+}
 
 
-def keras_to_onnx(model, *, optimize: bool = True, opset: int = OPSET, fixed_hw: tuple | None = None):
+def keras_to_onnx(model, *, optimize: bool | Collection[str] = True, opset: int = OPSET, fixed_hw: tuple | None = None):
     """Translate a built Keras model into an `onnx.ModelProto` with the same outputs.
 
     Args:
         model: a built functional `keras.Model` (anyshape's or keras.applications' InceptionV3,
             or any model made of the layers listed in this module).
-        optimize: apply the rewrites in the module docstring (BN folding, merged 1x1 convs).
+        optimize: apply the rewrites in the module docstring (BN folding, merged 1x1 convs); or
+            the names of the ones to apply (`REWRITES`), as benchmarks/bench_rewrites.py times them.
         opset: ONNX opset of the graph.
         fixed_hw: (H, W) to bake into the input shape, or None to keep the model's own (None
             dimensions become symbolic "height"/"width"). The batch axis is always dynamic.
@@ -87,11 +102,12 @@ def keras_to_onnx(model, *, optimize: bool = True, opset: int = OPSET, fixed_hw:
         t = em.to_phys(t, tuple(range(t.rank)))
         g.add("Identity", [t.name], [name])
 
-    if optimize:
-        fold_batch_norm(g, em.protected)
-        merge_pad_into_avg_pool(g, em.protected)
-        remove_identities(g, em.protected)
-        flatten_concats(g, em.protected)
+    chosen = set(REWRITES) if optimize is True else set(optimize or ())
+    if chosen - set(REWRITES):
+        raise ValueError(f"unknown rewrites {sorted(chosen - set(REWRITES))}; known: {', '.join(REWRITES)}")
+    for name, rewrite in REWRITES.items():
+        if name in chosen:
+            rewrite(g, em.protected)
     remove_identities(g, em.protected)
     sort_topologically(g, ["input"])
 
