@@ -117,10 +117,11 @@ def test_free_size_model_is_explained_at_free_and_at_an_odd_fixed_size(name):
 
 # Every network's export (issue 26, item 3): the representatives' graphs are made and run in
 # tests/test_engine_family.py (dynamic dims, ONNX Runtime and OpenVINO at two sizes, equal to
-# Keras); the other members' here, from the model this test builds anyway, below 100 M parameters:
-# ONNX emission costs about 1 CPU s per 100 MB of graph (22 networks: about 38 CPU s on 2 cores,
-# measured with the ONNX Runtime run). ConvNeXtLarge and XLarge, EfficientNetV2L and VGG19 (0.5 to
-# 1.4 GB graphs, about 35 CPU s more) are left out; run alone they export and run the same way.
+# Keras); the other members' here, from the model this test builds anyway, below 100 M parameters
+# (22 networks: about 7 CPU s more on 2 cores, the 40 tests' CPU summed, one run each). ConvNeXtLarge
+# and XLarge, EfficientNetV2L and VGG19 (0.5 to 1.4 GB graphs) are left out: with them the four
+# tests took 26 CPU s more and the process 11.9 GB at its peak (ConvNeXtXLarge); they export and run
+# the same way.
 EXPORTED_BELOW_PARAMS = 100_000_000
 
 
