@@ -7,7 +7,9 @@ For each network, at small sizes:
   model gives, stage by stage, the shapes the engine computes;
 - the minimum is exact: valid at the minimum, and one pixel less is refused by `create_model`,
   naming the collapsing stage;
-- the Config round-trips through its dict form.
+- the Config round-trips through its dict form;
+- exported to ONNX (below 100 M parameters; the representatives in tests/test_engine_family.py),
+  it takes any batch, height and width and runs on ONNX Runtime at an odd size.
 The heavier checks run on one member of each family (`REPRESENTATIVES`: the family's smallest),
 whose blocks, paddings and head are the code every member runs: a free-size model equals a
 fixed-size model of the same odd shape (same weights, BatchNorm moved, same images), which is
@@ -98,15 +100,50 @@ def _stage_shapes_at(model, report) -> dict:
 def test_free_size_model_is_explained_at_free_and_at_an_odd_fixed_size(name):
     """Built with the top at a free size: the shape engine's stages, parameters and outputs are
     Keras' own shape inference, and at an odd non-square size a forward pass of that model gives,
-    stage by stage, the shapes the engine computes for it (the size the network was not built at)."""
+    stage by stage, the shapes the engine computes for it (the size the network was not built at).
+    The same model exported to ONNX (`_exports_with_free_batch_and_size`, where it is cheap)."""
     free = free_model(name)
-    _layer_shapes_agree(free, explain(arch=name, include_top=True))
+    full = explain(arch=name, include_top=True)
+    _layer_shapes_agree(free, full)
     report = explain(small_shape(name), arch=name, include_top=True)
     computed = _stage_shapes_at(free, report)
     for stage in report.stages:
         assert computed[stage.layer] == stage.shape, (
             f"{stage.name} ({stage.layer}): Keras {computed[stage.layer]}, explain {stage.shape}"
         )
+    if BACKEND == "tensorflow" and name not in REPRESENTATIVES and full.params < EXPORTED_BELOW_PARAMS:
+        _exports_with_free_batch_and_size(free, report)
+
+
+# Every network's export (issue 26, item 3): the representatives' graphs are made and run in
+# tests/test_engine_family.py (dynamic dims, ONNX Runtime and OpenVINO at two sizes, equal to
+# Keras); the other members' here, from the model this test builds anyway, below 100 M parameters
+# (22 networks: about 7 CPU s more on 2 cores, the 40 tests' CPU summed, one run each). ConvNeXtLarge
+# and XLarge, EfficientNetV2L and VGG19 (0.5 to 1.4 GB graphs) are left out: with them the four
+# tests took 26 CPU s more and the process 11.9 GB at its peak (ConvNeXtXLarge); they export and run
+# the same way.
+EXPORTED_BELOW_PARAMS = 100_000_000
+
+
+def _exports_with_free_batch_and_size(model, report):
+    """`model` (free size, with the top) translated to ONNX as `export` and Predictor do
+    (GraphModel.from_keras) takes any batch, height and width: its input is ["batch", "height",
+    "width", C] and ONNX Runtime runs it on 2 images of an odd size other than `report`'s, giving
+    the shape the shape engine computes."""
+    import onnxruntime
+
+    from anyshape.engine.graph_model import GraphModel
+
+    graph = GraphModel.from_keras(model)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1  # one session (Predictor makes two)
+    session = onnxruntime.InferenceSession(graph.graph, options, providers=["CPUExecutionProvider"])
+    h, w, c = report.input_shape
+    assert [i.shape for i in session.get_inputs()] == [["batch", "height", "width", c]]
+    other = (h + 2, w - 2, c)
+    (out,) = session.run(None, {session.get_inputs()[0].name: images(other, n=2, low=0.0, high=255.0)})
+    assert out.shape == (2, *explain(other, arch=graph.architecture, include_top=True).output_shapes[0])
+    assert np.isfinite(out).all()
 
 
 @pytest.mark.parametrize("name", REPRESENTATIVES)

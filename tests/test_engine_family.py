@@ -6,8 +6,12 @@ with keepdims) and ONNX Runtime fp32 equals Keras at an odd, non-square size on 
 model, with the top (logits) and as a pooled backbone (`test_onnxruntime_equals_keras`, formerly
 tests/test_onnx_family.py); the exported graph takes any batch, height and width; OpenVINO fp32
 equals Keras; OpenVINO bf16 keeps the fp32 scores (cosine >= 0.99) where the CPU computes bf16
-(else it is refused) (`test_every_engine_path`). int8 on each family: tests/test_verbs_family.py's
-`quantize` test (the fidelity to fp32 asserted, the int8 file run on the engine auto picks).
+(else it is refused) (`test_every_engine_path`); `--ray`: the Ray features job (anyshape.distributed,
+its actors get the Predictor as its ONNX graph and need no TensorFlow) gives the local run's rows
+(`test_ray_features_equal_the_local_run`, one local Ray for the module, started at the first
+family's Ray test and stopped at the end). int8 on each family: tests/test_verbs_family.py's
+`quantize` test (the fidelity to fp32 asserted on ONNX Runtime, and the int8 file's agreement and
+cosine with the float model asserted on OpenVINO, the engine auto picks).
 
 Cheap by construction: the smallest member of each family, random weights with BatchNorm moved
 off its defaults, 10 classes, each model built and translated to ONNX once for both tests (the
@@ -122,3 +126,55 @@ def test_every_engine_path(family):
     else:
         with pytest.raises(ValueError, match="no native bf16"):
             engine.Predictor(graph, engine="openvino", precision="bf16")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray on this machine's loopback, started by the first test that asks for it (after the
+    first family's other tests) and stopped at the end of the module."""
+    import logging
+
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=100 * 1024**2,  # a graph larger than this (InceptionResNetV2's) goes to disk
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        _node_ip_address="127.0.0.1",
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def test_ray_features_equal_the_local_run(family, local_ray, tmp_path):
+    """`--ray` on the family: the Ray features job (anyshape.distributed: Ray Data, an actor that gets
+    the Predictor as its ONNX graph and rebuilds its session) on two photos of different odd,
+    non-square sizes (native size: each batch its own shape) gives the local run's rows."""
+    from PIL import Image
+
+    from anyshape import distributed
+
+    top = family.engine_model == "top"
+    h = max(minimum_size(family.name, include_top=top)[0], 33) | 1
+    rng = np.random.default_rng(2)
+    paths = []
+    for i, (ph, pw) in enumerate([(h, h + 4), (h + 2, h)]):
+        paths.append(str(tmp_path / f"photo{i}.png"))
+        Image.fromarray(rng.integers(0, 256, (ph, pw, 3), dtype=np.uint8)).save(paths[-1])
+    predictor = engine.Predictor(family.graph(family.engine_model), engine="onnxruntime", precision="fp32")
+    summary = distributed.features(predictor, paths, str(tmp_path / "ray"), batch_size=2)
+    assert (summary.ok, summary.failed, summary.engine) == (2, [], "onnxruntime"), summary.failed
+    table = distributed.read_output(tmp_path / "ray")
+    rows = dict(zip(table.column("path").to_pylist(), table.column("features").to_pylist()))
+
+    local = engine.extract_features(predictor, paths, tmp_path / "local.npz")
+    assert local.ok == 2
+    with np.load(tmp_path / "local.npz") as z:
+        expected = dict(zip(z["paths"].tolist(), z["features"]))
+    assert sorted(rows) == sorted(expected) == sorted(paths)
+    for path, feats in expected.items():
+        assert relative_error(np.array(rows[path], np.float32), feats) <= 1e-5, path

@@ -26,10 +26,11 @@ import json
 import keras
 import numpy as np
 import pytest
-from model_helpers import representatives, run
+from model_helpers import move_batch_norm_statistics, representatives, run
 
 from anyshape import cli, engine
 from anyshape.archs import get_arch
+from anyshape.engine.predictor import fidelity
 from anyshape.shapes import minimum_size
 
 PIL = pytest.importorskip("PIL.Image")
@@ -43,6 +44,13 @@ CLASSES = 3
 # others; with the activation scales of the int8 graph cut to 1/16 by hand (a wrong scale
 # clips), ConvNeXtTiny gave 0.9309, VGG16 0.9832, NASNetMobile 0.9993: below this bound.
 COSINE_BOUND = 0.999
+
+
+def _centered_log(scores) -> np.ndarray:
+    """Softmax scores as quantize compares them (engine.quantize's `_centered_log`): log-scores less
+    their row mean, the logits less their mean (near-equal scores would give cosine ~ 1 whatever)."""
+    z = np.log(np.maximum(np.asarray(scores, np.float64), 1e-30))
+    return z - z.mean(axis=-1, keepdims=True)
 
 
 def _size(name: str) -> int:
@@ -66,6 +74,10 @@ def built(request, tmp_path_factory):
     top = {"include_top": False} if name in NO_TOP else {"include_top": True, "classes": CLASSES}
     keras.utils.set_random_seed(0)
     model = engine.load_or_build(arch=name, weights=None, input_shape=(None, None, 3), **top)
+    # Keras' initial weights give MobileNetV2's and both EfficientNets' heads the same score for
+    # every class (their features vanish with depth): BatchNorm moved off its defaults keeps them
+    # apart, so that comparing two engines' scores (int8 with fp32, predict with Keras) means something
+    move_batch_norm_statistics(model)
     path = engine.export_model(model, tmp_path_factory.mktemp(f"verbs_{name}") / f"{name}.onnx")
     yield name, model, path
     del model
@@ -125,8 +137,9 @@ def test_export_predict_features_on_each_family(built, photos, capsys, tmp_path)
 def test_quantize_and_bench_on_each_family(built, photos, capsys, tmp_path, monkeypatch):
     """`quantize` and `bench` on each family's smallest member:
     - `quantize` the family's export (which records its network: no --arch needed) with a photo as
-      calibration: the int8 file records the same network and preprocessing, and
-      `predict --model` scores every photo with it;
+      calibration, its fidelity measured on ONNX Runtime: the int8 file records the same network
+      and preprocessing, and `predict --model` scores every photo with it on OpenVINO (what auto
+      picks here), agreeing with the Keras model (same top class, centered log-scores' cosine);
     - `bench --arch NAME --weights none` asks for the network with its head at the size given (the
       build answered by the module's model, a free-size build of the same network and head, since
       building is what costs: `_answer_builds`), exports it and times it.
@@ -156,14 +169,29 @@ def test_quantize_and_bench_on_each_family(built, photos, capsys, tmp_path, monk
             "--batch", 1, "--seconds", 0.01,
         )  # fmt: skip
         assert code == 0 and f"recorded by quantize: fidelity of int8 vs fp32 on {fid['engine']}" in out, (out, err)
-    if name in NO_TOP:  # no classifier: its int8 file runs on the engine auto picks (Predictor's defaults)
+    # The int8 file on the engine auto picks (OpenVINO here) follows the float model on both photos:
+    # its outputs against the Keras model's (fp32), by the measure quantize records (the centered
+    # log-scores' cosine and the top class); no model compiled beyond the run the test makes anyway.
+    reader = engine.ImageReader(size=(size, size), preprocessing=graph.preprocessing)
+    names = ["a.png", "b.jpg"]
+    float_out = run(model, np.stack([reader.read(photos / n) for n in names]))
+    if name in NO_TOP:  # no classifier: its int8 file run by a Predictor with its defaults (auto)
         int8_run = engine.Predictor(graph)
-        x = engine.ImageReader(size=(size, size), preprocessing=graph.preprocessing).read(photos / "a.png")[None]
-        assert int8_run.precision == "int8" and np.isfinite(int8_run(x)).all()
+        assert (int8_run.engine, int8_run.precision) == ("openvino", "int8"), int8_run.choice_reason
+        int8_out = int8_run(np.stack([reader.read(photos / n) for n in names]))
     else:
-        code, out, err = _run(capsys, "predict", photos, "--model", int8, "--size", size, "--format", "json", "-q")
-        assert code == 0, err
-        assert sorted(r["path"].rsplit("/", 1)[-1] for r in json.loads(out)) == ["a.png", "b.jpg"]
+        code, out, err = _run(capsys, "predict", photos, "--model", int8, "--size", size, "--format", "json")
+        assert code == 0 and "[openvino int8]" in err, err
+        rows = {r["path"].rsplit("/", 1)[-1]: r["predictions"] for r in json.loads(out)}
+        assert sorted(rows) == names
+        int8_out = np.zeros_like(float_out)  # every class's score: --top (5) is above the 3 classes
+        for i, n in enumerate(names):
+            for p in rows[n]:
+                int8_out[i, p["class_id"]] = p["score"]
+        assert np.abs(float_out.sum(-1) - 1).max() <= 1e-4  # softmax scores: the network's default head
+        float_out, int8_out = _centered_log(float_out), _centered_log(int8_out)
+    on_openvino = fidelity(lambda _: float_out, lambda _: int8_out, [np.zeros((len(names), 1))])
+    assert on_openvino["mean_cosine"] >= COSINE_BOUND and on_openvino["top1_agreement"] == 1.0, on_openvino
 
     top = ["--include-top", "--classes", CLASSES] if name not in NO_TOP else []
     calls = _answer_builds(monkeypatch, model)  # the build bench asks for, answered by the module's model
