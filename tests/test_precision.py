@@ -176,6 +176,8 @@ def test_int8_graph_keeps_the_first_convolution_in_float(quantized):
     DequantizeLinear. The accuracy bounds below are too loose to see the first one quantized."""
     import onnx
 
+    assert quantized[1].fidelity["recipe"] == "conv"  # InceptionV3's recipe (engine/quantize.py), recorded
+    assert engine.GraphModel.load(quantized[0]).fidelity["recipe"] == "conv"
     graph = onnx.load(quantized[0]).graph
     made_by = {name: node.op_type for node in graph.node for name in node.output}
     float_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}

@@ -31,6 +31,7 @@ from model_helpers import move_batch_norm_statistics, representatives, run
 from anyshape import cli, engine
 from anyshape.archs import get_arch
 from anyshape.engine.predictor import fidelity
+from anyshape.engine.quantize import recipe_for
 from anyshape.shapes import minimum_size
 
 PIL = pytest.importorskip("PIL.Image")
@@ -82,6 +83,31 @@ def built(request, tmp_path_factory):
     yield name, model, path
     del model
     keras.backend.clear_session()
+
+
+def _int8_nodes(path) -> set[str]:
+    """The Conv, MatMul and Gemm nodes of an int8 file that read their weight through a DequantizeLinear."""
+    import onnx
+
+    graph = onnx.load(path).graph
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    return {
+        n.name
+        for n in graph.node
+        if n.op_type in ("Conv", "MatMul", "Gemm") and made_by.get(n.input[1]) == "DequantizeLinear"
+    }
+
+
+def _weighted_nodes(path, recipe: str) -> set[str]:
+    """The nodes of a float file that `recipe` quantizes: its op types, less the nodes it keeps in float."""
+    import onnx
+
+    from anyshape.engine.quantize import RECIPES, kept_in_float
+
+    proto = onnx.load(path)
+    chosen = RECIPES[recipe]
+    nodes = {n.name for n in proto.graph.node if n.op_type in chosen.op_types}
+    return nodes - set(kept_in_float(proto, chosen))
 
 
 def _run(capsys, *argv):
@@ -163,6 +189,10 @@ def test_quantize_and_bench_on_each_family(built, photos, capsys, tmp_path, monk
     assert -1 <= fid["min_cosine"] <= fid["mean_cosine"] <= 1, fid
     assert fid["mean_cosine"] >= COSINE_BOUND, fid
     assert f"mean cosine {fid['mean_cosine']:.4f}" in err and "1 calibration image(s)" in err, err
+    recipe = recipe_for(name)  # the network's recipe (engine/quantize.py's table), recorded and printed
+    assert fid["recipe"] == recipe and f"recipe {recipe}:" in err, (fid, err)
+    quantized = _int8_nodes(int8)
+    assert quantized and quantized == _weighted_nodes(path, recipe), recipe
     if name == "mobilenet_v2":  # an int8 file timed alone shows what quantize recorded (once: the reading is shared)
         code, out, err = _run(
             capsys, "bench", "--model", int8, "--input-shape", f"{size},{size},3", "--engine", "onnxruntime",

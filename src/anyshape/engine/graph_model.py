@@ -201,6 +201,8 @@ def _fidelity(record):
         "min_cosine": float(record["min_cosine"]),
         "images": int(record["images"]),
         "engine": str(record["engine"]),
+        # what was quantized (`quantize.RECIPES`, or "nncf"); files written before it was recorded lack it
+        **({"recipe": str(record["recipe"])} if record.get("recipe") is not None else {}),
     }
 
 

@@ -1,8 +1,10 @@
 """int8 post-training quantization calibrated on the user's own images (`anyshape quantize`).
 
 The float ONNX graph (from `anyshape.onnx_graph`) is quantized statically to a QDQ graph:
-convolutions and matmuls get int8 weights (per output channel) and int8 activations whose
-ranges come from running the calibration images through the float graph. The result is an
+the nodes the network's recipe names (`RECIPES`, `FAMILY_RECIPES`: convolutions, and for some
+networks matmuls, less the kinds of node the recipe keeps in float) get int8 weights (per output
+channel) and 8-bit activations whose ranges come from running the calibration images through
+the float graph. The result is an
 .onnx file with anyshape's metadata inside (precision "int8", data format, preprocessing,
 class names), which `Predictor` / `--model FILE.onnx` runs on OpenVINO (int8 on VNNI/AMX) or
 ONNX Runtime.
@@ -47,6 +49,114 @@ DEFAULT_METHOD = "onnxruntime"
 FIDELITY_ENGINES = ("auto", "onnxruntime", "openvino")  # where measure_fidelity runs both models
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """What ONNX Runtime's quantizer turns to int8 in a float graph: the node types quantized
+    (`op_types`) and the kinds of node kept in float among them (`keep_float`):
+    "first": the first convolution (it sees the raw image, 1-3 input channels, and costs little);
+    "depthwise": grouped convolutions (group > 1): one filter per channel, so each int8 weight
+    scale covers 9 values and one outlier spoils it (MobileNet, EfficientNet, ConvNeXt);
+    "pooled": convolutions and matmuls whose input is globally pooled (1 x 1): squeeze-and-excite
+    gates (EfficientNet, MobileNetV3) and 1x1-conv heads, whose gate errors multiply whole maps;
+    "last": the node that makes the output (the classifier)."""
+
+    name: str
+    op_types: tuple
+    keep_float: tuple
+
+
+# Measured on the digits model (tests/trained_digits.py), top-1 agreement with fp32 on its 360
+# test images: int8 activations + int8 weights everywhere 97.5 % (ORT) / 80.6 % (OpenVINO);
+# convolutions only, uint8 activations, the first convolution kept in float (it sees the raw
+# image, 1-3 input channels, and costs little): 98.9 % / 98.6 %. Every recipe keeps these:
+# per-channel int8 weights, uint8 activations, MinMax calibration, the first convolution in float.
+CONV = ("Conv",)
+CONV_MATMUL = ("Conv", "MatMul", "Gemm")
+RECIPES = {
+    r.name: r
+    for r in (
+        Recipe("conv", CONV, ("first",)),
+        Recipe("conv+matmul", CONV_MATMUL, ("first",)),
+        Recipe("conv+matmul, depthwise float", CONV_MATMUL, ("first", "depthwise")),
+        Recipe("conv+matmul, pooled float", CONV_MATMUL, ("first", "pooled")),
+        Recipe("conv+matmul, depthwise+pooled float", CONV_MATMUL, ("first", "depthwise", "pooled")),
+        Recipe("conv+matmul, last float", CONV_MATMUL, ("first", "last")),
+    )
+}
+DEFAULT_RECIPE = "conv"
+# The recipe per network family (anyshape.archs' `family` of the network a graph records as its
+# `architecture`), chosen by measured fidelity: benchmarks/quantize_family.py, its output in the
+# README (int8). Each family's smallest member trained on the digits at its own small size; the
+# recipe with the highest top-1 agreement with fp32 on the 360 held-out digits, the lower of
+# ONNX Runtime's and OpenVINO's (then the higher mean cosine; ties keep the earlier of RECIPES,
+# today's "conv" first, unless another is faster: ConvNeXt). A family not listed keeps DEFAULT_RECIPE: measured no better by another
+# recipe (DenseNet, ResNet, ResNetV2; InceptionV3: tests/trained_digits.py), or not measured
+# yet (NASNet, InceptionResNetV2, VGG16: README, int8).
+FAMILY_RECIPES: dict[str, str] = {
+    # depthwise convolutions in float: one 3x3 filter per channel, BatchNorm folded in, so a
+    # per-channel scale covers 9 weights (the usual int8 loss of MobileNets: Krishnamoorthi 2018,
+    # arXiv:1806.08342); EfficientNetB0 99.2 / 98.9 % -> 99.4 / 99.7 %,
+    # MobileNetV2 92.5 / 93.1 % -> 94.2 / 94.7 %, MobileNet 92.5 / 92.5 % -> 95.6 / 96.1 %
+    "efficientnet": "conv+matmul, depthwise float",
+    "mobilenet": "conv+matmul, depthwise float",
+    "mobilenet_v2": "conv+matmul, depthwise float",
+    # and the squeeze-and-excite gates and the 1x1-conv head (on pooled tensors) in float:
+    # MobileNetV3Small 98.3 / 99.4 % -> 100.0 / 99.7 %, EfficientNetV2B0 99.7 / 99.2 % -> 100.0 / 100.0 %
+    "mobilenet_v3": "conv+matmul, depthwise+pooled float",
+    "efficientnet_v2": "conv+matmul, depthwise+pooled float",
+    # ConvNeXt's pointwise layers (Dense: MatMul) hold most of its work, and "conv" leaves them
+    # float: every recipe kept 100.0 / 100.0 % (mean cosine 1.0000), and int8 with its matmuls ran
+    # 2.3x the "conv" graph on OpenVINO (32 px, batch 16: 768 vs 338 images/s, bf16 665; indicative)
+    "convnext": "conv+matmul",
+    # its Dense head quantized too: 99.4 / 100.0 % -> 99.7 / 100.0 % (one digit); as fast
+    "xception": "conv+matmul",
+}
+
+
+def recipe_for(architecture: str | None) -> str:
+    """The recipe `quantize` uses for a graph of network `architecture` (None, or a network
+    anyshape does not know: DEFAULT_RECIPE, measured on InceptionV3)."""
+    from anyshape.archs import get_arch
+
+    try:
+        family = get_arch(architecture).family if architecture else None
+    except (KeyError, ValueError):
+        family = None
+    return FAMILY_RECIPES.get(family, DEFAULT_RECIPE) if family else DEFAULT_RECIPE
+
+
+_POOLS = {"GlobalAveragePool", "GlobalMaxPool"}
+
+
+def kept_in_float(proto, recipe: Recipe) -> list[str]:
+    """The names of the nodes of `recipe.op_types` in the ONNX model `proto` that `recipe` keeps in float."""
+    graph = proto.graph
+    constants = {t.name for t in graph.initializer} | {
+        o for n in graph.node if n.op_type == "Constant" for o in n.output
+    }
+    pooled: set[str] = set()  # tensors that are globally pooled (spatially 1 x 1), or made from such
+    for node in graph.node:  # ONNX nodes are topologically sorted
+        inputs = [i for i in node.input if i and i not in constants]
+        if node.op_type in _POOLS or (inputs and all(i in pooled for i in inputs)):
+            pooled.update(node.output)
+    weighted = [n for n in graph.node if n.op_type in recipe.op_types]
+    out = []
+    for i, node in enumerate(weighted):
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if (
+            ("first" in recipe.keep_float and node.op_type == "Conv" and node is _first_conv(graph))
+            or ("depthwise" in recipe.keep_float and node.op_type == "Conv" and group > 1)
+            or ("pooled" in recipe.keep_float and node.input[0] in pooled)
+            or ("last" in recipe.keep_float and i == len(weighted) - 1)
+        ):
+            out.append(node.name)
+    return out
+
+
+def _first_conv(graph):
+    return next((n for n in graph.node if n.op_type == "Conv"), None)
+
+
 @dataclass
 class QuantizeReport:
     path: Path
@@ -66,7 +176,8 @@ def fidelity_line(record: dict) -> str:
     """One line for a fidelity record (`measure_fidelity`), as quantize and bench print it."""
     top1 = record["top1_agreement"]
     return (
-        f"fidelity of int8 vs fp32 on {record['engine']}, {record['images']} calibration image(s): "
+        f"fidelity of int8 vs fp32 on {record['engine']}, {record['images']} calibration image(s)"
+        + (f", recipe {record['recipe']}: " if record.get("recipe") else ": ")
         + (f"top-1 agreement {100 * top1:.1f} %, " if top1 is not None else "")
         + f"mean cosine {record['mean_cosine']:.4f}, min cosine {record['min_cosine']:.4f}"
     )
@@ -181,7 +292,7 @@ def _without_onnxruntime_advice():
             root.removeHandler(stand_in)
 
 
-def _quantize_onnxruntime(graph: bytes, batches: list) -> bytes:
+def _quantize_onnxruntime(graph: bytes, batches: list, recipe: str) -> bytes:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -200,14 +311,11 @@ def _quantize_onnxruntime(graph: bytes, batches: list) -> bytes:
 
     import onnx
 
-    first_conv = next(n.name for n in onnx.load_from_string(graph).graph.node if n.op_type == "Conv")
+    proto = onnx.load_from_string(graph)
+    chosen = RECIPES[recipe]
     with tempfile.TemporaryDirectory(prefix="anyshape-quantize-") as tmp:
         src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(graph)
-        # Measured on the digits model (tests/trained_digits.py), top-1 agreement with fp32 on its
-        # 360 test images: int8 activations + int8 weights everywhere 97.5 % (ORT) / 80.6 %
-        # (OpenVINO); convolutions only, uint8 activations, the first convolution kept in float
-        # (it sees the raw image, 1-3 input channels, and costs little): 98.9 % / 98.6 %.
         with _without_onnxruntime_advice():
             quantize_static(
                 str(src),
@@ -217,8 +325,8 @@ def _quantize_onnxruntime(graph: bytes, batches: list) -> bytes:
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
-                op_types_to_quantize=["Conv"],
-                nodes_to_exclude=[first_conv],
+                op_types_to_quantize=list(chosen.op_types),
+                nodes_to_exclude=kept_in_float(proto, chosen),
                 calibrate_method=CalibrationMethod.MinMax,
             )
         return dst.read_bytes()
@@ -307,18 +415,32 @@ def quantize(
     batches = calibration_batches(graph, calibrate, size=size, limit=limit, progress=progress, skipped=skipped)
     if progress:
         print(f"quantizing with {method} on {sum(len(b) for b in batches)} image(s) ...", file=sys.stderr)
-    int8 = quantize_graph(graph, batches, method=method)
+    recipe = recipe_for(graph.architecture) if method == "onnxruntime" else "nncf"
+    int8 = quantize_graph(graph, batches, method=method, recipe=None if method == "nncf" else recipe)
     if progress:
         print("measuring int8 against fp32 on the calibration images ...", file=sys.stderr)
-    int8 = replace(int8, fidelity=measure_fidelity(graph, int8, batches, engine=engine))
+    measured = measure_fidelity(graph, int8, batches, engine=engine)
+    int8 = replace(int8, fidelity={**measured, "recipe": recipe})
     # without force, not a file that appeared meanwhile either (another run writing `out`)
     write_bytes_atomically(out, int8.to_bytes(), overwrite=force)
     return QuantizeReport(out, method, sum(len(b) for b in batches), skipped, int8.fidelity)
 
 
-def quantize_graph(graph: GraphModel, batches: list, *, method: str = DEFAULT_METHOD) -> GraphModel:
-    """The int8 GraphModel of a float one, calibrated on preprocessed float32 `batches` (in memory)."""
-    data = (_quantize_onnxruntime if method == "onnxruntime" else _quantize_nncf)(graph.graph, batches)
+def quantize_graph(
+    graph: GraphModel, batches: list, *, method: str = DEFAULT_METHOD, recipe: str | None = None
+) -> GraphModel:
+    """The int8 GraphModel of a float one, calibrated on preprocessed float32 `batches` (in memory).
+    With ONNX Runtime's quantizer, `recipe` (a name of RECIPES; None: `recipe_for` the network
+    the graph records) says which nodes are quantized; NNCF applies its own."""
+    if method == "nncf":
+        if recipe is not None:
+            raise ValueError("recipe applies to method='onnxruntime' only; nncf places its own quantizers")
+        data = _quantize_nncf(graph.graph, batches)
+    else:
+        recipe = recipe_for(graph.architecture) if recipe is None else recipe
+        if recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {', '.join(map(repr, RECIPES))}, got {recipe!r}")
+        data = _quantize_onnxruntime(graph.graph, batches, recipe)
     return replace(graph, graph=data, precision="int8")
 
 

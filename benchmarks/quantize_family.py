@@ -1,0 +1,232 @@
+"""int8 fidelity of each network of the family, per quantization recipe, on trained digit models (issue 26, item 2).
+
+    .venv/bin/python benchmarks/quantize_family.py --work /tmp/qf             # every representative
+    .venv/bin/python benchmarks/quantize_family.py --work /tmp/qf --networks mobilenet_v2 --epochs 2
+
+For each family's smallest member (tests/model_helpers.py `representatives()`, InceptionV3 among
+them): the real network (weights=None, 10 classes, softmax) trained with Keras' `fit` on the
+bundled digits (1,437 training images, 3 channels) at its own small size: its smallest size with
+the top, at least 32 px (75 for InceptionV3 and InceptionResNetV2; VGG16 with Keras' flatten head,
+which fits 32 px), with the network's own preprocessing. Then its float ONNX graph
+(`GraphModel.from_keras`) is quantized with each candidate recipe
+(`anyshape.engine.quantize.RECIPES`, plus NNCF's default when the package is installed),
+calibrated on the first 300 training digits, and measured against the float graph on the 360
+held-out test digits with `measure_fidelity` (top-1 agreement, mean and min cosine of the centered
+logits) on ONNX Runtime and on OpenVINO. Last, one quick timing on OpenVINO at batch 16 at the
+trained size: fp32, bf16 and int8 (the recipe `quantize` picks for the network) images/s. The
+machine is shared: the timings are indicative only.
+
+Trained models are kept in --work (NAME/model.keras) and reused by a later run. Each network runs
+in a process of its own (TensorFlow's memory and threads start fresh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CALIBRATION = 300
+
+
+def _networks() -> list[str]:
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from model_helpers import representatives
+
+    return representatives()
+
+
+def _size(name: str) -> int:
+    from anyshape.shapes import minimum_size
+
+    if name in ("inception_v3", "inception_resnet_v2"):
+        return 75
+    h, w = minimum_size(name, 1, include_top=True, **_options(name))
+    return max(32, h or 32, w or 32)
+
+
+def _options(name: str) -> dict:
+    return {"head": "flatten"} if name == "vgg16" else {}
+
+
+def _data(name: str, size: int):
+    import numpy as np
+
+    from anyshape.archs import get_arch
+    from anyshape.datasets import load_digits
+    from anyshape.preprocess import preprocess_input
+
+    train, test = load_digits((size, size, 3))
+    mode = get_arch(name).preprocessing
+
+    def prep(x):
+        return preprocess_input(x.astype(np.float32), "channels_last", mode=mode)
+
+    return prep(train.images), train.labels, prep(test.images), test.labels
+
+
+def train_one(name: str, work: Path, epochs: int) -> dict:
+    import keras
+    import numpy as np
+
+    import anyshape
+
+    size = _size(name)
+    x, y, xt, yt = _data(name, size)
+    keras.utils.set_random_seed(0)
+    model = anyshape.create_model(
+        name,
+        weights=None,
+        input_shape=(size, size, 3),
+        include_top=True,
+        classes=10,
+        classifier_activation="softmax",
+        **_options(name),
+    )
+    for layer in model.layers:  # a short run: BatchNorm statistics must follow the weights (Keras' 0.99 lags)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    steps = epochs * ((len(x) + 31) // 32)
+    lr = keras.optimizers.schedules.CosineDecay(5e-4 if name.startswith("convnext") else 1e-3, steps)
+    model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=32, epochs=epochs, verbose=0, shuffle=True)
+    seconds = time.perf_counter() - start
+    probs = np.concatenate([np.asarray(model(xt[i : i + 64], training=False)) for i in range(0, len(xt), 64)])
+    record = {
+        "size": size,
+        "epochs": epochs,
+        "train_seconds": round(seconds, 1),
+        "test_accuracy": round(float(np.mean(probs.argmax(1) == yt)), 4),
+        "mean_top_score": round(float(probs.max(1).mean()), 4),
+    }
+    folder = work / name
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "model.keras")
+    (folder / "train.json").write_text(json.dumps(record))
+    return record
+
+
+def _timing(graph, precision: str, x, seconds: float = 1.5) -> float:
+    """Best-of images/s of `graph` on OpenVINO at `precision` on batch `x`, for about `seconds`."""
+    from anyshape.engine import Predictor
+
+    run = Predictor(graph, engine="openvino", precision=precision)
+    run(x)
+    best, end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        run(x)
+        best = min(best, time.perf_counter() - t)
+    return len(x) / best
+
+
+def quantize_one(name: str, work: Path) -> list[str]:
+    import keras
+    import numpy as np
+
+    from anyshape.engine import GraphModel
+    from anyshape.engine.quantize import RECIPES, measure_fidelity, quantize_graph, recipe_for
+    from anyshape.model_info import load_model
+
+    info = json.loads((work / name / "train.json").read_text())
+    model = load_model(work / name / "model.keras")
+    # saved by Keras' own save (no anyshape record): the network and classes are told here
+    graph = dataclasses.replace(
+        GraphModel.from_keras(model), architecture=name, include_top=True, class_names=[str(d) for d in range(10)]
+    )
+    del model
+    keras.backend.clear_session()
+    x, _, xt, _ = _data(name, info["size"])
+    calibration = [x[i : i + 16] for i in range(0, CALIBRATION, 16)]
+    held_out = [xt[i : i + 16] for i in range(0, len(xt), 16)]
+    chosen = recipe_for(graph.architecture)
+    lines = [
+        f"{name} ({graph.architecture}) at {info['size']} px, {info['epochs']} epochs in {info['train_seconds']} s: "
+        f"float test accuracy {100 * info['test_accuracy']:.1f} %, mean top score {info['mean_top_score']:.3f}; "
+        f"quantize picks {chosen}"
+    ]
+    candidates = [("recipe", r) for r in RECIPES] + [("nncf", None)]
+    scores = {}  # recipe: (lowest top-1 agreement of the two engines, lowest mean cosine)
+    for method, recipe in candidates:
+        label = recipe if recipe is not None else "nncf (default)"
+        try:
+            start = time.perf_counter()
+            if method == "nncf":
+                int8 = quantize_graph(graph, calibration, method="nncf")
+            else:
+                int8 = quantize_graph(graph, calibration, recipe=recipe)
+            q_seconds = time.perf_counter() - start
+            cells, measured = [], []
+            for engine in ("onnxruntime", "openvino"):
+                f = measure_fidelity(graph, int8, held_out, engine=engine)
+                measured.append(f)
+                cells.append(
+                    f"{engine[:3]} top1 {100 * f['top1_agreement']:5.1f} % cos {f['mean_cosine']:.4f}/{f['min_cosine']:.4f}"
+                )
+            if recipe is not None:
+                scores[recipe] = (
+                    min(m["top1_agreement"] for m in measured),
+                    min(m["mean_cosine"] for m in measured),
+                )
+            mark = " <- picked" if recipe == chosen else ""
+            lines.append(f"  {label:<34} {' | '.join(cells)} (quantized in {q_seconds:.0f} s){mark}")
+        except Exception as e:  # one recipe failing (e.g. nncf missing) does not end the others
+            lines.append(f"  {label:<34} failed: {type(e).__name__}: {str(e)[:200]}")
+    batch = np.ascontiguousarray(xt[:16])
+    best = max(scores, key=lambda r: scores[r]) if scores else chosen
+    lines.append(f"  best measured (lowest agreement of the two engines, then cosine): {best}")
+    try:
+        speeds = {p: _timing(graph, p, batch) for p in ("fp32", "bf16")}
+        for recipe in dict.fromkeys([chosen, best]):
+            speeds[f"int8 {recipe}"] = _timing(quantize_graph(graph, calibration, recipe=recipe), "int8", batch)
+        lines.append(
+            f"  OpenVINO b16 at {info['size']} px (indicative, shared machine): "
+            + ", ".join(f"{p} {v:.0f}" for p, v in speeds.items())
+            + " img/s"
+        )
+    except Exception as e:
+        lines.append(f"  timing failed: {type(e).__name__}: {str(e)[:200]}")
+    return lines
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True, help="folder for the trained models (reused)")
+    parser.add_argument("--networks", default=None, help="comma list (default: one per family)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a worker: train/quantize one network
+    parser.add_argument("--step", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        if args.step == "train":
+            print(json.dumps(train_one(args.one, args.work, args.epochs)))
+        else:
+            print("\n".join(quantize_one(args.one, args.work)), flush=True)
+        return 0
+    sys.path.insert(0, str(HERE))
+    from bench_inference import machine
+
+    print(machine(), flush=True)
+    names = args.networks.split(",") if args.networks else _networks()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    for name in names:
+        base = [sys.executable, __file__, "--work", str(args.work), "--one", name, "--epochs", str(args.epochs)]
+        if not (args.work / name / "train.json").exists():
+            done = subprocess.run([*base, "--step", "train"], env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"{name}: training failed: {done.stderr[-600:]}", flush=True)
+                continue
+        done = subprocess.run([*base, "--step", "quantize"], env=env, capture_output=True, text=True)
+        print(done.stdout.strip() if done.returncode == 0 else f"{name}: failed: {done.stderr[-600:]}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
