@@ -118,3 +118,50 @@ def test_quantize_graph_refuses_an_unknown_recipe_and_a_recipe_for_nncf():
         quantize_graph(graph, [], recipe="everything")
     with pytest.raises(ValueError, match="method='onnxruntime' only"):
         quantize_graph(graph, [], method="nncf", recipe="conv")
+
+
+def test_symmetric_signed_activations_keep_each_range_and_the_results():
+    """`signed="symmetric"`: the activations whose calibrated range goes below 0 (here the
+    maps before the ReLU) become int8 with zero point 0, reaching at least as far on each
+    side as uint8 did; the ReLU output keeps uint8 at zero point 0; the outputs stay as close to the
+    float graph's as uint8's (within a few int8 steps: a tiny random graph). A tensor a matmul
+    reads (the MatMul's output, read by the Gemm) keeps uint8."""
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from anyshape.engine.quantize import SYMMETRIC_FAMILIES, signed_activations_for
+
+    x = np.random.default_rng(1).uniform(-1, 1, (4, 3, 8, 8)).astype(np.float32)
+    graphs = {s: _quantize_onnxruntime(_graph(), [x], "conv+matmul", s) for s in ("asymmetric", "symmetric")}
+
+    def params(data):
+        g = onnx.load_from_string(data).graph
+        inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        return {
+            n.input[0]: (float(inits[n.input[1]]), inits[n.input[2]].dtype.name, int(inits[n.input[2]]))
+            for n in g.node
+            if n.op_type == "QuantizeLinear" and inits[n.input[2]].size == 1
+        }
+
+    before, after = params(graphs["asymmetric"]), params(graphs["symmetric"])
+    assert set(before) == set(after)
+    signed = {t for t, (_, _, zero) in before.items() if zero != 0 and t not in ("f", "g")}
+    assert (
+        "a" in signed and "q2" not in signed and "q2" in before
+    )  # the first map is signed; the ReLU output: zero point 0
+    for tensor, (scale, dtype, zero) in before.items():
+        if tensor in signed:
+            new_scale, new_dtype, new_zero = after[tensor]
+            assert (dtype, new_dtype, new_zero) == ("uint8", "int8", 0)
+            assert new_scale * 127 >= max(zero, 255 - zero) * scale * (1 - 1e-6)  # no side clipped
+        else:
+            assert after[tensor] == (scale, dtype, zero)
+
+    def run(data):
+        return ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+
+    want = run(_graph())
+    errors = {s: np.abs(run(g) - want).max() / np.abs(want).max() for s, g in graphs.items()}
+    assert errors["symmetric"] <= max(3 * errors["asymmetric"], 0.05), errors
+    assert signed_activations_for("mobilenet_v3_small") == "symmetric" and "mobilenet_v3" in SYMMETRIC_FAMILIES
+    assert signed_activations_for("efficientnet_b0") == signed_activations_for(None) == "asymmetric"

@@ -31,7 +31,7 @@ from model_helpers import move_batch_norm_statistics, representatives, run
 from anyshape import cli, engine
 from anyshape.archs import get_arch
 from anyshape.engine.predictor import fidelity
-from anyshape.engine.quantize import recipe_for
+from anyshape.engine.quantize import recipe_for, signed_activations_for
 from anyshape.shapes import minimum_size
 
 PIL = pytest.importorskip("PIL.Image")
@@ -83,6 +83,20 @@ def built(request, tmp_path_factory):
     yield name, model, path
     del model
     keras.backend.clear_session()
+
+
+def _activation_zero_points(path) -> set[tuple[str, int]]:
+    """The (dtype, value) of the zero point of every per-tensor QuantizeLinear (the activations) of an int8 file."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    return {
+        (inits[n.input[2]].dtype.name, int(inits[n.input[2]]))
+        for n in graph.node
+        if n.op_type == "QuantizeLinear" and len(n.input) > 2 and inits[n.input[2]].size == 1
+    }
 
 
 def _int8_nodes(path) -> set[str]:
@@ -190,9 +204,16 @@ def test_quantize_and_bench_on_each_family(built, photos, capsys, tmp_path, monk
     assert fid["mean_cosine"] >= COSINE_BOUND, fid
     assert f"mean cosine {fid['mean_cosine']:.4f}" in err and "1 calibration image(s)" in err, err
     recipe = recipe_for(name)  # the network's recipe (engine/quantize.py's table), recorded and printed
-    assert fid["recipe"] == recipe and f"recipe {recipe}:" in err, (fid, err)
+    signed = signed_activations_for(name)  # and how it stores activations that go below 0
+    assert (fid["recipe"], fid["signed_activations"]) == (recipe, signed), fid
+    assert f"recipe {recipe}, {signed} signed activations:" in err, err
     quantized = _int8_nodes(int8)
     assert quantized and quantized == _weighted_nodes(path, recipe), recipe
+    zero_points = _activation_zero_points(int8)  # every activation's (dtype, zero point)
+    if signed == "symmetric":  # no uint8 with a zero point left: int8 at 0 for the signed ones
+        assert all(z == 0 for _, z in zero_points) and ("int8", 0) in zero_points, zero_points
+    else:  # uint8 throughout (and a zero point above 0 where a range goes below 0)
+        assert {d for d, _ in zero_points} == {"uint8"}, zero_points
     if name == "mobilenet_v2":  # an int8 file timed alone shows what quantize recorded (once: the reading is shared)
         code, out, err = _run(
             capsys, "bench", "--model", int8, "--input-shape", f"{size},{size},3", "--engine", "onnxruntime",
