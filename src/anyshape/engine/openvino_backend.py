@@ -9,28 +9,14 @@ Precision is OpenVINO's `INFERENCE_PRECISION_HINT`: "f32" gives Keras' results t
 rounding; "bf16" computes convolutions in bf16 on AVX512_BF16 / AMX. OpenVINO's own default on a
 CPU with avx512_bf16 is bf16 (observed with OpenVINO 2026.4 on Zen 4), so fp32 is always set
 explicitly. For an int8 QDQ graph OpenVINO runs the quantized convolutions in int8 (VNNI/AMX)
-and the rest (what the recipe keeps in float: the first convolution, and the pools, gates and
-elementwise ops between the int8 convolutions) in bf16 where the CPU computes bf16, else in
-f32: measured on Zen 4 (avx512_bf16, VNNI), int8 graphs with symmetric signed activations at 224
-batch 16, images/s relative to the float graph in bf16, remainder in f32 -> in bf16:
-MobileNetV3Large 1.09 -> 1.40, ResNet50 1.78 -> 1.82, EfficientNetB0 1.03 -> 1.13, DenseNet121
-1.46 -> 1.59 (one shared machine: read the direction).
+and the rest in f32.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: bf16 instead on a CPU that computes it (`hint`)
-
-
-def hint(precision: str) -> str:
-    """OpenVINO's INFERENCE_PRECISION_HINT for `precision` on this CPU."""
-    from anyshape.engine.precision import cpu_flags, native_bf16
-
-    if precision == "int8" and native_bf16(cpu_flags()):
-        return "bf16"
-    return HINTS[precision]
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
 class OpenVinoBackend:
@@ -43,7 +29,7 @@ class OpenVinoBackend:
         core = ov.Core()
         model = core.read_model(graph)  # the ONNX bytes (weights inside)
         config = {
-            "INFERENCE_PRECISION_HINT": hint(precision),
+            "INFERENCE_PRECISION_HINT": HINTS[precision],
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": threads,
         }
