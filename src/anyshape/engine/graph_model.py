@@ -203,6 +203,8 @@ def _fidelity(record):
         "engine": str(record["engine"]),
         # what was quantized (`quantize.RECIPES`, or "nncf"); files written before it was recorded lack it
         **({"recipe": str(record["recipe"])} if record.get("recipe") is not None else {}),
+        # how activations below 0 are stored ("symmetric" / "asymmetric"); older files lack it
+        **({"signed_activations": str(record["signed_activations"])} if record.get("signed_activations") else {}),
     }
 
 
