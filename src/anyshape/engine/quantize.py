@@ -108,7 +108,9 @@ FAMILY_RECIPES: dict[str, str] = {
     # ConvNeXt's pointwise layers (Dense: MatMul) hold most of its work, and "conv" leaves them
     # float: every recipe kept 100.0 / 100.0 % (mean cosine 1.0000), and int8 with its matmuls ran
     # 2.3x the "conv" graph on OpenVINO (32 px, batch 16: 768 vs 338 images/s, bf16 665; indicative)
-    "convnext": "conv+matmul",
+    # but on OpenVINO the random-weight ConvNeXtTiny of tests/test_verbs_family.py with its matmuls
+    # in int8 fell to cosine 0.984 with fp32 (ONNX Runtime: >= 0.999), not understood yet: ConvNeXt
+    # keeps "conv" until it is (issue 26)
     # its Dense head quantized too: 99.4 / 100.0 % -> 99.7 / 100.0 % (one digit); as fast
     "xception": "conv+matmul",
 }
