@@ -168,11 +168,12 @@ def kept_in_float(proto, recipe: Recipe) -> list[str]:
         if node.op_type in _POOLS or (inputs and all(i in pooled for i in inputs)):
             pooled.update(node.output)
     weighted = [n for n in graph.node if n.op_type in recipe.op_types]
+    first_conv = _first_conv(graph)
     out = []
     for i, node in enumerate(weighted):
         group = next((a.i for a in node.attribute if a.name == "group"), 1)
         if (
-            ("first" in recipe.keep_float and node.op_type == "Conv" and node is _first_conv(graph))
+            ("first" in recipe.keep_float and node is first_conv)
             or ("depthwise" in recipe.keep_float and node.op_type == "Conv" and group > 1)
             or ("pooled" in recipe.keep_float and node.input[0] in pooled)
             or ("last" in recipe.keep_float and i == len(weighted) - 1)
