@@ -224,7 +224,7 @@ def _run(task: str, predictor, paths, out, job: RayJob, top: int = 5) -> Distrib
         skipped=len(files) - len(todo),
         out=str(out),
         engine=predictor.engine,
-        precision=predictor.precision,
+        precision=predictor.precision_text,
     )
     summary.failed.extend((p, e) for p, e in done.items() if e is not None)
     todo, refused = check_local_files(todo)

@@ -55,7 +55,7 @@ def bench(
         engines[f"{reference.engine} fp32"] = reference
     elif reference is not None:
         no_fast = reference.fallback_reason
-    asked = f"{fast.engine} {fast.precision}"
+    asked = f"{fast.engine} {fast.precision_text}"
     engines.setdefault(asked, fast)
     report = BenchReport(
         hw=(hw[0], hw[1]),

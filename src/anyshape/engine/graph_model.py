@@ -17,6 +17,7 @@ from anyshape.errors import Message, ParameterError
 from anyshape.shapes import min_input_size
 
 METADATA_KEY = "anyshape"
+FLOAT_REMAINDERS = ("fp32", "bf16")  # what an int8 graph's float layers run in on OpenVINO
 
 
 @dataclass
@@ -37,6 +38,17 @@ class GraphModel:
     # an int8 graph's measured fidelity to the float graph it came from (`quantize.measure_fidelity`):
     # top1_agreement (None without a classifier), mean_cosine, min_cosine, images, engine
     fidelity: dict | None = None
+    # an int8 graph's float layers (what the recipe keeps in float, and everything between the
+    # quantized nodes) on OpenVINO: "fp32", or "bf16" where `quantize` measured that bf16 keeps
+    # the int8 graph's fidelity and the network runs faster with it (only on a CPU that computes
+    # bf16 natively; ONNX Runtime always computes them in fp32)
+    float_remainder: str = "fp32"
+
+    def __post_init__(self):
+        if self.float_remainder not in FLOAT_REMAINDERS:
+            raise ValueError(
+                f"float_remainder must be one of {', '.join(FLOAT_REMAINDERS)}, got {self.float_remainder!r}"
+            )
 
     def __repr__(self) -> str:  # not the graph's bytes (hundreds of MB for a large network)
         classes = None if self.class_names is None else len(self.class_names)
@@ -70,6 +82,8 @@ class GraphModel:
         }
         if self.fidelity is not None:  # only an int8 file has it: float exports stay as they were
             meta["fidelity"] = self.fidelity
+        if self.float_remainder != "fp32":
+            meta["float_remainder"] = self.float_remainder
         return meta
 
     def to_bytes(self) -> bytes:
@@ -119,6 +133,7 @@ class GraphModel:
                 architecture=_architecture(meta.get("architecture")),
                 include_top=None if meta.get("include_top") is None else bool(meta["include_top"]),
                 fidelity=_fidelity(meta.get("fidelity")),
+                float_remainder=str(meta.get("float_remainder", "fp32")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:  # a damaged or crafted record
             raise ValueError(
@@ -205,6 +220,20 @@ def _fidelity(record):
         **({"recipe": str(record["recipe"])} if record.get("recipe") is not None else {}),
         # how activations below 0 are stored ("symmetric" / "asymmetric"); older files lack it
         **({"signed_activations": str(record["signed_activations"])} if record.get("signed_activations") else {}),
+        # OpenVINO's float layers in bf16 measured too (`quantize`); older files lack it
+        **({"bf16_remainder": _figures(record["bf16_remainder"])} if record.get("bf16_remainder") else {}),
+    }
+
+
+def _figures(record) -> dict:
+    """A measured run's figures inside a fidelity record (the int8 graph with its float layers in bf16)."""
+    if not isinstance(record, dict):
+        raise TypeError(f"bf16_remainder is a {type(record).__name__}, not a record")
+    top1 = record["top1_agreement"]
+    return {
+        "top1_agreement": None if top1 is None else float(top1),
+        "mean_cosine": float(record["mean_cosine"]),
+        "min_cosine": float(record["min_cosine"]),
     }
 
 

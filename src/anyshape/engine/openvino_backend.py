@@ -9,7 +9,8 @@ Precision is OpenVINO's `INFERENCE_PRECISION_HINT`: "f32" gives Keras' results t
 rounding; "bf16" computes convolutions in bf16 on AVX512_BF16 / AMX. OpenVINO's own default on a
 CPU with avx512_bf16 is bf16 (observed with OpenVINO 2026.4 on Zen 4), so fp32 is always set
 explicitly. For an int8 QDQ graph OpenVINO runs the quantized convolutions in int8 (VNNI/AMX)
-and the rest in f32.
+and the rest (the graph's float layers) in f32, or in bf16 when `float_remainder` is "bf16"
+(`GraphModel.float_remainder`: what `anyshape quantize` measured to keep its fidelity).
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 class OpenVinoBackend:
     name = "openvino"
 
-    def __init__(self, graph: bytes, *, threads: int, precision: str = "fp32"):
+    def __init__(self, graph: bytes, *, threads: int, precision: str = "fp32", float_remainder: str = "fp32"):
         import openvino as ov  # ImportError -> the caller falls back
 
         self.threads = threads
         core = ov.Core()
         model = core.read_model(graph)  # the ONNX bytes (weights inside)
         config = {
-            "INFERENCE_PRECISION_HINT": HINTS[precision],
+            "INFERENCE_PRECISION_HINT": "bf16"
+            if precision == "int8" and float_remainder == "bf16"
+            else HINTS[precision],
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": threads,
         }

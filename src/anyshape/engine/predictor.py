@@ -13,7 +13,7 @@ import numpy as np
 
 from anyshape.engine.graph_model import GraphModel, describe_keras
 from anyshape.engine.images import Preprocessing
-from anyshape.engine.precision import PRECISIONS, choose, cpu_flags
+from anyshape.engine.precision import PRECISIONS, choose, cpu_flags, native_bf16
 
 FEATURE_LAYERS = ("avg_pool",) + tuple(f"mixed{i}" for i in range(11))
 ENGINES = ("auto", "onnxruntime", "openvino", "keras")
@@ -55,7 +55,7 @@ def _installed(name: str) -> str | None:
     return missing_extra(name, "fast" if name == "onnxruntime" else "openvino")
 
 
-def _backend(name: str, graph: GraphModel | None, model, threads: int, precision: str):
+def _backend(name: str, graph: GraphModel | None, model, threads: int, precision: str, float_remainder: str = "fp32"):
     if name == "keras":
         from anyshape.engine.keras_backend import KerasBackend
 
@@ -68,7 +68,7 @@ def _backend(name: str, graph: GraphModel | None, model, threads: int, precision
         return OrtBackend(graph.graph, threads=threads, precision=precision)
     from anyshape.engine.openvino_backend import OpenVinoBackend
 
-    return OpenVinoBackend(graph.graph, threads=threads, precision=precision)
+    return OpenVinoBackend(graph.graph, threads=threads, precision=precision, float_remainder=float_remainder)
 
 
 class Predictor:
@@ -179,8 +179,21 @@ class Predictor:
         choice = choose(engine, precision, flags=flags, available=tuple(available), quantized=quantized)
         if choice.engine == "keras" and engine != "keras" and self.fallback_reason is None and why_not:
             self.fallback_reason = "; ".join(why_not)
-        self._backend = _backend(choice.engine, self.graph_model, self.model, self.threads, choice.precision)
-        self.engine, self.precision, self.choice_reason = choice.engine, choice.precision, choice.reason
+        # an int8 file's float layers in bf16 on OpenVINO where quantize measured it keeps the file's
+        # fidelity (GraphModel.float_remainder) and this CPU computes bf16; else fp32
+        bf16_layers = (
+            choice.engine == "openvino"
+            and choice.precision == "int8"
+            and self.graph_model is not None
+            and self.graph_model.float_remainder == "bf16"
+            and native_bf16(flags)
+        )
+        self.float_remainder = "bf16" if bf16_layers else "fp32"
+        self._backend = _backend(
+            choice.engine, self.graph_model, self.model, self.threads, choice.precision, self.float_remainder
+        )
+        reason = choice.reason + (", its float layers in bf16 as quantize measured" if bf16_layers else "")
+        self.engine, self.precision, self.choice_reason = choice.engine, choice.precision, reason
 
     def __call__(self, batch: np.ndarray):
         x = self._checked(batch)
@@ -236,9 +249,16 @@ class Predictor:
             shapes = list(shapes) if isinstance(shapes[0], (tuple, list)) else [shapes]
         return [np.zeros((0, *s[1:]), np.float32) for s in shapes]
 
+    @property
+    def precision_text(self) -> str:
+        """The precision as runs and benches print it: "int8, float layers bf16" for an int8 file
+        whose float layers run in bf16 (GraphModel.float_remainder), else the precision."""
+        return self.precision + (", float layers bf16" if self.float_remainder == "bf16" else "")
+
     def metadata(self) -> dict:
-        """What ran, for output files: engine and precision."""
-        return {"engine": self.engine, "precision": self.precision}
+        """What ran, for output files: engine and precision (and an int8 file's float layers in bf16)."""
+        ran = {"engine": self.engine, "precision": self.precision}
+        return ran if self.float_remainder == "fp32" else {**ran, "float_remainder": self.float_remainder}
 
     def __getstate__(self):
         if self.graph_model is None:

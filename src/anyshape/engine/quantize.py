@@ -40,6 +40,7 @@ import numpy as np
 from anyshape.atomic_write import write_bytes_atomically
 from anyshape.engine.graph_model import GraphModel
 from anyshape.engine.images import ImageReader, find_images, parse_size
+from anyshape.engine.precision import cpu_flags, native_bf16
 from anyshape.engine.predictor import MissingExtra, Predictor, fidelity, missing_extra
 from anyshape.engine.runs import Progress
 from anyshape.errors import Message, OutputExistsError, ParameterError, message_of
@@ -153,6 +154,56 @@ def recipe_for(architecture: str | None) -> str:
     return FAMILY_RECIPES.get(family, DEFAULT_RECIPE) if family else DEFAULT_RECIPE
 
 
+# An int8 graph's float layers (what its recipe keeps in float, and everything between the
+# quantized nodes: BatchNorm not folded, activations, squeeze-and-excite, LayerNorm, pooling) run
+# in f32 on OpenVINO unless it is told bf16 (`GraphModel.float_remainder`). Measured on OpenVINO:
+# the int8 graph with its float layers in f32 -> in bf16, images/s relative to the float graph in
+# bf16, random weights, 224 px batch 16 (299 for the Inceptions), paired rounds in one process,
+# AMD EPYC Zen 4 (avx512_bf16, VNNI; the last five with two other jobs running): faster with bf16
+# for ConvNeXtTiny ("conv": its matmuls float) 0.58 -> 0.97x, EfficientNetB0 0.74 -> 0.95x,
+# MobileNetV3Large 1.08 -> 1.13x, MobileNet 2.07 -> 2.96x, MobileNetV2 0.72 -> 1.11x (their
+# depthwise convolutions float); about as fast for ResNet50 1.62 -> 1.63x, InceptionV3 1.45 ->
+# 1.47x, Xception 1.40 -> 1.41x, ResNet50V2 1.18 -> 1.22x, VGG16 1.68 -> 1.71x, EfficientNetV2B0
+# 1.26 -> 1.31x and 1.16 -> 0.92x (two runs); slower for DenseNet121 1.08 -> 0.89x,
+# NASNetMobile 0.88 -> 0.76x, InceptionResNetV2 1.69 -> 1.46x. So bf16 is tried for the first
+# five families only, and kept only where `bf16_remainder_holds` on the calibration images.
+BF16_REMAINDER_FAMILIES = frozenset({"convnext", "efficientnet", "mobilenet_v3", "mobilenet", "mobilenet_v2"})
+FLOAT_REMAINDER_CHOICES = ("auto", "fp32")
+# How much the int8 graph may lose with its float layers in bf16 against them in f32 (both vs the
+# float graph in fp32, on the calibration images): a tenth of bf16's own loss bound on the float
+# model (tests/test_precision.py: 0.5 point of top-1) in agreement; in cosine of the centered
+# logits, a loss that bf16's 8-bit mantissa alone gives on a trained network (ConvNeXtTiny with
+# random weights fell from >= 0.999 to 0.984: refused)
+REMAINDER_AGREEMENT_LOSS = 0.005
+REMAINDER_MEAN_COSINE_LOSS = 0.002
+REMAINDER_MIN_COSINE_LOSS = 0.01
+
+
+def bf16_remainder_for(architecture: str | None) -> bool:
+    """Whether `quantize` tries the int8 graph of network `architecture` with its float layers in
+    bf16 on OpenVINO (a family measured faster with it: BF16_REMAINDER_FAMILIES)."""
+    return _family(architecture) in BF16_REMAINDER_FAMILIES
+
+
+def bf16_remainder_holds(record: dict) -> bool:
+    """Whether a fidelity record's int8 graph with its float layers in bf16 (`record["bf16_remainder"]`)
+    follows the float model about as well as with them in f32 (the record's own figures): within
+    REMAINDER_AGREEMENT_LOSS of top-1 agreement, REMAINDER_MEAN_COSINE_LOSS of mean cosine and
+    REMAINDER_MIN_COSINE_LOSS of min cosine. False when it was not measured."""
+    bf16 = record.get("bf16_remainder")
+    if not bf16:
+        return False
+    if (
+        record["top1_agreement"] is not None
+        and bf16["top1_agreement"] < record["top1_agreement"] - REMAINDER_AGREEMENT_LOSS
+    ):
+        return False
+    return (
+        bf16["mean_cosine"] >= record["mean_cosine"] - REMAINDER_MEAN_COSINE_LOSS
+        and bf16["min_cosine"] >= record["min_cosine"] - REMAINDER_MIN_COSINE_LOSS
+    )
+
+
 _POOLS = {"GlobalAveragePool", "GlobalMaxPool"}
 
 
@@ -203,25 +254,66 @@ class QuantizeReport:
 
 def fidelity_line(record: dict) -> str:
     """One line for a fidelity record (`measure_fidelity`), as quantize and bench print it."""
-    top1 = record["top1_agreement"]
-    return (
+    line = (
         f"fidelity of int8 vs fp32 on {record['engine']}, {record['images']} calibration image(s)"
         + (f", recipe {record['recipe']}" if record.get("recipe") else "")
         + (f", {record['signed_activations']} signed activations" if record.get("signed_activations") else "")
         + ": "
-        + (f"top-1 agreement {100 * top1:.1f} %, " if top1 is not None else "")
-        + f"mean cosine {record['mean_cosine']:.4f}, min cosine {record['min_cosine']:.4f}"
+        + _figures_text(record)
     )
+    if record.get("bf16_remainder"):
+        kept = "kept" if bf16_remainder_holds(record) else "not kept: it lost more than the bound"
+        line += f"; its float layers in bf16 ({kept}): {_figures_text(record['bf16_remainder'])}"
+    return line
 
 
-def measure_fidelity(float_graph: GraphModel, int8_graph: GraphModel, batches: list, *, engine: str = "auto") -> dict:
+def _figures_text(figures: dict) -> str:
+    top1 = figures["top1_agreement"]
+    return (
+        f"top-1 agreement {100 * top1:.1f} %, " if top1 is not None else ""
+    ) + f"mean cosine {figures['mean_cosine']:.4f}, min cosine {figures['min_cosine']:.4f}"
+
+
+def measure_fidelity(
+    float_graph: GraphModel,
+    int8_graph: GraphModel,
+    batches: list,
+    *,
+    engine: str = "auto",
+    bf16_remainder: bool = False,
+) -> dict:
     """How closely `int8_graph` follows `float_graph` on preprocessed `batches`, both run on
     `engine` ("auto": the one the int8 graph runs on here; the float one at fp32): `top1_agreement` (share of
     images with the same top class; None when the model has no classifier), `mean_cosine` and
     `min_cosine` of their output rows (of the logits, less their mean, when the graph ends in a
-    softmax), `images`, and `engine` (where both ran: "openvino")."""
-    candidate = Predictor(int8_graph, engine=engine)
-    reference = Predictor(float_graph, engine=candidate.engine, precision="fp32")
+    softmax), `images`, and `engine` (where both ran: "openvino"). With `bf16_remainder`, when
+    that engine is OpenVINO on a CPU that computes bf16 natively, also the int8 graph with its
+    float layers in bf16: its three figures as `bf16_remainder` (else the key is absent)."""
+    candidate = Predictor(replace(int8_graph, float_remainder="fp32"), engine=engine)
+    reference = _remembered(Predictor(float_graph, engine=candidate.engine, precision="fp32"))
+    record = {**_figures(float_graph, reference, candidate, batches), "engine": candidate.engine}
+    if bf16_remainder and candidate.engine == "openvino" and native_bf16(cpu_flags()):
+        with_bf16 = Predictor(replace(int8_graph, float_remainder="bf16"), engine="openvino")
+        assert with_bf16.float_remainder == "bf16", with_bf16.choice_reason
+        figures = _figures(float_graph, reference, with_bf16, batches)
+        record["bf16_remainder"] = {k: figures[k] for k in ("top1_agreement", "mean_cosine", "min_cosine")}
+    return record
+
+
+def _remembered(predictor: Predictor):
+    """`predictor` run once per batch (the float reference, compared with more than one int8 run)."""
+    seen: dict[int, np.ndarray] = {}
+
+    def run(batch):
+        if id(batch) not in seen:
+            seen[id(batch)] = np.asarray(predictor(batch))
+        return seen[id(batch)]
+
+    return run
+
+
+def _figures(float_graph: GraphModel, reference, candidate, batches: list) -> dict:
+    """`measure_fidelity`'s figures of one int8 run against the float one (rounded to 4 decimals)."""
     if _ends_in_softmax(float_graph.graph):
         # Softmax scores of a model that is unsure (random weights, or an image of no class) are
         # all alike, and so cosine ~ 1 whatever int8 did; log-scores less their mean are the
@@ -235,7 +327,6 @@ def measure_fidelity(float_graph: GraphModel, int8_graph: GraphModel, batches: l
         "mean_cosine": round(measured["mean_cosine"], 4),
         "min_cosine": round(measured["min_cosine"], 4),
         "images": measured["rows"],
-        "engine": candidate.engine,
     }
 
 
@@ -441,7 +532,7 @@ def _ends_in_softmax(graph: bytes) -> bool:
     return made_by.get(nodes.output[0].name) == "Softmax"
 
 
-def _centered_log(predictor: Predictor):
+def _centered_log(predictor):
     """`predictor`, its softmax scores turned into log-scores less their row mean."""
 
     def run(batch):
@@ -462,13 +553,23 @@ def quantize(
     force: bool = False,
     progress: bool = False,
     engine: str = "auto",
+    float_remainder: str = "auto",
 ) -> QuantizeReport:
     """Quantize `model` (a Keras model or a float `GraphModel`) to int8 with the images in
     `calibrate` (a folder, searched recursively) and write the .onnx file `out` atomically. The
     report (and the file's metadata) holds the int8 model's fidelity to the float one on those
     images (`measure_fidelity`), measured on `engine` ("auto": the engine the file runs on here,
-    OpenVINO when installed; "onnxruntime" or "openvino")."""
+    OpenVINO when installed; "onnxruntime" or "openvino"). `float_remainder` "auto": on OpenVINO,
+    for the networks that run faster so (BF16_REMAINDER_FAMILIES), on a CPU that computes bf16,
+    the int8 graph is also measured with its float layers in bf16, and the file runs them in bf16
+    where that kept its fidelity (`bf16_remainder_holds`); "fp32": always in f32."""
     check_method(method, engine)
+    if float_remainder not in FLOAT_REMAINDER_CHOICES:
+        raise ParameterError(
+            "{float_remainder=*} is not one of {choices}",
+            float_remainder=float_remainder,
+            choices=", ".join(FLOAT_REMAINDER_CHOICES),
+        )
     out = Path(out)
     if out.suffix != ".onnx":
         raise ValueError(f"{out}: the quantized model is an ONNX file; give a name ending in .onnx")
@@ -487,16 +588,33 @@ def quantize(
     batches = calibration_batches(graph, calibrate, size=size, limit=limit, progress=progress, skipped=skipped)
     if progress:
         print(f"quantizing with {method} on {sum(len(b) for b in batches)} image(s) ...", file=sys.stderr)
-    recipe = recipe_for(graph.architecture) if method == "onnxruntime" else "nncf"
-    int8 = quantize_graph(graph, batches, method=method, recipe=None if method == "nncf" else recipe)
+    int8 = quantize_graph(graph, batches, method=method)
     if progress:
         print("measuring int8 against fp32 on the calibration images ...", file=sys.stderr)
-    measured = measure_fidelity(graph, int8, batches, engine=engine)
-    signed = signed_activations_for(graph.architecture) if method == "onnxruntime" else None
-    int8 = replace(int8, fidelity={**measured, "recipe": recipe, "signed_activations": signed})
+    try_bf16 = float_remainder == "auto" and bf16_remainder_for(graph.architecture)
+    measured = measure_fidelity(graph, int8, batches, engine=engine, bf16_remainder=try_bf16)
+    recipe, signed = quantized_form(graph, method)
+    int8 = replace(
+        int8,
+        fidelity={**measured, "recipe": recipe, "signed_activations": signed},
+        float_remainder="bf16" if bf16_remainder_holds(measured) else "fp32",
+    )
     # without force, not a file that appeared meanwhile either (another run writing `out`)
     write_bytes_atomically(out, int8.to_bytes(), overwrite=force)
     return QuantizeReport(out, method, sum(len(b) for b in batches), skipped, int8.fidelity)
+
+
+def quantized_form(graph: GraphModel, method: str = DEFAULT_METHOD, recipe: str | None = None) -> tuple:
+    """(recipe, signed activations) `quantize_graph` uses for `graph`: ("nncf", None) for NNCF,
+    else the recipe given or `recipe_for` its network, and `signed_activations_for` it."""
+    if method == "nncf":
+        if recipe is not None:
+            raise ValueError("recipe applies to method='onnxruntime' only; nncf places its own quantizers")
+        return "nncf", None
+    recipe = recipe_for(graph.architecture) if recipe is None else recipe
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {', '.join(map(repr, RECIPES))}, got {recipe!r}")
+    return recipe, signed_activations_for(graph.architecture)
 
 
 def quantize_graph(
@@ -505,16 +623,12 @@ def quantize_graph(
     """The int8 GraphModel of a float one, calibrated on preprocessed float32 `batches` (in memory).
     With ONNX Runtime's quantizer, `recipe` (a name of RECIPES; None: `recipe_for` the network
     the graph records) says which nodes are quantized, and `signed_activations_for` that network
-    how activations with a range below 0 are stored; NNCF applies its own."""
+    how activations with a range below 0 are stored (`quantized_form`); NNCF applies its own."""
+    recipe, signed = quantized_form(graph, method, recipe)
     if method == "nncf":
-        if recipe is not None:
-            raise ValueError("recipe applies to method='onnxruntime' only; nncf places its own quantizers")
         data = _quantize_nncf(graph.graph, batches)
     else:
-        recipe = recipe_for(graph.architecture) if recipe is None else recipe
-        if recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {', '.join(map(repr, RECIPES))}, got {recipe!r}")
-        data = _quantize_onnxruntime(graph.graph, batches, recipe, signed_activations_for(graph.architecture))
+        data = _quantize_onnxruntime(graph.graph, batches, recipe, signed)
     return replace(graph, graph=data, precision="int8")
 
 

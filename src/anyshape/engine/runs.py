@@ -317,7 +317,7 @@ def predict_paths(
         raise ValueError(f"top must be >= 1, got {top}")
     reader = make_reader(predictor, size, upscale=upscale, max_pixels=max_pixels)
     files, missing = find_images(paths)
-    summary = RunSummary(total=len(files) + len(missing), engine=predictor.engine, precision=predictor.precision)
+    summary = RunSummary(total=len(files) + len(missing), engine=predictor.engine, precision=predictor.precision_text)
     summary.failed.extend((str(p), f"{p}: {why}") for p, why in missing)
     rows: dict[str, dict] = {
         str(p): {"path": str(p), "predictions": None, "error": f"{p}: {why}"} for p, why in missing
