@@ -377,7 +377,6 @@ def test_bf16_float_layers_are_kept_only_within_their_bounds():
     from anyshape.engine.quantize import (
         REMAINDER_AGREEMENT_LOSS,
         REMAINDER_MEAN_COSINE_LOSS,
-        REMAINDER_MIN_COSINE_LOSS,
         bf16_remainder_holds,
     )
 
@@ -386,10 +385,11 @@ def test_bf16_float_layers_are_kept_only_within_their_bounds():
     at_bounds = {
         "top1_agreement": 0.99 - REMAINDER_AGREEMENT_LOSS,
         "mean_cosine": 0.999 - REMAINDER_MEAN_COSINE_LOSS,
-        "min_cosine": 0.99 - REMAINDER_MIN_COSINE_LOSS,
     }
     assert bf16_remainder_holds({**f32, "bf16_remainder": at_bounds})
-    for key in at_bounds:  # each figure a little beyond its bound: refused
+    at_bounds["min_cosine"] = 0.5  # one image's cosine does not decide (engine/quantize.py)
+    assert bf16_remainder_holds({**f32, "bf16_remainder": at_bounds})
+    for key in ("top1_agreement", "mean_cosine"):  # each a little beyond its bound: refused
         assert not bf16_remainder_holds({**f32, "bf16_remainder": {**at_bounds, key: at_bounds[key] - 1e-4}}), key
     features = {**f32, "top1_agreement": None}  # no classifier: the cosines decide
     assert bf16_remainder_holds({**features, "bf16_remainder": {**at_bounds, "top1_agreement": None}})

@@ -161,22 +161,27 @@ def recipe_for(architecture: str | None) -> str:
 # bf16, random weights, 224 px batch 16 (299 for the Inceptions), paired rounds in one process,
 # AMD EPYC Zen 4 (avx512_bf16, VNNI; the last five with two other jobs running): faster with bf16
 # for ConvNeXtTiny ("conv": its matmuls float) 0.58 -> 0.97x, EfficientNetB0 0.74 -> 0.95x,
-# MobileNetV3Large 1.08 -> 1.13x, MobileNet 2.07 -> 2.96x, MobileNetV2 0.72 -> 1.11x (their
-# depthwise convolutions float); about as fast for ResNet50 1.62 -> 1.63x, InceptionV3 1.45 ->
+# MobileNet 2.07 -> 2.96x, MobileNetV2 0.72 -> 1.11x (their depthwise convolutions float),
+# MobileNetV3Large 1.08 -> 1.13x; about as fast for ResNet50 1.62 -> 1.63x, InceptionV3 1.45 ->
 # 1.47x, Xception 1.40 -> 1.41x, ResNet50V2 1.18 -> 1.22x, VGG16 1.68 -> 1.71x, EfficientNetV2B0
 # 1.26 -> 1.31x and 1.16 -> 0.92x (two runs); slower for DenseNet121 1.08 -> 0.89x,
-# NASNetMobile 0.88 -> 0.76x, InceptionResNetV2 1.69 -> 1.46x. So bf16 is tried for the first
-# five families only, and kept only where `bf16_remainder_holds` on the calibration images.
-BF16_REMAINDER_FAMILIES = frozenset({"convnext", "efficientnet", "mobilenet_v3", "mobilenet", "mobilenet_v2"})
+# NASNetMobile 0.88 -> 0.76x, InceptionResNetV2 1.69 -> 1.46x. Fidelity, on the trained digit
+# models (benchmarks/quantize_family.py; 360 held-out digits, OpenVINO, f32 -> bf16 float layers):
+# EfficientNetB0 top-1 agreement 99.7 -> 99.7 %, mean cosine 0.9996 -> 0.9990; MobileNetV3Small
+# 99.4 -> 98.3 %, 0.9980 -> 0.9972 for 5 % more speed: not tried. So bf16 is tried for
+# ConvNeXt, EfficientNet, MobileNet and MobileNetV2, and kept only where `bf16_remainder_holds`
+# on the calibration images.
+BF16_REMAINDER_FAMILIES = frozenset({"convnext", "efficientnet", "mobilenet", "mobilenet_v2"})
 FLOAT_REMAINDER_CHOICES = ("auto", "fp32")
 # How much the int8 graph may lose with its float layers in bf16 against them in f32 (both vs the
-# float graph in fp32, on the calibration images): a tenth of bf16's own loss bound on the float
-# model (tests/test_precision.py: 0.5 point of top-1) in agreement; in cosine of the centered
-# logits, a loss that bf16's 8-bit mantissa alone gives on a trained network (ConvNeXtTiny with
-# random weights fell from >= 0.999 to 0.984: refused)
+# float graph in fp32, on the calibration images): half a point of top-1 agreement (the bound bf16
+# itself keeps on the float model in tests/test_precision.py) and 0.002 of
+# mean cosine of the centered logits (ConvNeXtTiny with random weights fell from >= 0.999 to
+# 0.984: refused). Not the min cosine: one image decides it, and on the trained digit models it
+# moved either way with agreement unchanged (EfficientNetB0 0.973 -> 0.928 on the held-out
+# digits; MobileNetV3Small 0.903 -> 0.968 on its calibration digits); it is recorded and printed.
 REMAINDER_AGREEMENT_LOSS = 0.005
 REMAINDER_MEAN_COSINE_LOSS = 0.002
-REMAINDER_MIN_COSINE_LOSS = 0.01
 
 
 def bf16_remainder_for(architecture: str | None) -> bool:
@@ -188,8 +193,8 @@ def bf16_remainder_for(architecture: str | None) -> bool:
 def bf16_remainder_holds(record: dict) -> bool:
     """Whether a fidelity record's int8 graph with its float layers in bf16 (`record["bf16_remainder"]`)
     follows the float model about as well as with them in f32 (the record's own figures): within
-    REMAINDER_AGREEMENT_LOSS of top-1 agreement, REMAINDER_MEAN_COSINE_LOSS of mean cosine and
-    REMAINDER_MIN_COSINE_LOSS of min cosine. False when it was not measured."""
+    REMAINDER_AGREEMENT_LOSS of top-1 agreement and REMAINDER_MEAN_COSINE_LOSS of mean cosine.
+    False when it was not measured."""
     bf16 = record.get("bf16_remainder")
     if not bf16:
         return False
@@ -198,10 +203,7 @@ def bf16_remainder_holds(record: dict) -> bool:
         and bf16["top1_agreement"] < record["top1_agreement"] - REMAINDER_AGREEMENT_LOSS
     ):
         return False
-    return (
-        bf16["mean_cosine"] >= record["mean_cosine"] - REMAINDER_MEAN_COSINE_LOSS
-        and bf16["min_cosine"] >= record["min_cosine"] - REMAINDER_MIN_COSINE_LOSS
-    )
+    return bf16["mean_cosine"] >= record["mean_cosine"] - REMAINDER_MEAN_COSINE_LOSS
 
 
 _POOLS = {"GlobalAveragePool", "GlobalMaxPool"}
