@@ -33,13 +33,14 @@ KEPT = {
     "conv+matmul, pooled float": {"first", "se_reduce", "se_expand", "head_matmul", "head_gemm"},
     "conv+matmul, depthwise+pooled float": {"first", "depthwise", "se_reduce", "se_expand", "head_matmul", "head_gemm"},
     "conv+matmul, last float": {"first", "head_gemm"},
+    "conv+concat": {"first"},
 }
 
 
 def _graph() -> bytes:
     """input (1, 3, 8, 8) -> first conv -> depthwise conv -> squeeze-and-excite (global pool, 1x1
-    conv, relu, 1x1 conv, sigmoid, times the map) -> pointwise conv -> global pool -> flatten ->
-    MatMul -> Gemm (the classifier)."""
+    conv, relu, 1x1 conv, sigmoid, times the map) -> pointwise conv -> concatenated with its input
+    (DenseNet's join) -> global pool -> flatten -> MatMul -> Gemm (the classifier)."""
     h = onnx.helper
     rng = np.random.default_rng(0)
 
@@ -56,7 +57,8 @@ def _graph() -> bytes:
         h.make_node("Sigmoid", ["s"], ["s2"], name="se_gate"),
         h.make_node("Mul", ["b", "s2"], ["c"], name="se_scale"),
         h.make_node("Conv", ["c", "wpw"], ["d"], name="pointwise"),
-        h.make_node("GlobalAveragePool", ["d"], ["e"], name="head_pool"),
+        h.make_node("Concat", ["d", "c"], ["dc"], name="concat", axis=1),
+        h.make_node("GlobalAveragePool", ["dc"], ["e"], name="head_pool"),
         h.make_node("Flatten", ["e"], ["f"], name="flatten"),
         h.make_node("MatMul", ["f", "wm"], ["g"], name="head_matmul"),
         h.make_node("Gemm", ["g", "wg", "bg"], ["y"], name="head_gemm"),
@@ -67,7 +69,7 @@ def _graph() -> bytes:
         weight("wse1", 2, 4, 1, 1),
         weight("wse2", 4, 2, 1, 1),
         weight("wpw", 4, 4, 1, 1),
-        weight("wm", 4, 4),
+        weight("wm", 8, 4),
         weight("wg", 4, 3),
         weight("bg", 3),
     ]
@@ -92,7 +94,8 @@ def test_each_recipe_keeps_its_kinds_of_node_in_float():
 def test_the_quantized_graph_follows_the_recipe(name):
     """Quantized by ONNX Runtime with the recipe: exactly the nodes of its op types that it does
     not keep in float read a weight through a DequantizeLinear (int8 per channel); the others keep
-    their float weight."""
+    their float weight; a recipe with Concat joins int8 tensors (each input through a
+    DequantizeLinear, the output quantized), the others join float ones."""
     batches = [np.random.default_rng(1).uniform(-1, 1, (4, 3, 8, 8)).astype(np.float32)]
     quantized = onnx.load_from_string(_quantize_onnxruntime(_graph(), batches, name))
     made_by = {out: node.op_type for node in quantized.graph.node for out in node.output}
@@ -102,6 +105,10 @@ def test_the_quantized_graph_follows_the_recipe(name):
     kinds = {"first": "Conv", "head_matmul": "MatMul", "head_gemm": "Gemm"}
     of_its_types = {n for n in WEIGHTED if kinds.get(n, "Conv") in RECIPES[name].op_types}
     assert int8 == of_its_types - KEPT[name]
+    concat = next(n for n in quantized.graph.node if n.name == "concat")
+    readers = {n.op_type for n in quantized.graph.node if concat.output[0] in n.input}
+    int8_join = all(made_by.get(i) == "DequantizeLinear" for i in concat.input) and readers == {"QuantizeLinear"}
+    assert int8_join == ("Concat" in RECIPES[name].op_types), name
 
 
 def test_each_network_gets_its_familys_recipe():

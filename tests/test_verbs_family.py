@@ -32,7 +32,13 @@ from anyshape import cli, engine
 from anyshape.archs import get_arch
 from anyshape.engine.precision import cpu_flags, native_bf16
 from anyshape.engine.predictor import fidelity
-from anyshape.engine.quantize import bf16_remainder_for, bf16_remainder_holds, recipe_for, signed_activations_for
+from anyshape.engine.quantize import (
+    RECIPES,
+    bf16_remainder_for,
+    bf16_remainder_holds,
+    recipe_for,
+    signed_activations_for,
+)
 from anyshape.shapes import minimum_size
 
 PIL = pytest.importorskip("PIL.Image")
@@ -114,15 +120,27 @@ def _int8_nodes(path) -> set[str]:
 
 
 def _weighted_nodes(path, recipe: str) -> set[str]:
-    """The nodes of a float file that `recipe` quantizes: its op types, less the nodes it keeps in float."""
+    """The weighted nodes of a float file that `recipe` quantizes: its op types, less the nodes it keeps in float."""
     import onnx
 
     from anyshape.engine.quantize import RECIPES, kept_in_float
 
     proto = onnx.load(path)
     chosen = RECIPES[recipe]
-    nodes = {n.name for n in proto.graph.node if n.op_type in chosen.op_types}
+    nodes = {
+        n.name for n in proto.graph.node if n.op_type in chosen.op_types and n.op_type in ("Conv", "MatMul", "Gemm")
+    }
     return nodes - set(kept_in_float(proto, chosen))
+
+
+def _joins(path) -> tuple[int, int]:
+    """(Concat nodes, those that join int8 tensors: every input through a DequantizeLinear) of a file."""
+    import onnx
+
+    graph = onnx.load(path).graph
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    concats = [n for n in graph.node if n.op_type == "Concat" and len(n.input) > 1]
+    return len(concats), sum(all(made_by.get(i) == "DequantizeLinear" for i in n.input) for n in concats)
 
 
 def _run(capsys, *argv):
@@ -217,6 +235,9 @@ def test_quantize_and_bench_on_each_family(built, photos, capsys, tmp_path, monk
     assert f"recipe {recipe}, {signed} signed activations:" in err, err
     quantized = _int8_nodes(int8)
     assert quantized and quantized == _weighted_nodes(path, recipe), recipe
+    if "Concat" in RECIPES[recipe].op_types:  # DenseNet's recipe: every join of int8 tensors
+        concats, int8_joins = _joins(int8)  # (with "conv", only where each input also feeds a convolution)
+        assert concats > 0 and int8_joins == concats, (concats, int8_joins)
     zero_points = _activation_zero_points(int8)  # every activation's (dtype, zero point)
     if signed == "symmetric":  # no uint8 with a zero point left: int8 at 0 for the signed ones
         assert all(z == 0 for _, z in zero_points) and ("int8", 0) in zero_points, zero_points
