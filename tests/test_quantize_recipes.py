@@ -105,6 +105,15 @@ def test_the_quantized_graph_follows_the_recipe(name):
     kinds = {"first": "Conv", "head_matmul": "MatMul", "head_gemm": "Gemm"}
     of_its_types = {n for n in WEIGHTED if kinds.get(n, "Conv") in RECIPES[name].op_types}
     assert int8 == of_its_types - KEPT[name]
+    # an activation is quantized only for a quantized node that reads it: no convolution's or
+    # matmul's output is quantized for the float layers after it (engine/quantize.py
+    # `unquantized_outputs`), except for the joins of a recipe with Concat
+    dequantized_by = {n.input[0]: n.output[0] for n in quantized.graph.node if n.op_type == "DequantizeLinear"}
+    for q in (
+        n for n in quantized.graph.node if n.op_type == "QuantizeLinear" and "Concat" not in RECIPES[name].op_types
+    ):
+        readers = {n.name for n in quantized.graph.node if dequantized_by[q.output[0]] in n.input}
+        assert readers & (int8 | {"concat"}), (name, q.input[0], readers)
     concat = next(n for n in quantized.graph.node if n.name == "concat")
     readers = {n.op_type for n in quantized.graph.node if concat.output[0] in n.input}
     int8_join = all(made_by.get(i) == "DequantizeLinear" for i in concat.input) and readers == {"QuantizeLinear"}
