@@ -11,7 +11,9 @@ Points: 224x224 batch 16, 224x224 batch 1, 160x320 batch 16 (`--points 224b16,22
 Engines:
   anyshape_auto  anyshape.engine.Predictor(model, precision="auto") (the engine/precision auto picks here)
   anyshape_int8  anyshape.engine.quantize_graph (calibrated on 32 random inputs: right for speed,
-                 not accuracy), run on the engine auto picks for it
+                 not accuracy), run on the engine auto picks for it, its float layers in bf16
+                 for the networks `quantize` tries that for (BF16_REMAINDER_FAMILIES: the file
+                 runs them so where they kept its fidelity on the user's images)
   keras_tf       the same Keras model's `predict_on_batch` on TensorFlow
   tv_eager_cl    torchvision's twin, eager, channels_last, torch.inference_mode
   tv_bf16_cl     the same under torch.autocast("cpu", dtype=torch.bfloat16)
@@ -117,11 +119,15 @@ def _make_engine(name: str, network: str, workdir: str):
     if name == "anyshape_auto":
         return engine.Predictor(model, precision="auto"), "nhwc"
     if name == "anyshape_int8":
-        from anyshape.engine.quantize import quantize_graph
+        import dataclasses
+
+        from anyshape.engine.quantize import bf16_remainder_for, quantize_graph
 
         rng = np.random.default_rng(0)
         calibration = [rng.uniform(-1, 1, (16, 224, 224, 3)).astype("float32") for _ in range(2)]
-        return engine.Predictor(quantize_graph(engine.GraphModel.from_keras(model), calibration)), "nhwc"
+        int8 = quantize_graph(engine.GraphModel.from_keras(model), calibration)
+        layers = "bf16" if bf16_remainder_for(network) else "fp32"
+        return engine.Predictor(dataclasses.replace(int8, float_remainder=layers)), "nhwc"
     raise ValueError(name)
 
 
