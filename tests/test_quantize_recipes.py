@@ -104,6 +104,26 @@ def test_the_quantized_graph_follows_the_recipe(name):
     assert int8 == of_its_types - KEPT[name]
 
 
+def test_matmul_and_gemm_outputs_stay_float():
+    """A quantized Gemm's and MatMul's output gets no QuantizeLinear of its own (UNQUANTIZED_OUTPUTS):
+    the Gemm writes the classifier's output unrounded (ONNX Runtime's default rounds the logits to
+    a calibrated range, which clipped the random-weight ConvNeXtTiny's logits on an image it was not
+    calibrated on: see the constant); the MatMul's output is quantized once, as the int8 Gemm's
+    input; both read int8 inputs; a Conv's output keeps its pair (what `conv` has always done)."""
+    from anyshape.engine.quantize import UNQUANTIZED_OUTPUTS
+
+    x = np.random.default_rng(1).uniform(-1, 1, (4, 3, 8, 8)).astype(np.float32)
+    graph = onnx.load_from_string(_quantize_onnxruntime(_graph(), [x], "conv+matmul")).graph
+    made_by = {out: node for node in graph.node for out in node.output}
+    quantized = [n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert set(UNQUANTIZED_OUTPUTS) == {"MatMul", "Gemm"}
+    assert "y" not in quantized and made_by["y"].name == "head_gemm"  # the logits straight from the Gemm
+    assert quantized.count("g") == 1 and "d" in quantized  # the Gemm's input; the pointwise Conv's output
+    for name in ("head_matmul", "head_gemm"):  # int8 inputs: activation and weight through DequantizeLinear
+        node = next(n for n in graph.node if n.name == name)
+        assert [made_by[i].op_type for i in node.input[:2]] == ["DequantizeLinear"] * 2, name
+
+
 def test_each_network_gets_its_familys_recipe():
     for arch in list_models():
         assert recipe_for(arch) == FAMILY_RECIPES.get(get_arch(arch).family, DEFAULT_RECIPE), arch
