@@ -22,6 +22,7 @@ from anyshape.engine.quantize import (  # noqa: E402
     kept_in_float,
     quantize_graph,
     recipe_for,
+    unquantized_outputs,
 )
 
 WEIGHTED = ["first", "depthwise", "se_reduce", "se_expand", "pointwise", "head_matmul", "head_gemm"]
@@ -118,6 +119,26 @@ def test_the_quantized_graph_follows_the_recipe(name):
     readers = {n.op_type for n in quantized.graph.node if concat.output[0] in n.input}
     int8_join = all(made_by.get(i) == "DequantizeLinear" for i in concat.input) and readers == {"QuantizeLinear"}
     assert int8_join == ("Concat" in RECIPES[name].op_types), name
+
+
+def test_convolution_and_matmul_outputs_stay_float():
+    """A quantized node's output gets no QuantizeLinear of its own (`unquantized_outputs`) unless the
+    recipe joins int8 tensors: the Gemm writes the classifier's output unrounded (ONNX Runtime's
+    default rounds the logits to a calibrated range, which clipped the random-weight ConvNeXtTiny's
+    logits on an image it was not calibrated on); the MatMul's output is quantized once, as the
+    int8 Gemm's input; the pointwise Conv's output, read by float layers only, stays float; the
+    matmuls read int8 inputs."""
+    assert unquantized_outputs(RECIPES["conv+matmul"]) == ["Conv", "MatMul", "Gemm"]
+    assert unquantized_outputs(RECIPES["conv+concat"]) == []  # its joins read the convolutions' int8 outputs
+    x = np.random.default_rng(1).uniform(-1, 1, (4, 3, 8, 8)).astype(np.float32)
+    graph = onnx.load_from_string(_quantize_onnxruntime(_graph(), [x], "conv+matmul")).graph
+    made_by = {out: node for node in graph.node for out in node.output}
+    quantized = [n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert "y" not in quantized and made_by["y"].name == "head_gemm"  # the logits straight from the Gemm
+    assert quantized.count("g") == 1 and "d" not in quantized  # the Gemm's input; the pointwise Conv's output
+    for name in ("head_matmul", "head_gemm"):  # int8 inputs: activation and weight through DequantizeLinear
+        node = next(n for n in graph.node if n.name == name)
+        assert [made_by[i].op_type for i in node.input[:2]] == ["DequantizeLinear"] * 2, name
 
 
 def test_each_network_gets_its_familys_recipe():
