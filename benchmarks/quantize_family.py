@@ -7,12 +7,14 @@ For each family's smallest member (tests/model_helpers.py `representatives()`, I
 them): the real network (weights=None, 10 classes, softmax) trained with Keras' `fit` on the
 bundled digits (1,437 training images, 3 channels) at its own small size: its smallest size with
 the top, at least 32 px (75 for InceptionV3 and InceptionResNetV2; VGG16 with Keras' flatten head,
-which fits 32 px), with the network's own preprocessing. Then its float ONNX graph
+which fits 32 px), with the network's own preprocessing, for 3 epochs at Adam's 1e-3 unless
+`EPOCHS` / `LEARNING_RATE` say otherwise (--epochs sets every network's). Then its float ONNX graph
 (`GraphModel.from_keras`) is quantized with each candidate recipe
 (`anyshape.engine.quantize.RECIPES`, plus NNCF's default when the package is installed),
 calibrated on the first 300 training digits, and measured against the float graph on the 360
 held-out test digits with `measure_fidelity` (top-1 agreement, mean and min cosine of the centered
-logits) on ONNX Runtime and on OpenVINO. Last, one quick timing on OpenVINO at batch 16 at the
+logits) on ONNX Runtime and on OpenVINO; the recipe `quantize` picks and the best one also with
+the other form of signed activations (`SYMMETRIC_FAMILIES`). Last, one quick timing on OpenVINO at batch 16 at the
 trained size: fp32, bf16 and int8 (the recipe `quantize` picks for the network) images/s. The
 machine is shared: the timings are indicative only.
 
