@@ -115,6 +115,66 @@ def temporary_files_in_the_session_folder(tmp_path_factory):
             os.environ[name] = value
 
 
+@pytest.fixture(scope="module")
+def s3():
+    """A moto S3 server on 127.0.0.1 (started here, stopped at the module's end); the AWS variables
+    are set while it runs (and before `local_ray` starts, in a module that asks for both, so that
+    Ray's worker processes inherit them). Yields the endpoint URL."""
+    import socket
+
+    moto_server = pytest.importorskip("moto.server")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def local_ray(request):
+    """One local Ray per test module that asks for it (tests/test_distributed.py,
+    tests/test_engine_family.py): on the loopback only (127.0.0.1), bounded (2 CPUs, a 100 MB
+    object store: larger objects, e.g. InceptionResNetV2's graph, go to disk; no dashboard),
+    started by the module's first test that asks for it and stopped at the module's end. A module
+    that sets `LOCAL_RAY_WITH_S3 = True` gets the `s3` server started first, so that Ray's worker
+    processes inherit its AWS variables (pytest then stops Ray before the server)."""
+    import logging
+
+    ray = pytest.importorskip("ray")
+    if getattr(request.module, "LOCAL_RAY_WITH_S3", False):
+        request.getfixturevalue("s3")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=100 * 1024**2,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        _node_ip_address="127.0.0.1",
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def trained_digits(tmp_path_factory):
     """InceptionV3 trained on digits (75x75x1) by anyshape.train: see tests/trained_digits.py."""

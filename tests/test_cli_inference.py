@@ -25,6 +25,7 @@ import pytest
 from anyshape import cli, create_model, engine
 from anyshape.archs import get_arch
 from anyshape.engine.manifest import RunManifest
+from anyshape.engine.quantize import recipe_for, signed_activations_for
 from anyshape.inception_v3 import InceptionV3
 from anyshape.model_info import ModelInfo, save_model
 
@@ -1051,6 +1052,18 @@ def test_every_verb_runs_the_network_arch_names(arch, options, capsys, photos, t
         graph = engine.GraphModel.load(q)
         assert (graph.precision, graph.architecture, graph.include_top) == ("int8", arch, True)
         assert graph.preprocessing.mode == a.preprocessing
+        recipe, signed = recipe_for(arch), signed_activations_for(arch)  # engine/quantize.py's tables
+        assert (graph.fidelity["recipe"], graph.fidelity["signed_activations"]) == (recipe, signed)
+        if arch == "mobilenet":  # its depthwise convolutions and 1x1-conv head (the last Conv) in float
+            import onnx
+
+            assert recipe == "conv+matmul, depthwise+pooled float"
+            proto = onnx.load(str(q)).graph
+            made_by = {out: n.op_type for n in proto.node for out in n.output}
+            convs = [n for n in proto.node if n.op_type == "Conv"]
+            int8 = {n.name for n in convs if made_by.get(n.input[1]) == "DequantizeLinear"}
+            grouped = {n.name for n in convs if any(at.name == "group" and at.i > 1 for at in n.attribute)}
+            assert int8 and grouped and not grouped & int8 and convs[-1].name not in int8
 
 
 def test_predict_refuses_a_model_without_its_top(capsys, photos, small_notop, tmp_path):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import threading
 
@@ -18,12 +17,13 @@ from PIL import Image
 
 ray = pytest.importorskip("ray")
 pa = pytest.importorskip("pyarrow")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")  # conftest's `s3`
 
 from anyshape import create_model, distributed, engine  # noqa: E402
 from anyshape.engine.manifest import ResumeMismatch  # noqa: E402
 from anyshape.engine.runs import RunInterrupted  # noqa: E402
 
+LOCAL_RAY_WITH_S3 = True  # conftest's `local_ray` starts conftest's `s3` (moto) first
 N_GOOD = 10
 SMALL_ARGS = ["--arch", "mobilenet", "--option", "alpha=0.25"]  # the small network on the command line
 
@@ -44,46 +44,6 @@ def _write_images(root):
     good = (root / "img00.png").read_bytes()
     (root / "truncated.png").write_bytes(good[: len(good) // 2])
     return root
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """A moto S3 server on 127.0.0.1 (started here, stopped at the end); the AWS variables are set
-    before Ray starts so that its worker processes inherit them."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    saved = {
-        k: os.environ.get(k)
-        for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
-    }
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@pytest.fixture(scope="module")
-def local_ray(s3):
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=150 * 1024**2, log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ tests/test_onnx_family.py); the exported graph takes any batch, height and width
 equals Keras; OpenVINO bf16 keeps the fp32 scores (cosine >= 0.99) where the CPU computes bf16
 (else it is refused) (`test_every_engine_path`); `--ray`: the Ray features job (anyshape.distributed,
 its actors get the Predictor as its ONNX graph and need no TensorFlow) gives the local run's rows
-(`test_ray_features_equal_the_local_run`, one local Ray for the module, started at the first
-family's Ray test and stopped at the end). int8 on each family: tests/test_verbs_family.py's
+(`test_ray_features_equal_the_local_run`, conftest's `local_ray`: one local Ray for the module,
+started at the first family's Ray test and stopped at the end). int8 on each family: tests/test_verbs_family.py's
 `quantize` test (the fidelity to fp32 asserted on ONNX Runtime, and the int8 file's agreement and
 cosine with the float model asserted on OpenVINO, the engine auto picks).
 
@@ -126,28 +126,6 @@ def test_every_engine_path(family):
     else:
         with pytest.raises(ValueError, match="no native bf16"):
             engine.Predictor(graph, engine="openvino", precision="bf16")
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """A local Ray on this machine's loopback, started by the first test that asks for it (after the
-    first family's other tests) and stopped at the end of the module."""
-    import logging
-
-    import ray
-
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=100 * 1024**2,  # a graph larger than this (InceptionResNetV2's) goes to disk
-        log_to_driver=False,
-        logging_level=logging.ERROR,
-        _node_ip_address="127.0.0.1",
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def test_ray_features_equal_the_local_run(family, local_ray, tmp_path):
