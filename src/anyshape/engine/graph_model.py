@@ -207,13 +207,8 @@ def _fidelity(record):
     record raises TypeError / ValueError / KeyError: invalid metadata)."""
     if record is None:
         return None
-    if not isinstance(record, dict):
-        raise TypeError(f"fidelity is a {type(record).__name__}, not a record")
-    top1 = record["top1_agreement"]
     return {
-        "top1_agreement": None if top1 is None else float(top1),
-        "mean_cosine": float(record["mean_cosine"]),
-        "min_cosine": float(record["min_cosine"]),
+        **_figures(record, "fidelity"),
         "images": int(record["images"]),
         "engine": str(record["engine"]),
         # what was quantized (`quantize.RECIPES`, or "nncf"); files written before it was recorded lack it
@@ -221,14 +216,19 @@ def _fidelity(record):
         # how activations below 0 are stored ("symmetric" / "asymmetric"); older files lack it
         **({"signed_activations": str(record["signed_activations"])} if record.get("signed_activations") else {}),
         # OpenVINO's float layers in bf16 measured too (`quantize`); older files lack it
-        **({"bf16_remainder": _figures(record["bf16_remainder"])} if record.get("bf16_remainder") else {}),
+        **(
+            {"bf16_remainder": _figures(record["bf16_remainder"], "bf16_remainder")}
+            if record.get("bf16_remainder")
+            else {}
+        ),
     }
 
 
-def _figures(record) -> dict:
-    """A measured run's figures inside a fidelity record (the int8 graph with its float layers in bf16)."""
+def _figures(record, name: str) -> dict:
+    """A measured run's three figures (top-1 agreement, mean and min cosine) from the record `name`:
+    the fidelity record itself, or its `bf16_remainder` (the int8 graph with its float layers in bf16)."""
     if not isinstance(record, dict):
-        raise TypeError(f"bf16_remainder is a {type(record).__name__}, not a record")
+        raise TypeError(f"{name} is a {type(record).__name__}, not a record")
     top1 = record["top1_agreement"]
     return {
         "top1_agreement": None if top1 is None else float(top1),
