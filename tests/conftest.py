@@ -108,6 +108,11 @@ def temporary_files_in_the_session_folder(tmp_path_factory):
     tempfile.tempdir = str(folder)
     yield folder
     tempfile.tempdir = None
+    _restore_environ(saved)
+
+
+def _restore_environ(saved: dict) -> None:
+    """Put back the environment variables `saved` holds (name: value, None: was not set)."""
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)
@@ -141,11 +146,7 @@ def s3():
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _restore_environ(saved)
 
 
 @pytest.fixture(scope="module")
