@@ -397,6 +397,20 @@ def test_every_engine_refuses_a_bad_batch_with_one_message_and_runs_on(predictor
     assert all(len(m) == 1 for m in messages.values()), messages
 
 
+def test_openvino_results_are_the_callers_own(predictors_on_every_engine):
+    """OpenVINO reads the batch in place and its outputs live in the request's buffers: a result
+    the caller holds is not changed by the next call, and the batch is not changed by the run."""
+    p = predictors_on_every_engine["openvino"]
+    a, b = _input((2, 75, 80, 3)), _input((2, 75, 80, 3)) + 0.5
+    kept = a.copy()
+    first = p(a)
+    held = first.copy()
+    second = p(b)
+    assert np.array_equal(first, held) and np.array_equal(a, kept)
+    assert not np.allclose(first, second)
+    assert np.abs(p(a[:, :, ::-1][:, :, ::-1]) - held).max() <= TOL  # a strided view runs the same
+
+
 class _Recording:
     """A backend wrapper that records the batch sizes the backend is given."""
 

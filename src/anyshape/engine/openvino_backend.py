@@ -41,8 +41,13 @@ class OpenVinoBackend:
         self._n_outputs = len(self._compiled.outputs)
 
     def __call__(self, batch: np.ndarray) -> list:
-        result = self._request.infer({0: batch})
-        return [np.array(result[i]) for i in range(self._n_outputs)]
+        # Without copies in OpenVINO: the request reads the batch where it is (Predictor hands a
+        # contiguous float32 array) and its outputs are views of the request's own buffers, which
+        # the next call overwrites, so each is copied once here. OpenVINO's default copies the
+        # input in and the outputs out (then np.array copied them again): measured 5 to 10 % of
+        # MobileNetV3Large's time at 224 batch 1 and 160x320 batch 16 on 2 Zen 4 cores.
+        result = self._request.infer({0: batch}, share_inputs=True, share_outputs=True)
+        return [np.array(result[i], copy=True) for i in range(self._n_outputs)]
 
     def run_many(self, batches: list) -> list:
         return [self(b) for b in batches]
