@@ -179,9 +179,13 @@ def _end_to_end(predictor, workdir: str, count: int) -> dict:
 
 
 def worker(name: str) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as workdir:  # the export and photos go with it
+        _serve(name, workdir)
+
+
+def _serve(name: str, workdir: str) -> None:
     import numpy as np
 
-    workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
     out = sys.stdout
     try:
         run, layout = _make_engine(name, workdir)
