@@ -12,7 +12,7 @@ Engines:
   anyshape_auto  anyshape.engine.Predictor(model, precision="auto") (the engine/precision auto picks here)
   anyshape_int8  anyshape.engine.quantize_graph (calibrated on 32 random inputs: right for speed,
                  not accuracy), run on the engine auto picks for it, its float layers in bf16
-                 for the networks `quantize` tries that for (BF16_REMAINDER_FAMILIES: the file
+                 for the networks `quantize` tries that for (FAMILY_INT8's bf16_remainder: the file
                  runs them so where they kept its fidelity on the user's images)
   keras_tf       the same Keras model's `predict_on_batch` on TensorFlow
   tv_eager_cl    torchvision's twin, eager, channels_last, torch.inference_mode

@@ -14,7 +14,7 @@ which fits 32 px), with the network's own preprocessing, for 3 epochs at Adam's 
 calibrated on the first 300 training digits, and measured against the float graph on the 360
 held-out test digits with `measure_fidelity` (top-1 agreement, mean and min cosine of the centered
 logits) on ONNX Runtime and on OpenVINO; the recipe `quantize` picks and the best one also with
-the other form of signed activations (`SYMMETRIC_FAMILIES`). Last, one quick timing on OpenVINO at batch 16 at the
+the other form of signed activations (FAMILY_INT8's `signed`). Last, one quick timing on OpenVINO at batch 16 at the
 trained size: fp32, bf16 and int8 (the recipe `quantize` picks for the network) images/s. The
 machine is shared: the timings are indicative only.
 
@@ -159,18 +159,23 @@ def _measure(graph, int8, held_out) -> tuple[list[str], list[dict]]:
 
 def _other_signed(graph, calibration, held_out, recipe: str) -> str:
     """`recipe` measured with the other way of storing signed activations than the network's
-    (`SYMMETRIC_FAMILIES`: int8 with zero point 0 <-> uint8 with a zero point)."""
+    (FAMILY_INT8's `signed`: int8 with zero point 0 <-> uint8 with a zero point)."""
+    import dataclasses
+
     from anyshape.archs import get_arch
 
     quantize = sys.modules["anyshape.engine.quantize"]  # the module (anyshape.engine.quantize is also a function)
     family = get_arch(graph.architecture).family
-    saved = quantize.SYMMETRIC_FAMILIES
-    other = "asymmetric" if family in saved else "symmetric"
-    quantize.SYMMETRIC_FAMILIES = saved ^ {family}
+    had, saved = family in quantize.FAMILY_INT8, quantize.family_int8(graph.architecture)
+    other = "asymmetric" if saved.signed == "symmetric" else "symmetric"
+    quantize.FAMILY_INT8[family] = dataclasses.replace(saved, signed=other)
     try:
         cells, _ = _measure(graph, quantize.quantize_graph(graph, calibration, recipe=recipe), held_out)
     finally:
-        quantize.SYMMETRIC_FAMILIES = saved
+        if had:
+            quantize.FAMILY_INT8[family] = saved
+        else:
+            del quantize.FAMILY_INT8[family]
     return f"  {recipe}, {other} signed activations: {' | '.join(cells)}"
 
 

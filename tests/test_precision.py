@@ -370,7 +370,7 @@ def test_quantize_does_not_replace_a_file_written_meanwhile(random_digits, tmp_p
     assert out.read_bytes() == b"the other run's file" and [p.name for p in tmp_path.iterdir()] == [out.name]
 
 
-# --- an int8 file's float layers in bf16 on OpenVINO (engine/quantize.py, BF16_REMAINDER_FAMILIES) --
+# --- an int8 file's float layers in bf16 on OpenVINO (engine/quantize.py, FAMILY_INT8) --
 
 
 def test_bf16_float_layers_are_kept_only_within_their_bounds():
@@ -410,7 +410,7 @@ def remainder_files(random_digits, tmp_path_factory):
     graph = dataclasses.replace(engine.GraphModel.from_keras(random_digits.model), architecture="inception_v3")
     files = {}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(module, "BF16_REMAINDER_FAMILIES", module.BF16_REMAINDER_FAMILIES | {"inception_v3"})
+        mp.setitem(module.FAMILY_INT8, "inception_v3", module.FamilyInt8(bf16_remainder=True))
         for name, mean_loss in (("kept", module.REMAINDER_MEAN_COSINE_LOSS), ("refused", -1.0)):
             mp.setattr(module, "REMAINDER_MEAN_COSINE_LOSS", mean_loss)
             out = folder / f"{name}.onnx"

@@ -16,12 +16,16 @@ from anyshape.archs import get_arch, list_models  # noqa: E402
 from anyshape.engine import GraphModel  # noqa: E402
 from anyshape.engine.quantize import (  # noqa: E402
     DEFAULT_RECIPE,
-    FAMILY_RECIPES,
+    FAMILY_INT8,
     RECIPES,
+    FamilyInt8,
     _quantize_onnxruntime,
+    bf16_remainder_for,
+    family_int8,
     kept_in_float,
     quantize_graph,
     recipe_for,
+    signed_activations_for,
     unquantized_outputs,
 )
 
@@ -142,11 +146,23 @@ def test_convolution_and_matmul_outputs_stay_float():
 
 
 def test_each_network_gets_its_familys_recipe():
+    """Every network gets its family's record (recipe, signed activations, bf16 float layers tried),
+    a network of an unlisted family or none the defaults; every record names a recipe and a form of
+    signed activations quantize knows, and a family anyshape has."""
     for arch in list_models():
-        assert recipe_for(arch) == FAMILY_RECIPES.get(get_arch(arch).family, DEFAULT_RECIPE), arch
-    assert recipe_for(None) == DEFAULT_RECIPE
-    assert set(FAMILY_RECIPES.values()) <= set(RECIPES) and DEFAULT_RECIPE in RECIPES
-    assert set(FAMILY_RECIPES) <= {get_arch(a).family for a in list_models()}
+        plan = FAMILY_INT8.get(get_arch(arch).family, FamilyInt8())
+        assert family_int8(arch) == plan, arch
+        assert (recipe_for(arch), signed_activations_for(arch), bf16_remainder_for(arch)) == (
+            plan.recipe,
+            plan.signed,
+            plan.bf16_remainder,
+        ), arch
+    assert family_int8(None) == family_int8("not_a_network") == FamilyInt8(DEFAULT_RECIPE, "asymmetric", False)
+    assert {p.recipe for p in FAMILY_INT8.values()} <= set(RECIPES) and DEFAULT_RECIPE in RECIPES
+    assert {p.signed for p in FAMILY_INT8.values()} <= {"asymmetric", "symmetric"}
+    assert set(FAMILY_INT8) <= {get_arch(a).family for a in list_models()}
+    assert recipe_for("densenet121") == "conv+concat" and signed_activations_for("densenet121") == "symmetric"
+    assert bf16_remainder_for("efficientnet_b0") and not bf16_remainder_for("inception_v3")
 
 
 def test_quantize_graph_refuses_an_unknown_recipe_and_a_recipe_for_nncf():
@@ -165,8 +181,6 @@ def test_symmetric_signed_activations_keep_each_range_and_the_results():
     reads (the MatMul's output, read by the Gemm) keeps uint8."""
     import onnxruntime as ort
     from onnx import numpy_helper
-
-    from anyshape.engine.quantize import SYMMETRIC_FAMILIES, signed_activations_for
 
     x = np.random.default_rng(1).uniform(-1, 1, (4, 3, 8, 8)).astype(np.float32)
     graphs = {s: _quantize_onnxruntime(_graph(), [x], "conv+matmul", s) for s in ("asymmetric", "symmetric")}
@@ -200,5 +214,5 @@ def test_symmetric_signed_activations_keep_each_range_and_the_results():
     want = run(_graph())
     errors = {s: np.abs(run(g) - want).max() / np.abs(want).max() for s, g in graphs.items()}
     assert errors["symmetric"] <= max(3 * errors["asymmetric"], 0.05), errors
-    assert signed_activations_for("mobilenet_v3_small") == "symmetric" and "mobilenet_v3" in SYMMETRIC_FAMILIES
+    assert signed_activations_for("mobilenet_v3_small") == "symmetric" == FAMILY_INT8["mobilenet_v3"].signed
     assert signed_activations_for("efficientnet_b0") == signed_activations_for(None) == "asymmetric"

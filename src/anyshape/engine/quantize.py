@@ -1,7 +1,7 @@
 """int8 post-training quantization calibrated on the user's own images (`anyshape quantize`).
 
 The float ONNX graph (from `anyshape.onnx_graph`) is quantized statically to a QDQ graph:
-the nodes the network's recipe names (`RECIPES`, `FAMILY_RECIPES`: convolutions, and for some
+the nodes the network's recipe names (`RECIPES`, `FAMILY_INT8`: convolutions, and for some
 networks matmuls, less the kinds of node the recipe keeps in float) get int8 weights (per output
 channel) and 8-bit activations whose ranges come from running the calibration images through
 the float graph. The result is an
@@ -95,43 +95,7 @@ DEFAULT_RECIPE = "conv"
 # recipe (DenseNet, ResNet, ResNetV2, VGG16: 100.0 / 100.0 % with every recipe; NASNetMobile:
 # 98.9 / 97.8 %, short of 99 %, the others no better on OpenVINO; InceptionV3:
 # tests/trained_digits.py; InceptionResNetV2: 100.0 / 100.0 % with "conv" and "conv+matmul").
-FAMILY_RECIPES: dict[str, str] = {
-    # depthwise convolutions in float: one 3x3 filter per channel, BatchNorm folded in, so a
-    # per-channel scale covers 9 weights (the usual int8 loss of MobileNets: Krishnamoorthi 2018,
-    # arXiv:1806.08342); EfficientNetB0 99.2 / 98.9 % -> 99.4 / 99.7 %; MobileNetV2 (trained 20
-    # epochs, 95.6 % accurate in float; symmetric) "conv" 99.2 / 98.9 % -> 99.2 / 99.2 % (measured with
-    # convolutions' outputs left float, unquantized_outputs; "conv" and this recipe before that:
-    # 99.2 / 98.9 % and 98.9 / 99.2 %)
-    "efficientnet": "conv+matmul, depthwise float",
-    "mobilenet_v2": "conv+matmul, depthwise float",
-    # MobileNet (trained 20 epochs, 92.8 % accurate in float): the depthwise convolutions and its
-    # 1x1-conv head (on the pooled features) in float: 98.9 / 98.9 % (convolutions' outputs left
-    # float), one digit short of 99 %; the depthwise ones alone 98.6 / 98.6 %, "conv" 96.9 / 97.5 %
-    # (with the outputs quantized)
-    "mobilenet": "conv+matmul, depthwise+pooled float",
-    # MobileNetV3 and EfficientNetV2: "conv" with symmetric signed activations (SYMMETRIC_FAMILIES):
-    # MobileNetV3Small 99.4 / 99.2 %, EfficientNetV2B0 100.0 / 99.4 % (OpenVINO's float remainder in
-    # bf16), and fast: the recipe that also kept the depthwise and squeeze-and-excite convolutions
-    # in float kept 100.0 / 99.7 % and 100.0 / 100.0 % with uint8 activations, but ran at 0.59x
-    # (MobileNetV3Large, 224 px batch 16) the float graph in bf16, where "conv" symmetric ran 1.40x.
-    # ConvNeXt's pointwise layers (Dense: MatMul) hold most of its work, and "conv" leaves them
-    # float: every recipe kept 100.0 / 100.0 % (mean cosine 1.0000), and int8 with its matmuls ran
-    # 2.3x the "conv" graph on OpenVINO (32 px, batch 16: 768 vs 338 images/s, bf16 665; indicative).
-    # Its random-weight ConvNeXtTiny (tests/test_verbs_family.py) fell to cosine 0.984 with fp32 while
-    # the matmuls' outputs were quantized too: the classifier's logits clipped to the range of the one
-    # calibration photo (on both engines; see `unquantized_outputs`); without that 0.9999 on both.
-    "convnext": "conv+matmul",
-    # its Dense head quantized too: 99.4 / 100.0 % -> 99.7 / 100.0 % (one digit); as fast
-    "xception": "conv+matmul",
-    # DenseNet's joins quantized too, with symmetric signed activations (SYMMETRIC_FAMILIES):
-    # with "conv" OpenVINO turned each dense layer's input into a reference-kernel Convert (u8 ->
-    # f32) and a per-channel FakeQuantize in f32 (BatchNorm+ReLU+requantize), 34 % of DenseNet121's
-    # int8 time (its profiling counters, 224 px batch 16, Zen 4), and int8 ran 0.98-1.08x the float
-    # graph in bf16; with int8 joins 1.72x (NNCF's own graph: 1.89x). Trained digits, held-out
-    # agreement ONNX Runtime / OpenVINO: "conv" 100.0 / 99.7 %, "conv+concat" symmetric 100.0 /
-    # 100.0 % (mean cosine 0.9999 on both)
-    "densenet": "conv+concat",
-}
+# (FAMILY_INT8 below: its `recipe`s, with these measurements beside each)
 
 
 # Signed activations (a range below 0: linear bottlenecks, hard-swish and swish outputs) as int8
@@ -148,29 +112,7 @@ FAMILY_RECIPES: dict[str, str] = {
 # unchanged by it; the others are not measured yet and keep uint8. Since convolutions' outputs
 # are left float (unquantized_outputs), MobileNetV2 (trained 20 epochs, its recipe) keeps 99.2 /
 # 99.2 % either way, and MobileNet (ReLU6 before every quantized convolution) is unchanged by it.
-SYMMETRIC_FAMILIES = frozenset({"mobilenet_v2", "mobilenet_v3", "efficientnet_v2", "densenet"})
-
-
-def _family(architecture: str | None) -> str | None:
-    from anyshape.archs import get_arch
-
-    try:
-        return get_arch(architecture).family if architecture else None
-    except (KeyError, ValueError):
-        return None
-
-
-def signed_activations_for(architecture: str | None) -> str:
-    """ "symmetric" (int8, zero point 0) or "asymmetric" (uint8 with a zero point): how `quantize`
-    stores the activations of network `architecture` whose range goes below 0."""
-    return "symmetric" if _family(architecture) in SYMMETRIC_FAMILIES else "asymmetric"
-
-
-def recipe_for(architecture: str | None) -> str:
-    """The recipe `quantize` uses for a graph of network `architecture` (None, or a network
-    anyshape does not know: DEFAULT_RECIPE, measured on InceptionV3)."""
-    family = _family(architecture)
-    return FAMILY_RECIPES.get(family, DEFAULT_RECIPE) if family else DEFAULT_RECIPE
+# (FAMILY_INT8 below: `signed` "symmetric" for MobileNetV2, MobileNetV3, EfficientNetV2, DenseNet)
 
 
 # An int8 graph's float layers (what its recipe keeps in float, and everything between the
@@ -192,7 +134,92 @@ def recipe_for(architecture: str | None) -> str:
 # still gains (0.92 -> 1.15x), and ConvNeXt, now with int8 matmuls, does not (1.20 -> 1.19x): not
 # tried. So bf16 is tried for EfficientNet, MobileNet and MobileNetV2, and kept only where
 # `bf16_remainder_holds` on the calibration images.
-BF16_REMAINDER_FAMILIES = frozenset({"efficientnet", "mobilenet", "mobilenet_v2"})
+# (FAMILY_INT8 below: `bf16_remainder` for EfficientNet, MobileNet, MobileNetV2)
+
+
+@dataclass(frozen=True)
+class FamilyInt8:
+    """What `quantize` does for the networks of one family, each part measured (the comments
+    above and in FAMILY_INT8): `recipe`, a name of RECIPES; `signed`, how activations whose range
+    goes below 0 are stored ("asymmetric": uint8 with a zero point; "symmetric": int8 with zero
+    point 0); `bf16_remainder`, whether its int8 graph's float layers are tried in bf16 on OpenVINO."""
+
+    recipe: str = DEFAULT_RECIPE
+    signed: str = "asymmetric"
+    bf16_remainder: bool = False
+
+
+# A family not listed gets FamilyInt8(): DEFAULT_RECIPE, uint8 activations, float layers in f32.
+FAMILY_INT8: dict[str, FamilyInt8] = {
+    # depthwise convolutions in float: one 3x3 filter per channel, BatchNorm folded in, so a
+    # per-channel scale covers 9 weights (the usual int8 loss of MobileNets: Krishnamoorthi 2018,
+    # arXiv:1806.08342); EfficientNetB0 99.2 / 98.9 % -> 99.4 / 99.7 %; MobileNetV2 (trained 20
+    # epochs, 95.6 % accurate in float; symmetric) "conv" 99.2 / 98.9 % -> 99.2 / 99.2 % (measured with
+    # convolutions' outputs left float, unquantized_outputs; "conv" and this recipe before that:
+    # 99.2 / 98.9 % and 98.9 / 99.2 %)
+    "efficientnet": FamilyInt8("conv+matmul, depthwise float", bf16_remainder=True),
+    "mobilenet_v2": FamilyInt8("conv+matmul, depthwise float", "symmetric", bf16_remainder=True),
+    # MobileNet (trained 20 epochs, 92.8 % accurate in float): the depthwise convolutions and its
+    # 1x1-conv head (on the pooled features) in float: 98.9 / 98.9 % (convolutions' outputs left
+    # float), one digit short of 99 %; the depthwise ones alone 98.6 / 98.6 %, "conv" 96.9 / 97.5 %
+    # (with the outputs quantized)
+    "mobilenet": FamilyInt8("conv+matmul, depthwise+pooled float", bf16_remainder=True),
+    # MobileNetV3 and EfficientNetV2: "conv" with symmetric signed activations (`signed`):
+    # MobileNetV3Small 99.4 / 99.2 %, EfficientNetV2B0 100.0 / 99.4 % (OpenVINO's float remainder in
+    # bf16), and fast: the recipe that also kept the depthwise and squeeze-and-excite convolutions
+    # in float kept 100.0 / 99.7 % and 100.0 / 100.0 % with uint8 activations, but ran at 0.59x
+    # (MobileNetV3Large, 224 px batch 16) the float graph in bf16, where "conv" symmetric ran 1.40x.
+    "mobilenet_v3": FamilyInt8(signed="symmetric"),
+    "efficientnet_v2": FamilyInt8(signed="symmetric"),
+    # ConvNeXt's pointwise layers (Dense: MatMul) hold most of its work, and "conv" leaves them
+    # float: every recipe kept 100.0 / 100.0 % (mean cosine 1.0000), and int8 with its matmuls ran
+    # 2.3x the "conv" graph on OpenVINO (32 px, batch 16: 768 vs 338 images/s, bf16 665; indicative).
+    # Its random-weight ConvNeXtTiny (tests/test_verbs_family.py) fell to cosine 0.984 with fp32 while
+    # the matmuls' outputs were quantized too: the classifier's logits clipped to the range of the one
+    # calibration photo (on both engines; see `unquantized_outputs`); without that 0.9999 on both.
+    "convnext": FamilyInt8("conv+matmul"),
+    # its Dense head quantized too: 99.4 / 100.0 % -> 99.7 / 100.0 % (one digit); as fast
+    "xception": FamilyInt8("conv+matmul"),
+    # DenseNet's joins quantized too, with symmetric signed activations (`signed`):
+    # with "conv" OpenVINO turned each dense layer's input into a reference-kernel Convert (u8 ->
+    # f32) and a per-channel FakeQuantize in f32 (BatchNorm+ReLU+requantize), 34 % of DenseNet121's
+    # int8 time (its profiling counters, 224 px batch 16, Zen 4), and int8 ran 0.98-1.08x the float
+    # graph in bf16; with int8 joins 1.72x (NNCF's own graph: 1.89x). Trained digits, held-out
+    # agreement ONNX Runtime / OpenVINO: "conv" 100.0 / 99.7 %, "conv+concat" symmetric 100.0 /
+    # 100.0 % (mean cosine 0.9999 on both)
+    "densenet": FamilyInt8("conv+concat", "symmetric"),
+}
+
+
+def family_int8(architecture: str | None) -> FamilyInt8:
+    """What `quantize` does for a graph of network `architecture` (None, or a network anyshape
+    does not know: FamilyInt8(), DEFAULT_RECIPE measured on InceptionV3)."""
+    from anyshape.archs import get_arch
+
+    try:
+        family = get_arch(architecture).family if architecture else None
+    except (KeyError, ValueError):
+        family = None
+    return FAMILY_INT8.get(family, FamilyInt8())
+
+
+def signed_activations_for(architecture: str | None) -> str:
+    """ "symmetric" (int8, zero point 0) or "asymmetric" (uint8 with a zero point): how `quantize`
+    stores the activations of network `architecture` whose range goes below 0."""
+    return family_int8(architecture).signed
+
+
+def recipe_for(architecture: str | None) -> str:
+    """The recipe `quantize` uses for a graph of network `architecture`."""
+    return family_int8(architecture).recipe
+
+
+def bf16_remainder_for(architecture: str | None) -> bool:
+    """Whether `quantize` tries the int8 graph of network `architecture` with its float layers in
+    bf16 on OpenVINO (a family measured faster with it)."""
+    return family_int8(architecture).bf16_remainder
+
+
 FLOAT_REMAINDER_CHOICES = ("auto", "fp32")
 # How much the int8 graph may lose with its float layers in bf16 against them in f32 (both vs the
 # float graph in fp32, on the calibration images): half a point of top-1 agreement (the bound bf16
@@ -203,12 +230,6 @@ FLOAT_REMAINDER_CHOICES = ("auto", "fp32")
 # digits; MobileNetV3Small 0.903 -> 0.968 on its calibration digits); it is recorded and printed.
 REMAINDER_AGREEMENT_LOSS = 0.005
 REMAINDER_MEAN_COSINE_LOSS = 0.002
-
-
-def bf16_remainder_for(architecture: str | None) -> bool:
-    """Whether `quantize` tries the int8 graph of network `architecture` with its float layers in
-    bf16 on OpenVINO (a family measured faster with it: BF16_REMAINDER_FAMILIES)."""
-    return _family(architecture) in BF16_REMAINDER_FAMILIES
 
 
 def bf16_remainder_holds(record: dict) -> bool:
@@ -611,7 +632,7 @@ def quantize(
     report (and the file's metadata) holds the int8 model's fidelity to the float one on those
     images (`measure_fidelity`), measured on `engine` ("auto": the engine the file runs on here,
     OpenVINO when installed; "onnxruntime" or "openvino"). `float_remainder` "auto": on OpenVINO,
-    for the networks that run faster so (BF16_REMAINDER_FAMILIES), on a CPU that computes bf16,
+    for the networks that run faster so (FAMILY_INT8's `bf16_remainder`), on a CPU that computes bf16,
     the int8 graph is also measured with its float layers in bf16, and the file runs them in bf16
     where that kept its fidelity (`bf16_remainder_holds`); "fp32": always in f32."""
     check_method(method, engine)
