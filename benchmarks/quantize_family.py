@@ -58,8 +58,9 @@ def _size(name: str) -> int:
 # after 3 epochs, mean top score 0.83-0.87) puts many digits near a tie, where any rounding flips
 # its top-1, which makes agreement an unfair measure of int8; VGG16 (13 convolutions and 3 Dense
 # layers, no BatchNorm) learned nothing at 1e-3 (chance accuracy): plain deep nets need a lower
-# rate with Adam.
-EPOCHS = {"mobilenet": 20, "mobilenet_v2": 20, "vgg16": 8}
+# rate with Adam. MobileNet after 20 epochs (92.8 % accurate) kept 98.9 % with its recipe, after 40
+# (96.1 %, mean top score 0.985) 100.0 % on both engines.
+EPOCHS = {"mobilenet": 40, "mobilenet_v2": 20, "vgg16": 8}
 LEARNING_RATE = {"convnext_tiny": 5e-4, "vgg16": 1e-4}
 
 
