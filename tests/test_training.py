@@ -1118,3 +1118,37 @@ def test_train_arch_xception_on_gray_48px_from_its_keras_file(tmp_path, monkeypa
         np.array(model.get_layer("block14_sepconv2").weights[0]), np.array(ref.get_layer("block14_sepconv2").weights[0])
     )
     assert model.anyshape_info.data_config.mode == "tf"  # Xception's [-1, 1], recorded for predict
+
+
+def test_ctrl_c_during_fit_is_raised_at_the_end_of_its_batch():
+    """A SIGINT that arrives while a batch trains stops the fit when that batch ends (raised from a
+    Keras callback, in Python, not inside TensorFlow's step), and the handler is put back."""
+    import os
+    import signal
+
+    from anyshape.training.interrupts import interrupts_at_batch_ends
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.zeros((6, 4), np.float32), np.zeros((6, 2), np.float32)
+    began, ended = [], []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            began.append(batch)
+            if batch == 1:  # Ctrl-C while batch 1 runs
+                os.kill(os.getpid(), signal.SIGINT)
+
+        def on_train_batch_end(self, batch, logs=None):
+            ended.append(batch)
+
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_at_batch_ends() as callbacks:
+            model.fit(x, y, batch_size=1, epochs=1, verbose=0, callbacks=[Record(), *callbacks])
+    assert began == [0, 1] and ended == [0, 1]  # batch 1 finished, batch 2 never began
+    assert signal.getsignal(signal.SIGINT) is handler
+    with pytest.raises(KeyboardInterrupt):  # one that arrives after the last batch: when the block ends
+        with interrupts_at_batch_ends():
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is handler

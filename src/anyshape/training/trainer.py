@@ -18,6 +18,7 @@ from anyshape.training.batchnorm import recalibrate_batchnorm
 from anyshape.training.config import TrainConfig, TrainingInterrupted, TrainResult, _check_same_network
 from anyshape.training.data import DataPipeline, _Pipelines
 from anyshape.training.freezing import freeze_layers
+from anyshape.training.interrupts import interrupts_at_batch_ends
 from anyshape.training.network import _network_record
 from anyshape.training.run_folder import (
     BEST_WEIGHTS_FILE,
@@ -200,11 +201,23 @@ class Trainer(DataPipeline, RunFolder):
                 return
 
     def _train_epoch(self, model, epoch: int, stage_index: int, pipes: _Pipelines, progress: _Progress) -> None:
+        """One epoch (Ctrl-C raised at the end of a batch, or after the epoch's checkpoint)."""
+        with interrupts_at_batch_ends() as callbacks:
+            self._epoch(model, epoch, stage_index, pipes, progress, callbacks)
+
+    def _epoch(self, model, epoch: int, stage_index: int, pipes: _Pipelines, progress: _Progress, callbacks) -> None:
         """One epoch of fit, validation, the best-so-far bookkeeping and the checkpoint."""
         c = self.config
         self.log(f"epoch {epoch + 1}/{c.total_epochs}")
         t0 = time.time()
-        h = model.fit(pipes.train, epochs=1, verbose=self.verbose, steps_per_epoch=pipes.steps_per_epoch, shuffle=False)
+        h = model.fit(
+            pipes.train,
+            epochs=1,
+            verbose=self.verbose,
+            steps_per_epoch=pipes.steps_per_epoch,
+            shuffle=False,
+            callbacks=callbacks,
+        )
         train_time = time.time() - t0
         record: dict[str, Any] = {
             "epoch": epoch + 1,
