@@ -1142,13 +1142,24 @@ def test_ctrl_c_during_fit_is_raised_at_the_end_of_its_batch():
         def on_train_batch_end(self, batch, logs=None):
             ended.append(batch)
 
-    handler = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
+    # Python's own handler, as at a terminal: a test run started with `&` by a shell without job
+    # control (a CI script) inherits SIGINT ignored, and so does every pytest worker
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_at_batch_ends() as callbacks:
+                model.fit(x, y, batch_size=1, epochs=1, verbose=0, callbacks=[Record(), *callbacks])
+        assert began == [0, 1] and ended == [0, 1]  # batch 1 finished, batch 2 never began
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt):  # one that arrives after the last batch: when the block ends
+            with interrupts_at_batch_ends():
+                os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)  # SIGINT not Python's: left alone, no callback
+    try:
         with interrupts_at_batch_ends() as callbacks:
-            model.fit(x, y, batch_size=1, epochs=1, verbose=0, callbacks=[Record(), *callbacks])
-    assert began == [0, 1] and ended == [0, 1]  # batch 1 finished, batch 2 never began
-    assert signal.getsignal(signal.SIGINT) is handler
-    with pytest.raises(KeyboardInterrupt):  # one that arrives after the last batch: when the block ends
-        with interrupts_at_batch_ends():
-            os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is handler
+            assert callbacks == [] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, inherited)
