@@ -1120,46 +1120,64 @@ def test_train_arch_xception_on_gray_48px_from_its_keras_file(tmp_path, monkeypa
     assert model.anyshape_info.data_config.mode == "tf"  # Xception's [-1, 1], recorded for predict
 
 
+_CTRL_C_CHILD = """
+import json, os, signal
+import keras, numpy as np
+from anyshape.training.interrupts import interrupts_at_batch_ends
+
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+model.compile(optimizer="sgd", loss="mse")
+x, y = np.zeros((6, 4), np.float32), np.zeros((6, 2), np.float32)
+began, ended, seen = [], [], {}
+
+class Record(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        began.append(batch)
+        if batch == 1:  # Ctrl-C while batch 1 runs
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_train_batch_end(self, batch, logs=None):
+        ended.append(batch)
+
+try:
+    with interrupts_at_batch_ends() as callbacks:
+        model.fit(x, y, batch_size=1, epochs=1, verbose=0, callbacks=[Record(), *callbacks])
+except KeyboardInterrupt:
+    seen["fit"] = "interrupted"
+seen["restored"] = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+try:
+    with interrupts_at_batch_ends():
+        os.kill(os.getpid(), signal.SIGINT)
+except KeyboardInterrupt:
+    seen["after"] = "interrupted"
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+with interrupts_at_batch_ends() as callbacks:
+    seen["ignored"] = callbacks == [] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+print(json.dumps({"began": began, "ended": ended, **seen}))
+"""
+
+
 def test_ctrl_c_during_fit_is_raised_at_the_end_of_its_batch():
     """A SIGINT that arrives while a batch trains stops the fit when that batch ends (raised from a
-    Keras callback, in Python, not inside TensorFlow's step), and the handler is put back."""
+    Keras callback, in Python, not inside TensorFlow's step), and the handler is put back; one after
+    the last batch is raised when the block ends; an ignored SIGINT is left alone. In a process of
+    its own, with Python's SIGINT handler as at a terminal (a pytest worker's is not always Python's:
+    a CI run inherits SIGINT ignored or default, and this test's SIGINT once ended the worker)."""
     import os
     import signal
+    import subprocess
+    import sys
 
-    from anyshape.training.interrupts import interrupts_at_batch_ends
-
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    model.compile(optimizer="sgd", loss="mse")
-    x, y = np.zeros((6, 4), np.float32), np.zeros((6, 2), np.float32)
-    began, ended = [], []
-
-    class Record(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            began.append(batch)
-            if batch == 1:  # Ctrl-C while batch 1 runs
-                os.kill(os.getpid(), signal.SIGINT)
-
-        def on_train_batch_end(self, batch, logs=None):
-            ended.append(batch)
-
-    # Python's own handler, as at a terminal: a test run started with `&` by a shell without job
-    # control (a CI script) inherits SIGINT ignored, and so does every pytest worker
-    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            with interrupts_at_batch_ends() as callbacks:
-                model.fit(x, y, batch_size=1, epochs=1, verbose=0, callbacks=[Record(), *callbacks])
-        assert began == [0, 1] and ended == [0, 1]  # batch 1 finished, batch 2 never began
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        with pytest.raises(KeyboardInterrupt):  # one that arrives after the last batch: when the block ends
-            with interrupts_at_batch_ends():
-                os.kill(os.getpid(), signal.SIGINT)
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    finally:
-        signal.signal(signal.SIGINT, inherited)
-    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)  # SIGINT not Python's: left alone, no callback
-    try:
-        with interrupts_at_batch_ends() as callbacks:
-            assert callbacks == [] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGINT, inherited)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    done = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_CHILD],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["began"] == [0, 1] and seen["ended"] == [0, 1], seen  # batch 1 finished, batch 2 never began
+    assert seen["fit"] == seen["after"] == "interrupted" and seen["restored"] and seen["ignored"], seen
