@@ -200,7 +200,7 @@ def family_int8(architecture: str | None) -> FamilyInt8:
         family = get_arch(architecture).family if architecture else None
     except (KeyError, ValueError):
         family = None
-    return FAMILY_INT8.get(family, FamilyInt8())
+    return FAMILY_INT8.get(family, FamilyInt8()) if family else FamilyInt8()
 
 
 def signed_activations_for(architecture: str | None) -> str:
