@@ -422,22 +422,12 @@ def interrupts_deferred():
     instead of 130 when a `features --model` run was interrupted while loading its model
     (tests/test_careless_user.py, about 1 in 40 interrupts at that moment). Building or loading a
     model takes seconds, so the interrupt waits for it. Outside the main thread, or when SIGINT is
-    not Python's to handle, nothing changes."""
-    import signal
-    import threading
+    not Python's to handle, nothing changes (`anyshape.training.interrupts.interrupts_held`, which
+    `train` holds each epoch's Ctrl-C with too)."""
+    from anyshape.training.interrupts import interrupts_held
 
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+    with interrupts_held():
         yield
-        return
-    pending: list = []
-    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if pending:
-        raise KeyboardInterrupt
 
 
 def inference_model(args, *, include_top: bool, pooling: str | None = None):

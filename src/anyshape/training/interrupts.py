@@ -8,33 +8,45 @@ import threading
 
 
 @contextlib.contextmanager
+def interrupts_held():
+    """Ctrl-C held back until the block ends, then raised (KeyboardInterrupt) as usual. Yields the
+    list of the signals held so far, or None where nothing is held: outside the main thread, or
+    where SIGINT is not Python's to handle."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield None
+        return
+    pending: list = []
+    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield pending
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
 def interrupts_at_batch_ends():
     """Yields the Keras callbacks to give `model.fit`: a SIGINT that arrives in the block is held
-    back and raised (KeyboardInterrupt) at the end of the training batch it arrived in, or when
-    the block ends (after the checkpoint an epoch writes), never inside TensorFlow's train step.
+    back (`interrupts_held`) and raised (KeyboardInterrupt) at the end of the training batch it
+    arrived in, or when the block ends (after the checkpoint an epoch writes), never inside
+    TensorFlow's train step.
 
     A KeyboardInterrupt raised by Python's own handler while TensorFlow's compiled step was calling
     back into Python came out as `SystemError: Objects/listobject.c:338: bad argument to internal
     function` (a clean-clone run of tests/test_careless_user.py, `train` interrupted in its first
     epoch), which the CLI can only report as an internal error. Outside the main thread, or where
     SIGINT is not Python's to handle, nothing is held back and no callback is given."""
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
-        yield []
-        return
-    import keras
+    with interrupts_held() as pending:
+        if pending is None:
+            yield []
+            return
+        import keras
 
-    pending: list = []
+        class RaiseAtBatchEnd(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if pending:
+                    raise KeyboardInterrupt
 
-    class RaiseAtBatchEnd(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if pending:
-                raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-    try:
         yield [RaiseAtBatchEnd()]
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if pending:
-        raise KeyboardInterrupt
