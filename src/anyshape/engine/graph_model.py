@@ -62,10 +62,15 @@ class GraphModel:
     @classmethod
     def from_keras(cls, model) -> GraphModel:
         """Translate a built Keras model (raises NotImplementedError / ImportError like keras_to_onnx)."""
+        import onnx
+
         from anyshape.onnx_graph import keras_to_onnx
 
-        proto = keras_to_onnx(model)
-        return cls(graph=proto.SerializeToString(), **describe_keras(model))
+        proto = keras_to_onnx(model, check=False)
+        graph = proto.SerializeToString()
+        del proto  # the checker parses the bytes again: without the proto beside them
+        onnx.checker.check_model(graph)
+        return cls(graph=graph, **describe_keras(model))
 
     def metadata(self) -> dict:
         meta = {
