@@ -1153,6 +1153,27 @@ except KeyboardInterrupt:
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 with interrupts_at_batch_ends() as callbacks:
     seen["ignored"] = callbacks == [] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+# anyshape.train: a Ctrl-C while the model is built is raised when the build has ended
+import tempfile
+import tiny_net
+import anyshape
+from anyshape.training.trainer import Trainer
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
+real_build = Trainer._build_model
+
+def build_interrupted(self, weights):
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the build begins
+    seen["build"] = "finished"
+    return real_build(self, weights)
+
+Trainer._build_model = build_interrupted
+with tiny_net.registered(), tempfile.TemporaryDirectory() as out:
+    try:
+        anyshape.train("digits", arch=tiny_net.NAME, output=out + "/run", epochs=1, verbose=0, log=lambda m: None)
+    except KeyboardInterrupt as e:
+        seen["train"] = [type(e).__name__, e.run_dir, os.listdir(out)]
 print(json.dumps({"began": began, "ended": ended, **seen}))
 """
 
@@ -1160,7 +1181,8 @@ print(json.dumps({"began": began, "ended": ended, **seen}))
 def test_ctrl_c_during_fit_is_raised_at_the_end_of_its_batch():
     """A SIGINT that arrives while a batch trains stops the fit when that batch ends (raised from a
     Keras callback, in Python, not inside TensorFlow's step), and the handler is put back; one after
-    the last batch is raised when the block ends; an ignored SIGINT is left alone. In a process of
+    the last batch is raised when the block ends; an ignored SIGINT is left alone; one while
+    `anyshape.train` builds its model is raised when the build ends. In a process of
     its own, with Python's SIGINT handler as at a terminal (a pytest worker's is not always Python's:
     a CI run inherits SIGINT ignored or default, and this test's SIGINT once ended the worker)."""
     import os
@@ -1181,3 +1203,5 @@ def test_ctrl_c_during_fit_is_raised_at_the_end_of_its_batch():
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["began"] == [0, 1] and seen["ended"] == [0, 1], seen  # batch 1 finished, batch 2 never began
     assert seen["fit"] == seen["after"] == "interrupted" and seen["restored"] and seen["ignored"], seen
+    # anyshape.train: the build ends, then the interrupt stops the run before its first epoch (no folder kept)
+    assert seen["build"] == "finished" and seen["train"] == ["TrainingInterrupted", None, []], seen

@@ -18,7 +18,7 @@ from anyshape.training.batchnorm import recalibrate_batchnorm
 from anyshape.training.config import TrainConfig, TrainingInterrupted, TrainResult, _check_same_network
 from anyshape.training.data import DataPipeline, _Pipelines
 from anyshape.training.freezing import freeze_layers
-from anyshape.training.interrupts import interrupts_at_batch_ends
+from anyshape.training.interrupts import interrupts_at_batch_ends, interrupts_held
 from anyshape.training.network import _network_record
 from anyshape.training.run_folder import (
     BEST_WEIGHTS_FILE,
@@ -133,8 +133,11 @@ class Trainer(DataPipeline, RunFolder):
         keras.utils.set_random_seed(self.config.seed)
         data_config = self._prepare_data()
         pipes = self._pipelines()
-        # pretrained weights are read only for a fresh run; a resumed run gets them from its checkpoint
-        model = self._build_model(self.config.weights if self.state is None else None)
+        # pretrained weights are read only for a fresh run; a resumed run gets them from its checkpoint.
+        # Ctrl-C is held while TensorFlow builds the model and raised after it, as the CLI's verbs
+        # hold it while they build or load theirs (cli.options.interrupts_deferred says why).
+        with interrupts_held():
+            model = self._build_model(self.config.weights if self.state is None else None)
         self.network = _network_record(model)
         progress = _Progress.from_state(self.state)
         # A resumed run draws (and drops) the shuffle orders of the epochs already done, so that it
