@@ -116,9 +116,9 @@ def test_free_size_model_is_explained_at_free_and_at_an_odd_fixed_size(name):
         _exports_with_free_batch_and_size(free, report)
 
 
-# Every network's export (issue 26, item 3): the representatives' graphs are made and run in
+# Every network's export (issue 26, item 3): the 14 representatives' graphs are made and run in
 # tests/test_engine_family.py (dynamic dims, ONNX Runtime and OpenVINO at two sizes, equal to
-# Keras); the other 36 members' here, from the model this test builds anyway. The four largest
+# Keras); the other 26 members' here, from the model this test builds anyway. The four largest
 # (ConvNeXtLarge and XLarge, EfficientNetV2L, VGG19: 0.5 to 1.4 GB graphs) cost about 30 CPU s
 # of the export's and ONNX Runtime's, and ConvNeXtXLarge's process peaks at 6.4 GB (10.5 GB
 # before keras_to_onnx stopped copying the weights five times).
