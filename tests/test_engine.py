@@ -65,6 +65,32 @@ def test_batch_split_across_cores_is_the_same_as_one_by_one(features_last):
     assert np.abs(together - alone).max() <= 1e-5
 
 
+def test_openvino_splits_a_batch_across_cores_as_onnx_runtime_does(features_last):
+    """Two threads (whatever ANYSHAPE_THREADS says): a batch of one runs on the latency-compiled
+    model, and no second model is compiled for it; a larger batch is split across the cores, each
+    piece run by a one-thread stream of a model compiled for throughput, compiled then, once; small
+    batches of different sizes run side by side, one per stream. Every way gives the one-by-one
+    results in order, equal to Keras."""
+    p = engine.Predictor(features_last, engine="openvino", threads=2)
+    backend = p._backend
+    assert p.engine == "openvino" and backend.threads == 2
+    x = _input((5, 80, 96, 3), seed=3)
+    alone = np.concatenate([p(x[i : i + 1]) for i in range(5)])
+    assert backend._streams is None  # a batch of one never compiles the streams' model
+    together = p(x)
+    streams = backend._streams_compiled
+    assert streams.get_property("NUM_STREAMS") == 2 and len(backend._streams) == 2
+    assert np.abs(p(x[:4]) - together[:4]).max() <= 1e-5 and backend._streams_compiled is streams  # compiled once
+    small = [x[:1], _input((2, 75, 75, 3), seed=4), x[1:3], x[3:4], _input((1, 90, 77, 3), seed=5)]
+    side_by_side = p.run_many(small)
+    p.close()
+    assert np.abs(together - alone).max() <= 1e-5
+    want = [features_last.predict_on_batch(b) for b in small]
+    assert [o.shape for o in side_by_side] == [w.shape for w in want]
+    assert max(np.abs(o - w).max() for o, w in zip(side_by_side, want)) <= TOL
+    assert np.abs(together - features_last.predict_on_batch(x)).max() <= TOL
+
+
 def test_channels_first_feature_map_equals_keras():
     model = move_batch_norm_statistics(InceptionV3(weights=None, include_top=False, data_format="channels_first"), 2)
     p = engine.Predictor(model)
