@@ -44,7 +44,7 @@ class OpenVinoBackend:
         self._request = self._compiled.create_infer_request()
         self._n_outputs = len(self._compiled.outputs)
         self._streams: list | None = None  # one request per stream, made by _stream_requests
-        self._streams_compiled = None
+        self._streams_compiled = None  # (kept with its requests)
 
     def _compile(self, hint: str, **config):
         model = self._core.read_model(self._graph)  # the ONNX bytes (weights inside)
@@ -58,8 +58,9 @@ class OpenVinoBackend:
 
     def _stream_requests(self) -> list:
         if self._streams is None:
-            self._streams_compiled = self._compile("THROUGHPUT", NUM_STREAMS=self.threads)  # a thread per stream
-            self._streams = [self._streams_compiled.create_infer_request() for _ in range(self.threads)]
+            compiled = self._compile("THROUGHPUT", NUM_STREAMS=self.threads)  # a thread per stream
+            self._streams_compiled = compiled
+            self._streams = [compiled.create_infer_request() for _ in range(self.threads)]
         return self._streams
 
     def __call__(self, batch: np.ndarray) -> list:
