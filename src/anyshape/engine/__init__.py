@@ -9,13 +9,15 @@ How it is fast on a small CPU (measured by benchmarks/bench_inference.py):
 
 * ONNX Runtime's CPU kernels (MLAS, NCHWc-blocked convolutions) beat Keras' TensorFlow path
   and torchvision eager on this model; the session runs with all graph optimisations.
-* Batches are split across the cores, each piece run by a single-threaded session call in its
-  own thread (`InferenceSession.run` is thread-safe and releases the GIL). One image per core
+* Batches are split across the cores (`batch_split`), each piece run by a single-threaded session
+  call in its own thread (`InferenceSession.run` is thread-safe and releases the GIL), or on
+  OpenVINO by a one-thread stream of a model compiled for throughput. One image per core
   needs no synchronisation between cores inside each layer, which a single session with
-  `intra_op_num_threads=cores` must do hundreds of times per image. A batch of one runs on a
-  second session that splits each layer across the cores instead. Batches of different shapes
-  (photos at their native sizes) run side by side, one per core (`Predictor.run_many`), rather
-  than one after the other each split across the cores (README, "Inference", has the figures).
+  `intra_op_num_threads=cores` must do hundreds of times per image, and keeps its piece's layers
+  in that core's cache. A batch of one runs on a second session (a model compiled for latency)
+  that splits each layer across the cores instead. Batches of different shapes (photos at their
+  native sizes) run side by side, one per core (`Predictor.run_many`), rather than one after the
+  other each split across the cores (README, "Inference", has the figures).
 * One session serves every input size (dynamic H, W); ONNX Runtime plans each new shape once
   and reuses it. Images of equal shape are grouped into batches by `run_images`.
 
@@ -27,7 +29,8 @@ The package holds one job per module: `images` (preprocessing metadata, size pol
 files), `predictor` (the Predictor), `runs` (runs over many images), `feature_store` (feature
 files), `manifest` (what a run computes, for safe resumes), `export` (saving and loading models),
 `precision` (which engine and precision to run, from the CPU flags), one module per backend
-(`ort_backend`, `openvino_backend`, `keras_backend`), `graph_model` (the ONNX graph with its
+(`ort_backend`, `openvino_backend`, `keras_backend`) and how they split a run over the cores
+(`batch_split`), `graph_model` (the ONNX graph with its
 metadata inside, what crosses processes and what `quantize` writes), `quantize` (int8) and
 `bench` (images/s of each engine and the fidelity of a precision, `anyshape bench`'s twin).
 """

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from anyshape.engine.batch_split import one_per_core, pieces
+
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
@@ -73,8 +75,7 @@ class OpenVinoBackend:
             # MobileNetV3Large's time at 224 batch 1 and 160x320 batch 16 on 2 Zen 4 cores.
             result = self._request.infer({0: batch}, share_inputs=True, share_outputs=True)
             return [np.array(result[i], copy=True) for i in range(self._n_outputs)]
-        pieces = np.array_split(np.arange(n), min(self.threads, n))
-        requests = self._side_by_side([batch[p[0] : p[-1] + 1] for p in pieces])
+        requests = self._side_by_side([batch[piece] for piece in pieces(n, self.threads)])
         # one copy of each output: the pieces' views of the requests' buffers joined
         return [np.concatenate([r.get_output_tensor(i).data for r in requests]) for i in range(self._n_outputs)]
 
@@ -93,8 +94,8 @@ class OpenVinoBackend:
         return requests
 
     def run_many(self, batches: list) -> list:
-        if self.threads <= 1 or len(batches) <= 1 or sum(len(b) for b in batches) >= 2 * self.threads * len(batches):
-            return [self(b) for b in batches]  # big batches: each is split across the cores anyway
+        if not one_per_core(batches, self.threads):
+            return [self(b) for b in batches]  # each split across the cores
         outs = []
         for start in range(0, len(batches), self.threads):  # small batches side by side, one per stream
             for request in self._side_by_side(batches[start : start + self.threads]):

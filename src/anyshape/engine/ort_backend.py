@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from anyshape.engine.batch_split import one_per_core, pieces
+
 
 def _session(data: bytes, threads: int):
     import onnxruntime as ort
@@ -46,14 +48,13 @@ class OrtBackend:
         n = batch.shape[0]
         if n <= 1 or self._pool is None:
             return self._run(self._single, batch)
-        pieces = np.array_split(np.arange(n), min(self.threads, n))
-        futures = [self._pool.submit(self._run, self._shared, batch[p[0] : p[-1] + 1]) for p in pieces]
+        futures = [self._pool.submit(self._run, self._shared, batch[piece]) for piece in pieces(n, self.threads)]
         parts = [f.result() for f in futures]
         return [np.concatenate([p[i] for p in parts]) for i in range(len(self._outputs))]
 
     def run_many(self, batches: list) -> list:
-        if self._pool is None or len(batches) <= 1 or sum(len(b) for b in batches) >= 2 * self.threads * len(batches):
-            return [self(b) for b in batches]  # big batches: each is split across the cores anyway
+        if self._pool is None or not one_per_core(batches, self.threads):
+            return [self(b) for b in batches]  # each split across the cores
         return list(self._pool.map(lambda b: self._run(self._shared, b), batches))
 
     def close(self) -> None:
