@@ -65,6 +65,16 @@ def test_batch_split_across_cores_is_the_same_as_one_by_one(features_last):
     assert np.abs(together - alone).max() <= 1e-5
 
 
+def test_batch_split_is_one_piece_per_core_and_small_batches_side_by_side():
+    from anyshape.engine.batch_split import one_per_core, pieces
+
+    assert pieces(5, 2) == [slice(0, 3), slice(3, 5)] and pieces(1, 2) == [slice(0, 1)]
+    assert pieces(3, 8) == [slice(0, 1), slice(1, 2), slice(2, 3)] and pieces(16, 1) == [slice(0, 16)]
+    small, big = [np.zeros(1), np.zeros(2), np.zeros(1)], [np.zeros(8), np.zeros(8)]
+    assert one_per_core(small, 2) and not one_per_core(small, 1)
+    assert not one_per_core(big, 2) and not one_per_core([np.zeros(1)], 2)  # big, or one batch: split it
+
+
 def test_openvino_splits_a_batch_across_cores_as_onnx_runtime_does(features_last):
     """Two threads (whatever ANYSHAPE_THREADS says): a batch of one runs on the latency-compiled
     model, and no second model is compiled for it; a larger batch is split across the cores, each
