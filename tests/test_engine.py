@@ -73,14 +73,17 @@ def test_batch_split_is_one_piece_per_core_and_small_batches_side_by_side():
     small, big = [np.zeros(1), np.zeros(2), np.zeros(1)], [np.zeros(8), np.zeros(8)]
     assert one_per_core(small, 2) and not one_per_core(small, 1)
     assert not one_per_core(big, 2) and not one_per_core([np.zeros(1)], 2)  # big, or one batch: split it
+    # the bound: side by side below two images per core on average (mutation testing found it untested)
+    assert one_per_core([np.zeros(1), np.zeros(1)], 2) and one_per_core([np.zeros(3), np.zeros(4)], 2)
+    assert not one_per_core([np.zeros(4), np.zeros(4)], 2)
 
 
 def test_openvino_splits_a_batch_across_cores_as_onnx_runtime_does(features_last):
     """Two threads (whatever ANYSHAPE_THREADS says): a batch of one runs on the latency-compiled
     model, and no second model is compiled for it; a larger batch is split across the cores, each
     piece run by a one-thread stream of a model compiled for throughput, compiled then, once; small
-    batches of different sizes run side by side, one per stream. Every way gives the one-by-one
-    results in order, equal to Keras."""
+    batches of different sizes run side by side, one per stream; with one thread nothing is split.
+    Every way gives the one-by-one results in order, equal to Keras."""
     p = engine.Predictor(features_last, engine="openvino", threads=2)
     backend = p._backend
     assert p.engine == "openvino" and backend.threads == 2
@@ -93,7 +96,17 @@ def test_openvino_splits_a_batch_across_cores_as_onnx_runtime_does(features_last
     assert np.abs(p(x[:4]) - together[:4]).max() <= 1e-5 and backend._streams_compiled is streams  # compiled once
     small = [x[:1], _input((2, 75, 75, 3), seed=4), x[1:3], x[3:4], _input((1, 90, 77, 3), seed=5)]
     side_by_side = p.run_many(small)
+    sizes = []
+    run_pieces = backend._side_by_side
+    backend._side_by_side = lambda batches: (sizes.append([len(b) for b in batches]), run_pieces(batches))[1]
+    two_big = p.run_many([x[:4], x[1:5]])  # two images per core or more: each batch split across the cores
+    assert sizes == [[2, 2], [2, 2]]
+    assert np.abs(np.concatenate(two_big) - np.concatenate([together[:4], together[1:5]])).max() <= 1e-5
     p.close()
+    one_core = engine.Predictor(features_last, engine="openvino", threads=1)
+    assert np.abs(one_core(x) - together).max() <= 1e-5
+    assert one_core._backend._streams is None  # one core: nothing to split, no second model
+    one_core.close()
     assert np.abs(together - alone).max() <= 1e-5
     want = [features_last.predict_on_batch(b) for b in small]
     assert [o.shape for o in side_by_side] == [w.shape for w in want]
