@@ -251,6 +251,31 @@ def test_graph_model_is_the_emitters_graph_serialised_and_checked_once(features_
     assert checked == [bytes]
 
 
+def test_metadata_is_written_without_parsing_the_graph_again(predictor_last):
+    """GraphModel.to_bytes replaces the metadata at the protobuf level: the file parses to what
+    parsing the graph, replacing its metadata and serialising it gives; written again after a load,
+    its metadata is there once; a graph cut short is refused, not written."""
+    import json
+
+    import onnx
+
+    from anyshape.engine.graph_model import METADATA_KEY, with_metadata
+
+    graph = predictor_last.graph_model
+    data = graph.to_bytes()
+    want = onnx.load_from_string(graph.graph)
+    onnx.helper.set_model_props(want, {METADATA_KEY: json.dumps(graph.metadata())})
+    assert onnx.load_from_string(data) == want
+    again = onnx.load_from_string(engine.GraphModel.from_bytes(data).to_bytes())
+    assert again == want and [p.key for p in again.metadata_props] == [METADATA_KEY]
+    replaced = onnx.load_from_string(with_metadata(data, {"a": "1", "b": "2"}))  # the old entry goes
+    assert {p.key: p.value for p in replaced.metadata_props} == {"a": "1", "b": "2"}
+    assert replaced.graph == want.graph
+    for cut in (data[:-3], data[:1]):
+        with pytest.raises(ValueError, match="not a serialised ONNX model"):
+            with_metadata(cut, {})
+
+
 def test_feature_model_layers_and_pooling(base):
     mixed5 = engine.feature_model(base, "mixed5", "max")
     p = engine.Predictor(mixed5)
