@@ -259,7 +259,7 @@ def test_metadata_is_written_without_parsing_the_graph_again(predictor_last):
 
     import onnx
 
-    from anyshape.engine.graph_model import METADATA_KEY, with_metadata
+    from anyshape.engine.graph_model import METADATA_KEY, _varint, with_metadata
 
     graph = predictor_last.graph_model
     data = graph.to_bytes()
@@ -274,6 +274,9 @@ def test_metadata_is_written_without_parsing_the_graph_again(predictor_last):
     for cut in (data[:-3], data[:1]):
         with pytest.raises(ValueError, match="not a serialised ONNX model"):
             with_metadata(cut, {})
+    with pytest.raises(ValueError, match="wire type 5 at byte 2"):  # field 1 as a fixed32: not ONNX's
+        with_metadata(b"\x08\x07\x0d\x00\x00\x00\x00", {})
+    assert _varint(memoryview(bytes([0x80, 0x01, 0x05])), 0) == (128, 2)  # a zero group, continued
 
 
 def test_feature_model_layers_and_pooling(base):

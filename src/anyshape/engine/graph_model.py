@@ -264,16 +264,12 @@ def with_metadata(graph: bytes, props: dict[str, str]) -> bytes:
         start = i
         key, i = _varint(view, i)
         wire_type = key & 7
-        if wire_type == 0:
+        if wire_type == 0:  # ir_version
             _, i = _varint(view, i)
-        elif wire_type == 1:
-            i += 8
-        elif wire_type == 2:
+        elif wire_type == 2:  # every other field of a ModelProto: strings and messages
             length, i = _varint(view, i)
             i += length
-        elif wire_type == 5:
-            i += 4
-        else:
+        else:  # a ModelProto has no fixed-width or group fields
             raise ValueError(f"not a serialised ONNX model (protobuf wire type {wire_type} at byte {start})")
         if i > len(view):
             raise ValueError(f"not a serialised ONNX model (a field runs past the end at byte {start})")
