@@ -95,10 +95,12 @@ def test_openvino_splits_a_batch_across_cores_as_onnx_runtime_does(features_last
     assert streams.get_property("NUM_STREAMS") == 2 and len(backend._streams) == 2
     assert np.abs(p(x[:4]) - together[:4]).max() <= 1e-5 and backend._streams_compiled is streams  # compiled once
     small = [x[:1], _input((2, 75, 75, 3), seed=4), x[1:3], x[3:4], _input((1, 90, 77, 3), seed=5)]
-    side_by_side = p.run_many(small)
     sizes = []
     run_pieces = backend._side_by_side
     backend._side_by_side = lambda batches: (sizes.append([len(b) for b in batches]), run_pieces(batches))[1]
+    side_by_side = p.run_many(small)
+    assert sizes == [[1, 2], [2, 1], [1]]  # the small batches two at a time, whole
+    sizes.clear()
     two_big = p.run_many([x[:4], x[1:5]])  # two images per core or more: each batch split across the cores
     assert sizes == [[2, 2], [2, 2]]
     assert np.abs(np.concatenate(two_big) - np.concatenate([together[:4], together[1:5]])).max() <= 1e-5
