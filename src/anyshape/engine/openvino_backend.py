@@ -19,8 +19,8 @@ single-threaded session calls: the pieces' working sets stay in each core's cach
 request's layers, split across the cores, stream the whole batch through memory. That second model
 is compiled on the first batch of more than one image (a batch-1 user never pays for it). Measured
 on 2 Zen 4 cores, batch 16 at 224 px, images/s split -> whole (benchmarks/bench_family.py's
-engines; the README's tables): MobileNetV3Large, EfficientNetB0 and DenseNet121 gain 10-30 %,
-ResNet50, ConvNeXtTiny and InceptionV3 (compute-bound) run the same.
+engines; the README's tables): MobileNetV3Large gains about 10 %, EfficientNetB0 and DenseNet121
+5-8 %, ResNet50, ConvNeXtTiny and InceptionV3 (compute-bound) run the same.
 """
 
 from __future__ import annotations
