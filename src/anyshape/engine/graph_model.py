@@ -248,9 +248,6 @@ def _layer_names(model) -> list[str]:
     return names
 
 
-_METADATA_PROPS = 14  # onnx.ModelProto's field number of metadata_props
-
-
 def with_metadata(graph: bytes, props: dict[str, str]) -> bytes:
     """The serialised ModelProto `graph` with its metadata_props replaced by `props`, without
     parsing the graph: its top-level fields are copied as they are, but metadata_props, and the new
@@ -259,6 +256,7 @@ def with_metadata(graph: bytes, props: dict[str, str]) -> bytes:
     `export`, 1.4 GB of weights, peaked at 7.9 GB that way."""
     import onnx
 
+    metadata_props = onnx.ModelProto.DESCRIPTOR.fields_by_name["metadata_props"].number
     view, kept, i = memoryview(graph), [], 0
     while i < len(view):
         start = i
@@ -273,7 +271,7 @@ def with_metadata(graph: bytes, props: dict[str, str]) -> bytes:
             raise ValueError(f"not a serialised ONNX model (protobuf wire type {wire_type} at byte {start})")
         if i > len(view):
             raise ValueError(f"not a serialised ONNX model (a field runs past the end at byte {start})")
-        if key >> 3 != _METADATA_PROPS:
+        if key >> 3 != metadata_props:
             kept.append(view[start:i])
     entries = onnx.ModelProto()
     onnx.helper.set_model_props(entries, props)
