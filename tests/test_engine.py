@@ -97,7 +97,10 @@ def test_openvino_splits_a_batch_across_cores_as_onnx_runtime_does(features_last
     small = [x[:1], _input((2, 75, 75, 3), seed=4), x[1:3], x[3:4], _input((1, 90, 77, 3), seed=5)]
     sizes = []
     run_pieces = backend._side_by_side
-    backend._side_by_side = lambda batches: (sizes.append([len(b) for b in batches]), run_pieces(batches))[1]
+    backend._side_by_side = lambda batches, requests=None: (
+        sizes.append([len(b) for b in batches]),
+        run_pieces(batches, requests),
+    )[1]
     side_by_side = p.run_many(small)
     assert sizes == [[1, 2], [2, 1], [1]]  # the small batches two at a time, whole
     sizes.clear()
@@ -114,6 +117,124 @@ def test_openvino_splits_a_batch_across_cores_as_onnx_runtime_does(features_last
     assert [o.shape for o in side_by_side] == [w.shape for w in want]
     assert max(np.abs(o - w).max() for o, w in zip(side_by_side, want)) <= TOL
     assert np.abs(together - features_last.predict_on_batch(x)).max() <= TOL
+
+
+def _shifted_strided_net():
+    """A tiny network whose graph starts Transpose -> Add (a Rescaling's offset, folded) -> padded
+    Conv, with a strided 1x1 convolution after it."""
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(8, 1, strides=2)(x)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+
+
+def test_openvino_compiles_a_model_for_a_shape_that_comes_back():
+    """A shape's second batch compiles a model for exactly that shape (its third runs it, not
+    compiled again); the latency model for a batch of one, the streams' for a batch split into
+    pieces of one shape; a batch cut into pieces of two shapes, and small batches side by side,
+    stay on the dynamic models; at most STATIC_MODELS are kept, the least recently used dropped.
+    Every result equals the dynamic model's and Keras'."""
+    from anyshape.engine.openvino_backend import STATIC_MODELS
+
+    model = _shifted_strided_net()
+    p = engine.Predictor(model, engine="openvino", threads=2)
+    backend = p._backend
+    one, four, five = (_input((n, 33, 40, 3), seed=n) * 127.5 + 127.5 for n in (1, 4, 5))
+    dynamic = {n: p(x) for n, x in ((1, one), (4, four), (5, five))}  # each shape's first batch
+    assert not backend._static
+    assert np.abs(p(one) - dynamic[1]).max() <= 1e-5
+    latency = backend._static[("LATENCY", (1, 33, 40, 3))][0]
+    assert list(backend._static) == [("LATENCY", (1, 33, 40, 3))]
+    ran = {op.get_rt_info()["layerType"].astype(str) for op in latency.get_runtime_model().get_ordered_ops()}
+    assert "Transpose" not in ran  # its input shift moved first (input_shift_first), the Transpose fused away
+    assert np.abs(p(four) - dynamic[4]).max() <= 1e-5  # pieces of 2 and 2: one shape
+    assert list(backend._static)[-1] == ("THROUGHPUT", (2, 33, 40, 3))
+    assert np.abs(p(one) - dynamic[1]).max() <= 1e-5 and backend._static[("LATENCY", (1, 33, 40, 3))][0] is latency
+    for _ in range(2):
+        assert np.abs(p(five) - dynamic[5]).max() <= 1e-5  # pieces of 3 and 2: the dynamic streams
+    assert all(key[1][0] != 3 for key in backend._static)
+    for _ in range(2):
+        p.run_many([one, one])  # side by side on the dynamic streams: nothing compiled
+    assert len(backend._static) == 2
+    other = _input((1, 41, 35, 3), seed=7) * 127.5 + 127.5
+    for _ in range(2):
+        got = p(other)
+    assert len(backend._static) == STATIC_MODELS == 2  # the least recently used (the split batch's) dropped
+    assert list(backend._static) == [("LATENCY", (1, 33, 40, 3)), ("LATENCY", (1, 41, 35, 3))]
+    for x, out in ((one, dynamic[1]), (four, dynamic[4]), (five, dynamic[5]), (other, got)):
+        assert np.abs(out - model.predict_on_batch(x)).max() <= TOL
+    p.close()
+
+
+def test_a_static_model_shifts_the_input_before_its_transpose():
+    """input_shift_first moves the folded Rescaling's offset before the input Transpose, in NHWC:
+    the same values, and OpenVINO then runs no Transpose (fused with its Reorder), where the
+    dynamic model runs one; any other input graph is left as it is."""
+    import openvino as ov
+
+    from anyshape.engine.openvino_backend import input_shift_first
+
+    graph = engine.GraphModel.from_keras(_shifted_strided_net()).graph
+    core = ov.Core()
+    x = _input((2, 33, 40, 3), seed=2) * 127.5 + 127.5
+    config = {"INFERENCE_PRECISION_HINT": "f32"}
+
+    def executed(model):
+        compiled = core.compile_model(model, "CPU", config)
+        kinds = {op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ordered_ops()}
+        return compiled.create_infer_request().infer({0: x})[0].copy(), kinds
+
+    want, dynamic_kinds = executed(core.read_model(graph))
+    static = core.read_model(graph)
+    static.reshape([2, 33, 40, 3])
+    unmoved, _ = executed(static)
+    input_shift_first(static)
+    (reader,) = static.get_parameters()[0].output(0).get_target_inputs()
+    (after,) = reader.get_node().output(0).get_target_inputs()
+    assert reader.get_node().get_type_name() == "Add" and after.get_node().get_type_name() == "Transpose"
+    got, static_kinds = executed(static)
+    assert "Transpose" in dynamic_kinds and "Transpose" not in static_kinds
+    assert (
+        np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+        and np.abs(unmoved - want).max() <= 1e-5 * np.abs(want).max()
+    )
+    plain = core.read_model(engine.GraphModel.from_keras(InceptionV3(weights=None, include_top=False)).graph)
+    before = [op.get_type_name() for op in plain.get_ordered_ops()]
+    input_shift_first(plain)  # no Rescaling: nothing to move
+    assert [op.get_type_name() for op in plain.get_ordered_ops()] == before
+
+
+def test_an_int8_graph_with_a_strided_pointwise_convolution_stays_dynamic():
+    """OpenVINO cuts a strided 1x1 convolution out of the int8 chain for a static shape (ResNet50
+    ran 0.75x): such an int8 graph never gets a static model; one without does; a float graph
+    with one does."""
+    import openvino as ov
+
+    from anyshape.engine.openvino_backend import static_shapes_help
+    from anyshape.engine.quantize import quantize_graph
+
+    model = _shifted_strided_net()
+    calibration = [_input((4, 33, 40, 3), seed=s) * 127.5 + 127.5 for s in (1, 2)]
+    int8 = quantize_graph(engine.GraphModel.from_keras(model), calibration)
+    assert not static_shapes_help(ov.Core().read_model(int8.graph))
+    inputs = keras.Input((None, None, 3))
+    pointwise = keras.layers.Conv2D(8, 3, strides=2, padding="same")(inputs)
+    flat = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 1)(pointwise)))
+    assert static_shapes_help(
+        ov.Core().read_model(quantize_graph(engine.GraphModel.from_keras(flat), calibration).graph)
+    )
+    p = engine.Predictor(int8, engine="openvino", threads=2)
+    for _ in range(3):
+        p(calibration[0][:1])
+        p(calibration[0])
+    assert not p._backend._static and p._backend._static_ok is False
+    p.close()
+    p = engine.Predictor(model, engine="openvino", threads=2)
+    for _ in range(2):
+        p(calibration[0][:1])
+    assert list(p._backend._static) == [("LATENCY", (1, 33, 40, 3))]
+    p.close()
 
 
 def test_channels_first_feature_map_equals_keras():

@@ -1,9 +1,27 @@
 """The OpenVINO backend: compiles the ONNX graph that `anyshape.onnx_graph` emits (or an int8
 QDQ graph from `anyshape quantize`) for the CPU, in f32 or bf16.
 
-One compiled model serves every batch and image size (dynamic N, H, W): a model reshaped to the
-exact input shape was measured no faster than the dynamic one (benchmarks/bench_inference.py),
-so per-shape compilation and its cache are not worth their compile time.
+One compiled model serves every batch and image size (dynamic N, H, W). A shape that comes back
+(a batch of the same size as one before it: a job at one image size) gets a model compiled for
+exactly that shape on its STATIC_AFTER-th batch, kept for the next (the STATIC_MODELS last used):
+OpenVINO's CPU plugin optimises a static graph further (it fuses the input's Transpose with the
+Reorder to the first convolution's layout, a dynamic Transpose never: MergeTransposeAndReorder in
+its graph_optimizer.cpp skips dynamic nodes; and it fuses eltwise chains). Measured on 2 Zen 4
+cores, images/s static / dynamic, paired rounds, the Predictor's own path (streams for batch 16),
+224 px batch 16 / batch 1 / 160x320 batch 16: float (bf16) MobileNetV3Large 1.05 / 1.11 / 1.06,
+EfficientNetB0 1.08 / 1.11 / 1.06, ResNet50 1.12 / 1.09 / 1.11, DenseNet121 1.03 / 1.06 / 1.03,
+ConvNeXtTiny 1.10 / 1.12 / 1.11, InceptionV3 at 299 px batch 16 / 1 1.00 / 1.03; int8
+MobileNetV3Large 1.06 / 1.09 (with the input shift below), EfficientNetB0 1.03 / 1.07 / 1.07,
+DenseNet121 1.01 / 1.27 / 1.02, ConvNeXtTiny 1.08 / 1.13 / 1.17, InceptionV3 1.00 / 1.02, but
+ResNet50 0.75 / 0.80 / 0.75: for a static shape OpenVINO turns a strided 1x1 convolution into a
+MaxPool and a 1x1 convolution, and the int8 chain breaks there (6 of its convolutions ran in f32).
+So an int8 graph with a strided 1x1 convolution keeps the dynamic model (`static_shapes_help`).
+The compile costs 0.15-0.6 s (MobileNetV3Large to ConvNeXtTiny), once per shape; a job whose
+shapes never repeat (photos at their own sizes) never pays it. In a static model the input's
+per-channel shift (`onnx_rewrites`' folded Rescaling, on the NCHW side of the Transpose) moves
+before the Transpose (`input_shift_first`), so the Transpose fuses away and the shift joins the
+conversion to bf16 (MobileNetV3Large int8 224 px batch 16: static 1.03 -> 1.06x; on a dynamic
+model the same move was slower, an unfused f32 Add on 3 channels: 3.6 against 0.7 ms).
 
 Precision is OpenVINO's `INFERENCE_PRECISION_HINT`: "f32" gives Keras' results to float32
 rounding; "bf16" computes convolutions in bf16 on AVX512_BF16 / AMX. OpenVINO's own default on a
@@ -25,11 +43,16 @@ engines; the README's tables): MobileNetV3Large gains about 10 %, EfficientNetB0
 
 from __future__ import annotations
 
+from collections import Counter, OrderedDict
+
 import numpy as np
 
 from anyshape.engine.batch_split import one_per_core, pieces
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+STATIC_AFTER = 2  # a shape's second batch compiles a model for exactly that shape
+STATIC_MODELS = 2  # static models kept (each holds its own copy of the weights), least recently used dropped
+_SHAPES_COUNTED = 64  # shapes counted towards STATIC_AFTER before the count starts over
 
 
 class OpenVinoBackend:
@@ -47,9 +70,16 @@ class OpenVinoBackend:
         self._n_outputs = len(self._compiled.outputs)
         self._streams: list | None = None  # one request per stream, made by _stream_requests
         self._streams_compiled = None  # (kept with its requests)
+        self._int8 = precision == "int8"
+        self._static_ok: bool | None = None  # static_shapes_help, asked when a shape first repeats
+        self._seen: Counter = Counter()  # (hint, shape) -> batches run on the dynamic model
+        self._static: OrderedDict = OrderedDict()  # (hint, shape) -> (compiled model, its requests)
 
-    def _compile(self, hint: str, **config):
+    def _compile(self, hint: str, shape: tuple | None = None, **config):
         model = self._core.read_model(self._graph)  # the ONNX bytes (weights inside)
+        if shape is not None:
+            model.reshape(list(shape))
+            input_shift_first(model)
         config = {
             "INFERENCE_PRECISION_HINT": self._hint,
             "PERFORMANCE_HINT": hint,
@@ -65,6 +95,33 @@ class OpenVinoBackend:
             self._streams = [compiled.create_infer_request() for _ in range(self.threads)]
         return self._streams
 
+    def _static_requests(self, hint: str, shape: tuple) -> list | None:
+        """The requests of the model compiled for exactly `shape` (with `hint`), compiling it when
+        the shape comes for the STATIC_AFTER-th time; None while it has not, or never will."""
+        key = (hint, tuple(int(d) for d in shape))
+        if key in self._static:
+            self._static.move_to_end(key)
+            return self._static[key][1]
+        if self._static_ok is False:
+            return None
+        if len(self._seen) >= _SHAPES_COUNTED and key not in self._seen:
+            self._seen.clear()  # many shapes, few repeats: the count starts over, bounded
+        self._seen[key] += 1
+        if self._seen[key] < STATIC_AFTER:
+            return None
+        del self._seen[key]
+        if self._static_ok is None:
+            self._static_ok = not self._int8 or static_shapes_help(self._core.read_model(self._graph))
+            if not self._static_ok:
+                return None
+        streams = self.threads if hint == "THROUGHPUT" else 1
+        config = {"NUM_STREAMS": streams} if hint == "THROUGHPUT" else {}
+        compiled = self._compile(hint, key[1], **config)
+        self._static[key] = (compiled, [compiled.create_infer_request() for _ in range(streams)])
+        while len(self._static) > STATIC_MODELS:
+            self._static.popitem(last=False)
+        return self._static[key][1]
+
     def __call__(self, batch: np.ndarray) -> list:
         n = batch.shape[0]
         if n <= 1 or self.threads <= 1:
@@ -73,16 +130,21 @@ class OpenVinoBackend:
             # the next call overwrites, so each is copied once here. OpenVINO's default copies the
             # input in and the outputs out (then np.array copied them again): measured 5 to 10 % of
             # MobileNetV3Large's time at 224 batch 1 and 160x320 batch 16 on 2 Zen 4 cores.
-            result = self._request.infer({0: batch}, share_inputs=True, share_outputs=True)
+            request = (self._static_requests("LATENCY", batch.shape) or [self._request])[0]
+            result = request.infer({0: batch}, share_inputs=True, share_outputs=True)
             return [np.array(result[i], copy=True) for i in range(self._n_outputs)]
-        requests = self._side_by_side([batch[piece] for piece in pieces(n, self.threads)])
+        cut = [batch[piece] for piece in pieces(n, self.threads)]
+        static = None
+        if all(c.shape == cut[0].shape for c in cut):  # one shape: one static model runs every piece
+            static = self._static_requests("THROUGHPUT", cut[0].shape)
+        requests = self._side_by_side(cut, static)
         # one copy of each output: the pieces' views of the requests' buffers joined
         return [np.concatenate([r.get_output_tensor(i).data for r in requests]) for i in range(self._n_outputs)]
 
-    def _side_by_side(self, batches: list) -> list:
-        """Runs up to one batch per stream at once; returns their requests, done (their outputs
-        are valid until a request runs again)."""
-        requests = self._stream_requests()[: len(batches)]
+    def _side_by_side(self, batches: list, requests: list | None = None) -> list:
+        """Runs up to one batch per stream at once (of the dynamic streams' model, or on `requests`);
+        returns their requests, done (their outputs are valid until a request runs again)."""
+        requests = (requests or self._stream_requests())[: len(batches)]
         started = []
         try:
             for request, batch in zip(requests, batches):
@@ -104,3 +166,53 @@ class OpenVinoBackend:
 
     def close(self) -> None:
         self._request = self._streams = self._streams_compiled = None
+        self._static.clear()
+
+
+def static_shapes_help(model) -> bool:
+    """Whether models compiled for exact shapes run an int8 graph faster than the dynamic one (the
+    module's measurements; a float graph's always did): yes, but with a strided 1x1 convolution,
+    which OpenVINO cuts out of the int8 chain for a static shape (ResNet50: 0.75x). `model` is the
+    ov.Model read from the graph."""
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "Convolution":
+            continue
+        kernel = op.input(1).get_partial_shape()
+        strided = any(s > 1 for s in op.get_attributes()["strides"])
+        if strided and kernel.is_static and all(d == 1 for d in kernel.to_shape()[2:]):
+            return False
+    return True
+
+
+def input_shift_first(model) -> None:
+    """In `model` (read from the graph, reshaped to a static shape), an input read by a Transpose
+    to NCHW and then by a constant Add (the per-channel shift `onnx_rewrites` leaves of a folded
+    Rescaling or Normalization) is shifted first, in NHWC, and transposed after: the same values,
+    and OpenVINO fuses the Transpose with its Reorder to the convolution's layout (the module's
+    measurements). Any other input is left as it is."""
+    import openvino.opset13 as ops
+
+    (parameter,) = model.get_parameters()
+    readers = list(parameter.output(0).get_target_inputs())
+    transpose = readers[0].get_node() if len(readers) == 1 else None
+    if transpose is None or transpose.get_type_name() != "Transpose":
+        return
+    order = transpose.input_value(1).get_node()
+    if order.get_type_name() != "Constant" or list(order.get_data()) != [0, 3, 1, 2]:
+        return
+    readers = list(transpose.output(0).get_target_inputs())
+    add = readers[0].get_node() if len(readers) == 1 else None
+    if add is None or add.get_type_name() != "Add" or readers[0].get_index() != 0:
+        return
+    constant = add.input_value(1).get_node()
+    if constant.get_type_name() != "Constant":
+        return
+    shift = constant.get_data()
+    channels = parameter.get_partial_shape()[3]
+    if shift.ndim != 4 or shift.shape[0] != 1 or shift.shape[2:] != (1, 1) or not channels.is_static:
+        return
+    if shift.shape[1] not in (1, channels.get_length()):
+        return
+    shifted = ops.add(parameter.output(0), ops.constant(np.ascontiguousarray(shift.reshape(1, 1, 1, -1))))
+    transpose.input(0).replace_source_output(shifted.output(0))
+    add.output(0).replace(transpose.output(0))
