@@ -51,7 +51,7 @@ from anyshape.engine.batch_split import one_per_core, pieces
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 STATIC_AFTER = 2  # a shape's second batch compiles a model for exactly that shape
-STATIC_MODELS = 2  # static models kept (each holds its own copy of the weights), least recently used dropped
+STATIC_MODELS = 2  # static models kept (each a compiled model of its own), the least recently used dropped
 _SHAPES_COUNTED = 64  # shapes counted towards STATIC_AFTER before the count starts over
 
 
