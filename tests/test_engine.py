@@ -757,3 +757,22 @@ def test_bench_is_the_library_twin_of_the_cli_verb(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="calibrate='.*empty': no readable images"):
         engine.bench(small, (40, 40), batches=(1,), seconds=0.05, sample=tmp_path / "empty")
+
+
+def test_benchmark_warms_a_shape_up_twice_before_timing_it(predictor_last):
+    """engine.benchmark calls the predictor twice before it times it (OpenVINO's backend compiles
+    a model for a shape on its second batch), then at least twice more, and reports the best
+    timed call."""
+    from anyshape.engine.predictor import benchmark
+
+    calls = []
+
+    class Recording:
+        channels, data_format = predictor_last.channels, predictor_last.data_format
+
+        def __call__(self, x):
+            calls.append(x.shape)
+            return predictor_last(x)
+
+    rate = benchmark(Recording(), (75, 75), 2, seconds=0)
+    assert calls == [(2, 75, 75, 3)] * 4 and rate > 0

@@ -402,9 +402,11 @@ def feature_model(model, layer: str = "avg_pool", pooling: str | None = "avg"):
 
 
 def benchmark(predictor: Predictor, shape_hw: tuple[int, int], batch: int, *, seconds: float = 3.0) -> float:
-    """Images per second of `predictor` on random input of `batch` x shape_hw (after one warm-up)."""
+    """Images per second of `predictor` on random input of `batch` x shape_hw, its best call (after
+    two warm-up calls: OpenVINO's backend compiles a model for a shape on its second batch)."""
     x = random_batches(predictor, shape_hw, batch)[0]
-    predictor(x)
+    for _ in range(2):
+        predictor(x)
     n, start = 0, time.perf_counter()
     best = math.inf
     while True:
