@@ -151,6 +151,11 @@ def test_openvino_compiles_a_model_for_a_shape_that_comes_back():
     assert np.abs(p(four) - dynamic[4]).max() <= 1e-5  # pieces of 2 and 2: one shape
     assert list(backend._static)[-1] == ("THROUGHPUT", (2, 33, 40, 3))
     assert np.abs(p(one) - dynamic[1]).max() <= 1e-5 and backend._static[("LATENCY", (1, 33, 40, 3))][0] is latency
+    dynamic_request, backend._request = backend._request, None  # the static model runs the shape now
+    for _ in range(2):
+        assert np.abs(p(one) - dynamic[1]).max() <= 1e-5
+    assert backend._static[("LATENCY", (1, 33, 40, 3))][0] is latency  # never compiled again
+    backend._request = dynamic_request
     for _ in range(2):
         assert np.abs(p(five) - dynamic[5]).max() <= 1e-5  # pieces of 3 and 2: the dynamic streams
     assert all(key[1][0] != 3 for key in backend._static)
@@ -165,6 +170,41 @@ def test_openvino_compiles_a_model_for_a_shape_that_comes_back():
     for x, out in ((one, dynamic[1]), (four, dynamic[4]), (five, dynamic[5]), (other, got)):
         assert np.abs(out - model.predict_on_batch(x)).max() <= TOL
     p.close()
+
+
+def test_the_count_of_shapes_towards_a_static_model_is_bounded(monkeypatch):
+    """Shapes are counted towards their static model up to _SHAPES_COUNTED of them; a new shape
+    past that starts the count over (a run of many shapes keeps a small count), so a shape seen
+    once before the restart needs two more batches."""
+    from anyshape.engine import openvino_backend
+
+    monkeypatch.setattr(openvino_backend, "_SHAPES_COUNTED", 2)
+    model = _shifted_strided_net()
+    p = engine.Predictor(model, engine="openvino", threads=2)
+    a, b, c = (_input((1, 33 + i, 40, 3), seed=i) for i in range(3))
+    for x in (a, b, c, a):  # c starts the count over: a's second batch counts as its first
+        p(x)
+    assert not p._backend._static and len(p._backend._seen) == 2
+    p(a)
+    assert list(p._backend._static) == [("LATENCY", (1, 33, 40, 3))]
+    p.close()
+
+
+def test_a_graph_over_the_size_bound_gets_no_static_model(monkeypatch):
+    """Each compiled model holds about twice the graph's size: a graph over STATIC_MAX_GRAPH_BYTES
+    keeps its dynamic models only, whatever repeats; one at the bound gets its static model."""
+    from anyshape.engine import openvino_backend
+
+    model = _shifted_strided_net()
+    x = _input((1, 33, 40, 3), seed=3) * 127.5 + 127.5
+    size = len(engine.GraphModel.from_keras(model).graph)
+    for bound, kept in ((size - 1, []), (size, [("LATENCY", (1, 33, 40, 3))])):
+        monkeypatch.setattr(openvino_backend, "STATIC_MAX_GRAPH_BYTES", bound)
+        p = engine.Predictor(model, engine="openvino", threads=2)
+        for _ in range(3):
+            assert np.abs(p(x) - model.predict_on_batch(x)).max() <= TOL
+        assert list(p._backend._static) == kept and p._backend._static_ok is bool(kept)
+        p.close()
 
 
 def test_a_static_model_shifts_the_input_before_its_transpose():

@@ -17,7 +17,8 @@ ResNet50 0.75 / 0.80 / 0.75: for a static shape OpenVINO turns a strided 1x1 con
 MaxPool and a 1x1 convolution, and the int8 chain breaks there (6 of its convolutions ran in f32).
 So an int8 graph with a strided 1x1 convolution keeps the dynamic model (`static_shapes_help`).
 The compile costs 0.15-0.6 s (MobileNetV3Large to ConvNeXtTiny), once per shape; a job whose
-shapes never repeat (photos at their own sizes) never pays it. In a static model the input's
+shapes never repeat (photos at their own sizes) never pays it; a graph over STATIC_MAX_GRAPH_BYTES
+never does (memory). In a static model the input's
 per-channel shift (`onnx_rewrites`' folded Rescaling, on the NCHW side of the Transpose) moves
 before the Transpose (`input_shift_first`), so the Transpose fuses away and the shift joins the
 conversion to bf16 (MobileNetV3Large int8 224 px batch 16: static 1.03 -> 1.06x; on a dynamic
@@ -52,6 +53,11 @@ from anyshape.engine.batch_split import one_per_core, pieces
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 STATIC_AFTER = 2  # a shape's second batch compiles a model for exactly that shape
 STATIC_MODELS = 2  # static models kept (each a compiled model of its own), the least recently used dropped
+# A graph larger than this gets no static model: each compiled model held about twice the graph's
+# size in memory (ConvNeXtBase, a 0.35 GB graph, bf16: the static latency model +0.85 GB, the
+# static streams' +0.70 GB, beside the dynamic two), so ConvNeXtLarge / XLarge, VGG16 with its
+# head and the like keep their two dynamic models only.
+STATIC_MAX_GRAPH_BYTES = 400 * 2**20
 _SHAPES_COUNTED = 64  # shapes counted towards STATIC_AFTER before the count starts over
 
 
@@ -111,7 +117,8 @@ class OpenVinoBackend:
             return None
         del self._seen[key]
         if self._static_ok is None:
-            self._static_ok = not self._int8 or static_shapes_help(self._core.read_model(self._graph))
+            small = len(self._graph) <= STATIC_MAX_GRAPH_BYTES
+            self._static_ok = small and (not self._int8 or static_shapes_help(self._core.read_model(self._graph)))
             if not self._static_ok:
                 return None
         streams = self.threads if hint == "THROUGHPUT" else 1
