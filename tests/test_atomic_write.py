@@ -95,3 +95,37 @@ def test_a_folder_replaces_a_folder(tmp_path):
 
     write_atomically(dst, write)
     assert [p.name for p in dst.iterdir()] == ["new.pb"] and [p.name for p in tmp_path.iterdir()] == ["saved"]
+
+
+def test_an_interrupt_hidden_by_the_writers_cleanup_comes_out_as_the_interrupt(tmp_path):
+    """Ctrl-C while np.savez has a member open: ZipFile's close then raises ValueError ("Can't
+    close the ZIP file while there is an open writing handle"), which hid the interrupt (the CLI
+    exited 2, not 130). write_atomically raises the KeyboardInterrupt, and leaves nothing behind;
+    a writer's own error without an interrupt behind it is raised as it is."""
+    import zipfile
+
+    opened = []  # closed at the end, so that no half-closed archive is left to the garbage collector
+
+    def interrupted(tmp):
+        with zipfile.ZipFile(tmp, "w") as archive:
+            handle = archive.open("features.npy", "w")
+            opened.append((archive, handle))
+            handle.write(b"half a row")
+            raise KeyboardInterrupt  # the handle still open when the archive closes
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(tmp_path / "feats.npz", interrupted)
+    assert list(tmp_path.iterdir()) == []
+
+    def broken(tmp):
+        with zipfile.ZipFile(tmp, "w") as archive:
+            handle = archive.open("features.npy", "w")
+            opened.append((archive, handle))
+            handle.write(b"half a row")
+
+    with pytest.raises(ValueError, match="open writing handle"):
+        write_atomically(tmp_path / "feats.npz", broken)
+    assert list(tmp_path.iterdir()) == []
+    for archive, handle in opened:
+        handle.close()
+        archive.close()

@@ -4,7 +4,8 @@ Every file anyshape writes for a user (feature tables, ONNX and Keras models, ch
 converted weights, run reports) goes through `write_atomically`: the content is written to a
 temporary file in the destination folder, which is then renamed onto the destination with
 `os.replace` (atomic on POSIX within one file system). On any error the temporary file is removed
-and the destination is untouched.
+and the destination is untouched; a Ctrl-C that broke the writer comes out as the interrupt, even
+when the writer's cleanup failed after it.
 
 Refusing to overwrite an existing file is the caller's decision, made before calling (so that
 nothing is computed for an output that would be refused), and kept by passing
@@ -67,6 +68,22 @@ def _move_new(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
 
 
+def _interrupt_behind(error: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C that broke a writer mid-file when the writer's own cleanup then failed on the
+    half-written file and hid it (zipfile's close, under np.savez: "Can't close the ZIP file while
+    there is an open writing handle on it", a ValueError the CLI reported as exit 2 instead of
+    the interrupt's 130; a clean-clone run of tests/test_careless_user.py); None when no interrupt
+    is behind `error`."""
+    seen: set[int] = set()
+    cause = error.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__context__
+    return None
+
+
 def write_atomically(path, write: Callable[[str], object], *, overwrite: bool = True) -> Path:
     """Call `write(tmp)` with a temporary path beside `path`, then move it onto `path`.
 
@@ -78,7 +95,13 @@ def write_atomically(path, write: Callable[[str], object], *, overwrite: bool = 
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}-{next(_counter)}.tmp{_suffix(path.name)}")
     old = tmp.with_name(tmp.name + ".old")
     try:
-        write(str(tmp))
+        try:
+            write(str(tmp))
+        except Exception as e:
+            interrupt = _interrupt_behind(e)
+            if interrupt is not None:
+                raise interrupt from None
+            raise
         if not overwrite:
             _move_new(tmp, path)
         elif tmp.is_dir() and path.is_dir():

@@ -199,7 +199,10 @@ def input_shift_first(model) -> None:
     measurements). Any other input is left as it is."""
     import openvino.opset13 as ops
 
-    (parameter,) = model.get_parameters()
+    parameters = model.get_parameters()
+    if len(parameters) != 1:
+        return
+    parameter = parameters[0]
     readers = list(parameter.output(0).get_target_inputs())
     transpose = readers[0].get_node() if len(readers) == 1 else None
     if transpose is None or transpose.get_type_name() != "Transpose":
@@ -216,7 +219,14 @@ def input_shift_first(model) -> None:
         return
     shift = constant.get_data()
     channels = parameter.get_partial_shape()[3]
-    if shift.ndim != 4 or shift.shape[0] != 1 or shift.shape[2:] != (1, 1) or not channels.is_static:
+    if (
+        shift.dtype != np.float32
+        or parameter.get_element_type().to_dtype() != np.float32
+        or shift.ndim != 4
+        or shift.shape[0] != 1
+        or shift.shape[2:] != (1, 1)
+        or not channels.is_static
+    ):
         return
     if shift.shape[1] not in (1, channels.get_length()):
         return
