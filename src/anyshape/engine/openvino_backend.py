@@ -68,7 +68,7 @@ class OpenVinoBackend:
         import openvino as ov  # ImportError -> the caller falls back
 
         self.threads = threads
-        self._graph = graph  # the caller's bytes (GraphModel.graph): kept for the streams' compile
+        self._graph = graph  # the caller's bytes (GraphModel.graph): kept for the later compiles
         self._core = ov.Core()
         self._hint = "bf16" if precision == "int8" and float_remainder == "bf16" else HINTS[precision]
         self._compiled = self._compile("LATENCY")
@@ -77,12 +77,18 @@ class OpenVinoBackend:
         self._streams: list | None = None  # one request per stream, made by _stream_requests
         self._streams_compiled = None  # (kept with its requests)
         self._int8 = precision == "int8"
-        self._static_ok: bool | None = None  # static_shapes_help, asked when a shape first repeats
+        # whether shapes that come back get static models: not for a large graph; for an int8 one,
+        # static_shapes_help, asked when a shape first comes back
+        self._static_ok: bool | None = None if len(graph) <= STATIC_MAX_GRAPH_BYTES else False
         self._seen: Counter = Counter()  # (hint, shape) -> batches run on the dynamic model
         self._static: OrderedDict = OrderedDict()  # (hint, shape) -> (compiled model, its requests)
 
-    def _compile(self, hint: str, shape: tuple | None = None, **config):
-        model = self._core.read_model(self._graph)  # the ONNX bytes (weights inside)
+    def _compile(self, hint: str, shape: tuple | None = None, model=None):
+        """The graph (or `model`, read from it) compiled with `hint`: "LATENCY", each layer split
+        across the cores, or "THROUGHPUT", a one-thread stream per core; for exactly `shape`, its
+        input shift moved first (`input_shift_first`), or with N, H, W dynamic."""
+        if model is None:
+            model = self._core.read_model(self._graph)  # the ONNX bytes (weights inside)
         if shape is not None:
             model.reshape(list(shape))
             input_shift_first(model)
@@ -90,15 +96,18 @@ class OpenVinoBackend:
             "INFERENCE_PRECISION_HINT": self._hint,
             "PERFORMANCE_HINT": hint,
             "INFERENCE_NUM_THREADS": self.threads,
-            **config,
+            **({"NUM_STREAMS": self.threads} if hint == "THROUGHPUT" else {}),
         }
         return self._core.compile_model(model, "CPU", config)
 
+    def _requests(self, compiled, hint: str) -> list:
+        """A request per stream of `compiled` (one for "LATENCY")."""
+        return [compiled.create_infer_request() for _ in range(self.threads if hint == "THROUGHPUT" else 1)]
+
     def _stream_requests(self) -> list:
         if self._streams is None:
-            compiled = self._compile("THROUGHPUT", NUM_STREAMS=self.threads)  # a thread per stream
-            self._streams_compiled = compiled
-            self._streams = [compiled.create_infer_request() for _ in range(self.threads)]
+            self._streams_compiled = self._compile("THROUGHPUT")
+            self._streams = self._requests(self._streams_compiled, "THROUGHPUT")
         return self._streams
 
     def _static_requests(self, hint: str, shape: tuple) -> list | None:
@@ -116,15 +125,13 @@ class OpenVinoBackend:
         if self._seen[key] < STATIC_AFTER:
             return None
         del self._seen[key]
+        model = self._core.read_model(self._graph)
         if self._static_ok is None:
-            small = len(self._graph) <= STATIC_MAX_GRAPH_BYTES
-            self._static_ok = small and (not self._int8 or static_shapes_help(self._core.read_model(self._graph)))
+            self._static_ok = not self._int8 or static_shapes_help(model)
             if not self._static_ok:
                 return None
-        streams = self.threads if hint == "THROUGHPUT" else 1
-        config = {"NUM_STREAMS": streams} if hint == "THROUGHPUT" else {}
-        compiled = self._compile(hint, key[1], **config)
-        self._static[key] = (compiled, [compiled.create_infer_request() for _ in range(streams)])
+        compiled = self._compile(hint, key[1], model)
+        self._static[key] = (compiled, self._requests(compiled, hint))
         while len(self._static) > STATIC_MODELS:
             self._static.popitem(last=False)
         return self._static[key][1]
