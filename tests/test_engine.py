@@ -129,6 +129,11 @@ def _shifted_strided_net():
     return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
 
 
+def _layer_types(compiled) -> set:
+    """The kinds of node an OpenVINO compiled model runs (its runtime model's layerType)."""
+    return {op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ordered_ops()}
+
+
 def test_openvino_compiles_a_model_for_a_shape_that_comes_back():
     """A shape's second batch compiles a model for exactly that shape (its third runs it, not
     compiled again); the latency model for a batch of one, the streams' for a batch split into
@@ -146,8 +151,9 @@ def test_openvino_compiles_a_model_for_a_shape_that_comes_back():
     assert np.abs(p(one) - dynamic[1]).max() <= 1e-5
     latency = backend._static[("LATENCY", (1, 33, 40, 3))][0]
     assert list(backend._static) == [("LATENCY", (1, 33, 40, 3))]
-    ran = {op.get_rt_info()["layerType"].astype(str) for op in latency.get_runtime_model().get_ordered_ops()}
-    assert "Transpose" not in ran  # its input shift moved first (input_shift_first), the Transpose fused away
+    assert "Transpose" not in _layer_types(
+        latency
+    )  # its input shift moved first (input_shift_first), the Transpose fused away
     assert np.abs(p(four) - dynamic[4]).max() <= 1e-5  # pieces of 2 and 2: one shape
     assert list(backend._static)[-1] == ("THROUGHPUT", (2, 33, 40, 3))
     assert np.abs(p(one) - dynamic[1]).max() <= 1e-5 and backend._static[("LATENCY", (1, 33, 40, 3))][0] is latency
@@ -222,8 +228,7 @@ def test_a_static_model_shifts_the_input_before_its_transpose():
 
     def executed(model):
         compiled = core.compile_model(model, "CPU", config)
-        kinds = {op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ordered_ops()}
-        return compiled.create_infer_request().infer({0: x})[0].copy(), kinds
+        return compiled.create_infer_request().infer({0: x})[0].copy(), _layer_types(compiled)
 
     want, dynamic_kinds = executed(core.read_model(graph))
     static = core.read_model(graph)
