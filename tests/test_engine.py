@@ -213,6 +213,42 @@ def test_a_graph_over_the_size_bound_gets_no_static_model(monkeypatch):
         p.close()
 
 
+def test_openvino_profile_reports_the_last_batchs_nodes(monkeypatch):
+    """With PERF_COUNT set, `profile` gives OpenVINO's counters for the model that ran the last
+    batch, summed over its pieces: each node's kind, precision, kernel, time and the graph's layers
+    fused into it (the two convolutions among them); without it, nothing."""
+    from anyshape.engine import openvino_backend
+
+    model = _shifted_strided_net()
+    x1, x4 = _input((1, 33, 40, 3), seed=1), _input((4, 33, 40, 3), seed=4)
+    p = engine.Predictor(model, engine="openvino", threads=2, precision="fp32")
+    p(x1)
+    assert p._backend.profile() == []  # compiled without the counters
+    p.close()
+    monkeypatch.setattr(openvino_backend, "PERF_COUNT", True)
+    p = engine.Predictor(model, engine="openvino", threads=2, precision="fp32")
+    assert p._backend.profile() == []  # nothing ran yet
+    p(x1)
+    one = p._backend.profile()
+    convolutions = [r for r in one if r["type"] == "Convolution"]
+    assert len(convolutions) == 2 and all(r["precision"] == "f32" and r["kernel"] for r in convolutions)
+    assert sorted(layer.split("/")[0] for r in convolutions for layer in r["layers"].split(",")[:1]) == sorted(
+        layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)
+    )
+    assert all(r["ms"] >= 0 for r in one) and sum(r["ms"] for r in one) > 0
+    assert [r["node"] for r in one] == [r["node"] for r in one if r["node"]]  # every row named
+    p(x4)  # two pieces of 2 on the streams' model: a row per node, its time summed over both
+    four = p._backend.profile()
+    assert len(p._backend._ran) == 2 and len({r["node"] for r in four}) == len(four)
+    per_piece = [
+        {i.node_name: i.real_time.total_seconds() * 1e3 for i in r.get_profiling_info()} for r in p._backend._ran
+    ]
+    for row in four:
+        assert row["ms"] == pytest.approx(sum(piece.get(row["node"], 0.0) for piece in per_piece))
+    p.close()
+    assert p._backend.profile() == []  # closed: nothing ran
+
+
 def test_a_static_model_shifts_the_input_before_its_transpose():
     """input_shift_first moves the folded Rescaling's offset before the input Transpose, in NHWC:
     the same values, and OpenVINO then runs no Transpose (fused with its Reorder), where the

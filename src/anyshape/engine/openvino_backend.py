@@ -59,6 +59,9 @@ STATIC_MODELS = 2  # static models kept (each a compiled model of its own), the 
 # head and the like keep their two dynamic models only.
 STATIC_MAX_GRAPH_BYTES = 400 * 2**20
 _SHAPES_COUNTED = 64  # shapes counted towards STATIC_AFTER before the count starts over
+# OpenVINO's per-node counters (PERF_COUNT) in every model compiled while this is set: what
+# `OpenVinoBackend.profile` reads (benchmarks/profile_openvino.py sets it); off, they cost time.
+PERF_COUNT = False
 
 
 class OpenVinoBackend:
@@ -82,6 +85,7 @@ class OpenVinoBackend:
         self._static_ok: bool | None = None if len(graph) <= STATIC_MAX_GRAPH_BYTES else False
         self._seen: Counter = Counter()  # (hint, shape) -> batches run on the dynamic model
         self._static: OrderedDict = OrderedDict()  # (hint, shape) -> (compiled model, its requests)
+        self._ran: list = []  # the requests that ran the last batch's pieces (`profile`)
 
     def _compile(self, hint: str, shape: tuple | None = None, model=None):
         """The graph (or `model`, read from it) compiled with `hint`: "LATENCY", each layer split
@@ -97,6 +101,7 @@ class OpenVinoBackend:
             "PERFORMANCE_HINT": hint,
             "INFERENCE_NUM_THREADS": self.threads,
             **({"NUM_STREAMS": self.threads} if hint == "THROUGHPUT" else {}),
+            **({"PERF_COUNT": True} if PERF_COUNT else {}),
         }
         return self._core.compile_model(model, "CPU", config)
 
@@ -146,12 +151,13 @@ class OpenVinoBackend:
             # MobileNetV3Large's time at 224 batch 1 and 160x320 batch 16 on 2 Zen 4 cores.
             request = (self._static_requests("LATENCY", batch.shape) or [self._request])[0]
             result = request.infer({0: batch}, share_inputs=True, share_outputs=True)
+            self._ran = [request]
             return [np.array(result[i], copy=True) for i in range(self._n_outputs)]
         cut = [batch[piece] for piece in pieces(n, self.threads)]
         static = None
         if all(c.shape == cut[0].shape for c in cut):  # one shape: one static model runs every piece
             static = self._static_requests("THROUGHPUT", cut[0].shape)
-        requests = self._side_by_side(cut, static)
+        requests = self._ran = self._side_by_side(cut, static)
         # one copy of each output: the pieces' views of the requests' buffers joined
         return [np.concatenate([r.get_output_tensor(i).data for r in requests]) for i in range(self._n_outputs)]
 
@@ -174,13 +180,53 @@ class OpenVinoBackend:
             return [self(b) for b in batches]  # each split across the cores
         outs = []
         for start in range(0, len(batches), self.threads):  # small batches side by side, one per stream
-            for request in self._side_by_side(batches[start : start + self.threads]):
+            self._ran = self._side_by_side(batches[start : start + self.threads])
+            for request in self._ran:
                 outs.append([np.array(request.get_output_tensor(i).data, copy=True) for i in range(self._n_outputs)])
         return outs
+
+    def profile(self) -> list[dict]:
+        """OpenVINO's counters for the last batch (or the last side-by-side batches of `run_many`),
+        run on models compiled while PERF_COUNT was set ([] otherwise): a row per node of the compiled
+        model that ran, its time summed over the requests that ran the pieces, in the model's order:
+        {"node": its name, "type": OpenVINO's layer type ("Convolution", "Reorder", "Subgraph", ...),
+        "precision": what it computed in ("u8"/"i8": int8, "bf16", "f32"), "kernel": the
+        implementation ("brgconv_avx512_1x1_I8", ...), "ms", "layers": the graph's layers fused
+        into it}."""
+        rows: dict[str, dict] = {}
+        for request in self._ran:
+            compiled = request.get_compiled_model()
+            if compiled.get_property("PERF_COUNT") != "YES":  # a string, "YES" or "NO"
+                return []
+            nodes = {op.get_friendly_name(): op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()}
+            for info in request.get_profiling_info():
+                facts = nodes.get(info.node_name)
+                row = rows.setdefault(
+                    info.node_name,
+                    {
+                        "node": info.node_name,
+                        "type": _rt_text(facts, "layerType") or info.node_type,
+                        "precision": _rt_text(facts, "runtimePrecision"),
+                        "kernel": info.exec_type,
+                        "ms": 0.0,
+                        "layers": _rt_text(facts, "originalLayersNames"),
+                    },
+                )
+                row["ms"] += info.real_time.total_seconds() * 1e3
+        return list(rows.values())
 
     def close(self) -> None:
         self._request = self._streams = self._streams_compiled = None
         self._static.clear()
+        self._ran = []
+
+
+def _rt_text(info, key: str) -> str:
+    """A runtime model node's fact `key` (its rt_info) as text; "" when it has none."""
+    if info is None or key not in info:
+        return ""
+    value = info[key]
+    return str(value.astext() if hasattr(value, "astext") else value.value)
 
 
 def static_shapes_help(model) -> bool:
