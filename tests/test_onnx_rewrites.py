@@ -1,15 +1,21 @@
-"""anyshape.onnx_rewrites.fold_input_affine: the input's Rescaling / Normalization folded into the
-first convolution, exact at every size and padding, on small hand-built models (seconds). The
-family's networks that carry it (MobileNetV3, EfficientNet(V2), ConvNeXt) are proved on ONNX
-Runtime and OpenVINO against Keras by tests/test_engine_family.py."""
+"""anyshape.onnx_rewrites: the input's Rescaling / Normalization folded into the first convolution,
+exact at every size and padding, on small hand-built models (seconds); and the other rewrites
+(BatchNorm folded, a zero pad merged into the average pool, nested concatenations flattened,
+identities removed, the nodes sorted) on hand-built graphs, each applied where it is exact and
+refused where one of its conditions fails, the graph's results unchanged either way. The family's
+networks are proved on ONNX Runtime and OpenVINO against Keras by tests/test_engine_family.py."""
 
 import collections
+import copy
 
 import keras
 import numpy as np
 import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
+from anyshape import onnx_rewrites
+from anyshape.onnx_emitter import Graph
 from anyshape.onnx_graph import keras_to_onnx
 
 
@@ -86,3 +92,199 @@ def test_what_cannot_fold_exactly_is_left_alone(stem):
     x = np.random.default_rng(3).uniform(0, 255, (1, 15, 15, 3)).astype("float32")
     ops, _ = _check(_model(stem, conv_padding="valid"), x)
     assert "Mul" in ops and "Add" in ops
+
+
+# --- the other rewrites, on hand-built graphs --------------------------------------------------
+
+
+def _run(g: Graph, feeds: dict, outputs: list[str]) -> list:
+    """ONNX Runtime's results of the emitter graph `g` (inputs named as `feeds`, float32)."""
+    used = {i for n in g.nodes for i in n.inputs}
+    graph = helper.make_graph(
+        [helper.make_node(n.op, n.inputs, n.outputs, name=n.name or n.outputs[0], **n.attrs) for n in g.nodes],
+        "g",
+        [helper.make_tensor_value_info(k, TensorProto.FLOAT, None) for k in feeds],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in g.inits.items() if k in used],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 9
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(outputs, feeds)
+
+
+def _rewritten(g: Graph, rewrite, feeds: dict, outputs: list[str], protected=frozenset()) -> list[str]:
+    """Applies `rewrite` to `g` (protecting `protected` and the outputs) and checks that the results
+    are unchanged; returns the op types left."""
+    before = _run(copy.deepcopy(g), feeds, outputs)
+    rewrite(g, set(protected) | set(outputs))
+    after = _run(g, feeds, outputs)
+    for want, got in zip(before, after):
+        assert got.shape == want.shape and np.abs(got - want).max() <= 1e-5 * max(1.0, np.abs(want).max())
+    return [n.op for n in g.nodes]
+
+
+def _conv_bn(scale_shape=(1, 4, 1, 1), shift_shape=(1, 4, 1, 1), after="Add", shift_const=True, conv=True):
+    """x -> Conv (4 filters) -> Mul by a constant -> Add (or `after`) of a constant: a Keras
+    BatchNorm after a convolution as the emitter writes it."""
+    rng = np.random.default_rng(0)
+    g = Graph()
+    g.inits["w"] = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    g.inits["b"] = rng.normal(size=4).astype(np.float32)
+    g.inits["scale"] = rng.uniform(0.5, 2, scale_shape).astype(np.float32)
+    g.inits["shift"] = rng.normal(size=shift_shape).astype(np.float32)
+    g.add("Conv", ["x", "w", "b"], ["c0" if not conv else "c"], pads=[1, 1, 1, 1])
+    if not conv:  # the Mul reads a ReLU of the convolution
+        g.add("Relu", ["c0"], ["c"])
+    g.add("Mul", ["c", "scale"], ["m"])
+    g.add(after, ["m", "shift" if shift_const else "x"] if after == "Add" else ["m"], ["y"])
+    return g
+
+
+X = {"x": np.random.default_rng(1).normal(size=(2, 3, 9, 7)).astype(np.float32)}
+
+
+def test_batch_norm_folds_into_the_convolution_before_it():
+    g = _conv_bn()
+    assert _rewritten(g, onnx_rewrites.fold_batch_norm, X, ["y"]) == ["Conv"]
+    assert g.nodes[0].outputs == ["y"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["scalar scale", "scalar shift", "no add after", "add of a tensor", "no convolution", "convolution read twice",
+     "convolution protected", "product protected"],
+)  # fmt: skip
+def test_batch_norm_is_left_where_it_does_not_fold_exactly(case):
+    g = _conv_bn(
+        scale_shape=(1, 1, 1, 1) if case == "scalar scale" else (1, 4, 1, 1),
+        shift_shape=(1, 1, 1, 1) if case == "scalar shift" else (1, 4, 1, 1),
+        after="Relu" if case == "no add after" else "Add",
+        shift_const=case != "add of a tensor",
+        conv=case != "no convolution",
+    )
+    outputs = ["y"]
+    if case == "add of a tensor":  # x + (conv * s): the Add's second input is no constant
+        g.inits["w"] = np.ones((4, 3, 1, 1), np.float32)
+        g.nodes[0].attrs = {}
+        g.inits["x4"] = np.zeros(1, np.float32)
+        g.nodes[2].inputs = ["m", "c"]
+    if case == "convolution read twice":
+        g.add("Relu", ["c"], ["r"])
+        outputs = ["y", "r"]
+    protected = {"c"} if case == "convolution protected" else {"m"} if case == "product protected" else set()
+    before = [n.op for n in g.nodes]
+    assert _rewritten(g, onnx_rewrites.fold_batch_norm, X, outputs, protected) == before
+
+
+def _pad_pool(pads=(0, 0, 1, 2, 0, 0, 1, 0), pool_pads=None, pad_op="Pad"):
+    g = Graph()
+    g.inits["pads"] = np.array(pads, np.int64)
+    if pad_op == "Pad":
+        g.add("Pad", ["x", "pads"], ["p"])
+    else:
+        g.add(pad_op, ["x"], ["p"])
+    attrs = {"kernel_shape": [3, 3], "strides": [1, 1]}
+    if pool_pads:
+        attrs["pads"] = pool_pads
+    g.add("AveragePool", ["p"], ["y"], **attrs)
+    return g
+
+
+def test_a_zero_pad_merges_into_the_average_pool_after_it():
+    g = _pad_pool()
+    assert _rewritten(g, onnx_rewrites.merge_pad_into_avg_pool, X, ["y"]) == ["AveragePool"]
+    assert g.nodes[0].inputs == ["x"]
+    assert g.nodes[0].attrs["pads"] == [1, 2, 1, 0] and g.nodes[0].attrs["count_include_pad"] == 1
+
+
+@pytest.mark.parametrize(
+    "case", ["batch padded", "channels padded", "pool pads already", "no pad", "pad read twice", "pad protected"]
+)
+def test_a_pad_is_left_where_it_does_not_merge(case):
+    pads = {"batch padded": (1, 0, 1, 1, 0, 0, 1, 1), "channels padded": (0, 0, 1, 1, 0, 1, 1, 1)}
+    g = _pad_pool(
+        pads=pads.get(case, (0, 0, 1, 2, 0, 0, 1, 0)),
+        pool_pads=[1, 1, 1, 1] if case == "pool pads already" else None,
+        pad_op="Relu" if case == "no pad" else "Pad",
+    )
+    outputs = ["y"]
+    if case == "pad read twice":
+        g.add("Relu", ["p"], ["r"])
+        outputs = ["y", "r"]
+    before = [n.op for n in g.nodes]
+    protected = {"p"} if case == "pad protected" else set()
+    assert _rewritten(g, onnx_rewrites.merge_pad_into_avg_pool, X, outputs, protected) == before
+
+
+def _concats():
+    """y = Concat(a, Concat(b, Concat(c, d)), d), all on the channel axis."""
+    g = Graph()
+    for name in "abcd":
+        g.add("Relu", ["x"], [name])
+    g.add("Concat", ["c", "d"], ["cd"], axis=1)
+    g.add("Concat", ["b", "cd"], ["bcd"], axis=1)
+    g.add("Concat", ["a", "bcd", "d"], ["y"], axis=1)
+    return g
+
+
+def test_nested_concatenations_on_one_axis_become_one():
+    g = _concats()
+    assert _rewritten(g, onnx_rewrites.flatten_concats, X, ["y"]).count("Concat") == 1
+    (concat,) = [n for n in g.nodes if n.op == "Concat"]
+    assert concat.inputs == ["a", "b", "c", "d", "d"]
+
+
+@pytest.mark.parametrize("case", ["inner read twice", "inner protected"])
+def test_a_nested_concatenation_is_kept_where_it_must_be(case):
+    g = _concats()
+    outputs = ["y"]
+    if case == "inner read twice":
+        g.add("Relu", ["bcd"], ["r"])
+        outputs = ["y", "r"]
+    protected = {"bcd"} if case == "inner protected" else set()
+    ops = _rewritten(g, onnx_rewrites.flatten_concats, X, outputs, protected)
+    assert ops.count("Concat") == 2  # the innermost (c, d) still joins the middle one
+    middle = next(n for n in g.nodes if n.outputs == ["bcd"])
+    assert middle.inputs == ["b", "c", "d"]
+
+
+def test_concatenations_on_other_axes_are_kept():
+    g = Graph()
+    for name in "abcd":
+        g.add("Relu", ["x"], [name])
+    g.add("Concat", ["a", "b"], ["ab"], axis=2)
+    g.add("Concat", ["c", "d"], ["cd"], axis=2)
+    g.add("Concat", ["ab", "cd"], ["y"], axis=1)
+    assert _rewritten(g, onnx_rewrites.flatten_concats, X, ["y"]).count("Concat") == 3
+
+
+def test_identities_are_removed_but_at_the_graphs_ends():
+    g = Graph()
+    g.add("Identity", ["x"], ["i1"])
+    g.add("Identity", ["i1"], ["i2"])
+    g.add("Relu", ["i2"], ["r"])
+    g.add("Identity", ["r"], ["y"])  # the output: kept
+    # the one reading the protected input kept, the next one gone
+    assert _rewritten(g, onnx_rewrites.remove_identities, X, ["y"], {"x"}) == ["Identity", "Relu", "Identity"]
+    assert g.nodes[1].inputs == ["i1"]
+    g = Graph()
+    g.add("Identity", ["x"], ["i1"])
+    g.add("Identity", ["i1"], ["i2"])
+    g.add("Relu", ["i2"], ["r"])
+    g.add("Identity", ["r"], ["y"])
+    assert _rewritten(g, onnx_rewrites.remove_identities, X, ["y"]) == ["Relu", "Identity"]
+    assert g.nodes[0].inputs == ["x"]
+
+
+def test_nodes_are_sorted_inputs_first_and_a_cycle_is_refused():
+    g = Graph()
+    g.inits["k"] = np.ones(1, np.float32)
+    g.add("Add", ["r", "s"], ["y"])
+    g.add("Mul", ["r", "k"], ["s"])
+    g.add("Relu", ["x"], ["r"])
+    onnx_rewrites.sort_topologically(g, ["x"])
+    assert [n.op for n in g.nodes] == ["Relu", "Mul", "Add"]
+    g.add("Relu", ["z"], ["w"])  # an input nothing makes
+    with pytest.raises(AssertionError, match="cycle or a dangling input"):
+        onnx_rewrites.sort_topologically(g, ["x"])
