@@ -167,7 +167,6 @@ def test_batch_norm_is_left_where_it_does_not_fold_exactly(case):
     if case == "add of a tensor":  # x + (conv * s): the Add's second input is no constant
         g.inits["w"] = np.ones((4, 3, 1, 1), np.float32)
         g.nodes[0].attrs = {}
-        g.inits["x4"] = np.zeros(1, np.float32)
         g.nodes[2].inputs = ["m", "c"]
     if case == "convolution read twice":
         g.add("Relu", ["c"], ["r"])
