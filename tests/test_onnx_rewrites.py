@@ -164,9 +164,7 @@ def test_batch_norm_is_left_where_it_does_not_fold_exactly(case):
         conv=case != "no convolution",
     )
     outputs = ["y"]
-    if case == "add of a tensor":  # x + (conv * s): the Add's second input is no constant
-        g.inits["w"] = np.ones((4, 3, 1, 1), np.float32)
-        g.nodes[0].attrs = {}
+    if case == "add of a tensor":  # conv * s + conv: the Add's second input is no constant
         g.nodes[2].inputs = ["m", "c"]
     if case == "convolution read twice":
         g.add("Relu", ["c"], ["r"])
