@@ -164,8 +164,10 @@ def test_batch_norm_is_left_where_it_does_not_fold_exactly(case):
         conv=case != "no convolution",
     )
     outputs = ["y"]
-    if case == "add of a tensor":  # conv * s + conv: the Add's second input is no constant
-        g.nodes[2].inputs = ["m", "c"]
+    if case == "add of a tensor":  # conv * s + another convolution's output: no constant
+        g.add("Conv", ["x", "w", "b"], ["c2"], pads=[1, 1, 1, 1])
+        g.nodes.insert(0, g.nodes.pop())
+        g.nodes[-1].inputs = ["m", "c2"]
     if case == "convolution read twice":
         g.add("Relu", ["c"], ["r"])
         outputs = ["y", "r"]
