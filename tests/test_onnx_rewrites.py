@@ -287,3 +287,62 @@ def test_nodes_are_sorted_inputs_first_and_a_cycle_is_refused():
     g.add("Relu", ["z"], ["w"])  # an input nothing makes
     with pytest.raises(AssertionError, match="cycle or a dangling input"):
         onnx_rewrites.sort_topologically(g, ["x"])
+
+
+def _affine_stem(perm=(0, 3, 1, 2), read_twice=False, relu=False):
+    """x (NHWC) -> Mul by a per-channel constant -> Transpose(perm) -> Conv: a stem the input fold
+    reads, with the Mul's output read a second time or a transpose that is not NHWC -> NCHW;
+    perm None: x is NCHW, no transpose, the constant on axis 1; `relu`: a ReLU before the Conv."""
+    rng = np.random.default_rng(5)
+    g = Graph()
+    g.inits["s"] = rng.uniform(0.5, 2, (1, 1, 1, 4) if perm else (1, 4, 1, 1)).astype(np.float32)
+    g.inits["w"] = rng.normal(size=(2, 4, 3, 3)).astype(np.float32)
+    g.inits["b"] = rng.normal(size=2).astype(np.float32)
+    g.add("Mul", ["x", "s"], ["m"])
+    if perm:
+        g.add("Transpose", ["m"], ["t"], perm=list(perm))
+    if relu:  # as Max(t, 0): a node of two inputs, like a Pad's
+        g.inits["zero"] = np.zeros(1, np.float32)
+        g.add("Max", ["t", "zero"], ["t2"])
+    g.add("Conv", ["t2" if relu else "t" if perm else "m", "w", "b"], ["y"])
+    outputs = ["y"]
+    if read_twice:
+        g.add("Relu", ["m"], ["r"])
+        outputs.append("r")
+    return g, outputs
+
+
+def test_the_input_fold_reads_only_a_chain_it_can_replace():
+    x = {"x": np.random.default_rng(6).normal(size=(2, 4, 5, 4)).astype(np.float32)}
+    fold = onnx_rewrites.fold_input_affine
+    g, outputs = _affine_stem()
+    assert _rewritten(g, lambda g, p: fold(g, p, "x"), x, outputs) == ["Transpose", "Conv"]
+    # the scaled input read by another node too: the Mul stays for it
+    g, outputs = _affine_stem(read_twice=True)
+    assert _rewritten(g, lambda g, p: fold(g, p, "x"), x, outputs) == ["Mul", "Transpose", "Conv", "Relu"]
+    # a transpose that leaves the channels off axis 1 (H, here as many as the channels, goes there)
+    g, outputs = _affine_stem(perm=(0, 1, 3, 2))
+    assert _rewritten(g, lambda g, p: fold(g, p, "x"), x, outputs) == ["Mul", "Transpose", "Conv"]
+    # an activation between the scale and the convolution (not a zero pad): nothing folds
+    g, outputs = _affine_stem(relu=True)
+    assert _rewritten(g, lambda g, p: fold(g, p, "x"), x, outputs) == ["Mul", "Transpose", "Max", "Conv"]
+    # an NCHW input (no transpose): the per-channel constant on axis 1 folds
+    g, outputs = _affine_stem(perm=None)
+    assert _rewritten(g, lambda g, p: fold(g, p, "x"), x, outputs) == ["Conv"]
+
+
+def test_the_input_fold_leaves_a_grouped_convolution_alone():
+    """x + offset -> zero Pad -> Conv with 2 groups of 2 of the 4 channels: the fold's one Add per
+    input channel would be per group there (2 values for 4 channels)."""
+    rng = np.random.default_rng(7)
+    g = Graph()
+    g.inits["o"] = np.full((1, 1, 1, 1), 3.0, np.float32)
+    g.inits["pads"] = np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)
+    g.inits["w"] = rng.normal(size=(4, 2, 3, 3)).astype(np.float32)
+    g.inits["b"] = rng.normal(size=4).astype(np.float32)
+    g.add("Add", ["x", "o"], ["a"])
+    g.add("Pad", ["a", "pads"], ["p"])
+    g.add("Conv", ["p", "w", "b"], ["y"], group=2)
+    x = {"x": np.random.default_rng(8).normal(size=(2, 4, 6, 5)).astype(np.float32)}
+    fold = onnx_rewrites.fold_input_affine
+    assert _rewritten(g, lambda g, p: fold(g, p, "x"), x, ["y"]) == ["Add", "Pad", "Conv"]
