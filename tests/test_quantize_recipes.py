@@ -15,10 +15,12 @@ pytest.importorskip("onnxruntime.quantization")
 from anyshape.archs import get_arch, list_models  # noqa: E402
 from anyshape.engine import GraphModel  # noqa: E402
 from anyshape.engine.quantize import (  # noqa: E402
+    CONV_MATMUL,
     DEFAULT_RECIPE,
     FAMILY_INT8,
     RECIPES,
     FamilyInt8,
+    Recipe,
     _quantize_onnxruntime,
     bf16_remainder_for,
     family_int8,
@@ -42,10 +44,11 @@ KEPT = {
 }
 
 
-def _graph() -> bytes:
+def _graph(groups: int = 4) -> bytes:
     """input (1, 3, 8, 8) -> first conv -> depthwise conv -> squeeze-and-excite (global pool, 1x1
     conv, relu, 1x1 conv, sigmoid, times the map) -> pointwise conv -> concatenated with its input
-    (DenseNet's join) -> global pool -> flatten -> MatMul -> Gemm (the classifier)."""
+    (DenseNet's join) -> global pool -> flatten -> MatMul -> Gemm (the classifier). `groups`: the
+    second convolution's (4: depthwise)."""
     h = onnx.helper
     rng = np.random.default_rng(0)
 
@@ -54,7 +57,7 @@ def _graph() -> bytes:
 
     nodes = [
         h.make_node("Conv", ["input", "w0"], ["a"], name="first", pads=[1, 1, 1, 1]),
-        h.make_node("Conv", ["a", "wdw"], ["b"], name="depthwise", group=4, pads=[1, 1, 1, 1]),
+        h.make_node("Conv", ["a", "wdw"], ["b"], name="depthwise", group=groups, pads=[1, 1, 1, 1]),
         h.make_node("GlobalAveragePool", ["b"], ["p"], name="pool"),
         h.make_node("Conv", ["p", "wse1"], ["q"], name="se_reduce"),
         h.make_node("Relu", ["q"], ["q2"], name="se_relu"),
@@ -70,7 +73,7 @@ def _graph() -> bytes:
     ]
     weights = [
         weight("w0", 4, 3, 3, 3),
-        weight("wdw", 4, 1, 3, 3),
+        weight("wdw", 4, 4 // groups, 3, 3),
         weight("wse1", 2, 4, 1, 1),
         weight("wse2", 4, 2, 1, 1),
         weight("wpw", 4, 4, 1, 1),
@@ -93,6 +96,13 @@ def test_each_recipe_keeps_its_kinds_of_node_in_float():
     assert set(RECIPES) == set(KEPT)
     for name, recipe in RECIPES.items():
         assert set(kept_in_float(proto, recipe)) == KEPT[name], name
+
+
+def test_any_grouped_convolution_counts_as_depthwise_and_a_recipe_may_keep_nothing_float():
+    proto = onnx.load_from_string(_graph(groups=2))  # two groups of two channels: grouped too
+    assert set(kept_in_float(proto, RECIPES["conv+matmul, depthwise float"])) == {"first", "depthwise"}
+    assert kept_in_float(proto, Recipe("everything", CONV_MATMUL, ())) == []  # the first conv too
+    assert kept_in_float(proto, Recipe("first only", CONV_MATMUL, ("first",))) == ["first"]
 
 
 @pytest.mark.parametrize("name", sorted(KEPT))
