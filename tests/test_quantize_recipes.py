@@ -185,10 +185,10 @@ def test_quantize_graph_refuses_an_unknown_recipe_and_a_recipe_for_nncf():
 
 def test_symmetric_signed_activations_keep_each_range_and_the_results():
     """`signed="symmetric"`: the activations whose calibrated range goes below 0 (here the
-    maps before the ReLU) become int8 with zero point 0, reaching at least as far on each
-    side as uint8 did; the ReLU output keeps uint8 at zero point 0; the outputs stay as close to the
-    float graph's as uint8's (within a few int8 steps: a tiny random graph). A tensor a matmul
-    reads (the MatMul's output, read by the Gemm) keeps uint8."""
+    maps before the ReLU) become int8 with zero point 0, reaching as far on each side as uint8
+    did on its farther one (127 steps); the ReLU output keeps uint8 at zero point 0; the outputs
+    stay as close to the float graph's as uint8's (within a few int8 steps: a tiny random graph).
+    A tensor a matmul reads (the MatMul's output, read by the Gemm) keeps uint8."""
     import onnxruntime as ort
     from onnx import numpy_helper
 
@@ -214,7 +214,8 @@ def test_symmetric_signed_activations_keep_each_range_and_the_results():
         if tensor in signed:
             new_scale, new_dtype, new_zero = after[tensor]
             assert (dtype, new_dtype, new_zero) == ("uint8", "int8", 0)
-            assert new_scale * 127 >= max(zero, 255 - zero) * scale * (1 - 1e-6)  # no side clipped
+            # the farther side reaches +-127 steps: no side clipped, no step wasted
+            assert new_scale * 127 == pytest.approx(max(zero, 255 - zero) * scale, rel=1e-6)
         else:
             assert after[tensor] == (scale, dtype, zero)
 
