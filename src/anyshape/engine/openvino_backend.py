@@ -193,12 +193,14 @@ class OpenVinoBackend:
         "precision": what it computed in ("u8"/"i8": int8, "bf16", "f32"), "kernel": the
         implementation ("brgconv_avx512_1x1_I8", ...), "ms", "layers": the graph's layers fused
         into it}."""
+        if not self._ran:
+            return []
+        compiled = self._ran[0].get_compiled_model()  # every piece of a batch runs on one model
+        if compiled.get_property("PERF_COUNT") != "YES":  # a string, "YES" or "NO"
+            return []
+        nodes = {op.get_friendly_name(): op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()}
         rows: dict[str, dict] = {}
         for request in self._ran:
-            compiled = request.get_compiled_model()
-            if compiled.get_property("PERF_COUNT") != "YES":  # a string, "YES" or "NO"
-                return []
-            nodes = {op.get_friendly_name(): op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()}
             for info in request.get_profiling_info():
                 facts = nodes.get(info.node_name)
                 row = rows.setdefault(
