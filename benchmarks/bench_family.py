@@ -36,7 +36,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_inference import Worker, machine  # noqa: E402  (the CPU line, one engine per process)
+from bench_inference import Worker, flags_line, machine  # noqa: E402  (the CPU line, one engine per process)
 
 ANYSHAPE = ("anyshape_auto", "anyshape_int8")
 PEERS = ("keras_tf", "tv_eager_cl", "tv_bf16_cl", "ort_tv", "ov_default")
@@ -227,9 +227,7 @@ def main() -> None:
         ap.error(f"--networks: choose from {', '.join(NETWORKS)}; --engines: choose from {', '.join(ENGINES)}")
     points = parse_points(args.points)
 
-    from anyshape.engine.precision import cpu_flags
-
-    flags = " ".join(sorted(f for f in cpu_flags() if f.startswith(("amx", "avx512_bf16", "avx512_vnni", "avx2"))))
+    flags = flags_line(extra=("avx2",))
     print(f"machine: {machine()}\nCPU flags: {flags}\nload average: {os.getloadavg()}", flush=True)
     rows = []
     for network in networks:

@@ -292,6 +292,14 @@ def machine() -> str:
     )
 
 
+def flags_line(extra: tuple = ()) -> str:
+    """This CPU's flags that decide anyshape's precisions (AMX, AVX512-BF16, VNNI; and `extra`)."""
+    from anyshape.engine.precision import cpu_flags
+
+    wanted = ("amx", "avx512_bf16", "avx512_vnni", *extra)
+    return " ".join(sorted(f for f in cpu_flags() if f.startswith(wanted)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
@@ -305,7 +313,6 @@ def main() -> None:
         return worker(args.worker)
 
     from anyshape import explain
-    from anyshape.engine.precision import cpu_flags
 
     grid = [p for p in GRID if p[0] == 75] if args.quick else GRID
     rounds = 2 if args.quick else args.rounds
@@ -384,9 +391,7 @@ def main() -> None:
     print()
     print(f"InceptionV3 features (include_top=False, avg pooling), images/s, best of {rounds} rounds")
     print(f"machine: {machine()}")
-    print(
-        f"CPU flags: {' '.join(sorted(f for f in cpu_flags() if f.startswith(('amx', 'avx512_bf16', 'avx512_vnni'))))}"
-    )
+    print(f"CPU flags: {flags_line()}")
     print(
         "| size | batch | "
         + " | ".join(names)

@@ -27,7 +27,7 @@ from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_family import _make_engine, parse_points  # noqa: E402  (the engines bench_family times)
-from bench_inference import machine  # noqa: E402  (the CPU line)
+from bench_inference import flags_line, machine  # noqa: E402  (the CPU lines)
 
 NETWORKS = "resnet50,efficientnet_b0,mobilenet_v3_large,convnext_tiny,densenet121"
 ENGINES = {"auto": "anyshape_auto", "int8": "anyshape_int8"}
@@ -96,10 +96,9 @@ def main() -> None:
     import numpy as np
 
     from anyshape.engine import openvino_backend
-    from anyshape.engine.precision import cpu_flags
 
     openvino_backend.PERF_COUNT = True  # every model compiled from here on counts per node
-    flags = " ".join(sorted(f for f in cpu_flags() if f.startswith(("amx", "avx512_bf16", "avx512_vnni"))))
+    flags = flags_line()
     print(f"machine: {machine()}\nCPU flags: {flags or '(no amx, avx512_bf16 or avx512_vnni)'}")
     print(f"load average: {os.getloadavg()}", flush=True)
     for network in [n.strip() for n in args.networks.split(",") if n.strip()]:
