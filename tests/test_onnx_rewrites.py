@@ -124,6 +124,12 @@ def _rewritten(g: Graph, rewrite, feeds: dict, outputs: list[str], protected=fro
     return [n.op for n in g.nodes]
 
 
+def _read_again(g: Graph, tensor: str, outputs: list[str]) -> list[str]:
+    """`tensor` read by one more node, whose output `r` joins the graph's `outputs`."""
+    g.add("Relu", [tensor], ["r"])
+    return [*outputs, "r"]
+
+
 def _conv_bn(scale_shape=(1, 4, 1, 1), shift_shape=(1, 4, 1, 1), after="Add", shift_const=True, conv=True):
     """x -> Conv (4 filters) -> Mul by a constant -> Add (or `after`) of a constant: a Keras
     BatchNorm after a convolution as the emitter writes it."""
@@ -169,8 +175,7 @@ def test_batch_norm_is_left_where_it_does_not_fold_exactly(case):
         g.nodes.insert(0, g.nodes.pop())
         g.nodes[-1].inputs = ["m", "c2"]
     if case == "convolution read twice":
-        g.add("Relu", ["c"], ["r"])
-        outputs = ["y", "r"]
+        outputs = _read_again(g, "c", outputs)
     protected = {"c"} if case == "convolution protected" else {"m"} if case == "product protected" else set()
     before = [n.op for n in g.nodes]
     assert _rewritten(g, onnx_rewrites.fold_batch_norm, X, outputs, protected) == before
@@ -209,18 +214,23 @@ def test_a_pad_is_left_where_it_does_not_merge(case):
     )
     outputs = ["y"]
     if case == "pad read twice":
-        g.add("Relu", ["p"], ["r"])
-        outputs = ["y", "r"]
+        outputs = _read_again(g, "p", outputs)
     before = [n.op for n in g.nodes]
     protected = {"p"} if case == "pad protected" else set()
     assert _rewritten(g, onnx_rewrites.merge_pad_into_avg_pool, X, outputs, protected) == before
 
 
-def _concats():
-    """y = Concat(a, Concat(b, Concat(c, d)), d), all on the channel axis."""
+def _four_maps() -> Graph:
+    """A graph of four maps of x, a, b, c and d, to concatenate."""
     g = Graph()
     for name in "abcd":
         g.add("Relu", ["x"], [name])
+    return g
+
+
+def _concats():
+    """y = Concat(a, Concat(b, Concat(c, d)), d), all on the channel axis."""
+    g = _four_maps()
     g.add("Concat", ["c", "d"], ["cd"], axis=1)
     g.add("Concat", ["b", "cd"], ["bcd"], axis=1)
     g.add("Concat", ["a", "bcd", "d"], ["y"], axis=1)
@@ -239,8 +249,7 @@ def test_a_nested_concatenation_is_kept_where_it_must_be(case):
     g = _concats()
     outputs = ["y"]
     if case == "inner read twice":
-        g.add("Relu", ["bcd"], ["r"])
-        outputs = ["y", "r"]
+        outputs = _read_again(g, "bcd", outputs)
     protected = {"bcd"} if case == "inner protected" else set()
     ops = _rewritten(g, onnx_rewrites.flatten_concats, X, outputs, protected)
     assert ops.count("Concat") == 2  # the innermost (c, d) still joins the middle one
@@ -249,9 +258,7 @@ def test_a_nested_concatenation_is_kept_where_it_must_be(case):
 
 
 def test_concatenations_on_other_axes_are_kept():
-    g = Graph()
-    for name in "abcd":
-        g.add("Relu", ["x"], [name])
+    g = _four_maps()
     g.add("Concat", ["a", "b"], ["ab"], axis=2)
     g.add("Concat", ["c", "d"], ["cd"], axis=2)
     g.add("Concat", ["ab", "cd"], ["y"], axis=1)
@@ -307,8 +314,7 @@ def _affine_stem(perm=(0, 3, 1, 2), read_twice=False, relu=False):
     g.add("Conv", ["t2" if relu else "t" if perm else "m", "w", "b"], ["y"])
     outputs = ["y"]
     if read_twice:
-        g.add("Relu", ["m"], ["r"])
-        outputs.append("r")
+        outputs = _read_again(g, "m", outputs)
     return g, outputs
 
 
