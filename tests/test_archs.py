@@ -168,9 +168,12 @@ def test_minimum_is_exact(name):
     """At the minimum the shape is valid; one pixel less is refused by `create_model` (before any
     layer is built) naming the collapsing stage and the nearest valid shape. On the representatives,
     built without anyshape's check: Keras makes every layer at least 1 x 1 at the minimum, and one
-    pixel less gives it an empty map somewhere, or it refuses the shape itself."""
+    pixel less gives it an empty map somewhere, or it refuses the shape itself. VGG: the
+    minimum of its free-size top (the fully-convolutional head, 224); below 224 its default top is
+    Keras' Flatten top, from 32 up (tests/test_family_vgg.py)."""
+    form = {"head": "conv"} if get_arch(name).family == "vgg" else {}
     mh, mw = minimum_size(name, include_top=True)
-    at_min = explain((mh, mw, 3), arch=name, include_top=True)
+    at_min = explain((mh, mw, 3), arch=name, include_top=True, **form)
     assert at_min.valid, at_min.reason()
     if name in REPRESENTATIVES:
         with zero_initial_weights():  # shapes only
@@ -178,10 +181,10 @@ def test_minimum_is_exact(name):
         assert min(d for layer in model.layers for d in layer.output.shape[1:] if d is not None) > 0
     if mh == 1:
         return  # nothing below 1 pixel to refuse
-    below = explain((mh - 1, mw, 3), arch=name, include_top=True)
+    below = explain((mh - 1, mw, 3), arch=name, include_top=True, **form)
     assert not below.valid
     with pytest.raises(InvalidInputShape) as e:
-        anyshape.create_model(name, input_shape=(mh - 1, mw, 3))
+        anyshape.create_model(name, input_shape=(mh - 1, mw, 3), **form)
     named = below.collapse[0].stage if below.collapse else below.problems[0].split(":")[0]
     assert named in str(e.value) and f"Nearest valid shape: ({mh}, {mw}, 3)" in str(e.value)
     if name not in REPRESENTATIVES:

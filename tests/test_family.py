@@ -209,14 +209,14 @@ class Family:
 
     @property
     def ours_odd(self):
-        """anyshape's model with the top for the odd size: the free-size model (VGG: its Flatten
-        head, which is what Keras builds there, at the odd size)."""
+        """anyshape's model with the top for the odd size: the free-size model (VGG: the model at
+        the odd size, below 224, with its default head, Keras' Flatten top, what Keras builds there)."""
 
         def build():
             if self.facts.free_top:
                 model = anyshape.create_model(self.name, input_shape=(None, None, 3))
             else:
-                model = anyshape.create_model(self.name, input_shape=self.facts.odd, head="flatten")
+                model = anyshape.create_model(self.name, input_shape=self.facts.odd)
             return self._with(model, self.weights)
 
         return self.cache.get("ours_odd", build)

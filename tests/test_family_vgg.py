@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 from model_helpers import (
+    assert_keras_drop_in,
     images,
     relative_error,
     run,
@@ -79,14 +80,22 @@ def test_head_choice_and_the_sizes_it_takes():
     assert fc1((None, None, 3)).startswith("7x7 conv")
     assert fc1((224, 225, 3)).startswith("7x7 conv")
     assert fc1(ODD, head="flatten") == "dense 4096"
+    # below 224 "auto" builds what Keras builds there: its Flatten top (the conv head has no window)
+    assert fc1(ODD) == fc1((32, 32, 3)) == fc1((223, 300, 3)) == "dense 4096"
     assert minimum_size("vgg16") == (32, 32)
-    assert minimum_size("vgg16", include_top=True) == (224, 224)
+    assert minimum_size("vgg16", include_top=True) == (224, 224)  # the free-size model's conv head
+    assert explain(ODD, arch="vgg16", include_top=True).min_hw == (32, 32)  # fixed sizes: the Flatten top's
 
-    below = explain((223, 300, 3), arch="vgg16", include_top=True)
+    below = explain((223, 300, 3), arch="vgg16", include_top=True, head="conv")
     assert not below.valid and below.collapse[0].layer == "fc1"
     assert "head='flatten'" in below.reason() and "Nearest valid shape: (224, 300, 3)" in below.reason()
+    partly_free = explain((None, 100, 3), arch="vgg16", include_top=True)  # Flatten needs both sides fixed
+    assert not partly_free.valid and "Nearest valid shape: (None, 224, 3)" in partly_free.reason()
+    small = explain((31, 64, 3), arch="vgg16", include_top=True)
+    assert not small.valid and "at least 32, and fixed, with the top below 224" in small.reason()
+    assert "Nearest valid shape: (32, 64, 3)" in small.reason()
     with pytest.raises(anyshape.InvalidInputShape, match="fc1"):
-        anyshape.create_model("vgg16", input_shape=ODD)
+        anyshape.create_model("vgg16", input_shape=ODD, head="conv")
     assert any(
         "Flatten" in p for p in explain((None, None, 3), arch="vgg16", include_top=True, head="flatten").problems
     )
@@ -99,3 +108,62 @@ def test_feature_points_one_per_reduction(name):
     report = explain((224, 224, 3), arch=name)
     layers = {stage.layer: stage for stage in report.stages}
     assert [layers[p].height for p in get_arch(name).feature_points] == [112, 56, 28, 14, 7]
+
+
+def test_keras_from_scratch_call_below_224_builds_keras_flatten_top():
+    """`VGG16(weights=None, input_shape=(32, 32, 3), classes=10)`, Keras' call for a model trained
+    from scratch on small images: keras.applications builds its Flatten top at that size (fc1 of
+    1 x 1 x 512 inputs), and so does anyshape, with the same layers, weights and outputs."""
+    theirs = keras.applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=10)
+    ours = applications.VGG16(weights=None, input_shape=(32, 32, 3), classes=10)
+    assert_keras_drop_in(ours, theirs)
+    assert tuple(ours.get_layer("fc1").kernel.shape) == (512, 4096) and ours.count_params() == theirs.count_params()
+    ours.set_weights(vgg_weights(theirs))
+    theirs.set_weights(ours.get_weights())
+    x = images((32, 32, 3), high=150.0, low=-120.0)
+    assert relative_error(run(ours, x), run(theirs, x)) <= 1e-6
+
+
+def test_a_top_trained_at_224_is_refused_below_it_before_any_download(tmp_path, monkeypatch, capsys):
+    """Keras' ImageNet top (fc1 a Dense of 7 x 7 x 512 inputs) fits 224 x 224 and, as the conv head,
+    any larger size; below 224 the model's top is Keras' Flatten top of another shape: the registered
+    set is refused before its file is fetched (the URL here leads nowhere: a download would say so),
+    naming what to give instead, in Python's words and in the CLI's."""
+    from dataclasses import replace
+
+    from anyshape.weights import REGISTRY
+
+    ws = REGISTRY["vgg16.keras_in1k"]
+    monkeypatch.setitem(REGISTRY, ws.name, replace(ws, url=f"file://{tmp_path}/nowhere.h5"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(ValueError) as e:
+        applications.VGG16(input_shape=(64, 64, 3))
+    message = str(e.value)
+    assert "classifier of weights='vgg16.keras_in1k'" in message and "trained at 224 x 224" in message
+    assert "2048 inputs" in message and "give include_top=False" in message and "at least 224 x 224" in message
+    assert not (tmp_path / "keras").exists()
+    from anyshape.cli import main
+
+    (tmp_path / "a.png").write_bytes(b"")  # refused before any image is read
+    assert main(["predict", "--arch", "vgg16", "--input-shape", "64,64,3", str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err
+    assert "classifier of --weights vgg16.keras_in1k" in err and "give no --include-top (anyshape features)" in err
+    assert "include_top" not in err and not (tmp_path / "keras").exists()
+
+
+def test_a_file_top_trained_at_224_is_named_as_the_problem_below_it():
+    """A weights file's fc1 kernel of 7 x 7 x 512 rows into the Flatten top at another size: the
+    problem the loader reports is that one, in words (its other problems are listed with it)."""
+    from types import SimpleNamespace
+
+    from anyshape.weights.family import _head_values, _Plan
+
+    arch = get_arch("vgg16")
+    config = arch.config(input_shape=(64, 64, 3), classes=2)
+    plan = _Plan()
+    layer = SimpleNamespace(name="fc1")
+    values = _head_values(plan, arch, config, layer, [np.zeros((25088, 2)), np.zeros(2)], [(2048, 2), (2,)])
+    assert values is None and len(plan.problems) == 1
+    assert (
+        plan.problems[0].startswith("fc1: the pretrained top was trained at 224 x 224") and "2048" in plan.problems[0]
+    )

@@ -1059,6 +1059,18 @@ def test_resume_with_another_network_is_refused_naming_both(stopped_after_epoch_
     assert [e["epoch"] for e in result.report["epochs"]] == [1, 2] and result.report["architecture"]["name"] == TINY
 
 
+def test_digits_train_at_the_smallest_fixed_size_the_top_takes(tmp_path):
+    """`train digits --arch NAME` without --size: the smallest size the network takes with its top
+    at a fixed size, at least 32 px. VGG16's top is Keras' Flatten top there (32 px), not its
+    free-size fully-convolutional top (224 px: 49 times the pixels per digit)."""
+    from anyshape.training import TrainConfig, Trainer
+
+    def size(arch, **options):
+        return Trainer(TrainConfig("digits", arch=arch, output=str(tmp_path / arch), **options))._default_size()
+
+    assert size("vgg16") == (32, 32) and size("inception_v3") == (75, 75) and size("resnet50") == (32, 32)
+
+
 def test_caffe_preprocessing_in_the_training_pipeline_is_keras_own(tmp_path):
     """From scratch a network trains on its own preprocessing: ResNet50's is Keras' caffe mode
     (RGB -> BGR, minus the BGR ImageNet mean), which the tf.data pipeline applies as Keras does."""

@@ -155,8 +155,8 @@ def _minimum(arch: Arch, config, channels: int) -> tuple[int | None, int | None]
 
 def _free(config):
     """`config` with the input shape and names that do not change the network's arithmetic cleared,
-    so that one minimum serves every size (the cache key)."""
-    return config.replace(input_shape=None, data_format="channels_last", name=None)
+    so that one minimum serves every size (the cache key): `ArchConfig.at_any_size`."""
+    return config.at_any_size()
 
 
 def minimum_size(arch: str | Arch = DEFAULT_ARCH, channels: int = 3, **config) -> tuple[int | None, int | None]:

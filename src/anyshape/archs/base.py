@@ -198,6 +198,12 @@ class ArchConfig:
     def replace(self, **changes) -> ArchConfig:
         return replace(self, **changes)
 
+    def at_any_size(self) -> ArchConfig:
+        """This configuration with the input shape and the names that do not change the network's
+        arithmetic cleared: what the shape engine searches sizes with (`anyshape.shapes`). A network
+        whose layers depend on the input size it is built at (VGG's top) keeps the choice made."""
+        return self.replace(input_shape=None, data_format="channels_last", name=None)
+
     def problems(self) -> list[str]:
         """Invalid arguments other than the shape, in parameter names; subclasses add theirs."""
         out = []

@@ -20,8 +20,11 @@ predictions: Flatten makes fc1's weights depend on the input size, so the pretra
   Keras'; at larger sizes it averages the classifier's scores over every 7 x 7 window of
   block5_pool (each sees 224 x 224 pixels' worth of the map, at a stride of 32 pixels). It needs
   block5_pool >= 7, so H, W >= 224 with this head.
-- "auto" (the default): "flatten" exactly when the input is 224 x 224 (the drop-in case,
-  keras.applications' layers and weights), "conv" otherwise (free size included).
+- "auto" (the default): "flatten" when the input is 224 x 224 (the drop-in case,
+  keras.applications' layers and weights) and at fixed sizes below 224, where the conv head has no
+  window and Keras builds its Flatten top at that size (`VGG16(weights=None, input_shape=(32, 32,
+  3), classes=10)`, a from-scratch model; a top trained at 224 does not fit it: `trained_top_problem`);
+  "conv" otherwise: free size, and fixed sizes from 224 up, where the pretrained top then works.
 Both forms have the same weighted layers with the same names and element counts (only the kernel
 shapes differ), so `convert_head_weights` moves weights between them without loss. With the top,
 `pooling` chooses how the conv head pools the score map ("avg", the default, or "max"; at 224
@@ -31,8 +34,8 @@ torchvision's VGG takes another way to any size: an adaptive 7x7 average pool in
 Flatten, which resamples block5_pool to 7 x 7 at every input size >= 32. It keeps the pretrained
 fc1 too, but it then sees features averaged over a larger area than it was trained on (or repeated
 ones below 224). The fully-convolutional head only applies the classifier the way it was trained
-(on 7 x 7 windows of block5_pool) and averages the answers; below 224 it has no window and is
-refused, where `head="flatten"` (or `include_top=False`) still builds. What either costs in
+(on 7 x 7 windows of block5_pool) and averages the answers; below 224 it has no window (there
+"auto" builds the Flatten top, `head="conv"` is refused). What either costs in
 accuracy at sizes other than 224 depends on the weights and is not measured here (anyshape's tests
 have no pretrained weights); at 224 both equal Keras exactly.
 
@@ -46,7 +49,15 @@ from dataclasses import dataclass
 
 from anyshape.archs.base import KERAS_ARGS, Arch, ArchConfig, classifier_head
 
-__all__ = ["VGGConfig", "ARCHS", "HEADS", "head_form", "convert_head_kernel", "convert_head_weights"]
+__all__ = [
+    "VGGConfig",
+    "ARCHS",
+    "HEADS",
+    "head_form",
+    "trained_top_problem",
+    "convert_head_kernel",
+    "convert_head_weights",
+]
 
 HEADS = ("auto", "flatten", "conv")
 DEFAULT_SIZE = 224
@@ -76,16 +87,56 @@ class VGGConfig(ArchConfig):
             )
         return out
 
+    def at_any_size(self) -> ArchConfig:
+        """At any size, the head a size below 224 chose ("auto": Keras' Flatten top there): the sizes
+        searched are then the Flatten top's, fixed, from 32 up, not the conv head's from 224. At 224
+        Keras' top computes what the conv head computes, and the minimum stays the conv head's."""
+        free = super().at_any_size()
+        below = self.include_top and self.head == "auto" and head_form(self) == "flatten" and not _at_default(self)
+        return free.replace(head="flatten") if below else free
+
+
+def _hw(cfg: VGGConfig) -> tuple | None:
+    shape = cfg.input_shape
+    if shape is None:
+        return None
+    return tuple(shape[1:]) if cfg.data_format == "channels_first" else tuple(shape[:2])
+
+
+def _at_default(cfg: VGGConfig) -> bool:
+    return _hw(cfg) == (DEFAULT_SIZE, DEFAULT_SIZE)
+
 
 def head_form(cfg: VGGConfig) -> str:
     """The head `cfg` builds: "flatten" or "conv" ("auto" decided by the input size)."""
     if cfg.head != "auto":
         return cfg.head
-    shape = cfg.input_shape
-    if shape is None:
+    hw = _hw(cfg)
+    if hw is None:
         return "conv"
-    hw = tuple(shape[1:]) if cfg.data_format == "channels_first" else tuple(shape[:2])
-    return "flatten" if hw == (DEFAULT_SIZE, DEFAULT_SIZE) else "conv"
+    if hw == (DEFAULT_SIZE, DEFAULT_SIZE):
+        return "flatten"
+    # below 224 the conv head has no 7 x 7 window: Keras' Flatten top, as keras.applications builds
+    # it there (VGG16(weights=None, input_shape=(32, 32, 3), classes=10) is a common Keras call)
+    if None not in hw and min(hw) < DEFAULT_SIZE:
+        return "flatten"
+    return "conv"
+
+
+def trained_top_problem(cfg: VGGConfig) -> str | None:
+    """Why the top of a weight set trained at 224 x 224 (fc1 a Dense layer of 7 x 7 x 512 inputs)
+    cannot load into the model `cfg` builds, or None when it can: Keras' Flatten top at another
+    fixed size has an fc1 of another shape (the conv head takes those weights at 224 and up)."""
+    hw = _hw(cfg)
+    if not cfg.include_top or head_form(cfg) == "conv" or hw is None or _at_default(cfg):
+        return None
+    h, w = hw
+    return (
+        f"the pretrained top was trained at {DEFAULT_SIZE} x {DEFAULT_SIZE}: its fc1 is a Dense layer of "
+        f"{FC1_WINDOW} x {FC1_WINDOW} x {WIDTHS[-1]} inputs, which fits an input of {DEFAULT_SIZE} x {DEFAULT_SIZE} "
+        f"and, as the fully-convolutional head, any larger one; at {h} x {w} Keras' Flatten top has "
+        f"{(h // 32) * (w // 32) * WIDTHS[-1]} inputs"
+    )
 
 
 def _dropout(net, cfg: VGGConfig, x, after: str):
@@ -171,8 +222,9 @@ def _size_note(cfg: VGGConfig) -> str:
             " with include_top=True (the fully-convolutional head's fc1 is a 7x7 conv on block5_pool, 1/32 of "
             "the input; head='flatten' builds keras.applications' Flatten top at one fixed size instead)"
         )
+    which = "with head='flatten'" if cfg.head == "flatten" else "with the top below 224"
     return (
-        ", and fixed, with head='flatten' (keras.applications' Flatten top sizes fc1 by the input; "
+        f", and fixed, {which} (keras.applications' Flatten top sizes fc1 by the input; "
         "head='conv' takes any size from 224 up, free size included)"
     )
 

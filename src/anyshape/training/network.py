@@ -76,9 +76,11 @@ class NetworkBuilder(TrainerState):
         other data: the network's default size (299 for InceptionV3)."""
         if self.config.data != "digits":
             return (self.arch.default_size, self.arch.default_size)
-        from anyshape.shapes import minimum_size
+        from anyshape.shapes import explain
 
-        h, w = minimum_size(self.arch, 1, include_top=True, **self._build_options())
+        # the minimum of a fixed size (the model is built at one): VGG's top there is Keras'
+        # Flatten top, from 32 px, where its free-size (fully-convolutional) top needs 224
+        h, w = explain((32, 32, 1), arch=self.arch, include_top=True, **self._build_options()).min_hw
         return (max(32, h or 32), max(32, w or 32))
 
     def _build_model(self, weights):

@@ -24,8 +24,11 @@ so the same pairing holds here, with these rules where the shapes differ:
     reproduces). Where the in-graph map is the same for every channel (MobileNetV3's and
     EfficientNetV2-S/M/L's Rescaling) the plain rule is exact everywhere and nothing is folded;
   - the classifier (`Arch.classifier`): another class count keeps the model's new, randomly
-    initialised head and says so; VGG's fully-convolutional head (every size but 224) takes the
-    Dense kernels reshaped (`anyshape.archs.vgg.convert_head_kernel`);
+    initialised head and says so; VGG's fully-convolutional head (any size from 224 up but 224)
+    takes the Dense kernels reshaped (`anyshape.archs.vgg.convert_head_kernel`); its Flatten top
+    below 224 (what Keras builds there) cannot take a top trained at 224: a registered set's top is
+    refused before it is downloaded (`include_top=False` loads the backbone), a file's is refused
+    with the rest of its problems;
   - a file without the top into a model with it leaves the head random and says so.
 
 Keras 3 files (`.weights.h5` from `model.save_weights`, `.keras` from `model.save`) take the same
@@ -53,6 +56,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from anyshape.errors import Message, ParameterError
 from anyshape.weights import channels as channel_rules
 from anyshape.weights.checkpoint import WeightFileError
 from anyshape.weights.family_files import (
@@ -196,6 +200,33 @@ def _first_conv(plan: _Plan, model, arch, config, layer, arrays, norm, channel_a
     return [adapted, *rest], offset
 
 
+def _trained_top_problem(arch, config) -> str | None:
+    """Why a top trained at the network's default size cannot load into `config`'s model (VGG's
+    Flatten top at another size), or None."""
+    if arch.family != "vgg":
+        return None
+    from anyshape.archs.vgg import trained_top_problem
+
+    return trained_top_problem(config)
+
+
+def _check_trained_top(arch, config, weight_set: WeightSet) -> None:
+    """Refuses, before any download, a registered set's top that cannot fit `config`'s model."""
+    problem = _trained_top_problem(arch, config)
+    if problem is not None:
+        raise ParameterError(
+            Message(
+                "{network}: the classifier of {weights=*}: {problem}. For the pretrained backbone at this "
+                "size give {python:include_top=False}{cli:no --include-top (anyshape features)}; for its "
+                "classifier, an input of at least {size} x {size}",
+                network=arch.keras_name,
+                weights=weight_set.name,
+                problem=problem,
+                size=arch.default_size,
+            )
+        )
+
+
 def _head_values(plan: _Plan, arch, config, layer, arrays, shapes):
     """A head layer's arrays (VGG's Dense kernels reshaped for its conv head), or None to keep the
     model's new head (another class count)."""
@@ -210,6 +241,10 @@ def _head_values(plan: _Plan, arch, config, layer, arrays, shapes):
             return None
     if [a.shape for a in arrays] == shapes:
         return arrays
+    problem = _trained_top_problem(arch, config) if layer.name == "fc1" else None
+    if problem is not None and arrays[0].shape[0] == 7 * 7 * 512:  # a Flatten top trained at 224 x 224
+        plan.problems.append(f"fc1: {problem}")
+        return None
     classes_file, classes_model = arrays[0].shape[-1], shapes[0][-1]
     if classes_file != classes_model and arrays[0].shape[:-1] == shapes[0][:-1]:
         if classes_file in IMAGENET_CLASSES:
@@ -312,6 +347,8 @@ def load_family_weights(
     # the file with the classifier only where it is used: another class count gets a new head, so
     # its backbone comes from the file without the top (as InceptionV3's loader does)
     with_top = config.include_top and (weight_set.num_classes is None or config.classes == weight_set.num_classes)
+    if with_top and weight_set.path is None:  # a registered set: its top was trained at the default size
+        _check_trained_top(arch, config, weight_set)
     path = os.fspath(family_weight_file(weight_set, arch, config, with_top, cache_dir, progress))
     plan = _plan(model, arch, config, file_pairs(model, arch, config, path), path, channel_adapt, seed, channels)
     assign_plan(model, plan)
