@@ -79,6 +79,17 @@ def test_names_are_resolved_by_the_weights_layer_not_the_data_layer(tmp_path):
     np.testing.assert_allclose(ours, expected, rtol=1e-6)
     with pytest.raises(ValueError, match="give either weights="):
         anyshape.preprocess_input(gray, "channels_last", weights="imagenet", mode="tf")
+    # Keras' caffe-mode sets (ResNet, VGG): one channel gets the average of the BGR mean, as
+    # predict gives a one-channel model (data_config_for(weights, channels)); three are Keras' own
+    caffe = float(np.mean(preprocess.CAFFE_MEAN))
+    for name in ("resnet50.keras_in1k", "vgg16.keras_in1k"):
+        ours = anyshape.preprocess_input(gray, "channels_last", weights=name)
+        np.testing.assert_allclose(ours, gray - caffe, rtol=1e-6)
+        assert data_config_for(name, channels=1).preprocess_kwargs() == {"mode": "caffe", "mean": pytest.approx(caffe)}
+    rgb = np.random.default_rng(0).uniform(0, 255, (1, 2, 2, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        anyshape.preprocess_input(rgb, weights="resnet50.keras_in1k"), rgb[..., ::-1] - preprocess.CAFFE_MEAN, rtol=1e-6
+    )
 
 
 def test_other_channel_counts_get_the_average_mean_and_std():

@@ -62,16 +62,17 @@ def preprocess_input(
     weights: take mode, mean and std from a weight set: a registry name ("imagenet",
     "torchvision.IMAGENET1K_V1", "inception_v3.gluon_in1k", ...), a weights file, an
     ``anyshape.weights.WeightSet``, or a model loaded by anyshape (it carries
-    ``model.anyshape_weights``). Not combinable with mode/mean/std. For a "torch"-mode set and
-    an input with other than 3 channels, the mean of its mean and std are used (the first conv
-    of such a model was adapted from RGB; see anyshape.weights.channels). The other arguments
+    ``model.anyshape_weights``). Not combinable with mode/mean/std. For a "torch"- or
+    "caffe"-mode set (torchvision's, timm's; Keras' ResNet and VGG) and an input with other than
+    3 channels, the mean of its mean and std are used, as predict uses them (the first conv of
+    such a model was adapted from RGB; see anyshape.weights.channels). The other arguments
     are `anyshape.preprocess.preprocess_input`'s.
     """
     if weights is not None:
         if mode is not None or mean is not None or std is not None:
             raise ValueError("give either weights= (which sets mode, mean and std) or mode=/mean=/std=, not both.")
         kw = preprocessing_for(weights)
-        if kw["mode"] == "torch":  # only then does the channel count matter (and the format get looked up)
+        if kw["mode"] in ("torch", "caffe"):  # per-channel constants: the channel count matters (and the format)
             channels = preprocess.input_channels(x, data_format)
             if channels is not None:
                 kw = preprocessing_for(weights, channels)
