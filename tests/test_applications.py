@@ -76,3 +76,55 @@ def test_positional_keyword_and_extra_arguments_reach_create_model(recorder):
     assert first.anyshape_config.dropout_rate == 0.25
     with pytest.raises(TypeError, match="multiple values for argument 'alpha'"):
         applications.MobileNet((96, 64, 3), 0.5, alpha=0.25)
+
+
+KERAS_MODULES = sorted(
+    name for name in dir(keras.applications) if inspect.ismodule(getattr(keras.applications, name)) and name[0] != "_"
+)
+
+
+@pytest.mark.parametrize("module", KERAS_MODULES)
+def test_keras_import_lines_work_with_anyshape(module):
+    """`from anyshape.applications.resnet50 import ResNet50, preprocess_input, decode_predictions`:
+    each of keras.applications' modules has its anyshape twin, with every name Keras' has (and
+    mobilenet_v3 its two constructors, which Keras' module leaves out), the constructors being
+    anyshape's, decode_predictions anyshape's, and preprocess_input Keras' result on RGB pixels
+    (the pass-through of the networks that scale inside the graph included) for both data formats."""
+    import importlib
+
+    import numpy as np
+
+    import anyshape
+
+    ours, theirs = importlib.import_module(f"anyshape.applications.{module}"), getattr(keras.applications, module)
+    public = {n for n in dir(theirs) if not n.startswith("_")}
+    assert public <= set(ours.__all__) and set(ours.__all__) <= set(dir(ours))
+    for name in set(ours.__all__) - {"preprocess_input", "decode_predictions"}:
+        assert getattr(ours, name) is getattr(applications, name)
+    if module == "mobilenet_v3":
+        assert {"MobileNetV3Small", "MobileNetV3Large"} <= set(ours.__all__)
+    assert ours.decode_predictions is anyshape.decode_predictions
+    x = np.random.default_rng(0).uniform(0, 255, (2, 5, 7, 3)).astype("float32")
+    for data_format, batch in (("channels_last", x), ("channels_first", x.transpose(0, 3, 1, 2))):
+        expected = np.asarray(theirs.preprocess_input(batch.copy(), data_format=data_format))
+        got = ours.preprocess_input(batch, data_format=data_format)
+        assert got.dtype == np.float32 and got.shape == batch.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_keras_module_preprocess_input_takes_any_channel_count():
+    """Where Keras' caffe and torch modes need 3 channels, a gray image gets the average of the
+    per-channel mean (and std), as predict gives a one-channel model of those weights."""
+    import numpy as np
+
+    from anyshape.applications import densenet, imagenet_utils, resnet50
+    from anyshape.preprocess import CAFFE_MEAN, IMAGENET_MEAN, IMAGENET_STD
+
+    gray = np.full((1, 4, 4, 1), 120.0, np.float32)
+    np.testing.assert_allclose(resnet50.preprocess_input(gray), gray - np.mean(CAFFE_MEAN), rtol=1e-6)
+    np.testing.assert_allclose(
+        densenet.preprocess_input(gray), (gray / 255 - np.mean(IMAGENET_MEAN)) / np.mean(IMAGENET_STD), rtol=1e-6
+    )
+    rgb = np.full((1, 4, 4, 3), 120.0, np.float32)
+    np.testing.assert_allclose(imagenet_utils.preprocess_input(rgb), rgb - np.array(CAFFE_MEAN), rtol=1e-6)
+    np.testing.assert_allclose(imagenet_utils.preprocess_input(rgb, mode="tf"), rgb / 127.5 - 1, rtol=1e-6)

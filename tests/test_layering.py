@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("shapes", ["shapes.py", "input_shapes.py"]),
     ("weights", ["weights/"]),
     ("model info", ["model_info.py"]),
-    ("factory", ["factory.py", "inception_v3.py", "applications.py"]),
+    ("factory", ["factory.py", "inception_v3.py", "applications/"]),
     (
         "conversion",
         ["weights/convert.py", "weights/convert_common.py", "weights/convert_family.py", "weights/convert_twin.py"],

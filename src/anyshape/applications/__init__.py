@@ -8,6 +8,11 @@ network's `Arch.keras_args`; tests/test_applications.py compares them with Keras
 keyword-only extras every anyshape constructor takes: `data_format`, `preprocessing` and any other
 build argument or weight option (`dropout_rate`, `channel_adapt`, ...). InceptionV3 keeps its own
 hand-written constructor (`anyshape.inception_v3`), whose docstring describes every argument.
+
+keras.applications' per-family modules have their twins here, so Keras' import lines work with
+`keras` replaced: `from anyshape.applications.resnet50 import ResNet50, preprocess_input,
+decode_predictions` (`resnet50.py`, `efficientnet.py`, ..., `imagenet_utils.py`; see
+`_keras_modules`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,9 @@
+"""keras.applications.densenet in anyshape: DenseNet121, DenseNet169, DenseNet201 at any input shape, with the
+preprocess_input and decode_predictions of their Keras ImageNet weights (see _keras_modules)."""
+
+from anyshape.applications._keras_modules import constructors, helpers
+
+DenseNet121, DenseNet169, DenseNet201 = constructors("DenseNet121", "DenseNet169", "DenseNet201")
+preprocess_input, decode_predictions = helpers("densenet", "densenet121")
+
+__all__ = ["DenseNet121", "DenseNet169", "DenseNet201", "preprocess_input", "decode_predictions"]
