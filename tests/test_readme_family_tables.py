@@ -24,7 +24,7 @@ from model_helpers import representatives
 from test_weights_family import PADDED_PER_CHANNEL_STEM, TOL
 
 from anyshape.archs import get_arch, list_models
-from anyshape.shapes import minimum_size
+from anyshape.shapes import explain, minimum_size
 from anyshape.weights import REGISTRY
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -78,6 +78,11 @@ def test_minimum_row_is_computed(family):
         assert minimum_size(name) == (n, n), (name, minimum_size(name), ours)
         with_top = int(top.group(1)) if top else n
         assert minimum_size(name, include_top=True) == (with_top, with_top), (name, ours)
+        fixed = re.search(r"with the top at a fixed size below \d+, (\d+)", ours)  # VGG's Flatten top
+        if fixed:
+            m = int(fixed.group(1))
+            assert explain((m, m, 3), arch=name, include_top=True).valid, (name, ours)
+            assert not explain((m - 1, m, 3), arch=name, include_top=True).valid, (name, ours)
 
 
 MODES = (("caffe", "caffe"), ("mean/std", "torch"), ("raw 0..255", "raw"), ("[-1, 1]", "tf"))
