@@ -120,6 +120,27 @@ def test_aliases(alias):
     assert resolve(alias).name in REGISTRY
 
 
+def test_a_framework_name_alone_is_its_default_set_of_the_network():
+    """`weights="torchvision"` / `"timm"` with a network: the set torchvision's weights="DEFAULT"
+    and timm's pretrained=True load (their aliases "torchvision/<arch>", "timm/<arch>"), in any
+    case; for a network that framework has no weights of, the error says so and lists its sets;
+    InceptionV3's "torchvision" stays torchvision's IMAGENET1K_V1."""
+    assert resolve("torchvision", arch="resnet50").name == "resnet50.tv2_in1k"  # ResNet50_Weights.DEFAULT
+    assert resolve("TorchVision", arch="vgg16").name == "vgg16.tv_in1k"
+    assert resolve("timm", arch="resnet50").name == "resnet50.a1_in1k"
+    assert resolve("timm", arch="convnext_tiny").name == "convnext_tiny.in12k_ft_in1k"
+    assert (
+        resolve("torchvision", arch="inception_v3").name == resolve("torchvision").name == "torchvision.IMAGENET1K_V1"
+    )
+    # timm's twin of another name: its default tag (tf_efficientnet_b0's first, ns_jft_in1k)
+    assert resolve("timm", arch="efficientnet_b0").name == "efficientnet_b0.tf_ns_jft_in1k"
+    assert resolve("timm", arch="mobilenet").name == "mobilenet.ra4_e3600_r224_in1k"  # mobilenetv1_100's
+    with pytest.raises(UnknownWeights) as e:
+        resolve("torchvision", arch="efficientnet_b0")
+    assert "weights='torchvision': no torchvision weights are registered for efficientnet_b0" in str(e.value)
+    assert "'imagenet' (Keras' ImageNet weights), efficientnet_b0.keras_in1k" in str(e.value)
+
+
 def test_paths(tmp_path):
     pth = tmp_path / "model.pth"
     pth.write_bytes(b"x")

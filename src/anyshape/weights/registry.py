@@ -137,6 +137,7 @@ WEIGHT_FILE_MODES: tuple[str, ...] = ("tf", "torch")
 
 
 KERAS_NAMES = ("imagenet", "keras", "keras.imagenet", "keras_in1k")
+FRAMEWORK_NAMES = ("torchvision", "timm")  # weights="timm" for a network: timm's default set of it
 """The names that mean "the network's own Keras ImageNet set" (keras.applications' `weights="imagenet"`)."""
 
 
@@ -213,6 +214,17 @@ def _another_network(weights, ws: WeightSet, arch_name: str) -> Message:
     )
 
 
+def _framework_default(framework: str, arch: str) -> str | None:
+    """The name of `framework`'s default set of network `arch` (see `_resolve`), or None."""
+    untagged = [
+        (alias.lower() != f"{framework}/{arch}", ws.name)
+        for ws in weight_sets(arch)
+        for alias in ws.aliases
+        if alias.lower().startswith(f"{framework}/") and "." not in alias.split("/", 1)[1]
+    ]
+    return min(untagged, key=lambda pair: pair[0])[1] if untagged else None
+
+
 def _resolve(weights, preprocessing: str | None, arch: str | None = None) -> WeightSet:
     if isinstance(weights, WeightSet):
         return weights
@@ -229,6 +241,25 @@ def _resolve(weights, preprocessing: str | None, arch: str | None = None) -> Wei
                 Message("{weights=*}: no Keras ImageNet weights are registered for {arch}", weights=weights, arch=arch)
             )
         return own
+    if arch is not None and arch != "inception_v3" and weights.lower() in FRAMEWORK_NAMES:
+        # a framework's name alone: its default weights of this network, those torchvision's
+        # weights="DEFAULT" and timm's pretrained=True pick: the set aliased "<framework>/<model>"
+        # without a tag, the twin named as this network first ("timm/resnet50"), else the first
+        # registered (timm's twin of EfficientNetB0 is tf_efficientnet_b0); InceptionV3's
+        # "torchvision" is its registered alias
+        key = _framework_default(weights.lower(), arch)
+        if key is None:
+            raise UnknownWeights(
+                Message(
+                    "{weights=*}: no {framework} weights are registered for {arch}. Its sets: 'imagenet' (Keras'"
+                    " ImageNet weights), {names}. Use {weights=None} for random initialisation.",
+                    weights=weights,
+                    framework=weights.lower(),
+                    arch=arch,
+                    names=", ".join(s.name for s in weight_sets(arch)),
+                )
+            )
+        return REGISTRY[key]
     key = _ALIASES.get(weights.lower())
     if key is not None:  # registered names win over a same-named file, as in keras.applications
         return REGISTRY[key]
