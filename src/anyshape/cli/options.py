@@ -300,7 +300,8 @@ def add_inference_model_arguments(
         p.add_argument(
             "--weights",
             default=weights_default,
-            help=f"none, a weight set name or a weights file (default: {weights_default})",
+            help="none, a weight set name ('imagenet': Keras'; 'torchvision', 'timm': that framework's default "
+            f"set of --arch; `anyshape weights` lists them) or a weights file (default: {weights_default})",
         )
     add_preprocessing_argument(p)
     add_arch_arguments(p)
