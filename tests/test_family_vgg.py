@@ -142,6 +142,11 @@ def test_a_top_trained_at_224_is_refused_below_it_before_any_download(tmp_path, 
     assert "classifier of weights='vgg16.keras_in1k'" in message and "trained at 224 x 224" in message
     assert "2048 inputs" in message and "give include_top=False" in message and "at least 224 x 224" in message
     assert not (tmp_path / "keras").exists()
+    tv = REGISTRY["vgg16.tv_in1k"]  # torchvision's top (its classifier.0) is trained at 224 too
+    monkeypatch.setitem(REGISTRY, tv.name, replace(tv, url=f"file://{tmp_path}/nowhere.pth"))
+    with pytest.raises(ValueError, match="classifier of weights='vgg16.tv_in1k'"):
+        applications.VGG16(weights="torchvision", input_shape=(64, 64, 3))
+    assert not (tmp_path / "keras").exists()
     from anyshape.cli import main
 
     (tmp_path / "a.png").write_bytes(b"")  # refused before any image is read

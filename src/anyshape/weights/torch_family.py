@@ -186,7 +186,7 @@ def load_twin_weights(
     """Load a torchvision state dict (`weight_set`, format "torch") into `model`, network `arch`
     built as `config`, all or nothing: read, convert, check every tensor, then assign."""
     from anyshape.weights import channels as channel_rules
-    from anyshape.weights.family import _pair, _plan, assign_plan, family_weight_file
+    from anyshape.weights.family import _check_trained_top, _pair, _plan, assign_plan, family_weight_file
     from anyshape.weights.torch import read_state_dict
 
     conv = model.get_layer(arch.first_conv)
@@ -194,6 +194,8 @@ def load_twin_weights(
     if channel_adapt is not None:
         channel_rules.check_rule(channel_adapt, channels)
     twin_layout(arch, config)  # refuses a family without a twin before any download
+    if config.include_top and weight_set.path is None:  # a registered set: its top was trained at 224
+        _check_trained_top(arch, config, weight_set)
     path = os.fspath(family_weight_file(weight_set, arch, config, True, cache_dir, progress))
     normalization = None
     if weight_set.mean is not None and weight_set.std is not None:
