@@ -123,12 +123,16 @@ def head_form(cfg: VGGConfig) -> str:
     return "conv"
 
 
-def trained_top_problem(cfg: VGGConfig) -> str | None:
+def trained_top_problem(cfg: VGGConfig, fc1_inputs: int | None = None) -> str | None:
     """Why the top of a weight set trained at 224 x 224 (fc1 a Dense layer of 7 x 7 x 512 inputs)
     cannot load into the model `cfg` builds, or None when it can: Keras' Flatten top at another
-    fixed size has an fc1 of another shape (the conv head takes those weights at 224 and up)."""
+    fixed size has an fc1 of another shape (the conv head takes those weights at 224 and up).
+    `fc1_inputs`: the rows of a file's fc1 kernel, when known; another count than the 224 top's is
+    no top trained at 224 (None: a registered set's, which is)."""
     hw = _hw(cfg)
     if not cfg.include_top or head_form(cfg) == "conv" or hw is None or _at_default(cfg):
+        return None
+    if fc1_inputs is not None and fc1_inputs != FC1_WINDOW * FC1_WINDOW * WIDTHS[-1]:
         return None
     h, w = hw
     return (

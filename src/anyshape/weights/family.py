@@ -200,18 +200,21 @@ def _first_conv(plan: _Plan, model, arch, config, layer, arrays, norm, channel_a
     return [adapted, *rest], offset
 
 
-def _trained_top_problem(arch, config) -> str | None:
+def _trained_top_problem(arch, config, fc1_inputs: int | None = None) -> str | None:
     """Why a top trained at the network's default size cannot load into `config`'s model (VGG's
-    Flatten top at another size), or None."""
+    Flatten top at another size; `anyshape.archs.vgg.trained_top_problem`), or None."""
     if arch.family != "vgg":
         return None
     from anyshape.archs.vgg import trained_top_problem
 
-    return trained_top_problem(config)
+    return trained_top_problem(config, fc1_inputs)
 
 
 def _check_trained_top(arch, config, weight_set: WeightSet) -> None:
-    """Refuses, before any download, a registered set's top that cannot fit `config`'s model."""
+    """Refuses, before any download, a registered set's top (trained at the default size) that
+    cannot fit `config`'s model; a file's top is checked with its arrays (`_head_values`)."""
+    if weight_set.path is not None:
+        return
     problem = _trained_top_problem(arch, config)
     if problem is not None:
         raise ParameterError(
@@ -241,8 +244,8 @@ def _head_values(plan: _Plan, arch, config, layer, arrays, shapes):
             return None
     if [a.shape for a in arrays] == shapes:
         return arrays
-    problem = _trained_top_problem(arch, config) if layer.name == "fc1" else None
-    if problem is not None and arrays[0].shape[0] == 7 * 7 * 512:  # a Flatten top trained at 224 x 224
+    problem = _trained_top_problem(arch, config, arrays[0].shape[0]) if layer.name == "fc1" else None
+    if problem is not None:
         plan.problems.append(f"fc1: {problem}")
         return None
     classes_file, classes_model = arrays[0].shape[-1], shapes[0][-1]
@@ -347,7 +350,7 @@ def load_family_weights(
     # the file with the classifier only where it is used: another class count gets a new head, so
     # its backbone comes from the file without the top (as InceptionV3's loader does)
     with_top = config.include_top and (weight_set.num_classes is None or config.classes == weight_set.num_classes)
-    if with_top and weight_set.path is None:  # a registered set: its top was trained at the default size
+    if with_top:
         _check_trained_top(arch, config, weight_set)
     path = os.fspath(family_weight_file(weight_set, arch, config, with_top, cache_dir, progress))
     plan = _plan(model, arch, config, file_pairs(model, arch, config, path), path, channel_adapt, seed, channels)

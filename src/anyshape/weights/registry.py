@@ -137,8 +137,10 @@ WEIGHT_FILE_MODES: tuple[str, ...] = ("tf", "torch")
 
 
 KERAS_NAMES = ("imagenet", "keras", "keras.imagenet", "keras_in1k")
-FRAMEWORK_NAMES = ("torchvision", "timm")  # weights="timm" for a network: timm's default set of it
 """The names that mean "the network's own Keras ImageNet set" (keras.applications' `weights="imagenet"`)."""
+FRAMEWORK_NAMES = ("torchvision", "timm")
+"""The names that mean that framework's default set of the network (`weights="timm"`: what timm's
+`pretrained=True` loads)."""
 
 
 def weight_sets(arch: str | None = None) -> list[WeightSet]:

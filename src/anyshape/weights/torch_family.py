@@ -194,7 +194,7 @@ def load_twin_weights(
     if channel_adapt is not None:
         channel_rules.check_rule(channel_adapt, channels)
     twin_layout(arch, config)  # refuses a family without a twin before any download
-    if config.include_top and weight_set.path is None:  # a registered set: its top was trained at 224
+    if config.include_top:
         _check_trained_top(arch, config, weight_set)
     path = os.fspath(family_weight_file(weight_set, arch, config, True, cache_dir, progress))
     normalization = None
