@@ -1,9 +1,11 @@
-"""keras.applications.densenet in anyshape: DenseNet121, DenseNet169, DenseNet201 at any input shape, with the
-preprocess_input and decode_predictions of their Keras ImageNet weights (see _keras_modules)."""
+"""keras.applications.densenet in anyshape: DenseNet121, DenseNet169, DenseNet201 at any input
+shape, with the preprocess_input and decode_predictions of their Keras ImageNet weights (see
+_keras_modules)."""
 
 from anyshape.applications._keras_modules import constructors, helpers
 
-DenseNet121, DenseNet169, DenseNet201 = constructors("DenseNet121", "DenseNet169", "DenseNet201")
+_NAMES = ("DenseNet121", "DenseNet169", "DenseNet201")
+DenseNet121, DenseNet169, DenseNet201 = constructors(*_NAMES)
 preprocess_input, decode_predictions = helpers("densenet", "densenet121")
 
-__all__ = ["DenseNet121", "DenseNet169", "DenseNet201", "preprocess_input", "decode_predictions"]
+__all__ = [*_NAMES, "preprocess_input", "decode_predictions"]

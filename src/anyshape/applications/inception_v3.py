@@ -3,7 +3,8 @@ preprocess_input and decode_predictions of their Keras ImageNet weights (see _ke
 
 from anyshape.applications._keras_modules import constructors, helpers
 
-(InceptionV3,) = constructors("InceptionV3")
+_NAMES = ("InceptionV3",)
+(InceptionV3,) = constructors(*_NAMES)
 preprocess_input, decode_predictions = helpers("inception_v3", "inception_v3")
 
-__all__ = ["InceptionV3", "preprocess_input", "decode_predictions"]
+__all__ = [*_NAMES, "preprocess_input", "decode_predictions"]

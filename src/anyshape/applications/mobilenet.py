@@ -1,9 +1,10 @@
-"""keras.applications.mobilenet in anyshape: MobileNet at any input shape, with the
-preprocess_input and decode_predictions of their Keras ImageNet weights (see _keras_modules)."""
+"""keras.applications.mobilenet in anyshape: MobileNet at any input shape, with the preprocess_input
+and decode_predictions of their Keras ImageNet weights (see _keras_modules)."""
 
 from anyshape.applications._keras_modules import constructors, helpers
 
-(MobileNet,) = constructors("MobileNet")
+_NAMES = ("MobileNet",)
+(MobileNet,) = constructors(*_NAMES)
 preprocess_input, decode_predictions = helpers("mobilenet", "mobilenet")
 
-__all__ = ["MobileNet", "preprocess_input", "decode_predictions"]
+__all__ = [*_NAMES, "preprocess_input", "decode_predictions"]

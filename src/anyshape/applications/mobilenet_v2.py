@@ -3,7 +3,8 @@ preprocess_input and decode_predictions of their Keras ImageNet weights (see _ke
 
 from anyshape.applications._keras_modules import constructors, helpers
 
-(MobileNetV2,) = constructors("MobileNetV2")
+_NAMES = ("MobileNetV2",)
+(MobileNetV2,) = constructors(*_NAMES)
 preprocess_input, decode_predictions = helpers("mobilenet_v2", "mobilenet_v2")
 
-__all__ = ["MobileNetV2", "preprocess_input", "decode_predictions"]
+__all__ = [*_NAMES, "preprocess_input", "decode_predictions"]

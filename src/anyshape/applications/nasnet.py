@@ -3,7 +3,8 @@ preprocess_input and decode_predictions of their Keras ImageNet weights (see _ke
 
 from anyshape.applications._keras_modules import constructors, helpers
 
-NASNetMobile, NASNetLarge = constructors("NASNetMobile", "NASNetLarge")
+_NAMES = ("NASNetMobile", "NASNetLarge")
+NASNetMobile, NASNetLarge = constructors(*_NAMES)
 preprocess_input, decode_predictions = helpers("nasnet", "nasnet_mobile")
 
-__all__ = ["NASNetMobile", "NASNetLarge", "preprocess_input", "decode_predictions"]
+__all__ = [*_NAMES, "preprocess_input", "decode_predictions"]

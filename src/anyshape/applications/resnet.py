@@ -1,9 +1,10 @@
-"""keras.applications.resnet in anyshape: ResNet50, ResNet101, ResNet152 at any input shape, with the
-preprocess_input and decode_predictions of their Keras ImageNet weights (see _keras_modules)."""
+"""keras.applications.resnet in anyshape: ResNet50, ResNet101, ResNet152 at any input shape, with
+the preprocess_input and decode_predictions of their Keras ImageNet weights (see _keras_modules)."""
 
 from anyshape.applications._keras_modules import constructors, helpers
 
-ResNet50, ResNet101, ResNet152 = constructors("ResNet50", "ResNet101", "ResNet152")
+_NAMES = ("ResNet50", "ResNet101", "ResNet152")
+ResNet50, ResNet101, ResNet152 = constructors(*_NAMES)
 preprocess_input, decode_predictions = helpers("resnet", "resnet50")
 
-__all__ = ["ResNet50", "ResNet101", "ResNet152", "preprocess_input", "decode_predictions"]
+__all__ = [*_NAMES, "preprocess_input", "decode_predictions"]

@@ -1,9 +1,10 @@
-"""keras.applications.vgg19 in anyshape: VGG19 at any input shape, with the
-preprocess_input and decode_predictions of their Keras ImageNet weights (see _keras_modules)."""
+"""keras.applications.vgg19 in anyshape: VGG19 at any input shape, with the preprocess_input and
+decode_predictions of their Keras ImageNet weights (see _keras_modules)."""
 
 from anyshape.applications._keras_modules import constructors, helpers
 
-(VGG19,) = constructors("VGG19")
+_NAMES = ("VGG19",)
+(VGG19,) = constructors(*_NAMES)
 preprocess_input, decode_predictions = helpers("vgg19", "vgg19")
 
-__all__ = ["VGG19", "preprocess_input", "decode_predictions"]
+__all__ = [*_NAMES, "preprocess_input", "decode_predictions"]
