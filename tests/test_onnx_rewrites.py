@@ -1,6 +1,6 @@
 """anyshape.onnx_rewrites: the input's Rescaling / Normalization folded into the first convolution,
 exact at every size and padding, on small hand-built models (seconds); and the other rewrites
-(BatchNorm folded, a zero pad merged into the average pool, nested concatenations flattened,
+(BatchNorm folded, a zero pad merged into the average pool or, after a ReLU, the max pool, nested concatenations flattened,
 identities removed, the nodes sorted) on hand-built graphs, each applied where it is exact and
 refused where one of its conditions fails, the graph's results unchanged either way. The family's
 networks are proved on ONNX Runtime and OpenVINO against Keras by tests/test_engine_family.py."""
@@ -218,6 +218,53 @@ def test_a_pad_is_left_where_it_does_not_merge(case):
     before = [n.op for n in g.nodes]
     protected = {"p"} if case == "pad protected" else set()
     assert _rewritten(g, onnx_rewrites.merge_pad_into_avg_pool, X, outputs, protected) == before
+
+
+def _relu_pad_max_pool(pads=(0, 0, 1, 2, 0, 0, 1, 0), source="Relu", pool_pads=None, value=None, kernel=(3, 3)):
+    """x -> `source` -> Pad (`pads`, zeros or `value`) -> MaxPool (3x3, stride 2): ResNet's stem."""
+    g = Graph()
+    g.add(source, ["x"], ["s"])
+    g.inits["pads"] = np.array(pads, np.int64)
+    inputs = ["s", "pads"]
+    if value is not None:
+        g.inits["value"] = np.array(value, np.float32)
+        inputs.append("value")
+    g.add("Pad", inputs, ["p"], mode="constant")
+    attrs = {"kernel_shape": list(kernel), "strides": [2, 2]}
+    if pool_pads:
+        attrs["pads"] = pool_pads
+    g.add("MaxPool", ["p"], ["y"], **attrs)
+    return g
+
+
+def test_a_zero_pad_of_relu_outputs_merges_into_the_max_pool_after_it():
+    g = _relu_pad_max_pool()
+    assert _rewritten(g, onnx_rewrites.merge_pad_into_max_pool, X, ["y"]) == ["Relu", "MaxPool"]
+    assert g.nodes[1].inputs == ["s"] and g.nodes[1].attrs["pads"] == [1, 2, 1, 0]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["values can be negative", "padded with 1", "pad as wide as the kernel", "channels padded", "pool pads already",
+     "pad read twice", "pad protected"],
+)  # fmt: skip
+def test_a_pad_is_left_where_the_max_pool_would_differ(case):
+    """Each condition of the merge, broken alone, leaves the graph as it was; where the merge would
+    change the results (a negative input, a pad of 1s, a window of pads alone) the check on the
+    graph's results is what fails first."""
+    pads = {"channels padded": (0, 1, 1, 1, 0, 0, 1, 1), "pad as wide as the kernel": (0, 0, 1, 3, 0, 0, 1, 0)}
+    g = _relu_pad_max_pool(
+        pads=pads.get(case, (0, 0, 1, 2, 0, 0, 1, 0)),
+        source="Neg" if case == "values can be negative" else "Relu",
+        pool_pads=[1, 1, 1, 1] if case == "pool pads already" else None,
+        value=1.0 if case == "padded with 1" else None,
+    )
+    outputs = ["y"]
+    if case == "pad read twice":
+        outputs = _read_again(g, "p", outputs)
+    before = [n.op for n in g.nodes]
+    protected = {"p"} if case == "pad protected" else set()
+    assert _rewritten(g, onnx_rewrites.merge_pad_into_max_pool, X, outputs, protected) == before
 
 
 def _four_maps() -> Graph:

@@ -22,6 +22,8 @@ the plain graph):
 * `ZeroPadding2D` + valid `AveragePooling2D` (torchvision's count_include_pad semantics) becomes
   one AveragePool with pads and `count_include_pad=1`; Keras' 'same' average pool becomes
   AveragePool with pads and `count_include_pad=0` (Keras excludes padded cells from the divisor).
+* `ZeroPadding2D` of ReLU outputs + valid `MaxPooling2D` (ResNet's and DenseNet's stem) becomes
+  one MaxPool with pads (`merge_pad_into_max_pool` says why it is exact).
 * Nested concatenations on one axis are flattened into one (one copy of the maps fewer).
 * The input's Rescaling / Normalization (a per-channel x * s + o) folded into the first
   convolution: s into its kernel, o / s as one per-channel Add on the NCHW input, or into its bias
@@ -45,6 +47,7 @@ from anyshape.onnx_rewrites import (
     fold_batch_norm,
     fold_input_affine,
     merge_pad_into_avg_pool,
+    merge_pad_into_max_pool,
     remove_identities,
     sort_topologically,
 )
@@ -56,6 +59,7 @@ OPSET = 17
 REWRITES = {
     "fold_batch_norm": fold_batch_norm,
     "merge_pad_into_avg_pool": merge_pad_into_avg_pool,
+    "merge_pad_into_max_pool": merge_pad_into_max_pool,
     "remove_identities": remove_identities,
     "flatten_concats": flatten_concats,
     "fold_input_affine": fold_input_affine,
