@@ -270,7 +270,16 @@ def test_cli_predict_and_features_with_the_int8_file(random_digits, quantized, t
     captured = capsys.readouterr()
     rows = json.loads(captured.out)
     assert [r["predictions"][0]["label"] in [str(d) for d in range(10)] for r in rows] == [True, True]
-    assert "int8" in captured.err and "[openvino int8]" in captured.err
+    # the file's float layers in bf16 where quantize tried that (every network on a CPU with AMX,
+    # with bf16 natively) and it held, else f32: the engine line says which ran
+    from anyshape.engine.quantize import bf16_remainder_for, bf16_remainder_holds
+
+    graph = engine.GraphModel.load(out)
+    tried = NATIVE_BF16 and bf16_remainder_for(graph.architecture)
+    assert ("bf16_remainder" in graph.fidelity) == tried, graph.fidelity
+    assert graph.float_remainder == ("bf16" if tried and bf16_remainder_holds(graph.fidelity) else "fp32")
+    layers = ", float layers bf16" if graph.float_remainder == "bf16" else ""
+    assert f"[openvino int8{layers}]" in captured.err, captured.err
     feats = tmp_path / "f.npz"
     assert (
         cli.main(
@@ -401,8 +410,8 @@ def test_bf16_float_layers_are_kept_only_within_their_bounds():
 def remainder_files(random_digits, tmp_path_factory):
     """The random model quantized with its float layers tried in bf16 on OpenVINO: as measured
     ("kept"), and with a bound no measurement can meet ("refused"). InceptionV3 is not among the
-    families bf16 is tried for (it was measured no faster), so it is added here: the mechanics are
-    the same for every network. (The model file records no network: its graph is told it is an
+    families bf16 is tried for (it was measured no faster without AMX), so it is added here (with
+    AMX every network is): the mechanics are the same for every network. (The model file records no network: its graph is told it is an
     InceptionV3.)"""
     import dataclasses
     import sys
