@@ -117,9 +117,9 @@ def _make_engine(name: str, workdir: str):
         )
         return (lambda x: np.asarray(model.predict_on_batch(x))), "nhwc"
     if name.startswith("anyshape"):
-        from anyshape import engine
         import dataclasses
 
+        from anyshape import engine
         from anyshape.engine.quantize import bf16_remainder_for, quantize_graph
         from anyshape.inception_v3 import InceptionV3
 
