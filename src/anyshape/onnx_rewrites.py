@@ -42,12 +42,15 @@ def fold_batch_norm(g: Graph, protected: set[str]) -> None:
     g.nodes = [n for n in g.nodes if id(n) not in drop]
 
 
-def merge_pad_into_avg_pool(g: Graph, protected: set[str]) -> None:
+def _merge_spatial_pads(g: Graph, protected: set[str], op: str, merged) -> None:
+    """A Pad of the spatial axes alone, read only by a pool of type `op` that pads nothing itself,
+    moves into the pool's pads; `merged(g, pad, pads, pool, producer)` gives the pool's other
+    attributes for it, or None where the merge would change the results (the pad is left)."""
     users = g.consumers()
     producer = {o: n for n in g.nodes for o in n.outputs}
     drop = set()
     for pool in g.nodes:
-        if pool.op != "AveragePool" or "auto_pad" in pool.attrs or "pads" in pool.attrs:
+        if pool.op != op or "auto_pad" in pool.attrs or "pads" in pool.attrs:
             continue
         pad = producer.get(pool.inputs[0])
         if pad is None or pad.op != "Pad" or len(users[pad.outputs[0]]) != 1 or pad.outputs[0] in protected:
@@ -55,11 +58,18 @@ def merge_pad_into_avg_pool(g: Graph, protected: set[str]) -> None:
         pads = g.inits[pad.inputs[1]].tolist()
         if pads[0] or pads[1] or pads[4] or pads[5]:
             continue
+        spatial = [pads[2], pads[3], pads[6], pads[7]]
+        attrs = merged(g, pad, spatial, pool, producer)
+        if attrs is None:
+            continue
         pool.inputs[0] = pad.inputs[0]
-        pool.attrs["pads"] = [pads[2], pads[3], pads[6], pads[7]]
-        pool.attrs["count_include_pad"] = 1
+        pool.attrs.update(pads=spatial, **attrs)
         drop.add(id(pad))
     g.nodes = [n for n in g.nodes if id(n) not in drop]
+
+
+def merge_pad_into_avg_pool(g: Graph, protected: set[str]) -> None:
+    _merge_spatial_pads(g, protected, "AveragePool", lambda *_: {"count_include_pad": 1})
 
 
 def merge_pad_into_max_pool(g: Graph, protected: set[str]) -> None:
@@ -70,31 +80,20 @@ def merge_pad_into_max_pool(g: Graph, protected: set[str]) -> None:
     Pad as a reference kernel (ResNet50 at 224 px batch 16, Xeon with AMX: 4 % of `auto`'s time
     and 4 % of int8's in its profiling counters, README: graph work). A pad of values that can be
     negative (ResNetV2's, NASNet's) is left: a zero there can be the maximum."""
-    users = g.consumers()
-    producer = {o: n for n in g.nodes for o in n.outputs}
-    drop = set()
-    for pool in g.nodes:
-        if pool.op != "MaxPool" or "auto_pad" in pool.attrs or "pads" in pool.attrs:
-            continue
-        pad = producer.get(pool.inputs[0])
-        if pad is None or pad.op != "Pad" or len(users[pad.outputs[0]]) != 1 or pad.outputs[0] in protected:
-            continue
-        source = producer.get(pad.inputs[0])
-        if source is None or source.op != "Relu" or pad.attrs.get("mode", "constant") != "constant":
-            continue
-        if len(pad.inputs) > 2 and pad.inputs[2] and np.any(g.inits.get(pad.inputs[2], np.ones(1)) != 0):
-            continue  # padded with a value other than 0 (or one not known here)
-        pads = g.inits[pad.inputs[1]].tolist()
-        if pads[0] or pads[1] or pads[4] or pads[5]:
-            continue
-        spatial = [pads[2], pads[3], pads[6], pads[7]]
-        kernel = list(pool.attrs["kernel_shape"]) * 2
-        if any(p >= k for p, k in zip(spatial, kernel)):
-            continue  # a window of pads alone: its maximum is 0 with the Pad, absent without it
-        pool.inputs[0] = pad.inputs[0]
-        pool.attrs["pads"] = spatial
-        drop.add(id(pad))
-    g.nodes = [n for n in g.nodes if id(n) not in drop]
+    _merge_spatial_pads(g, protected, "MaxPool", _zeros_beside_relu_outputs)
+
+
+def _zeros_beside_relu_outputs(g: Graph, pad: Node, pads: list, pool: Node, producer: dict) -> dict | None:
+    """{} (no other attribute) where `pad` adds zeros to ReLU outputs, each side narrower than
+    `pool`'s kernel; else None."""
+    source = producer.get(pad.inputs[0])
+    if source is None or source.op != "Relu" or pad.attrs.get("mode", "constant") != "constant":
+        return None
+    if len(pad.inputs) > 2 and pad.inputs[2] and np.any(g.inits.get(pad.inputs[2], np.ones(1)) != 0):
+        return None  # padded with a value other than 0 (or one not known here)
+    if any(p >= k for p, k in zip(pads, list(pool.attrs["kernel_shape"]) * 2)):
+        return None  # a window of pads alone: its maximum is 0 with the Pad, absent without it
+    return {}
 
 
 def flatten_concats(g: Graph, protected: set[str]) -> None:
