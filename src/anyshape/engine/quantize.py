@@ -191,15 +191,20 @@ FAMILY_INT8: dict[str, FamilyInt8] = {
 }
 
 
-def family_int8(architecture: str | None) -> FamilyInt8:
-    """What `quantize` does for a graph of network `architecture` (None, or a network anyshape
-    does not know: FamilyInt8(), DEFAULT_RECIPE measured on InceptionV3)."""
+def _family_of(architecture: str | None) -> str | None:
+    """anyshape.archs' family of network `architecture`; None for None or a network it does not know."""
     from anyshape.archs import get_arch
 
     try:
-        family = get_arch(architecture).family if architecture else None
+        return get_arch(architecture).family if architecture else None
     except (KeyError, ValueError):
-        family = None
+        return None
+
+
+def family_int8(architecture: str | None) -> FamilyInt8:
+    """What `quantize` does for a graph of network `architecture` (None, or a network anyshape
+    does not know: FamilyInt8(), DEFAULT_RECIPE measured on InceptionV3)."""
+    family = _family_of(architecture)
     return FAMILY_INT8.get(family, FamilyInt8()) if family else FamilyInt8()
 
 
@@ -235,14 +240,7 @@ def bf16_remainder_for(architecture: str | None, flags=None) -> bool:
     if family_int8(architecture).bf16_remainder:
         return True
     flags = cpu_flags() if flags is None else flags
-    if not any(f in flags for f in BF16_REMAINDER_FLAGS):
-        return False
-    from anyshape.archs import get_arch
-
-    try:
-        return get_arch(architecture).family in BF16_REMAINDER_WITH_AMX if architecture else False
-    except (KeyError, ValueError):
-        return False
+    return any(f in flags for f in BF16_REMAINDER_FLAGS) and _family_of(architecture) in BF16_REMAINDER_WITH_AMX
 
 
 FLOAT_REMAINDER_CHOICES = ("auto", "fp32")
