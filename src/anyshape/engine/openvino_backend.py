@@ -40,6 +40,16 @@ is compiled on the first batch of more than one image (a batch-1 user never pays
 on 2 Zen 4 cores, batch 16 at 224 px, images/s split -> whole (benchmarks/bench_family.py's
 engines; the README's tables): MobileNetV3Large gains about 10 %, EfficientNetB0 and DenseNet121
 5-8 %, ResNet50, ConvNeXtTiny and InceptionV3 (compute-bound) run the same.
+
+One case is routed around a fault of OpenVINO's CPU plugin (2026.4, found on an AMX Xeon): in a
+dynamic-shape model, an int8 1x1 convolution with a residual sum and a per-channel scale and shift
+fused after it (ResNetV2's pre-activation BatchNorm after each block's sum) gives wrong values when
+it writes one pixel in all: a batch of one whose map has come down to 1 x 1. ResNet50V2 int8 at 32
+px: its scores off by 0.15 (a relative error of 0.65 from conv5's first block on; ONNX Runtime and
+OpenVINO's static model agree to 1e-3); a batch of two, or a 2 x 1 map, and float graphs are right.
+So an int8 request of one image no larger than ONE_PIXEL_SIDE each way (a 1 x 1 map after a
+network's 32-fold stride) runs on a model compiled for its exact shape at once, and a batch of such
+images is never cut into pieces of one (tests/test_engine.py reproduces it on a small network).
 """
 
 from __future__ import annotations
@@ -62,12 +72,24 @@ _SHAPES_COUNTED = 64  # shapes counted towards STATIC_AFTER before the count sta
 # OpenVINO's per-node counters (PERF_COUNT) in every model compiled while this is set: what
 # `OpenVinoBackend.profile` reads (benchmarks/profile_openvino.py sets it); off, they cost time.
 PERF_COUNT = False
+# An int8 request of one image at most this many pixels high and wide runs on a static model (the
+# module's doc: the 1 x 1 map OpenVINO's dynamic int8 model gets wrong; 32: the largest total stride
+# of the family, so any input that could leave one pixel)
+ONE_PIXEL_SIDE = 32
 
 
 class OpenVinoBackend:
     name = "openvino"
 
-    def __init__(self, graph: bytes, *, threads: int, precision: str = "fp32", float_remainder: str = "fp32"):
+    def __init__(
+        self,
+        graph: bytes,
+        *,
+        threads: int,
+        precision: str = "fp32",
+        float_remainder: str = "fp32",
+        data_format: str = "channels_last",
+    ):
         import openvino as ov  # ImportError -> the caller falls back
 
         self.threads = threads
@@ -80,6 +102,7 @@ class OpenVinoBackend:
         self._streams: list | None = None  # one request per stream, made by _stream_requests
         self._streams_compiled = None  # (kept with its requests)
         self._int8 = precision == "int8"
+        self._hw_axes = (2, 3) if data_format == "channels_first" else (1, 2)  # of a batch's shape
         # whether shapes that come back get static models: not for a large graph; for an int8 one,
         # static_shapes_help, asked when a shape first comes back
         self._static_ok: bool | None = None if len(graph) <= STATIC_MAX_GRAPH_BYTES else False
@@ -115,23 +138,32 @@ class OpenVinoBackend:
             self._streams = self._requests(self._streams_compiled, "THROUGHPUT")
         return self._streams
 
+    def _one_pixel(self, shape: tuple) -> bool:
+        """Whether a request of `shape` is one the dynamic int8 model may get wrong (the module's
+        doc): an int8 graph, one image, both sides at most ONE_PIXEL_SIDE."""
+        h, w = (shape[axis] for axis in self._hw_axes)
+        return self._int8 and shape[0] == 1 and h <= ONE_PIXEL_SIDE and w <= ONE_PIXEL_SIDE
+
     def _static_requests(self, hint: str, shape: tuple) -> list | None:
         """The requests of the model compiled for exactly `shape` (with `hint`), compiling it when
-        the shape comes for the STATIC_AFTER-th time; None while it has not, or never will."""
+        the shape comes for the STATIC_AFTER-th time, or at once where the dynamic model may be wrong
+        (`_one_pixel`); None while it has not, or never will."""
         key = (hint, tuple(int(d) for d in shape))
         if key in self._static:
             self._static.move_to_end(key)
             return self._static[key][1]
-        if self._static_ok is False:
+        at_once = self._one_pixel(key[1])
+        if self._static_ok is False and not at_once:
             return None
-        if len(self._seen) >= _SHAPES_COUNTED and key not in self._seen:
-            self._seen.clear()  # many shapes, few repeats: the count starts over, bounded
-        self._seen[key] += 1
-        if self._seen[key] < STATIC_AFTER:
-            return None
-        del self._seen[key]
+        if not at_once:
+            if len(self._seen) >= _SHAPES_COUNTED and key not in self._seen:
+                self._seen.clear()  # many shapes, few repeats: the count starts over, bounded
+            self._seen[key] += 1
+            if self._seen[key] < STATIC_AFTER:
+                return None
+            del self._seen[key]
         model = self._core.read_model(self._graph)
-        if self._static_ok is None:
+        if self._static_ok is None and not at_once:
             self._static_ok = not self._int8 or static_shapes_help(model)
             if not self._static_ok:
                 return None
@@ -143,7 +175,7 @@ class OpenVinoBackend:
 
     def __call__(self, batch: np.ndarray) -> list:
         n = batch.shape[0]
-        if n <= 1 or self.threads <= 1:
+        if n <= 1 or self.threads <= 1 or self._one_pixel((1, *batch.shape[1:])):  # (not in pieces of one)
             # Without copies in OpenVINO: the request reads the batch where it is (Predictor hands a
             # contiguous float32 array) and its outputs are views of the request's own buffers, which
             # the next call overwrites, so each is copied once here. OpenVINO's default copies the
@@ -176,8 +208,8 @@ class OpenVinoBackend:
         return requests
 
     def run_many(self, batches: list) -> list:
-        if not one_per_core(batches, self.threads):
-            return [self(b) for b in batches]  # each split across the cores
+        if not one_per_core(batches, self.threads) or any(self._one_pixel(b.shape) for b in batches):
+            return [self(b) for b in batches]  # each split across the cores (or on its static model)
         outs = []
         for start in range(0, len(batches), self.threads):  # small batches side by side, one per stream
             self._ran = self._side_by_side(batches[start : start + self.threads])

@@ -68,7 +68,13 @@ def _backend(name: str, graph: GraphModel | None, model, threads: int, precision
         return OrtBackend(graph.graph, threads=threads, precision=precision)
     from anyshape.engine.openvino_backend import OpenVinoBackend
 
-    return OpenVinoBackend(graph.graph, threads=threads, precision=precision, float_remainder=float_remainder)
+    return OpenVinoBackend(
+        graph.graph,
+        threads=threads,
+        precision=precision,
+        float_remainder=float_remainder,
+        data_format=graph.data_format,
+    )
 
 
 class Predictor:
