@@ -15,7 +15,6 @@ pytest.importorskip("onnxruntime.quantization")
 from anyshape.archs import get_arch, list_models  # noqa: E402
 from anyshape.engine import GraphModel  # noqa: E402
 from anyshape.engine.quantize import (  # noqa: E402
-    BF16_REMAINDER_WITH_AMX,
     CONV_MATMUL,
     DEFAULT_RECIPE,
     FAMILY_INT8,
@@ -177,15 +176,11 @@ def test_each_network_gets_its_familys_recipe():
     assert set(FAMILY_INT8) <= {get_arch(a).family for a in list_models()}
     assert recipe_for("densenet121") == "conv+concat" and signed_activations_for("densenet121") == "symmetric"
     assert bf16_remainder_for("efficientnet_b0", NO_AMX) and not bf16_remainder_for("inception_v3", NO_AMX)
-    # with AMX the float layers of the families measured faster so there are tried in bf16, the
-    # others' (and an unknown network's) as without; avx512_bf16 alone (Zen 4) keeps the family's choice
+    # with AMX every network's float layers are tried in bf16 (an unknown network's too);
+    # avx512_bf16 alone (Zen 4) keeps the family's choice
     amx = {"amx_bf16", "avx512_bf16"}
-    for arch in list_models():
-        tried = get_arch(arch).family in BF16_REMAINDER_WITH_AMX or bf16_remainder_for(arch, NO_AMX)
-        assert bf16_remainder_for(arch, amx) == tried, arch
-    assert bf16_remainder_for("inception_v3", {"amx_bf16"}) and bf16_remainder_for("resnet50", amx)
-    assert not bf16_remainder_for("resnet50_v2", amx) and not bf16_remainder_for(None, amx)
-    assert set(BF16_REMAINDER_WITH_AMX) <= {get_arch(a).family for a in list_models()}
+    assert all(bf16_remainder_for(arch, amx) for arch in [*list_models(), None])
+    assert bf16_remainder_for("inception_v3", {"amx_bf16"}) and not bf16_remainder_for("inception_v3", {"avx512_bf16"})
 
 
 def test_quantize_graph_refuses_an_unknown_recipe_and_a_recipe_for_nncf():

@@ -263,7 +263,7 @@ def _add_quantize(sub) -> None:
         choices=["auto", "fp32"],
         default=library_default(quantize, "float_remainder"),
         help="the int8 file's float layers on OpenVINO (default auto: bf16 where the network runs faster so "
-        "(on a CPU with AMX, also the families measured faster there), the CPU computes bf16 and it was measured to keep the fidelity; "
+        "(on a CPU with AMX, every network), the CPU computes bf16 and it was measured to keep the fidelity; "
         "fp32: always f32)",
     )
     add_arch_arguments(p)

@@ -225,22 +225,23 @@ def recipe_for(architecture: str | None) -> str:
 # 2 cores; pooled features, random weights, 224 px batch 16, InceptionV3 at 299): ResNet50 0.98 ->
 # 1.08x (its first convolution 2.06 -> 0.63 ms per image in OpenVINO's counters; batch 1 1.14 ->
 # 1.26x), InceptionV3 1.23 -> 1.45x, DenseNet121 1.24 -> 1.35x, MobileNetV3Large 1.10 -> 1.17x,
-# ConvNeXtTiny 0.71 -> 0.96x, EfficientNetB0 (listed already) 0.85 -> 0.96x. So there it is tried for
-# the families of these six, kept where `bf16_remainder_holds`; a file quantized there runs its
-# float layers in bf16 wherever the CPU computes bf16 (the file records what was measured where it
-# was made). The other families are not measured on AMX yet and keep their choice.
+# ConvNeXtTiny 0.71 -> 0.96x, EfficientNetB0 (listed already) 0.85 -> 0.96x; and one member of each
+# other family: ResNet50V2 0.75 -> 1.23x, Xception 0.94 -> 1.07x, VGG16 1.30 -> 1.44x, NASNetMobile
+# 0.99 -> 1.12x, InceptionResNetV2 1.26 -> 1.44x, EfficientNetV2B0 0.87 -> 0.93x (MobileNet and
+# MobileNetV2 try it everywhere). So there it is tried for every network, kept where
+# `bf16_remainder_holds`; a file quantized there runs its float layers in bf16 wherever the CPU
+# computes bf16 (the file records what was measured where it was made).
 BF16_REMAINDER_FLAGS = ("amx_bf16",)
-BF16_REMAINDER_WITH_AMX = ("resnet", "inception_v3", "densenet", "mobilenet_v3", "convnext", "efficientnet")
 
 
 def bf16_remainder_for(architecture: str | None, flags=None) -> bool:
     """Whether `quantize` tries the int8 graph of network `architecture` with its float layers in
-    bf16 on OpenVINO: a family measured faster with it, or, on a CPU with AMX (`flags`, this CPU's
-    when None), one of BF16_REMAINDER_WITH_AMX."""
+    bf16 on OpenVINO: a family measured faster with it anywhere, and every network on a CPU with
+    AMX (`flags`, this CPU's when None)."""
     if family_int8(architecture).bf16_remainder:
         return True
     flags = cpu_flags() if flags is None else flags
-    return any(f in flags for f in BF16_REMAINDER_FLAGS) and _family_of(architecture) in BF16_REMAINDER_WITH_AMX
+    return any(f in flags for f in BF16_REMAINDER_FLAGS)
 
 
 FLOAT_REMAINDER_CHOICES = ("auto", "fp32")
@@ -655,8 +656,8 @@ def quantize(
     report (and the file's metadata) holds the int8 model's fidelity to the float one on those
     images (`measure_fidelity`), measured on `engine` ("auto": the engine the file runs on here,
     OpenVINO when installed; "onnxruntime" or "openvino"). `float_remainder` "auto": on OpenVINO,
-    for the networks that run faster so (FAMILY_INT8's `bf16_remainder`; on a CPU with AMX the
-    families measured faster there: `bf16_remainder_for`), on a CPU that computes bf16,
+    for the networks that run faster so (FAMILY_INT8's `bf16_remainder`; on a CPU with AMX every
+    network: `bf16_remainder_for`), on a CPU that computes bf16,
     the int8 graph is also measured with its float layers in bf16, and the file runs them in bf16
     where that kept its fidelity (`bf16_remainder_holds`); "fp32": always in f32."""
     check_method(method, engine)
