@@ -230,8 +230,11 @@ GROUP_BY_PARAM = {
 # files that mostly wait on processes of their own (a local Ray: its raylet, GCS and actors), which
 # a loaded machine slows several times over: they start after the other files, once the JAX and
 # PyTorch runs beside (about 5 and 10 minutes) have ended, and before the harness's short tests
-# (test_distributed.py on a clean clone: 338 s started first, 89 s alone)
-AFTER_THE_BACKENDS = {"test_distributed.py", "test_distributed_cluster.py"}
+# (test_distributed.py on a clean clone: 338 s started first, 89 s alone). test_engine_family.py
+# too, for its `--ray` test of each family: started while the JAX and PyTorch runs were still going
+# (clean-clone run 48, AMX Xeon) those took 3-4 times run 47's (EfficientNetB0 10 -> 33 s,
+# ConvNeXtTiny 20 -> 36 s; about 100 s more in all)
+AFTER_THE_BACKENDS = {"test_distributed.py", "test_distributed_cluster.py", "test_engine_family.py"}
 # Seconds per file on TensorFlow (setup, call and teardown of its tests, summed over the file):
 # tests/durations.json, written by the suite itself when asked (see pytest_sessionfinish below),
 # so the order follows the suite as it is, not a table kept by hand. A file not in it yet (a new
