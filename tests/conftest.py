@@ -235,6 +235,9 @@ GROUP_BY_PARAM = {
 # (clean-clone run 48, AMX Xeon) those took 3-4 times run 47's (EfficientNetB0 10 -> 33 s,
 # ConvNeXtTiny 20 -> 36 s; about 100 s more in all)
 AFTER_THE_BACKENDS = {"test_distributed.py", "test_distributed_cluster.py", "test_engine_family.py"}
+# ... and one after the other on one worker (one xdist group): in run 49 test_distributed's first
+# Ray test took 25 s (8 s in run 47) while test_engine_family's Ray could run on the other worker
+RAY_GROUP = "local Ray"
 # Seconds per file on TensorFlow (setup, call and teardown of its tests, summed over the file):
 # tests/durations.json, written by the suite itself when asked (see pytest_sessionfinish below),
 # so the order follows the suite as it is, not a table kept by hand. A file not in it yet (a new
@@ -262,6 +265,9 @@ def pytest_collection_modifyitems(config, items):
             network = next((params[p] for p in SPLIT_PARAMS if isinstance(params.get(p), str)), None)
             if network is not None:
                 item.add_marker(pytest.mark.xdist_group(f"{item.path.name}::{network.lower().replace('_', '')}"))
+            continue
+        if item.path.name in AFTER_THE_BACKENDS:  # one local Ray at a time: these files in turn, on one worker
+            item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
             continue
         group = item.path.name
         param = GROUP_BY_PARAM.get(group)
