@@ -191,20 +191,15 @@ FAMILY_INT8: dict[str, FamilyInt8] = {
 }
 
 
-def _family_of(architecture: str | None) -> str | None:
-    """anyshape.archs' family of network `architecture`; None for None or a network it does not know."""
-    from anyshape.archs import get_arch
-
-    try:
-        return get_arch(architecture).family if architecture else None
-    except (KeyError, ValueError):
-        return None
-
-
 def family_int8(architecture: str | None) -> FamilyInt8:
     """What `quantize` does for a graph of network `architecture` (None, or a network anyshape
     does not know: FamilyInt8(), DEFAULT_RECIPE measured on InceptionV3)."""
-    family = _family_of(architecture)
+    from anyshape.archs import get_arch
+
+    try:
+        family = get_arch(architecture).family if architecture else None
+    except (KeyError, ValueError):
+        family = None
     return FAMILY_INT8.get(family, FamilyInt8()) if family else FamilyInt8()
 
 
