@@ -235,3 +235,92 @@ def test_symmetric_signed_activations_keep_each_range_and_the_results():
     assert errors["symmetric"] <= max(3 * errors["asymmetric"], 0.05), errors
     assert signed_activations_for("mobilenet_v3_small") == "symmetric" == FAMILY_INT8["mobilenet_v3"].signed
     assert signed_activations_for("efficientnet_b0") == signed_activations_for(None) == "asymmetric"
+
+
+def _shortcut_graph() -> bytes:
+    """input (1, 3, 8, 8) -> ResNet's first block, its BatchNorms folded: a projection conv (the
+    shortcut, made first) and a conv -> relu -> conv branch, summed; then a sum of that block's
+    ReLU output and a conv of it (an identity shortcut: one addend not a conv's output)."""
+    h = onnx.helper
+    rng = np.random.default_rng(0)
+
+    def weight(name, *shape):
+        return onnx.numpy_helper.from_array(rng.normal(0, 0.5, shape).astype(np.float32), name)
+
+    nodes = [
+        h.make_node("Conv", ["input", "w0"], ["shortcut"], name="block1_0_conv"),
+        h.make_node("Conv", ["input", "w1"], ["a"], name="block1_1_conv", pads=[1, 1, 1, 1]),
+        h.make_node("Relu", ["a"], ["a2"], name="block1_1_relu"),
+        h.make_node("Conv", ["a2", "w2"], ["b"], name="block1_2_conv"),
+        h.make_node("Sum", ["shortcut", "b"], ["s"], name="block1_add"),
+        h.make_node("Relu", ["s"], ["out1"], name="block1_out"),
+        h.make_node("Conv", ["out1", "w3"], ["c"], name="block2_conv", pads=[1, 1, 1, 1]),
+        h.make_node("Add", ["out1", "c"], ["y"], name="block2_add"),
+    ]
+    weights = [weight("w0", 4, 3, 1, 1), weight("w1", 4, 3, 3, 3), weight("w2", 4, 4, 1, 1), weight("w3", 4, 4, 3, 3)]
+    graph = h.make_graph(
+        nodes,
+        "shortcuts",
+        [h.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [None, 3, 8, 8])],
+        [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 4, 8, 8])],
+        weights,
+    )
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_a_projection_shortcut_reads_its_first_addend_in_int8():
+    """`shortcut_int8` (ResNet): the sum of two convolutions' outputs reads the one made first (the
+    projection) through an int8 QuantizeLinear / DequantizeLinear pair with zero point 0 and scale
+    its largest magnitude on the calibration batches / 127; its other addend, the identity
+    shortcut's sum (one addend a ReLU's output) and every other node are as without it; the
+    results stay within a few int8 steps of the float graph's. quantize_graph does it for the
+    ResNet family only."""
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(1)
+    batches = [rng.uniform(-1, 1, (4, 3, 8, 8)).astype(np.float32) for _ in range(2)]
+    graph = GraphModel(graph=_shortcut_graph(), data_format="channels_first", architecture="resnet50")
+    plain = onnx.load_from_string(_quantize_onnxruntime(graph.graph, batches, "conv"))
+    int8 = onnx.load_from_string(quantize_graph(graph, batches).graph)
+    made_by = {out: node for node in int8.graph.node for out in node.output}
+    inits = {t.name: numpy_helper.to_array(t) for t in int8.graph.initializer}
+    adds = {n.name: n for n in int8.graph.node if n.op_type in ("Add", "Sum")}
+    dequantize = made_by[adds["block1_add"].input[0]]
+    quantize = made_by[dequantize.input[0]]
+    assert (dequantize.op_type, quantize.op_type, quantize.input[0]) == (
+        "DequantizeLinear",
+        "QuantizeLinear",
+        "shortcut",
+    )
+    assert inits[quantize.input[2]].dtype == np.int8 and int(inits[quantize.input[2]]) == 0
+    session = ort.InferenceSession(_shortcut_graph(), providers=["CPUExecutionProvider"])
+    reach = max(np.abs(_run_tensor(b, "shortcut")).max() for b in batches)
+    assert float(inits[quantize.input[1]]) == pytest.approx(reach / 127, rel=1e-6)
+    assert adds["block1_add"].input[1] == "b" and list(adds["block2_add"].input) == list(
+        next(n for n in plain.graph.node if n.name == "block2_add").input
+    )
+    assert len(int8.graph.node) == len(plain.graph.node) + 2  # the one pair, nothing else
+    x = batches[0]
+    want = session.run(None, {"input": x})[0]
+    got = ort.InferenceSession(int8.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
+    assert family_int8("resnet50").shortcut_int8 and family_int8("resnet152").shortcut_int8
+    assert not any(family_int8(a).shortcut_int8 for a in ("resnet50_v2", "efficientnet_b0", "mobilenet_v3_large", None))
+    other = quantize_graph(GraphModel(graph=_shortcut_graph(), data_format="channels_first"), batches).graph
+    assert len(onnx.load_from_string(other).graph.node) == len(plain.graph.node)  # not for another network
+    # a recipe that quantizes the convolutions' outputs already reads the sum in int8: nothing added
+    joined = quantize_graph(graph, batches, recipe="conv+concat").graph
+    assert not [n.name for n in onnx.load_from_string(joined).graph.node if "shortcut" in n.name]
+    ort.InferenceSession(joined, providers=["CPUExecutionProvider"]).run(None, {"input": x})
+
+
+def _run_tensor(batch, name):
+    """The float shortcut graph's tensor `name` on `batch`."""
+    import onnxruntime as ort
+
+    model = onnx.load_from_string(_shortcut_graph())
+    model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        [name], {"input": batch}
+    )[0]
