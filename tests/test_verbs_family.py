@@ -93,15 +93,18 @@ def built(request, tmp_path_factory):
     keras.backend.clear_session()
 
 
-def _activation_zero_points(path) -> set[tuple[str, int]]:
-    """The (dtype, value) of the zero point of every per-tensor QuantizeLinear (the activations) of an int8 file."""
+def _activation_zero_points(path) -> set[tuple[str, int, bool]]:
+    """The (dtype, value) of the zero point of every per-tensor QuantizeLinear (the activations) of
+    an int8 file, and whether a Gemm reads the tensor (through its DequantizeLinear)."""
     import onnx
     from onnx import numpy_helper
 
     graph = onnx.load(str(path)).graph
     inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    gemm_inputs = {name for n in graph.node if n.op_type == "Gemm" for name in n.input}
+    dequantized_by = {n.input[0]: n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     return {
-        (inits[n.input[2]].dtype.name, int(inits[n.input[2]]))
+        (inits[n.input[2]].dtype.name, int(inits[n.input[2]]), dequantized_by.get(n.output[0]) in gemm_inputs)
         for n in graph.node
         if n.op_type == "QuantizeLinear" and len(n.input) > 2 and inits[n.input[2]].size == 1
     }
@@ -241,11 +244,14 @@ def test_quantize_and_bench_on_each_family(built, photos, capsys, tmp_path, monk
     if "Concat" in RECIPES[recipe].op_types:  # DenseNet's recipe: every join of int8 tensors
         concats, int8_joins = _joins(int8)  # (with "conv", only where each input also feeds a convolution)
         assert concats > 0 and int8_joins == concats, (concats, int8_joins)
-    zero_points = _activation_zero_points(int8)  # every activation's (dtype, zero point)
-    if signed == "symmetric":  # no uint8 with a zero point left: int8 at 0 for the signed ones
-        assert all(z == 0 for _, z in zero_points) and ("int8", 0) in zero_points, zero_points
+    zero_points = _activation_zero_points(int8)  # every activation's (dtype, zero point, read by a Gemm)
+    if signed == "symmetric":  # no uint8 with a zero point left but a Gemm's input: int8 at 0 for the signed ones
+        assert all(z == 0 for _, z, gemm in zero_points if not gemm), zero_points
+        assert ("int8", 0, False) in zero_points, zero_points
+        # a Gemm's input stays uint8: ONNX Runtime's Gemm erred with int8
+        assert all(d == "uint8" for d, _, gemm in zero_points if gemm), zero_points
     else:  # uint8 throughout (and a zero point above 0 where a range goes below 0)
-        assert {d for d, _ in zero_points} == {"uint8"}, zero_points
+        assert {d for d, _, _ in zero_points} == {"uint8"}, zero_points
     if name == "mobilenet_v2":  # an int8 file timed alone shows what quantize recorded (once: the reading is shared)
         code, out, err = _run(
             capsys, "bench", "--model", int8, "--input-shape", f"{size},{size},3", "--engine", "onnxruntime",
