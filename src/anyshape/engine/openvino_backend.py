@@ -138,11 +138,26 @@ class OpenVinoBackend:
             self._streams = self._requests(self._streams_compiled, "THROUGHPUT")
         return self._streams
 
+    def _tiny_images(self, shape: tuple) -> bool:
+        """Whether a batch of `shape` holds images of an int8 graph at most ONE_PIXEL_SIDE each way."""
+        h, w = (shape[axis] for axis in self._hw_axes)
+        return self._int8 and h <= ONE_PIXEL_SIDE and w <= ONE_PIXEL_SIDE
+
     def _one_pixel(self, shape: tuple) -> bool:
         """Whether a request of `shape` is one the dynamic int8 model may get wrong (the module's
-        doc): an int8 graph, one image, both sides at most ONE_PIXEL_SIDE."""
-        h, w = (shape[axis] for axis in self._hw_axes)
-        return self._int8 and shape[0] == 1 and h <= ONE_PIXEL_SIDE and w <= ONE_PIXEL_SIDE
+        doc): one image of an int8 graph, both sides at most ONE_PIXEL_SIDE."""
+        return shape[0] == 1 and self._tiny_images(shape)
+
+    def _came_enough(self, key: tuple) -> bool:
+        """Counts a request of `key` (hint, shape); whether that makes STATIC_AFTER (its count then
+        ends). Many shapes with few repeats start the count over, so it stays bounded."""
+        if len(self._seen) >= _SHAPES_COUNTED and key not in self._seen:
+            self._seen.clear()
+        self._seen[key] += 1
+        if self._seen[key] < STATIC_AFTER:
+            return False
+        del self._seen[key]
+        return True
 
     def _static_requests(self, hint: str, shape: tuple) -> list | None:
         """The requests of the model compiled for exactly `shape` (with `hint`), compiling it when
@@ -153,15 +168,8 @@ class OpenVinoBackend:
             self._static.move_to_end(key)
             return self._static[key][1]
         at_once = self._one_pixel(key[1])
-        if self._static_ok is False and not at_once:
+        if not at_once and (self._static_ok is False or not self._came_enough(key)):
             return None
-        if not at_once:
-            if len(self._seen) >= _SHAPES_COUNTED and key not in self._seen:
-                self._seen.clear()  # many shapes, few repeats: the count starts over, bounded
-            self._seen[key] += 1
-            if self._seen[key] < STATIC_AFTER:
-                return None
-            del self._seen[key]
         model = self._core.read_model(self._graph)
         if self._static_ok is None and not at_once:
             self._static_ok = not self._int8 or static_shapes_help(model)
@@ -175,7 +183,7 @@ class OpenVinoBackend:
 
     def __call__(self, batch: np.ndarray) -> list:
         n = batch.shape[0]
-        if n <= 1 or self.threads <= 1 or self._one_pixel((1, *batch.shape[1:])):  # (not in pieces of one)
+        if n <= 1 or self.threads <= 1 or self._tiny_images(batch.shape):  # (tiny: not in pieces of one)
             # Without copies in OpenVINO: the request reads the batch where it is (Predictor hands a
             # contiguous float32 array) and its outputs are views of the request's own buffers, which
             # the next call overwrites, so each is copied once here. OpenVINO's default copies the
