@@ -550,28 +550,14 @@ def int8_shortcuts(int8: bytes, graph: bytes, batches: list) -> bytes:
     a QuantizeLinear / DequantizeLinear pair: int8, zero point 0, scale the largest magnitude it
     reaches on `batches` / 127 (FAMILY_INT8's `shortcut_int8`: ResNet's projection shortcuts)."""
     import onnx
-    import onnxruntime as ort
     from onnx import helper, numpy_helper
 
     model = onnx.load_from_string(int8)
     nodes = list(model.graph.node)
-    made_by = {out: (i, node.op_type) for i, node in enumerate(nodes) for out in node.output}
-    addends = []  # (a convolution's output read unquantized by a sum: the float graph's name too)
-    for node in nodes:
-        if node.op_type in ("Add", "Sum") and len(node.input) == 2:
-            makers = [made_by.get(name, (-1, None)) for name in node.input]
-            if all(op == "Conv" for _, op in makers):
-                addends.append(min(node.input, key=lambda name: made_by[name][0]))
+    addends = _first_conv_addends(nodes)
     if not addends:
         return int8
-    source = onnx.load_from_string(graph)
-    for name in addends:
-        source.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    session = ort.InferenceSession(source.SerializeToString(), providers=["CPUExecutionProvider"])
-    reach = dict.fromkeys(addends, 0.0)
-    for batch in batches:
-        for name, value in zip(addends, session.run(addends, {"input": batch})):
-            reach[name] = max(reach[name], float(np.abs(value).max()))
+    reach = _largest_magnitudes(graph, addends, batches)
     for name in addends:
         scale, zero, read = f"{name}_shortcut_scale", f"{name}_shortcut_zero", f"{name}_shortcut"
         model.graph.initializer.extend(
@@ -593,6 +579,34 @@ def int8_shortcuts(int8: bytes, graph: bytes, batches: list) -> bytes:
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     return model.SerializeToString()
+
+
+def _first_conv_addends(nodes: list) -> list[str]:
+    """Of each Add or Sum of two convolutions' outputs (read as they are, not through a
+    DequantizeLinear) among `nodes` (in graph order), the addend made first."""
+    made_by = {out: (i, node.op_type) for i, node in enumerate(nodes) for out in node.output}
+    addends = []
+    for node in nodes:
+        if node.op_type in ("Add", "Sum") and len(node.input) == 2:
+            if all(made_by.get(name, (-1, None))[1] == "Conv" for name in node.input):
+                addends.append(min(node.input, key=lambda name: made_by[name][0]))
+    return addends
+
+
+def _largest_magnitudes(graph: bytes, names: list[str], batches: list) -> dict[str, float]:
+    """The largest magnitude each tensor `names` of the float `graph` reaches on `batches` (ONNX Runtime)."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load_from_string(graph)
+    for name in names:
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    reach = dict.fromkeys(names, 0.0)
+    for batch in batches:
+        for name, value in zip(names, session.run(names, {"input": batch})):
+            reach[name] = max(reach[name], float(np.abs(value).max()))
+    return reach
 
 
 def unquantized_outputs(recipe: Recipe) -> list[str]:
