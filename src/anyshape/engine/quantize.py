@@ -558,26 +558,29 @@ def int8_shortcuts(int8: bytes, graph: bytes, batches: list) -> bytes:
     if not addends:
         return int8
     reach = _largest_magnitudes(graph, addends, batches)
-    for name in addends:
-        scale, zero, read = f"{name}_shortcut_scale", f"{name}_shortcut_zero", f"{name}_shortcut"
-        model.graph.initializer.extend(
-            [
-                numpy_helper.from_array(np.array(reach[name] / 127.0 or 1.0, np.float32), scale),
-                numpy_helper.from_array(np.array(0, np.int8), zero),
+    rewritten = []  # the graph's nodes in order, each addend's pair right after the node that makes it
+    for node in nodes:
+        if node.op_type in ("Add", "Sum"):
+            node.input[:] = [f"{i}_shortcut" if i in reach else i for i in node.input]
+        rewritten.append(node)
+        for name in (out for out in node.output if out in reach):
+            scale, zero, read = f"{name}_shortcut_scale", f"{name}_shortcut_zero", f"{name}_shortcut"
+            model.graph.initializer.extend(
+                [
+                    numpy_helper.from_array(np.array(reach[name] / 127.0 or 1.0, np.float32), scale),
+                    numpy_helper.from_array(np.array(0, np.int8), zero),
+                ]
+            )
+            rewritten += [
+                helper.make_node(
+                    "QuantizeLinear", [name, scale, zero], [f"{name}_int8"], name=f"{name}_shortcut_Quantize"
+                ),
+                helper.make_node(
+                    "DequantizeLinear", [f"{name}_int8", scale, zero], [read], name=f"{name}_shortcut_Dequantize"
+                ),
             ]
-        )
-        for node in nodes:
-            if node.op_type in ("Add", "Sum"):
-                node.input[:] = [read if i == name else i for i in node.input]
-        maker = next(i for i, node in enumerate(nodes) if name in node.output)
-        nodes[maker + 1 : maker + 1] = [
-            helper.make_node("QuantizeLinear", [name, scale, zero], [f"{name}_int8"], name=f"{name}_shortcut_Quantize"),
-            helper.make_node(
-                "DequantizeLinear", [f"{name}_int8", scale, zero], [read], name=f"{name}_shortcut_Dequantize"
-            ),
-        ]
     del model.graph.node[:]
-    model.graph.node.extend(nodes)
+    model.graph.node.extend(rewritten)
     return model.SerializeToString()
 
 
