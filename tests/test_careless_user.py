@@ -288,3 +288,63 @@ def test_an_interrupt_inside_an_extensions_eval_still_exits_130(tmp_path):
     assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
     assert done.stderr.strip().splitlines()[-1].startswith("anyshape features: interrupted;"), done.stderr
     assert not (tmp_path / "f.npz").exists()
+
+
+SWALLOWING = {
+    # TensorFlow's import runs abc.__instancecheck__ under its C++ nest.flatten, which clears the
+    # KeyboardInterrupt raised there (a real case: the run went on to the end and exited 0)
+    "start": (
+        "real = cli._quiet_backend_start\n"
+        "def start(verb, source=None):\n"
+        "    swallow()\n"
+        "    real(verb, source)\n"
+        "cli._quiet_backend_start = start\n"
+    ),
+    "run": (
+        "from anyshape.engine.predictor import Predictor\n"
+        "real = Predictor.run_many\n"
+        "def run_many(self, batches):\n"
+        "    if not hasattr(Predictor, 'swallowed'):\n"
+        "        Predictor.swallowed = swallow()\n"
+        "    return real(self, batches)\n"
+        "Predictor.run_many = run_many\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("where", sorted(SWALLOWING))
+def test_an_interrupt_a_library_swallowed_stops_the_run_at_its_next_safe_point(where, photos, weights, tmp_path):
+    """A Ctrl-C raised inside Python code that an extension called and whose error it cleared is
+    lost to Python; the CLI remembers it and stops at the next point where a run can stop: after
+    the backend has loaded (nothing written), or before the next batch (the rows done are kept)."""
+    out = tmp_path / "feats.npz"
+    script = (
+        "import os, signal, sys, time\n"
+        "from anyshape import cli\n"
+        "def swallow():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(30)\n"
+        "    except KeyboardInterrupt:\n"
+        "        return True  # as the extension does: the error is cleared, the caller goes on\n"
+        "    raise AssertionError('no KeyboardInterrupt')\n"
+        f"{SWALLOWING[where]}"
+        f"sys.argv = ['anyshape', 'features', {str(photos)!r}, '--model', {str(weights)!r}, '--size', '{SIZE}', "
+        f"'--batch-size', '1', '--out', {str(out)!r}, '-q']\n"
+        "sys.exit(cli.main())\n"
+    )
+    (tmp_path / "swallowing.py").write_text(script)
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    cmd = [sys.executable, "-m", "swallowing"]
+    done = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path, preexec_fn=sigint_as_at_a_terminal
+    )
+    assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
+    _assert_clean_stop(done.returncode, done.stderr)
+    assert not out.exists()
+    partial = tmp_path / "feats.npz.partial"
+    if where == "start":
+        assert "nothing was written" in done.stderr and not partial.exists()
+    else:  # the first batch's rows, kept for --resume
+        assert "--resume" in done.stderr and len(list(partial.glob("chunk-*.npz"))) == 1

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from anyshape.cli import convert, deploy, explain, inference, train
 from anyshape.cli.arg_types import parse_channel_adapt, parse_shape
 from anyshape.cli.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HelpFormatter, cli_message
+from anyshape.interrupts import raise_if_interrupted, remember_interrupts
 
 __all__ = ["main", "build_parser", "cli_message", "parse_shape", "parse_channel_adapt"]
 __all__ += ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
@@ -212,6 +213,7 @@ def _main(argv: list, state: dict) -> int:
     if args.verb in BACKEND_VERBS and not getattr(args, "verbose", False):
         try:
             _quiet_backend_start(args.verb, getattr(args, "source", None))
+            raise_if_interrupted()  # a Ctrl-C that TensorFlow's import swallowed
         except KeyboardInterrupt as e:
             print(_interrupted_line(args.verb, e), file=sys.stderr)
             state["reported"] = True
@@ -227,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(list(argv), {})
     import signal
 
+    remember_interrupts()
     _deliver_swallowed_interrupts()
     state: dict = {}
     try:

@@ -20,6 +20,7 @@ from anyshape.engine.images import ImageReader, ImageTooSmall, find_images, pars
 from anyshape.engine.manifest import RunManifest, weights_digest
 from anyshape.engine.predictor import Predictor, _cores
 from anyshape.errors import Message, ParameterError, message_of
+from anyshape.interrupts import raise_if_interrupted
 
 
 @dataclass
@@ -107,6 +108,7 @@ def _read_one(reader: ImageReader, load, path) -> tuple:
 
 def _run_groups(predictor: Predictor, on_batch, *groups) -> list[ImageResult]:
     """Run batches of same-shape inputs ([(path, input)] each) at once; one result per image."""
+    raise_if_interrupted()  # a Ctrl-C swallowed since the last batch stops the run here
     outs = predictor.run_many([np.stack([x for _, x in group]) for group in groups])
     results = []
     for group, out in zip(groups, outs):
