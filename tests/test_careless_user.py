@@ -290,13 +290,45 @@ def test_an_interrupt_inside_an_extensions_eval_still_exits_130(tmp_path):
     assert not (tmp_path / "f.npz").exists()
 
 
+def _run_patched(tmp_path, patch: str, argv: list) -> subprocess.CompletedProcess:
+    """`anyshape argv` run as the command runs (`python -m`, SIGINT as at a terminal) after the
+    lines `patch`, which may call `interrupt_self()`: a real SIGINT that returns True when the
+    KeyboardInterrupt it raised was caught there (False when none came within 2 s)."""
+    script = (
+        "import os, signal, sys, time\n"
+        "from anyshape import cli\n"
+        "def interrupt_self():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(2)\n"
+        "    except KeyboardInterrupt:\n"
+        "        return True\n"
+        "    return False\n"
+        f"{patch}"
+        f"sys.argv = ['anyshape', *{[str(a) for a in argv]!r}]\n"
+        "sys.exit(cli.main())\n"
+    )
+    (tmp_path / "patched_cli.py").write_text(script)
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    return subprocess.run(
+        [sys.executable, "-m", "patched_cli"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        preexec_fn=sigint_as_at_a_terminal,
+    )
+
+
 SWALLOWING = {
-    # TensorFlow's import runs abc.__instancecheck__ under its C++ nest.flatten, which clears the
-    # KeyboardInterrupt raised there (a real case: the run went on to the end and exited 0)
+    # as an extension that clears the error of the Python code it called (TensorFlow's C++
+    # nest.flatten calling abc.__instancecheck__): the interrupt is caught there, the caller goes on
     "start": (
         "real = cli._quiet_backend_start\n"
         "def start(verb, source=None):\n"
-        "    swallow()\n"
+        "    assert interrupt_self()\n"
         "    real(verb, source)\n"
         "cli._quiet_backend_start = start\n"
     ),
@@ -305,7 +337,7 @@ SWALLOWING = {
         "real = Predictor.run_many\n"
         "def run_many(self, batches):\n"
         "    if not hasattr(Predictor, 'swallowed'):\n"
-        "        Predictor.swallowed = swallow()\n"
+        "        Predictor.swallowed = interrupt_self()\n"
         "    return real(self, batches)\n"
         "Predictor.run_many = run_many\n"
     ),
@@ -318,28 +350,8 @@ def test_an_interrupt_a_library_swallowed_stops_the_run_at_its_next_safe_point(w
     lost to Python; the CLI remembers it and stops at the next point where a run can stop: after
     the backend has loaded (nothing written), or before the next batch (the rows done are kept)."""
     out = tmp_path / "feats.npz"
-    script = (
-        "import os, signal, sys, time\n"
-        "from anyshape import cli\n"
-        "def swallow():\n"
-        "    try:\n"
-        "        os.kill(os.getpid(), signal.SIGINT)\n"
-        "        time.sleep(30)\n"
-        "    except KeyboardInterrupt:\n"
-        "        return True  # as the extension does: the error is cleared, the caller goes on\n"
-        "    raise AssertionError('no KeyboardInterrupt')\n"
-        f"{SWALLOWING[where]}"
-        f"sys.argv = ['anyshape', 'features', {str(photos)!r}, '--model', {str(weights)!r}, '--size', '{SIZE}', "
-        f"'--batch-size', '1', '--out', {str(out)!r}, '-q']\n"
-        "sys.exit(cli.main())\n"
-    )
-    (tmp_path / "swallowing.py").write_text(script)
-    env = _env()
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
-    cmd = [sys.executable, "-m", "swallowing"]
-    done = subprocess.run(
-        cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path, preexec_fn=sigint_as_at_a_terminal
-    )
+    argv = ["features", photos, "--model", weights, "--size", SIZE, "--batch-size", 1, "--out", out, "-q"]
+    done = _run_patched(tmp_path, SWALLOWING[where], argv)
     assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
     _assert_clean_stop(done.returncode, done.stderr)
     assert not out.exists()
@@ -348,3 +360,24 @@ def test_an_interrupt_a_library_swallowed_stops_the_run_at_its_next_safe_point(w
         assert "nothing was written" in done.stderr and not partial.exists()
     else:  # the first batch's rows, kept for --resume
         assert "--resume" in done.stderr and len(list(partial.glob("chunk-*.npz"))) == 1
+
+
+def test_an_interrupt_while_the_backend_loads_waits_for_the_imports_to_end(tmp_path):
+    """A KeyboardInterrupt raised while jaxlib's extension module initialised (TensorFlow's import
+    imports JAX) crashed the process with SIGSEGV: Ctrl-C is held back until the backend's imports
+    end (here `convert`'s, which import torch first), then the command stops in one line."""
+    patch = (
+        "from anyshape.weights import reference\n"
+        "def import_reference_frameworks(source='torchvision'):\n"
+        "    held = not interrupt_self()\n"
+        f"    open({str(tmp_path / 'held')!r}, 'w').write(str(held))\n"
+        "    return []\n"
+        "reference.import_reference_frameworks = import_reference_frameworks\n"
+    )
+    out = tmp_path / "w.weights.h5"
+    done = _run_patched(tmp_path, patch, ["convert", tmp_path / "missing.pth", "-o", out])
+    assert (tmp_path / "held").read_text() == "True"  # the interrupt did not come inside the imports
+    assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
+    _assert_clean_stop(done.returncode, done.stderr)
+    assert done.stderr.strip().splitlines()[-1].startswith("anyshape convert: interrupted;")
+    assert not out.exists()

@@ -1,22 +1,28 @@
-"""A Ctrl-C that a library swallowed, honoured at the next point where a run can stop.
+"""Ctrl-C where the libraries under anyshape cannot take it: held back, or remembered.
 
-Python raises KeyboardInterrupt in whatever Python code runs when SIGINT arrives. When that code
-was called by an extension that treats any Python error as a "no" and clears it, the interrupt is
-gone and the run goes on: TensorFlow's import runs `abc.__instancecheck__` under its C++
-`nest.flatten`, and a Ctrl-C landing there (2 cores, one in about 100 interrupts during
-`anyshape features`' start) let the run finish and exit 0. The command line's handler
-(`remember_interrupts`) therefore also remembers each interrupt, and the points where a run can
-stop cleanly (after the backend has loaded, before each batch of images) call
-`raise_if_interrupted`: an interrupt that was swallowed is raised there again. An interrupt that
-was not swallowed ends the command before it reaches such a point, so it is never raised twice.
+Where a KeyboardInterrupt would break the library it is raised in (TensorFlow creating variables,
+its train step, jaxlib initialising), Ctrl-C is held back until the block ends (`interrupts_held`).
+
+Elsewhere Python raises KeyboardInterrupt in whatever Python code runs when SIGINT arrives. When
+that code was called by an extension that treats any Python error as a "no" and clears it, the
+interrupt is gone and the run goes on: TensorFlow's C++ `nest.flatten` calls
+`abc.__instancecheck__`, and a Ctrl-C landing there during TensorFlow's import (before that import
+was held back: 1 in 120 interrupts at random moments of `anyshape features`' start, 2 cores) let
+the run finish and exit 0. TensorFlow runs the same code when anyshape translates a model. The
+command line's handler (`remember_interrupts`) therefore also remembers each interrupt, and the
+points where a run can stop cleanly (after the backend has loaded, before each batch of images)
+call `raise_if_interrupted`: an interrupt that was swallowed is raised there again. An interrupt
+that was not swallowed ends the command before it reaches such a point, so it is never raised
+twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 
-__all__ = ["raise_if_interrupted", "remember_interrupts"]
+__all__ = ["interrupts_held", "raise_if_interrupted", "remember_interrupts"]
 
 _received = threading.Event()
 
@@ -41,4 +47,23 @@ def raise_if_interrupted() -> None:
     """Raise KeyboardInterrupt if a Ctrl-C arrived since `remember_interrupts` (a run goes on only
     when that interrupt was swallowed where it was raised)."""
     if _received.is_set():
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupts_held():
+    """Ctrl-C held back until the block ends, then raised (KeyboardInterrupt) as usual. Yields the
+    list of the signals held so far, or None where nothing is held: outside the main thread, or
+    where SIGINT is not Python's to handle."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield None
+        return
+    pending: list = []
+    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield pending
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
         raise KeyboardInterrupt

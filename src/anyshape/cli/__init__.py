@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from anyshape.cli import convert, deploy, explain, inference, train
 from anyshape.cli.arg_types import parse_channel_adapt, parse_shape
 from anyshape.cli.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HelpFormatter, cli_message
-from anyshape.interrupts import raise_if_interrupted, remember_interrupts
+from anyshape.interrupts import interrupts_held, raise_if_interrupted, remember_interrupts
 
 __all__ = ["main", "build_parser", "cli_message", "parse_shape", "parse_channel_adapt"]
 __all__ += ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
@@ -96,7 +96,12 @@ def _quiet_backend_start(verb: str, source: str | None = None) -> None:
 
     TF_CPP_MIN_LOG_LEVEL=3 silences TensorFlow's C++ logging, but the messages written before
     absl's logging is initialised (oneDNN, CUDA drivers) ignore it: standard error's file
-    descriptor points at /dev/null while the backend loads."""
+    descriptor points at /dev/null while the backend loads.
+
+    Ctrl-C is held back (`interrupts_held`) until the imports end, then raised: TensorFlow's import
+    imports JAX where it is installed, and a KeyboardInterrupt raised while jaxlib's extension
+    module initialises crashed the process (SIGSEGV, exit -11: 2 in 130 interrupts of `features`
+    at random moments of its start on 2 cores, the Python stack logged by the handler)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "keras" in sys.modules:
         return
@@ -104,14 +109,15 @@ def _quiet_backend_start(verb: str, source: str | None = None) -> None:
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        if verb == "convert":  # before TensorFlow, or importing them later crashes
-            from anyshape.weights.reference import import_reference_frameworks
+        with interrupts_held():
+            if verb == "convert":  # before TensorFlow, or importing them later crashes
+                from anyshape.weights.reference import import_reference_frameworks
 
-            import_reference_frameworks(source or "torchvision")
-        try:
-            import keras  # noqa: F401  (loads the backend)
-        except Exception:  # noqa: BLE001 -- the verb imports it again and reports the error
-            pass
+                import_reference_frameworks(source or "torchvision")
+            try:
+                import keras  # noqa: F401  (loads the backend)
+            except Exception:  # noqa: BLE001 -- the verb imports it again and reports the error
+                pass
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -423,9 +423,9 @@ def interrupts_deferred():
     instead of 130 when a `features --model` run was interrupted while loading its model
     (tests/test_careless_user.py, about 1 in 40 interrupts at that moment). Building or loading a
     model takes seconds, so the interrupt waits for it. Outside the main thread, or when SIGINT is
-    not Python's to handle, nothing changes (`anyshape.training.interrupts.interrupts_held`, which
+    not Python's to handle, nothing changes (`anyshape.interrupts.interrupts_held`, which
     `train` holds each epoch's Ctrl-C with too)."""
-    from anyshape.training.interrupts import interrupts_held
+    from anyshape.interrupts import interrupts_held
 
     with interrupts_held():
         yield

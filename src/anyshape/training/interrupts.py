@@ -3,27 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 
-
-@contextlib.contextmanager
-def interrupts_held():
-    """Ctrl-C held back until the block ends, then raised (KeyboardInterrupt) as usual. Yields the
-    list of the signals held so far, or None where nothing is held: outside the main thread, or
-    where SIGINT is not Python's to handle."""
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
-        yield None
-        return
-    pending: list = []
-    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-    try:
-        yield pending
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if pending:
-        raise KeyboardInterrupt
+from anyshape.interrupts import interrupts_held
 
 
 @contextlib.contextmanager

@@ -14,11 +14,12 @@ import numpy as np
 
 from anyshape.archs import DEFAULT_ARCH, get_arch
 from anyshape.errors import Message, ParameterError, message_of
+from anyshape.interrupts import interrupts_held
 from anyshape.training.batchnorm import recalibrate_batchnorm
 from anyshape.training.config import TrainConfig, TrainingInterrupted, TrainResult, _check_same_network
 from anyshape.training.data import DataPipeline, _Pipelines
 from anyshape.training.freezing import freeze_layers
-from anyshape.training.interrupts import interrupts_at_batch_ends, interrupts_held
+from anyshape.training.interrupts import interrupts_at_batch_ends
 from anyshape.training.network import _network_record
 from anyshape.training.run_folder import (
     BEST_WEIGHTS_FILE,
