@@ -54,7 +54,14 @@ def raise_if_interrupted() -> None:
 def interrupts_held():
     """Ctrl-C held back until the block ends, then raised (KeyboardInterrupt) as usual. Yields the
     list of the signals held so far, or None where nothing is held: outside the main thread, or
-    where SIGINT is not Python's to handle."""
+    where SIGINT is not Python's to handle.
+
+    TensorFlow can crash (SIGSEGV) when a KeyboardInterrupt is raised inside its eager tensor
+    conversion, which creating a model's variables calls for every initializer: seen as exit -11
+    instead of 130 when a `features --model` run was interrupted while loading its model
+    (tests/test_careless_user.py, about 1 in 40 interrupts at that moment). Building or loading a
+    model takes seconds, so the CLI's verbs and `anyshape.train` hold Ctrl-C while they do; scripts
+    can do the same (`with interrupts_held(): model = anyshape.create_model(...)`)."""
     previous = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or not callable(previous):
         yield None

@@ -5,7 +5,6 @@ The argument types are `anyshape.cli.arg_types`' (re-exported here)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 from anyshape.cli.arg_types import (
     RepeatedOptions,
@@ -414,28 +413,14 @@ def check_model_flags(args) -> None:
         )
 
 
-@contextlib.contextmanager
-def interrupts_deferred():
-    """Ctrl-C held back until the block ends, then raised (KeyboardInterrupt) as usual.
-
-    TensorFlow can crash (SIGSEGV) when a KeyboardInterrupt is raised inside its eager tensor
-    conversion, which creating a model's variables calls for every initializer: seen as exit -11
-    instead of 130 when a `features --model` run was interrupted while loading its model
-    (tests/test_careless_user.py, about 1 in 40 interrupts at that moment). Building or loading a
-    model takes seconds, so the interrupt waits for it. Outside the main thread, or when SIGINT is
-    not Python's to handle, nothing changes (`anyshape.interrupts.interrupts_held`, which
-    `train` holds each epoch's Ctrl-C with too)."""
-    from anyshape.interrupts import interrupts_held
-
-    with interrupts_held():
-        yield
-
-
 def inference_model(args, *, include_top: bool, pooling: str | None = None):
     """The model the flags describe: --model FILE as saved (its network says what it is; an --arch
     given must name that network), else --arch built by `anyshape.create_model` with the flags'
-    arguments and each --option. Built or loaded with Ctrl-C held back (`interrupts_deferred`)."""
-    with interrupts_deferred():
+    arguments and each --option. Built or loaded with Ctrl-C held back (`interrupts_held`: TensorFlow
+    can crash while it creates a model's variables)."""
+    from anyshape.interrupts import interrupts_held
+
+    with interrupts_held():
         return _inference_model(args, include_top=include_top, pooling=pooling)
 
 

@@ -136,7 +136,7 @@ class Trainer(DataPipeline, RunFolder):
         pipes = self._pipelines()
         # pretrained weights are read only for a fresh run; a resumed run gets them from its checkpoint.
         # Ctrl-C is held while TensorFlow builds the model and raised after it, as the CLI's verbs
-        # hold it while they build or load theirs (cli.options.interrupts_deferred says why).
+        # hold it while they build or load theirs (anyshape.interrupts.interrupts_held says why).
         with interrupts_held():
             model = self._build_model(self.config.weights if self.state is None else None)
         self.network = _network_record(model)
