@@ -263,37 +263,11 @@ def test_sizes_the_network_cannot_take_on_every_engine(engine_name, photos, weig
     assert code == 1 and "at least 31" in err
 
 
-def test_an_interrupt_inside_an_extensions_eval_still_exits_130(tmp_path):
-    """A Ctrl-C that lands while an extension runs Python through PyRun_String (pybind11's
-    py::exec, as TensorFlow's loading does) leaves CPython's "unhandled KeyboardInterrupt" flag
-    set; the CLI handles the interrupt, and the process must still end with 130, not be killed by
-    SIGINT at exit (seen as exit status -2 when the careless-user run above hit that moment)."""
-    script = (
-        "import ctypes, sys\n"
-        "from anyshape import cli\n"
-        "def start(verb, source=None):\n"
-        "    ctypes.pythonapi.PyRun_SimpleString(b'raise KeyboardInterrupt')  # what an interrupted eval leaves\n"
-        "    raise KeyboardInterrupt\n"
-        "cli._quiet_backend_start = start\n"
-        f"sys.argv = ['anyshape', 'features', {str(tmp_path)!r}, '--weights', 'none', '--out', "
-        f"{str(tmp_path / 'f.npz')!r}]\n"
-        "sys.exit(cli.main())\n"
-    )
-    # run as `python -m`, as the anyshape command is: with -c, sys.exit ends the process early
-    (tmp_path / "interrupted_eval.py").write_text(script)
-    env = _env()
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
-    cmd = [sys.executable, "-m", "interrupted_eval"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
-    assert done.stderr.strip().splitlines()[-1].startswith("anyshape features: interrupted;"), done.stderr
-    assert not (tmp_path / "f.npz").exists()
-
-
 def _run_patched(tmp_path, patch: str, argv: list) -> subprocess.CompletedProcess:
-    """`anyshape argv` run as the command runs (`python -m`, SIGINT as at a terminal) after the
-    lines `patch`, which may call `interrupt_self()`: a real SIGINT that returns True when the
-    KeyboardInterrupt it raised was caught there (False when none came within 2 s)."""
+    """`anyshape argv` run as the command runs (`python -m`: with -c, sys.exit ends the process
+    early; SIGINT as at a terminal) after the lines `patch`, which may call `interrupt_self()`: a
+    real SIGINT that returns True when the KeyboardInterrupt it raised was caught there (False
+    when none came within 2 s)."""
     script = (
         "import os, signal, sys, time\n"
         "from anyshape import cli\n"
@@ -320,6 +294,24 @@ def _run_patched(tmp_path, patch: str, argv: list) -> subprocess.CompletedProces
         cwd=tmp_path,
         preexec_fn=sigint_as_at_a_terminal,
     )
+
+
+def test_an_interrupt_inside_an_extensions_eval_still_exits_130(tmp_path):
+    """A Ctrl-C that lands while an extension runs Python through PyRun_String (pybind11's
+    py::exec, as TensorFlow's loading does) leaves CPython's "unhandled KeyboardInterrupt" flag
+    set; the CLI handles the interrupt, and the process must still end with 130, not be killed by
+    SIGINT at exit (seen as exit status -2 when the careless-user run above hit that moment)."""
+    patch = (
+        "import ctypes\n"
+        "def start(verb, source=None):\n"
+        "    ctypes.pythonapi.PyRun_SimpleString(b'raise KeyboardInterrupt')  # what an interrupted eval leaves\n"
+        "    raise KeyboardInterrupt\n"
+        "cli._quiet_backend_start = start\n"
+    )
+    done = _run_patched(tmp_path, patch, ["features", tmp_path, "--weights", "none", "--out", tmp_path / "f.npz"])
+    assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
+    assert done.stderr.strip().splitlines()[-1].startswith("anyshape features: interrupted;"), done.stderr
+    assert not (tmp_path / "f.npz").exists()
 
 
 SWALLOWING = {
