@@ -219,7 +219,7 @@ def _main(argv: list, state: dict) -> int:
     if args.verb in BACKEND_VERBS and not getattr(args, "verbose", False):
         try:
             _quiet_backend_start(args.verb, getattr(args, "source", None))
-            raise_if_interrupted()  # a Ctrl-C that TensorFlow's import swallowed
+            raise_if_interrupted()  # a Ctrl-C that a library swallowed so far
         except KeyboardInterrupt as e:
             print(_interrupted_line(args.verb, e), file=sys.stderr)
             state["reported"] = True
