@@ -303,10 +303,10 @@ def test_an_interrupt_inside_an_extensions_eval_still_exits_130(tmp_path):
     SIGINT at exit (seen as exit status -2 when the careless-user run above hit that moment)."""
     patch = (
         "import ctypes\n"
-        "def start(verb, source=None):\n"
+        "def start(verb, source=None, **kwargs):\n"
         "    ctypes.pythonapi.PyRun_SimpleString(b'raise KeyboardInterrupt')  # what an interrupted eval leaves\n"
         "    raise KeyboardInterrupt\n"
-        "cli._quiet_backend_start = start\n"
+        "cli._backend_start = start\n"
     )
     done = _run_patched(tmp_path, patch, ["features", tmp_path, "--weights", "none", "--out", tmp_path / "f.npz"])
     assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
@@ -318,11 +318,11 @@ SWALLOWING = {
     # as an extension that clears the error of the Python code it called (TensorFlow's C++
     # nest.flatten calling abc.__instancecheck__): the interrupt is caught there, the caller goes on
     "start": (
-        "real = cli._quiet_backend_start\n"
-        "def start(verb, source=None):\n"
+        "real = cli._backend_start\n"
+        "def start(verb, source=None, **kwargs):\n"
         "    assert interrupt_self()\n"
-        "    real(verb, source)\n"
-        "cli._quiet_backend_start = start\n"
+        "    real(verb, source, **kwargs)\n"
+        "cli._backend_start = start\n"
     ),
     "run": (
         "from anyshape.engine.predictor import Predictor\n"
@@ -354,10 +354,12 @@ def test_an_interrupt_a_library_swallowed_stops_the_run_at_its_next_safe_point(w
         assert "--resume" in done.stderr and len(list(partial.glob("chunk-*.npz"))) == 1
 
 
-def test_an_interrupt_while_the_backend_loads_waits_for_the_imports_to_end(tmp_path):
+@pytest.mark.parametrize("verbose", [False, True])
+def test_an_interrupt_while_the_backend_loads_waits_for_the_imports_to_end(verbose, tmp_path):
     """A KeyboardInterrupt raised while jaxlib's extension module initialised (TensorFlow's import
     imports JAX) crashed the process with SIGSEGV: Ctrl-C is held back until the backend's imports
-    end (here `convert`'s, which import torch first), then the command stops in one line."""
+    end (here `convert`'s, which import torch first), then the command stops in one line; with
+    --verbose too (the start-up messages shown)."""
     patch = (
         "from anyshape.weights import reference\n"
         "def import_reference_frameworks(source='torchvision'):\n"
@@ -367,7 +369,8 @@ def test_an_interrupt_while_the_backend_loads_waits_for_the_imports_to_end(tmp_p
         "reference.import_reference_frameworks = import_reference_frameworks\n"
     )
     out = tmp_path / "w.weights.h5"
-    done = _run_patched(tmp_path, patch, ["convert", tmp_path / "missing.pth", "-o", out])
+    argv = ["convert", tmp_path / "missing.pth", "-o", out] + (["--verbose"] if verbose else [])
+    done = _run_patched(tmp_path, patch, argv)
     assert (tmp_path / "held").read_text() == "True"  # the interrupt did not come inside the imports
     assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
     _assert_clean_stop(done.returncode, done.stderr)

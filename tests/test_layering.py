@@ -23,7 +23,7 @@ PACKAGE = ROOT / "src" / "anyshape"
 # (layer, paths under src/anyshape): a path ending in "/" is a package and everything in it that
 # no more specific entry claims. Bottom first.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("base", ["atomic_write.py", "errors.py"]),
+    ("base", ["atomic_write.py", "errors.py", "interrupts.py"]),
     ("data", ["preprocess.py", "pixel_scaling.py", "image_files.py", "resizing.py", "data_config.py", "labels.py"]),
     ("networks", ["archs/"]),
     ("model", ["archs/keras_ops.py"]),

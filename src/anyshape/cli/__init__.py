@@ -16,6 +16,7 @@ Ctrl-C, and quiet backend start-up unless --verbose.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
@@ -91,37 +92,44 @@ def _given(argv: Sequence[str]) -> set[str]:
     return {k for k, v in vars(args).items() if v is not _UNSET}
 
 
-def _quiet_backend_start(verb: str, source: str | None = None) -> None:
-    """Load the backend with its start-up messages hidden.
+@contextlib.contextmanager
+def _stderr_hidden():
+    """Standard error's file descriptor on /dev/null for the block (what C code writes too)."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _backend_start(verb: str, source: str | None = None, *, quiet: bool = True) -> None:
+    """Load the backend before the verb runs, with its start-up messages hidden when `quiet`.
 
     TF_CPP_MIN_LOG_LEVEL=3 silences TensorFlow's C++ logging, but the messages written before
     absl's logging is initialised (oneDNN, CUDA drivers) ignore it: standard error's file
-    descriptor points at /dev/null while the backend loads.
+    descriptor points at /dev/null while the backend loads (`--verbose` shows them all).
 
     Ctrl-C is held back (`interrupts_held`) until the imports end, then raised: TensorFlow's import
     imports JAX where it is installed, and a KeyboardInterrupt raised while jaxlib's extension
     module initialises crashed the process (SIGSEGV, exit -11: 2 in 130 interrupts of `features`
     at random moments of its start on 2 cores, the Python stack logged by the handler)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if quiet:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "keras" in sys.modules:
         return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        with interrupts_held():
-            if verb == "convert":  # before TensorFlow, or importing them later crashes
-                from anyshape.weights.reference import import_reference_frameworks
+    with _stderr_hidden() if quiet else contextlib.nullcontext(), interrupts_held():
+        if verb == "convert":  # before TensorFlow, or importing them later crashes
+            from anyshape.weights.reference import import_reference_frameworks
 
-                import_reference_frameworks(source or "torchvision")
-            try:
-                import keras  # noqa: F401  (loads the backend)
-            except Exception:  # noqa: BLE001 -- the verb imports it again and reports the error
-                pass
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+            import_reference_frameworks(source or "torchvision")
+        try:
+            import keras  # noqa: F401  (loads the backend)
+        except Exception:  # noqa: BLE001 -- the verb imports it again and reports the error
+            pass
 
 
 def _interrupted_line(verb: str, e: KeyboardInterrupt) -> str:
@@ -216,9 +224,9 @@ def _main(argv: list, state: dict) -> int:
     args = build_parser().parse_args(argv)
     args.given = _given(argv)
     state["verb"] = args.verb
-    if args.verb in BACKEND_VERBS and not getattr(args, "verbose", False):
+    if args.verb in BACKEND_VERBS:
         try:
-            _quiet_backend_start(args.verb, getattr(args, "source", None))
+            _backend_start(args.verb, getattr(args, "source", None), quiet=not getattr(args, "verbose", False))
             raise_if_interrupted()  # a Ctrl-C that a library swallowed so far
         except KeyboardInterrupt as e:
             print(_interrupted_line(args.verb, e), file=sys.stderr)
