@@ -355,23 +355,33 @@ def test_an_interrupt_a_library_swallowed_stops_the_run_at_its_next_safe_point(w
 
 
 @pytest.mark.parametrize("verbose", [False, True])
-def test_an_interrupt_while_the_backend_loads_waits_for_the_imports_to_end(verbose, tmp_path):
+def test_an_interrupt_while_an_extension_module_initialises_waits_for_it(verbose, tmp_path):
     """A KeyboardInterrupt raised while jaxlib's extension module initialised (TensorFlow's import
-    imports JAX) crashed the process with SIGSEGV: Ctrl-C is held back until the backend's imports
-    end (here `convert`'s, which import torch first), then the command stops in one line; with
-    --verbose too (the start-up messages shown)."""
+    imports JAX) crashed the process with SIGSEGV: while the backend loads, Ctrl-C is held back
+    until the extension module being initialised is done, then the command stops in one line;
+    with --verbose too (the start-up messages shown). Here the interrupt comes while `_codecs_kr`
+    (a codec that nothing imports before) initialises, imported where `convert` imports torch
+    before TensorFlow."""
     patch = (
+        "from importlib.machinery import ExtensionFileLoader\n"
+        "create = ExtensionFileLoader.create_module\n"
+        "def create_module(self, spec):\n"
+        "    if spec.name == '_codecs_kr':\n"
+        f"        open({str(tmp_path / 'held')!r}, 'w').write(str(not interrupt_self()))\n"
+        "    return create(self, spec)\n"
+        "ExtensionFileLoader.create_module = create_module\n"
         "from anyshape.weights import reference\n"
         "def import_reference_frameworks(source='torchvision'):\n"
-        "    held = not interrupt_self()\n"
-        f"    open({str(tmp_path / 'held')!r}, 'w').write(str(held))\n"
+        "    import _codecs_kr\n"
+        f"    open({str(tmp_path / 'after')!r}, 'w').write('imported')\n"
         "    return []\n"
         "reference.import_reference_frameworks = import_reference_frameworks\n"
     )
     out = tmp_path / "w.weights.h5"
     argv = ["convert", tmp_path / "missing.pth", "-o", out] + (["--verbose"] if verbose else [])
     done = _run_patched(tmp_path, patch, argv)
-    assert (tmp_path / "held").read_text() == "True"  # the interrupt did not come inside the imports
+    assert (tmp_path / "held").read_text() == "True"  # the interrupt did not come inside the module's start
+    assert not (tmp_path / "after").exists()  # it came right after it, in the import
     assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
     _assert_clean_stop(done.returncode, done.stderr)
     assert done.stderr.strip().splitlines()[-1].startswith("anyshape convert: interrupted;")

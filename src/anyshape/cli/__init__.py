@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from anyshape.cli import convert, deploy, explain, inference, train
 from anyshape.cli.arg_types import parse_channel_adapt, parse_shape
 from anyshape.cli.options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HelpFormatter, cli_message
-from anyshape.interrupts import interrupts_held, raise_if_interrupted, remember_interrupts
+from anyshape.interrupts import extension_imports_held, raise_if_interrupted, remember_interrupts
 
 __all__ = ["main", "build_parser", "cli_message", "parse_shape", "parse_channel_adapt"]
 __all__ += ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED"]
@@ -113,15 +113,14 @@ def _backend_start(verb: str, source: str | None = None, *, quiet: bool = True) 
     absl's logging is initialised (oneDNN, CUDA drivers) ignore it: standard error's file
     descriptor points at /dev/null while the backend loads (`--verbose` shows them all).
 
-    Ctrl-C is held back (`interrupts_held`) until the imports end, then raised: TensorFlow's import
-    imports JAX where it is installed, and a KeyboardInterrupt raised while jaxlib's extension
-    module initialises crashed the process (SIGSEGV, exit -11: 2 in 130 interrupts of `features`
-    at random moments of its start on 2 cores, the Python stack logged by the handler)."""
+    Ctrl-C is held back while each extension module initialises (`extension_imports_held`: one
+    of jaxlib's crashed the process when a KeyboardInterrupt was raised in it), and raised as
+    usual between them."""
     if quiet:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "keras" in sys.modules:
         return
-    with _stderr_hidden() if quiet else contextlib.nullcontext(), interrupts_held():
+    with _stderr_hidden() if quiet else contextlib.nullcontext(), extension_imports_held():
         if verb == "convert":  # before TensorFlow, or importing them later crashes
             from anyshape.weights.reference import import_reference_frameworks
 
