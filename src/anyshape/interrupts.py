@@ -98,8 +98,8 @@ def extension_imports_held():
         with interrupts_held():
             return execute(self, module)
 
-    ExtensionFileLoader.create_module, ExtensionFileLoader.exec_module = held_create, held_exec  # type: ignore[method-assign]
+    ExtensionFileLoader.create_module, ExtensionFileLoader.exec_module = held_create, held_exec
     try:
         yield
     finally:
-        ExtensionFileLoader.create_module, ExtensionFileLoader.exec_module = create, execute  # type: ignore[method-assign]
+        ExtensionFileLoader.create_module, ExtensionFileLoader.exec_module = create, execute
