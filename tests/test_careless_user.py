@@ -263,7 +263,7 @@ def test_sizes_the_network_cannot_take_on_every_engine(engine_name, photos, weig
     assert code == 1 and "at least 31" in err
 
 
-def _run_patched(tmp_path, patch: str, argv: list) -> subprocess.CompletedProcess:
+def _run_patched(tmp_path, patch: str, argv: list, timeout: float = 300) -> subprocess.CompletedProcess:
     """`anyshape argv` run as the command runs (`python -m`: with -c, sys.exit ends the process
     early; SIGINT as at a terminal) after the lines `patch`, which may call `interrupt_self()`: a
     real SIGINT that returns True when the KeyboardInterrupt it raised was caught there (False
@@ -290,7 +290,7 @@ def _run_patched(tmp_path, patch: str, argv: list) -> subprocess.CompletedProces
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         cwd=tmp_path,
         preexec_fn=sigint_as_at_a_terminal,
     )
@@ -308,7 +308,8 @@ def test_an_interrupt_inside_an_extensions_eval_still_exits_130(tmp_path):
         "    raise KeyboardInterrupt\n"
         "cli._backend_start = start\n"
     )
-    done = _run_patched(tmp_path, patch, ["features", tmp_path, "--weights", "none", "--out", tmp_path / "f.npz"])
+    argv = ["features", tmp_path, "--weights", "none", "--out", tmp_path / "f.npz"]
+    done = _run_patched(tmp_path, patch, argv, timeout=120)
     assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
     assert done.stderr.strip().splitlines()[-1].startswith("anyshape features: interrupted;"), done.stderr
     assert not (tmp_path / "f.npz").exists()

@@ -7,9 +7,9 @@ its train step, an extension module initialising), Ctrl-C is held back until the
 Elsewhere Python raises KeyboardInterrupt in whatever Python code runs when SIGINT arrives. When
 that code was called by an extension that treats any Python error as a "no" and clears it, the
 interrupt is gone and the run goes on: TensorFlow's C++ `nest.flatten` calls
-`abc.__instancecheck__`, and a Ctrl-C landing there during TensorFlow's import (before that import
-was held back: 1 in 120 interrupts at random moments of `anyshape features`' start, 2 cores) let
-the run finish and exit 0. TensorFlow runs the same code when anyshape translates a model. The
+`abc.__instancecheck__`, and a Ctrl-C landing there during TensorFlow's import (1 in 120
+interrupts at random moments of `anyshape features`' start, 2 cores) let the run finish and exit
+0. TensorFlow runs the same code when anyshape translates a model. The
 command line's handler (`remember_interrupts`) therefore also remembers each interrupt, and the
 points where a run can stop cleanly (after the backend has loaded, before each batch of images)
 call `raise_if_interrupted`: an interrupt that was swallowed is raised there again. An interrupt
